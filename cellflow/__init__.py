@@ -1,0 +1,23 @@
+"""cellflow: conditional flow matching (I-CFM, OT-CFM, SB-CFM) for single-cell time courses
+and beyond.
+
+>>> import cellflow as cf
+>>> model = cf.FlowModel(dim=2, method="ot")
+"""
+
+from . import couplings, datasets, likelihood, matchers, metrics, networks, paths, solvers, training
+from .couplings import ConvergenceError, ExactOT, IndependentCoupling, PartialOT, SinkhornOT
+from .matchers import FlowMatcher, make_matcher
+from .model import FlowModel
+from .networks import MLP
+from .paths import BrownianBridgePath, LipmanPath, PathSample, StraightPath, VPPath
+from .training import TrainConfig, seed_everything
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FlowModel", "FlowMatcher", "make_matcher", "MLP", "TrainConfig", "seed_everything",
+    "StraightPath", "BrownianBridgePath", "LipmanPath", "VPPath", "PathSample",
+    "ExactOT", "SinkhornOT", "PartialOT", "IndependentCoupling", "ConvergenceError",
+    "couplings", "datasets", "likelihood", "matchers", "metrics", "networks", "paths", "solvers", "training",
+]

@@ -1,0 +1,428 @@
+r"""Minibatch couplings: which source sample is paired with which target sample.
+
+A :class:`Coupling` computes a transport plan :math:`P` between two minibatches and draws
+index pairs ``(i0, i1)`` from it. The indices are returned, so anything attached to the
+samples (labels, conditions, weights, time points) follows them: ``labels0[pairing.i0]``.
+
+- :class:`IndependentCoupling` — I-CFM: the product coupling.
+- :class:`ExactOT` — OT-CFM: the exact plan for the squared Euclidean cost, solved by POT's
+  network simplex *without* an iteration cap (a capped solve is refused, never used).
+  For equal, uniform batches the optimal plan is a permutation and, by default, every
+  sample is kept exactly once.
+- :class:`SinkhornOT` — SB-CFM: the entropic plan (log-domain Sinkhorn in torch, CPU or GPU,
+  with ε-scaling), balanced or unbalanced (KL-relaxed marginals, for growth and death).
+- :class:`PartialOT` — exact partial transport of a fraction of the mass.
+
+Every solver that does not converge raises :class:`ConvergenceError` (or warns, if asked);
+none silently falls back to another plan.
+
+Example
+-------
+>>> import torch
+>>> from cellflow.couplings import ExactOT
+>>> x0, x1 = torch.randn(64, 3), torch.randn(64, 3) + 2
+>>> p = ExactOT().pair(x0, x1)
+>>> sorted(p.i1.tolist()) == list(range(64))   # a permutation: nothing dropped or duplicated
+True
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+import ot
+import torch
+from torch import Tensor
+
+__all__ = [
+    "ConvergenceError",
+    "Pairing",
+    "Coupling",
+    "IndependentCoupling",
+    "ExactOT",
+    "SinkhornOT",
+    "PartialOT",
+    "squared_distances",
+    "sinkhorn_log",
+    "get_coupling",
+]
+
+
+class ConvergenceError(RuntimeError):
+    """An OT solver stopped before reaching its tolerance."""
+
+
+@dataclass
+class Pairing:
+    """Index pairs drawn from a coupling: ``x0[i0[k]]`` is paired with ``x1[i1[k]]``."""
+
+    i0: Tensor
+    i1: Tensor
+    plan: Tensor | None = None
+
+
+def squared_distances(x0: Tensor, x1: Tensor) -> Tensor:
+    """Squared Euclidean cost matrix between flattened samples, in float64."""
+    a = x0.reshape(x0.shape[0], -1).double()
+    b = x1.reshape(x1.shape[0], -1).double()
+    # ||a||^2 + ||b||^2 - 2ab is fast but loses precision; cdist is exact enough and fast.
+    return torch.cdist(a, b).pow_(2)
+
+
+def _weights(w: Tensor | np.ndarray | None, n: int, device) -> Tensor:
+    if w is None:
+        return torch.full((n,), 1.0 / n, dtype=torch.float64, device=device)
+    w = torch.as_tensor(w, dtype=torch.float64, device=device).reshape(-1)
+    if w.shape[0] != n:
+        raise ValueError(f"weights have {w.shape[0]} entries for {n} samples.")
+    if (w < 0).any() or not torch.isfinite(w).all():
+        raise ValueError("weights must be finite and non-negative.")
+    return w
+
+
+def _fail(msg: str, on_fail: str) -> None:
+    if on_fail == "raise":
+        raise ConvergenceError(msg)
+    warnings.warn(msg, RuntimeWarning, stacklevel=3)
+
+
+class Coupling(ABC):
+    """A rule that pairs the samples of two minibatches.
+
+    Parameters
+    ----------
+    replace
+        ``False`` (default): every source sample is used exactly once, paired with a target
+        drawn from its row of the plan (for equal uniform batches and exact OT, a permutation).
+        ``True``: draw pairs from the whole plan with replacement, as torchcfm does.
+    """
+
+    joint_by_default = False
+
+    def __init__(self, replace: bool | None = None):
+        self.replace = self.joint_by_default if replace is None else bool(replace)
+
+    @abstractmethod
+    def plan(self, x0: Tensor, x1: Tensor, a=None, b=None) -> Tensor:
+        """The transport plan, a float64 tensor of shape ``(len(x0), len(x1))``."""
+
+    def pair(
+        self,
+        x0: Tensor,
+        x1: Tensor,
+        *,
+        a=None,
+        b=None,
+        n: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Pairing:
+        """Pair ``x0`` with ``x1``.
+
+        Parameters
+        ----------
+        x0, x1
+            Minibatches of shape ``(n0, ...)`` and ``(n1, ...)``.
+        a, b
+            Sample weights (default uniform).
+        n
+            Number of pairs to return (default ``len(x0)``). Smaller than the batch when the
+            OT batch is larger than the training batch.
+        generator
+            Torch generator for every random draw.
+        """
+        P = self.plan(x0, x1, a, b)
+        return _pairs_from_plan(P, n if n is not None else x0.shape[0], self.replace, generator)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({args})"
+
+
+def _pairs_from_plan(P: Tensor, n: int, replace: bool, generator) -> Pairing:
+    n0 = P.shape[0]
+    dev = P.device
+    gen_dev = generator.device if generator is not None else torch.device("cpu")
+    if not replace:
+        if n > n0:
+            raise ValueError(f"cannot draw {n} pairs without replacement from {n0} source samples.")
+        rows = P.sum(1)
+        if (rows <= 0).any():
+            raise ValueError(
+                "some source samples carry no mass in the plan; use replace=True to draw pairs "
+                "from the whole plan (the default for unbalanced and partial couplings)."
+            )
+        if n < n0:
+            i0 = torch.randperm(n0, generator=generator, device=gen_dev)[:n].to(dev)
+        else:
+            i0 = torch.arange(n0, device=dev)
+        sub = P[i0]
+        if bool(((sub > 0).sum(1) == 1).all()):  # deterministic rows (exact OT): no sampling
+            i1 = sub.argmax(1)
+        else:
+            i1 = torch.multinomial((sub / sub.sum(1, keepdim=True)).to(gen_dev), 1, generator=generator)
+            i1 = i1.reshape(-1).to(dev)
+        return Pairing(i0=i0, i1=i1, plan=P)
+    flat = P.reshape(-1)
+    nz = torch.nonzero(flat > 0).reshape(-1)  # at most n0 + n1 - 1 entries for exact plans
+    w = flat[nz]
+    pick = torch.multinomial((w / w.sum()).to(gen_dev), n, replacement=True, generator=generator).to(dev)
+    k = nz[pick]
+    return Pairing(i0=k // P.shape[1], i1=k % P.shape[1], plan=P)
+
+
+class IndependentCoupling(Coupling):
+    """The product coupling (I-CFM): minibatches are already independent random draws,
+    so ``x0[k]`` is paired with ``x1[k]`` (or a random ``x1`` when the sizes differ)."""
+
+    def plan(self, x0, x1, a=None, b=None):
+        a = _weights(a, x0.shape[0], x0.device)
+        b = _weights(b, x1.shape[0], x0.device)
+        return torch.outer(a / a.sum(), b / b.sum())
+
+    def pair(self, x0, x1, *, a=None, b=None, n=None, generator=None):
+        if a is not None or b is not None:
+            return super().pair(x0, x1, a=a, b=b, n=n, generator=generator)
+        n0, n1 = x0.shape[0], x1.shape[0]
+        n = n0 if n is None else n
+        gen_dev = generator.device if generator is not None else torch.device("cpu")
+        if n < n0:
+            i0 = torch.randperm(n0, generator=generator, device=gen_dev)[:n].to(x0.device)
+        elif n == n0:
+            i0 = torch.arange(n0, device=x0.device)
+        else:
+            i0 = torch.randint(n0, (n,), generator=generator, device=gen_dev).to(x0.device)
+        if n == n1 and n == n0:
+            i1 = torch.arange(n1, device=x0.device)
+        else:
+            i1 = torch.randint(n1, (n,), generator=generator, device=gen_dev).to(x0.device)
+        return Pairing(i0=i0, i1=i1, plan=None)
+
+
+class ExactOT(Coupling):
+    """Exact optimal transport for the squared Euclidean cost (OT-CFM).
+
+    Parameters
+    ----------
+    replace
+        See :class:`Coupling`.
+    max_iter
+        Iteration cap of the network simplex. ``None`` (default): effectively unbounded, so
+        the plan is optimal at every batch size. If the cap is reached,
+        :class:`ConvergenceError` is raised (or a warning, with ``on_fail="warn"``).
+    """
+
+    def __init__(self, replace: bool | None = None, *, max_iter: int | None = None, on_fail: str = "raise"):
+        super().__init__(replace)
+        self.max_iter = max_iter
+        self.on_fail = on_fail
+
+    def plan(self, x0, x1, a=None, b=None):
+        C = squared_distances(x0, x1)
+        a = _weights(a, x0.shape[0], "cpu").numpy()
+        b = _weights(b, x1.shape[0], "cpu").numpy()
+        if not math.isclose(a.sum(), b.sum(), rel_tol=1e-9):
+            b = b * (a.sum() / b.sum())
+        max_iter = self.max_iter if self.max_iter is not None else 2**31 - 1
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # we check the result code ourselves
+            G, log = ot.emd(a, b, C.cpu().numpy(), numItermax=max_iter, log=True)
+        if log["result_code"] != 1:
+            _fail(
+                f"exact OT did not reach the optimum ({log['warning']}); raise max_iter "
+                f"(now {max_iter}) or leave it at None.",
+                self.on_fail,
+            )
+        return torch.from_numpy(G).to(x0.device)
+
+
+def sinkhorn_log(
+    a: Tensor,
+    b: Tensor,
+    C: Tensor,
+    eps: float,
+    *,
+    reg_m: float | None = None,
+    tol: float = 1e-6,
+    max_iter: int = 20000,
+    eps_scaling: bool = True,
+    omega: float = 1.5,
+    on_fail: str = "raise",
+) -> Tensor:
+    r"""Entropic optimal transport by Sinkhorn iterations in the log domain.
+
+    Solves :math:`\min_P \langle P, C\rangle + \varepsilon\,\mathrm{KL}(P \,|\, a b^\top)`
+    (+ :math:`\rho\,\mathrm{KL}(P1|a) + \rho\,\mathrm{KL}(P^\top 1|b)` when ``reg_m = ρ`` is given:
+    unbalanced OT). With potentials :math:`f, g` the plan is
+    :math:`P_{ij} = a_i b_j \exp((f_i + g_j - C_{ij})/\varepsilon)`; the updates
+    :math:`f_i = -\tau\varepsilon\,\mathrm{LSE}_j(\log b_j + (g_j - C_{ij})/\varepsilon)` with
+    :math:`\tau = \rho/(\rho+\varepsilon)` (1 when balanced) work on logarithms only, so the
+    kernel never underflows however small :math:`\varepsilon` is against the costs.
+    ε-scaling (annealing ε down from the cost scale) keeps the iteration count low.
+
+    Parameters
+    ----------
+    a, b
+        Marginal weights (torch, any device).
+    C
+        Cost matrix, same device.
+    eps
+        Entropic regularisation ε > 0, on the scale of ``C`` (raw costs are fine).
+    reg_m
+        Marginal relaxation ρ for unbalanced OT (``None``: balanced).
+    tol
+        Stop when the summed L1 errors of both marginals (balanced) or the largest change of the
+        scaled potentials (unbalanced) is below ``tol``.
+    max_iter
+        Maximum number of iterations at the final ε.
+    eps_scaling
+        Anneal ε geometrically from ``max(C)`` to ``eps``.
+    omega
+        Over-relaxation of the balanced updates at the final ε,
+        :math:`f \leftarrow (1-\omega) f + \omega f_{new}` (Thibault et al. 2017);
+        1 is plain Sinkhorn. Ignored for unbalanced OT.
+    on_fail
+        ``"raise"`` (default) or ``"warn"`` when ``tol`` is not reached.
+
+    Returns
+    -------
+    The plan, a tensor of shape ``C.shape``.
+    """
+    if not eps > 0:
+        raise ValueError(f"eps must be > 0, got {eps}.")
+    C = C.double()
+    a, b = a.double().to(C.device), b.double().to(C.device)
+    loga, logb = a.log(), b.log()
+    f = torch.zeros_like(a)
+    g = torch.zeros_like(b)
+    tau = 1.0 if reg_m is None else reg_m / (reg_m + eps)
+
+    def step(e: float, f: Tensor, g: Tensor, w: float = 1.0):
+        f_new = -tau * e * torch.logsumexp(logb[None, :] + (g[None, :] - C) / e, dim=1)
+        if w != 1.0:
+            f_new = (1 - w) * f + w * f_new
+        g_new = -tau * e * torch.logsumexp(loga[:, None] + (f_new[:, None] - C) / e, dim=0)
+        if w != 1.0:
+            g_new = (1 - w) * g + w * g_new
+        return f_new, g_new
+
+    def marginal_error(e: float, f: Tensor, g: Tensor) -> float:
+        logP = loga[:, None] + logb[None, :] + (f[:, None] + g[None, :] - C) / e
+        rows = (torch.logsumexp(logP, 1).exp() - a).abs().sum()
+        cols = (torch.logsumexp(logP, 0).exp() - b).abs().sum()  # non-zero when over-relaxed
+        return (rows + cols).item()
+
+    if eps_scaling:
+        cmax = float(C.max()) if C.numel() else 0.0
+        e = cmax
+        while e > 2 * eps:
+            for _ in range(10):
+                f, g = step(e, f, g)
+            e /= 2
+    converged = False
+    err = float("inf")
+    w = omega if reg_m is None else 1.0
+    for it in range(max_iter):
+        f_old = f
+        f, g = step(eps, f, g, w)
+        if it % 10 == 9 or it == max_iter - 1:
+            if reg_m is None:
+                err = marginal_error(eps, f, g)
+            else:
+                err = ((f - f_old).abs().max() / eps).item()
+            if not math.isfinite(err):
+                break
+            if err <= tol:
+                converged = True
+                break
+    if not converged:
+        _fail(
+            f"Sinkhorn did not converge: marginal error {err:.3g} > tol {tol:g} after {max_iter} "
+            f"iterations at eps={eps:g}. Increase eps or max_iter, or loosen tol.",
+            on_fail,
+        )
+    return (loga[:, None] + logb[None, :] + (f[:, None] + g[None, :] - C) / eps).exp()
+
+
+class SinkhornOT(Coupling):
+    r"""Entropic OT coupling (SB-CFM uses ε = 2σ²), balanced or unbalanced.
+
+    Parameters
+    ----------
+    eps
+        Entropic regularisation on the raw squared Euclidean costs.
+    reg_m
+        Marginal relaxation for unbalanced OT (``None``: balanced). Unbalanced plans are
+        sampled jointly (``replace=True``) by default, so that mass created or destroyed is
+        reflected in how often a sample is drawn.
+    tol, max_iter, on_fail
+        See :func:`sinkhorn_log`.
+    """
+
+    def __init__(
+        self,
+        eps: float,
+        *,
+        reg_m: float | None = None,
+        replace: bool | None = None,
+        tol: float = 1e-6,
+        max_iter: int = 20000,
+        on_fail: str = "raise",
+    ):
+        if not eps > 0:
+            raise ValueError(f"eps must be > 0, got {eps}.")
+        super().__init__(replace if replace is not None else reg_m is not None)
+        self.eps = float(eps)
+        self.reg_m = reg_m
+        self.tol = tol
+        self.max_iter = max_iter
+        self.on_fail = on_fail
+
+    def plan(self, x0, x1, a=None, b=None):
+        C = squared_distances(x0, x1)
+        a = _weights(a, x0.shape[0], C.device)
+        b = _weights(b, x1.shape[0], C.device)
+        return sinkhorn_log(
+            a, b, C, self.eps, reg_m=self.reg_m, tol=self.tol, max_iter=self.max_iter, on_fail=self.on_fail
+        )
+
+
+class PartialOT(Coupling):
+    """Exact partial OT: transport only a fraction ``mass`` of the total mass (POT's
+    ``partial_wasserstein``), leaving outliers unmatched. Pairs are drawn from the plan."""
+
+    joint_by_default = True
+
+    def __init__(self, mass: float = 0.9, replace: bool | None = None):
+        if not 0 < mass <= 1:
+            raise ValueError(f"mass must be in (0, 1], got {mass}.")
+        super().__init__(replace)
+        self.mass = float(mass)
+
+    def plan(self, x0, x1, a=None, b=None):
+        C = squared_distances(x0, x1).cpu().numpy()
+        a = _weights(a, x0.shape[0], "cpu").numpy()
+        b = _weights(b, x1.shape[0], "cpu").numpy()
+        m = self.mass * min(a.sum(), b.sum())
+        G = ot.partial.partial_wasserstein(a, b, C, m=m)
+        return torch.from_numpy(np.asarray(G)).to(x0.device)
+
+
+def get_coupling(name: str | Coupling | None, **kwargs) -> Coupling:
+    """A coupling by name: ``"independent"``, ``"exact"``, ``"sinkhorn"``, ``"partial"``."""
+    if isinstance(name, Coupling):
+        return name
+    table = {
+        None: IndependentCoupling,
+        "independent": IndependentCoupling,
+        "exact": ExactOT,
+        "sinkhorn": SinkhornOT,
+        "unbalanced": SinkhornOT,
+        "partial": PartialOT,
+    }
+    if name not in table:
+        raise ValueError(f"unknown coupling {name!r}; choose from {sorted(k for k in table if k)}.")
+    return table[name](**kwargs)

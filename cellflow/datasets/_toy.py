@@ -1,0 +1,68 @@
+"""Two-dimensional toy distributions of the OT-CFM paper's 2-D benchmark, drawn in torch
+(cheap, and reproducible from a ``torch.Generator``).
+
+- ``normal``: :math:`\\mathcal N(0, I_2)` (the paper's "N");
+- ``8gaussians``: eight Gaussians of variance 0.1 on a circle of radius 5 (as in torchcfm);
+- ``moons``: two interleaving half circles with Gaussian noise 0.2, scaled by 3 and shifted by −1
+  (as torchcfm's ``sample_moons``);
+- ``scurve``: the 2-D projection (x, z) of scikit-learn's S-curve, noise 0.1, scaled by 1.5
+  (our definition; the paper's runner differs in scale, so compare W2 across methods here).
+
+Example
+-------
+>>> import torch
+>>> from cellflow.datasets import toy_sample
+>>> toy_sample("moons", 5, generator=torch.Generator().manual_seed(0)).shape
+torch.Size([5, 2])
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = ["toy_sample", "TOY_DISTRIBUTIONS"]
+
+
+def _normal(n, g):
+    return torch.randn(n, 2, generator=g)
+
+
+def _eight_gaussians(n, g, scale=5.0, var=0.1):
+    angles = torch.arange(8) * (math.pi / 4)
+    centers = torch.stack([torch.cos(angles), torch.sin(angles)], 1) * scale
+    idx = torch.randint(8, (n,), generator=g)
+    return centers[idx] + math.sqrt(var) * torch.randn(n, 2, generator=g)
+
+
+def _moons(n, g, noise=0.2):
+    n_out = n // 2
+    n_in = n - n_out
+    a_out = torch.rand(n_out, generator=g) * math.pi
+    a_in = torch.rand(n_in, generator=g) * math.pi
+    outer = torch.stack([torch.cos(a_out), torch.sin(a_out)], 1)
+    inner = torch.stack([1 - torch.cos(a_in), 0.5 - torch.sin(a_in)], 1)
+    x = torch.cat([outer, inner])[torch.randperm(n, generator=g)]
+    x = x + noise * torch.randn(n, 2, generator=g)
+    return x * 3 - 1
+
+
+def _scurve(n, g, noise=0.1):
+    t = 3 * math.pi * (torch.rand(n, generator=g) - 0.5)
+    x = torch.sin(t)
+    z = torch.sign(t) * (torch.cos(t) - 1)
+    pts = torch.stack([x, z], 1) + noise * torch.randn(n, 2, generator=g)
+    return pts * 1.5
+
+
+TOY_DISTRIBUTIONS = {"normal": _normal, "8gaussians": _eight_gaussians, "moons": _moons, "scurve": _scurve}
+
+
+def toy_sample(name: str, n: int, *, generator: torch.Generator | None = None) -> Tensor:
+    """``n`` samples (float32, shape ``(n, 2)``) of a toy distribution by name."""
+    key = {"n": "normal", "gaussian": "normal", "8gauss": "8gaussians"}.get(name.lower(), name.lower())
+    if key not in TOY_DISTRIBUTIONS:
+        raise ValueError(f"unknown toy distribution {name!r}; choose from {sorted(TOY_DISTRIBUTIONS)}.")
+    return TOY_DISTRIBUTIONS[key](int(n), generator).float()

@@ -1,0 +1,153 @@
+r"""Conditional flow matchers: a probability path plus a minibatch coupling.
+
+========  ==================================  ==========================================
+method    path                                coupling
+========  ==================================  ==========================================
+``icfm``  :class:`~cellflow.paths.StraightPath`        independent (I-CFM)
+``ot``    :class:`~cellflow.paths.StraightPath`        exact OT, squared Euclidean (OT-CFM)
+``sb``    :class:`~cellflow.paths.BrownianBridgePath`  entropic OT, ε = 2σ² (SB-CFM)
+``fm``    :class:`~cellflow.paths.LipmanPath`          independent, N(0, I) source only
+``vp``    :class:`~cellflow.paths.VPPath`              independent
+========  ==================================  ==========================================
+
+Example
+-------
+>>> import torch
+>>> from cellflow.matchers import make_matcher
+>>> fm = make_matcher("ot", sigma=0.1)
+>>> x0, x1 = torch.randn(128, 2), torch.randn(128, 2) + 3
+>>> labels = torch.arange(128)
+>>> s = fm.sample(x0, x1)
+>>> bool((s.x0 == x0[s.i0]).all()), labels[s.i1].shape   # labels follow their samples
+(True, torch.Size([128]))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .couplings import Coupling, ExactOT, IndependentCoupling, SinkhornOT
+from .paths import BrownianBridgePath, LipmanPath, PathSample, ProbPath, StraightPath, VPPath
+
+__all__ = ["MatchedSample", "FlowMatcher", "make_matcher", "METHODS", "DEFAULT_SIGMA"]
+
+METHODS = ("icfm", "ot", "sb", "fm", "vp")
+DEFAULT_SIGMA = {"icfm": 0.1, "ot": 0.1, "sb": 1.0, "fm": 0.0, "vp": 0.1}
+_ALIASES = {"i": "icfm", "cfm": "icfm", "i-cfm": "icfm", "otcfm": "ot", "ot-cfm": "ot", "exact": "ot",
+            "sbcfm": "sb", "sb-cfm": "sb", "lipman": "fm", "trig": "vp"}
+
+
+@dataclass
+class MatchedSample(PathSample):
+    """A :class:`~cellflow.paths.PathSample` plus the pairing indices: ``x0 = x0_batch[i0]``,
+    ``x1 = x1_batch[i1]``; index labels, conditions or weights with them."""
+
+    i0: Tensor = None
+    i1: Tensor = None
+
+
+class FlowMatcher:
+    """Pairs two minibatches with a coupling, then samples a conditional path.
+
+    Parameters
+    ----------
+    path
+        The conditional probability path.
+    coupling
+        How the two minibatches are paired (default: independent).
+    """
+
+    def __init__(self, path: ProbPath, coupling: Coupling | None = None, name: str | None = None):
+        self.path = path
+        self.coupling = coupling if coupling is not None else IndependentCoupling()
+        self.name = name or type(path).__name__
+
+    @property
+    def sigma(self) -> float:
+        return self.path.sigma
+
+    @property
+    def has_score(self) -> bool:
+        """Whether the path defines a conditional score (the SB path)."""
+        return hasattr(self.path, "score")
+
+    def sample(
+        self,
+        x0: Tensor,
+        x1: Tensor,
+        t: Tensor | float | None = None,
+        *,
+        a=None,
+        b=None,
+        n: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> MatchedSample:
+        """Pair ``x0`` with ``x1`` and draw ``(t, x_t, u_t)``.
+
+        Parameters
+        ----------
+        x0, x1
+            Source and target minibatches (the OT batch; their sizes may differ).
+        t
+            Explicit times for the ``n`` pairs (default uniform on [0, 1]).
+        a, b
+            Optional sample weights for the coupling.
+        n
+            Number of pairs to return (default ``len(x0)``): a training batch smaller than the
+            OT batch.
+        generator
+            Torch generator controlling the pairing, ``t`` and the noise.
+        """
+        if x0.shape[1:] != x1.shape[1:]:
+            raise ValueError(
+                f"source and target samples differ in shape: {tuple(x0.shape[1:])} vs {tuple(x1.shape[1:])}."
+            )
+        p = self.coupling.pair(x0, x1, a=a, b=b, n=n, generator=generator)
+        s = self.path.sample(x0[p.i0], x1[p.i1], t, generator=generator)
+        return MatchedSample(**vars(s), i0=p.i0, i1=p.i1)
+
+    def score_target(self, s: PathSample) -> tuple[Tensor, Tensor]:
+        r"""For the SB path: the conditional score and its weight :math:`\lambda(t)`."""
+        if not self.has_score:
+            raise ValueError(f"{self.name} has no score; only method='sb' trains a score network.")
+        return self.path.score(s), self.path.score_weight(s.t)
+
+    def __repr__(self) -> str:
+        return f"FlowMatcher({self.name}: {self.path!r}, {self.coupling!r})"
+
+
+def canonical_method(method: str) -> str:
+    m = str(method).lower()
+    m = _ALIASES.get(m, m)
+    if m not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}.")
+    return m
+
+
+def make_matcher(method: str = "ot", sigma: float | None = None, **coupling_kwargs) -> FlowMatcher:
+    """The flow matcher of a method by name (see the table above).
+
+    Parameters
+    ----------
+    method
+        ``"icfm"``, ``"ot"``, ``"sb"``, ``"fm"`` or ``"vp"``.
+    sigma
+        Path noise (σ; σ_min for ``fm``). Default per method: :data:`DEFAULT_SIGMA`.
+    **coupling_kwargs
+        Passed to the coupling (e.g. ``replace=True``, ``tol=1e-5``).
+    """
+    m = canonical_method(method)
+    sigma = DEFAULT_SIGMA[m] if sigma is None else sigma
+    if m == "icfm":
+        return FlowMatcher(StraightPath(sigma), IndependentCoupling(**coupling_kwargs), "I-CFM")
+    if m == "ot":
+        return FlowMatcher(StraightPath(sigma), ExactOT(**coupling_kwargs), "OT-CFM")
+    if m == "sb":
+        path = BrownianBridgePath(sigma)  # refuses sigma <= 0 with a clear message
+        return FlowMatcher(path, SinkhornOT(eps=2 * path.sigma**2, **coupling_kwargs), "SB-CFM")
+    if m == "fm":
+        return FlowMatcher(LipmanPath(sigma), IndependentCoupling(**coupling_kwargs), "FM")
+    return FlowMatcher(VPPath(sigma), IndependentCoupling(**coupling_kwargs), "VP-CFM")

@@ -1,0 +1,343 @@
+r"""`FlowModel`: learn a flow from a source to a target distribution of vectors.
+
+Example
+-------
+>>> import torch
+>>> import cellflow as cf
+>>> from cellflow.datasets import toy_sample
+>>> model = cf.FlowModel(dim=2, method="ot", seed=0)
+>>> hist = model.fit(lambda n, g: toy_sample("8gaussians", n, generator=g),
+...                  lambda n, g: toy_sample("moons", n, generator=g), steps=20, progress=False)
+>>> model.transport(toy_sample("8gaussians", 10)).shape
+torch.Size([10, 2])
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor
+from torch.distributions import Normal
+
+from .likelihood import log_likelihood
+from .matchers import DEFAULT_SIGMA, canonical_method, make_matcher
+from .networks import MLP
+from .solvers import Trajectory, integrate_ode, integrate_sde
+from .training import TrainConfig, Trainer, TrainHistory, seed_everything
+
+__all__ = ["FlowModel", "Sampler", "as_sampler"]
+
+Sampler = Callable[[int, torch.Generator], Tensor]
+FORMAT_VERSION = 1
+
+
+def as_sampler(data: Tensor | Sampler, name: str) -> tuple[Sampler, int | None]:
+    """Turn a tensor (rows drawn with replacement) or a callable ``f(n, generator)`` into a
+    sampler returning ``(samples, row_indices or None)``."""
+    if callable(data) and not isinstance(data, Tensor):
+        return (lambda n, g: (data(n, g), None)), None
+    x = torch.as_tensor(data)
+    if x.dim() < 2 or x.shape[0] == 0:
+        raise ValueError(f"{name} must have shape (n_samples, ...) with n_samples > 0, got {tuple(x.shape)}.")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or inf values; remove or impute them first.")
+    x = x.float() if not x.is_floating_point() else x
+
+    def sample(n, g):
+        idx = torch.randint(x.shape[0], (n,), generator=g)
+        return x[idx], idx
+
+    return sample, x.shape[0]
+
+
+class FlowModel:
+    """A conditional flow-matching model for vectors: one network :math:`v_\\theta(t, x)` and,
+    for SB-CFM, an optional score network :math:`s_\\theta(t, x)`.
+
+    Parameters
+    ----------
+    dim
+        Number of features.
+    method
+        ``"ot"`` (OT-CFM, default), ``"icfm"``, ``"sb"``, ``"fm"`` (from N(0, I) only), ``"vp"``.
+    sigma
+        Path noise σ (default per method: 0.1, SB 1.0, FM 0).
+    hidden, activation
+        MLP widths and activation (paper default: three layers of 64, SELU).
+    cond_dim, n_classes
+        Condition the field on covariates or on class labels of the *target* samples.
+    train_score
+        Also train a score network (SB only; default True for SB) to sample the SDE.
+    seed
+        Seeds weight initialisation and every training draw.
+    coupling_kwargs
+        Passed to the coupling (e.g. ``{"replace": True}``).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        method: str = "ot",
+        sigma: float | None = None,
+        *,
+        hidden: tuple[int, ...] = (64, 64, 64),
+        activation: str = "selu",
+        cond_dim: int = 0,
+        n_classes: int = 0,
+        train_score: bool | None = None,
+        seed: int = 0,
+        coupling_kwargs: dict | None = None,
+    ):
+        self.method = canonical_method(method)
+        self.sigma = float(DEFAULT_SIGMA[self.method] if sigma is None else sigma)
+        self.coupling_kwargs = dict(coupling_kwargs or {})
+        self.matcher = make_matcher(self.method, self.sigma, **self.coupling_kwargs)
+        self.seed = int(seed)
+        train_score = self.matcher.has_score if train_score is None else bool(train_score)
+        if train_score and not self.matcher.has_score:
+            raise ValueError("train_score=True needs method='sb' (only the SB path has a score).")
+        torch.manual_seed(self.seed)
+        net_cfg = dict(dim=int(dim), hidden=list(hidden), activation=activation, cond_dim=cond_dim, n_classes=n_classes)
+        self.net = MLP(**net_cfg)
+        self.score_net = MLP(**net_cfg) if train_score else None
+        self.history: TrainHistory | None = None
+        self.train_config: TrainConfig | None = None
+        self._ema_state: dict | None = None
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def dim(self) -> int:
+        return self.net.config["dim"]
+
+    @property
+    def modules(self) -> dict:
+        m = {"net": self.net}
+        if self.score_net is not None:
+            m["score_net"] = self.score_net
+        return m
+
+    @property
+    def config(self) -> dict:
+        """Everything needed to rebuild the model (JSON-serialisable)."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "class": type(self).__name__,
+            "method": self.method,
+            "sigma": self.sigma,
+            "seed": self.seed,
+            "net": self.net.config,
+            "train_score": self.score_net is not None,
+            "coupling_kwargs": self.coupling_kwargs,
+        }
+
+    # ------------------------------------------------------------------ training
+    def _make_batch_fn(self, source, target, batch_size: int, ot_batch_size: int | None, target_cond: Tensor | None):
+        draw0, _ = as_sampler(source, "source")
+        draw1, n1 = as_sampler(target, "target")
+        if target_cond is not None:
+            target_cond = torch.as_tensor(target_cond)
+            if n1 is None or target_cond.shape[0] != n1:
+                raise ValueError("target_cond needs a target tensor with one condition per row.")
+        m = max(batch_size, ot_batch_size or batch_size)
+        matcher = self.matcher
+
+        def make_batch(g: torch.Generator):
+            x0, _ = draw0(m, g)
+            x1, idx1 = draw1(m, g)
+            if x0.shape[1:] != x1.shape[1:] or x0[0].numel() != self.dim:
+                raise ValueError(
+                    f"source samples {tuple(x0.shape[1:])} and target samples {tuple(x1.shape[1:])} must "
+                    f"have the model's {self.dim} features."
+                )
+            s = matcher.sample(x0, x1, n=batch_size, generator=g)
+            cond = target_cond[idx1[s.i1]] if target_cond is not None else None
+            return s, cond
+
+        return make_batch
+
+    def loss(self, batch) -> Tensor:
+        """Flow-matching loss (plus the weighted score loss for SB with a score network)."""
+        s, cond = batch
+        v = self.net(s.t, s.x_t, cond)
+        loss = (v - s.u_t).pow(2).mean()
+        if self.score_net is not None:
+            score, lam = self.matcher.score_target(s)
+            lam = lam.reshape(-1, *([1] * (score.dim() - 1)))
+            st = self.score_net(s.t, s.x_t, cond)
+            loss = loss + (lam * st - lam * score).pow(2).mean()
+        return loss
+
+    def fit(
+        self,
+        source: Tensor | Sampler,
+        target: Tensor | Sampler,
+        *,
+        steps: int = 2000,
+        batch_size: int = 256,
+        ot_batch_size: int | None = None,
+        target_cond: Tensor | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-5,
+        grad_clip: float | None = None,
+        ema_decay: float | None = None,
+        warmup_steps: int = 0,
+        val_fn: Callable[["FlowModel"], float] | None = None,
+        val_every: int = 0,
+        patience: int | None = None,
+        prefetch: int = 4,
+        workers: int = 2,
+        progress: bool = True,
+        checkpoint_dir: str | None = None,
+        checkpoint_every: int = 0,
+        resume: bool = False,
+    ) -> TrainHistory:
+        """Train the flow from ``source`` to ``target``.
+
+        Parameters
+        ----------
+        source, target
+            Tensors of samples (minibatches are drawn with replacement), or callables
+            ``f(n, generator) -> Tensor`` that draw fresh samples.
+        steps, batch_size
+            Optimiser steps and pairs per step.
+        ot_batch_size
+            Couple minibatches of this size, then train on ``batch_size`` of the pairs.
+        target_cond
+            Per-row labels or covariates of ``target`` (needs ``n_classes`` or ``cond_dim``);
+            they follow their rows through the pairing.
+        lr, weight_decay, grad_clip, ema_decay, warmup_steps, val_every, patience,
+        prefetch, workers, progress, checkpoint_dir, checkpoint_every
+            See :class:`cellflow.training.TrainConfig`.
+        val_fn
+            ``val_fn(model) -> float`` (lower is better), for validation and early stopping.
+        resume
+            Continue from the checkpoint in ``checkpoint_dir``.
+        """
+        cfg = TrainConfig(steps=steps, lr=lr, weight_decay=weight_decay, grad_clip=grad_clip, ema_decay=ema_decay,
+                          warmup_steps=warmup_steps, val_every=val_every, patience=patience, prefetch=prefetch, workers=workers,
+                          progress=progress, checkpoint_every=checkpoint_every, checkpoint_dir=checkpoint_dir)
+        seed_everything(self.seed)
+        make_batch = self._make_batch_fn(source, target, batch_size, ot_batch_size, target_cond)
+        trainer = Trainer(self.modules, make_batch, self.loss, cfg,
+                          val_fn=(lambda: val_fn(self)) if val_fn is not None else None)
+        self.history = trainer.run(seed=self.seed, resume=resume)
+        self.train_config = cfg
+        self._ema_state = trainer.inference_state() if trainer.ema else None
+        if self._ema_state is not None:
+            for k, m in self.modules.items():
+                m.load_state_dict(self._ema_state[k])
+        return self.history
+
+    # ------------------------------------------------------------------ inference
+    def velocity(self, t: Tensor | float, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        """The learned vector field :math:`v_\\theta(t, x)`."""
+        return self.net(t, x, cond)
+
+    def score(self, t: Tensor | float, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        """The learned score :math:`s_\\theta(t, x)` (SB models with a score network)."""
+        if self.score_net is None:
+            raise ValueError("this model has no score network; build it with method='sb', train_score=True.")
+        return self.score_net(t, x, cond)
+
+    def _field(self, cond):
+        return lambda t, x: self.net(t, x, cond)
+
+    def transport(
+        self,
+        x0: Tensor,
+        t0: float = 0.0,
+        t1: float = 1.0,
+        *,
+        method: str = "dopri5",
+        steps: int | None = None,
+        atol: float = 1e-5,
+        rtol: float = 1e-5,
+        cond: Tensor | None = None,
+        n_points: int | None = None,
+        return_trajectory: bool = False,
+    ) -> Tensor | Trajectory:
+        """Push ``x0`` from time ``t0`` to ``t1`` along the ODE (backwards if ``t1 < t0``).
+
+        ``n_points`` saves that many evenly spaced states; ``return_trajectory`` returns the
+        :class:`~cellflow.solvers.Trajectory` (with the NFE) instead of the end points.
+        """
+        x0 = torch.as_tensor(x0, dtype=next(self.net.parameters()).dtype)
+        grid = torch.linspace(t0, t1, n_points, dtype=x0.dtype) if n_points else (t0, t1)
+        with torch.no_grad():
+            tr = integrate_ode(self._field(cond), x0, grid, method=method, steps=steps, atol=atol, rtol=rtol,
+                               save_every_step=bool(return_trajectory and method in ("euler", "midpoint", "rk4")
+                                                    and not n_points))
+        return tr if return_trajectory else tr.end
+
+    def sample_sde(
+        self,
+        x0: Tensor,
+        t0: float = 0.0,
+        t1: float = 1.0,
+        *,
+        steps: int = 100,
+        cond: Tensor | None = None,
+        seed: int | None = None,
+        return_trajectory: bool = False,
+    ) -> Tensor | Trajectory:
+        """Euler–Maruyama sample of the learned Schrödinger bridge SDE,
+        :math:`dX = (v_\\theta + \\tfrac{\\sigma^2}{2} s_\\theta)\\,dt + \\sigma\\,dW` (forward in time)."""
+        if self.score_net is None:
+            raise ValueError("sample_sde needs an SB model with a score network (method='sb').")
+        if t1 < t0:
+            raise ValueError("sample_sde runs forward in time (t1 > t0).")
+        g2 = self.sigma**2
+        drift = lambda t, x: self.net(t, x, cond) + 0.5 * g2 * self.score_net(t, x, cond)  # noqa: E731
+        gen = torch.Generator().manual_seed(self.seed if seed is None else seed)
+        with torch.no_grad():
+            tr = integrate_sde(drift, torch.as_tensor(x0).float(), (t0, t1), sigma=self.sigma, steps=steps,
+                               generator=gen, save_every_step=return_trajectory)
+        return tr if return_trajectory else tr.end
+
+    def log_likelihood(self, x1: Tensor, base_log_prob: Callable[[Tensor], Tensor] | None = None, **kwargs) -> Tensor:
+        """Log-density of ``x1`` at t = 1 when the flow starts from ``base_log_prob`` at t = 0
+        (default: standard normal). Keyword arguments go to
+        :func:`cellflow.likelihood.log_likelihood`."""
+        if base_log_prob is None:
+            base_log_prob = lambda x: Normal(0.0, 1.0).log_prob(x).reshape(x.shape[0], -1).sum(1)  # noqa: E731
+        return log_likelihood(lambda t, x: self.net(t, x), torch.as_tensor(x1).float(), base_log_prob, **kwargs)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path, overwrite: bool = False) -> None:
+        """Write ``config.json`` and ``model.pt`` (state dicts only) to the folder ``path``."""
+        path = Path(path)
+        if (path / "model.pt").exists() and not overwrite:
+            raise FileExistsError(f"{path} already holds a model; pass overwrite=True to replace it.")
+        path.mkdir(parents=True, exist_ok=True)
+        torch.save({k: m.state_dict() for k, m in self.modules.items()}, path / "model.pt")
+        cfg = self.config
+        if self.history is not None:
+            cfg["history"] = {"steps": self.history.steps, "seconds": self.history.seconds,
+                              "final_loss": self.history.loss[-1] if self.history.loss else None}
+        (path / "config.json").write_text(json.dumps(cfg, indent=2))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "FlowModel":
+        """Load a model saved by :meth:`save` (``torch.load(..., weights_only=True)``)."""
+        path = Path(path)
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(f"no config.json in {path}: is it a folder written by FlowModel.save?")
+        cfg = json.loads((path / "config.json").read_text())
+        if cfg.get("class") != cls.__name__:
+            raise ValueError(f"{path} holds a {cfg.get('class')}, not a {cls.__name__}.")
+        net = cfg["net"]
+        model = cls(net["dim"], cfg["method"], cfg["sigma"], hidden=tuple(net["hidden"]), activation=net["activation"],
+                    cond_dim=net["cond_dim"], n_classes=net["n_classes"], train_score=cfg["train_score"],
+                    seed=cfg["seed"], coupling_kwargs=cfg.get("coupling_kwargs"))
+        state = torch.load(path / "model.pt", weights_only=True)
+        for k, m in model.modules.items():
+            m.load_state_dict(state[k])
+            m.eval()
+        return model
+
+    def __repr__(self) -> str:
+        return f"FlowModel(dim={self.dim}, method={self.method!r}, sigma={self.sigma}, score={self.score_net is not None})"
+
