@@ -1,0 +1,181 @@
+"""Couplings against POT and against what an optimal plan must satisfy."""
+
+import numpy as np
+import ot
+import pytest
+import torch
+
+from cellflow.couplings import (
+    ConvergenceError,
+    ExactOT,
+    IndependentCoupling,
+    PartialOT,
+    SinkhornOT,
+    sinkhorn_log,
+    squared_distances,
+)
+from cellflow.matchers import make_matcher
+
+
+def pts(n, d, seed=0, shift=1.0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g, dtype=torch.float64), torch.randn(n, d, generator=g, dtype=torch.float64) + shift
+
+
+@pytest.mark.parametrize("n0,n1", [(20, 20), (15, 25)])
+def test_exact_plan_equals_pot_emd(n0, n1):
+    x0, _ = pts(n0, 3, 1)
+    _, x1 = pts(n1, 3, 2)
+    P = ExactOT().plan(x0, x1).numpy()
+    M = ot.dist(x0.numpy(), x1.numpy())
+    P_ref = ot.emd(ot.unif(n0), ot.unif(n1), M, numItermax=10**7)
+    assert np.isclose((P * M).sum(), (P_ref * M).sum(), rtol=1e-12)
+    np.testing.assert_allclose(P, P_ref, atol=1e-12)  # unique optimum for continuous random data
+
+
+def test_permutation_plan_is_recovered_exactly():
+    x1, _ = pts(50, 4)
+    perm = torch.randperm(50, generator=torch.Generator().manual_seed(3))
+    x0 = x1[perm] + 1e-3  # the optimal map sends x0[k] to x1[perm[k]]
+    p = ExactOT().pair(x0, x1)
+    assert torch.equal(p.i0, torch.arange(50))
+    assert torch.equal(p.i1, perm)
+
+
+def test_equal_batches_keep_every_sample_once():
+    x0, x1 = pts(128, 5)
+    p = ExactOT().pair(x0, x1)
+    assert sorted(p.i0.tolist()) == list(range(128)) and sorted(p.i1.tolist()) == list(range(128))
+    # torchcfm-style draws with replacement are available and come from the plan's support
+    q = ExactOT(replace=True).pair(x0, x1, generator=torch.Generator().manual_seed(0))
+    assert len(q.i0) == 128 and bool((p.plan[q.i0, q.i1] > 0).all())
+
+
+def test_ot_pairing_shortens_displacement():
+    x0, x1 = pts(256, 2, shift=2.0)
+    ot_p = ExactOT().pair(x0, x1)
+    ind = IndependentCoupling().pair(x0, x1)
+    d_ot = (x0[ot_p.i0] - x1[ot_p.i1]).pow(2).sum(1).mean()
+    d_ind = (x0[ind.i0] - x1[ind.i1]).pow(2).sum(1).mean()
+    assert d_ot < 0.8 * d_ind
+
+
+def test_exact_ot_capped_solver_raises_instead_of_returning_a_worse_plan():
+    x0, x1 = pts(200, 10)
+    with pytest.raises(ConvergenceError, match="did not reach the optimum"):
+        ExactOT(max_iter=10).plan(x0, x1)
+    with pytest.warns(RuntimeWarning, match="did not reach the optimum"):
+        ExactOT(max_iter=10, on_fail="warn").plan(x0, x1)
+
+
+@pytest.mark.parametrize("d", [2, 100])
+def test_sinkhorn_marginals_on_raw_costs(d):
+    x0, x1 = pts(200, d, shift=1.0)
+    C = squared_distances(x0, x1)  # raw: up to ~4d, never normalised
+    a = torch.full((200,), 1 / 200, dtype=torch.float64)
+    P = sinkhorn_log(a, a, C, eps=2.0)  # SB-CFM with sigma = 1
+    assert torch.isfinite(P).all()
+    assert (P.sum(1) - a).abs().max() < 1e-6 and (P.sum(0) - a).abs().max() < 1e-6
+    # the plan is not the uniform fallback of an underflowed kernel
+    assert (P * C).sum() < 0.9 * C.mean()
+
+
+def test_sinkhorn_matches_pot():
+    x0, x1 = pts(60, 3)
+    C = squared_distances(x0, x1)
+    a = torch.full((60,), 1 / 60, dtype=torch.float64)
+    P = sinkhorn_log(a, a, C, eps=0.5, tol=1e-10)
+    P_ref = ot.sinkhorn(a.numpy(), a.numpy(), C.numpy(), 0.5, method="sinkhorn_log", stopThr=1e-12, numItermax=100000)
+    np.testing.assert_allclose(P.numpy(), P_ref, atol=1e-9)
+
+
+def test_sinkhorn_small_eps_does_not_underflow_or_fall_back():
+    x0, x1 = pts(64, 50, shift=0.5)
+    C = squared_distances(x0, x1)
+    a = torch.full((64,), 1 / 64, dtype=torch.float64)
+    # exp(-C/eps) is exactly 0 in float32 for every entry: a plain kernel would underflow
+    assert torch.exp(-C.float() / 0.5).max() == 0
+    P = sinkhorn_log(a, a, C, eps=0.5, tol=1e-6, max_iter=50000)
+    assert torch.isfinite(P).all() and (P.sum(1) - a).abs().sum() < 1e-6
+    P_exact = ExactOT().plan(x0, x1)
+    assert (P * C).sum() <= (P_exact * C).sum() * 1.01  # near-optimal, not the uniform plan
+    assert (P * C).sum() < 0.9 * C.mean()
+
+
+def test_sinkhorn_failure_raises():
+    x0, x1 = pts(64, 2)
+    C = squared_distances(x0, x1)
+    a = torch.full((64,), 1 / 64, dtype=torch.float64)
+    with pytest.raises(ConvergenceError, match="did not converge"):
+        sinkhorn_log(a, a, C, eps=1e-3, max_iter=20, eps_scaling=False)
+
+
+def test_unbalanced_matches_pot_and_relaxes_marginals():
+    x0, x1 = pts(40, 2, shift=1.5)
+    C = squared_distances(x0, x1)
+    a = torch.full((40,), 1 / 40, dtype=torch.float64)
+    b = torch.linspace(0.5, 1.5, 40, dtype=torch.float64)
+    b = b / b.sum() * 2  # twice the mass of a: growth
+    P = sinkhorn_log(a, b, C, eps=0.5, reg_m=1.0, tol=1e-12, max_iter=100000)
+    P_ref = ot.unbalanced.sinkhorn_unbalanced(a.numpy(), b.numpy(), C.numpy(), 0.5, 1.0, reg_type="kl",
+                                              method="sinkhorn_stabilized", numItermax=100000, stopThr=1e-12)
+    np.testing.assert_allclose(P.numpy(), P_ref, rtol=1e-5, atol=1e-10)
+    # the marginals are relaxed, and tighten towards a and b as reg_m grows
+    errs = []
+    for reg_m in (0.1, 1.0, 10.0, 100.0):
+        Q = sinkhorn_log(a, b, C, eps=0.5, reg_m=reg_m, tol=1e-9, max_iter=100000)
+        errs.append(((Q.sum(1) - a).abs().sum() + (Q.sum(0) - b).abs().sum()).item())
+    assert errs[0] > 0.1 and all(e1 > e2 for e1, e2 in zip(errs, errs[1:]))
+
+
+def test_partial_ot_mass_constraints():
+    x0, x1 = pts(30, 2)
+    P = PartialOT(mass=0.6).plan(x0, x1)
+    a = torch.full((30,), 1 / 30, dtype=torch.float64)
+    assert abs(P.sum().item() - 0.6) < 1e-9
+    assert (P.sum(1) <= a + 1e-12).all() and (P.sum(0) <= a + 1e-12).all()
+    p = PartialOT(mass=0.6).pair(x0, x1, generator=torch.Generator().manual_seed(0))
+    assert bool((P[p.i0, p.i1] > 0).all())
+
+
+@pytest.mark.parametrize("method", ["icfm", "ot", "sb"])
+def test_labels_follow_their_samples(method):
+    g = torch.Generator().manual_seed(0)
+    x0, x1 = torch.randn(100, 3, generator=g), torch.randn(100, 3, generator=g) + 1
+    lab0, lab1 = torch.randperm(100, generator=g), torch.randperm(100, generator=g) + 1000
+    fm = make_matcher(method, sigma=0.5)
+    s = fm.sample(x0, x1, generator=g)
+    # the returned endpoints are exactly the indexed rows, so lab0[i0] / lab1[i1] are their labels
+    assert torch.equal(s.x0, x0[s.i0]) and torch.equal(s.x1, x1[s.i1])
+    row0 = {tuple(r.tolist()): int(l) for r, l in zip(x0, lab0)}
+    assert [row0[tuple(r.tolist())] for r in s.x0] == lab0[s.i0].tolist()
+    if method != "icfm":
+        assert bool((fm.coupling.plan(x0, x1)[s.i0, s.i1] > 0).all())
+
+
+def test_ot_batch_larger_than_training_batch():
+    x0, x1 = pts(512, 2)
+    s = make_matcher("ot").sample(x0.float(), x1.float(), n=128, generator=torch.Generator().manual_seed(0))
+    assert s.x_t.shape == (128, 2) and len(set(s.i0.tolist())) == 128 and len(set(s.i1.tolist())) == 128
+    # the 128 pairs are pairs of the full 512 x 512 optimal permutation
+    full = ExactOT().pair(x0, x1)
+    assert torch.equal(full.i1[s.i0], s.i1)
+
+
+def test_sb_pairs_follow_the_entropic_plan():
+    x0, x1 = pts(64, 2)
+    fm = make_matcher("sb", sigma=1.0)
+    P = fm.coupling.plan(x0, x1)
+    counts = torch.zeros(64, 64, dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(300):
+        p = fm.coupling.pair(x0, x1, generator=g)
+        counts[p.i0, p.i1] += 1
+    emp = counts / counts.sum()
+    assert (emp.sum(1) - 1 / 64).abs().max() < 1e-12  # every source sample once per draw
+    # the drawn pairs have the plan's expected cost (19,200 draws: 4 standard errors)
+    C = squared_distances(x0, x1)
+    draws = C[counts > 0].repeat_interleave(counts[counts > 0].long())
+    assert abs(draws.mean() - (P * C).sum()) < 4 * draws.std() / len(draws) ** 0.5
+    # and none is drawn outside where the plan puts mass (entries below 1e-12)
+    assert counts[P < 1e-12].sum() == 0

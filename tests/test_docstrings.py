@@ -1,0 +1,18 @@
+"""The usage examples in the module docstrings run as written."""
+
+import doctest
+import importlib
+import pkgutil
+
+import pytest
+
+import cellflow
+
+MODULES = sorted(m.name for m in pkgutil.walk_packages(cellflow.__path__, "cellflow.") if "__main__" not in m.name)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_module_examples(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0

@@ -1,0 +1,116 @@
+"""Training loop: reproducibility, workers, checkpoints, EMA, early stopping, persistence."""
+
+import json
+
+import pytest
+import torch
+
+import cellflow as cf
+from cellflow.datasets import toy_sample
+
+SRC = lambda n, g: toy_sample("8gaussians", n, generator=g)  # noqa: E731
+TGT = lambda n, g: toy_sample("moons", n, generator=g)  # noqa: E731
+
+
+def weights(model):
+    return torch.cat([p.detach().reshape(-1) for p in model.net.parameters()])
+
+
+@pytest.mark.parametrize("method", ["icfm", "ot", "sb"])
+def test_same_seed_same_weights_and_workers_change_nothing(method):
+    runs = []
+    for prefetch, workers in [(0, 1), (0, 1), (4, 2)]:
+        m = cf.FlowModel(2, method, seed=3)
+        m.fit(SRC, TGT, steps=30, batch_size=64, prefetch=prefetch, workers=workers, progress=False)
+        runs.append(weights(m))
+    assert torch.equal(runs[0], runs[1]) and torch.equal(runs[0], runs[2])
+    other = cf.FlowModel(2, method, seed=4)
+    other.fit(SRC, TGT, steps=30, batch_size=64, progress=False)
+    assert not torch.equal(runs[0], weights(other))
+
+
+def test_training_reduces_the_loss_and_moves_mass():
+    m = cf.FlowModel(2, "ot", seed=0)
+    x0 = SRC(1000, torch.Generator().manual_seed(9))
+    y = TGT(1000, torch.Generator().manual_seed(10))
+    before = cf.metrics.wasserstein(m.transport(x0), y)
+    hist = m.fit(SRC, TGT, steps=400, batch_size=128, progress=False)
+    assert sum(hist.loss[-50:]) / 50 < 0.5 * sum(hist.loss[:5]) / 5
+    assert cf.metrics.wasserstein(m.transport(x0), y) < 0.5 * before
+
+
+def test_save_load_round_trip(tmp_path):
+    m = cf.FlowModel(2, "sb", seed=0)
+    m.fit(SRC, TGT, steps=20, batch_size=32, progress=False)
+    m.save(tmp_path / "model")
+    cfg = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert cfg["method"] == "sb" and cfg["net"]["hidden"] == [64, 64, 64]
+    m2 = cf.FlowModel.load(tmp_path / "model")
+    x = torch.randn(16, 2)
+    assert torch.equal(m.velocity(0.3, x), m2.velocity(0.3, x))
+    assert torch.equal(m.score(0.3, x), m2.score(0.3, x))
+    assert torch.equal(m.transport(x, method="euler", steps=10), m2.transport(x, method="euler", steps=10))
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        m.save(tmp_path / "model")
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        cf.FlowModel.load(tmp_path / "nothing")
+
+
+def test_resume_from_checkpoint_equals_uninterrupted(tmp_path):
+    full = cf.FlowModel(2, "ot", seed=1)
+    full.fit(SRC, TGT, steps=40, batch_size=32, progress=False, ema_decay=0.9, warmup_steps=5)
+    part = cf.FlowModel(2, "ot", seed=1)
+    part.fit(SRC, TGT, steps=20, batch_size=32, progress=False, ema_decay=0.9, warmup_steps=5,
+             checkpoint_dir=str(tmp_path), checkpoint_every=20)
+    resumed = cf.FlowModel(2, "ot", seed=1)
+    resumed.fit(SRC, TGT, steps=40, batch_size=32, progress=False, ema_decay=0.9, warmup_steps=5,
+                checkpoint_dir=str(tmp_path), checkpoint_every=20, resume=True)
+    assert resumed.history.steps == 40
+    assert torch.equal(weights(full), weights(resumed))
+
+
+def test_ema_weights_are_used_for_inference():
+    plain = cf.FlowModel(2, "icfm", seed=0)
+    plain.fit(SRC, TGT, steps=50, batch_size=32, progress=False)
+    ema = cf.FlowModel(2, "icfm", seed=0)
+    ema.fit(SRC, TGT, steps=50, batch_size=32, progress=False, ema_decay=0.9)
+    assert not torch.equal(weights(plain), weights(ema))
+
+
+def test_early_stopping_restores_the_best_weights():
+    calls = []
+
+    def val(model):  # gets worse after the second validation
+        calls.append(weights(model).clone())
+        return [3.0, 1.0, 2.0, 2.5, 2.7, 2.9][len(calls) - 1]
+
+    m = cf.FlowModel(2, "icfm", seed=0)
+    hist = m.fit(SRC, TGT, steps=600, batch_size=32, progress=False, val_fn=val, val_every=10, patience=3)
+    assert hist.stopped_early and hist.steps == 50 and hist.best_step == 20
+    assert torch.equal(weights(m), calls[1])
+
+
+def test_bad_input_is_named():
+    m = cf.FlowModel(2, "ot")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        m.fit(torch.tensor([[0.0, float("nan")]] * 10), torch.randn(10, 2), steps=1, progress=False)
+    with pytest.raises(ValueError, match="model's 2 features"):
+        m.fit(torch.randn(10, 3), torch.randn(10, 3), steps=1, progress=False, prefetch=0)
+    with pytest.raises(ValueError, match="unknown method"):
+        cf.FlowModel(2, "magic")
+    with pytest.raises(ValueError, match="only the SB path has a score"):
+        cf.FlowModel(2, "ot", train_score=True)
+
+
+def test_class_conditioning_follows_the_pairing():
+    # two classes at x = -3 and x = +3; a conditional model must send noise to the right one
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(2, (2000,), generator=g)
+    target = torch.stack([labels.float() * 6 - 3, torch.zeros(2000)], 1) + 0.1 * torch.randn(2000, 2, generator=g)
+    m = cf.FlowModel(2, "ot", n_classes=2, seed=0)
+    m.fit(lambda n, g: torch.randn(n, 2, generator=g), target, target_cond=labels, steps=600, batch_size=128,
+          progress=False)
+    x0 = torch.randn(500, 2)
+    for c, sign in [(0, -1), (1, 1)]:
+        out = m.transport(x0, cond=torch.full((500,), c))
+        assert (torch.sign(out[:, 0]) == sign).float().mean() > 0.95
