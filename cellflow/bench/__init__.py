@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): ``cellflow bench toy`` and ``cellflow bench throughput``."""
