@@ -75,6 +75,9 @@ class FlowModel:
         Seeds weight initialisation and every training draw.
     coupling_kwargs
         Passed to the coupling (e.g. ``{"replace": True}``).
+    device
+        Where the networks train and integrate (``"cpu"``, ``"cuda"``, ...). Batches and their
+        couplings are drawn on the CPU by the batch workers, then moved.
     """
 
     def __init__(
@@ -90,7 +93,9 @@ class FlowModel:
         train_score: bool | None = None,
         seed: int = 0,
         coupling_kwargs: dict | None = None,
+        device: str | torch.device = "cpu",
     ):
+        self.device = torch.device(device)
         self.method = canonical_method(method)
         self.sigma = float(DEFAULT_SIGMA[self.method] if sigma is None else sigma)
         self.coupling_kwargs = dict(coupling_kwargs or {})
@@ -101,8 +106,8 @@ class FlowModel:
             raise ValueError("train_score=True needs method='sb' (only the SB path has a score).")
         torch.manual_seed(self.seed)
         net_cfg = dict(dim=int(dim), hidden=list(hidden), activation=activation, cond_dim=cond_dim, n_classes=n_classes)
-        self.net = MLP(**net_cfg)
-        self.score_net = MLP(**net_cfg) if train_score else None
+        self.net = MLP(**net_cfg).to(self.device)
+        self.score_net = MLP(**net_cfg).to(self.device) if train_score else None
         self.history: TrainHistory | None = None
         self.train_config: TrainConfig | None = None
         self._ema_state: dict | None = None
@@ -133,6 +138,7 @@ class FlowModel:
             "coupling_kwargs": self.coupling_kwargs,
         }
 
+
     # ------------------------------------------------------------------ training
     def _make_batch_fn(self, source, target, batch_size: int, ot_batch_size: int | None, target_cond: Tensor | None):
         draw0, _ = as_sampler(source, "source")
@@ -161,6 +167,9 @@ class FlowModel:
     def loss(self, batch) -> Tensor:
         """Flow-matching loss (plus the weighted score loss for SB with a score network)."""
         s, cond = batch
+        if s.x_t.device != self.device:
+            s = type(s)(**{k: v.to(self.device, non_blocking=True) for k, v in vars(s).items()})
+            cond = cond.to(self.device) if cond is not None else None
         v = self.net(s.t, s.x_t, cond)
         loss = (v - s.u_t).pow(2).mean()
         if self.score_net is not None:
@@ -264,12 +273,16 @@ class FlowModel:
         ``n_points`` saves that many evenly spaced states; ``return_trajectory`` returns the
         :class:`~cellflow.solvers.Trajectory` (with the NFE) instead of the end points.
         """
-        x0 = torch.as_tensor(x0, dtype=next(self.net.parameters()).dtype)
+        x0 = torch.as_tensor(x0)
+        home = x0.device
+        x0 = x0.to(self.device, next(self.net.parameters()).dtype)
+        cond = cond.to(self.device) if cond is not None else None
         grid = torch.linspace(t0, t1, n_points, dtype=x0.dtype) if n_points else (t0, t1)
         with torch.no_grad():
             tr = integrate_ode(self._field(cond), x0, grid, method=method, steps=steps, atol=atol, rtol=rtol,
                                save_every_step=bool(return_trajectory and method in ("euler", "midpoint", "rk4")
                                                     and not n_points))
+        tr = Trajectory(t=tr.t.to(home), xs=tr.xs.to(home), nfe=tr.nfe)
         return tr if return_trajectory else tr.end
 
     def sample_sde(
@@ -291,10 +304,14 @@ class FlowModel:
             raise ValueError("sample_sde runs forward in time (t1 > t0).")
         g2 = self.sigma**2
         drift = lambda t, x: self.net(t, x, cond) + 0.5 * g2 * self.score_net(t, x, cond)  # noqa: E731
-        gen = torch.Generator().manual_seed(self.seed if seed is None else seed)
+        x0 = torch.as_tensor(x0)
+        home = x0.device
+        cond = cond.to(self.device) if cond is not None else None
+        gen = torch.Generator(device=self.device).manual_seed(self.seed if seed is None else seed)
         with torch.no_grad():
-            tr = integrate_sde(drift, torch.as_tensor(x0).float(), (t0, t1), sigma=self.sigma, steps=steps,
+            tr = integrate_sde(drift, x0.to(self.device, torch.float32), (t0, t1), sigma=self.sigma, steps=steps,
                                generator=gen, save_every_step=return_trajectory)
+        tr = Trajectory(t=tr.t.to(home), xs=tr.xs.to(home), nfe=tr.nfe)
         return tr if return_trajectory else tr.end
 
     def log_likelihood(self, x1: Tensor, base_log_prob: Callable[[Tensor], Tensor] | None = None, **kwargs) -> Tensor:
@@ -303,7 +320,8 @@ class FlowModel:
         :func:`cellflow.likelihood.log_likelihood`."""
         if base_log_prob is None:
             base_log_prob = lambda x: Normal(0.0, 1.0).log_prob(x).reshape(x.shape[0], -1).sum(1)  # noqa: E731
-        return log_likelihood(lambda t, x: self.net(t, x), torch.as_tensor(x1).float(), base_log_prob, **kwargs)
+        x1 = torch.as_tensor(x1).to(self.device, torch.float32)
+        return log_likelihood(lambda t, x: self.net(t, x), x1, base_log_prob, **kwargs)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path, overwrite: bool = False) -> None:
@@ -320,8 +338,8 @@ class FlowModel:
         (path / "config.json").write_text(json.dumps(cfg, indent=2))
 
     @classmethod
-    def load(cls, path: str | Path) -> "FlowModel":
-        """Load a model saved by :meth:`save` (``torch.load(..., weights_only=True)``)."""
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "FlowModel":
+        """Load a model saved by :meth:`save` (``torch.load(..., weights_only=True)``) onto ``device``."""
         path = Path(path)
         if not (path / "config.json").exists():
             raise FileNotFoundError(f"no config.json in {path}: is it a folder written by FlowModel.save?")
@@ -331,8 +349,8 @@ class FlowModel:
         net = cfg["net"]
         model = cls(net["dim"], cfg["method"], cfg["sigma"], hidden=tuple(net["hidden"]), activation=net["activation"],
                     cond_dim=net["cond_dim"], n_classes=net["n_classes"], train_score=cfg["train_score"],
-                    seed=cfg["seed"], coupling_kwargs=cfg.get("coupling_kwargs"))
-        state = torch.load(path / "model.pt", weights_only=True)
+                    seed=cfg["seed"], coupling_kwargs=cfg.get("coupling_kwargs"), device=device)
+        state = torch.load(path / "model.pt", weights_only=True, map_location=model.device)
         for k, m in model.modules.items():
             m.load_state_dict(state[k])
             m.eval()

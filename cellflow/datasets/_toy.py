@@ -2,9 +2,11 @@
 (cheap, and reproducible from a ``torch.Generator``).
 
 - ``normal``: :math:`\\mathcal N(0, I_2)` (the paper's "N");
-- ``8gaussians``: eight Gaussians of variance 0.1 on a circle of radius 5 (as in torchcfm);
-- ``moons``: two interleaving half circles with Gaussian noise 0.2, scaled by 3 and shifted by −1
-  (as torchcfm's ``sample_moons``);
+- ``8gaussians``: eight Gaussians on a circle of radius 5, covariance :math:`\sqrt{0.1}\,I`
+  (torchcfm's ``sample_8gaussians``: its ``var=0.1`` is passed as ``sqrt(var) * I``);
+- ``moons``: two interleaving half circles, each point shifted along the diagonal by
+  :math:`0.2\,U(0,1)` (torchdyn's ``generate_moons(noise=0.2)``), scaled by 3, shifted by −1
+  (torchcfm's ``sample_moons``); the arc positions are uniform draws instead of a grid;
 - ``scurve``: the 2-D projection (x, z) of scikit-learn's S-curve, noise 0.1, scaled by 1.5
   (our definition; the paper's runner differs in scale, so compare W2 across methods here).
 
@@ -30,11 +32,11 @@ def _normal(n, g):
     return torch.randn(n, 2, generator=g)
 
 
-def _eight_gaussians(n, g, scale=5.0, var=0.1):
+def _eight_gaussians(n, g, scale=5.0, cov=math.sqrt(0.1)):
     angles = torch.arange(8) * (math.pi / 4)
     centers = torch.stack([torch.cos(angles), torch.sin(angles)], 1) * scale
     idx = torch.randint(8, (n,), generator=g)
-    return centers[idx] + math.sqrt(var) * torch.randn(n, 2, generator=g)
+    return centers[idx] + math.sqrt(cov) * torch.randn(n, 2, generator=g)
 
 
 def _moons(n, g, noise=0.2):
@@ -45,7 +47,7 @@ def _moons(n, g, noise=0.2):
     outer = torch.stack([torch.cos(a_out), torch.sin(a_out)], 1)
     inner = torch.stack([1 - torch.cos(a_in), 0.5 - torch.sin(a_in)], 1)
     x = torch.cat([outer, inner])[torch.randperm(n, generator=g)]
-    x = x + noise * torch.randn(n, 2, generator=g)
+    x = x + noise * torch.rand(n, 1, generator=g)  # one uniform shift for both coordinates
     return x * 3 - 1
 
 
