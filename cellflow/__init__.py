@@ -8,6 +8,8 @@ and beyond.
 from . import couplings, datasets, likelihood, matchers, metrics, networks, paths, solvers, training
 from .couplings import ConvergenceError, ExactOT, IndependentCoupling, PartialOT, SinkhornOT
 from .matchers import FlowMatcher, make_matcher
+from ._cellflow import CellFlow
+from ._evaluate import evaluate_holdout, summarize_holdout
 from .model import FlowModel
 from .networks import MLP
 from .paths import BrownianBridgePath, LipmanPath, PathSample, StraightPath, VPPath
@@ -16,7 +18,7 @@ from .training import TrainConfig, seed_everything
 __version__ = "0.1.0"
 
 __all__ = [
-    "FlowModel", "FlowMatcher", "make_matcher", "MLP", "TrainConfig", "seed_everything",
+    "CellFlow", "evaluate_holdout", "summarize_holdout", "FlowModel", "FlowMatcher", "make_matcher", "MLP", "TrainConfig", "seed_everything",
     "StraightPath", "BrownianBridgePath", "LipmanPath", "VPPath", "PathSample",
     "ExactOT", "SinkhornOT", "PartialOT", "IndependentCoupling", "ConvergenceError",
     "couplings", "datasets", "likelihood", "matchers", "metrics", "networks", "paths", "solvers", "training",

@@ -7,7 +7,9 @@ push ``n_test`` fresh source samples through the ODE (dopri5), and report
 - ``w2``: exact W2 between the pushed samples and ``n_test`` fresh target samples;
 - ``npe``: :math:`|E\\int\\|v\\|^2 dt - W_2^2(q_0, q_1)| / W_2^2(q_0, q_1)`, the path energy
   measured along the ODE on a 101-point grid and W2² between the test source and target sets;
-- ``nfe``: dopri5 function evaluations, and the training ``seconds``.
+- ``nfe``: dopri5 function evaluations, and the training ``seconds``;
+- a ``floor`` row per task: W2 between two independent ``n_test``-sample sets of the target,
+  the value a perfect model would score with this many test samples.
 
 Published ([SF]2M paper, Table 2; 20k steps): see :data:`PUBLISHED`.
 """
@@ -68,6 +70,12 @@ def run(*, steps: int = 20000, seeds=(0, 1, 2), methods=METHODS, batch_size: int
                     r = rows[-1]
                     print(f"{r['task']:<18} {r['method']:<7} seed {seed}: W2 {r['w2']:.3f}  NPE {r['npe']:.3f}  "
                           f"NFE {r['nfe']}  {r['seconds']:.0f}s", flush=True)
+    for src, tgt in TASKS:  # the sampling floor: W2 between two independent target sets of n_test
+        for seed in seeds:
+            g = torch.Generator().manual_seed(20_000 + seed)
+            a, b = toy_sample(tgt, n_test, generator=g), toy_sample(tgt, n_test, generator=g)
+            rows.append(dict(task=f"{src}→{tgt}", method="floor: target vs target", seed=seed,
+                             w2=wasserstein(a, b, p=2), npe=float("nan"), nfe=0, seconds=0.0, steps=0, n_test=n_test))
     df = pd.DataFrame(rows)
     summary = summarize(df)
     if out:

@@ -1,4 +1,4 @@
-"""Two-dimensional toy distributions of the OT-CFM paper's 2-D benchmark, drawn in torch
+r"""Two-dimensional toy distributions of the OT-CFM paper's 2-D benchmark, drawn in torch
 (cheap, and reproducible from a ``torch.Generator``).
 
 - ``normal``: :math:`\\mathcal N(0, I_2)` (the paper's "N");

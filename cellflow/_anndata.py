@@ -1,0 +1,87 @@
+"""Reading a time course out of an AnnData, with errors that name the fix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+def get_times(adata, time_key: str, *, min_points: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cell sampling times as floats, and the sorted distinct times.
+
+    Accepts numbers, or categories/strings whose labels are numbers ("2", "4.5").
+    """
+    if time_key not in adata.obs:
+        cols = ", ".join(map(repr, list(adata.obs.columns)[:20])) or "none"
+        raise KeyError(f"time_key {time_key!r} is not a column of adata.obs (columns: {cols}). "
+                       "Pass the column that holds each cell's sampling time, e.g. time_key='day'.")
+    col = adata.obs[time_key]
+    values = col.astype(str) if isinstance(col.dtype, pd.CategoricalDtype) else col
+    numeric = pd.to_numeric(values, errors="coerce")
+    bad = numeric.isna() & col.notna()
+    if bad.any():
+        examples = ", ".join(map(repr, pd.unique(col[bad].astype(str))[:5]))
+        raise ValueError(f"adata.obs[{time_key!r}] must hold numbers (or categories labelled by numbers); "
+                         f"found {examples}. Map the labels to numbers first, e.g. "
+                         f"adata.obs['day'] = adata.obs[{time_key!r}].map({{'Day 0': 0, ...}}).")
+    if numeric.isna().any():
+        raise ValueError(f"adata.obs[{time_key!r}] has {int(numeric.isna().sum())} missing values; "
+                         "drop those cells first (adata = adata[adata.obs[time_key].notna()].copy()).")
+    t = numeric.to_numpy(dtype=float)
+    times = np.unique(t)
+    if len(times) < min_points:
+        raise ValueError(f"adata.obs[{time_key!r}] has {len(times)} distinct time point(s) {times.tolist()}; "
+                         f"at least {min_points} are needed.")
+    return t, times
+
+
+def get_representation(adata, use_rep: str, n_pcs: int | None) -> np.ndarray:
+    """``adata.obsm[use_rep][:, :n_pcs]`` as float64, checked for shape and finiteness."""
+    if use_rep not in adata.obsm:
+        keys = ", ".join(map(repr, adata.obsm.keys())) or "none"
+        hint = " Run sc.pp.pca(adata) first." if use_rep == "X_pca" else ""
+        raise KeyError(f"use_rep {use_rep!r} is not in adata.obsm (keys: {keys}).{hint}")
+    X = np.asarray(adata.obsm[use_rep])
+    if X.ndim != 2:
+        raise ValueError(f"adata.obsm[{use_rep!r}] must be 2-D (cells x features), got shape {X.shape}.")
+    if n_pcs is not None:
+        if not 1 <= n_pcs <= X.shape[1]:
+            raise ValueError(f"n_pcs={n_pcs} but adata.obsm[{use_rep!r}] has {X.shape[1]} columns; "
+                             f"choose 1 <= n_pcs <= {X.shape[1]} (or recompute it with more components).")
+        X = X[:, :n_pcs]
+    X = X.astype(np.float64)
+    finite = np.isfinite(X).all(1)
+    if not finite.all():
+        raise ValueError(f"adata.obsm[{use_rep!r}] has NaN or inf in {int((~finite).sum())} cells; "
+                         "remove those cells or recompute the representation.")
+    return X
+
+
+@dataclass
+class Standardizer:
+    """Per-feature centring and scaling (the paper's whitening of the first PCs)."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, X: np.ndarray, whiten: bool) -> "Standardizer":
+        if not whiten:
+            return cls(np.zeros(X.shape[1]), np.ones(X.shape[1]))
+        sd = X.std(0)
+        return cls(X.mean(0), np.where(sd > 0, sd, 1.0))
+
+    def forward(self, X: np.ndarray) -> np.ndarray:
+        return (X - self.mean) / self.scale
+
+    def inverse(self, Z: np.ndarray) -> np.ndarray:
+        return Z * self.scale + self.mean
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean.tolist(), "scale": self.scale.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Standardizer":
+        return cls(np.asarray(d["mean"]), np.asarray(d["scale"]))

@@ -1,0 +1,260 @@
+r"""`CellFlow`: one flow over all time points of a single-cell time course (multi-marginal CFM).
+
+One network :math:`v_\theta(\tau, x)` is trained on every pair of consecutive time points at
+once, with a minibatch coupling per pair (exact OT for OT-CFM, entropic for SB-CFM), as in
+Tong et al. (2024). Time point :math:`k` sits at model time :math:`\tau_k`:
+
+- ``time_scale="index"`` (default; the paper's protocol): :math:`\tau_k = k`, so every
+  interval has unit length whatever the days between samples;
+- ``time_scale="real"``: :math:`\tau_k` is the measured time (days 2, 3, 4, 7 are not evenly
+  spaced), so velocities are per unit of real time.
+
+On a pair :math:`(k, l)` with span :math:`\Delta = \tau_l - \tau_k` the path sample at
+:math:`t \in [0, 1]` is placed at :math:`\tau = \tau_k + \Delta t` with target
+:math:`u_t / \Delta`. A held-out time point is skipped: its neighbours form one pair.
+
+Example
+-------
+>>> import numpy as np, anndata as ad
+>>> import cellflow as cf
+>>> rng = np.random.default_rng(0)
+>>> adata = ad.AnnData(obs={"day": np.repeat([0, 1, 2], 100)})
+>>> adata.obsm["X_pca"] = rng.normal(size=(300, 3)) + np.repeat([0, 1, 2], 100)[:, None]
+>>> model = cf.CellFlow(adata, time_key="day", seed=0)
+>>> _ = model.train(steps=50, batch_size=64, progress=False)
+>>> model.push(adata.obsm["X_pca"][:5], 0, 2).shape
+(5, 3)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ._anndata import Standardizer, get_representation, get_times
+from .matchers import DEFAULT_SIGMA, canonical_method, make_matcher
+from .networks import MLP
+from .solvers import integrate_ode
+from .training import TrainConfig, Trainer, TrainHistory, seed_everything
+
+__all__ = ["CellFlow"]
+
+
+def _fingerprint(adata, use_rep: str) -> dict:
+    names = hashlib.sha1("\n".join(map(str, adata.obs_names)).encode()).hexdigest()
+    return {"n_obs": int(adata.n_obs), "obs_names_sha1": names, "rep_shape": list(np.shape(adata.obsm[use_rep]))}
+
+
+class CellFlow:
+    """A flow between the time-point marginals of an AnnData.
+
+    Parameters
+    ----------
+    adata
+        Cells with sampling times in ``obs[time_key]`` and a representation in ``obsm[use_rep]``.
+    time_key
+        Column of ``adata.obs`` with each cell's time (numbers, or categories labelled by numbers).
+    use_rep, n_pcs
+        The representation and how many of its leading columns to use (default all).
+    whiten
+        Standardise each feature (the paper's 5-PC setting); results are returned in the
+        original units.
+    method, sigma
+        ``"ot"`` (default), ``"sb"``, ``"icfm"``; σ defaults per method (0.1; SB 1.0).
+    time_scale
+        ``"index"`` (default) or ``"real"``; see the module docstring.
+    hidden, activation
+        The MLP (paper default: three layers of 64, SELU).
+    min_cells
+        Refuse time points with fewer cells than this.
+    seed
+        Seeds weight initialisation and every training draw.
+    """
+
+    def __init__(self, adata, time_key: str, *, use_rep: str = "X_pca", n_pcs: int | None = None,
+                 whiten: bool = False, method: str = "ot", sigma: float | None = None, time_scale: str = "index",
+                 hidden=(64, 64, 64), activation: str = "selu", min_cells: int = 10, seed: int = 0):
+        if time_scale not in ("index", "real"):
+            raise ValueError(f"time_scale must be 'index' or 'real', got {time_scale!r}.")
+        self.time_key, self.use_rep, self.time_scale = time_key, use_rep, time_scale
+        self.method = canonical_method(method)
+        if self.method not in ("ot", "sb", "icfm"):
+            raise ValueError("CellFlow supports method='ot', 'sb' or 'icfm'.")
+        self.sigma = float(DEFAULT_SIGMA[self.method] if sigma is None else sigma)
+        self.matcher = make_matcher(self.method, self.sigma)
+        self.seed, self.whiten, self.min_cells = int(seed), bool(whiten), int(min_cells)
+        self._adata = adata
+        t, self.times = get_times(adata, time_key)
+        X = get_representation(adata, use_rep, n_pcs)
+        self.n_pcs = X.shape[1]
+        counts = {float(s): int((t == s).sum()) for s in self.times}
+        few = {k: v for k, v in counts.items() if v < min_cells}
+        if few:
+            raise ValueError(f"time point(s) {few} have fewer than min_cells={min_cells} cells; drop them or "
+                             "lower min_cells.")
+        self.scaler = Standardizer.fit(X, self.whiten)
+        Z = self.scaler.forward(X)
+        self._cell_times = t
+        self._data = [torch.tensor(Z[t == s], dtype=torch.float32) for s in self.times]
+        self.fingerprint = _fingerprint(adata, use_rep)
+        torch.manual_seed(self.seed)
+        self.net = MLP(self.n_pcs, hidden=hidden, activation=activation)
+        self.history: TrainHistory | None = None
+        self.holdout: float | None = None
+
+    # ------------------------------------------------------------------ time
+    def model_time(self, time: float) -> float:
+        """Model time τ of a measured time (linear interpolation between time points)."""
+        taus = np.arange(len(self.times), dtype=float) if self.time_scale == "index" else self.times
+        if not self.times[0] <= time <= self.times[-1]:
+            raise ValueError(f"time {time} is outside the measured range [{self.times[0]}, {self.times[-1]}].")
+        return float(np.interp(time, self.times, taus))
+
+    # ------------------------------------------------------------------ training
+    def _pairs(self, holdout: float | None) -> list[tuple[int, int]]:
+        keep = [i for i, s in enumerate(self.times) if holdout is None or s != holdout]
+        return list(zip(keep[:-1], keep[1:]))
+
+    def train(self, steps: int = 2000, batch_size: int = 512, *, holdout: float | None = None, lr: float = 1e-3,
+              weight_decay: float = 1e-5, ema_decay: float | None = None, grad_clip: float | None = None,
+              warmup_steps: int = 0, prefetch: int = 4, workers: int = 2, progress: bool = True) -> TrainHistory:
+        """Fit the flow on all consecutive pairs of time points (skipping ``holdout``).
+
+        Parameters
+        ----------
+        steps
+            Optimiser steps; each sums the loss over all pairs.
+        batch_size
+            Cells drawn per time point per step.
+        holdout
+            A measured time to leave out (not the first or last).
+        lr, weight_decay, ema_decay, grad_clip, warmup_steps, prefetch, workers, progress
+            See :class:`cellflow.training.TrainConfig`.
+        """
+        if holdout is not None:
+            if holdout not in self.times:
+                raise ValueError(f"holdout={holdout} is not a measured time; choose from {self.times.tolist()}.")
+            if holdout in (self.times[0], self.times[-1]):
+                raise ValueError("the first and last time points cannot be held out: nothing brackets them. "
+                                 f"Hold out one of {self.times[1:-1].tolist()}.")
+            if len(self.times) < 3:
+                raise ValueError("holding out a time point needs at least 3 time points.")
+        self.holdout = holdout
+        pairs = self._pairs(holdout)
+        taus = [self.model_time(s) for s in self.times]
+        data, matcher = self._data, self.matcher
+
+        def make_batch(g):
+            out = []
+            for i, j in pairs:
+                x0 = data[i][torch.randint(len(data[i]), (batch_size,), generator=g)]
+                x1 = data[j][torch.randint(len(data[j]), (batch_size,), generator=g)]
+                out.append((matcher.sample(x0, x1, generator=g), taus[i], taus[j] - taus[i]))
+            return out
+
+        def loss_fn(batch):
+            total = 0.0
+            for s, tau0, span in batch:
+                v = self.net(tau0 + span * s.t, s.x_t)
+                total = total + (v - s.u_t / span).pow(2).mean()
+            return total
+
+        seed_everything(self.seed)
+        cfg = TrainConfig(steps=steps, lr=lr, weight_decay=weight_decay, ema_decay=ema_decay, grad_clip=grad_clip,
+                          warmup_steps=warmup_steps, prefetch=prefetch, workers=workers, progress=progress)
+        trainer = Trainer({"net": self.net}, make_batch, loss_fn, cfg)
+        self.history = trainer.run(seed=self.seed)
+        if trainer.ema:
+            self.net.load_state_dict(trainer.inference_state()["net"])
+        self.net.eval()
+        return self.history
+
+    # ------------------------------------------------------------------ inference
+    def push(self, X: np.ndarray, t_from: float, t_to: float, *, method: str = "euler", steps: int = 100,
+             n_points: int | None = None) -> np.ndarray:
+        """Move cells (rows of ``X`` in the representation's units) from measured time
+        ``t_from`` to ``t_to`` (backwards if ``t_to < t_from``) along the ODE.
+
+        ``n_points`` returns the states at that many evenly spaced times, shape
+        ``(n_points, n_cells, n_pcs)``; otherwise the end points.
+        """
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_pcs:
+            raise ValueError(f"X must have shape (n_cells, {self.n_pcs}), got {X.shape}.")
+        tau0, tau1 = self.model_time(t_from), self.model_time(t_to)
+        z = torch.tensor(self.scaler.forward(X), dtype=torch.float32)
+        grid = torch.linspace(tau0, tau1, n_points) if n_points else (tau0, tau1)
+        with torch.no_grad():
+            tr = integrate_ode(lambda t, x: self.net(t, x), z, grid, method=method, steps=steps)
+        out = tr.xs.numpy().astype(np.float64) * self.scaler.scale + self.scaler.mean
+        return out if n_points else out[-1]
+
+    def velocity(self, X: np.ndarray, time: float | np.ndarray) -> np.ndarray:
+        """The learned velocity at cells ``X`` and measured time(s) ``time``, in units of the
+        representation per unit of model time."""
+        X = np.asarray(X, dtype=np.float64)
+        tau = np.vectorize(self.model_time)(np.broadcast_to(np.asarray(time, dtype=float), (X.shape[0],)))
+        z = torch.tensor(self.scaler.forward(X), dtype=torch.float32)
+        with torch.no_grad():
+            v = self.net(torch.tensor(tau, dtype=torch.float32), z).numpy().astype(np.float64)
+        return v * self.scaler.scale
+
+    def cells_at(self, time: float) -> np.ndarray:
+        """The observed cells at a measured time, in the representation's units."""
+        if time not in self.times:
+            raise ValueError(f"{time} is not a measured time; choose from {self.times.tolist()}.")
+        i = int(np.flatnonzero(self.times == time)[0])
+        return self.scaler.inverse(self._data[i].numpy().astype(np.float64))
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path, overwrite: bool = False) -> None:
+        """Write ``config.json`` and ``model.pt`` (a state dict) to the folder ``path``."""
+        path = Path(path)
+        if (path / "model.pt").exists() and not overwrite:
+            raise FileExistsError(f"{path} already holds a model; pass overwrite=True to replace it.")
+        path.mkdir(parents=True, exist_ok=True)
+        torch.save(self.net.state_dict(), path / "model.pt")
+        cfg = dict(class_="CellFlow", time_key=self.time_key, use_rep=self.use_rep, n_pcs=self.n_pcs,
+                   whiten=self.whiten, method=self.method, sigma=self.sigma, time_scale=self.time_scale,
+                   net=self.net.config, min_cells=self.min_cells, seed=self.seed, times=self.times.tolist(),
+                   scaler=self.scaler.to_dict(), fingerprint=self.fingerprint, holdout=self.holdout)
+        (path / "config.json").write_text(json.dumps(cfg, indent=2))
+
+    @classmethod
+    def load(cls, path: str | Path, adata) -> "CellFlow":
+        """Load a saved model against ``adata``, which must be the AnnData it was trained on
+        (same cells, same representation); says what differs otherwise."""
+        path = Path(path)
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(f"no config.json in {path}: is it a folder written by CellFlow.save?")
+        cfg = json.loads((path / "config.json").read_text())
+        problems = []
+        if cfg["time_key"] not in adata.obs:
+            problems.append(f"obs has no column {cfg['time_key']!r}")
+        if cfg["use_rep"] not in adata.obsm:
+            problems.append(f"obsm has no {cfg['use_rep']!r}")
+        else:
+            fp = _fingerprint(adata, cfg["use_rep"])
+            for k, label in [("n_obs", "number of cells"), ("obs_names_sha1", "cell names (obs_names)"),
+                             ("rep_shape", f"shape of obsm[{cfg['use_rep']!r}]")]:
+                if fp[k] != cfg["fingerprint"][k]:
+                    problems.append(f"{label}: saved {cfg['fingerprint'][k]}, given {fp[k]}")
+        if problems:
+            raise ValueError("this AnnData is not the one the model was trained on: " + "; ".join(problems) + ".")
+        net = cfg["net"]
+        model = cls(adata, cfg["time_key"], use_rep=cfg["use_rep"], n_pcs=cfg["n_pcs"], whiten=cfg["whiten"],
+                    method=cfg["method"], sigma=cfg["sigma"], time_scale=cfg["time_scale"], hidden=net["hidden"],
+                    activation=net["activation"], min_cells=cfg["min_cells"], seed=cfg["seed"])
+        model.scaler = Standardizer.from_dict(cfg["scaler"])
+        model.net.load_state_dict(torch.load(path / "model.pt", weights_only=True))
+        model.net.eval()
+        model.holdout = cfg.get("holdout")
+        return model
+
+    def __repr__(self) -> str:
+        return (f"CellFlow(method={self.method!r}, time_key={self.time_key!r}, times={self.times.tolist()}, "
+                f"use_rep={self.use_rep!r}, n_pcs={self.n_pcs}, whiten={self.whiten})")

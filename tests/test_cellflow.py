@@ -1,0 +1,122 @@
+"""CellFlow on small simulated AnnData: API end to end, bad input, persistence, evaluation."""
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+import cellflow as cf
+
+
+def course(n=150, d=3, times=(0, 1, 2, 3), seed=0, speed=1.0):
+    """Cells drifting along the first axis at `speed` per time unit, spread 0.3."""
+    rng = np.random.default_rng(seed)
+    t = np.repeat(times, n).astype(float)
+    X = rng.normal(scale=0.3, size=(len(t), d))
+    X[:, 0] += speed * t
+    a = ad.AnnData(obs=pd.DataFrame({"day": t}, index=[f"c{i}" for i in range(len(t))]))
+    a.obsm["X_pca"] = X
+    return a
+
+
+def test_train_push_and_holdout_interpolation():
+    adata = course()
+    model = cf.CellFlow(adata, "day", seed=0)
+    model.train(steps=300, batch_size=128, holdout=2.0, progress=False)
+    pred = model.push(model.cells_at(1.0), 1.0, 2.0)
+    truth = model.cells_at(2.0)
+    w1_flow = cf.metrics.wasserstein(pred, truth, p=1)
+    w1_prev = cf.metrics.wasserstein(model.cells_at(1.0), truth, p=1)
+    assert pred.shape == truth.shape
+    assert w1_flow < 0.5 * w1_prev  # the held-out point is predicted, not copied
+    traj = model.push(model.cells_at(0.0)[:10], 0.0, 3.0, n_points=7)
+    assert traj.shape == (7, 10, 3)
+    back = model.push(traj[-1], 3.0, 0.0)
+    np.testing.assert_allclose(back, traj[0], atol=0.05)
+    v = model.velocity(model.cells_at(1.0), 1.0)
+    assert v.shape == (150, 3) and abs(v[:, 0].mean() - 1.0) < 0.2  # one unit per day
+
+
+def test_real_time_scale_and_whitening_return_original_units():
+    adata = course(times=(2, 3, 4, 7), speed=1.0)
+    model = cf.CellFlow(adata, "day", whiten=True, time_scale="real", seed=0)
+    assert model.model_time(3.0) == 3.0 and model.model_time(5.5) == 5.5
+    model.train(steps=300, batch_size=128, progress=False)
+    pred = model.push(model.cells_at(4.0), 4.0, 7.0)
+    assert abs(pred[:, 0].mean() - model.cells_at(7.0)[:, 0].mean()) < 0.5
+    idx = cf.CellFlow(adata, "day")
+    assert idx.model_time(7.0) == 3.0 and idx.model_time(5.5) == 2.5
+
+
+def test_categorical_numeric_labels_are_accepted():
+    adata = course()
+    adata.obs["day"] = pd.Categorical(adata.obs["day"].map(lambda v: f"{v:g}"))
+    assert cf.CellFlow(adata, "day").times.tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
+@pytest.mark.parametrize("mutate,kwargs,exc,match", [
+    (lambda a: None, dict(time_key="time"), KeyError, "is not a column of adata.obs"),
+    (lambda a: None, dict(use_rep="X_umap"), KeyError, "is not in adata.obsm"),
+    (lambda a: setattr(a, "obs", a.obs.assign(day=1.0)), {}, ValueError, "at least 2 are needed"),
+    (lambda a: setattr(a, "obs", a.obs.assign(day=np.where(a.obs["day"] > 1, "late", "early"))), {}, ValueError,
+     "must hold numbers"),
+    (lambda a: a.obsm["X_pca"].__setitem__((5, 1), np.nan), {}, ValueError, "NaN or inf in 1 cells"),
+    (lambda a: None, dict(n_pcs=10), ValueError, "n_pcs=10 but"),
+    (lambda a: None, dict(min_cells=200), ValueError, "fewer than min_cells=200"),
+    (lambda a: None, dict(method="fm"), ValueError, "supports method"),
+])
+def test_bad_input_names_the_problem(mutate, kwargs, exc, match):
+    adata = course()
+    mutate(adata)
+    args = dict(time_key="day") | kwargs
+    with pytest.raises(exc, match=match):
+        cf.CellFlow(adata, args.pop("time_key"), **args)
+
+
+def test_bad_holdout_and_times():
+    model = cf.CellFlow(course(), "day")
+    with pytest.raises(ValueError, match="first and last time points cannot be held out"):
+        model.train(steps=1, holdout=0.0, progress=False)
+    with pytest.raises(ValueError, match="not a measured time"):
+        model.train(steps=1, holdout=1.5, progress=False)
+    with pytest.raises(ValueError, match="outside the measured range"):
+        model.push(model.cells_at(0.0), 0.0, 9.0)
+    with pytest.raises(ValueError, match="at least 3 are needed"):
+        cf.evaluate_holdout(course(times=(0, 1)), "day", methods=["ot"], seeds=[0], steps=1, progress=False)
+
+
+def test_user_anndata_is_not_modified():
+    adata = course()
+    before = adata.copy()
+    model = cf.CellFlow(adata, "day")
+    model.train(steps=5, batch_size=16, progress=False)
+    assert adata.obs.equals(before.obs) and list(adata.obsm) == list(before.obsm)
+    np.testing.assert_array_equal(adata.obsm["X_pca"], before.obsm["X_pca"])
+
+
+def test_save_load_round_trip_and_wrong_anndata(tmp_path):
+    adata = course()
+    model = cf.CellFlow(adata, "day", whiten=True, seed=1)
+    model.train(steps=20, batch_size=32, progress=False)
+    model.save(tmp_path / "m")
+    again = cf.CellFlow.load(tmp_path / "m", adata)
+    X = adata.obsm["X_pca"][:20]
+    np.testing.assert_array_equal(model.push(X, 0.0, 1.0), again.push(X, 0.0, 1.0))
+    other = course(n=120)
+    with pytest.raises(ValueError, match="not the one the model was trained on: number of cells"):
+        cf.CellFlow.load(tmp_path / "m", other)
+    renamed = adata.copy()
+    renamed.obs_names = [f"x{i}" for i in range(adata.n_obs)]
+    with pytest.raises(ValueError, match="cell names"):
+        cf.CellFlow.load(tmp_path / "m", renamed)
+
+
+def test_evaluate_holdout_table():
+    df = cf.evaluate_holdout(course(n=80), "day", methods=["ot", "icfm"], seeds=[0, 1], steps=150, batch_size=64,
+                             progress=False)
+    assert list(df.columns) == ["method", "held_out_time", "seed", "w1", "w2", "mmd", "seconds"]
+    assert sorted(df.held_out_time.unique()) == [1.0, 2.0]
+    assert set(df.method) == {"OT-CFM", "I-CFM", "previous time point", "McCann OT interpolation"}
+    s = cf.summarize_holdout(df)
+    assert s.loc["OT-CFM", "n_seeds"] == 2
+    assert s.loc["OT-CFM", "w1_mean"] < s.loc["previous time point", "w1_mean"]
