@@ -87,7 +87,6 @@ class CellFlow:
         self.sigma = float(DEFAULT_SIGMA[self.method] if sigma is None else sigma)
         self.matcher = make_matcher(self.method, self.sigma)
         self.seed, self.whiten, self.min_cells = int(seed), bool(whiten), int(min_cells)
-        self._adata = adata
         t, self.times = get_times(adata, time_key)
         X = get_representation(adata, use_rep, n_pcs)
         self.n_pcs = X.shape[1]
