@@ -80,9 +80,9 @@ def evaluate_holdout(adata, time_key: str, *, methods=("ot", "sb", "icfm"), seed
     _, times = get_times(adata, time_key, min_points=3)
     held = list(times[1:-1]) if held_out is None else [float(h) for h in np.atleast_1d(held_out)]
     rows = []
+    base = CellFlow(adata, time_key, use_rep=use_rep, n_pcs=n_pcs, whiten=whiten, method="icfm",
+                    time_scale=time_scale)  # data access and scaling only; built once
     for h in held:
-        base = CellFlow(adata, time_key, use_rep=use_rep, n_pcs=n_pcs, whiten=whiten, method="icfm",
-                        time_scale=time_scale)
         k = int(np.flatnonzero(times == h)[0])
         if not 0 < k < len(times) - 1:
             raise ValueError(f"held-out time {h} must be an intermediate time point, one of {times[1:-1].tolist()}.")
