@@ -5,7 +5,7 @@ and beyond.
 >>> model = cf.FlowModel(dim=2, method="ot")
 """
 
-from . import couplings, datasets, likelihood, matchers, metrics, networks, paths, solvers, training
+from . import couplings, datasets, pl, tl, likelihood, matchers, metrics, networks, paths, solvers, training
 from .couplings import ConvergenceError, ExactOT, IndependentCoupling, PartialOT, SinkhornOT
 from .matchers import FlowMatcher, make_matcher
 from ._cellflow import CellFlow
@@ -21,5 +21,5 @@ __all__ = [
     "CellFlow", "evaluate_holdout", "summarize_holdout", "FlowModel", "FlowMatcher", "make_matcher", "MLP", "TrainConfig", "seed_everything",
     "StraightPath", "BrownianBridgePath", "LipmanPath", "VPPath", "PathSample",
     "ExactOT", "SinkhornOT", "PartialOT", "IndependentCoupling", "ConvergenceError",
-    "couplings", "datasets", "likelihood", "matchers", "metrics", "networks", "paths", "solvers", "training",
+    "tl", "pl", "couplings", "datasets", "likelihood", "matchers", "metrics", "networks", "paths", "solvers", "training",
 ]

@@ -38,6 +38,7 @@ import torch
 from ._anndata import Standardizer, get_representation, get_times
 from .matchers import DEFAULT_SIGMA, canonical_method, make_matcher
 from .networks import MLP
+from ._assign import knn_assignment
 from .solvers import integrate_ode
 from .training import TrainConfig, Trainer, TrainHistory, seed_everything
 
@@ -174,33 +175,95 @@ class CellFlow:
 
     # ------------------------------------------------------------------ inference
     def push(self, X: np.ndarray, t_from: float, t_to: float, *, method: str = "euler", steps: int = 100,
-             n_points: int | None = None) -> np.ndarray:
-        """Move cells (rows of ``X`` in the representation's units) from measured time
-        ``t_from`` to ``t_to`` (backwards if ``t_to < t_from``) along the ODE.
+             n_points: int | None = None, chunk_size: int = 65536) -> np.ndarray:
+        """Move cells (rows of ``X`` in the representation's units) from time ``t_from`` to
+        ``t_to`` (backwards if ``t_to < t_from``) along the learned ODE.
 
+        Times are in the units of ``obs[time_key]`` and may lie between measured times.
         ``n_points`` returns the states at that many evenly spaced times, shape
-        ``(n_points, n_cells, n_pcs)``; otherwise the end points.
+        ``(n_points, n_cells, n_pcs)``; otherwise the end points. Cells are integrated
+        ``chunk_size`` at a time, so memory does not grow with the number of cells.
         """
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[1] != self.n_pcs:
-            raise ValueError(f"X must have shape (n_cells, {self.n_pcs}), got {X.shape}.")
+        X = self._check_cells(X)
         tau0, tau1 = self.model_time(t_from), self.model_time(t_to)
-        z = torch.tensor(self.scaler.forward(X), dtype=torch.float32)
-        grid = torch.linspace(tau0, tau1, n_points) if n_points else (tau0, tau1)
+        grid = torch.linspace(tau0, tau1, n_points) if n_points else torch.tensor([tau0, tau1])
+        outs = []
         with torch.no_grad():
-            tr = integrate_ode(lambda t, x: self.net(t, x), z, grid, method=method, steps=steps)
-        out = tr.xs.numpy().astype(np.float64) * self.scaler.scale + self.scaler.mean
+            for start in range(0, max(len(X), 1), chunk_size):
+                z = torch.tensor(self.scaler.forward(X[start:start + chunk_size]), dtype=torch.float32)
+                tr = integrate_ode(lambda t, x: self.net(t, x), z, grid, method=method, steps=steps)
+                outs.append(tr.xs.numpy().astype(np.float64))
+        out = np.concatenate(outs, axis=1) * self.scaler.scale + self.scaler.mean
         return out if n_points else out[-1]
 
-    def velocity(self, X: np.ndarray, time: float | np.ndarray) -> np.ndarray:
-        """The learned velocity at cells ``X`` and measured time(s) ``time``, in units of the
-        representation per unit of model time."""
-        X = np.asarray(X, dtype=np.float64)
-        tau = np.vectorize(self.model_time)(np.broadcast_to(np.asarray(time, dtype=float), (X.shape[0],)))
-        z = torch.tensor(self.scaler.forward(X), dtype=torch.float32)
+    def velocity(self, X: np.ndarray, time: float | np.ndarray, *, chunk_size: int = 65536) -> np.ndarray:
+        """The learned velocity at cells ``X`` and time(s) ``time`` (one per cell, or one for
+        all), in units of the representation per unit of model time (per time-point interval
+        for ``time_scale="index"``, per unit of ``obs[time_key]`` for ``"real"``)."""
+        X = self._check_cells(X)
+        tau = np.vectorize(self.model_time, otypes=[float])(np.broadcast_to(np.asarray(time, dtype=float), (len(X),)))
+        out = np.empty_like(X)
         with torch.no_grad():
-            v = self.net(torch.tensor(tau, dtype=torch.float32), z).numpy().astype(np.float64)
-        return v * self.scaler.scale
+            for start in range(0, len(X), chunk_size):
+                sl = slice(start, start + chunk_size)
+                z = torch.tensor(self.scaler.forward(X[sl]), dtype=torch.float32)
+                out[sl] = self.net(torch.tensor(tau[sl], dtype=torch.float32), z).numpy()
+        return out * self.scaler.scale
+
+    def predict(self, time: float, *, n_cells: int | None = None, mode: str = "push", from_time: float | None = None,
+                steps: int = 100, seed: int | None = None) -> np.ndarray:
+        """Cells at ``time`` (measured, held out or between measured times), in the
+        representation's units.
+
+        ``mode="push"`` (the paper's protocol) pushes the observed cells of the nearest earlier
+        trained time point (or ``from_time``) forward with ``steps`` Euler steps; ``n_cells``
+        subsamples them without replacement. ``mode="sample"`` draws ``n_cells`` new cells: it
+        resamples those cells with replacement, perturbs each with the path's Gaussian noise
+        (σ in model units), and pushes them.
+        """
+        if mode not in ("push", "sample"):
+            raise ValueError(f"mode must be 'push' or 'sample', got {mode!r}.")
+        self.model_time(time)
+        if from_time is None:
+            earlier = [s for s in self.times if s < time and s != self.holdout]
+            if not earlier:
+                raise ValueError(f"no trained time point precedes {time}; predict times after {self.times[0]}.")
+            from_time = float(earlier[-1])
+        X0 = self.cells_at(from_time)
+        rng = np.random.default_rng(self.seed if seed is None else seed)
+        if mode == "sample":
+            idx = rng.integers(len(X0), size=n_cells or len(X0))
+            noise = rng.normal(size=(len(idx), self.n_pcs)) * max(self.sigma, 1e-3) * self.scaler.scale
+            X0 = X0[idx] + noise
+        elif n_cells is not None and n_cells < len(X0):
+            X0 = X0[np.sort(rng.choice(len(X0), n_cells, replace=False))]
+        return self.push(X0, from_time, time, steps=steps)
+
+    def transition_matrix(self, t_from: float, t_to: float, *, cells: np.ndarray | None = None, k: int = 30,
+                          steps: int = 100):
+        """Where cells at ``t_from`` land among the observed cells at ``t_to``.
+
+        Each cell (default: all observed at ``t_from``) is pushed to ``t_to`` and spread over
+        its ``k`` nearest observed cells there with Gaussian weights (bandwidth: the distance to
+        its ``k``-th neighbour / 2, in model units). Returns a sparse row-stochastic matrix
+        (cells at ``t_from`` × observed cells at ``t_to``, in ``obs`` order).
+        """
+        X0 = self.cells_at(t_from) if cells is None else self._check_cells(cells)
+        Y = self.push(X0, t_from, t_to, steps=steps)
+        return knn_assignment(self.scaler.forward(Y), self.scaler.forward(self.cells_at(t_to)), k=k)
+
+    def cell_times(self) -> np.ndarray:
+        """Each cell's measured time (the ``obs[time_key]`` values as floats, in ``obs`` order)."""
+        return self._cell_times.copy()
+
+    def _check_cells(self, X) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_pcs:
+            raise ValueError(f"cells must be an array of shape (n_cells, {self.n_pcs}) in the units of "
+                             f"obsm[{self.use_rep!r}][:, :{self.n_pcs}]; got shape {X.shape}.")
+        if not np.isfinite(X).all():
+            raise ValueError("cells contain NaN or inf.")
+        return X
 
     def cells_at(self, time: float) -> np.ndarray:
         """The observed cells at a measured time, in the representation's units."""

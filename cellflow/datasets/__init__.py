@@ -1,5 +1,9 @@
-"""Data sets: 2-D toy distributions for benchmarks."""
+"""Data sets: an embedded simulated differentiation time course, loaders for the real single-cell
+time courses, and 2-D toy distributions for benchmarks."""
 
+from ._loaders import DATA_DIR_ENV, available, load
+from ._simulated import simulated_differentiation, true_velocity_pca
 from ._toy import TOY_DISTRIBUTIONS, toy_sample
 
-__all__ = ["toy_sample", "TOY_DISTRIBUTIONS"]
+__all__ = ["simulated_differentiation", "true_velocity_pca", "load", "available", "DATA_DIR_ENV",
+           "toy_sample", "TOY_DISTRIBUTIONS"]

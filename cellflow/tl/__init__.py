@@ -1,0 +1,9 @@
+"""Tools in scanpy's style: ``f(adata, model, ..., key_added=..., copy=False)`` writes results
+into the AnnData (each docstring lists the fields it sets); ``interpolate`` and ``couplings``
+return new objects."""
+
+from ._fate import couplings, pull, push
+from ._interpolate import interpolate
+from ._velocity import velocity, velocity_embedding
+
+__all__ = ["interpolate", "velocity", "velocity_embedding", "push", "pull", "couplings"]

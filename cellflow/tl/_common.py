@@ -1,0 +1,74 @@
+"""Helpers shared by the ``cellflow.tl`` functions: checking a model against an AnnData,
+selecting cells, and refusing silent overwrites."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .._cellflow import CellFlow, _fingerprint
+
+
+def check_model(adata, model) -> None:
+    """Raise if ``model`` was not trained on ``adata`` (same cells and representation)."""
+    if not isinstance(model, CellFlow):
+        raise TypeError(f"model must be a cellflow.CellFlow, got {type(model).__name__}.")
+    if model.use_rep not in adata.obsm:
+        raise KeyError(f"adata.obsm has no {model.use_rep!r}, the representation the model was trained on.")
+    fp = _fingerprint(adata, model.use_rep)
+    diff = [k for k in ("n_obs", "obs_names_sha1", "rep_shape") if fp[k] != model.fingerprint[k]]
+    if diff:
+        raise ValueError(f"this AnnData is not the one the model was trained on (differs in {', '.join(diff)}); "
+                         "pass the AnnData given to CellFlow(...), or train a model on this one.")
+
+
+def rep_basis(use_rep: str) -> str:
+    """``"X_pca"`` → ``"pca"``: the suffix scVelo and CellRank use in ``velocity_<basis>``."""
+    return use_rep[2:] if use_rep.startswith("X_") else use_rep
+
+
+def select_cells(adata, cells, what: str) -> np.ndarray:
+    """A boolean mask over ``adata.obs`` from a mask, integer indices, obs names or
+    ``{obs_key: value_or_values}``."""
+    if isinstance(cells, dict):
+        mask = np.ones(adata.n_obs, dtype=bool)
+        for key, values in cells.items():
+            if key not in adata.obs:
+                raise KeyError(f"{what}: {key!r} is not a column of adata.obs.")
+            values = [values] if np.isscalar(values) else list(values)
+            col = adata.obs[key]
+            hit = col.isin(values).to_numpy()
+            if not hit.any():
+                raise ValueError(f"{what}: no cell has adata.obs[{key!r}] in {values}; "
+                                 f"values present: {pd.unique(col.astype(str))[:10].tolist()}.")
+            mask &= hit
+        return mask
+    arr = np.asarray(cells)
+    if arr.dtype == bool:
+        if arr.shape != (adata.n_obs,):
+            raise ValueError(f"{what}: a boolean mask needs length n_obs={adata.n_obs}, got {arr.shape}.")
+        return arr
+    if arr.dtype.kind in "iu":
+        mask = np.zeros(adata.n_obs, dtype=bool)
+        mask[arr] = True
+        return mask
+    mask = adata.obs_names.isin(arr.astype(str))
+    if mask.sum() != len(arr):
+        raise KeyError(f"{what}: {len(arr) - int(mask.sum())} names are not in adata.obs_names.")
+    return mask
+
+
+def refuse_overwrite(existing: list[str], overwrite: bool) -> None:
+    if existing and not overwrite:
+        raise ValueError(f"{', '.join(existing)} already exist; pass overwrite=True to replace them, or choose "
+                         "another key_added.")
+
+
+def time_labels(adata, time_key: str, times: np.ndarray) -> dict[float, object]:
+    """The original ``obs[time_key]`` label of each numeric time (for keys users recognise)."""
+    col = adata.obs[time_key]
+    labels = pd.unique(col)
+    out = {}
+    for lab in labels:
+        out[float(pd.to_numeric(str(lab)))] = lab.item() if hasattr(lab, "item") else lab
+    return {float(t): out[float(t)] for t in times}

@@ -1,0 +1,128 @@
+"""``cf.tl.push``, ``cf.tl.pull`` and ``cf.tl.couplings``: where cells go, where they came
+from, and transition matrices for CellRank's ``RealTimeKernel``.
+
+All three use :meth:`cellflow.CellFlow.transition_matrix`: cells are pushed along the learned
+ODE and spread over their nearest observed cells at the other time (a sparse kNN kernel, no
+all-pairs matrix).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._common import check_model, refuse_overwrite, select_cells, time_labels
+
+
+def _time_mask(model, t: float, what: str) -> np.ndarray:
+    if t not in model.times:
+        raise ValueError(f"{what}={t} is not a measured time; choose from {model.times.tolist()}.")
+    return model.cell_times() == t
+
+
+def push(adata, model, source, *, t_from: float, t_to: float, key_added: str = "push", k: int = 30,
+         steps: int = 100, overwrite: bool = False, copy: bool = False):
+    """Push the mass of ``source`` cells at ``t_from`` to the observed cells at ``t_to``.
+
+    Parameters
+    ----------
+    adata
+        The AnnData the model was trained on.
+    model
+        A trained :class:`cellflow.CellFlow`.
+    source
+        The starting cells: a boolean mask, indices, obs names, or ``{obs_key: value(s)}``
+        (e.g. ``{"cell_type": "progenitor"}``); only those measured at ``t_from`` are used.
+    t_from, t_to
+        Measured times; ``t_to < t_from`` pushes backwards in time.
+    key_added
+        The ``obs`` column written.
+    k, steps
+        Neighbours of the landing kernel, and Euler steps.
+    overwrite, copy
+        Replace an existing column; return a modified copy instead of writing in place.
+
+    Returns
+    -------
+    ``None`` (or the copy); sets ``obs[key_added]``: the fraction of the source's mass that
+    lands on each cell at ``t_to`` (sums to 1 there; 0 elsewhere).
+    """
+    check_model(adata, model)
+    refuse_overwrite([f"obs[{key_added!r}]"] * (key_added in adata.obs), overwrite)
+    at_from, at_to = _time_mask(model, t_from, "t_from"), _time_mask(model, t_to, "t_to")
+    src = select_cells(adata, source, "source")[at_from]
+    if not src.any():
+        raise ValueError(f"no source cell is measured at t_from={t_from}.")
+    P = model.transition_matrix(t_from, t_to, k=k, steps=steps)
+    mass = np.asarray(P[src].sum(0)).ravel() / src.sum()
+    adata = adata.copy() if copy else adata
+    out = np.zeros(adata.n_obs)
+    out[at_to] = mass
+    adata.obs[key_added] = out
+    return adata if copy else None
+
+
+def pull(adata, model, target, *, t_from: float, t_to: float, key_added: str = "pull", normalize: bool = True,
+         k: int = 30, steps: int = 100, overwrite: bool = False, copy: bool = False):
+    """Which cells at ``t_from`` end up in the ``target`` cells at ``t_to`` (fate towards a set).
+
+    Each observed cell at ``t_from`` is pushed to ``t_to``; its value is the share of its
+    landing kernel on ``target`` cells (a probability in [0, 1]).
+
+    Parameters
+    ----------
+    target
+        The cells to reach: a boolean mask, indices, obs names, or ``{obs_key: value(s)}``;
+        only those measured at ``t_to`` count.
+    normalize
+        Divide by the sum so the values form a distribution over the cells at ``t_from`` (as
+        moscot's ``pull``); ``False`` keeps the per-cell probabilities.
+    t_from, t_to, key_added, k, steps, overwrite, copy
+        As in :func:`push`.
+
+    Returns
+    -------
+    ``None`` (or the copy); sets ``obs[key_added]`` on the cells at ``t_from`` (0 elsewhere).
+    """
+    check_model(adata, model)
+    refuse_overwrite([f"obs[{key_added!r}]"] * (key_added in adata.obs), overwrite)
+    at_from, at_to = _time_mask(model, t_from, "t_from"), _time_mask(model, t_to, "t_to")
+    tgt = select_cells(adata, target, "target")[at_to]
+    if not tgt.any():
+        raise ValueError(f"no target cell is measured at t_to={t_to}.")
+    P = model.transition_matrix(t_from, t_to, k=k, steps=steps)
+    prob = np.asarray(P @ tgt.astype(float)).ravel()
+    if normalize:
+        if prob.sum() == 0:
+            raise ValueError("no cell reaches the target; check t_from/t_to or the target set.")
+        prob = prob / prob.sum()
+    adata = adata.copy() if copy else adata
+    out = np.zeros(adata.n_obs)
+    out[at_from] = prob
+    adata.obs[key_added] = out
+    return adata if copy else None
+
+
+def couplings(adata, model, *, k: int = 30, steps: int = 100) -> dict:
+    """Transition matrices between consecutive measured times, for CellRank's
+    ``RealTimeKernel(adata, time_key=..., couplings=...)``.
+
+    Returns
+    -------
+    ``{(t_k, t_k+1): AnnData}``, keyed by the labels of ``obs[time_key]``, each with the cells
+    at ``t_k`` as ``obs``, those at ``t_k+1`` as ``var``, and a sparse row-stochastic ``X``.
+    ``adata`` is not modified; CellRank needs ``obs[time_key]`` to be categorical
+    (``adata.obs[time_key] = adata.obs[time_key].astype("category")``).
+    """
+    import anndata as ad
+    import pandas as pd
+
+    check_model(adata, model)
+    labels = time_labels(adata, model.time_key, model.times)
+    out = {}
+    t = model.cell_times()
+    for a, b in zip(model.times[:-1], model.times[1:]):
+        P = model.transition_matrix(float(a), float(b), k=k, steps=steps)
+        out[(labels[float(a)], labels[float(b)])] = ad.AnnData(
+            X=P.astype(np.float64), obs=pd.DataFrame(index=adata.obs_names[t == a]),
+            var=pd.DataFrame(index=adata.obs_names[t == b]))
+    return out

@@ -1,0 +1,157 @@
+r"""``cf.tl.velocity`` and ``cf.tl.velocity_embedding``: the learned field in scVelo's and
+CellRank's layout.
+
+The projection onto an embedding follows the kNN scheme of La Manno et al. (2018) used by
+scVelo: for cell :math:`i` with neighbours :math:`j`, the cosine :math:`c_{ij}` between the
+displacement :math:`x_j - x_i` and the velocity :math:`v_i` gives transition weights
+:math:`\pi_{ij} \propto \exp(c_{ij}/T)`, and
+
+.. math:: \tilde v_i = \sum_j \pi_{ij}\,\frac{e_j - e_i}{\lVert e_j - e_i\rVert}
+          - \frac1k \sum_j \frac{e_j - e_i}{\lVert e_j - e_i\rVert}
+
+in embedding coordinates :math:`e`, the second term removing the bias of uneven neighbourhoods.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._common import check_model, refuse_overwrite, rep_basis
+
+
+def velocity(adata, model, *, key_added: str = "velocity", genes: bool = True, overwrite: bool = False,
+             chunk_size: int = 65536, copy: bool = False):
+    """Write the learned velocity at each cell's own time into ``adata``.
+
+    Parameters
+    ----------
+    adata
+        The AnnData the model was trained on.
+    model
+        A trained :class:`cellflow.CellFlow`.
+    key_added
+        Prefix of the keys written (scVelo's and CellRank's default is ``"velocity"``).
+    genes
+        Also write gene-space velocities ``V @ PCs.T`` (needs ``use_rep="X_pca"`` and
+        ``varm["PCs"]``).
+    overwrite
+        Existing keys are never replaced unless this is set.
+    chunk_size
+        Cells per network call (memory stays bounded for millions of cells).
+    copy
+        Return a modified copy instead of writing in place.
+
+    Returns
+    -------
+    ``None`` (or the copy with ``copy=True``); sets
+
+    - ``obsm[f"{key_added}_{basis}"]`` (``basis`` = ``use_rep`` without ``X_``, e.g.
+      ``velocity_pca``): the velocity, as wide as ``obsm[use_rep]``; columns past the model's
+      ``n_pcs`` are 0. Units: representation per unit of model time. CellRank reads it with
+      ``VelocityKernel(adata, attr="obsm", xkey="X_pca", vkey="velocity_pca")``;
+    - ``layers[key_added]`` and ``var[f"{key_added}_genes"]`` when gene velocities apply;
+    - ``uns[f"{key_added}_params"]``: method, representation, n_pcs, time scale and
+      ``embeddings`` (filled by :func:`velocity_embedding`).
+    """
+    check_model(adata, model)
+    adata = adata.copy() if copy else adata
+    basis = rep_basis(model.use_rep)
+    okey, pkey = f"{key_added}_{basis}", f"{key_added}_params"
+    do_genes = genes and model.use_rep == "X_pca" and "PCs" in adata.varm and adata.n_vars > 0
+    keys = [f"obsm[{okey!r}]"] * (okey in adata.obsm) + [f"uns[{pkey!r}]"] * (pkey in adata.uns)
+    if do_genes:
+        keys += [f"layers[{key_added!r}]"] * (key_added in adata.layers)
+        keys += [f"var[{key_added + '_genes'!r}]"] * (f"{key_added}_genes" in adata.var)
+    refuse_overwrite(keys, overwrite)
+
+    X = np.asarray(adata.obsm[model.use_rep], dtype=np.float64)
+    V = model.velocity(X[:, :model.n_pcs], model.cell_times(), chunk_size=chunk_size)
+    full = np.zeros(X.shape, dtype=np.float32)
+    full[:, :model.n_pcs] = V
+    adata.obsm[okey] = full
+    if do_genes:
+        PCs = np.asarray(adata.varm["PCs"])[:, :model.n_pcs]
+        adata.layers[key_added] = (V @ PCs.T).astype(np.float32)
+        used = np.abs(PCs).sum(1) > 0
+        adata.var[f"{key_added}_genes"] = used
+    adata.uns[pkey] = {"mode": "cellflow", "method": model.method, "use_rep": model.use_rep,
+                       "n_pcs": int(model.n_pcs), "time_key": model.time_key, "time_scale": model.time_scale,
+                       "embeddings": []}
+    return adata if copy else None
+
+
+def _neighbor_indices(adata, X: np.ndarray, n_neighbors: int | None) -> np.ndarray:
+    """kNN indices (n_obs × k, self excluded) from ``obsp["distances"]`` or computed on ``X``."""
+    if n_neighbors is None and "distances" in adata.obsp:
+        D = adata.obsp["distances"].tocsr()
+        counts = np.diff(D.indptr)
+        k = int(counts.min())
+        if k >= 1:
+            idx = np.empty((adata.n_obs, k), dtype=np.int64)
+            for i in range(adata.n_obs):
+                row = slice(D.indptr[i], D.indptr[i + 1])
+                order = np.argsort(D.data[row])[:k]
+                idx[i] = D.indices[row][order]
+            return idx
+    from sklearn.neighbors import NearestNeighbors
+
+    k = min(n_neighbors or 30, len(X) - 1)
+    _, idx = NearestNeighbors(n_neighbors=k + 1).fit(X).kneighbors(X)
+    return idx[:, 1:]
+
+
+def velocity_embedding(adata, *, basis: str = "umap", vkey: str = "velocity", n_neighbors: int | None = None,
+                       temperature: float = 0.1, overwrite: bool = False, copy: bool = False):
+    """Project the velocities written by :func:`velocity` onto an embedding (e.g. UMAP).
+
+    Parameters
+    ----------
+    adata
+        With ``obsm[f"X_{basis}"]`` and the output of :func:`velocity`.
+    basis
+        The embedding, ``obsm[f"X_{basis}"]``.
+    vkey
+        The ``key_added`` given to :func:`velocity`.
+    n_neighbors
+        Neighbours per cell; default: those of ``obsp["distances"]`` (``sc.pp.neighbors``),
+        else 30 computed on the representation.
+    temperature
+        :math:`T` in the transition weights :math:`\\exp(\\cos/T)`.
+    overwrite, copy
+        As in :func:`velocity`.
+
+    Returns
+    -------
+    ``None`` (or the copy); sets ``obsm[f"{vkey}_{basis}"]`` and appends ``basis`` to
+    ``uns[f"{vkey}_params"]["embeddings"]``, so ``scv.pl.velocity_embedding_stream(adata,
+    basis=basis)`` plots it without recomputing.
+    """
+    pkey = f"{vkey}_params"
+    if pkey not in adata.uns or "use_rep" not in adata.uns[pkey]:
+        raise KeyError(f"adata.uns has no {pkey!r} from cellflow; run cf.tl.velocity(adata, model) first.")
+    if f"X_{basis}" not in adata.obsm:
+        raise KeyError(f"adata.obsm has no 'X_{basis}'; compute the embedding first (e.g. sc.tl.umap).")
+    params = adata.uns[pkey]
+    rep, n_pcs = str(params["use_rep"]), int(params["n_pcs"])
+    vrep = f"{vkey}_{rep_basis(rep)}"
+    if vrep not in adata.obsm:
+        raise KeyError(f"adata.obsm has no {vrep!r}; run cf.tl.velocity(adata, model) first.")
+    okey = f"{vkey}_{basis}"
+    refuse_overwrite([f"obsm[{okey!r}]"] * (okey in adata.obsm), overwrite)
+    adata = adata.copy() if copy else adata
+
+    X = np.asarray(adata.obsm[rep], dtype=np.float64)[:, :n_pcs]
+    V = np.asarray(adata.obsm[vrep], dtype=np.float64)[:, :n_pcs]
+    E = np.asarray(adata.obsm[f"X_{basis}"], dtype=np.float64)[:, :2]
+    idx = _neighbor_indices(adata, X, n_neighbors)
+    dX = X[idx] - X[:, None, :]
+    cos = np.einsum("nkd,nd->nk", dX, V) / (np.linalg.norm(dX, axis=2) * np.linalg.norm(V, axis=1)[:, None] + 1e-12)
+    logits = cos / temperature
+    P = np.exp(logits - logits.max(1, keepdims=True))
+    P /= P.sum(1, keepdims=True)
+    dE = E[idx] - E[:, None, :]
+    dE /= np.linalg.norm(dE, axis=2, keepdims=True) + 1e-12
+    adata.obsm[okey] = (np.einsum("nk,nkd->nd", P, dE) - dE.mean(1)).astype(np.float32)
+    embeddings = [str(b) for b in np.atleast_1d(params.get("embeddings", [])) if str(b) != basis]
+    adata.uns[pkey] = {**dict(params), "embeddings": embeddings + [basis]}
+    return adata if copy else None
