@@ -61,16 +61,23 @@ def get_representation(adata, use_rep: str, n_pcs: int | None) -> np.ndarray:
 
 @dataclass
 class Standardizer:
-    """Per-feature centring and scaling (the paper's whitening of the first PCs)."""
+    """Centring and scaling of the representation before the network sees it.
+
+    ``whiten=True`` standardises each feature (the paper's 5-PC setting). Otherwise the data are
+    centred and divided by one scalar, the root mean feature variance: geometry (and so every
+    OT coupling) is unchanged, but the network works at unit scale whatever the PCs' units.
+    Results are always returned in the representation's units.
+    """
 
     mean: np.ndarray
     scale: np.ndarray
 
     @classmethod
     def fit(cls, X: np.ndarray, whiten: bool) -> "Standardizer":
-        if not whiten:
-            return cls(np.zeros(X.shape[1]), np.ones(X.shape[1]))
         sd = X.std(0)
+        if not whiten:
+            s = float(np.sqrt(np.mean(sd ** 2)))
+            return cls(X.mean(0), np.full(X.shape[1], s if s > 0 else 1.0))
         return cls(X.mean(0), np.where(sd > 0, sd, 1.0))
 
     def forward(self, X: np.ndarray) -> np.ndarray:

@@ -62,10 +62,12 @@ class CellFlow:
     use_rep, n_pcs
         The representation and how many of its leading columns to use (default all).
     whiten
-        Standardise each feature (the paper's 5-PC setting); results are returned in the
-        original units.
+        Standardise each feature (the paper's 5-PC setting). Otherwise the representation is
+        centred and divided by one scalar (its root mean feature variance), which keeps its
+        geometry. Results are always returned in the representation's units.
     method, sigma
-        ``"ot"`` (default), ``"sb"``, ``"icfm"``; σ defaults per method (0.1; SB 1.0).
+        ``"ot"`` (default), ``"sb"``, ``"icfm"``; σ defaults per method (0.1; SB 1.0), in the
+        standardised units the network sees.
     time_scale
         ``"index"`` (default) or ``"real"``; see the module docstring.
     hidden, activation

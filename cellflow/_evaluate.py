@@ -87,7 +87,7 @@ def evaluate_holdout(adata, time_key: str, *, methods=("ot", "sb", "icfm"), seed
         if not 0 < k < len(times) - 1:
             raise ValueError(f"held-out time {h} must be an intermediate time point, one of {times[1:-1].tolist()}.")
         prev, nxt = times[k - 1], times[k + 1]
-        sc = base.scaler.forward
+        sc = base.scaler.forward if whiten else np.asarray  # metrics in whitened or original units
         x_prev, x_true, x_next = sc(base.cells_at(prev)), sc(base.cells_at(h)), sc(base.cells_at(nxt))
         rows.append(dict(method="previous time point", held_out_time=h, seed=0, seconds=0.0,
                          **_scores(x_prev, x_true, max_eval, 0)))

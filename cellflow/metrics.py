@@ -141,3 +141,17 @@ def normalized_path_energy(energy: float, w2_squared: float) -> float:
     r"""NPE :math:`= |E\int\|v\|^2dt - W_2^2(q_0,q_1)| / W_2^2(q_0,q_1)`: 0 for the dynamic OT
     (straight, constant-speed) flow."""
     return abs(energy - w2_squared) / w2_squared
+
+
+def velocity_cosine(V: np.ndarray, V_true: np.ndarray) -> np.ndarray:
+    """Per-cell cosine similarity between two velocity arrays (rows are cells).
+
+    >>> velocity_cosine(np.array([[1.0, 0.0], [0.0, 2.0]]), np.array([[2.0, 0.0], [1.0, 0.0]]))
+    array([1., 0.])
+    """
+    V, V_true = np.asarray(V, dtype=np.float64), np.asarray(V_true, dtype=np.float64)
+    if V.shape != V_true.shape:
+        raise ValueError(f"velocity arrays differ in shape: {V.shape} vs {V_true.shape}.")
+    num = (V * V_true).sum(1)
+    return num / (np.linalg.norm(V, axis=1) * np.linalg.norm(V_true, axis=1) + 1e-300)
+

@@ -147,8 +147,18 @@ def simulated_differentiation(n_cells_per_time: int = 300, times=(0, 1, 2, 3, 4,
     adata.obsm["X_latent"] = z.astype(np.float32)
     adata.obsm["velocity_latent"] = f.astype(np.float32)
     adata.uns["simulation"] = {"rate": rate, "bifurcation_z1": zb, "pitchfork_a": a, "noise": [s1, s2],
-                               "target_sum": TARGET_SUM, "random_state": int(random_state)}
+                               "target_sum": TARGET_SUM, "random_state": int(random_state),
+                               "loadings": W.astype(np.float64), "base": base.astype(np.float64)}
     return adata
+
+
+def expected_log_expression(z: np.ndarray, loadings: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """:math:`y = \\log(1 + 10^4\\,\\mathrm{softmax}(b + W\\phi(z)))` for latent states ``z``."""
+    phi, _ = _programmes(np.asarray(z, dtype=np.float64))
+    x = base + phi @ np.asarray(loadings).T
+    p = np.exp(x - x.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    return np.log1p(TARGET_SUM * p)
 
 
 def true_velocity_pca(adata, *, layer: str = "velocity_true", use_rep: str = "X_pca") -> np.ndarray:

@@ -44,7 +44,7 @@ def push(adata, model, source, *, t_from: float, t_to: float, key_added: str = "
     Returns
     -------
     ``None`` (or the copy); sets ``obs[key_added]``: the fraction of the source's mass that
-    lands on each cell at ``t_to`` (sums to 1 there; 0 elsewhere).
+    lands on each cell at ``t_to`` (sums to 1 there; NaN at other times, grey in plots).
     """
     check_model(adata, model)
     refuse_overwrite([f"obs[{key_added!r}]"] * (key_added in adata.obs), overwrite)
@@ -55,7 +55,7 @@ def push(adata, model, source, *, t_from: float, t_to: float, key_added: str = "
     P = model.transition_matrix(t_from, t_to, k=k, steps=steps)
     mass = np.asarray(P[src].sum(0)).ravel() / src.sum()
     adata = adata.copy() if copy else adata
-    out = np.zeros(adata.n_obs)
+    out = np.full(adata.n_obs, np.nan)
     out[at_to] = mass
     adata.obs[key_added] = out
     return adata if copy else None
@@ -81,7 +81,7 @@ def pull(adata, model, target, *, t_from: float, t_to: float, key_added: str = "
 
     Returns
     -------
-    ``None`` (or the copy); sets ``obs[key_added]`` on the cells at ``t_from`` (0 elsewhere).
+    ``None`` (or the copy); sets ``obs[key_added]`` on the cells at ``t_from`` (NaN at other times).
     """
     check_model(adata, model)
     refuse_overwrite([f"obs[{key_added!r}]"] * (key_added in adata.obs), overwrite)
@@ -96,7 +96,7 @@ def pull(adata, model, target, *, t_from: float, t_to: float, key_added: str = "
             raise ValueError("no cell reaches the target; check t_from/t_to or the target set.")
         prob = prob / prob.sum()
     adata = adata.copy() if copy else adata
-    out = np.zeros(adata.n_obs)
+    out = np.full(adata.n_obs, np.nan)
     out[at_from] = prob
     adata.obs[key_added] = out
     return adata if copy else None

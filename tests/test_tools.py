@@ -1,0 +1,258 @@
+"""cf.tl / cf.pl / cf.datasets on the simulated time course: the scanpy pipeline end to end,
+closed forms (decoding, kNN assignment, velocity projection), AnnData hygiene, scVelo and CellRank."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import cellflow as cf
+from cellflow._assign import knn_assignment
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """Simulated course after scanpy preprocessing, and an OT-CFM flow on its first 5 PCs."""
+    sc = pytest.importorskip("scanpy")
+    adata = cf.datasets.simulated_differentiation(n_cells_per_time=120, random_state=1)
+    sc.pp.normalize_total(adata, target_sum=1e4)
+    sc.pp.log1p(adata)
+    sc.pp.highly_variable_genes(adata, n_top_genes=40)
+    sc.pp.pca(adata, n_comps=10)
+    sc.pp.neighbors(adata, n_pcs=10, n_neighbors=15)
+    adata.obsm["X_umap"] = adata.obsm["X_pca"][:, :2].copy()  # a stand-in embedding (no UMAP compile in tests)
+    model = cf.CellFlow(adata, "day", n_pcs=5, seed=0)
+    model.train(steps=1500, batch_size=256, progress=False)
+    return adata, model
+
+
+def fresh(fitted):
+    adata, model = fitted
+    return adata.copy(), model
+
+
+# ----------------------------------------------------------------------------- data sets
+def test_simulation_has_branches_times_and_consistent_true_velocity():
+    a = cf.datasets.simulated_differentiation(n_cells_per_time=100, random_state=0)
+    assert a.n_vars >= 20 and a.obs["day"].nunique() >= 5
+    last = a.obs[a.obs["day"] == a.obs["day"].max()]["branch"].value_counts()
+    assert last["A"] > 20 and last["B"] > 20  # the bifurcation splits the population
+    np.testing.assert_array_equal(a.X, a.layers["counts"])
+    # the true latent drift matches the finite difference of the latent day means
+    z, d = a.obsm["X_latent"], a.obs["day"].to_numpy()
+    step = z[d == 1, 0].mean() - z[d == 0, 0].mean()
+    assert abs(step - a.uns["simulation"]["rate"]) < 0.1
+    with pytest.raises(ValueError, match="at least 20"):
+        cf.datasets.simulated_differentiation(n_genes=10)
+
+
+def test_true_velocity_is_the_derivative_of_expected_log_expression():
+    """Finite differences of y = log1p(1e4 softmax(b + W φ(z))) along the drift give layers['velocity_true']."""
+    from cellflow.datasets._simulated import expected_log_expression
+
+    a = cf.datasets.simulated_differentiation(n_cells_per_time=20, random_state=3)
+    z, f = a.obsm["X_latent"].astype(np.float64), a.obsm["velocity_latent"].astype(np.float64)
+    W, b = a.uns["simulation"]["loadings"], a.uns["simulation"]["base"]
+    h = 1e-5
+    fd = (expected_log_expression(z + h * f, W, b) - expected_log_expression(z - h * f, W, b)) / (2 * h)
+    np.testing.assert_allclose(a.layers["velocity_true"], fd, rtol=1e-3, atol=1e-4)
+
+
+def test_loader_reads_data_dir_and_env_and_explains_absence(tmp_path, monkeypatch):
+    a = cf.datasets.simulated_differentiation(n_cells_per_time=10)
+    a.write_h5ad(tmp_path / "eb.h5ad")
+    b = cf.datasets.load("eb", data_dir=tmp_path)
+    assert b.shape == a.shape and b.uns["cellflow_dataset"]["time_key"] == "time_point"
+    monkeypatch.setenv(cf.datasets.DATA_DIR_ENV, str(tmp_path))
+    assert cf.datasets.available()["eb"] and not cf.datasets.available()["cite"]
+    with pytest.raises(FileNotFoundError, match="CELLFLOW_DATA_DIR"):
+        cf.datasets.load("cite")
+    with pytest.raises(FileNotFoundError, match="downloading"):
+        cf.datasets.load("cite", url=(tmp_path / "nope.h5ad").as_uri())
+    with pytest.raises(KeyError, match="unknown data set"):
+        cf.datasets.load("nope")
+
+
+# ----------------------------------------------------------------------------- closed forms
+def test_knn_assignment_matches_gaussian_weights():
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(50, 3)), rng.normal(size=(7, 3))
+    P = knn_assignment(Y, X, k=5).toarray()
+    for i in range(len(Y)):
+        d = np.linalg.norm(X - Y[i], axis=1)
+        nn = np.argsort(d)[:5]
+        w = np.exp(-0.5 * (d[nn] / (d[nn][-1] / 2)) ** 2)
+        expected = np.zeros(len(X))
+        expected[nn] = w / w.sum()
+        np.testing.assert_allclose(P[i], expected, atol=1e-12)
+
+
+def test_velocity_embedding_on_a_line_points_along_the_flow():
+    import anndata as ad
+
+    from cellflow.tl._velocity import velocity_embedding
+
+    x = np.linspace(0, 10, 60)
+    a = ad.AnnData(obs=pd.DataFrame(index=[f"c{i}" for i in range(60)]))
+    a.obsm["X_pca"] = np.stack([x, np.zeros(60)], 1)
+    a.obsm["X_umap"] = np.stack([2 * x, np.zeros(60)], 1)
+    a.obsm["velocity_pca"] = np.tile([1.0, 0.0], (60, 1))
+    a.uns["velocity_params"] = {"use_rep": "X_pca", "n_pcs": 2, "embeddings": []}
+    velocity_embedding(a, basis="umap", n_neighbors=4)
+    inner = a.obsm["velocity_umap"][5:-5]
+    # interior cells: 2 neighbours ahead (cos +1), 2 behind (cos -1); the forward pair holds
+    # p = e^{1/T} / (e^{1/T} + e^{-1/T}) of the weight, so the projection is p·(+1) + (1-p)·(-1) - 0 = tanh(1/T)
+    T = 0.5
+    velocity_embedding(a, basis="umap", n_neighbors=4, temperature=T, overwrite=True)
+    inner = a.obsm["velocity_umap"][5:-5]
+    np.testing.assert_allclose(inner[:, 0], np.tanh(1 / T), atol=1e-6)
+    np.testing.assert_allclose(inner[:, 1], 0, atol=1e-9)
+    assert list(a.uns["velocity_params"]["embeddings"]) == ["umap"]
+
+
+def test_interpolate_decodes_with_pcs_and_mean(fitted):
+    adata, model = fresh(fitted)
+    pred = cf.tl.interpolate(adata, model, time=2.5, n_cells=50)
+    assert pred.n_obs == 50 and (pred.obs["day"] == 2.5).all() and (pred.obs["cellflow_from_time"] == 2).all()
+    Z = pred.obsm["X_pca"]
+    expected = Z @ adata.varm["PCs"][:, :5].T + np.asarray(adata.X.mean(0)).ravel()
+    np.testing.assert_allclose(pred.X, expected, rtol=1e-5, atol=1e-5)
+    assert list(pred.var_names) == list(adata.var_names)
+    new = cf.tl.interpolate(adata, model, time=3, mode="sample", n_cells=80, seed=1)
+    assert new.n_obs == 80
+    # predicted cells at an observed day are close to that day's cells
+    w_pred = cf.metrics.wasserstein(new.obsm["X_pca"], model.cells_at(3.0), p=1)
+    w_prev = cf.metrics.wasserstein(model.cells_at(2.0), model.cells_at(3.0), p=1)
+    assert w_pred < 0.6 * w_prev
+
+
+def test_interpolated_cells_can_be_ingested(fitted):
+    sc = pytest.importorskip("scanpy")
+    adata, model = fresh(fitted)
+    pred = cf.tl.interpolate(adata, model, time=4, n_cells=60)
+    del adata.obsm["X_umap"]  # the fixture's stand-in is no real UMAP; map onto the PCA
+    sc.tl.ingest(pred, adata, obs="branch", embedding_method="pca")
+    assert pred.obs["branch"].isin(["A", "B"]).mean() > 0.8
+
+
+# ----------------------------------------------------------------------------- velocity
+def test_velocity_keys_shapes_and_accuracy(fitted, tmp_path):
+    adata, model = fresh(fitted)
+    before = adata.copy()
+    cf.tl.velocity(adata, model)
+    V = adata.obsm["velocity_pca"]
+    assert V.shape == adata.obsm["X_pca"].shape and np.all(V[:, 5:] == 0)
+    assert adata.layers["velocity"].shape == adata.shape
+    np.testing.assert_allclose(adata.layers["velocity"], V[:, :5] @ adata.varm["PCs"][:, :5].T, rtol=1e-4, atol=1e-5)
+    assert adata.var["velocity_genes"].sum() == 40  # the HVGs carry the PCA loadings
+    # documented keys only
+    assert set(adata.obsm) - set(before.obsm) == {"velocity_pca"}
+    assert set(adata.layers) - set(before.layers) == {"velocity"}
+    assert set(adata.uns) - set(before.uns) == {"velocity_params"}
+    adata.write_h5ad(tmp_path / "v.h5ad")
+    # learned vs true velocity in the same 5 PCs
+    cos = cf.metrics.velocity_cosine(V[:, :5], cf.datasets.true_velocity_pca(adata)[:, :5])
+    assert np.median(cos) > 0.8
+    cf.tl.velocity_embedding(adata, basis="umap")
+    assert adata.obsm["velocity_umap"].shape == (adata.n_obs, 2)
+    adata.write_h5ad(tmp_path / "v2.h5ad")
+    with pytest.raises(ValueError, match="already exist.*overwrite=True"):
+        cf.tl.velocity(adata, model)
+    with pytest.raises(ValueError, match="already exist"):
+        cf.tl.velocity_embedding(adata, basis="umap")
+    cf.tl.velocity(adata, model, overwrite=True)
+
+
+def test_copy_leaves_input_untouched(fitted):
+    adata, model = fresh(fitted)
+    out = cf.tl.velocity(adata, model, copy=True)
+    assert "velocity_pca" in out.obsm and "velocity_pca" not in adata.obsm
+    out2 = cf.tl.push(adata, model, {"day": 0}, t_from=0, t_to=1, copy=True)
+    assert "push" in out2.obs and "push" not in adata.obs
+
+
+def test_tools_refuse_another_anndata(fitted):
+    adata, model = fresh(fitted)
+    other = adata[:-5].copy()
+    with pytest.raises(ValueError, match="not the one the model was trained on"):
+        cf.tl.velocity(other, model)
+    with pytest.raises(TypeError, match="cellflow.CellFlow"):
+        cf.tl.velocity(adata, object())
+    with pytest.raises(KeyError, match="run cf.tl.velocity"):
+        cf.tl.velocity_embedding(adata)
+
+
+# ----------------------------------------------------------------------------- fates and couplings
+def test_push_pull_and_couplings(fitted, tmp_path):
+    adata, model = fresh(fitted)
+    cf.tl.push(adata, model, {"day": 2, "branch": "A"}, t_from=2, t_to=5)
+    at5 = (adata.obs["day"] == 5).to_numpy()
+    assert adata.obs["push"][at5].sum() == pytest.approx(1.0)
+    assert adata.obs["push"][~at5].isna().all()
+    assert adata.obs.loc[at5 & (adata.obs["branch"] == "A"), "push"].sum() > 0.65  # A mostly stays A
+    cf.tl.pull(adata, model, {"branch": "A"}, t_from=2, t_to=5, normalize=False)
+    p = adata.obs["pull"]
+    at2 = (adata.obs["day"] == 2).to_numpy()
+    assert p[at2].between(0, 1).all() and p[~at2].isna().all()
+    assert p[at2 & (adata.obs["branch"] == "A")].mean() > p[at2 & (adata.obs["branch"] == "B")].mean() + 0.5
+    adata.write_h5ad(tmp_path / "f.h5ad")
+    with pytest.raises(ValueError, match="not a measured time"):
+        cf.tl.push(adata, model, {"day": 2}, t_from=2.5, t_to=5, key_added="x")
+    with pytest.raises(ValueError, match="no source cell"):
+        cf.tl.push(adata, model, {"day": 3}, t_from=2, t_to=5, key_added="x")
+    cps = cf.tl.couplings(adata, model)
+    assert list(cps) == [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
+    c = cps[(2, 3)]
+    assert c.shape == ((adata.obs["day"] == 2).sum(), (adata.obs["day"] == 3).sum())
+    np.testing.assert_allclose(np.asarray(c.X.sum(1)).ravel(), 1.0)
+    assert list(c.obs_names) == list(adata.obs_names[adata.obs["day"] == 2])
+
+
+def test_plots_draw(fitted, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    adata, model = fresh(fitted)
+    pred = cf.tl.interpolate(adata, model, time=3, n_cells=40)
+    assert cf.pl.trajectories(adata, model, n_cells=20, n_points=5, save=str(tmp_path / "t.png")) is not None
+    cf.pl.trajectories(adata, model, n_cells=20, n_points=5, basis="umap")
+    cf.pl.prediction(adata, model, pred, time=3, basis="umap")
+    df = pd.DataFrame({"method": ["a", "a", "b", "b"], "held_out_time": [1, 1, 1, 1], "seed": [0, 1, 0, 1],
+                       "w1": [1.0, 1.2, 0.8, 0.9]})
+    cf.pl.evaluation(df, save=str(tmp_path / "e.png"))
+    assert (tmp_path / "t.png").exists() and (tmp_path / "e.png").exists()
+
+
+# ----------------------------------------------------------------------------- scVelo and CellRank themselves
+def test_scvelo_plots_without_recomputing(fitted):
+    scv = pytest.importorskip("scvelo", reason="scvelo is in the test extra: pip install -e '.[test]'")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    adata, model = fresh(fitted)
+    cf.tl.velocity(adata, model)
+    cf.tl.velocity_embedding(adata, basis="umap")
+    before = adata.obsm["velocity_umap"].copy()
+    from scvelo.plotting.utils import velocity_embedding_changed
+
+    assert not velocity_embedding_changed(adata, basis="umap", vkey="velocity")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scv.pl.velocity_embedding_stream(adata, basis="umap", show=False)
+    np.testing.assert_array_equal(adata.obsm["velocity_umap"], before)
+
+
+def test_cellrank_kernels_accept_the_exports(fitted):
+    cr = pytest.importorskip("cellrank", reason="cellrank is in the test extra: pip install -e '.[test]'")
+    adata, model = fresh(fitted)
+    cf.tl.velocity(adata, model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        vk = cr.kernels.VelocityKernel(adata, attr="obsm", xkey="X_pca", vkey="velocity_pca")
+        vk.compute_transition_matrix(show_progress_bar=False)
+        assert vk.transition_matrix.shape == (adata.n_obs, adata.n_obs)
+        adata.obs["day_cat"] = adata.obs["day"].astype("category")
+        rk = cr.kernels.RealTimeKernel(adata, time_key="day_cat", couplings=cf.tl.couplings(adata, model))
+        rk.compute_transition_matrix(self_transitions="all", conn_weight=0.2, threshold="auto")
+    np.testing.assert_allclose(np.asarray(rk.transition_matrix.sum(1)).ravel(), 1.0, atol=1e-6)
