@@ -223,6 +223,15 @@ class BrownianBridgePath(ProbPath):
         ds = self.sigma * (1 - 2 * t) / (2 * root)
         return 1 - t, t, s, -one, one, ds
 
+    #: Drawn times stay this far from the ends, where :math:`\dot s(t)` is infinite
+    #: (``torch.rand`` returns exactly 0 about once in 2**24 draws).
+    T_EPS = 1e-5
+
+    def sample_t(self, n: int, *, like: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Draw ``n`` times uniformly on [ε, 1 − ε], ε = ``T_EPS``."""
+        u = torch.rand(n, generator=generator, dtype=like.dtype, device=like.device)
+        return self.T_EPS + (1 - 2 * self.T_EPS) * u
+
     def score(self, sample: PathSample) -> Tensor:
         r"""Conditional score :math:`-\varepsilon / s(t)` of a drawn sample."""
         return -sample.eps / _expand(self.std(sample.t), sample.eps)

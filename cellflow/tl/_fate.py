@@ -90,7 +90,7 @@ def pull(adata, model, target, *, t_from: float, t_to: float, key_added: str = "
     if not tgt.any():
         raise ValueError(f"no target cell is measured at t_to={t_to}.")
     P = model.transition_matrix(t_from, t_to, k=k, steps=steps)
-    prob = np.asarray(P @ tgt.astype(float)).ravel()
+    prob = np.clip(np.asarray(P @ tgt.astype(float)).ravel(), 0.0, 1.0)  # rows sum to 1 up to rounding
     if normalize:
         if prob.sum() == 0:
             raise ValueError("no cell reaches the target; check t_from/t_to or the target set.")

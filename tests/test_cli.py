@@ -1,0 +1,64 @@
+"""The command line: ``cellflow fit`` and ``cellflow evaluate`` end to end on a tiny file, help
+texts, and bad input answered with a message and exit status 2."""
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+from cellflow.cli import main
+
+
+@pytest.fixture()
+def h5ad(tmp_path):
+    rng = np.random.default_rng(0)
+    t = np.repeat([0, 1, 2, 3], 60)
+    X = rng.normal(scale=0.3, size=(len(t), 3))
+    X[:, 0] += t
+    a = ad.AnnData(obs=pd.DataFrame({"day": t}, index=[f"c{i}" for i in range(len(t))]))
+    a.obsm["X_pca"] = X
+    a.obsm["X_umap"] = X[:, :2].copy()
+    path = tmp_path / "in.h5ad"
+    a.write_h5ad(path)
+    return path
+
+
+def test_fit_writes_velocities_and_model(h5ad, tmp_path):
+    out = tmp_path / "out.h5ad"
+    assert main([ "fit", str(h5ad), "--time-key", "day", "--out", str(out), "--steps", "30", "--batch-size", "32",
+                 "--quiet"]) == 0
+    b = ad.read_h5ad(out)
+    assert b.obsm["velocity_pca"].shape == (240, 3) and b.obsm["velocity_umap"].shape == (240, 2)
+    assert (tmp_path / "out_model" / "model.pt").exists()
+    assert main(["fit", str(h5ad), "--time-key", "day", "--out", str(out), "--steps", "5", "--quiet"]) == 2  # exists
+
+
+def test_evaluate_writes_a_tidy_table(h5ad, tmp_path, capsys):
+    out = tmp_path / "t.csv"
+    rc = main(["evaluate", str(h5ad), "--time-key", "day", "--out", str(out), "--methods", "ot", "icfm",
+               "--seeds", "0", "--n-pcs", "2", "--steps", "20", "--batch-size", "32", "--quiet"])
+    assert rc == 0
+    df = pd.read_csv(out)
+    assert {"method", "held_out_time", "seed", "w1", "w2", "mmd", "seconds"} <= set(df.columns)
+    assert set(df.held_out_time) == {1.0, 2.0}
+    assert "OT-CFM" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--time-key", "nope"], "time_key 'nope' is not a column"),
+    (["--time-key", "day", "--use-rep", "X_nope"], "use_rep 'X_nope' is not in adata.obsm"),
+    (["--time-key", "day", "--n-pcs", "9"], "n_pcs=9"),
+])
+def test_bad_input_exits_2_with_the_fix(h5ad, tmp_path, capsys, args, message):
+    rc = main(["fit", str(h5ad), "--out", str(tmp_path / "o.h5ad"), "--steps", "5", "--quiet", *args])
+    assert rc == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_file_and_help(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "none.h5ad"), "--time-key", "d", "--out", str(tmp_path / "x.csv")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    for cmd in ("demo", "fit", "evaluate"):
+        with pytest.raises(SystemExit) as e:
+            main([cmd, "--help"])
+        assert e.value.code == 0
