@@ -260,3 +260,15 @@ def test_cellrank_kernels_accept_the_exports(fitted):
         rk = cr.kernels.RealTimeKernel(adata, time_key="day_cat", couplings=cf.tl.couplings(adata, model))
         rk.compute_transition_matrix(self_transitions="all", conn_weight=0.2, threshold="auto")
     np.testing.assert_allclose(np.asarray(rk.transition_matrix.sum(1)).ravel(), 1.0, atol=1e-6)
+
+
+def test_shared_eb_file_loads_when_present():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+    if not (root / "eb.h5ad").exists():
+        pytest.skip(f"{root / 'eb.h5ad'} is absent (the shared benchmark data sit beside the checkout)")
+    a = cf.datasets.load("eb", data_dir=root)
+    info = a.uns["cellflow_dataset"]
+    model = cf.CellFlow(a, info["time_key"], use_rep=info["use_rep"], n_pcs=5, whiten=True)
+    assert len(model.times) == 5 and "velocity_pca" in a.obsm
