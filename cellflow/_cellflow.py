@@ -50,6 +50,14 @@ def _fingerprint(adata, use_rep: str) -> dict:
     return {"n_obs": int(adata.n_obs), "obs_names_sha1": names, "rep_shape": list(np.shape(adata.obsm[use_rep]))}
 
 
+def fingerprint_differences(adata, use_rep: str, saved: dict) -> list[str]:
+    """What differs between ``adata`` and a saved fingerprint (empty when it is the same data)."""
+    fp = _fingerprint(adata, use_rep)
+    return [f"{label}: saved {saved[k]}, given {fp[k]}"
+            for k, label in [("n_obs", "number of cells"), ("obs_names_sha1", "cell names (obs_names)"),
+                             ("rep_shape", f"shape of obsm[{use_rep!r}]")] if fp[k] != saved[k]]
+
+
 class CellFlow:
     """A flow between the time-point marginals of an AnnData.
 
@@ -228,10 +236,7 @@ class CellFlow:
             raise ValueError(f"mode must be 'push' or 'sample', got {mode!r}.")
         self.model_time(time)
         if from_time is None:
-            earlier = [s for s in self.times if s < time and s != self.holdout]
-            if not earlier:
-                raise ValueError(f"no trained time point precedes {time}; predict times after {self.times[0]}.")
-            from_time = float(earlier[-1])
+            from_time = self.source_time(time)
         X0 = self.cells_at(from_time)
         rng = np.random.default_rng(self.seed if seed is None else seed)
         if mode == "sample":
@@ -241,6 +246,13 @@ class CellFlow:
         elif n_cells is not None and n_cells < len(X0):
             X0 = X0[np.sort(rng.choice(len(X0), n_cells, replace=False))]
         return self.push(X0, from_time, time, steps=steps)
+
+    def source_time(self, time: float) -> float:
+        """The nearest trained time point before ``time``: where predictions at ``time`` start."""
+        earlier = [s for s in self.times if s < time and s != self.holdout]
+        if not earlier:
+            raise ValueError(f"no trained time point precedes {time}; predict times after {self.times[0]}.")
+        return float(earlier[-1])
 
     def transition_matrix(self, t_from: float, t_to: float, *, cells: np.ndarray | None = None, k: int = 30,
                           steps: int = 100):
@@ -303,11 +315,7 @@ class CellFlow:
         if cfg["use_rep"] not in adata.obsm:
             problems.append(f"obsm has no {cfg['use_rep']!r}")
         else:
-            fp = _fingerprint(adata, cfg["use_rep"])
-            for k, label in [("n_obs", "number of cells"), ("obs_names_sha1", "cell names (obs_names)"),
-                             ("rep_shape", f"shape of obsm[{cfg['use_rep']!r}]")]:
-                if fp[k] != cfg["fingerprint"][k]:
-                    problems.append(f"{label}: saved {cfg['fingerprint'][k]}, given {fp[k]}")
+            problems += fingerprint_differences(adata, cfg["use_rep"], cfg["fingerprint"])
         if problems:
             raise ValueError("this AnnData is not the one the model was trained on: " + "; ".join(problems) + ".")
         net = cfg["net"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .._cellflow import CellFlow, _fingerprint
+from .._cellflow import CellFlow, fingerprint_differences
 
 
 def check_model(adata, model) -> None:
@@ -15,10 +15,9 @@ def check_model(adata, model) -> None:
         raise TypeError(f"model must be a cellflow.CellFlow, got {type(model).__name__}.")
     if model.use_rep not in adata.obsm:
         raise KeyError(f"adata.obsm has no {model.use_rep!r}, the representation the model was trained on.")
-    fp = _fingerprint(adata, model.use_rep)
-    diff = [k for k in ("n_obs", "obs_names_sha1", "rep_shape") if fp[k] != model.fingerprint[k]]
+    diff = fingerprint_differences(adata, model.use_rep, model.fingerprint)
     if diff:
-        raise ValueError(f"this AnnData is not the one the model was trained on (differs in {', '.join(diff)}); "
+        raise ValueError(f"this AnnData is not the one the model was trained on ({'; '.join(diff)}); "
                          "pass the AnnData given to CellFlow(...), or train a model on this one.")
 
 

@@ -19,6 +19,18 @@ def _time_mask(model, t: float, what: str) -> np.ndarray:
     return model.cell_times() == t
 
 
+def _prepare(adata, model, cells, what: str, t_from, t_to, key_added, overwrite, k, steps):
+    """Shared checks of push/pull; the selected cells at their time point and the transition matrix."""
+    check_model(adata, model)
+    refuse_overwrite([f"obs[{key_added!r}]"] * (key_added in adata.obs), overwrite)
+    at_from, at_to = _time_mask(model, t_from, "t_from"), _time_mask(model, t_to, "t_to")
+    t_sel, at_sel = (t_from, at_from) if what == "source" else (t_to, at_to)
+    sel = select_cells(adata, cells, what)[at_sel]
+    if not sel.any():
+        raise ValueError(f"no {what} cell is measured at {'t_from' if what == 'source' else 't_to'}={t_sel}.")
+    return at_from, at_to, sel, model.transition_matrix(t_from, t_to, k=k, steps=steps)
+
+
 def push(adata, model, source, *, t_from: float, t_to: float, key_added: str = "push", k: int = 30,
          steps: int = 100, overwrite: bool = False, copy: bool = False):
     """Push the mass of ``source`` cells at ``t_from`` to the observed cells at ``t_to``.
@@ -46,13 +58,7 @@ def push(adata, model, source, *, t_from: float, t_to: float, key_added: str = "
     ``None`` (or the copy); sets ``obs[key_added]``: the fraction of the source's mass that
     lands on each cell at ``t_to`` (sums to 1 there; NaN at other times, grey in plots).
     """
-    check_model(adata, model)
-    refuse_overwrite([f"obs[{key_added!r}]"] * (key_added in adata.obs), overwrite)
-    at_from, at_to = _time_mask(model, t_from, "t_from"), _time_mask(model, t_to, "t_to")
-    src = select_cells(adata, source, "source")[at_from]
-    if not src.any():
-        raise ValueError(f"no source cell is measured at t_from={t_from}.")
-    P = model.transition_matrix(t_from, t_to, k=k, steps=steps)
+    at_from, at_to, src, P = _prepare(adata, model, source, "source", t_from, t_to, key_added, overwrite, k, steps)
     mass = np.asarray(P[src].sum(0)).ravel() / src.sum()
     adata = adata.copy() if copy else adata
     out = np.full(adata.n_obs, np.nan)
@@ -83,13 +89,7 @@ def pull(adata, model, target, *, t_from: float, t_to: float, key_added: str = "
     -------
     ``None`` (or the copy); sets ``obs[key_added]`` on the cells at ``t_from`` (NaN at other times).
     """
-    check_model(adata, model)
-    refuse_overwrite([f"obs[{key_added!r}]"] * (key_added in adata.obs), overwrite)
-    at_from, at_to = _time_mask(model, t_from, "t_from"), _time_mask(model, t_to, "t_to")
-    tgt = select_cells(adata, target, "target")[at_to]
-    if not tgt.any():
-        raise ValueError(f"no target cell is measured at t_to={t_to}.")
-    P = model.transition_matrix(t_from, t_to, k=k, steps=steps)
+    at_from, at_to, tgt, P = _prepare(adata, model, target, "target", t_from, t_to, key_added, overwrite, k, steps)
     prob = np.clip(np.asarray(P @ tgt.astype(float)).ravel(), 0.0, 1.0)  # rows sum to 1 up to rounding
     if normalize:
         if prob.sum() == 0:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
 
 from ._common import check_model
 
@@ -60,9 +59,8 @@ def interpolate(adata, model, time: float, *, n_cells: int | None = None, mode: 
     import anndata as ad
 
     check_model(adata, model)
+    from_time = model.source_time(time) if from_time is None else float(from_time)
     Z = model.predict(time, n_cells=n_cells, mode=mode, from_time=from_time, steps=steps, seed=seed)
-    if from_time is None:
-        from_time = float([s for s in model.times if s < time and s != model.holdout][-1])
     obs = pd.DataFrame({model.time_key: np.full(len(Z), float(time)),
                         "cellflow_from_time": np.full(len(Z), float(from_time))},
                        index=[f"pred_{time:g}_{i}" for i in range(len(Z))])
@@ -74,12 +72,8 @@ def interpolate(adata, model, time: float, *, n_cells: int | None = None, mode: 
         if layer is not None and layer not in adata.layers:
             raise KeyError(f"adata.layers has no {layer!r}.")
         X, var = _decode(adata, Z, model.n_pcs, layer), adata.var.copy()
-    pred = ad.AnnData(X=X, obs=obs, var=var)
-    if X is None:
-        pred = ad.AnnData(obs=obs)
+    pred = ad.AnnData(X=X, obs=obs, var=var) if X is not None else ad.AnnData(obs=obs)
     pred.obsm[model.use_rep] = Z.astype(np.float32)
     pred.uns["cellflow_prediction"] = {"time": float(time), "from_time": float(from_time), "mode": mode,
                                        "steps": int(steps), "method": model.method, "decoded": bool(can_decode)}
-    if sparse.issparse(pred.X):  # pragma: no cover - decoded X is dense
-        pred.X = pred.X.toarray()
     return pred
