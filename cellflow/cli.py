@@ -56,6 +56,15 @@ def _bench_throughput(args) -> int:
     return 0
 
 
+def _bench_velocity(args) -> int:
+    from .bench.velocity import run
+
+    run(args.input, args.time_key, args.reference, use_rep=args.use_rep, n_pcs=args.n_pcs,
+        whiten=not args.no_whiten, methods=args.methods, seeds=args.seeds, steps=args.steps,
+        batch_size=args.batch_size, out=args.out, progress=not args.quiet)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cellflow", description="Conditional flow matching for cells and beyond.")
     p.add_argument("--version", action="version", version=f"cellflow {__version__}")
@@ -135,6 +144,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--accuracy-steps", type=int, default=0, help="also train this long and report W2 and NFE")
     s.add_argument("--n-test", type=int, default=2000)
     s.set_defaults(func=_bench_throughput)
+    v = bsub.add_parser("velocity", help="cosine between the learned velocity and a reference velocity in obsm")
+    v.add_argument("input", metavar="IN.h5ad")
+    v.add_argument("--time-key", required=True)
+    v.add_argument("--reference", required=True, help="obsm key of the reference velocity (e.g. velocity_pca)")
+    v.add_argument("--use-rep", default="X_pca")
+    v.add_argument("--n-pcs", type=int, default=5)
+    v.add_argument("--no-whiten", action="store_true")
+    v.add_argument("--methods", nargs="+", default=["ot", "icfm"], choices=["ot", "sb", "icfm"])
+    v.add_argument("--seeds", type=int, nargs="+", default=[0])
+    v.add_argument("--steps", type=int, default=2000)
+    v.add_argument("--batch-size", type=int, default=512)
+    v.add_argument("--out", default=None, metavar="TABLE.csv")
+    v.add_argument("--quiet", action="store_true")
+    v.set_defaults(func=_bench_velocity)
     return p
 
 

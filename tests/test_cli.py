@@ -62,3 +62,26 @@ def test_missing_file_and_help(tmp_path, capsys):
         with pytest.raises(SystemExit) as e:
             main([cmd, "--help"])
         assert e.value.code == 0
+
+
+def test_bench_velocity_scores_against_a_reference(tmp_path, capsys):
+    # cells drift by +1 along the first axis per day: the reference velocity is (1, 0, 0)
+    rng = np.random.default_rng(1)
+    t = np.repeat([0, 1, 2, 3], 150)
+    X = rng.normal(scale=0.3, size=(len(t), 3))
+    X[:, 0] += t
+    a = ad.AnnData(obs=pd.DataFrame({"day": t}, index=[f"c{i}" for i in range(len(t))]))
+    a.obsm["X_pca"] = X
+    a.obsm["v_ref"] = np.tile([1.0, 0.0, 0.0], (len(t), 1))
+    path, out = tmp_path / "v.h5ad", tmp_path / "v.csv"
+    a.write_h5ad(path)
+    rc = main(["bench", "velocity", str(path), "--time-key", "day", "--reference", "v_ref", "--n-pcs", "3",
+               "--no-whiten", "--methods", "ot", "--steps", "400", "--batch-size", "128", "--out", str(out),
+               "--quiet"])
+    assert rc == 0
+    df = pd.read_csv(out).set_index(["method", "time"])
+    drift = (X[t == 1].mean(0) - X[t == 0].mean(0)) @ [1, 0, 0] / np.linalg.norm(X[t == 1].mean(0) - X[t == 0].mean(0))
+    assert df.loc[("population drift", "0"), "median_cosine"] == pytest.approx(drift)
+    assert df.loc[("ot", "all"), "median_cosine"] > 0.9
+    assert main(["bench", "velocity", str(path), "--time-key", "day", "--reference", "nope", "--quiet"]) == 2
+    assert "obsm['nope'] not found" in capsys.readouterr().err

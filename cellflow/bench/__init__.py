@@ -1,1 +1,1 @@
-"""Benchmarks (not tests): ``cellflow bench toy`` and ``cellflow bench throughput``."""
+"""Benchmarks (not tests): ``cellflow bench toy``, ``throughput`` and ``velocity``."""
