@@ -38,7 +38,8 @@ def fit_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, use_re
     model.save(model_dir, overwrite=overwrite)
     if velocity:
         tl.velocity(adata, model, overwrite=overwrite)
-        if basis and f"X_{basis}" in adata.obsm:
+        # the velocity is already in obsm[f"velocity_{basis}"] when the embedding is the representation
+        if basis and f"X_{basis}" in adata.obsm and f"X_{basis}" != use_rep:
             tl.velocity_embedding(adata, basis=basis, overwrite=overwrite)
     adata.uns["cellflow"] = {"model_dir": str(model_dir), "method": model.method, "time_key": time_key,
                              "use_rep": use_rep, "n_pcs": int(model.n_pcs), "whiten": bool(whiten),

@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--batch-size", type=int, default=512, help="cells per time point per step")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--model-dir", default=None, help="where to save the model (default OUT_model/)")
-    f.add_argument("--basis", default="umap", help="embedding to project velocities on, if present (default umap)")
+    f.add_argument("--basis", default="umap", help="embedding to project velocities on, if present and not the representation itself (default umap)")
     f.add_argument("--no-velocity", action="store_true", help="do not write velocities")
     f.add_argument("--overwrite", action="store_true")
     f.add_argument("--quiet", action="store_true", help="no progress bars")

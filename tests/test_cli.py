@@ -85,3 +85,11 @@ def test_bench_velocity_scores_against_a_reference(tmp_path, capsys):
     assert df.loc[("ot", "all"), "median_cosine"] > 0.9
     assert main(["bench", "velocity", str(path), "--time-key", "day", "--reference", "nope", "--quiet"]) == 2
     assert "obsm['nope'] not found" in capsys.readouterr().err
+
+
+def test_fit_on_a_2d_embedding_with_the_same_basis(h5ad, tmp_path):
+    # use_rep X_umap and basis umap: the velocity is already velocity_umap; no projection, no clash
+    out = tmp_path / "u.h5ad"
+    assert main(["fit", str(h5ad), "--time-key", "day", "--use-rep", "X_umap", "--basis", "umap", "--out", str(out),
+                 "--steps", "20", "--batch-size", "32", "--quiet"]) == 0
+    assert ad.read_h5ad(out).obsm["velocity_umap"].shape == (240, 2)

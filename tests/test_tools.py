@@ -3,6 +3,7 @@ closed forms (decoding, kNN assignment, velocity projection), AnnData hygiene, s
 
 import warnings
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
@@ -272,3 +273,24 @@ def test_shared_eb_file_loads_when_present():
     info = a.uns["cellflow_dataset"]
     model = cf.CellFlow(a, info["time_key"], use_rep=info["use_rep"], n_pcs=5, whiten=True)
     assert len(model.times) == 5 and "velocity_pca" in a.obsm
+
+
+def test_neighbor_indices_from_distances_are_each_rows_nearest():
+    import scipy.sparse as sp
+
+    from cellflow.tl._velocity import _neighbor_indices
+
+    rng = np.random.default_rng(0)
+    n, rows, cols = 150, [], []
+    for i in range(n):  # rows hold 4 to 8 neighbours, in no particular order
+        c = rng.choice(np.delete(np.arange(n), i), rng.integers(4, 9), replace=False)
+        rows += [i] * len(c)
+        cols += list(c)
+    D = sp.csr_matrix((rng.random(len(rows)) + 0.01, (rows, cols)), shape=(n, n))
+    a = ad.AnnData(np.zeros((n, 1)))
+    a.obsp["distances"] = D
+    idx = _neighbor_indices(a, None, None)
+    assert idx.shape == (n, 4)
+    for i in range(n):
+        row = slice(D.indptr[i], D.indptr[i + 1])
+        assert (idx[i] == D.indices[row][np.argsort(D.data[row])[:4]]).all()

@@ -81,23 +81,43 @@ def velocity(adata, model, *, key_added: str = "velocity", genes: bool = True, o
 
 
 def _neighbor_indices(adata, X: np.ndarray, n_neighbors: int | None) -> np.ndarray:
-    """kNN indices (n_obs × k, self excluded) from ``obsp["distances"]`` or computed on ``X``."""
+    """kNN indices (n_obs × k, self excluded) from ``obsp["distances"]`` or computed on ``X``.
+
+    From ``obsp["distances"]``, k is the smallest number of stored neighbours of any cell, and
+    each cell keeps its k nearest (one vectorised sort of all stored entries)."""
     if n_neighbors is None and "distances" in adata.obsp:
         D = adata.obsp["distances"].tocsr()
         counts = np.diff(D.indptr)
         k = int(counts.min())
         if k >= 1:
-            idx = np.empty((adata.n_obs, k), dtype=np.int64)
-            for i in range(adata.n_obs):
-                row = slice(D.indptr[i], D.indptr[i + 1])
-                order = np.argsort(D.data[row])[:k]
-                idx[i] = D.indices[row][order]
-            return idx
+            rows = np.repeat(np.arange(adata.n_obs), counts)
+            order = np.lexsort((D.data, rows))  # by row, then by distance within the row
+            take = D.indptr[:-1, None] + np.arange(k)[None, :]
+            return D.indices[order[take]].astype(np.int64)
     from sklearn.neighbors import NearestNeighbors
 
     k = min(n_neighbors or 30, len(X) - 1)
     _, idx = NearestNeighbors(n_neighbors=k + 1).fit(X).kneighbors(X)
     return idx[:, 1:]
+
+
+def _project(X, V, E, idx, temperature: float, chunk_size: int = 20000) -> np.ndarray:
+    """scVelo-style projection, in chunks of cells so that no (n_obs × k × d) array is built."""
+    out = np.empty((len(X), E.shape[1]), dtype=np.float32)
+    for start in range(0, len(X), chunk_size):
+        sl = slice(start, start + chunk_size)
+        nb = idx[sl]
+        dX = X[nb] - X[sl, None, :]
+        v = V[sl]
+        cos = np.einsum("nkd,nd->nk", dX, v) / (np.linalg.norm(dX, axis=2) * np.linalg.norm(v, axis=1)[:, None]
+                                                + 1e-12)
+        logits = cos / temperature
+        P = np.exp(logits - logits.max(1, keepdims=True))
+        P /= P.sum(1, keepdims=True)
+        dE = E[nb] - E[sl, None, :]
+        dE /= np.linalg.norm(dE, axis=2, keepdims=True) + 1e-12
+        out[sl] = np.einsum("nk,nkd->nd", P, dE) - dE.mean(1)
+    return out
 
 
 def velocity_embedding(adata, *, basis: str = "umap", vkey: str = "velocity", n_neighbors: int | None = None,
@@ -144,14 +164,7 @@ def velocity_embedding(adata, *, basis: str = "umap", vkey: str = "velocity", n_
     V = np.asarray(adata.obsm[vrep], dtype=np.float64)[:, :n_pcs]
     E = np.asarray(adata.obsm[f"X_{basis}"], dtype=np.float64)[:, :2]
     idx = _neighbor_indices(adata, X, n_neighbors)
-    dX = X[idx] - X[:, None, :]
-    cos = np.einsum("nkd,nd->nk", dX, V) / (np.linalg.norm(dX, axis=2) * np.linalg.norm(V, axis=1)[:, None] + 1e-12)
-    logits = cos / temperature
-    P = np.exp(logits - logits.max(1, keepdims=True))
-    P /= P.sum(1, keepdims=True)
-    dE = E[idx] - E[:, None, :]
-    dE /= np.linalg.norm(dE, axis=2, keepdims=True) + 1e-12
-    adata.obsm[okey] = (np.einsum("nk,nkd->nd", P, dE) - dE.mean(1)).astype(np.float32)
+    adata.obsm[okey] = _project(X, V, E, idx, temperature)
     embeddings = [str(b) for b in np.atleast_1d(params.get("embeddings", [])) if str(b) != basis]
     adata.uns[pkey] = {**dict(params), "embeddings": embeddings + [basis]}
     return adata if copy else None
