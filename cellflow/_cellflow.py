@@ -39,7 +39,7 @@ from ._anndata import Standardizer, get_representation, get_times
 from .matchers import DEFAULT_SIGMA, canonical_method, make_matcher
 from .networks import MLP
 from ._assign import knn_assignment
-from .solvers import integrate_ode
+from .solvers import integrate_ode, integrate_sde
 from .training import TrainConfig, Trainer, TrainHistory, seed_everything
 
 __all__ = ["CellFlow"]
@@ -116,6 +116,9 @@ class CellFlow:
         self.fingerprint = _fingerprint(adata, use_rep)
         torch.manual_seed(self.seed)
         self.net = MLP(self.n_pcs, hidden=hidden, activation=activation)
+        # SB models also learn the score of the bridge marginals, so that push(sde=True) can
+        # sample the Schrödinger bridge SDE
+        self.score_net = MLP(self.n_pcs, hidden=hidden, activation=activation) if self.method == "sb" else None
         self.history: TrainHistory | None = None
         self.holdout: float | None = None
 
@@ -175,40 +178,100 @@ class CellFlow:
             x = torch.cat([s.x_t for s, _, _ in batch])
             target = torch.cat([s.u_t / span for s, _, span in batch])
             err = (self.net(tau, x) - target).pow(2)
-            return err.reshape(len(batch), -1).mean(1).sum()
+            loss = err.reshape(len(batch), -1).mean(1).sum()
+            if self.score_net is not None:
+                # λ(t)·s_θ against λ(t)·∇log p_t(x|x0,x1) = -2ε/σ² ([SF]2M); the score does not
+                # depend on the time units
+                scores = [matcher.score_target(s) for s, _, _ in batch]
+                lam = torch.cat([w for _, w in scores]).reshape(-1, 1)
+                score = torch.cat([sc for sc, _ in scores])
+                serr = (lam * self.score_net(tau, x) - lam * score).pow(2)
+                loss = loss + serr.reshape(len(batch), -1).mean(1).sum()
+            return loss
 
         seed_everything(self.seed)
         cfg = TrainConfig(steps=steps, lr=lr, weight_decay=weight_decay, ema_decay=ema_decay, grad_clip=grad_clip,
                           warmup_steps=warmup_steps, prefetch=prefetch, workers=workers, progress=progress)
-        trainer = Trainer({"net": self.net}, make_batch, loss_fn, cfg)
+        modules = {"net": self.net} if self.score_net is None else {"net": self.net, "score_net": self.score_net}
+        trainer = Trainer(modules, make_batch, loss_fn, cfg)
         self.history = trainer.run(seed=self.seed)
         if trainer.ema:
-            self.net.load_state_dict(trainer.inference_state()["net"])
-        self.net.eval()
+            state = trainer.inference_state()
+            for name, module in modules.items():
+                module.load_state_dict(state[name])
+        for module in modules.values():
+            module.eval()
         return self.history
 
     # ------------------------------------------------------------------ inference
     def push(self, X: np.ndarray, t_from: float, t_to: float, *, method: str = "euler", steps: int = 100,
-             n_points: int | None = None, chunk_size: int = 65536) -> np.ndarray:
-        """Move cells (rows of ``X`` in the representation's units) from time ``t_from`` to
-        ``t_to`` (backwards if ``t_to < t_from``) along the learned ODE.
+             n_points: int | None = None, sde: bool = False, seed: int | None = None,
+             chunk_size: int = 65536) -> np.ndarray:
+        r"""Move cells (rows of ``X`` in the representation's units) from time ``t_from`` to
+        ``t_to`` (backwards if ``t_to < t_from``) along the learned ODE, or, for SB models with
+        ``sde=True``, along the learned Schrödinger bridge SDE (Euler–Maruyama, ``steps`` steps).
 
         Times are in the units of ``obs[time_key]`` and may lie between measured times.
         ``n_points`` returns the states at that many evenly spaced times, shape
         ``(n_points, n_cells, n_pcs)``; otherwise the end points. Cells are integrated
         ``chunk_size`` at a time, so memory does not grow with the number of cells.
+
+        The SDE in model time :math:`\tau`, on an interval of length :math:`\Delta` (1 for
+        ``time_scale="index"``), is :math:`dx = [v_\theta \pm \tfrac{g^2}{2} s_\theta]\,d\tau
+        + g\,dW` with :math:`g^2 = \sigma^2/\Delta`; the sign is + forwards and − backwards.
+        ``seed`` seeds its noise (default: the model's seed).
         """
         X = self._check_cells(X)
         tau0, tau1 = self.model_time(t_from), self.model_time(t_to)
         grid = torch.linspace(tau0, tau1, n_points) if n_points else torch.tensor([tau0, tau1])
+        if sde:
+            if self.score_net is None:
+                raise ValueError(f"sde=True needs an SB model (method='sb'), which learns a score; this one is "
+                                 f"{self.method!r}. Push along the ODE (sde=False) instead.")
+            if method != "euler":
+                raise ValueError("the SDE is integrated with Euler–Maruyama; leave method='euler'.")
+            gen = torch.Generator().manual_seed(self.seed if seed is None else int(seed))
         outs = []
         with torch.no_grad():
             for start in range(0, max(len(X), 1), chunk_size):
                 z = torch.tensor(self.scaler.forward(X[start:start + chunk_size]), dtype=torch.float32)
+                if sde:
+                    outs.append(self._sde_path(z, grid, steps, gen).numpy().astype(np.float64))
+                    continue
                 tr = integrate_ode(lambda t, x: self.net(t, x), z, grid, method=method, steps=steps)
                 outs.append(tr.xs.numpy().astype(np.float64))
         out = np.concatenate(outs, axis=1) * self.scaler.scale + self.scaler.mean
         return out if n_points else out[-1]
+
+    def _span_at(self, tau: float, forward: bool) -> float:
+        """Length (in model time) of the training interval that contains ``tau``."""
+        taus = [self.model_time(s) for s in self.times]
+        for i, j in self._pairs(self.holdout):
+            lo, hi = taus[i], taus[j]
+            if lo <= tau < hi or (not forward and lo < tau <= hi):
+                return hi - lo
+        i, j = self._pairs(self.holdout)[-1]
+        return taus[j] - taus[i]
+
+    def _sde_path(self, z: torch.Tensor, grid: torch.Tensor, steps: int, gen: torch.Generator) -> torch.Tensor:
+        """Euler–Maruyama through the points of ``grid`` (``steps`` steps over the whole span)."""
+        total = abs(float(grid[-1] - grid[0]))
+        forward = float(grid[-1]) >= float(grid[0])
+        sign = 1.0 if forward else -1.0
+        out = [z]
+        for a, b in zip(grid[:-1].tolist(), grid[1:].tolist()):
+            n = max(1, round(steps * abs(b - a) / total)) if total > 0 else 1
+
+            def g2(t):
+                return self.sigma**2 / self._span_at(float(t), forward)
+
+            def drift(t, x):
+                return self.net(t, x) + sign * 0.5 * g2(t) * self.score_net(t, x)
+
+            tr = integrate_sde(drift, out[-1], (a, b), sigma=lambda t: g2(t) ** 0.5, steps=n, generator=gen,
+                               save_every_step=False)
+            out.append(tr.xs[-1])
+        return torch.stack(out)
 
     def velocity(self, X: np.ndarray, time: float | np.ndarray, *, chunk_size: int = 65536) -> np.ndarray:
         """The learned velocity at cells ``X`` and time(s) ``time`` (one per cell, or one for
@@ -298,6 +361,8 @@ class CellFlow:
             raise FileExistsError(f"{path} already holds a model; pass overwrite=True to replace it.")
         path.mkdir(parents=True, exist_ok=True)
         torch.save(self.net.state_dict(), path / "model.pt")
+        if self.score_net is not None:
+            torch.save(self.score_net.state_dict(), path / "score.pt")
         cfg = dict(class_="CellFlow", time_key=self.time_key, use_rep=self.use_rep, n_pcs=self.n_pcs,
                    whiten=self.whiten, method=self.method, sigma=self.sigma, time_scale=self.time_scale,
                    net=self.net.config, min_cells=self.min_cells, seed=self.seed, times=self.times.tolist(),
@@ -328,6 +393,12 @@ class CellFlow:
         model.scaler = Standardizer.from_dict(cfg["scaler"])
         model.net.load_state_dict(torch.load(path / "model.pt", weights_only=True))
         model.net.eval()
+        if model.score_net is not None:
+            if (path / "score.pt").exists():
+                model.score_net.load_state_dict(torch.load(path / "score.pt", weights_only=True))
+                model.score_net.eval()
+            else:  # saved before SB models kept a score network
+                model.score_net = None
         model.holdout = cfg.get("holdout")
         return model
 

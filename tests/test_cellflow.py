@@ -120,3 +120,29 @@ def test_evaluate_holdout_table():
     s = cf.summarize_holdout(df)
     assert s.loc["OT-CFM", "n_seeds"] == 2
     assert s.loc["OT-CFM", "w1_mean"] < s.loc["previous time point", "w1_mean"]
+
+
+def test_sb_sde_push_reaches_the_marginals_and_spreads_single_cells(tmp_path):
+    adata = course(n=300, d=2, times=(0, 1, 2))
+    model = cf.CellFlow(adata, "day", method="sb", sigma=0.5, seed=0)
+    model.train(steps=800, batch_size=128, progress=False)
+    X0, X1 = model.cells_at(0.0), model.cells_at(1.0)
+    fwd = model.push(X0, 0.0, 1.0, sde=True)
+    back = model.push(model.cells_at(2.0), 2.0, 1.0, sde=True, seed=1)
+    for pred in (fwd, back):  # the day-1 marginal: mean (1, 0), spread 0.3 per axis
+        assert abs(pred[:, 0].mean() - 1.0) < 0.15 and abs(pred[:, 1].mean()) < 0.15
+        assert 0.22 < pred.std(0).min() and pred.std(0).max() < 0.38  # no score: 0.41-0.45
+        assert cf.metrics.wasserstein(pred, X1, p=1) < 0.5 * cf.metrics.wasserstein(X0, X1, p=1)
+    one = np.repeat(X0[:1], 200, axis=0)
+    assert model.push(one, 0.0, 1.0, sde=True).std(0).min() > 0.05  # stochastic: one cell spreads
+    assert model.push(one, 0.0, 1.0).std(0).max() < 1e-9  # the ODE is deterministic
+    np.testing.assert_array_equal(model.push(one, 0.0, 1.0, sde=True, seed=3),
+                                  model.push(one, 0.0, 1.0, sde=True, seed=3))
+    traj = model.push(X0[:5], 0.0, 2.0, sde=True, n_points=5)
+    assert traj.shape == (5, 5, 2) and np.allclose(traj[0], X0[:5])
+    model.save(tmp_path / "sb")
+    loaded = cf.CellFlow.load(tmp_path / "sb", adata)
+    np.testing.assert_allclose(loaded.push(one, 0.0, 1.0, sde=True), model.push(one, 0.0, 1.0, sde=True))
+    ot = cf.CellFlow(adata, "day", method="ot")
+    with pytest.raises(ValueError, match="sde=True needs an SB model"):
+        ot.push(X0, 0.0, 1.0, sde=True)
