@@ -321,17 +321,26 @@ class CellFlow:
         return float(earlier[-1])
 
     def transition_matrix(self, t_from: float, t_to: float, *, cells: np.ndarray | None = None, k: int = 30,
-                          steps: int = 100):
+                          steps: int = 100, sde: bool = False, n_samples: int = 10):
         """Where cells at ``t_from`` land among the observed cells at ``t_to``.
 
         Each cell (default: all observed at ``t_from``) is pushed to ``t_to`` and spread over
         its ``k`` nearest observed cells there with Gaussian weights (bandwidth: the distance to
-        its ``k``-th neighbour / 2, in model units). Returns a sparse row-stochastic matrix
-        (cells at ``t_from`` × observed cells at ``t_to``, in ``obs`` order).
+        its ``k``-th neighbour / 2, in model units). With ``sde=True`` (SB models), each cell
+        follows ``n_samples`` SDE paths and its row is their average. Returns a sparse
+        row-stochastic matrix (cells at ``t_from`` × observed cells at ``t_to``, in ``obs`` order).
         """
+        import scipy.sparse as sp
+
         X0 = self.cells_at(t_from) if cells is None else self._check_cells(cells)
-        Y = self.push(X0, t_from, t_to, steps=steps)
-        return knn_assignment(self.scaler.forward(Y), self.scaler.forward(self.cells_at(t_to)), k=k)
+        m = int(n_samples) if sde else 1
+        Y = self.push(np.repeat(X0, m, axis=0), t_from, t_to, steps=steps, sde=sde)
+        P = knn_assignment(self.scaler.forward(Y), self.scaler.forward(self.cells_at(t_to)), k=k)
+        if m == 1:
+            return P
+        mean = sp.csr_matrix((np.full(len(Y), 1.0 / m), np.arange(len(Y)), np.arange(0, len(Y) + 1, m)),
+                             shape=(len(X0), len(Y)))
+        return (mean @ P).tocsr()
 
     def cell_times(self) -> np.ndarray:
         """Each cell's measured time (the ``obs[time_key]`` values as floats, in ``obs`` order)."""

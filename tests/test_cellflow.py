@@ -138,6 +138,11 @@ def test_sb_sde_push_reaches_the_marginals_and_spreads_single_cells(tmp_path):
     assert model.push(one, 0.0, 1.0).std(0).max() < 1e-9  # the ODE is deterministic
     np.testing.assert_array_equal(model.push(one, 0.0, 1.0, sde=True, seed=3),
                                   model.push(one, 0.0, 1.0, sde=True, seed=3))
+    P, P_ode = model.transition_matrix(0.0, 1.0, sde=True, n_samples=4), model.transition_matrix(0.0, 1.0)
+    assert P.shape == (300, 300) and np.allclose(np.asarray(P.sum(1)).ravel(), 1.0)
+    assert (P > 0).sum() > 2 * (P_ode > 0).sum()  # each row averages 4 stochastic landings
+    cf.tl.pull(adata, model, {"day": 1.0}, t_from=0.0, t_to=1.0, sde=True, normalize=False, key_added="reach")
+    np.testing.assert_allclose(adata.obs["reach"][adata.obs.day == 0], 1.0)
     traj = model.push(X0[:5], 0.0, 2.0, sde=True, n_points=5)
     assert traj.shape == (5, 5, 2) and np.allclose(traj[0], X0[:5])
     model.save(tmp_path / "sb")

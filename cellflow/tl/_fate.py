@@ -19,7 +19,7 @@ def _time_mask(model, t: float, what: str) -> np.ndarray:
     return model.cell_times() == t
 
 
-def _prepare(adata, model, cells, what: str, t_from, t_to, key_added, overwrite, k, steps):
+def _prepare(adata, model, cells, what: str, t_from, t_to, key_added, overwrite, k, steps, sde):
     """Shared checks of push/pull; the selected cells at their time point and the transition matrix."""
     check_model(adata, model)
     refuse_overwrite([f"obs[{key_added!r}]"] * (key_added in adata.obs), overwrite)
@@ -28,11 +28,11 @@ def _prepare(adata, model, cells, what: str, t_from, t_to, key_added, overwrite,
     sel = select_cells(adata, cells, what)[at_sel]
     if not sel.any():
         raise ValueError(f"no {what} cell is measured at {'t_from' if what == 'source' else 't_to'}={t_sel}.")
-    return at_from, at_to, sel, model.transition_matrix(t_from, t_to, k=k, steps=steps)
+    return at_from, at_to, sel, model.transition_matrix(t_from, t_to, k=k, steps=steps, sde=sde)
 
 
 def push(adata, model, source, *, t_from: float, t_to: float, key_added: str = "push", k: int = 30,
-         steps: int = 100, overwrite: bool = False, copy: bool = False):
+         steps: int = 100, sde: bool = False, overwrite: bool = False, copy: bool = False):
     """Push the mass of ``source`` cells at ``t_from`` to the observed cells at ``t_to``.
 
     Parameters
@@ -50,6 +50,9 @@ def push(adata, model, source, *, t_from: float, t_to: float, key_added: str = "
         The ``obs`` column written.
     k, steps
         Neighbours of the landing kernel, and Euler steps.
+    sde
+        SB models: follow the learned Schrödinger bridge SDE (10 paths per cell) instead of
+        the ODE.
     overwrite, copy
         Replace an existing column; return a modified copy instead of writing in place.
 
@@ -58,7 +61,8 @@ def push(adata, model, source, *, t_from: float, t_to: float, key_added: str = "
     ``None`` (or the copy); sets ``obs[key_added]``: the fraction of the source's mass that
     lands on each cell at ``t_to`` (sums to 1 there; NaN at other times, grey in plots).
     """
-    at_from, at_to, src, P = _prepare(adata, model, source, "source", t_from, t_to, key_added, overwrite, k, steps)
+    at_from, at_to, src, P = _prepare(adata, model, source, "source", t_from, t_to, key_added, overwrite, k, steps,
+                                     sde)
     mass = np.asarray(P[src].sum(0)).ravel() / src.sum()
     adata = adata.copy() if copy else adata
     out = np.full(adata.n_obs, np.nan)
@@ -68,7 +72,7 @@ def push(adata, model, source, *, t_from: float, t_to: float, key_added: str = "
 
 
 def pull(adata, model, target, *, t_from: float, t_to: float, key_added: str = "pull", normalize: bool = True,
-         k: int = 30, steps: int = 100, overwrite: bool = False, copy: bool = False):
+         k: int = 30, steps: int = 100, sde: bool = False, overwrite: bool = False, copy: bool = False):
     """Which cells at ``t_from`` end up in the ``target`` cells at ``t_to`` (fate towards a set).
 
     Each observed cell at ``t_from`` is pushed to ``t_to``; its value is the share of its
@@ -82,14 +86,15 @@ def pull(adata, model, target, *, t_from: float, t_to: float, key_added: str = "
     normalize
         Divide by the sum so the values form a distribution over the cells at ``t_from`` (as
         moscot's ``pull``); ``False`` keeps the per-cell probabilities.
-    t_from, t_to, key_added, k, steps, overwrite, copy
+    t_from, t_to, key_added, k, steps, sde, overwrite, copy
         As in :func:`push`.
 
     Returns
     -------
     ``None`` (or the copy); sets ``obs[key_added]`` on the cells at ``t_from`` (NaN at other times).
     """
-    at_from, at_to, tgt, P = _prepare(adata, model, target, "target", t_from, t_to, key_added, overwrite, k, steps)
+    at_from, at_to, tgt, P = _prepare(adata, model, target, "target", t_from, t_to, key_added, overwrite, k, steps,
+                                     sde)
     prob = np.clip(np.asarray(P @ tgt.astype(float)).ravel(), 0.0, 1.0)  # rows sum to 1 up to rounding
     if normalize:
         if prob.sum() == 0:
