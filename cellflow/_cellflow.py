@@ -137,7 +137,8 @@ class CellFlow:
 
     def train(self, steps: int = 2000, batch_size: int = 512, *, holdout: float | None = None, lr: float = 1e-3,
               weight_decay: float = 1e-5, ema_decay: float | None = None, grad_clip: float | None = None,
-              warmup_steps: int = 0, prefetch: int = 4, workers: int = 2, progress: bool = True) -> TrainHistory:
+              warmup_steps: int = 0, prefetch: int | None = None, workers: int = 2,
+              progress: bool = True) -> TrainHistory:
         """Fit the flow on all consecutive pairs of time points (skipping ``holdout``).
 
         Parameters
@@ -148,7 +149,12 @@ class CellFlow:
             Cells drawn per time point per step.
         holdout
             A measured time to leave out (not the first or last).
-        lr, weight_decay, ema_decay, grad_clip, warmup_steps, prefetch, workers, progress
+        prefetch, workers
+            Batches drawn ahead by ``workers`` threads. Default: 4 ahead for OT-CFM, whose exact
+            OT solves run in parallel with the step (EB, 2 cores, median of 2: 10.0 steps/s vs
+            5.4 inline); none for SB-CFM and I-CFM, whose torch work only competes with the
+            step for the cores (inline vs 4 ahead: SB 28 vs 22, I-CFM 187 vs 165 steps/s).
+        lr, weight_decay, ema_decay, grad_clip, warmup_steps, progress
             See :class:`cellflow.training.TrainConfig`.
         """
         if holdout is not None:
@@ -189,6 +195,8 @@ class CellFlow:
                 loss = loss + serr.reshape(len(batch), -1).mean(1).sum()
             return loss
 
+        if prefetch is None:
+            prefetch = 4 if self.method == "ot" else 0
         seed_everything(self.seed)
         cfg = TrainConfig(steps=steps, lr=lr, weight_decay=weight_decay, ema_decay=ema_decay, grad_clip=grad_clip,
                           warmup_steps=warmup_steps, prefetch=prefetch, workers=workers, progress=progress)
