@@ -340,7 +340,7 @@ def sinkhorn_log(
     if reg_m is None and cmax / eps <= _PLAIN_DOMAIN_MAX:
         # the kernel exp(-C/ε) cannot underflow here: plain scaling iterations (matrix-vector
         # products) reach the same fixed point several times faster than log-sum-exp sweeps
-        plan = _sinkhorn_plain(a, b, C, eps, tol, min(max_iter, 2000))
+        plan = _sinkhorn_plain(a, b, C, eps, tol, max_iter)
         if plan is not None:
             return plan
     if eps_scaling:
