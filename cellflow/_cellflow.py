@@ -251,31 +251,31 @@ class CellFlow:
         out = np.concatenate(outs, axis=1) * self.scaler.scale + self.scaler.mean
         return out if n_points else out[-1]
 
-    def _span_at(self, tau: float, forward: bool) -> float:
-        """Length (in model time) of the training interval that contains ``tau``."""
+    def _intervals(self) -> list[tuple[float, float]]:
+        """The training intervals ``(τ_i, τ_j)`` in model time (skipping a held-out time)."""
         taus = [self.model_time(s) for s in self.times]
-        for i, j in self._pairs(self.holdout):
-            lo, hi = taus[i], taus[j]
-            if lo <= tau < hi or (not forward and lo < tau <= hi):
-                return hi - lo
-        i, j = self._pairs(self.holdout)[-1]
-        return taus[j] - taus[i]
+        return [(taus[i], taus[j]) for i, j in self._pairs(self.holdout)]
 
     def _sde_path(self, z: torch.Tensor, grid: torch.Tensor, steps: int, gen: torch.Generator) -> torch.Tensor:
         """Euler–Maruyama through the points of ``grid`` (``steps`` steps over the whole span)."""
         total = abs(float(grid[-1] - grid[0]))
         forward = float(grid[-1]) >= float(grid[0])
         sign = 1.0 if forward else -1.0
+        intervals = self._intervals()  # g² depends on the length of the interval holding t
+
+        def g2(t):
+            t = float(t)
+            for lo, hi in intervals:
+                if lo <= t < hi or (not forward and lo < t <= hi):
+                    return self.sigma**2 / (hi - lo)
+            return self.sigma**2 / (intervals[-1][1] - intervals[-1][0])
+
+        def drift(t, x):
+            return self.net(t, x) + sign * 0.5 * g2(t) * self.score_net(t, x)
+
         out = [z]
         for a, b in zip(grid[:-1].tolist(), grid[1:].tolist()):
             n = max(1, round(steps * abs(b - a) / total)) if total > 0 else 1
-
-            def g2(t):
-                return self.sigma**2 / self._span_at(float(t), forward)
-
-            def drift(t, x):
-                return self.net(t, x) + sign * 0.5 * g2(t) * self.score_net(t, x)
-
             tr = integrate_sde(drift, out[-1], (a, b), sigma=lambda t: g2(t) ** 0.5, steps=n, generator=gen,
                                save_every_step=False)
             out.append(tr.xs[-1])

@@ -336,8 +336,8 @@ def sinkhorn_log(
         cols = (torch.logsumexp(logP, 0).exp() - b).abs().sum()  # non-zero when over-relaxed
         return (rows + cols).item()
 
-    cmax = float(C.max() - C.min()) if C.numel() else 0.0
-    if reg_m is None and cmax / eps <= _PLAIN_DOMAIN_MAX:
+    spread = float(C.max() - C.min()) if C.numel() else 0.0
+    if reg_m is None and spread / eps <= _PLAIN_DOMAIN_MAX:
         # the kernel exp(-C/ε) cannot underflow here: plain scaling iterations (matrix-vector
         # products) reach the same fixed point several times faster than log-sum-exp sweeps
         plan = _sinkhorn_plain(a, b, C, eps, tol, max_iter)

@@ -9,15 +9,21 @@ import pytest
 from cellflow.cli import main
 
 
-@pytest.fixture()
-def h5ad(tmp_path):
-    rng = np.random.default_rng(0)
-    t = np.repeat([0, 1, 2, 3], 60)
+def drifting_cells(n: int, seed: int) -> ad.AnnData:
+    """Days 0-3, ``n`` cells each, spread 0.3, drifting +1 per day along the first of 3 axes."""
+    rng = np.random.default_rng(seed)
+    t = np.repeat([0, 1, 2, 3], n)
     X = rng.normal(scale=0.3, size=(len(t), 3))
     X[:, 0] += t
     a = ad.AnnData(obs=pd.DataFrame({"day": t}, index=[f"c{i}" for i in range(len(t))]))
     a.obsm["X_pca"] = X
-    a.obsm["X_umap"] = X[:, :2].copy()
+    return a
+
+
+@pytest.fixture()
+def h5ad(tmp_path):
+    a = drifting_cells(60, seed=0)
+    a.obsm["X_umap"] = a.obsm["X_pca"][:, :2].copy()
     path = tmp_path / "in.h5ad"
     a.write_h5ad(path)
     return path
@@ -66,12 +72,8 @@ def test_missing_file_and_help(tmp_path, capsys):
 
 def test_bench_velocity_scores_against_a_reference(tmp_path, capsys):
     # cells drift by +1 along the first axis per day: the reference velocity is (1, 0, 0)
-    rng = np.random.default_rng(1)
-    t = np.repeat([0, 1, 2, 3], 150)
-    X = rng.normal(scale=0.3, size=(len(t), 3))
-    X[:, 0] += t
-    a = ad.AnnData(obs=pd.DataFrame({"day": t}, index=[f"c{i}" for i in range(len(t))]))
-    a.obsm["X_pca"] = X
+    a = drifting_cells(150, seed=1)
+    t, X = a.obs["day"].to_numpy(), a.obsm["X_pca"]
     a.obsm["v_ref"] = np.tile([1.0, 0.0, 0.0], (len(t), 1))
     path, out = tmp_path / "v.h5ad", tmp_path / "v.csv"
     a.write_h5ad(path)
