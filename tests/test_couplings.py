@@ -102,6 +102,23 @@ def test_sinkhorn_small_eps_does_not_underflow_or_fall_back():
     assert (P * C).sum() < 0.9 * C.mean()
 
 
+@pytest.mark.parametrize("eps", [1.0, 0.7])
+def test_sinkhorn_plan_has_the_entropic_form_after_eps_scaling(eps):
+    # (max C - min C)/eps > 100: several annealing stages with absorbed potentials. The
+    # entropic plan is exactly P = diag(u) exp(-C/eps) diag(v) with marginals a and b, i.e.
+    # log P + C/eps = alpha_i + beta_j: its double-centred residual vanishes.
+    x0, x1 = pts(100, 20)
+    C = squared_distances(x0, x1)
+    assert (C.max() - C.min()) / eps > 100
+    a = torch.full((100,), 1 / 100, dtype=torch.float64)
+    P = sinkhorn_log(a, a, C, eps=eps, tol=1e-9, max_iter=100000)
+    assert (P.sum(1) - a).abs().sum() < 1e-9 and (P.sum(0) - a).abs().sum() < 1e-9
+    L = P.log() + C / eps
+    assert torch.isfinite(L).all()
+    R = L - L.mean(1, keepdim=True) - L.mean(0, keepdim=True) + L.mean()
+    assert R.abs().max() < 1e-8
+
+
 def test_sinkhorn_failure_raises():
     x0, x1 = pts(64, 2)
     C = squared_distances(x0, x1)
