@@ -56,6 +56,24 @@ def _bench_throughput(args) -> int:
     return 0
 
 
+def _bench_speed(args) -> int:
+    from .bench.speed import run
+
+    run(sections=tuple(args.sections), quick=args.quick, repeats=args.repeats, threads=args.threads, out=args.out)
+    return 0
+
+
+def _bench_scale(args) -> int:
+    from .bench.scale import run
+
+    df = run(n_cells=args.n_cells, n_pcs=args.n_pcs, small=args.small, method=args.method, steps=args.steps,
+             batch_size=args.batch_size, seed=args.seed)
+    if args.out:
+        df.to_csv(args.out, index=False)
+        print(f"wrote {args.out}")
+    return 0
+
+
 def _bench_velocity(args) -> int:
     from .bench.velocity import run
 
@@ -144,6 +162,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--accuracy-steps", type=int, default=0, help="also train this long and report W2 and NFE")
     s.add_argument("--n-test", type=int, default=2000)
     s.set_defaults(func=_bench_throughput)
+    from .bench.speed import SECTIONS
+
+    sp = bsub.add_parser("speed", help="training steps/s, exact OT and Sinkhorn at n=4096, pushing 100k cells; "
+                                       "next to POT and torchcfm, written to JSON")
+    sp.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    sp.add_argument("--quick", action="store_true", help="small problems, for a smoke run")
+    sp.add_argument("--repeats", type=int, default=3, help="timed runs per figure (the median is reported)")
+    sp.add_argument("--threads", type=int, default=2)
+    sp.add_argument("--out", default="speed.json", help="JSON file for all tables")
+    sp.set_defaults(func=_bench_speed)
+    sc = bsub.add_parser("scale", help="a synthetic million-cell time course: step time vs number of cells, "
+                                       "velocities of all cells, peak memory")
+    sc.add_argument("--n-cells", type=int, default=1_000_000)
+    sc.add_argument("--n-pcs", type=int, default=50)
+    sc.add_argument("--small", type=int, default=10_000, help="cells of the comparison run")
+    sc.add_argument("--method", choices=["ot", "sb", "icfm"], default="ot")
+    sc.add_argument("--steps", type=int, default=50)
+    sc.add_argument("--batch-size", type=int, default=512)
+    sc.add_argument("--seed", type=int, default=0)
+    sc.add_argument("--out", default=None, help="CSV of the table")
+    sc.set_defaults(func=_bench_scale)
     v = bsub.add_parser("velocity", help="cosine between the learned velocity and a reference velocity in obsm")
     v.add_argument("input", metavar="IN.h5ad")
     v.add_argument("--time-key", required=True)

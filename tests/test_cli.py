@@ -95,3 +95,32 @@ def test_fit_on_a_2d_embedding_with_the_same_basis(h5ad, tmp_path):
     assert main(["fit", str(h5ad), "--time-key", "day", "--use-rep", "X_umap", "--basis", "umap", "--out", str(out),
                  "--steps", "20", "--batch-size", "32", "--quiet"]) == 0
     assert ad.read_h5ad(out).obsm["velocity_umap"].shape == (240, 2)
+
+
+def test_bench_speed_quick_writes_json(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "speed.json"
+    rc = main(["bench", "speed", "--quick", "--sections", "exact_ot", "sinkhorn", "push", "--repeats", "1",
+               "--out", str(out)])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert set(res) == {"config", "exact_ot", "sinkhorn", "push"}
+    ours = [r for r in res["exact_ot"] if r["solver"] == "cellflow ExactOT"][0]
+    assert abs(ours["cost_over_optimum"]) < 1e-9  # exact: the uncapped optimum
+    for r in res["sinkhorn"]:
+        if r["solver"].startswith("cellflow"):
+            assert r["finite"] and r["marginal_error"] <= 1e-6
+    assert all(r["cells_per_s"] > 0 for r in res["push"])
+    assert "== sinkhorn" in capsys.readouterr().out
+
+
+def test_bench_scale_small_run(tmp_path):
+    out = tmp_path / "scale.csv"
+    rc = main(["bench", "scale", "--n-cells", "3000", "--n-pcs", "4", "--small", "500", "--method", "icfm",
+               "--steps", "5", "--batch-size", "64", "--out", str(out)])
+    assert rc == 0
+    df = pd.read_csv(out)
+    assert df["phase"].tolist() == ["build AnnData", "train icfm", "train icfm", "velocity, all cells"]
+    assert df["n_cells"].tolist() == [3000, 500, 3000, 3000]
+    assert (df["peak_rss_gb"] > 0).all()

@@ -1,0 +1,186 @@
+"""``cellflow bench speed``: how fast the engine is, next to POT and torchcfm in the same run.
+
+Four sections, each figure the median of ``repeats`` timed runs on ``threads`` torch threads:
+
+``throughput``
+    Training steps/s on 8gaussians → moons (batch 256, MLP 3×64), OT-CFM and I-CFM, ours and
+    torchcfm 1.0.7's (see :mod:`cellflow.bench.throughput`), with the two ratios that matter:
+    our OT-CFM over torchcfm's, and our OT-CFM over our own I-CFM (the floor).
+``exact_ot``
+    One exact plan between ``n`` × ``n`` standard normal points in ``d`` dimensions (uniform
+    weights): our :class:`~cellflow.couplings.ExactOT`, POT's network simplex without the
+    iteration cap, and torchcfm's ``OTPlanSampler`` (POT capped at 100,000 iterations). Each
+    plan's cost is reported relative to the uncapped optimum.
+``sinkhorn``
+    One balanced entropic plan on raw squared Euclidean costs at ``eps`` (SB-CFM with σ = 1
+    uses ε = 2σ² = 2), ``d = 2`` and ``d = 50``: our :func:`~cellflow.couplings.sinkhorn_log`
+    and POT's ``ot.sinkhorn`` with its defaults, with the L1 marginal error of each and the
+    fraction of the plain kernel ``exp(-C/ε)`` that underflows in float32.
+``push``
+    Pushing ``n_cells`` cells across one interval with 100 Euler steps, through the default
+    3×64 network, in 5 and 50 dimensions.
+
+Example
+-------
+``cellflow bench speed --out speed.json`` (about 5 minutes on 2 cores; ``--quick`` for a
+smaller smoke run).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+SECTIONS = ("throughput", "exact_ot", "sinkhorn", "push")
+
+
+def _median_time(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def _points(n: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, d)), rng.standard_normal((n, d)) + 0.5
+
+
+def exact_ot(n: int = 4096, d: int = 50, repeats: int = 3) -> pd.DataFrame:
+    """Exact OT at a large batch: ours, POT uncapped and torchcfm's capped plan."""
+    import ot
+
+    from ..couplings import ExactOT
+
+    x0, x1 = _points(n, d)
+    C = ot.dist(x0, x1)
+    a = np.full(n, 1.0 / n)
+    solvers = {
+        "cellflow ExactOT": lambda: ExactOT().plan(torch.from_numpy(x0), torch.from_numpy(x1)).numpy(),
+        "POT emd, uncapped": lambda: ot.emd(a, a, C, numItermax=2**31 - 1),
+    }
+    try:
+        from torchcfm.optimal_transport import OTPlanSampler
+
+        sampler = OTPlanSampler(method="exact")
+        solvers["torchcfm 1.0.7 (emd capped at 1e5)"] = lambda: sampler.get_map(torch.from_numpy(x0),
+                                                                                torch.from_numpy(x1))
+    except ImportError:
+        pass
+    import warnings
+
+    # the solvers take turns, so that slow phases of a shared machine hit them alike
+    times: dict[str, list[float]] = {name: [] for name in solvers}
+    plans = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(repeats):
+            for name, fn in solvers.items():
+                t0 = time.perf_counter()
+                plans[name] = np.asarray(fn())
+                times[name].append(time.perf_counter() - t0)
+    rows, optimum = [], None
+    for name, P in plans.items():
+        cost = float((P * C).sum() / P.sum())
+        if name.startswith("POT"):
+            optimum = cost
+        rows.append(dict(solver=name, n=n, d=d, seconds=statistics.median(times[name]),
+                         marginal_error=float(np.abs(P.sum(1) / P.sum() - a).sum() + np.abs(P.sum(0) / P.sum() - a).sum()),
+                         cost=cost))
+    df = pd.DataFrame(rows)
+    df["cost_over_optimum"] = df["cost"] / optimum - 1.0
+    return df
+
+
+def sinkhorn(n: int = 4096, dims: tuple[int, ...] = (2, 50), eps: float = 2.0, repeats: int = 3) -> pd.DataFrame:
+    """Balanced Sinkhorn on raw costs: ours and POT's default ``ot.sinkhorn``."""
+    import warnings
+
+    import ot
+
+    from ..couplings import sinkhorn_log, squared_distances
+
+    rows = []
+    for d in dims:
+        x0, x1 = _points(n, d)
+        C = squared_distances(torch.from_numpy(x0), torch.from_numpy(x1))
+        a = torch.full((n,), 1.0 / n, dtype=torch.float64)
+        underflow = float((torch.exp(-C.float() / eps) == 0).double().mean())
+        for name, fn, reps in (
+            ("cellflow sinkhorn_log", lambda: sinkhorn_log(a, a, C, eps), repeats),
+            ("POT ot.sinkhorn (defaults)", lambda: torch.from_numpy(ot.sinkhorn(a.numpy(), a.numpy(), C.numpy(), eps)), 1),
+        ):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                seconds, P = _median_time(fn, reps)
+            err = float((P.sum(1) - a).abs().sum() + (P.sum(0) - a).abs().sum())
+            rows.append(dict(solver=name, n=n, d=d, eps=eps, seconds=seconds, runs=reps, marginal_error=err,
+                             finite=bool(torch.isfinite(P).all()), kernel_underflow_f32=underflow))
+    return pd.DataFrame(rows)
+
+
+def push(n_cells: int = 100_000, dims: tuple[int, ...] = (5, 50), steps: int = 100, repeats: int = 3) -> pd.DataFrame:
+    """Time to push ``n_cells`` across one interval with ``steps`` Euler steps."""
+    from ..model import FlowModel
+
+    rows = []
+    for d in dims:
+        model = FlowModel(d, "ot", seed=0)
+        x = torch.randn(n_cells, d)
+        seconds, _ = _median_time(lambda: model.transport(x, 0.0, 1.0, method="euler", steps=steps), repeats)
+        rows.append(dict(n_cells=n_cells, d=d, euler_steps=steps, seconds=seconds, cells_per_s=n_cells / seconds))
+    return pd.DataFrame(rows)
+
+
+def throughput(steps: int = 1000, repeats: int = 3, accuracy_steps: int = 0, threads: int = 2) -> pd.DataFrame:
+    """Training steps/s, with our OT-CFM's ratio to torchcfm's OT-CFM and to our I-CFM."""
+    from .throughput import run as run_throughput
+
+    df = run_throughput(steps=steps, repeats=repeats, threads=threads, accuracy_steps=accuracy_steps, verbose=False)
+    rate = {(r.library, r.method): r.steps_per_s for r in df.itertuples()}
+    ours_ot = rate[("cellflow", "OT-CFM")]
+    df["ours_ot_over_this"] = [ours_ot / r for r in df["steps_per_s"]]
+    return df
+
+
+def run(*, sections: tuple[str, ...] = SECTIONS, quick: bool = False, repeats: int = 3, threads: int = 2,
+        out: str | None = None, verbose: bool = True) -> dict[str, pd.DataFrame]:
+    """Run the chosen sections, print a table for each and write them to ``out`` as JSON.
+
+    ``quick`` shrinks every problem (n = 1024, 10k cells, 200 training steps) for a smoke run.
+    """
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        raise ValueError(f"unknown sections {sorted(unknown)}; choose from {list(SECTIONS)}.")
+    torch.set_num_threads(threads)
+    n = 1024 if quick else 4096
+    jobs = {
+        "throughput": lambda: throughput(steps=200 if quick else 1000, repeats=repeats, threads=threads),
+        "exact_ot": lambda: exact_ot(n=n, repeats=repeats),
+        "sinkhorn": lambda: sinkhorn(n=n, repeats=repeats),
+        "push": lambda: push(n_cells=10_000 if quick else 100_000, repeats=repeats),
+    }
+    results = {}
+    for name in SECTIONS:
+        if name not in sections:
+            continue
+        results[name] = df = jobs[name]()
+        if verbose:
+            print(f"\n== {name} (median of {repeats} runs, {threads} threads)", flush=True)
+            print(df.to_string(index=False, float_format=lambda v: f"{v:.4g}"), flush=True)
+    if out:
+        payload = dict(config=dict(quick=quick, repeats=repeats, threads=threads, torch=torch.__version__),
+                       **{k: v.to_dict(orient="records") for k, v in results.items()})
+        with open(out, "w") as fh:
+            json.dump(payload, fh, indent=1)
+        if verbose:
+            print(f"\nwrote {out}")
+    return results
