@@ -1,14 +1,14 @@
 r"""Conditional flow matchers: a probability path plus a minibatch coupling.
 
-========  ==================================  ==========================================
-method    path                                coupling
-========  ==================================  ==========================================
-``icfm``  :class:`~cellflow.paths.StraightPath`        independent (I-CFM)
-``ot``    :class:`~cellflow.paths.StraightPath`        exact OT, squared Euclidean (OT-CFM)
-``sb``    :class:`~cellflow.paths.BrownianBridgePath`  entropic OT, ε = 2σ² (SB-CFM)
-``fm``    :class:`~cellflow.paths.LipmanPath`          independent, N(0, I) source only
-``vp``    :class:`~cellflow.paths.VPPath`              independent
-========  ==================================  ==========================================
+=========  =============================================  ========================================
+method     path                                           coupling
+=========  =============================================  ========================================
+``icfm``   :class:`~cellflow.paths.StraightPath`          independent (I-CFM)
+``ot``     :class:`~cellflow.paths.StraightPath`          exact OT, squared Euclidean (OT-CFM)
+``sb``     :class:`~cellflow.paths.BrownianBridgePath`    entropic OT, ε = 2σ² (SB-CFM)
+``fm``     :class:`~cellflow.paths.LipmanPath`            independent, N(0, I) source only
+``vp``     :class:`~cellflow.paths.VPPath`                independent
+=========  =============================================  ========================================
 
 Example
 -------

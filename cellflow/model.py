@@ -217,8 +217,7 @@ class FlowModel:
         target_cond
             Per-row labels or covariates of ``target`` (needs ``n_classes`` or ``cond_dim``);
             they follow their rows through the pairing.
-        lr, weight_decay, grad_clip, ema_decay, warmup_steps, val_every, patience,
-        prefetch, workers, progress, checkpoint_dir, checkpoint_every
+        lr, weight_decay, grad_clip, ema_decay, warmup_steps, val_every, patience, prefetch, workers, progress, checkpoint_dir, checkpoint_every
             See :class:`cellflow.training.TrainConfig`.
         val_fn
             ``val_fn(model) -> float`` (lower is better), for validation and early stopping.

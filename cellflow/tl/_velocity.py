@@ -43,15 +43,16 @@ def velocity(adata, model, *, key_added: str = "velocity", genes: bool = True, o
 
     Returns
     -------
-    ``None`` (or the copy with ``copy=True``); sets
+    None or AnnData
+        ``None``, or the copy with ``copy=True``. Sets:
 
-    - ``obsm[f"{key_added}_{basis}"]`` (``basis`` = ``use_rep`` without ``X_``, e.g.
-      ``velocity_pca``): the velocity, as wide as ``obsm[use_rep]``; columns past the model's
-      ``n_pcs`` are 0. Units: representation per unit of model time. CellRank reads it with
-      ``VelocityKernel(adata, attr="obsm", xkey="X_pca", vkey="velocity_pca")``;
-    - ``layers[key_added]`` and ``var[f"{key_added}_genes"]`` when gene velocities apply;
-    - ``uns[f"{key_added}_params"]``: method, representation, n_pcs, time scale and
-      ``embeddings`` (filled by :func:`velocity_embedding`).
+        - ``obsm[f"{key_added}_{basis}"]`` (``basis`` = ``use_rep`` without ``X_``, e.g.
+          ``velocity_pca``): the velocity, as wide as ``obsm[use_rep]``; columns past the model's
+          ``n_pcs`` are 0. Units: representation per unit of model time. CellRank reads it with
+          ``VelocityKernel(adata, attr="obsm", xkey="X_pca", vkey="velocity_pca")``;
+        - ``layers[key_added]`` and ``var[f"{key_added}_genes"]`` when gene velocities apply;
+        - ``uns[f"{key_added}_params"]``: method, representation, n_pcs, time scale and
+          ``embeddings`` (filled by :func:`velocity_embedding`).
     """
     check_model(adata, model)
     adata = adata.copy() if copy else adata
@@ -142,9 +143,10 @@ def velocity_embedding(adata, *, basis: str = "umap", vkey: str = "velocity", n_
 
     Returns
     -------
-    ``None`` (or the copy); sets ``obsm[f"{vkey}_{basis}"]`` and appends ``basis`` to
-    ``uns[f"{vkey}_params"]["embeddings"]``, so ``scv.pl.velocity_embedding_stream(adata,
-    basis=basis)`` plots it without recomputing.
+    None or AnnData
+        ``None``, or the copy. Sets ``obsm[f"{vkey}_{basis}"]`` and appends ``basis`` to
+        ``uns[f"{vkey}_params"]["embeddings"]``, so
+        ``scv.pl.velocity_embedding_stream(adata, basis=basis)`` plots it without recomputing.
     """
     pkey = f"{vkey}_params"
     if pkey not in adata.uns or "use_rep" not in adata.uns[pkey]:
