@@ -55,7 +55,7 @@ def evaluate_holdout(adata, time_key: str, *, methods=("ot", "sb", "icfm"), seed
                      use_rep: str = "X_pca", n_pcs: int | None = None, whiten: bool = False,
                      held_out=None, steps: int = 2000, batch_size: int = 512, sigma: float | None = None,
                      time_scale: str = "index", max_eval: int = 4000, progress: bool = True,
-                     **train_kwargs) -> pd.DataFrame:
+                     verbose: bool | None = None, **train_kwargs) -> pd.DataFrame:
     """Run the leave-one-time-point-out benchmark.
 
     Parameters
@@ -68,6 +68,11 @@ def evaluate_holdout(adata, time_key: str, *, methods=("ot", "sb", "icfm"), seed
         Times to hold out (default: every intermediate time).
     steps, batch_size, sigma, **train_kwargs
         Training settings (:meth:`cellflow.CellFlow.train`).
+    progress
+        Show a progress bar while each model trains.
+    verbose
+        Print one line per trained model (held-out time, method, seed, W1, seconds); default:
+        as ``progress``.
     max_eval
         Subsample each side of W1/W2 to at most this many cells (seeded) so that no cost
         matrix exceeds ``max_eval²``.
@@ -106,7 +111,7 @@ def evaluate_holdout(adata, time_key: str, *, methods=("ot", "sb", "icfm"), seed
                 pred = sc(model.push(model.cells_at(prev), prev, h, method="euler", steps=100))
                 rows.append(dict(method=LABELS[model.method], held_out_time=h, seed=seed, seconds=secs,
                                  **_scores(pred, x_true, max_eval, seed)))
-                if progress:
+                if progress if verbose is None else verbose:
                     r = rows[-1]
                     print(f"held out {h:g}  {r['method']:<7} seed {seed}: W1 {r['w1']:.3f}  {secs:.0f}s", flush=True)
     return pd.DataFrame(rows, columns=["method", "held_out_time", "seed", "w1", "w2", "mmd", "seconds"])

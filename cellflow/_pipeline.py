@@ -64,7 +64,7 @@ def evaluate_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, m
     adata = read_h5ad(path_in)
     df = evaluate_holdout(adata, time_key, methods=methods, seeds=seeds, use_rep=use_rep, n_pcs=n_pcs, whiten=whiten,
                           held_out=held_out, steps=steps, batch_size=batch_size, max_eval=max_eval, progress=progress,
-                          **train_kwargs)
+                          verbose=True, **train_kwargs)
     path_out.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(path_out, index=False)
     return df, summarize_holdout(df)

@@ -47,7 +47,9 @@ def test_evaluate_writes_a_tidy_table(h5ad, tmp_path, capsys):
     df = pd.read_csv(out)
     assert {"method", "held_out_time", "seed", "w1", "w2", "mmd", "seconds"} <= set(df.columns)
     assert set(df.held_out_time) == {1.0, 2.0}
-    assert "OT-CFM" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "OT-CFM" in printed
+    assert "held out 1  OT-CFM  seed 0: W1" in printed  # one line per model, even with --quiet
 
 
 @pytest.mark.parametrize("args,message", [
