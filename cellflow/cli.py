@@ -59,7 +59,8 @@ def _bench_throughput(args) -> int:
 def _bench_speed(args) -> int:
     from .bench.speed import run
 
-    run(sections=tuple(args.sections), quick=args.quick, repeats=args.repeats, threads=args.threads, out=args.out)
+    run(sections=tuple(args.sections), quick=args.quick, repeats=args.repeats, threads=args.threads,
+        accuracy_steps=args.accuracy_steps, out=args.out)
     return 0
 
 
@@ -170,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--quick", action="store_true", help="small problems, for a smoke run")
     sp.add_argument("--repeats", type=int, default=3, help="timed runs per figure (the median is reported)")
     sp.add_argument("--threads", type=int, default=2)
+    sp.add_argument("--accuracy-steps", type=int, default=0,
+                    help="also train the throughput models this long and report W2 and dopri5 NFE")
     sp.add_argument("--out", default="speed.json", help="JSON file for all tables")
     sp.set_defaults(func=_bench_speed)
     sc = bsub.add_parser("scale", help="a synthetic million-cell time course: step time vs number of cells, "
