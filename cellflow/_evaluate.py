@@ -82,6 +82,7 @@ def evaluate_holdout(adata, time_key: str, *, methods=("ot", "sb", "icfm"), seed
     A tidy DataFrame: ``method, held_out_time, seed, w1, w2, mmd, seconds`` (metrics in the
     units of the — whitened, if asked — representation).
     """
+    verbose = progress if verbose is None else verbose
     _, times = get_times(adata, time_key, min_points=3)
     held = list(times[1:-1]) if held_out is None else [float(h) for h in np.atleast_1d(held_out)]
     rows = []
@@ -111,7 +112,7 @@ def evaluate_holdout(adata, time_key: str, *, methods=("ot", "sb", "icfm"), seed
                 pred = sc(model.push(model.cells_at(prev), prev, h, method="euler", steps=100))
                 rows.append(dict(method=LABELS[model.method], held_out_time=h, seed=seed, seconds=secs,
                                  **_scores(pred, x_true, max_eval, seed)))
-                if progress if verbose is None else verbose:
+                if verbose:
                     r = rows[-1]
                     print(f"held out {h:g}  {r['method']:<7} seed {seed}: W1 {r['w1']:.3f}  {secs:.0f}s", flush=True)
     return pd.DataFrame(rows, columns=["method", "held_out_time", "seed", "w1", "w2", "mmd", "seconds"])

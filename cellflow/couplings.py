@@ -304,7 +304,7 @@ def _sinkhorn_scaling(
             KTu = K.T @ u
             vn = b / KTu
             v = vn if w == 1.0 else v.pow(1 - w) * vn.pow(w)
-            if max(u.log().abs().max().item(), v.log().abs().max().item()) > _ABSORB_AT:
+            if torch.maximum(u.log().abs().max(), v.log().abs().max()).item() > _ABSORB_AT:  # one sync
                 if not (torch.isfinite(u).all() and torch.isfinite(v).all()):
                     return None, float("inf")
                 f, g = f + e * u.log(), g + e * v.log()

@@ -40,13 +40,23 @@ import torch
 SECTIONS = ("throughput", "exact_ot", "sinkhorn", "push")
 
 
-def _median_time(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
+def _time_in_turns(jobs: dict[str, tuple[Callable[[], object], int]]) -> dict[str, tuple[float, object]]:
+    """Run each ``name: (fn, repeats)`` job its number of times, the jobs taking turns so that
+    slow phases of a shared machine hit them alike; the median seconds and last output of each.
+    Library warnings (POT's, torchcfm's) are silenced: the tables report the outcome."""
+    import warnings
+
+    times: dict[str, list[float]] = {name: [] for name in jobs}
+    outputs: dict[str, object] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for r in range(max(reps for _, reps in jobs.values())):
+            for name, (fn, reps) in jobs.items():
+                if r < reps:
+                    t0 = time.perf_counter()
+                    outputs[name] = fn()
+                    times[name].append(time.perf_counter() - t0)
+    return {name: (statistics.median(times[name]), outputs[name]) for name in jobs}
 
 
 def _points(n: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -75,24 +85,14 @@ def exact_ot(n: int = 4096, d: int = 50, repeats: int = 3) -> pd.DataFrame:
                                                                                 torch.from_numpy(x1))
     except ImportError:
         pass
-    import warnings
-
-    # the solvers take turns, so that slow phases of a shared machine hit them alike
-    times: dict[str, list[float]] = {name: [] for name in solvers}
-    plans = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for _ in range(repeats):
-            for name, fn in solvers.items():
-                t0 = time.perf_counter()
-                plans[name] = np.asarray(fn())
-                times[name].append(time.perf_counter() - t0)
+    timed = _time_in_turns({name: (fn, repeats) for name, fn in solvers.items()})
     rows, optimum = [], None
-    for name, P in plans.items():
+    for name, (seconds, P) in timed.items():
+        P = np.asarray(P)
         cost = float((P * C).sum() / P.sum())
         if name.startswith("POT"):
             optimum = cost
-        rows.append(dict(solver=name, n=n, d=d, seconds=statistics.median(times[name]),
+        rows.append(dict(solver=name, n=n, d=d, seconds=seconds,
                          marginal_error=float(np.abs(P.sum(1) / P.sum() - a).sum() + np.abs(P.sum(0) / P.sum() - a).sum()),
                          cost=cost))
     df = pd.DataFrame(rows)
@@ -101,9 +101,7 @@ def exact_ot(n: int = 4096, d: int = 50, repeats: int = 3) -> pd.DataFrame:
 
 
 def sinkhorn(n: int = 4096, dims: tuple[int, ...] = (2, 50), eps: float = 2.0, repeats: int = 3) -> pd.DataFrame:
-    """Balanced Sinkhorn on raw costs: ours and POT's default ``ot.sinkhorn``."""
-    import warnings
-
+    """Balanced Sinkhorn on raw costs: ours and POT's default ``ot.sinkhorn`` (run once)."""
     import ot
 
     from ..couplings import sinkhorn_log, squared_distances
@@ -114,13 +112,12 @@ def sinkhorn(n: int = 4096, dims: tuple[int, ...] = (2, 50), eps: float = 2.0, r
         C = squared_distances(torch.from_numpy(x0), torch.from_numpy(x1))
         a = torch.full((n,), 1.0 / n, dtype=torch.float64)
         underflow = float((torch.exp(-C.float() / eps) == 0).double().mean())
-        for name, fn, reps in (
-            ("cellflow sinkhorn_log", lambda: sinkhorn_log(a, a, C, eps), repeats),
-            ("POT ot.sinkhorn (defaults)", lambda: torch.from_numpy(ot.sinkhorn(a.numpy(), a.numpy(), C.numpy(), eps)), 1),
-        ):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                seconds, P = _median_time(fn, reps)
+        jobs = {
+            "cellflow sinkhorn_log": (lambda: sinkhorn_log(a, a, C, eps), repeats),
+            "POT ot.sinkhorn (defaults)": (lambda: torch.from_numpy(ot.sinkhorn(a.numpy(), a.numpy(), C.numpy(), eps)), 1),
+        }
+        for name, (seconds, P) in _time_in_turns(jobs).items():
+            reps = jobs[name][1]
             err = float((P.sum(1) - a).abs().sum() + (P.sum(0) - a).abs().sum())
             rows.append(dict(solver=name, n=n, d=d, eps=eps, seconds=seconds, runs=reps, marginal_error=err,
                              finite=bool(torch.isfinite(P).all()), kernel_underflow_f32=underflow))
@@ -135,7 +132,8 @@ def push(n_cells: int = 100_000, dims: tuple[int, ...] = (5, 50), steps: int = 1
     for d in dims:
         model = FlowModel(d, "ot", seed=0)
         x = torch.randn(n_cells, d)
-        seconds, _ = _median_time(lambda: model.transport(x, 0.0, 1.0, method="euler", steps=steps), repeats)
+        timed = _time_in_turns({"push": (lambda: model.transport(x, 0.0, 1.0, method="euler", steps=steps), repeats)})
+        seconds = timed["push"][0]
         rows.append(dict(n_cells=n_cells, d=d, euler_steps=steps, seconds=seconds, cells_per_s=n_cells / seconds))
     return pd.DataFrame(rows)
 
