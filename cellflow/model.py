@@ -24,7 +24,7 @@ from torch.distributions import Normal
 
 from .likelihood import log_likelihood
 from .matchers import DEFAULT_SIGMA, canonical_method, make_matcher
-from .networks import MLP
+from .networks import build_network
 from .solvers import Trajectory, integrate_ode, integrate_sde
 from .training import TrainConfig, Trainer, TrainHistory, seed_everything
 
@@ -36,9 +36,14 @@ FORMAT_VERSION = 1
 
 def as_sampler(data: Tensor | Sampler, name: str) -> tuple[Sampler, int | None]:
     """Turn a tensor (rows drawn with replacement) or a callable ``f(n, generator)`` into a
-    sampler returning ``(samples, row_indices or None)``."""
+    sampler returning ``(samples, row_indices)`` for a tensor and ``(samples, conditions or
+    None)`` for a callable (which may return ``samples`` or ``(samples, conditions)``)."""
     if callable(data) and not isinstance(data, Tensor):
-        return (lambda n, g: (data(n, g), None)), None
+        def draw(n, g):
+            out = data(n, g)
+            return out if isinstance(out, tuple) else (out, None)
+
+        return draw, None
     x = torch.as_tensor(data)
     if x.dim() < 2 or x.shape[0] == 0:
         raise ValueError(f"{name} must have shape (n_samples, ...) with n_samples > 0, got {tuple(x.shape)}.")
@@ -78,6 +83,10 @@ class FlowModel:
     device
         Where the networks train and integrate (``"cpu"``, ``"cuda"``, ...). Batches and their
         couplings are drawn on the CPU by the batch workers, then moved.
+    network
+        Another network by its config instead of the MLP, e.g.
+        ``{"kind": "unet", "shape": (1, 8, 8), ...}`` (see :func:`cellflow.networks.build_network`);
+        ``hidden``, ``activation``, ``cond_dim`` and ``n_classes`` are then ignored.
     """
 
     def __init__(
@@ -94,6 +103,7 @@ class FlowModel:
         seed: int = 0,
         coupling_kwargs: dict | None = None,
         device: str | torch.device = "cpu",
+        network: dict | None = None,
     ):
         self.device = torch.device(device)
         self.method = canonical_method(method)
@@ -105,9 +115,16 @@ class FlowModel:
         if train_score and not self.matcher.has_score:
             raise ValueError("train_score=True needs method='sb' (only the SB path has a score).")
         torch.manual_seed(self.seed)
-        net_cfg = dict(dim=int(dim), hidden=list(hidden), activation=activation, cond_dim=cond_dim, n_classes=n_classes)
-        self.net = MLP(**net_cfg).to(self.device)
-        self.score_net = MLP(**net_cfg).to(self.device) if train_score else None
+        if network is not None:
+            net_cfg = dict(network)
+            net_cfg.setdefault("dim", int(dim))
+        else:
+            net_cfg = dict(dim=int(dim), hidden=list(hidden), activation=activation, cond_dim=cond_dim,
+                           n_classes=n_classes)
+        self.net = build_network(net_cfg).to(self.device)
+        if self.dim != int(dim):
+            raise ValueError(f"the network has {self.dim} features but dim={dim}.")
+        self.score_net = build_network(net_cfg).to(self.device) if train_score else None
         self.history: TrainHistory | None = None
         self.train_config: TrainConfig | None = None
         self._ema_state: dict | None = None
@@ -152,15 +169,17 @@ class FlowModel:
 
         def make_batch(g: torch.Generator):
             x0, _ = draw0(m, g)
-            x1, idx1 = draw1(m, g)
+            x1, extra = draw1(m, g)
             if x0.shape[1:] != x1.shape[1:] or x0[0].numel() != self.dim:
                 raise ValueError(
                     f"source samples {tuple(x0.shape[1:])} and target samples {tuple(x1.shape[1:])} must "
                     f"have the model's {self.dim} features."
                 )
+            # conditions of the target rows: looked up by row index for a tensor target, or
+            # returned by a callable target along with its samples
+            cond1 = extra if n1 is None else (target_cond[extra] if target_cond is not None else None)
             s = matcher.sample(x0, x1, n=batch_size, generator=g)
-            cond = target_cond[idx1[s.i1]] if target_cond is not None else None
-            return s, cond
+            return s, (cond1[s.i1] if cond1 is not None else None)
 
         return make_batch
 
@@ -209,7 +228,8 @@ class FlowModel:
         ----------
         source, target
             Tensors of samples (minibatches are drawn with replacement), or callables
-            ``f(n, generator) -> Tensor`` that draw fresh samples.
+            ``f(n, generator) -> Tensor`` that draw fresh samples; a target callable may also
+            return ``(samples, conditions)``, whose conditions follow the pairing.
         steps, batch_size
             Optimiser steps and pairs per step.
         ot_batch_size
@@ -346,8 +366,7 @@ class FlowModel:
         if cfg.get("class") != cls.__name__:
             raise ValueError(f"{path} holds a {cfg.get('class')}, not a {cls.__name__}.")
         net = cfg["net"]
-        model = cls(net["dim"], cfg["method"], cfg["sigma"], hidden=tuple(net["hidden"]), activation=net["activation"],
-                    cond_dim=net["cond_dim"], n_classes=net["n_classes"], train_score=cfg["train_score"],
+        model = cls(net["dim"], cfg["method"], cfg["sigma"], network=net, train_score=cfg["train_score"],
                     seed=cfg["seed"], coupling_kwargs=cfg.get("coupling_kwargs"), device=device)
         state = torch.load(path / "model.pt", weights_only=True, map_location=model.device)
         for k, m in model.modules.items():

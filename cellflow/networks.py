@@ -102,4 +102,8 @@ def build_network(config: dict) -> nn.Module:
     kind = config.pop("kind", "mlp")
     if kind == "mlp":
         return MLP(**config)
-    raise ValueError(f"unknown network kind {kind!r}.")
+    if kind == "unet":
+        from .unet import UNet
+
+        return UNet(**config)
+    raise ValueError(f"unknown network kind {kind!r}; choose 'mlp' or 'unet'.")

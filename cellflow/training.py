@@ -36,10 +36,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
-__all__ = ["TrainConfig", "TrainHistory", "Trainer", "seed_everything", "step_generator"]
+__all__ = ["TrainConfig", "TrainHistory", "Trainer", "seed_everything", "step_generator", "warm_ema"]
 
 
 def seed_everything(seed: int) -> None:
@@ -50,6 +50,20 @@ def seed_everything(seed: int) -> None:
     """
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
+
+
+def warm_ema(decay: float) -> Callable:
+    r"""EMA update with warm-up: after :math:`n` updates the decay is
+    :math:`\min(d, \tfrac{1 + n}{10 + n})`, so that a run much shorter than :math:`1/(1-d)`
+    steps is not dominated by the initial weights (with a fixed :math:`d = 0.999`, 600 steps
+    leave 55 % of the weight on the initialisation)."""
+
+    @torch.no_grad()
+    def update(avg: list[torch.Tensor], cur: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
+        n = float(n_averaged)
+        torch._foreach_lerp_(avg, cur, 1.0 - min(decay, (1.0 + n) / (10.0 + n)))
+
+    return update
 
 
 @dataclass
@@ -65,8 +79,9 @@ class TrainConfig:
     grad_clip
         Clip the gradient norm to this value (``None``: no clipping).
     ema_decay
-        Keep an exponential moving average of the weights with this decay (``None``: off);
-        the averaged weights are used for inference and validation.
+        Keep an exponential moving average of the weights with this decay (``None``: off),
+        warmed up as in :func:`warm_ema`; the averaged weights are used for inference and
+        validation.
     warmup_steps
         Linear learning-rate warm-up from 0.
     val_every
@@ -201,8 +216,7 @@ class Trainer:
         )
         self.ema: dict[str, AveragedModel] = {}
         if config.ema_decay is not None:
-            self.ema = {k: AveragedModel(m, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
-                        for k, m in self.modules.items()}
+            self.ema = {k: AveragedModel(m, multi_avg_fn=warm_ema(config.ema_decay)) for k, m in self.modules.items()}
         self.step = 0
         self.history = TrainHistory()
 

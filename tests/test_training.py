@@ -114,3 +114,21 @@ def test_class_conditioning_follows_the_pairing():
     for c, sign in [(0, -1), (1, 1)]:
         out = m.transport(x0, cond=torch.full((500,), c))
         assert (torch.sign(out[:, 0]) == sign).float().mean() > 0.95
+
+
+def test_warm_ema_matches_its_formula():
+    from torch.optim.swa_utils import AveragedModel
+
+    from cellflow.training import warm_ema
+
+    p = torch.nn.Parameter(torch.zeros(1))
+    holder = torch.nn.ParameterList([p])
+    avg = AveragedModel(holder, multi_avg_fn=warm_ema(0.99))
+    expected = None
+    for n, value in enumerate([1.0, 5.0, -2.0, 3.0, 7.0]):
+        with torch.no_grad():
+            p.fill_(value)
+        avg.update_parameters(holder)
+        # the first update copies; update n (n >= 1 averaged before it) decays by min(0.99, (1 + n) / (10 + n))
+        expected = value if n == 0 else (lambda d: d * expected + (1 - d) * value)(min(0.99, (1 + n) / (10 + n)))
+        assert float(avg.module[0]) == pytest.approx(expected)
