@@ -41,8 +41,10 @@ DIGITS_RECIPE = dict(channels=32, channel_mult=(1, 2, 2), num_res_blocks=2, atte
 
 
 def _groups(ch: int) -> int:
+    """GroupNorm groups: up to 32, with at least 4 channels each. (With one channel per group,
+    GroupNorm would remove the per-channel shift by which the time and label embeddings enter.)"""
     for g in (32, 16, 8, 4, 2):
-        if ch % g == 0:
+        if ch % g == 0 and ch // g >= 4:
             return g
     return 1
 
@@ -172,7 +174,7 @@ class UNet(nn.Module):
         self.out = nn.Sequential(nn.GroupNorm(_groups(ch), ch), nn.SiLU(), _zero(nn.Conv2d(ch, shape[0], 3, padding=1)))
 
     @staticmethod
-    def _apply(block: nn.ModuleList, h: Tensor, emb: Tensor) -> Tensor:
+    def _run_block(block: nn.ModuleList, h: Tensor, emb: Tensor) -> Tensor:
         for layer in block:
             h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
         return h
@@ -196,10 +198,10 @@ class UNet(nn.Module):
         h = self.input(h)
         hs = [h]
         for block in self.down:
-            h = self._apply(block, h, emb)
+            h = self._run_block(block, h, emb)
             hs.append(h)
-        h = self._apply(self.middle, h, emb)
+        h = self._run_block(self.middle, h, emb)
         for block in self.up:
-            h = self._apply(block, torch.cat([h, hs.pop()], 1), emb)
+            h = self._run_block(block, torch.cat([h, hs.pop()], 1), emb)
         out = self.out(h)
         return out.reshape(n, -1) if flat else out
