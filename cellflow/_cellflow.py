@@ -40,6 +40,7 @@ from .matchers import DEFAULT_SIGMA, canonical_method, make_matcher
 from .networks import MLP
 from ._assign import knn_assignment
 from .solvers import integrate_ode, integrate_sde
+from .distributed import training_wrappers
 from .training import TrainConfig, Trainer, TrainHistory, seed_everything
 
 __all__ = ["CellFlow"]
@@ -183,7 +184,8 @@ class CellFlow:
             tau = torch.cat([tau0 + span * s.t for s, tau0, span in batch])
             x = torch.cat([s.x_t for s, _, _ in batch])
             target = torch.cat([s.u_t / span for s, _, span in batch])
-            err = (self.net(tau, x) - target).pow(2)
+            nets = getattr(self, "_train_modules", None) or {}  # DDP wrappers while training distributed
+            err = (nets.get("net", self.net)(tau, x) - target).pow(2)
             loss = err.reshape(len(batch), -1).mean(1).sum()
             if self.score_net is not None:
                 # λ(t)·s_θ against λ(t)·∇log p_t(x|x0,x1) = -2ε/σ² ([SF]2M); the score does not
@@ -191,7 +193,7 @@ class CellFlow:
                 scores = [matcher.score_target(s) for s, _, _ in batch]
                 lam = torch.cat([w for _, w in scores]).reshape(-1, 1)
                 score = torch.cat([sc for sc, _ in scores])
-                serr = (lam * self.score_net(tau, x) - lam * score).pow(2)
+                serr = (lam * nets.get("score_net", self.score_net)(tau, x) - lam * score).pow(2)
                 loss = loss + serr.reshape(len(batch), -1).mean(1).sum()
             return loss
 
@@ -202,7 +204,8 @@ class CellFlow:
                           warmup_steps=warmup_steps, prefetch=prefetch, workers=workers, progress=progress)
         modules = {"net": self.net} if self.score_net is None else {"net": self.net, "score_net": self.score_net}
         trainer = Trainer(modules, make_batch, loss_fn, cfg)
-        self.history = trainer.run(seed=self.seed)
+        with training_wrappers(self, ("net", "score_net")):
+            self.history = trainer.run(seed=self.seed)
         if trainer.ema:
             state = trainer.inference_state()
             for name, module in modules.items():

@@ -35,6 +35,10 @@ def fit_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, use_re
     model = CellFlow(adata, time_key, use_rep=use_rep, n_pcs=n_pcs, whiten=whiten, method=method,
                      time_scale=time_scale, seed=seed)
     model.train(steps=steps, batch_size=batch_size, progress=progress)
+    from . import distributed
+
+    if not distributed.is_main():  # under torchrun, rank 0 writes the results
+        return adata, model
     model.save(model_dir, overwrite=overwrite)
     if velocity:
         tl.velocity(adata, model, overwrite=overwrite)

@@ -24,6 +24,10 @@ def _fit(args) -> int:
                             batch_size=args.batch_size, seed=args.seed, model_dir=args.model_dir,
                             velocity=not args.no_velocity, basis=args.basis, overwrite=args.overwrite,
                             progress=not args.quiet)
+    from .distributed import is_main
+
+    if not is_main():
+        return 0
     print(f"{model!r}\nwrote {args.out} and the model to {adata.uns['cellflow']['model_dir']}")
     return 0
 
@@ -92,6 +96,8 @@ def _train_tabular(args) -> int:
                       batch_size=args.batch_size, test_fraction=args.test_fraction, n_samples=args.n_samples,
                       missing=args.missing, seed=args.seed, resume=args.resume, checkpoint_every=args.checkpoint_every,
                       progress=not args.quiet)
+    if not m:  # a rank other than 0 under torchrun
+        return 0
     line = f"mean column W1 {m['w1_mean']:.3f}, correlation distance {m['correlation_distance']:.4f}"
     if "ml_efficiency" in m:
         line += f", ML efficiency {m['ml_efficiency']['ratio']:.3f}"
@@ -108,6 +114,8 @@ def _train_images(args) -> int:
                      nfe=tuple(args.nfe), dopri5=not args.no_dopri5, conditional=not args.unconditional,
                      seed=args.seed, resume=args.resume, checkpoint_every=args.checkpoint_every, device=args.device,
                      data_dir=args.data_dir, random_data=args.random_data, progress=not args.quiet)
+    if not m:  # a rank other than 0 under torchrun
+        return 0
     print(f"{m['parameters'] / 1e6:.1f}M parameters, {m['steps']} steps at {m['steps_per_second']:.2f} steps/s, "
           f"peak RSS {m['peak_rss_gb']:.2f} GB" + (f", CUDA peak {m['cuda_peak_memory_gb']:.2f} GB"
                                                     if "cuda_peak_memory_gb" in m else ""))
@@ -309,6 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("train", "fit"):  # under torchrun: join the process group (see cellflow.distributed)
+        from .distributed import init_from_env
+
+        init_from_env(getattr(args, "device", "cpu"))
     try:
         return args.func(args)
     except (ValueError, KeyError, FileNotFoundError, FileExistsError) as e:

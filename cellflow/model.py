@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Normal
 
+from .distributed import training_wrappers
 from .likelihood import log_likelihood
 from .matchers import DEFAULT_SIGMA, canonical_method, make_matcher
 from .networks import build_network
@@ -189,12 +190,13 @@ class FlowModel:
         if s.x_t.device != self.device:
             s = type(s)(**{k: v.to(self.device, non_blocking=True) for k, v in vars(s).items()})
             cond = cond.to(self.device) if cond is not None else None
-        v = self.net(s.t, s.x_t, cond)
+        nets = getattr(self, "_train_modules", None) or {}  # DDP wrappers while training distributed
+        v = nets.get("net", self.net)(s.t, s.x_t, cond)
         loss = (v - s.u_t).pow(2).mean()
         if self.score_net is not None:
             score, lam = self.matcher.score_target(s)
             lam = lam.reshape(-1, *([1] * (score.dim() - 1)))
-            st = self.score_net(s.t, s.x_t, cond)
+            st = nets.get("score_net", self.score_net)(s.t, s.x_t, cond)
             loss = loss + (lam * st - lam * score).pow(2).mean()
         return loss
 
@@ -251,7 +253,8 @@ class FlowModel:
         make_batch = self._make_batch_fn(source, target, batch_size, ot_batch_size, target_cond)
         trainer = Trainer(self.modules, make_batch, self.loss, cfg,
                           val_fn=(lambda: val_fn(self)) if val_fn is not None else None)
-        self.history = trainer.run(seed=self.seed, resume=resume)
+        with training_wrappers(self, ("net", "score_net")):
+            self.history = trainer.run(seed=self.seed, resume=resume)
         self.train_config = cfg
         self._ema_state = trainer.inference_state() if trainer.ema else None
         if self._ema_state is not None:

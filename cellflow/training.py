@@ -39,6 +39,8 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
+from . import distributed
+
 __all__ = ["TrainConfig", "TrainHistory", "Trainer", "seed_everything", "step_generator", "warm_ema"]
 
 
@@ -141,11 +143,13 @@ class TrainHistory:
         return asdict(self)
 
 
-def step_generator(seed: int, step: int, device: str | torch.device = "cpu") -> torch.Generator:
+def step_generator(seed: int, step: int, device: str | torch.device = "cpu", rank: int = 0) -> torch.Generator:
     """The generator of one training step: seeded from ``(seed, step)`` alone, so a batch
     does not depend on which thread drew it, nor on how many were drawn ahead, and a run
-    resumed at step k draws exactly what the uninterrupted run drew."""
-    state = np.random.SeedSequence([int(seed), int(step)]).generate_state(2, dtype=np.uint32)
+    resumed at step k draws exactly what the uninterrupted run drew. In distributed training,
+    rank ``r > 0`` draws from ``(seed, step, r)``: its own minibatch."""
+    entropy = [int(seed), int(step)] + ([int(rank)] if rank else [])
+    state = np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint32)
     return torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
@@ -153,8 +157,8 @@ class _BatchPool:
     """Draws the batches of the coming steps in worker threads (the OT solvers and torch
     release the GIL), handing them out in step order."""
 
-    def __init__(self, make_batch: Callable, seed: int, first: int, last: int, depth: int, workers: int):
-        self.make_batch, self.seed, self.last = make_batch, seed, last
+    def __init__(self, make_batch: Callable, seed: int, first: int, last: int, depth: int, workers: int, rank: int = 0):
+        self.make_batch, self.seed, self.last, self.rank = make_batch, seed, last, rank
         self.pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="cellflow-batch")
         self.pending: deque = deque()
         self.next = first
@@ -163,7 +167,7 @@ class _BatchPool:
 
     def _submit(self):
         if self.next < self.last:
-            self.pending.append(self.pool.submit(self.make_batch, step_generator(self.seed, self.next)))
+            self.pending.append(self.pool.submit(self.make_batch, step_generator(self.seed, self.next, rank=self.rank)))
             self.next += 1
 
     def get(self):
@@ -283,14 +287,16 @@ class Trainer:
         for m in self.modules.values():
             m.train()
         pool = None
+        rank, main = distributed.rank(), distributed.is_main()
         if cfg.prefetch and self.step < cfg.steps:
-            pool = _BatchPool(self.make_batch, seed, self.step, cfg.steps, cfg.prefetch, cfg.workers)
+            pool = _BatchPool(self.make_batch, seed, self.step, cfg.steps, cfg.prefetch, cfg.workers, rank)
         best, best_states, bad = float("inf"), None, 0
         start = time.perf_counter()
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=not cfg.progress, desc="training", leave=False)
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not (cfg.progress and main), desc="training",
+                   leave=False)
         try:
             while self.step < cfg.steps:
-                batch = pool.get() if pool is not None else self.make_batch(step_generator(seed, self.step))
+                batch = pool.get() if pool is not None else self.make_batch(step_generator(seed, self.step, rank=rank))
                 loss = self.loss_fn(batch)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
@@ -312,7 +318,7 @@ class Trainer:
                 bar.update(1)
                 if self.step % 50 == 0:
                     bar.set_postfix(loss=f"{np.mean(self.history.loss[-50:]):.4g}")
-                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and main:
                     self.save_checkpoint()
                 if self.val_fn is not None and cfg.val_every and self.step % cfg.val_every == 0:
                     value = self._validate()

@@ -126,3 +126,52 @@ def test_bench_scale_small_run(tmp_path):
     assert df["phase"].tolist() == ["build AnnData", "train icfm", "train icfm", "velocity, all cells"]
     assert df["n_cells"].tolist() == [3000, 500, 3000, 3000]
     assert (df["peak_rss_gb"] > 0).all()
+
+
+def test_train_tabular_writes_model_samples_metrics_and_resumes(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "tab"
+    assert main(["train", "tabular", "iris", "--label", "target", "--out", str(out), "--steps", "40",
+                 "--checkpoint-every", "20", "--quiet"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert {"w1_mean", "correlation_distance", "ml_efficiency", "columns"} <= set(m)
+    samples = pd.read_csv(out / "samples.csv")
+    assert list(samples.columns)[-1] == "target" and len(samples) == 120
+    assert (out / "checkpoints" / "checkpoint.pt").exists()
+    assert main(["train", "tabular", "iris", "--label", "target", "--out", str(out), "--steps", "40", "--quiet"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["train", "tabular", "iris", "--label", "target", "--out", str(out), "--steps", "60",
+                 "--quiet", "--resume"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 60
+    assert main(["train", "tabular", "nope.csv", "--out", str(tmp_path / "x")]) == 2
+    assert "neither an embedded table" in capsys.readouterr().err
+
+
+def test_train_images_digits_and_random_cifar_shaped(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "img"
+    assert main(["train", "images", "--dataset", "digits", "--out", str(out), "--steps", "4", "--channels", "8",
+                 "--batch-size", "16", "--nfe", "2", "--no-dopri5", "--quiet"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert [r["solver"] for r in m["digits"]] == ["real test digits", "euler"]
+    assert m["digits"][1]["nfe"] == 2 and (out / "samples.png").stat().st_size > 0
+    out2 = tmp_path / "rnd"
+    assert main(["train", "images", "--random-data", "16", "--preset", "cifar10", "--channels", "8", "--out",
+                 str(out2), "--steps", "2", "--batch-size", "4", "--quiet"]) == 0
+    m2 = json.loads((out2 / "metrics.json").read_text())
+    assert m2["dataset"] == "random CIFAR-shaped" and m2["steps_per_second"] > 0 and m2["peak_rss_gb"] > 0
+    assert main(["train", "images", "--dataset", "cifar10", "--out", str(tmp_path / "c")]) == 2
+    assert "data_dir" in capsys.readouterr().err
+
+
+def test_bench_tabular_without_peer(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "t.json"
+    assert main(["bench", "tabular", "--tables", "iris", "--methods", "icfm", "--steps", "30", "--no-peer",
+                 "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["generator"] for r in rows] == ["real (test rows)", "cellflow-icfm"]
+    assert "cellflow-icfm" in capsys.readouterr().out

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from .. import distributed
+
 __all__ = ["train_images", "score_digits"]
 
 
@@ -82,6 +84,8 @@ def train_images(dataset: str, out: str | Path, *, method: str = "ot", sigma: fl
     hist = flow.train(x, y, steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup, ema_decay=ema_decay,
                       checkpoint_dir=str(out / "checkpoints"), checkpoint_every=checkpoint_every, resume=resume,
                       progress=progress)
+    if not distributed.is_main():  # under torchrun, rank 0 writes the results
+        return {}
     flow.save(out / "model", overwrite=True)
     trained = max(hist.steps, 1)
     metrics = {"dataset": "random CIFAR-shaped" if random_data else str(dataset), "method": flow.model.method,

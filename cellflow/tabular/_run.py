@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .. import distributed
+
 __all__ = ["train_tabular", "read_table"]
 
 
@@ -53,6 +55,8 @@ def train_tabular(source: str, out: str | Path, *, label: str | None = None, met
     tf = TabularFlow(df, label=label, method=method, missing=missing, seed=seed)
     hist = tf.train(steps=steps, batch_size=batch_size, progress=progress, checkpoint_dir=str(out / "checkpoints"),
                     checkpoint_every=checkpoint_every, resume=resume)
+    if not distributed.is_main():  # under torchrun, rank 0 writes the results
+        return {}
     tf.save(out / "model", overwrite=True)
     synth = tf.sample(n_samples or len(df))
     synth.to_csv(out / "samples.csv", index=False)
