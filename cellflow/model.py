@@ -24,7 +24,8 @@ from torch.distributions import Normal
 
 from .distributed import training_wrappers
 from .likelihood import log_likelihood
-from .matchers import DEFAULT_SIGMA, canonical_method, make_matcher
+from .couplings import IndependentCoupling
+from .matchers import DEFAULT_SIGMA, MatchedSample, canonical_method, make_matcher
 from .networks import build_network
 from .solvers import Trajectory, integrate_ode, integrate_sde
 from .training import TrainConfig, Trainer, TrainHistory, seed_everything
@@ -158,7 +159,29 @@ class FlowModel:
 
 
     # ------------------------------------------------------------------ training
-    def _make_batch_fn(self, source, target, batch_size: int, ot_batch_size: int | None, target_cond: Tensor | None):
+    def _sample_within_labels(self, x0: Tensor, x1: Tensor, labels: Tensor, n: int, g: torch.Generator):
+        """Couple each label's target rows with their own disjoint slice of the source batch.
+
+        Pooled OT would pair class c with a *region* of the noise, while sampling class c
+        starts from all of N(0, I); coupling within each class keeps the noise paired with
+        every class an unbiased sample of the source."""
+        i0s, i1s, start = [], [], 0
+        for c in torch.unique(labels):
+            idx1 = torch.nonzero(labels == c).reshape(-1)
+            idx0 = torch.arange(start, start + len(idx1))
+            start += len(idx1)
+            p = self.matcher.coupling.pair(x0[idx0], x1[idx1], generator=g)
+            i0s.append(idx0[p.i0])
+            i1s.append(idx1[p.i1])
+        i0, i1 = torch.cat(i0s), torch.cat(i1s)
+        if len(i0) > n:
+            keep = torch.randperm(len(i0), generator=g)[:n]
+            i0, i1 = i0[keep], i1[keep]
+        s = self.matcher.path.sample(x0[i0], x1[i1], None, generator=g)
+        return MatchedSample(**vars(s), i0=i0, i1=i1)
+
+    def _make_batch_fn(self, source, target, batch_size: int, ot_batch_size: int | None, target_cond: Tensor | None,
+                       couple_within_labels: bool = True):
         draw0, _ = as_sampler(source, "source")
         draw1, n1 = as_sampler(target, "target")
         if target_cond is not None:
@@ -167,6 +190,8 @@ class FlowModel:
                 raise ValueError("target_cond needs a target tensor with one condition per row.")
         m = max(batch_size, ot_batch_size or batch_size)
         matcher = self.matcher
+        within = (couple_within_labels and self.net.config.get("n_classes", 0) > 0
+                  and not isinstance(matcher.coupling, IndependentCoupling))
 
         def make_batch(g: torch.Generator):
             x0, _ = draw0(m, g)
@@ -179,7 +204,10 @@ class FlowModel:
             # conditions of the target rows: looked up by row index for a tensor target, or
             # returned by a callable target along with its samples
             cond1 = extra if n1 is None else (target_cond[extra] if target_cond is not None else None)
-            s = matcher.sample(x0, x1, n=batch_size, generator=g)
+            if within and cond1 is not None:
+                s = self._sample_within_labels(x0, x1, cond1, batch_size, g)
+            else:
+                s = matcher.sample(x0, x1, n=batch_size, generator=g)
             return s, (cond1[s.i1] if cond1 is not None else None)
 
         return make_batch
@@ -223,6 +251,7 @@ class FlowModel:
         checkpoint_dir: str | None = None,
         checkpoint_every: int = 0,
         resume: bool = False,
+        couple_within_labels: bool = True,
     ) -> TrainHistory:
         """Train the flow from ``source`` to ``target``.
 
@@ -245,12 +274,17 @@ class FlowModel:
             ``val_fn(model) -> float`` (lower is better), for validation and early stopping.
         resume
             Continue from the checkpoint in ``checkpoint_dir``.
+        couple_within_labels
+            With class labels (``n_classes``) and an OT or SB coupling, couple each class's
+            target rows with their own slice of the source batch (default). Pooled coupling
+            would pair each class with a region of the source, not with the whole source
+            that sampling starts from.
         """
         cfg = TrainConfig(steps=steps, lr=lr, weight_decay=weight_decay, grad_clip=grad_clip, ema_decay=ema_decay,
                           warmup_steps=warmup_steps, val_every=val_every, patience=patience, prefetch=prefetch, workers=workers,
                           progress=progress, checkpoint_every=checkpoint_every, checkpoint_dir=checkpoint_dir)
         seed_everything(self.seed)
-        make_batch = self._make_batch_fn(source, target, batch_size, ot_batch_size, target_cond)
+        make_batch = self._make_batch_fn(source, target, batch_size, ot_batch_size, target_cond, couple_within_labels)
         trainer = Trainer(self.modules, make_batch, self.loss, cfg,
                           val_fn=(lambda: val_fn(self)) if val_fn is not None else None)
         with training_wrappers(self, ("net", "score_net")):

@@ -132,3 +132,29 @@ def test_warm_ema_matches_its_formula():
         # the first update copies; update n (n >= 1 averaged before it) decays by min(0.99, (1 + n) / (10 + n))
         expected = value if n == 0 else (lambda d: d * expected + (1 - d) * value)(min(0.99, (1 + n) / (10 + n)))
         assert float(avg.module[0]) == pytest.approx(expected)
+
+
+def test_labelled_ot_couples_within_each_class():
+    import ot
+
+    model = cf.FlowModel(2, "ot", n_classes=3, seed=0)
+    g = torch.Generator().manual_seed(0)
+    x1 = torch.randn(300, 2, generator=g) * 0.3 + torch.arange(300).remainder(3).float()[:, None] * 4
+    labels = torch.arange(300).remainder(3)
+    make = model._make_batch_fn(lambda n, g: torch.randn(n, 2, generator=g), x1, 90, None, labels)
+    s, cond = make(torch.Generator().manual_seed(1))
+    assert len(cond) == 90
+    for c in range(3):
+        rows = cond == c
+        i0 = torch.sort(s.i0[rows]).values
+        # each class is paired with its own contiguous slice of the noise batch ...
+        assert torch.equal(i0, torch.arange(int(i0[0]), int(i0[0]) + len(i0)))
+        # ... by an optimal plan: the pairs' cost equals the class sub-problem's optimum
+        a, b = s.x0[rows].double(), s.x1[rows].double()
+        pair_cost = (a - b).pow(2).sum(1).mean()
+        opt = ot.emd2([], [], torch.cdist(a, b).pow(2).numpy())
+        assert float(pair_cost) == pytest.approx(opt, rel=1e-9)
+    pooled = model._make_batch_fn(lambda n, g: torch.randn(n, 2, generator=g), x1, 90, None, labels,
+                                  couple_within_labels=False)
+    s2, cond2 = pooled(torch.Generator().manual_seed(1))
+    assert len(cond2) == 90
