@@ -26,7 +26,8 @@ def score_digits(flow, *, nfe=(10, 20, 100), dopri5: bool = True, n_per_class: i
     """Score a class-conditional digits model: for Euler at each NFE (and dopri5), the
     accuracy of a classifier trained on real digits on the samples, divided by its accuracy on
     the real test digits, and the Fréchet distance in the classifier's feature space to the
-    real training digits (the real test digits score as the floor)."""
+    real training digits. The row of the real test digits is a reference, not a floor: they come
+    from other writers and are few (297), which inflates their Fréchet distance."""
     from . import frechet_distance, load_images, train_digits_classifier
 
     x_train, y_train, _ = load_images("digits", split="train")
