@@ -102,9 +102,10 @@ def train_images(dataset: str, out: str | Path, *, method: str = "ot", sigma: fl
                "peak_rss_gb": _peak_rss_gb()}
     if device.startswith("cuda"):
         metrics["cuda_peak_memory_gb"] = torch.cuda.max_memory_allocated() / 1024**3
-    labels = torch.arange(n_classes).repeat_interleave(10) if n_classes else None
-    grid = flow.sample(100 if labels is None else None, labels=labels, guidance=guidance, solver="euler", steps=100,
-                       seed=seed)
+    per_class, grid_steps = (2, 10) if random_data else (10, 100)  # a recipe check only needs a glance
+    labels = torch.arange(n_classes).repeat_interleave(per_class) if n_classes else None
+    grid = flow.sample(10 * per_class if labels is None else None, labels=labels, guidance=guidance, solver="euler",
+                       steps=grid_steps, seed=seed)
     save_image_grid(grid, out / "samples.png", nrow=10)
     if str(dataset) == "digits" and not random_data and n_classes:
         metrics["digits"] = score_digits(flow, nfe=nfe, dopri5=dopri5, guidance=guidance, seed=seed)
