@@ -30,7 +30,7 @@ import torch
 from torch import distributed as dist
 from torch import nn
 
-__all__ = ["init_from_env", "is_distributed", "rank", "world_size", "is_main", "wrap_modules", "barrier"]
+__all__ = ["init_from_env", "is_distributed", "rank", "world_size", "is_main", "wrap_modules"]
 
 
 def is_distributed() -> bool:
@@ -79,11 +79,6 @@ def wrap_modules(modules: dict[str, nn.Module]) -> dict[str, nn.Module]:
         ids = [p.device.index] if p.device.type == "cuda" else None
         out[k] = nn.parallel.DistributedDataParallel(m, device_ids=ids)
     return out
-
-
-def barrier() -> None:
-    if is_distributed():
-        dist.barrier()
 
 
 @contextmanager

@@ -83,6 +83,7 @@ class FlowMatcher:
         a=None,
         b=None,
         n: int | None = None,
+        groups: Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> MatchedSample:
         """Pair ``x0`` with ``x1`` and draw ``(t, x_t, u_t)``.
@@ -98,6 +99,12 @@ class FlowMatcher:
         n
             Number of pairs to return (default ``len(x0)``): a training batch smaller than the
             OT batch.
+        groups
+            A class label per row of ``x1`` (``len(x0) >= len(x1)``): couple each class's rows
+            with their own disjoint slice of ``x0``. Pooled OT would pair a class with a
+            *region* of the source, while sampling that class starts from all of it; within
+            each class the source rows paired with it stay an unbiased source sample. Ignored
+            by the independent coupling, for which pooling changes nothing.
         generator
             Torch generator controlling the pairing, ``t`` and the noise.
         """
@@ -105,9 +112,30 @@ class FlowMatcher:
             raise ValueError(
                 f"source and target samples differ in shape: {tuple(x0.shape[1:])} vs {tuple(x1.shape[1:])}."
             )
-        p = self.coupling.pair(x0, x1, a=a, b=b, n=n, generator=generator)
-        s = self.path.sample(x0[p.i0], x1[p.i1], t, generator=generator)
-        return MatchedSample(**vars(s), i0=p.i0, i1=p.i1)
+        if groups is not None and not isinstance(self.coupling, IndependentCoupling):
+            if a is not None or b is not None:
+                raise ValueError("sample weights a, b cannot be combined with groups.")
+            i0, i1 = self._pair_within_groups(x0, x1, groups, len(x0) if n is None else n, generator)
+        else:
+            p = self.coupling.pair(x0, x1, a=a, b=b, n=n, generator=generator)
+            i0, i1 = p.i0, p.i1
+        s = self.path.sample(x0[i0], x1[i1], t, generator=generator)
+        return MatchedSample(**vars(s), i0=i0, i1=i1)
+
+    def _pair_within_groups(self, x0, x1, groups, n, generator):
+        i0s, i1s, start = [], [], 0
+        for c in torch.unique(groups):
+            idx1 = torch.nonzero(groups == c).reshape(-1)
+            idx0 = torch.arange(start, start + len(idx1))
+            start += len(idx1)
+            p = self.coupling.pair(x0[idx0], x1[idx1], generator=generator)
+            i0s.append(idx0[p.i0])
+            i1s.append(idx1[p.i1])
+        i0, i1 = torch.cat(i0s), torch.cat(i1s)
+        if len(i0) > n:
+            keep = torch.randperm(len(i0), generator=generator)[:n]
+            i0, i1 = i0[keep], i1[keep]
+        return i0, i1
 
     def score_target(self, s: PathSample) -> tuple[Tensor, Tensor]:
         r"""For the SB path: the conditional score and its weight :math:`\lambda(t)`."""

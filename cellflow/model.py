@@ -24,8 +24,7 @@ from torch.distributions import Normal
 
 from .distributed import training_wrappers
 from .likelihood import log_likelihood
-from .couplings import IndependentCoupling
-from .matchers import DEFAULT_SIGMA, MatchedSample, canonical_method, make_matcher
+from .matchers import DEFAULT_SIGMA, canonical_method, make_matcher
 from .networks import build_network
 from .solvers import Trajectory, integrate_ode, integrate_sde
 from .training import TrainConfig, Trainer, TrainHistory, seed_everything
@@ -159,27 +158,6 @@ class FlowModel:
 
 
     # ------------------------------------------------------------------ training
-    def _sample_within_labels(self, x0: Tensor, x1: Tensor, labels: Tensor, n: int, g: torch.Generator):
-        """Couple each label's target rows with their own disjoint slice of the source batch.
-
-        Pooled OT would pair class c with a *region* of the noise, while sampling class c
-        starts from all of N(0, I); coupling within each class keeps the noise paired with
-        every class an unbiased sample of the source."""
-        i0s, i1s, start = [], [], 0
-        for c in torch.unique(labels):
-            idx1 = torch.nonzero(labels == c).reshape(-1)
-            idx0 = torch.arange(start, start + len(idx1))
-            start += len(idx1)
-            p = self.matcher.coupling.pair(x0[idx0], x1[idx1], generator=g)
-            i0s.append(idx0[p.i0])
-            i1s.append(idx1[p.i1])
-        i0, i1 = torch.cat(i0s), torch.cat(i1s)
-        if len(i0) > n:
-            keep = torch.randperm(len(i0), generator=g)[:n]
-            i0, i1 = i0[keep], i1[keep]
-        s = self.matcher.path.sample(x0[i0], x1[i1], None, generator=g)
-        return MatchedSample(**vars(s), i0=i0, i1=i1)
-
     def _make_batch_fn(self, source, target, batch_size: int, ot_batch_size: int | None, target_cond: Tensor | None,
                        couple_within_labels: bool = True):
         draw0, _ = as_sampler(source, "source")
@@ -190,8 +168,7 @@ class FlowModel:
                 raise ValueError("target_cond needs a target tensor with one condition per row.")
         m = max(batch_size, ot_batch_size or batch_size)
         matcher = self.matcher
-        within = (couple_within_labels and self.net.config.get("n_classes", 0) > 0
-                  and not isinstance(matcher.coupling, IndependentCoupling))
+        within = couple_within_labels and self.net.config.get("n_classes", 0) > 0
 
         def make_batch(g: torch.Generator):
             x0, _ = draw0(m, g)
@@ -204,10 +181,7 @@ class FlowModel:
             # conditions of the target rows: looked up by row index for a tensor target, or
             # returned by a callable target along with its samples
             cond1 = extra if n1 is None else (target_cond[extra] if target_cond is not None else None)
-            if within and cond1 is not None:
-                s = self._sample_within_labels(x0, x1, cond1, batch_size, g)
-            else:
-                s = matcher.sample(x0, x1, n=batch_size, generator=g)
+            s = matcher.sample(x0, x1, n=batch_size, groups=cond1 if within else None, generator=g)
             return s, (cond1[s.i1] if cond1 is not None else None)
 
         return make_batch
@@ -276,9 +250,8 @@ class FlowModel:
             Continue from the checkpoint in ``checkpoint_dir``.
         couple_within_labels
             With class labels (``n_classes``) and an OT or SB coupling, couple each class's
-            target rows with their own slice of the source batch (default). Pooled coupling
-            would pair each class with a region of the source, not with the whole source
-            that sampling starts from.
+            target rows with their own slice of the source batch (default; see ``groups`` in
+            :meth:`cellflow.matchers.FlowMatcher.sample`).
         """
         cfg = TrainConfig(steps=steps, lr=lr, weight_decay=weight_decay, grad_clip=grad_clip, ema_decay=ema_decay,
                           warmup_steps=warmup_steps, val_every=val_every, patience=patience, prefetch=prefetch, workers=workers,
