@@ -248,6 +248,30 @@ def test_scvelo_plots_without_recomputing(fitted):
     np.testing.assert_array_equal(adata.obsm["velocity_umap"], before)
 
 
+def test_scvelo_plots_a_2d_representation_velocity_as_it_is(fitted):
+    """A flow fitted on a 2-D layout (LARRY's X_spring): scVelo's stream plot uses
+    obsm["velocity_spring"] directly instead of recomputing it from gene velocities (which do
+    not exist here, so recomputing raised KeyError 'velocity')."""
+    scv = pytest.importorskip("scvelo", reason="scvelo is in the test extra: pip install -e '.[test]'")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    adata, _ = fresh(fitted)
+    adata.obsm["X_spring"] = np.asarray(adata.obsm["X_umap"], dtype=np.float64) * 100.0
+    model = cf.CellFlow(adata, "day", use_rep="X_spring", seed=0)
+    model.train(steps=20, progress=False)
+    cf.tl.velocity(adata, model)
+    assert "velocity" not in adata.layers
+    from scvelo.plotting.utils import velocity_embedding_changed
+
+    assert not velocity_embedding_changed(adata, basis="spring", vkey="velocity")
+    before = adata.obsm["velocity_spring"].copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scv.pl.velocity_embedding_stream(adata, basis="spring", show=False)
+    np.testing.assert_array_equal(adata.obsm["velocity_spring"], before)
+
+
 def test_cellrank_kernels_accept_the_exports(fitted):
     cr = pytest.importorskip("cellrank", reason="cellrank is in the test extra: pip install -e '.[test]'")
     adata, model = fresh(fitted)

@@ -31,7 +31,9 @@ def _to_embedding(adata, model, Y: np.ndarray, basis: str | None, k: int = 10) -
     of the observed cells' embedding coordinates."""
     X = np.asarray(adata.obsm[model.use_rep], dtype=np.float64)[:, :model.n_pcs]
     if basis is None:
-        return X[:, :2], Y[..., :2], f"{model.use_rep}[:, 0:2]"
+        from ..tl._common import rep_basis
+
+        return X[:, :2], Y[..., :2], rep_basis(model.use_rep).upper()  # e.g. "PCA 1", "SPRING 2"
     if f"X_{basis}" not in adata.obsm:
         raise KeyError(f"adata.obsm has no 'X_{basis}'; compute it first or pass basis=None.")
     from sklearn.neighbors import KNeighborsRegressor

@@ -52,7 +52,10 @@ def velocity(adata, model, *, key_added: str = "velocity", genes: bool = True, o
           ``VelocityKernel(adata, attr="obsm", xkey="X_pca", vkey="velocity_pca")``;
         - ``layers[key_added]`` and ``var[f"{key_added}_genes"]`` when gene velocities apply;
         - ``uns[f"{key_added}_params"]``: method, representation, n_pcs, time scale and
-          ``embeddings`` (filled by :func:`velocity_embedding`).
+          ``embeddings``: the representation's own basis (so that
+          ``scv.pl.velocity_embedding_stream(adata, basis="spring")`` uses the velocity of a 2-D
+          representation such as ``X_spring`` as it is), then each basis projected onto by
+          :func:`velocity_embedding`.
     """
     check_model(adata, model)
     adata = adata.copy() if copy else adata
@@ -77,7 +80,7 @@ def velocity(adata, model, *, key_added: str = "velocity", genes: bool = True, o
         adata.var[f"{key_added}_genes"] = used
     adata.uns[pkey] = {"mode": "cellflow", "method": model.method, "use_rep": model.use_rep,
                        "n_pcs": int(model.n_pcs), "time_key": model.time_key, "time_scale": model.time_scale,
-                       "embeddings": []}
+                       "embeddings": [basis]}  # the representation is its own embedding for scVelo
     return adata if copy else None
 
 
