@@ -40,6 +40,7 @@ from .matchers import DEFAULT_SIGMA, canonical_method, make_matcher
 from .networks import MLP
 from ._assign import knn_assignment
 from .solvers import integrate_ode, integrate_sde
+from . import distributed
 from .distributed import training_wrappers
 from .training import TrainConfig, Trainer, TrainHistory, seed_everything
 
@@ -139,7 +140,7 @@ class CellFlow:
     def train(self, steps: int = 2000, batch_size: int = 512, *, holdout: float | None = None, lr: float = 1e-3,
               weight_decay: float = 1e-5, ema_decay: float | None = None, grad_clip: float | None = None,
               warmup_steps: int = 0, prefetch: int | None = None, workers: int = 2,
-              progress: bool = True) -> TrainHistory:
+              global_coupling: bool = False, progress: bool = True) -> TrainHistory:
         """Fit the flow on all consecutive pairs of time points (skipping ``holdout``).
 
         Parameters
@@ -155,6 +156,10 @@ class CellFlow:
             OT solves run in parallel with the step (EB, 2 cores, median of 2: 10.0 steps/s vs
             5.4 inline); none for SB-CFM and I-CFM, whose torch work only competes with the
             step for the cores (inline vs 4 ahead: SB 28 vs 22, I-CFM 187 vs 165 steps/s).
+        global_coupling
+            Distributed training only: every rank draws the same ``world_size × batch_size``
+            cells per time point, couples them as one batch, and trains on its own share of the
+            pairs (default: each rank couples its own batch; see :mod:`cellflow.distributed`).
         lr, weight_decay, ema_decay, grad_clip, warmup_steps, progress
             See :class:`cellflow.training.TrainConfig`.
         """
@@ -170,13 +175,16 @@ class CellFlow:
         pairs = self._pairs(holdout)
         taus = [self.model_time(s) for s in self.times]
         data, matcher = self._data, self.matcher
+        world = distributed.world_size() if global_coupling else 1
+        n = batch_size * world  # a global coupling draws all ranks' cells, then keeps this rank's share
 
         def make_batch(g):
             out = []
             for i, j in pairs:
-                x0 = data[i][torch.randint(len(data[i]), (batch_size,), generator=g)]
-                x1 = data[j][torch.randint(len(data[j]), (batch_size,), generator=g)]
-                out.append((matcher.sample(x0, x1, generator=g), taus[i], taus[j] - taus[i]))
+                x0 = data[i][torch.randint(len(data[i]), (n,), generator=g)]
+                x1 = data[j][torch.randint(len(data[j]), (n,), generator=g)]
+                s = matcher.sample(x0, x1, generator=g)
+                out.append((distributed.rank_share(s, batch_size) if world > 1 else s, taus[i], taus[j] - taus[i]))
             return out
 
         def loss_fn(batch):
@@ -201,7 +209,8 @@ class CellFlow:
             prefetch = 4 if self.method == "ot" else 0
         seed_everything(self.seed)
         cfg = TrainConfig(steps=steps, lr=lr, weight_decay=weight_decay, ema_decay=ema_decay, grad_clip=grad_clip,
-                          warmup_steps=warmup_steps, prefetch=prefetch, workers=workers, progress=progress)
+                          warmup_steps=warmup_steps, prefetch=prefetch, workers=workers, progress=progress,
+                          shared_draws=global_coupling)
         modules = {"net": self.net} if self.score_net is None else {"net": self.net, "score_net": self.score_net}
         trainer = Trainer(modules, make_batch, loss_fn, cfg)
         with training_wrappers(self, ("net", "score_net")):

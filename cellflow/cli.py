@@ -23,7 +23,7 @@ def _fit(args) -> int:
                             whiten=args.whiten, method=args.method, time_scale=args.time_scale, steps=args.steps,
                             batch_size=args.batch_size, seed=args.seed, model_dir=args.model_dir,
                             velocity=not args.no_velocity, basis=args.basis, overwrite=args.overwrite,
-                            progress=not args.quiet)
+                            global_coupling=args.global_coupling, progress=not args.quiet)
     from .distributed import is_main
 
     if not is_main():
@@ -95,7 +95,7 @@ def _train_tabular(args) -> int:
     m = train_tabular(args.data, args.out, label=args.label, method=args.method, steps=args.steps,
                       batch_size=args.batch_size, test_fraction=args.test_fraction, n_samples=args.n_samples,
                       missing=args.missing, seed=args.seed, resume=args.resume, checkpoint_every=args.checkpoint_every,
-                      progress=not args.quiet)
+                      global_coupling=args.global_coupling, progress=not args.quiet)
     if not m:  # a rank other than 0 under torchrun
         return 0
     line = f"mean column W1 {m['w1_mean']:.3f}, correlation distance {m['correlation_distance']:.4f}"
@@ -113,7 +113,8 @@ def _train_images(args) -> int:
                      warmup_steps=args.warmup, ema_decay=-1.0 if args.ema is None else (None if args.ema <= 0 else args.ema), guidance=args.guidance,
                      nfe=tuple(args.nfe), dopri5=not args.no_dopri5, conditional=not args.unconditional,
                      seed=args.seed, resume=args.resume, checkpoint_every=args.checkpoint_every, device=args.device,
-                     data_dir=args.data_dir, random_data=args.random_data, progress=not args.quiet)
+                     data_dir=args.data_dir, random_data=args.random_data, global_coupling=args.global_coupling,
+                     progress=not args.quiet)
     if not m:  # a rank other than 0 under torchrun
         return 0
     print(f"{m['parameters'] / 1e6:.1f}M parameters, {m['steps']} steps at {m['steps_per_second']:.2f} steps/s, "
@@ -177,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--basis", default="umap", help="embedding to project velocities on, if present and not the representation itself (default umap)")
     f.add_argument("--no-velocity", action="store_true", help="do not write velocities")
     f.add_argument("--overwrite", action="store_true")
+    f.add_argument("--global-coupling", action="store_true",
+                    help="under torchrun: couple one global batch of all ranks' rows (default: each rank its own)")
     f.add_argument("--quiet", action="store_true", help="no progress bars")
     f.set_defaults(func=_fit)
 
@@ -301,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     ta.add_argument("--seed", type=int, default=0)
     ta.add_argument("--checkpoint-every", type=int, default=500)
     ta.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    ta.add_argument("--global-coupling", action="store_true",
+                    help="under torchrun: couple one global batch of all ranks' rows (default: each rank its own)")
     ta.add_argument("--quiet", action="store_true", help="no progress bar")
     ta.set_defaults(func=_train_tabular)
     ti = trsub.add_parser("images", help="a UNet image generator (digits, cifar10, a folder, .npy/.pt)",
@@ -331,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     ti.add_argument("--checkpoint-every", type=int, default=1000)
     ti.add_argument("--resume", action="store_true")
     ti.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    ti.add_argument("--global-coupling", action="store_true",
+                    help="under torchrun: couple one global batch of all ranks' rows (default: each rank its own)")
     ti.add_argument("--quiet", action="store_true")
     ti.set_defaults(func=_train_images)
     return p

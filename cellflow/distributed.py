@@ -5,6 +5,12 @@ Every model (:class:`~cellflow.FlowModel`, :class:`~cellflow.CellFlow`, and thro
 
 - each rank draws its own minibatch from the generator of ``(seed, step, rank)`` and couples
   it by itself (the per-rank OT batch), so ranks never wait for each other's OT solves;
+- or, with ``global_coupling=True`` (``FlowModel.fit``, ``CellFlow.train``), every rank draws
+  the same global batch of ``world_size × batch_size`` rows from the generator of
+  ``(seed, step)``, solves the one coupling of that batch and keeps its own share of the pairs
+  (:func:`rank_share`). The ranks exchange nothing but gradients: each repeats the global
+  solve, which costs ``world_size``² to ``world_size``³ times a per-rank exact OT solve, so it
+  suits few ranks or a coupling that is cheap next to the network (large images on GPUs);
 - the networks are wrapped in :class:`~torch.nn.parallel.DistributedDataParallel`, which
   averages the gradients, so every rank holds the same weights after every step;
 - only rank 0 shows progress and writes checkpoints and results.
@@ -30,7 +36,7 @@ import torch
 from torch import distributed as dist
 from torch import nn
 
-__all__ = ["init_from_env", "is_distributed", "rank", "world_size", "is_main", "wrap_modules"]
+__all__ = ["init_from_env", "is_distributed", "rank", "world_size", "is_main", "wrap_modules", "rank_share"]
 
 
 def is_distributed() -> bool:
@@ -79,6 +85,15 @@ def wrap_modules(modules: dict[str, nn.Module]) -> dict[str, nn.Module]:
         ids = [p.device.index] if p.device.type == "cuda" else None
         out[k] = nn.parallel.DistributedDataParallel(m, device_ids=ids)
     return out
+
+
+def rank_share(sample, size: int, rank_: int | None = None):
+    """Rows ``[r·size, (r+1)·size)`` of a global batch (any dataclass of per-row tensors, such
+    as :class:`cellflow.matchers.MatchedSample`): the share of rank ``r`` (default: this
+    process's rank). The shares of all ranks partition the global batch."""
+    r = rank() if rank_ is None else int(rank_)
+    sl = slice(r * size, (r + 1) * size)
+    return type(sample)(**{k: v[sl] for k, v in vars(sample).items()})
 
 
 @contextmanager

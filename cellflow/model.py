@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Normal
 
+from . import distributed
 from .distributed import training_wrappers
 from .likelihood import log_likelihood
 from .matchers import DEFAULT_SIGMA, canonical_method, make_matcher
@@ -159,14 +160,16 @@ class FlowModel:
 
     # ------------------------------------------------------------------ training
     def _make_batch_fn(self, source, target, batch_size: int, ot_batch_size: int | None, target_cond: Tensor | None,
-                       couple_within_labels: bool = True):
+                       couple_within_labels: bool = True, global_coupling: bool = False):
         draw0, _ = as_sampler(source, "source")
         draw1, n1 = as_sampler(target, "target")
         if target_cond is not None:
             target_cond = torch.as_tensor(target_cond)
             if n1 is None or target_cond.shape[0] != n1:
                 raise ValueError("target_cond needs a target tensor with one condition per row.")
-        m = max(batch_size, ot_batch_size or batch_size)
+        # a global coupling draws and couples the batch of all ranks, then keeps this rank's share
+        world = distributed.world_size() if global_coupling else 1
+        m = max(batch_size, ot_batch_size or batch_size) * world
         matcher = self.matcher
         within = couple_within_labels and self.net.config.get("n_classes", 0) > 0
 
@@ -181,7 +184,9 @@ class FlowModel:
             # conditions of the target rows: looked up by row index for a tensor target, or
             # returned by a callable target along with its samples
             cond1 = extra if n1 is None else (target_cond[extra] if target_cond is not None else None)
-            s = matcher.sample(x0, x1, n=batch_size, groups=cond1 if within else None, generator=g)
+            s = matcher.sample(x0, x1, n=batch_size * world, groups=cond1 if within else None, generator=g)
+            if world > 1:
+                s = distributed.rank_share(s, batch_size)
             return s, (cond1[s.i1] if cond1 is not None else None)
 
         return make_batch
@@ -226,6 +231,7 @@ class FlowModel:
         checkpoint_every: int = 0,
         resume: bool = False,
         couple_within_labels: bool = True,
+        global_coupling: bool = False,
     ) -> TrainHistory:
         """Train the flow from ``source`` to ``target``.
 
@@ -252,12 +258,18 @@ class FlowModel:
             With class labels (``n_classes``) and an OT or SB coupling, couple each class's
             target rows with their own slice of the source batch (default; see ``groups`` in
             :meth:`cellflow.matchers.FlowMatcher.sample`).
+        global_coupling
+            Distributed training only: couple one global batch of ``world_size × batch_size``
+            rows (drawn alike on every rank), each rank training on its own share of the
+            pairs, instead of each rank coupling its own batch (see :mod:`cellflow.distributed`).
         """
         cfg = TrainConfig(steps=steps, lr=lr, weight_decay=weight_decay, grad_clip=grad_clip, ema_decay=ema_decay,
                           warmup_steps=warmup_steps, val_every=val_every, patience=patience, prefetch=prefetch, workers=workers,
-                          progress=progress, checkpoint_every=checkpoint_every, checkpoint_dir=checkpoint_dir)
+                          progress=progress, checkpoint_every=checkpoint_every, checkpoint_dir=checkpoint_dir,
+                          shared_draws=global_coupling)
         seed_everything(self.seed)
-        make_batch = self._make_batch_fn(source, target, batch_size, ot_batch_size, target_cond, couple_within_labels)
+        make_batch = self._make_batch_fn(source, target, batch_size, ot_batch_size, target_cond, couple_within_labels,
+                                         global_coupling)
         trainer = Trainer(self.modules, make_batch, self.loss, cfg,
                           val_fn=(lambda: val_fn(self)) if val_fn is not None else None)
         with training_wrappers(self, ("net", "score_net")):

@@ -97,6 +97,10 @@ class TrainConfig:
         Number of worker threads drawing batches (their OT solves run in parallel).
     progress
         Show a tqdm progress bar.
+    shared_draws
+        Distributed training: every rank draws from the generator of ``(seed, step)`` (the
+        same global batch) instead of ``(seed, step, rank)``, for a global coupling whose
+        batch function keeps the rank's own share (:func:`cellflow.distributed.rank_share`).
     checkpoint_every, checkpoint_dir
         Write a checkpoint every this many steps to this folder; ``Trainer.run(resume=True)``
         continues from it.
@@ -113,6 +117,7 @@ class TrainConfig:
     prefetch: int = 0
     workers: int = 1
     progress: bool = True
+    shared_draws: bool = False
     checkpoint_every: int = 0
     checkpoint_dir: str | None = None
 
@@ -287,7 +292,8 @@ class Trainer:
         for m in self.modules.values():
             m.train()
         pool = None
-        rank, main = distributed.rank(), distributed.is_main()
+        main = distributed.is_main()
+        rank = 0 if cfg.shared_draws else distributed.rank()  # the generator of the step's draws
         if cfg.prefetch and self.step < cfg.steps:
             pool = _BatchPool(self.make_batch, seed, self.step, cfg.steps, cfg.prefetch, cfg.workers, rank)
         best, best_states, bad = float("inf"), None, 0

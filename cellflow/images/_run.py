@@ -54,7 +54,8 @@ def train_images(dataset: str, out: str | Path, *, method: str = "ot", sigma: fl
                  warmup_steps: int | None = None, ema_decay: float | None = -1.0, guidance: float = 1.0,
                  nfe=(10, 20, 100), dopri5: bool = True, conditional: bool = True, seed: int = 0,
                  resume: bool = False, checkpoint_every: int = 1000, device: str = "cpu",
-                 data_dir: str | None = None, random_data: int = 0, progress: bool = True) -> dict:
+                 data_dir: str | None = None, random_data: int = 0, global_coupling: bool = False,
+                 progress: bool = True) -> dict:
     """Train, save, sample and score (see :mod:`cellflow.cli`, ``cellflow train images``).
 
     ``lr`` and ``ema_decay`` default per preset: 1e-3 and 0.999 for ``digits``, torchcfm's
@@ -90,7 +91,7 @@ def train_images(dataset: str, out: str | Path, *, method: str = "ot", sigma: fl
     warmup = warmup_steps if warmup_steps is not None else min(5000, max(steps // 20, 1))
     hist = flow.train(x, y, steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup, ema_decay=ema_decay,
                       checkpoint_dir=str(out / "checkpoints"), checkpoint_every=checkpoint_every, resume=resume,
-                      progress=progress)
+                      global_coupling=global_coupling, progress=progress)
     if not distributed.is_main():  # under torchrun, rank 0 writes the results
         return {}
     flow.save(out / "model", overwrite=True)

@@ -28,7 +28,7 @@ def read_table(source: str) -> pd.DataFrame:
 def train_tabular(source: str, out: str | Path, *, label: str | None = None, method: str = "icfm",
                   steps: int = 5000, batch_size: int = 256, test_fraction: float = 0.2, n_samples: int | None = None,
                   missing: str = "error", seed: int = 0, resume: bool = False, checkpoint_every: int = 500,
-                  progress: bool = True) -> dict:
+                  global_coupling: bool = False, progress: bool = True) -> dict:
     """Train a :class:`~cellflow.tabular.TabularFlow` and write to ``out``:
 
     - ``model/`` (reload with ``TabularFlow.load``), ``samples.csv``;
@@ -54,7 +54,7 @@ def train_tabular(source: str, out: str | Path, *, label: str | None = None, met
         df, test = df.reset_index(drop=True), test.reset_index(drop=True)
     tf = TabularFlow(df, label=label, method=method, missing=missing, seed=seed)
     hist = tf.train(steps=steps, batch_size=batch_size, progress=progress, checkpoint_dir=str(out / "checkpoints"),
-                    checkpoint_every=checkpoint_every, resume=resume)
+                    checkpoint_every=checkpoint_every, resume=resume, global_coupling=global_coupling)
     if not distributed.is_main():  # under torchrun, rank 0 writes the results
         return {}
     tf.save(out / "model", overwrite=True)
