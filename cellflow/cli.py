@@ -131,7 +131,7 @@ def _bench_tabular(args) -> int:
     from .bench.tabular import run
 
     run(tuple(args.tables), methods=tuple(args.methods), steps=args.steps, seeds=tuple(args.seeds),
-        peer=not args.no_peer, n_jobs=args.threads, out=args.out)
+        peer=not args.no_peer, n_jobs=args.threads, peer_duplicate_k=args.peer_duplicate_k, out=args.out)
     return 0
 
 
@@ -270,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--seeds", type=int, nargs="+", default=[0])
     bt.add_argument("--threads", type=int, default=2, help="n_jobs of ForestDiffusion (default 2)")
     bt.add_argument("--no-peer", action="store_true", help="skip ForestDiffusion")
+    bt.add_argument("--peer-duplicate-k", type=int, default=100,
+                    help="ForestDiffusion's noise duplication (its default 100; lower it for large tables)")
     bt.add_argument("--out", default=None, metavar="RESULTS.json")
     bt.set_defaults(func=_bench_tabular)
 
