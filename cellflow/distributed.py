@@ -9,8 +9,8 @@ Every model (:class:`~cellflow.FlowModel`, :class:`~cellflow.CellFlow`, and thro
   the same global batch of ``world_size × batch_size`` rows from the generator of
   ``(seed, step)``, solves the one coupling of that batch and keeps its own share of the pairs
   (:func:`rank_share`). The ranks exchange nothing but gradients: each repeats the global
-  solve, which costs ``world_size``² to ``world_size``³ times a per-rank exact OT solve, so it
-  suits few ranks or a coupling that is cheap next to the network (large images on GPUs);
+  solve, which costs between ``world_size**2`` and ``world_size**3`` times a per-rank exact
+  OT solve, so it suits few ranks or a coupling that is cheap next to the network (large images on GPUs);
 - the networks are wrapped in :class:`~torch.nn.parallel.DistributedDataParallel`, which
   averages the gradients, so every rank holds the same weights after every step;
 - only rank 0 shows progress and writes checkpoints and results.
