@@ -72,6 +72,25 @@ def test_missing_file_and_help(tmp_path, capsys):
         assert e.value.code == 0
 
 
+def test_demo_runs_end_to_end_and_writes_every_output(tmp_path, capsys):
+    """The README's first command, at few training steps: every file it promises appears, the
+    results .h5ad reads back with the velocity keys, and a second run refuses to overwrite."""
+    import anndata as ad
+    import pandas as pd
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--steps", "40", "--quiet"]) == 0
+    for name in ("results.h5ad", "evaluation.csv", "summary.csv", "velocity.csv"):
+        assert (out / name).exists(), name
+    assert len(list(out.glob("*.png"))) == 6
+    res = ad.read_h5ad(out / "results.h5ad")
+    assert {"velocity_pca", "velocity_umap"} <= set(res.obsm)
+    table = pd.read_csv(out / "evaluation.csv")
+    assert {"method", "held_out_time", "seed", "w1", "w2", "mmd", "seconds"} <= set(table.columns)
+    assert main(["demo", "--out", str(out), "--steps", "40", "--quiet"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
 def test_bench_velocity_scores_against_a_reference(tmp_path, capsys):
     # cells drift by +1 along the first axis per day: the reference velocity is (1, 0, 0)
     a = drifting_cells(150, seed=1)
