@@ -175,7 +175,7 @@ class CellFlow:
         pairs = self._pairs(holdout)
         taus = [self.model_time(s) for s in self.times]
         data, matcher = self._data, self.matcher
-        world = distributed.world_size() if global_coupling else 1
+        world, share = distributed.coupling_group(global_coupling)
         n = batch_size * world  # a global coupling draws all ranks' cells, then keeps this rank's share
 
         def make_batch(g):
@@ -184,7 +184,7 @@ class CellFlow:
                 x0 = data[i][torch.randint(len(data[i]), (n,), generator=g)]
                 x1 = data[j][torch.randint(len(data[j]), (n,), generator=g)]
                 s = matcher.sample(x0, x1, generator=g)
-                out.append((distributed.rank_share(s, batch_size) if world > 1 else s, taus[i], taus[j] - taus[i]))
+                out.append((distributed.rank_share(s, batch_size, share) if world > 1 else s, taus[i], taus[j] - taus[i]))
             return out
 
         def loss_fn(batch):

@@ -143,6 +143,11 @@ def _bench_images(args) -> int:
     return 0
 
 
+def _add_global_coupling(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--global-coupling", action="store_true",
+                        help="under torchrun: couple one global batch of all ranks' rows (default: each rank its own)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cellflow", description="Conditional flow matching for cells and beyond.")
     p.add_argument("--version", action="version", version=f"cellflow {__version__}")
@@ -178,8 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--basis", default="umap", help="embedding to project velocities on, if present and not the representation itself (default umap)")
     f.add_argument("--no-velocity", action="store_true", help="do not write velocities")
     f.add_argument("--overwrite", action="store_true")
-    f.add_argument("--global-coupling", action="store_true",
-                    help="under torchrun: couple one global batch of all ranks' rows (default: each rank its own)")
+    _add_global_coupling(f)
     f.add_argument("--quiet", action="store_true", help="no progress bars")
     f.set_defaults(func=_fit)
 
@@ -306,8 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     ta.add_argument("--seed", type=int, default=0)
     ta.add_argument("--checkpoint-every", type=int, default=500)
     ta.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    ta.add_argument("--global-coupling", action="store_true",
-                    help="under torchrun: couple one global batch of all ranks' rows (default: each rank its own)")
+    _add_global_coupling(ta)
     ta.add_argument("--quiet", action="store_true", help="no progress bar")
     ta.set_defaults(func=_train_tabular)
     ti = trsub.add_parser("images", help="a UNet image generator (digits, cifar10, a folder, .npy/.pt)",
@@ -338,8 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     ti.add_argument("--checkpoint-every", type=int, default=1000)
     ti.add_argument("--resume", action="store_true")
     ti.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    ti.add_argument("--global-coupling", action="store_true",
-                    help="under torchrun: couple one global batch of all ranks' rows (default: each rank its own)")
+    _add_global_coupling(ti)
     ti.add_argument("--quiet", action="store_true")
     ti.set_defaults(func=_train_images)
     return p

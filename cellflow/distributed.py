@@ -36,7 +36,8 @@ import torch
 from torch import distributed as dist
 from torch import nn
 
-__all__ = ["init_from_env", "is_distributed", "rank", "world_size", "is_main", "wrap_modules", "rank_share"]
+__all__ = ["init_from_env", "is_distributed", "rank", "world_size", "is_main", "wrap_modules", "coupling_group",
+           "rank_share"]
 
 
 def is_distributed() -> bool:
@@ -85,6 +86,12 @@ def wrap_modules(modules: dict[str, nn.Module]) -> dict[str, nn.Module]:
         ids = [p.device.index] if p.device.type == "cuda" else None
         out[k] = nn.parallel.DistributedDataParallel(m, device_ids=ids)
     return out
+
+
+def coupling_group(global_coupling: bool) -> tuple[int, int]:
+    """``(world, rank)`` of a coupling: how many ranks' rows one coupling covers, and this
+    rank's share of them; ``(1, 0)`` for per-rank coupling (``global_coupling=False``)."""
+    return (world_size(), rank()) if global_coupling else (1, 0)
 
 
 def rank_share(sample, size: int, rank_: int | None = None):

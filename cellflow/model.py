@@ -168,7 +168,7 @@ class FlowModel:
             if n1 is None or target_cond.shape[0] != n1:
                 raise ValueError("target_cond needs a target tensor with one condition per row.")
         # a global coupling draws and couples the batch of all ranks, then keeps this rank's share
-        world = distributed.world_size() if global_coupling else 1
+        world, share = distributed.coupling_group(global_coupling)
         m = max(batch_size, ot_batch_size or batch_size) * world
         matcher = self.matcher
         within = couple_within_labels and self.net.config.get("n_classes", 0) > 0
@@ -186,7 +186,7 @@ class FlowModel:
             cond1 = extra if n1 is None else (target_cond[extra] if target_cond is not None else None)
             s = matcher.sample(x0, x1, n=batch_size * world, groups=cond1 if within else None, generator=g)
             if world > 1:
-                s = distributed.rank_share(s, batch_size)
+                s = distributed.rank_share(s, batch_size, share)
             return s, (cond1[s.i1] if cond1 is not None else None)
 
         return make_batch
