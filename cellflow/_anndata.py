@@ -74,11 +74,17 @@ class Standardizer:
 
     @classmethod
     def fit(cls, X: np.ndarray, whiten: bool) -> "Standardizer":
-        sd = X.std(0)
+        return cls.from_moments(X.mean(0), X.var(0), whiten)
+
+    @classmethod
+    def from_moments(cls, mean: np.ndarray, var: np.ndarray, whiten: bool) -> "Standardizer":
+        """From column means and variances (e.g. accumulated over blocks of a sparse matrix)."""
+        mean, var = np.asarray(mean, dtype=np.float64), np.asarray(var, dtype=np.float64)
         if not whiten:
-            s = float(np.sqrt(np.mean(sd ** 2)))
-            return cls(X.mean(0), np.full(X.shape[1], s if s > 0 else 1.0))
-        return cls(X.mean(0), np.where(sd > 0, sd, 1.0))
+            s = float(np.sqrt(np.mean(var)))
+            return cls(mean, np.full(len(mean), s if s > 0 else 1.0))
+        sd = np.sqrt(var)
+        return cls(mean, np.where(sd > 0, sd, 1.0))
 
     def forward(self, X: np.ndarray) -> np.ndarray:
         return (X - self.mean) / self.scale

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from ._anndata import Standardizer, get_representation, get_times
+from ._cells import CellStore, RowSource, has_representation, representation_shape
 from .matchers import DEFAULT_SIGMA, canonical_method, make_matcher
 from .networks import MLP
 from ._assign import knn_assignment
@@ -49,7 +50,7 @@ __all__ = ["CellFlow"]
 
 def _fingerprint(adata, use_rep: str) -> dict:
     names = hashlib.sha1("\n".join(map(str, adata.obs_names)).encode()).hexdigest()
-    return {"n_obs": int(adata.n_obs), "obs_names_sha1": names, "rep_shape": list(np.shape(adata.obsm[use_rep]))}
+    return {"n_obs": int(adata.n_obs), "obs_names_sha1": names, "rep_shape": list(representation_shape(adata, use_rep))}
 
 
 def fingerprint_differences(adata, use_rep: str, saved: dict) -> list[str]:
@@ -57,7 +58,8 @@ def fingerprint_differences(adata, use_rep: str, saved: dict) -> list[str]:
     fp = _fingerprint(adata, use_rep)
     return [f"{label}: saved {saved[k]}, given {fp[k]}"
             for k, label in [("n_obs", "number of cells"), ("obs_names_sha1", "cell names (obs_names)"),
-                             ("rep_shape", f"shape of obsm[{use_rep!r}]")] if fp[k] != saved[k]]
+                             ("rep_shape", "shape of X" if use_rep == "X" else f"shape of obsm[{use_rep!r}]")]
+            if fp[k] != saved[k]]
 
 
 class CellFlow:
@@ -71,6 +73,9 @@ class CellFlow:
         Column of ``adata.obs`` with each cell's time (numbers, or categories labelled by numbers).
     use_rep, n_pcs
         The representation and how many of its leading columns to use (default all).
+        ``use_rep="X"`` trains on ``adata.X`` itself, dense, sparse or on disk (a backed
+        AnnData): each step reads only the rows it draws, so X is never densified whole
+        (:mod:`cellflow._cells`). An ``obsm`` representation is copied once to float32.
     whiten
         Standardise each feature (the paper's 5-PC setting). Otherwise the representation is
         centred and divided by one scalar (its root mean feature variance), which keeps its
@@ -104,17 +109,22 @@ class CellFlow:
         self.matcher = make_matcher(self.method, self.sigma, **coupling)
         self.seed, self.whiten, self.min_cells = int(seed), bool(whiten), int(min_cells)
         t, self.times = get_times(adata, time_key)
-        X = get_representation(adata, use_rep, n_pcs)
-        self.n_pcs = X.shape[1]
+        if use_rep == "X":  # sparse or on-disk X is read a minibatch at a time, never densified whole
+            source = RowSource.from_adata(adata, "X", n_pcs)
+            X = None
+            self.n_pcs = source.n_cols
+        else:
+            source, X = None, get_representation(adata, use_rep, n_pcs)
+            self.n_pcs = X.shape[1]
         counts = {float(s): int((t == s).sum()) for s in self.times}
         few = {k: v for k, v in counts.items() if v < min_cells}
         if few:
             raise ValueError(f"time point(s) {few} have fewer than min_cells={min_cells} cells; drop them or "
                              "lower min_cells.")
-        self.scaler = Standardizer.fit(X, self.whiten)
-        Z = self.scaler.forward(X)
+        self.scaler = (Standardizer.fit(X, self.whiten) if source is None
+                       else Standardizer.from_moments(*source.moments(), self.whiten))
         self._cell_times = t
-        self._data = [torch.tensor(Z[t == s], dtype=torch.float32) for s in self.times]
+        self._store = CellStore([np.flatnonzero(t == s) for s in self.times], self.scaler, source, X)
         self.fingerprint = _fingerprint(adata, use_rep)
         torch.manual_seed(self.seed)
         self.net = MLP(self.n_pcs, hidden=hidden, activation=activation)
@@ -174,15 +184,15 @@ class CellFlow:
         self.holdout = holdout
         pairs = self._pairs(holdout)
         taus = [self.model_time(s) for s in self.times]
-        data, matcher = self._data, self.matcher
+        store, sizes, matcher = self._store, self._store.sizes(), self.matcher
         world, share = distributed.coupling_group(global_coupling)
         n = batch_size * world  # a global coupling draws all ranks' cells, then keeps this rank's share
 
         def make_batch(g):
             out = []
             for i, j in pairs:
-                x0 = data[i][torch.randint(len(data[i]), (n,), generator=g)]
-                x1 = data[j][torch.randint(len(data[j]), (n,), generator=g)]
+                x0 = store.draw(i, torch.randint(sizes[i], (n,), generator=g))
+                x1 = store.draw(j, torch.randint(sizes[j], (n,), generator=g))
                 s = matcher.sample(x0, x1, generator=g)
                 out.append((distributed.rank_share(s, batch_size, share) if world > 1 else s, taus[i], taus[j] - taus[i]))
             return out
@@ -380,7 +390,7 @@ class CellFlow:
         if time not in self.times:
             raise ValueError(f"{time} is not a measured time; choose from {self.times.tolist()}.")
         i = int(np.flatnonzero(self.times == time)[0])
-        return self.scaler.inverse(self._data[i].numpy().astype(np.float64))
+        return self._store.cells(i)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path, overwrite: bool = False) -> None:
@@ -409,8 +419,8 @@ class CellFlow:
         problems = []
         if cfg["time_key"] not in adata.obs:
             problems.append(f"obs has no column {cfg['time_key']!r}")
-        if cfg["use_rep"] not in adata.obsm:
-            problems.append(f"obsm has no {cfg['use_rep']!r}")
+        if not has_representation(adata, cfg["use_rep"]):
+            problems.append("X is empty" if cfg["use_rep"] == "X" else f"obsm has no {cfg['use_rep']!r}")
         else:
             problems += fingerprint_differences(adata, cfg["use_rep"], cfg["fingerprint"])
         if problems:

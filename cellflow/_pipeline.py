@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 
-def read_h5ad(path: str | Path):
+def read_h5ad(path: str | Path, backed: bool = False):
+    """Read ``path``; with ``backed``, leave ``X`` on disk (``anndata.read_h5ad(..., backed="r")``)."""
     import anndata as ad
 
     path = Path(path)
@@ -16,15 +17,17 @@ def read_h5ad(path: str | Path):
         raise FileNotFoundError(f"{path} does not exist.")
     if path.suffix != ".h5ad":
         raise ValueError(f"{path} is not an .h5ad file.")
-    return ad.read_h5ad(path)
+    return ad.read_h5ad(path, backed="r") if backed else ad.read_h5ad(path)
 
 
 def fit_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, use_rep: str = "X_pca",
              n_pcs: int | None = None, whiten: bool = False, method: str = "ot", time_scale: str = "index",
              steps: int = 2000, batch_size: int = 512, seed: int = 0, model_dir: str | Path | None = None,
              velocity: bool = True, basis: str | None = "umap", overwrite: bool = False, global_coupling: bool = False,
-             progress: bool = True):
-    """Fit a :class:`cellflow.CellFlow`, save it, add velocities, write ``path_out``."""
+             backed: bool = False, progress: bool = True):
+    """Fit a :class:`cellflow.CellFlow`, save it, add velocities, write ``path_out``.
+
+    ``backed=True`` leaves ``X`` on disk, for ``use_rep="X"`` on files larger than memory."""
     from . import tl
     from ._cellflow import CellFlow
 
@@ -32,7 +35,7 @@ def fit_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, use_re
     if path_out.exists() and not overwrite:
         raise FileExistsError(f"{path_out} exists; pass --overwrite to replace it.")
     model_dir = Path(model_dir) if model_dir else path_out.with_name(path_out.stem + "_model")
-    adata = read_h5ad(path_in)
+    adata = read_h5ad(path_in, backed=backed)
     model = CellFlow(adata, time_key, use_rep=use_rep, n_pcs=n_pcs, whiten=whiten, method=method,
                      time_scale=time_scale, seed=seed)
     model.train(steps=steps, batch_size=batch_size, global_coupling=global_coupling, progress=progress)

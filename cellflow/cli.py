@@ -23,7 +23,7 @@ def _fit(args) -> int:
                             whiten=args.whiten, method=args.method, time_scale=args.time_scale, steps=args.steps,
                             batch_size=args.batch_size, seed=args.seed, model_dir=args.model_dir,
                             velocity=not args.no_velocity, basis=args.basis, overwrite=args.overwrite,
-                            global_coupling=args.global_coupling, progress=not args.quiet)
+                            global_coupling=args.global_coupling, backed=args.backed, progress=not args.quiet)
     from .distributed import is_main
 
     if not is_main():
@@ -73,7 +73,8 @@ def _bench_scale(args) -> int:
     from .bench.scale import run
 
     df = run(n_cells=args.n_cells, n_pcs=args.n_pcs, small=args.small, method=args.method, steps=args.steps,
-             batch_size=args.batch_size, seed=args.seed)
+             batch_size=args.batch_size, seed=args.seed, x_cells=args.x_cells, x_genes=args.x_genes,
+             x_density=args.x_density)
     if args.out:
         df.to_csv(args.out, index=False)
         print(f"wrote {args.out}")
@@ -171,7 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("input", metavar="IN.h5ad")
     f.add_argument("--time-key", required=True, help="obs column with each cell's sampling time")
     f.add_argument("--out", required=True, metavar="OUT.h5ad")
-    f.add_argument("--use-rep", default="X_pca", help="obsm key of the representation (default X_pca)")
+    f.add_argument("--use-rep", default="X_pca", help="obsm key of the representation (default X_pca), or X for the "
+                                                       "expression matrix itself (dense, sparse or, with --backed, on disk)")
+    f.add_argument("--backed", action="store_true", help="leave X on disk and read the rows each step draws "
+                                                        "(with --use-rep X, for files larger than memory)")
     f.add_argument("--n-pcs", type=int, default=None, help="leading columns of the representation to use (default all)")
     f.add_argument("--whiten", action="store_true", help="standardise each component (the paper's 5-PC setting)")
     f.add_argument("--method", default="ot", choices=["ot", "sb", "icfm"])
@@ -249,6 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--steps", type=int, default=50)
     sc.add_argument("--batch-size", type=int, default=512)
     sc.add_argument("--seed", type=int, default=0)
+    sc.add_argument("--x-cells", type=int, default=200_000,
+                    help="first train on a sparse X of this many cells (use_rep='X'), in memory and backed on "
+                         "disk; 0 skips it")
+    sc.add_argument("--x-genes", type=int, default=2000)
+    sc.add_argument("--x-density", type=float, default=0.05, help="fraction of non-zero entries of X")
     sc.add_argument("--out", default=None, help="CSV of the table")
     sc.set_defaults(func=_bench_scale)
     v = bsub.add_parser("velocity", help="cosine between the learned velocity and a reference velocity in obsm")

@@ -139,11 +139,13 @@ def test_bench_speed_quick_writes_json(tmp_path, capsys):
 def test_bench_scale_small_run(tmp_path):
     out = tmp_path / "scale.csv"
     rc = main(["bench", "scale", "--n-cells", "3000", "--n-pcs", "4", "--small", "500", "--method", "icfm",
-               "--steps", "5", "--batch-size", "64", "--out", str(out)])
+               "--steps", "5", "--batch-size", "64", "--x-cells", "2000", "--x-genes", "50", "--out", str(out)])
     assert rc == 0
     df = pd.read_csv(out)
-    assert df["phase"].tolist() == ["build AnnData", "train icfm", "train icfm", "velocity, all cells"]
-    assert df["n_cells"].tolist() == [3000, 500, 3000, 3000]
+    assert df["phase"].tolist() == ["build sparse X", "train icfm on sparse X in memory",
+                                    "train icfm on backed X on disk", "build AnnData", "train icfm", "train icfm",
+                                    "velocity, all cells"]
+    assert df["n_cells"].tolist() == [2000, 2000, 2000, 3000, 500, 3000, 3000]
     assert (df["peak_rss_gb"] > 0).all()
 
 

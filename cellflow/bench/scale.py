@@ -8,6 +8,11 @@ the number of cells, because each step draws fixed-size minibatches by index. Th
 velocity of every cell is computed in chunks. The peak resident memory of the process
 (``getrusage``) is reported after each phase.
 
+Before that, with ``x_cells > 0``, a sparse count matrix ``X`` (``x_cells × x_genes``) is
+trained on directly (``use_rep="X"``), once in memory and once from a backed ``.h5ad``, to
+show that X is read a minibatch at a time: each of these phases reports its own peak memory
+above what the process held before it, next to the size X would have dense.
+
 Example
 -------
 ``cellflow bench scale --n-cells 1000000 --n-pcs 50``
@@ -47,12 +52,125 @@ def synthetic_time_course(n_cells: int, n_pcs: int, n_times: int = 3, seed: int 
     return adata
 
 
-def run(*, n_cells: int = 1_000_000, n_pcs: int = 50, small: int = 10_000, method: str = "ot", steps: int = 50,
-        batch_size: int = 512, seed: int = 0, verbose: bool = True) -> pd.DataFrame:
-    """Train on ``small`` and on ``n_cells`` cells, then compute every cell's velocity."""
+def _reset_peak() -> bool:
+    """Reset the peak-RSS high-water mark of this process (Linux); False where unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_since_reset_gb() -> float:
+    """VmHWM (Linux), the peak resident memory since the last :func:`_reset_peak`."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024**2
+    except OSError:
+        pass
+    return _peak_gb()
+
+
+def synthetic_counts(n_cells: int, n_genes: int, density: float = 0.05, n_times: int = 3, seed: int = 0):
+    """AnnData with a sparse CSR count matrix ``X`` (float32; about ``density`` of the entries
+    non-zero) and ``obs["day"]``; the first 10 genes rise with the day. Built a block of rows
+    at a time, so no dense ``n_cells × n_genes`` array ever exists."""
+    import anndata as ad
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    day = np.sort(rng.integers(0, n_times, n_cells))
+    blocks = []
+    step = max(1, 2**24 // n_genes)
+    for s in range(0, n_cells, step):
+        d = day[s:s + step]
+        block = (rng.random((len(d), n_genes), dtype=np.float32) < density).astype(np.float32)
+        block *= rng.poisson(2.0, size=block.shape).astype(np.float32) + 1
+        k = min(10, n_genes)
+        block[:, :k] = rng.poisson(1.0 + 2.0 * d[:, None], size=(len(d), k))
+        blocks.append(sp.csr_matrix(block))
+    obs = pd.DataFrame({"day": day}, index=pd.RangeIndex(n_cells).astype(str))
+    var = pd.DataFrame(index=[f"gene{j}" for j in range(n_genes)])
+    return ad.AnnData(sp.vstack(blocks, format="csr"), obs=obs, var=var)
+
+
+def sparse_x_phases(*, n_cells: int = 200_000, n_genes: int = 2000, density: float = 0.05, method: str = "ot",
+                    steps: int = 50, batch_size: int = 512, seed: int = 0, workdir: str | None = None,
+                    verbose: bool = True) -> list[dict]:
+    """Train on a sparse ``X`` in memory and on the same ``X`` on disk (a backed ``.h5ad``),
+    with ``use_rep="X"``. Each phase reports its own peak memory above the memory held
+    before it (Linux resets the high-water mark), to compare with the size X would have dense."""
+    import tempfile
+    from pathlib import Path
+
+    import anndata as ad
+
     from .._cellflow import CellFlow
 
     rows = []
+    t0 = time.perf_counter()
+    adata = synthetic_counts(n_cells, n_genes, density, seed=seed)
+    dense_gb = n_cells * n_genes * 4 / 1024**3
+    nnz = int(adata.X.nnz)
+    rows.append(dict(phase="build sparse X", n_cells=n_cells, seconds=time.perf_counter() - t0,
+                     peak_rss_gb=_peak_gb(), note=f"{n_genes} genes, {nnz:,} non-zeros; dense float32 "
+                                                  f"would be {dense_gb:.2f} GB"))
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        path = Path(tmp) / "sparse_x.h5ad"
+        adata.write_h5ad(path)
+        for label, data in (("sparse X in memory", adata), ("backed X on disk", None)):
+            if data is None:
+                del adata
+                import gc
+
+                gc.collect()
+                data = ad.read_h5ad(path, backed="r")
+            base = _current_rss_gb()
+            exact = _reset_peak()
+            t0 = time.perf_counter()
+            model = CellFlow(data, "day", use_rep="X", method=method, seed=seed)
+            setup = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            model.train(steps=steps, batch_size=batch_size, progress=False)
+            train = time.perf_counter() - t0
+            peak = _peak_since_reset_gb() if exact else _peak_gb()
+            rows.append(dict(phase=f"train {method} on {label}", n_cells=n_cells, seconds=train, setup_s=setup,
+                             ms_per_step=1e3 * train / steps, peak_rss_gb=peak,
+                             note=f"peak {peak - base:+.2f} GB above the {base:.2f} GB held before"))
+            if verbose:
+                print(rows[-1], flush=True)
+            del model
+            if label.startswith("backed"):
+                data.file.close()
+    return rows
+
+
+def _current_rss_gb() -> float:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024**2
+    except OSError:
+        pass
+    return float("nan")
+
+
+def run(*, n_cells: int = 1_000_000, n_pcs: int = 50, small: int = 10_000, method: str = "ot", steps: int = 50,
+        batch_size: int = 512, seed: int = 0, x_cells: int = 0, x_genes: int = 2000, x_density: float = 0.05,
+        verbose: bool = True) -> pd.DataFrame:
+    """Train on ``small`` and on ``n_cells`` cells, then compute every cell's velocity; with
+    ``x_cells > 0``, first train on a sparse ``X`` of ``x_cells × x_genes``, in memory and
+    backed on disk (:func:`sparse_x_phases`)."""
+    from .._cellflow import CellFlow
+
+    rows = []
+    if x_cells:
+        rows += sparse_x_phases(n_cells=x_cells, n_genes=x_genes, density=x_density, method=method, steps=steps,
+                                batch_size=batch_size, seed=seed, verbose=verbose)
     t0 = time.perf_counter()
     big = synthetic_time_course(n_cells, n_pcs, seed=seed)
     rows.append(dict(phase="build AnnData", n_cells=n_cells, seconds=time.perf_counter() - t0, peak_rss_gb=_peak_gb()))

@@ -29,7 +29,9 @@ def _to_embedding(adata, model, Y: np.ndarray, basis: str | None, k: int = 10) -
     """Observed cells and points ``Y`` (any leading shape, last axis the representation) in 2-D:
     the representation's first two columns, or ``obsm[f"X_{basis}"]`` through a kNN average
     of the observed cells' embedding coordinates."""
-    X = np.asarray(adata.obsm[model.use_rep], dtype=np.float64)[:, :model.n_pcs]
+    from .._cells import read_representation
+
+    X = read_representation(adata, model.use_rep, model.n_pcs)
     if basis is None:
         from ..tl._common import rep_basis
 
@@ -88,7 +90,9 @@ def prediction(adata, model, predicted, *, time: float, basis: str | None = None
     (held out or not), with all other cells in grey."""
     import matplotlib.pyplot as plt
 
-    Y = np.asarray(predicted.obsm[model.use_rep], dtype=np.float64)[:, :model.n_pcs]
+    from .._cells import read_representation
+
+    Y = read_representation(predicted, model.use_rep, model.n_pcs)
     E, P, label = _to_embedding(adata, model, Y, basis)
     at = model.cell_times() == time
     fig, ax = _axes(ax)

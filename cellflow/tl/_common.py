@@ -7,14 +7,16 @@ import numpy as np
 import pandas as pd
 
 from .._cellflow import CellFlow, fingerprint_differences
+from .._cells import has_representation
 
 
 def check_model(adata, model) -> None:
     """Raise if ``model`` was not trained on ``adata`` (same cells and representation)."""
     if not isinstance(model, CellFlow):
         raise TypeError(f"model must be a cellflow.CellFlow, got {type(model).__name__}.")
-    if model.use_rep not in adata.obsm:
-        raise KeyError(f"adata.obsm has no {model.use_rep!r}, the representation the model was trained on.")
+    if not has_representation(adata, model.use_rep):
+        where = "adata.X is empty" if model.use_rep == "X" else f"adata.obsm has no {model.use_rep!r}"
+        raise KeyError(f"{where}, the representation the model was trained on.")
     diff = fingerprint_differences(adata, model.use_rep, model.fingerprint)
     if diff:
         raise ValueError(f"this AnnData is not the one the model was trained on ({'; '.join(diff)}); "

@@ -48,7 +48,9 @@ def interpolate(adata, model, time: float, *, n_cells: int | None = None, mode: 
 
     - ``obsm[use_rep]``: the predicted representation (``n_pcs`` columns);
     - ``obs[time_key]``: ``time``; ``obs["cellflow_from_time"]``: the time pushed from;
-    - ``X``: decoded expression (same ``var`` as ``adata``) when decoding applies;
+    - ``X``: decoded expression (same ``var`` as ``adata``) when decoding applies; for a
+      model trained on ``use_rep="X"``, ``X`` is the prediction itself (the model's
+      ``n_pcs`` leading genes) and there is no ``obsm``;
     - ``uns["cellflow_prediction"]``: the settings.
 
     Examples
@@ -72,8 +74,11 @@ def interpolate(adata, model, time: float, *, n_cells: int | None = None, mode: 
         if layer is not None and layer not in adata.layers:
             raise KeyError(f"adata.layers has no {layer!r}.")
         X, var = _decode(adata, Z, model.n_pcs, layer), adata.var.copy()
-    pred = ad.AnnData(X=X, obs=obs, var=var) if X is not None else ad.AnnData(obs=obs)
-    pred.obsm[model.use_rep] = Z.astype(np.float32)
+    if model.use_rep == "X":  # the flow lives in expression space: the prediction is X itself
+        pred = ad.AnnData(X=Z.astype(np.float32), obs=obs, var=adata.var.iloc[:model.n_pcs].copy())
+    else:
+        pred = ad.AnnData(X=X, obs=obs, var=var) if X is not None else ad.AnnData(obs=obs)
+        pred.obsm[model.use_rep] = Z.astype(np.float32)
     pred.uns["cellflow_prediction"] = {"time": float(time), "from_time": float(from_time), "mode": mode,
                                        "steps": int(steps), "method": model.method, "decoded": bool(can_decode)}
     return pred

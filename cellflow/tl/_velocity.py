@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._cells import RowSource, read_representation
 from ._common import check_model, refuse_overwrite, rep_basis
 
 
@@ -33,7 +34,7 @@ def velocity(adata, model, *, key_added: str = "velocity", genes: bool = True, o
         Prefix of the keys written (scVelo's and CellRank's default is ``"velocity"``).
     genes
         Also write gene-space velocities ``V @ PCs.T`` (needs ``use_rep="X_pca"`` and
-        ``varm["PCs"]``).
+        ``varm["PCs"]``). A model trained on ``use_rep="X"`` writes gene velocities only.
     overwrite
         Existing keys are never replaced unless this is set.
     chunk_size
@@ -50,7 +51,10 @@ def velocity(adata, model, *, key_added: str = "velocity", genes: bool = True, o
           ``velocity_pca``): the velocity, as wide as ``obsm[use_rep]``; columns past the model's
           ``n_pcs`` are 0. Units: representation per unit of model time. CellRank reads it with
           ``VelocityKernel(adata, attr="obsm", xkey="X_pca", vkey="velocity_pca")``;
-        - ``layers[key_added]`` and ``var[f"{key_added}_genes"]`` when gene velocities apply;
+        - ``layers[key_added]`` and ``var[f"{key_added}_genes"]`` when gene velocities apply.
+          For a model trained on ``use_rep="X"`` these are the only velocities written (no
+          ``obsm``): the field itself, read from X (sparse or backed) a block of cells at a
+          time, with 0 for genes past ``n_pcs``;
         - ``uns[f"{key_added}_params"]``: method, representation, n_pcs, time scale and
           ``embeddings``: the representation's own basis (so that
           ``scv.pl.velocity_embedding_stream(adata, basis="spring")`` uses the velocity of a 2-D
@@ -61,26 +65,35 @@ def velocity(adata, model, *, key_added: str = "velocity", genes: bool = True, o
     adata = adata.copy() if copy else adata
     basis = rep_basis(model.use_rep)
     okey, pkey = f"{key_added}_{basis}", f"{key_added}_params"
-    do_genes = genes and model.use_rep == "X_pca" and "PCs" in adata.varm and adata.n_vars > 0
-    keys = [f"obsm[{okey!r}]"] * (okey in adata.obsm) + [f"uns[{pkey!r}]"] * (pkey in adata.uns)
+    on_x = model.use_rep == "X"
+    do_genes = on_x or (genes and model.use_rep == "X_pca" and "PCs" in adata.varm and adata.n_vars > 0)
+    keys = [f"obsm[{okey!r}]"] * (okey in adata.obsm and not on_x) + [f"uns[{pkey!r}]"] * (pkey in adata.uns)
     if do_genes:
         keys += [f"layers[{key_added!r}]"] * (key_added in adata.layers)
         keys += [f"var[{key_added + '_genes'!r}]"] * (f"{key_added}_genes" in adata.var)
     refuse_overwrite(keys, overwrite)
 
-    X = np.asarray(adata.obsm[model.use_rep], dtype=np.float64)
-    V = model.velocity(X[:, :model.n_pcs], model.cell_times(), chunk_size=chunk_size)
-    full = np.zeros(X.shape, dtype=np.float32)
-    full[:, :model.n_pcs] = V
-    adata.obsm[okey] = full
-    if do_genes:
+    if on_x:
+        times = model.cell_times()
+        V = np.zeros(adata.shape, dtype=np.float32)
+        for sl, block in RowSource.from_adata(adata, "X", model.n_pcs).blocks():
+            V[sl, :model.n_pcs] = model.velocity(block, times[sl], chunk_size=chunk_size)
+        adata.layers[key_added] = V
+        adata.var[f"{key_added}_genes"] = np.arange(adata.n_vars) < model.n_pcs
+    else:
+        X = np.asarray(adata.obsm[model.use_rep], dtype=np.float64)
+        V = model.velocity(X[:, :model.n_pcs], model.cell_times(), chunk_size=chunk_size)
+        full = np.zeros(X.shape, dtype=np.float32)
+        full[:, :model.n_pcs] = V
+        adata.obsm[okey] = full
+    if do_genes and not on_x:
         PCs = np.asarray(adata.varm["PCs"])[:, :model.n_pcs]
         adata.layers[key_added] = (V @ PCs.T).astype(np.float32)
         used = np.abs(PCs).sum(1) > 0
         adata.var[f"{key_added}_genes"] = used
     adata.uns[pkey] = {"mode": "cellflow", "method": model.method, "use_rep": model.use_rep,
                        "n_pcs": int(model.n_pcs), "time_key": model.time_key, "time_scale": model.time_scale,
-                       "embeddings": [basis]}  # the representation is its own embedding for scVelo
+                       "embeddings": [] if on_x else [basis]}  # a representation is its own embedding for scVelo
     return adata if copy else None
 
 
@@ -159,14 +172,17 @@ def velocity_embedding(adata, *, basis: str = "umap", vkey: str = "velocity", n_
     params = adata.uns[pkey]
     rep, n_pcs = str(params["use_rep"]), int(params["n_pcs"])
     vrep = f"{vkey}_{rep_basis(rep)}"
-    if vrep not in adata.obsm:
-        raise KeyError(f"adata.obsm has no {vrep!r}; run cf.tl.velocity(adata, model) first.")
+    vstore = adata.layers if rep == "X" else adata.obsm  # a flow on X writes gene velocities to layers
+    vname = vkey if rep == "X" else vrep
+    if vname not in vstore:
+        where = "layers" if rep == "X" else "obsm"
+        raise KeyError(f"adata.{where} has no {vname!r}; run cf.tl.velocity(adata, model) first.")
     okey = f"{vkey}_{basis}"
     refuse_overwrite([f"obsm[{okey!r}]"] * (okey in adata.obsm), overwrite)
     adata = adata.copy() if copy else adata
 
-    X = np.asarray(adata.obsm[rep], dtype=np.float64)[:, :n_pcs]
-    V = np.asarray(adata.obsm[vrep], dtype=np.float64)[:, :n_pcs]
+    X = read_representation(adata, rep, n_pcs)
+    V = np.asarray(vstore[vname], dtype=np.float64)[:, :n_pcs]
     E = np.asarray(adata.obsm[f"X_{basis}"], dtype=np.float64)[:, :2]
     idx = _neighbor_indices(adata, X, n_neighbors)
     adata.obsm[okey] = _project(X, V, E, idx, temperature)

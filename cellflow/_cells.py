@@ -1,0 +1,164 @@
+r"""Where the cells come from: a representation in ``obsm`` held in memory, or the rows of
+``adata.X`` read on demand.
+
+``use_rep="X"`` trains on the expression matrix itself, in whatever form it has: a dense
+array, a scipy sparse matrix, or the on-disk matrix of a backed AnnData
+(``anndata.read_h5ad(path, backed="r")``, dense or sparse). ``X`` is never densified or
+copied as a whole: its column moments are accumulated in blocks of rows, and every training
+step reads and densifies only the rows it draws (sorted, each read once). An ``obsm``
+representation (a few dense columns per cell) is copied once into float32 tensors, the
+fastest way to draw from it.
+
+Example
+-------
+>>> import numpy as np, scipy.sparse as sp, anndata as ad
+>>> X = sp.random(300, 20, density=0.2, format="csr", random_state=0)
+>>> adata = ad.AnnData(X, obs={"day": np.repeat([0, 1, 2], 100)})
+>>> source = RowSource.from_adata(adata, "X", None)
+>>> source.shape, source.rows(np.array([0, 5])).shape
+((300, 20), (2, 20))
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["RowSource", "CellStore", "has_representation", "read_representation", "representation_shape"]
+
+_BLOCK_BYTES = 64 * 2**20  # densified block size when X is read in passes
+
+
+def has_representation(adata, use_rep: str) -> bool:
+    """Whether ``use_rep`` names ``adata.X`` (and X is present) or a key of ``obsm``."""
+    return adata.X is not None if use_rep == "X" else use_rep in adata.obsm
+
+
+def representation_shape(adata, use_rep: str) -> tuple[int, int]:
+    return tuple(int(s) for s in (adata.shape if use_rep == "X" else np.shape(adata.obsm[use_rep])))
+
+
+class RowSource:
+    """Read-only row access to the first ``n_cols`` columns of a matrix that may be sparse or
+    on disk; every read returns a dense float64 array.
+
+    ``M`` is the matrix, or a callable returning it: a backed AnnData's ``X`` must be fetched
+    anew at each read, since anndata may close and reopen the file in between (e.g. in
+    ``to_memory()``), which invalidates a stored dataset handle.
+    """
+
+    def __init__(self, M, n_cols: int | None = None, name: str = "X"):
+        self._get = M if callable(M) else (lambda: M)
+        self.name = name
+        n, d = self.M.shape
+        self.n_cols = d if n_cols is None else int(n_cols)
+        self.shape = (int(n), self.n_cols)
+        self._all_cols = self.n_cols == d
+
+    @classmethod
+    def from_adata(cls, adata, use_rep: str, n_cols: int | None) -> "RowSource":
+        if use_rep != "X":
+            raise ValueError("RowSource reads adata.X; obsm representations are read with get_representation.")
+        if adata.X is None or 0 in adata.shape:
+            raise ValueError("use_rep='X' but adata.X is empty; pass the obsm key of a representation "
+                             "(e.g. use_rep='X_pca' after sc.pp.pca) or load the expression matrix.")
+        d = adata.n_vars
+        if n_cols is not None and not 1 <= n_cols <= d:
+            raise ValueError(f"n_pcs={n_cols} but adata.X has {d} columns; choose 1 <= n_pcs <= {d} "
+                             "(with use_rep='X', n_pcs keeps the leading genes).")
+        return cls((lambda: adata.X) if adata.isbacked else adata.X, n_cols)
+
+    @property
+    def M(self):
+        return self._get()
+
+    def _dense(self, block) -> np.ndarray:
+        block = block.toarray() if hasattr(block, "toarray") else np.asarray(block)
+        block = block if self._all_cols else block[:, :self.n_cols]
+        return block.astype(np.float64, copy=False)
+
+    def rows(self, idx: np.ndarray) -> np.ndarray:
+        """Dense rows ``idx`` (any order, repeats allowed); each distinct row is read once, in
+        increasing order, as on-disk matrices require."""
+        idx = np.asarray(idx, dtype=np.int64)
+        uniq, inverse = np.unique(idx, return_inverse=True)
+        return self._dense(self.M[uniq])[inverse]
+
+    def blocks(self, rows: np.ndarray | None = None, block_rows: int | None = None):
+        """Yield ``(positions, dense block)`` over ``rows`` (default all, in order), a block of
+        at most ``block_rows`` rows (default: about 64 MB densified) at a time."""
+        rows = np.arange(self.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
+        step = block_rows or max(1, _BLOCK_BYTES // (8 * self.n_cols))
+        for start in range(0, len(rows), step):
+            sel = rows[start:start + step]
+            contiguous = len(sel) > 0 and sel[-1] - sel[0] == len(sel) - 1
+            block = self._dense(self.M[int(sel[0]):int(sel[-1]) + 1]) if contiguous else self.rows(sel)
+            yield slice(start, start + len(sel)), block
+
+    def moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Column mean and variance in one pass of blocks; raises if any entry is NaN or inf."""
+        n = self.shape[0]
+        s1 = np.zeros(self.n_cols)
+        s2 = np.zeros(self.n_cols)
+        bad = 0
+        for _, block in self.blocks():
+            ok = np.isfinite(block).all(1)
+            bad += int((~ok).sum())
+            if bad == 0:
+                s1 += block.sum(0)
+                s2 += np.square(block).sum(0)
+        if bad:
+            raise ValueError(f"adata.{self.name} has NaN or inf in {bad} cells; remove those cells or fix the matrix.")
+        mean = s1 / n
+        return mean, np.maximum(s2 / n - mean**2, 0.0)
+
+
+def read_representation(adata, use_rep: str, n_cols: int | None = None, rows=None) -> np.ndarray:
+    """Dense float64 ``obsm[use_rep]`` or ``X`` (leading ``n_cols`` columns, ``rows`` of
+    them, in the order given), densifying only what is returned."""
+    if use_rep == "X":
+        source = RowSource.from_adata(adata, "X", n_cols)
+        if rows is None:
+            return np.concatenate([b for _, b in source.blocks()]) if source.shape[0] else np.zeros((0, source.n_cols))
+        return source.rows(np.asarray(rows))
+    X = np.asarray(adata.obsm[use_rep])
+    X = X[:, :n_cols] if n_cols is not None else X
+    return np.asarray(X[rows] if rows is not None else X, dtype=np.float64)
+
+
+class CellStore:
+    """The standardised cells of each time point, as the training loop draws them.
+
+    ``CellStore(groups, scaler)`` holds dense float32 tensors (one per time point);
+    ``CellStore(groups, scaler, source)`` keeps only the row indices of each time point and
+    reads drawn rows from ``source`` (a :class:`RowSource`) at every draw.
+    """
+
+    def __init__(self, groups: list[np.ndarray], scaler, source: RowSource | None = None,
+                 dense: np.ndarray | None = None):
+        self.scaler, self.source = scaler, source
+        self.groups = [np.asarray(g, dtype=np.int64) for g in groups]
+        self._tensors = None
+        if source is None:
+            Z = scaler.forward(dense)
+            self._tensors = [torch.tensor(Z[g], dtype=torch.float32) for g in self.groups]
+
+    @property
+    def on_demand(self) -> bool:
+        return self.source is not None
+
+    def sizes(self) -> list[int]:
+        return [len(g) for g in self.groups]
+
+    def draw(self, i: int, idx: torch.Tensor) -> torch.Tensor:
+        """Standardised rows ``idx`` (positions within time point ``i``) as float32."""
+        if self._tensors is not None:
+            return self._tensors[i][idx]
+        rows = self.groups[i][idx.numpy()]
+        return torch.from_numpy(self.scaler.forward(self.source.rows(rows)).astype(np.float32))
+
+    def cells(self, i: int) -> np.ndarray:
+        """All cells of time point ``i`` in the representation's units (float64, dense)."""
+        if self._tensors is not None:
+            return self.scaler.inverse(self._tensors[i].numpy().astype(np.float64))
+        return np.concatenate([b for _, b in self.source.blocks(self.groups[i])])
