@@ -201,7 +201,22 @@ def test_push_pull_and_couplings(fitted, tmp_path):
     at2 = (adata.obs["day"] == 2).to_numpy()
     assert p[at2].between(0, 1).all() and p[~at2].isna().all()
     assert p[at2 & (adata.obs["branch"] == "A")].mean() > p[at2 & (adata.obs["branch"] == "B")].mean() + 0.5
+    # fate probabilities over both branches: rows sum to 1, agree with pull, and separate the branches
+    cf.tl.fates(adata, model, "branch", t_from=2, t_to=5)
+    F = adata.obsm["fates_branch"]
+    assert sorted(F.columns) == sorted(adata.obs.loc[at5, "branch"].astype(str).unique())
+    np.testing.assert_allclose(F[at2].sum(1), 1.0)
+    assert F[~at2].isna().all().all()
+    np.testing.assert_allclose(F.loc[at2, "A"], p[at2], atol=1e-9)  # pull(normalize=False) is one column
+    assert F.loc[at2 & (adata.obs["branch"] == "A"), "A"].mean() > 0.75
+    cf.tl.fates(adata, model, "branch", t_from=2, t_to=5, groups=["B"], key_added="fate_B")
+    assert list(adata.obsm["fate_B"].columns) == ["B", "other"]
+    with pytest.raises(ValueError, match="already"):
+        cf.tl.fates(adata, model, "branch", t_from=2, t_to=5)
+    with pytest.raises(ValueError, match="have no cell at t_to"):
+        cf.tl.fates(adata, model, "branch", t_from=2, t_to=5, groups=["Z"], key_added="z")
     adata.write_h5ad(tmp_path / "f.h5ad")
+    assert ad.read_h5ad(tmp_path / "f.h5ad").obsm["fates_branch"].shape == F.shape
     with pytest.raises(ValueError, match="not a measured time"):
         cf.tl.push(adata, model, {"day": 2}, t_from=2.5, t_to=5, key_added="x")
     with pytest.raises(ValueError, match="no source cell"):

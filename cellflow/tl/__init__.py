@@ -2,8 +2,8 @@
 into the AnnData (each docstring lists the fields it sets); ``interpolate`` and ``couplings``
 return new objects."""
 
-from ._fate import couplings, pull, push
+from ._fate import couplings, fates, pull, push
 from ._interpolate import interpolate
 from ._velocity import velocity, velocity_embedding
 
-__all__ = ["interpolate", "velocity", "velocity_embedding", "push", "pull", "couplings"]
+__all__ = ["interpolate", "velocity", "velocity_embedding", "push", "pull", "fates", "couplings"]

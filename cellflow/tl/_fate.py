@@ -1,7 +1,8 @@
-"""``cf.tl.push``, ``cf.tl.pull`` and ``cf.tl.couplings``: where cells go, where they came
-from, and transition matrices for CellRank's ``RealTimeKernel``.
+"""``cf.tl.push``, ``cf.tl.pull``, ``cf.tl.fates`` and ``cf.tl.couplings``: where cells go,
+where they came from, fate probabilities, and transition matrices for CellRank's
+``RealTimeKernel``.
 
-All three use :meth:`cellflow.CellFlow.transition_matrix`: cells are pushed along the learned
+All use :meth:`cellflow.CellFlow.transition_matrix`: cells are pushed along the learned
 ODE and spread over their nearest observed cells at the other time (a sparse kNN kernel, no
 all-pairs matrix).
 """
@@ -104,6 +105,66 @@ def pull(adata, model, target, *, t_from: float, t_to: float, key_added: str = "
     out = np.full(adata.n_obs, np.nan)
     out[at_from] = prob
     adata.obs[key_added] = out
+    return adata if copy else None
+
+
+def fates(adata, model, groupby: str, *, t_from: float, t_to: float, groups=None, key_added: str | None = None,
+          k: int = 30, steps: int = 100, sde: bool = False, overwrite: bool = False, copy: bool = False):
+    """Fate probabilities: for every cell at ``t_from``, the share of its landing kernel at
+    ``t_to`` on each group of ``obs[groupby]`` (as CellRank's fate probabilities, one column
+    per group, each row summing to 1).
+
+    Unlike :func:`pull` towards one set, every cell gets a full fate vector, so two fates can
+    be compared even for cells that land on neither (e.g. ``F["Neu"] / (F["Neu"] + F["Mono"])``).
+
+    Parameters
+    ----------
+    groupby
+        A column of ``adata.obs`` (e.g. cell types or clusters) read at the cells of ``t_to``.
+    groups
+        The groups that get a column (default: every group present at ``t_to``); the mass
+        landing on cells of other groups goes to a column ``"other"``.
+    key_added
+        Default ``f"fates_{groupby}"``.
+    t_from, t_to, k, steps, sde, overwrite, copy
+        As in :func:`push`.
+
+    Returns
+    -------
+    ``None`` (or the copy). Sets ``obsm[key_added]``: a DataFrame (index ``obs_names``, one
+    column per group) with the fate probabilities of the cells at ``t_from`` and NaN elsewhere,
+    and ``uns[f"{key_added}_params"]`` (``groupby``, ``t_from``, ``t_to``, ``k``).
+    """
+    import pandas as pd
+    import scipy.sparse as sp
+
+    check_model(adata, model)
+    if groupby not in adata.obs:
+        raise KeyError(f"groupby {groupby!r} is not a column of adata.obs.")
+    key_added = key_added or f"fates_{groupby}"
+    refuse_overwrite([f"obsm[{key_added!r}]"] * (key_added in adata.obsm)
+                     + [f"uns[{key_added + '_params'!r}]"] * (f"{key_added}_params" in adata.uns), overwrite)
+    at_from, at_to = _time_mask(model, t_from, "t_from"), _time_mask(model, t_to, "t_to")
+    labels = adata.obs[groupby].astype(str).to_numpy()[at_to]
+    present = list(pd.unique(labels))
+    names = present if groups is None else [str(g) for g in np.atleast_1d(groups)]
+    missing = [g for g in names if g not in present]
+    if missing:
+        raise ValueError(f"group(s) {missing} of obs[{groupby!r}] have no cell at t_to={t_to}; "
+                         f"present there: {present}.")
+    columns = names + (["other"] if set(present) - set(names) else [])
+    col = {g: i for i, g in enumerate(columns)}
+    j = np.array([col.get(g, len(columns) - 1) for g in labels])
+    onehot = sp.csr_matrix((np.ones(len(j)), (np.arange(len(j)), j)), shape=(len(j), len(columns)))
+    P = model.transition_matrix(t_from, t_to, k=k, steps=steps, sde=sde)
+    F = np.asarray((P @ onehot).todense())
+    F /= F.sum(1, keepdims=True)
+    adata = adata.copy() if copy else adata
+    out = pd.DataFrame(np.nan, index=adata.obs_names, columns=columns)
+    out.loc[at_from] = F
+    adata.obsm[key_added] = out
+    adata.uns[f"{key_added}_params"] = {"groupby": groupby, "t_from": float(t_from), "t_to": float(t_to),
+                                        "k": int(k), "sde": bool(sde)}
     return adata if copy else None
 
 
