@@ -62,6 +62,28 @@ def fingerprint_differences(adata, use_rep: str, saved: dict) -> list[str]:
             if fp[k] != saved[k]]
 
 
+HIGH_DIM_SIGMA, HIGH_DIM = 1.0, 20
+
+
+def default_sigma(method: str, whiten: bool, n_dims: int) -> float:
+    """The path noise σ used when none is given, in the standardised units the network sees.
+
+    - SB-CFM: 1.0 (the paper's);
+    - I-CFM: 0.1;
+    - OT-CFM: 0.1 (the paper's 5 whitened PCs, and low-dimensional layouts such as a 2-D
+      SPRING), except on ``n_dims >= 20`` *unwhitened* dimensions (the paper's 50/100-PC
+      setting), where σ = 1.0. There the standardisation divides all PCs by one scalar, so the
+      trailing PCs span only a fraction of a unit, and a wider path predicts held-out cells
+      better: on Cite, 3 seeds, 2,000 steps, W1 41.10 against 41.78 at 50 PCs (days 3 and 4
+      held out) and 48.21 against 48.89 at 100 PCs (day 3). Between 5 and 50 dimensions the
+      threshold is not measured, nor σ = 1.0 for I-CFM there.
+    """
+    method = canonical_method(method)
+    if method == "ot" and not whiten and n_dims >= HIGH_DIM:
+        return HIGH_DIM_SIGMA
+    return float(DEFAULT_SIGMA[method])
+
+
 class CellFlow:
     """A flow between the time-point marginals of an AnnData.
 
@@ -81,8 +103,9 @@ class CellFlow:
         centred and divided by one scalar (its root mean feature variance), which keeps its
         geometry. Results are always returned in the representation's units.
     method, sigma
-        ``"ot"`` (default), ``"sb"``, ``"icfm"``; σ defaults per method (0.1; SB 1.0), in the
-        standardised units the network sees. The OT and SB couplings draw the training pairs
+        ``"ot"`` (default), ``"sb"``, ``"icfm"``; σ is in the standardised units the network
+        sees, and defaults to :func:`default_sigma` (0.1; SB 1.0; 1.0 for OT-CFM on 20 or more
+        unwhitened dimensions). The OT and SB couplings draw the training pairs
         from the whole minibatch plan with replacement, as torchcfm and the paper do (on EB at
         k=1, 3 seeds: W1 0.845 against 0.871 when each source cell is used exactly once).
     time_scale
@@ -104,9 +127,6 @@ class CellFlow:
         self.method = canonical_method(method)
         if self.method not in ("ot", "sb", "icfm"):
             raise ValueError("CellFlow supports method='ot', 'sb' or 'icfm'.")
-        self.sigma = float(DEFAULT_SIGMA[self.method] if sigma is None else sigma)
-        coupling = {} if self.method == "icfm" else {"replace": True}
-        self.matcher = make_matcher(self.method, self.sigma, **coupling)
         self.seed, self.whiten, self.min_cells = int(seed), bool(whiten), int(min_cells)
         t, self.times = get_times(adata, time_key)
         if use_rep == "X":  # sparse or on-disk X is read a minibatch at a time, never densified whole
@@ -121,6 +141,9 @@ class CellFlow:
         if few:
             raise ValueError(f"time point(s) {few} have fewer than min_cells={min_cells} cells; drop them or "
                              "lower min_cells.")
+        self.sigma = float(default_sigma(self.method, self.whiten, self.n_pcs) if sigma is None else sigma)
+        coupling = {} if self.method == "icfm" else {"replace": True}
+        self.matcher = make_matcher(self.method, self.sigma, **coupling)
         self.scaler = (Standardizer.fit(X, self.whiten) if source is None
                        else Standardizer.from_moments(*source.moments(), self.whiten))
         self._cell_times = t

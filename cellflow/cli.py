@@ -20,7 +20,8 @@ def _fit(args) -> int:
     from ._pipeline import fit_h5ad
 
     adata, model = fit_h5ad(args.input, args.out, time_key=args.time_key, use_rep=args.use_rep, n_pcs=args.n_pcs,
-                            whiten=args.whiten, method=args.method, time_scale=args.time_scale, steps=args.steps,
+                            whiten=args.whiten, method=args.method, sigma=args.sigma, time_scale=args.time_scale,
+                            steps=args.steps,
                             batch_size=args.batch_size, seed=args.seed, model_dir=args.model_dir,
                             velocity=not args.no_velocity, basis=args.basis, overwrite=args.overwrite,
                             global_coupling=args.global_coupling, backed=args.backed, progress=not args.quiet)
@@ -39,7 +40,7 @@ def _evaluate(args) -> int:
                                use_rep=args.use_rep, n_pcs=args.n_pcs, whiten=not args.no_whiten,
                                held_out=args.held_out, steps=args.steps, batch_size=args.batch_size,
                                max_eval=args.max_eval, progress=not args.quiet, overwrite=args.overwrite,
-                               ema_decay=args.ema)
+                               ema_decay=args.ema, sigma=args.sigma)
     print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
     print(f"wrote {args.out}")
     return 0
@@ -179,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--n-pcs", type=int, default=None, help="leading columns of the representation to use (default all)")
     f.add_argument("--whiten", action="store_true", help="standardise each component (the paper's 5-PC setting)")
     f.add_argument("--method", default="ot", choices=["ot", "sb", "icfm"])
+    f.add_argument("--sigma", type=float, default=None,
+                   help="path noise in the standardised units the network sees (default: the method's, see CellFlow)")
     f.add_argument("--time-scale", default="index", choices=["index", "real"])
     f.add_argument("--steps", type=int, default=2000)
     f.add_argument("--batch-size", type=int, default=512, help="cells per time point per step")
@@ -207,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--steps", type=int, default=2000)
     e.add_argument("--batch-size", type=int, default=512)
     e.add_argument("--ema", type=float, default=None, help="EMA decay of the weights (default none)")
+    e.add_argument("--sigma", type=float, default=None,
+                   help="path noise of OT-CFM and I-CFM in the standardised units the network sees (default: "
+                        "CellFlow's; SB-CFM keeps its own)")
     e.add_argument("--max-eval", type=int, default=4000, help="cells per side for exact W1/W2 (seeded subsample)")
     e.add_argument("--overwrite", action="store_true")
     e.add_argument("--quiet", action="store_true", help="no progress bars")

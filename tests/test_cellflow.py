@@ -151,3 +151,16 @@ def test_sb_sde_push_reaches_the_marginals_and_spreads_single_cells(tmp_path):
     ot = cf.CellFlow(adata, "day", method="ot")
     with pytest.raises(ValueError, match="sde=True needs an SB model"):
         ot.push(X0, 0.0, 1.0, sde=True)
+
+
+def test_default_sigma_follows_the_documented_rule():
+    from cellflow._cellflow import default_sigma
+
+    low, high = course(n=20, d=3), course(n=20, d=25)
+    assert cf.CellFlow(low, "day").sigma == 0.1  # low-dimensional, unwhitened (a 2-D layout, say)
+    assert cf.CellFlow(high, "day", whiten=True).sigma == 0.1  # whitened PCs: the paper's σ
+    assert cf.CellFlow(high, "day").sigma == 1.0  # ≥ 20 unwhitened PCs: OT-CFM's wider path
+    assert cf.CellFlow(high, "day", method="icfm").sigma == 0.1
+    assert cf.CellFlow(high, "day", method="sb").sigma == 1.0
+    assert cf.CellFlow(high, "day", sigma=0.3).sigma == 0.3
+    assert default_sigma("ot", False, 19) == 0.1 and default_sigma("ot-cfm", False, 20) == 1.0
