@@ -20,6 +20,7 @@ Example
 
 from __future__ import annotations
 
+import gc
 import resource
 import sys
 import time
@@ -62,16 +63,16 @@ def _reset_peak() -> bool:
         return False
 
 
-def _peak_since_reset_gb() -> float:
-    """VmHWM (Linux), the peak resident memory since the last :func:`_reset_peak`."""
+def _proc_status_gb(field: str) -> float | None:
+    """A memory field of ``/proc/self/status`` (Linux: ``VmRSS``, ``VmHWM``) in GB; None elsewhere."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024**2
     except OSError:
         pass
-    return _peak_gb()
+    return None
 
 
 def synthetic_counts(n_cells: int, n_genes: int, density: float = 0.05, n_times: int = 3, seed: int = 0):
@@ -124,11 +125,9 @@ def sparse_x_phases(*, n_cells: int = 200_000, n_genes: int = 2000, density: flo
         for label, data in (("sparse X in memory", adata), ("backed X on disk", None)):
             if data is None:
                 del adata
-                import gc
-
                 gc.collect()
                 data = ad.read_h5ad(path, backed="r")
-            base = _current_rss_gb()
+            base = _proc_status_gb("VmRSS") or float("nan")
             exact = _reset_peak()
             t0 = time.perf_counter()
             model = CellFlow(data, "day", use_rep="X", method=method, seed=seed)
@@ -136,7 +135,7 @@ def sparse_x_phases(*, n_cells: int = 200_000, n_genes: int = 2000, density: flo
             t0 = time.perf_counter()
             model.train(steps=steps, batch_size=batch_size, progress=False)
             train = time.perf_counter() - t0
-            peak = _peak_since_reset_gb() if exact else _peak_gb()
+            peak = (_proc_status_gb("VmHWM") if exact else None) or _peak_gb()
             rows.append(dict(phase=f"train {method} on {label}", n_cells=n_cells, seconds=train, setup_s=setup,
                              ms_per_step=1e3 * train / steps, peak_rss_gb=peak,
                              note=f"peak {peak - base:+.2f} GB above the {base:.2f} GB held before"))
@@ -146,17 +145,6 @@ def sparse_x_phases(*, n_cells: int = 200_000, n_genes: int = 2000, density: flo
             if label.startswith("backed"):
                 data.file.close()
     return rows
-
-
-def _current_rss_gb() -> float:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024**2
-    except OSError:
-        pass
-    return float("nan")
 
 
 def run(*, n_cells: int = 1_000_000, n_pcs: int = 50, small: int = 10_000, method: str = "ot", steps: int = 50,
