@@ -32,7 +32,7 @@ from .metrics import mmd, subsample, wasserstein
 
 __all__ = ["evaluate_holdout", "summarize_holdout"]
 
-LABELS = {"ot": "OT-CFM", "sb": "SB-CFM", "icfm": "I-CFM"}
+LABELS = {"ot": "OT-CFM", "sb": "SB-CFM", "icfm": "I-CFM", "mfm": "OT-MFM"}
 
 
 def _scores(pred: np.ndarray, truth: np.ndarray, max_eval: int, seed: int) -> dict:

@@ -1,0 +1,243 @@
+r"""Metric flow matching: interpolants that follow the data instead of straight lines.
+
+Straight conditional paths (OT-CFM) cross empty regions of expression space when the cells of
+two time points sit on a curved manifold. Metric Flow Matching (Kapuśniak et al., NeurIPS 2024)
+bends them: it fits a data-dependent Riemannian metric that is cheap where cells are dense and
+expensive where there are none, then learns interpolants that approximately minimise the
+kinetic energy under that metric.
+
+**Metric** (:class:`RBFMetric`). A diagonal metric :math:`G(x) = I / (h(x) + \varepsilon)` with
+
+.. math:: h(x) = \sum_{k=1}^K w_k \exp\!\Big(-\frac{\lVert x - c_k\rVert^2}{2\kappa^2 s_k^2}\Big),
+          \qquad w \ge 0,
+
+where :math:`c_k` are k-means centres of the cells, :math:`s_k` the RMS spread of cluster
+:math:`k` and the weights solve the non-negative least-squares problem
+:math:`\min_{w\ge0}\lVert \Phi w - 1\rVert^2` on the cells, so that :math:`h` is of order 1 on
+the data and :math:`h \to 0` away from it. With the default κ = 1 the kernels are narrow and
+:math:`h` stays a bumpy density proxy (on EB, 5 whitened PCs: median 0.40 on the cells, 5th
+percentile 0.03); wider kernels (κ = 2) make it flat at 1 on the cells.
+
+**Interpolant** (:class:`GeodesicInterpolant`). A parabola through the paired endpoints,
+
+.. math:: x_t = (1-t)\,x_0 + t\,x_1 + t(1-t)\,\varphi_\eta(x_0, x_1), \qquad
+          \dot x_t = x_1 - x_0 + (1-2t)\,\varphi_\eta(x_0, x_1),
+
+with :math:`\varphi_\eta` an MLP whose last layer starts at zero (the straight line).
+:func:`fit_geodesic_interpolant` minimises
+:math:`\mathbb E_{t,(x_0,x_1)\sim\pi}\,\dot x_t^\top G(x_t)\,\dot x_t` over exact-OT minibatch
+pairs :math:`\pi`, one metric per pair of consecutive time points and one shared
+:math:`\varphi_\eta`.
+
+**Flow** (:class:`GeodesicPath`). The vector field then regresses :math:`\dot x_t` at
+:math:`x_t + \sigma\varepsilon`, exactly as OT-CFM regresses :math:`x_1 - x_0`.
+
+Example
+-------
+>>> import torch
+>>> from cellflow.geodesics import RBFMetric, GeodesicInterpolant
+>>> g = torch.Generator().manual_seed(0)
+>>> X = torch.randn(500, 2, generator=g)
+>>> metric = RBFMetric.fit(X, n_centers=20, seed=0)
+>>> bool(metric.h(X).median() > 0.5), bool(metric.h(torch.full((1, 2), 10.0)) < 1e-3)
+(True, True)
+>>> phi = GeodesicInterpolant(2)
+>>> x_t, u_t = phi(X[:3], X[3:6], torch.zeros(3))
+>>> torch.allclose(x_t, X[:3])
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .couplings import Coupling, ExactOT
+from .networks import MLP
+from .paths import PathSample, StraightPath, _expand
+
+__all__ = ["RBFMetric", "GeodesicInterpolant", "GeodesicPath", "fit_geodesic_interpolant"]
+
+
+class RBFMetric:
+    r"""The diagonal metric :math:`G(x) = I/(h(x)+\varepsilon)` of a point cloud (see the module
+    docstring). Build it with :meth:`fit`."""
+
+    def __init__(self, centers: Tensor, bandwidths: Tensor, weights: Tensor, eps: float = 1e-2):
+        self.centers, self.bandwidths, self.weights = centers, bandwidths, weights
+        self.eps = float(eps)
+
+    @classmethod
+    def fit(cls, X: Tensor | np.ndarray, n_centers: int = 100, kappa: float = 1.0, eps: float = 1e-2,
+            max_cells: int = 4000, seed: int = 0) -> RBFMetric:
+        """Fit centres (k-means), bandwidths (κ × cluster RMS spread) and NNLS weights.
+
+        Parameters
+        ----------
+        X
+            Cells, shape ``(n, d)``.
+        n_centers
+            Number of RBF centres :math:`K` (fewer when there are fewer distinct cells).
+        kappa
+            Bandwidth multiplier κ.
+        eps
+            ε, which caps the cost of leaving the data at :math:`1/\\varepsilon` per unit speed².
+        max_cells
+            Fit on a seeded subsample of at most this many cells.
+        seed
+            Seeds the subsample and k-means.
+        """
+        from scipy.optimize import nnls
+        from sklearn.cluster import KMeans
+
+        X = np.asarray(X.detach().cpu() if isinstance(X, Tensor) else X, dtype=np.float64)
+        if X.ndim != 2 or len(X) < 2:
+            raise ValueError(f"RBFMetric.fit needs at least 2 cells as an (n, d) array, got shape {X.shape}.")
+        rng = np.random.default_rng(seed)
+        if len(X) > max_cells:
+            X = X[rng.choice(len(X), max_cells, replace=False)]
+        k = int(min(n_centers, len(np.unique(X, axis=0))))
+        km = KMeans(k, n_init=1, random_state=seed).fit(X)
+        spread = np.array([np.sqrt(((X[km.labels_ == j] - km.cluster_centers_[j]) ** 2).mean())
+                           if (km.labels_ == j).sum() > 1 else 0.0 for j in range(k)])
+        keep = spread > 0
+        if not keep.any():
+            raise ValueError("every k-means cluster holds a single cell; use fewer centres.")
+        centers = torch.tensor(km.cluster_centers_[keep], dtype=torch.float32)
+        bandwidths = torch.tensor(kappa * spread[keep], dtype=torch.float32)
+        features = cls(centers, bandwidths, torch.ones(int(keep.sum())), eps).features(
+            torch.tensor(X, dtype=torch.float32)).double().numpy()
+        w, _ = nnls(features, np.ones(len(X)))
+        return cls(centers, bandwidths, torch.tensor(w, dtype=torch.float32), eps)
+
+    def features(self, x: Tensor) -> Tensor:
+        r""":math:`\Phi_{ik} = \exp(-\lVert x_i - c_k\rVert^2 / (2 b_k^2))`, shape ``(n, K)``."""
+        d2 = torch.cdist(x.to(self.centers.dtype), self.centers).pow(2)
+        return torch.exp(-d2 / (2 * self.bandwidths.pow(2)))
+
+    def h(self, x: Tensor) -> Tensor:
+        """The data density proxy :math:`h(x)`, about 1 on the cells, shape ``(n,)``."""
+        return self.features(x) @ self.weights
+
+    def energy(self, x: Tensor, v: Tensor) -> Tensor:
+        r"""Squared metric norm :math:`v^\top G(x) v = \lVert v\rVert^2 / (h(x)+\varepsilon)`."""
+        return v.pow(2).sum(-1) / (self.h(x) + self.eps)
+
+
+class GeodesicInterpolant(nn.Module):
+    r"""The learned parabola :math:`x_t = (1-t)x_0 + t x_1 + t(1-t)\varphi_\eta(x_0, x_1)`.
+
+    ``forward(x0, x1, t)`` returns :math:`(x_t, \dot x_t)`. The correction network starts at
+    zero, so an untrained interpolant is the straight line of OT-CFM.
+    """
+
+    def __init__(self, dim: int, hidden: Sequence[int] = (64, 64, 64), activation: str = "selu"):
+        super().__init__()
+        self.phi = MLP(dim, hidden=hidden, activation=activation, time_varying=False, cond_dim=dim)
+        nn.init.zeros_(self.phi.net[-1].weight)
+        nn.init.zeros_(self.phi.net[-1].bias)
+
+    def correction(self, x0: Tensor, x1: Tensor) -> Tensor:
+        r""":math:`\varphi_\eta(x_0, x_1)`."""
+        return self.phi(0.0, x0, cond=x1)
+
+    def forward(self, x0: Tensor, x1: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        p = self.correction(x0, x1)
+        t = _expand(t, x0)
+        return (1 - t) * x0 + t * x1 + t * (1 - t) * p, x1 - x0 + (1 - 2 * t) * p
+
+
+class GeodesicPath(StraightPath):
+    r"""OT-CFM's Gaussian path around a learned interpolant:
+    :math:`x_t = \mu_t(x_0, x_1) + \sigma\varepsilon`, :math:`u_t = \dot\mu_t(x_0, x_1)`, with
+    :math:`\mu_t` a (trained, frozen) :class:`GeodesicInterpolant`."""
+
+    def __init__(self, interpolant: GeodesicInterpolant, sigma: float = 0.1):
+        super().__init__(sigma)
+        self.interpolant = interpolant
+
+    def mean(self, x0: Tensor, x1: Tensor, t: Tensor) -> Tensor:
+        with torch.no_grad():
+            return self.interpolant(x0, x1, t)[0]
+
+    def sample(self, x0: Tensor, x1: Tensor, t: Tensor | float | None = None, *, eps: Tensor | None = None,
+               generator: torch.Generator | None = None) -> PathSample:
+        self.check_pair(x0, x1)
+        t = self._as_t(t, x0, generator)
+        if eps is None:
+            eps = (torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device) if self.has_noise
+                   else torch.zeros_like(x0))
+        with torch.no_grad():
+            mu, u = self.interpolant(x0, x1, t)
+        return PathSample(t=t, x_t=mu + self.sigma * eps, u_t=u, eps=eps, x0=x0, x1=x1)
+
+    def __repr__(self) -> str:
+        return f"GeodesicPath(sigma={self.sigma})"
+
+
+def fit_geodesic_interpolant(
+    draw: Callable[[int, int, torch.Generator], Tensor],
+    pairs: Sequence[tuple[int, int]],
+    metrics: Sequence[RBFMetric],
+    dim: int,
+    *,
+    steps: int = 1000,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    coupling: Coupling | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> tuple[GeodesicInterpolant, list[float]]:
+    r"""Train one :class:`GeodesicInterpolant` for all pairs by minimising the metric energy.
+
+    Parameters
+    ----------
+    draw
+        ``draw(i, n, generator)`` returns ``n`` random cells of group ``i`` as a float tensor.
+    pairs, metrics
+        The ``(source, target)`` groups and one :class:`RBFMetric` per pair.
+    dim
+        Number of features.
+    steps, batch_size, lr
+        Adam steps, cells per group per step, learning rate.
+    coupling
+        Pairs each minibatch (default: exact OT).
+    seed
+        Seeds the network and every draw.
+
+    Returns
+    -------
+    The trained interpolant (in eval mode) and the energy at each step, relative to the
+    straight line's at the first step.
+    """
+    if len(pairs) != len(metrics):
+        raise ValueError(f"{len(pairs)} pairs but {len(metrics)} metrics: give one metric per pair.")
+    from tqdm.auto import tqdm
+
+    coupling = coupling or ExactOT(replace=True)
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    interp = GeodesicInterpolant(dim)
+    opt = torch.optim.Adam(interp.parameters(), lr=lr)
+    history, ref = [], None
+    for _ in tqdm(range(steps), desc="geodesic interpolant", disable=not progress, leave=False):
+        loss = 0.0
+        for (i, j), metric in zip(pairs, metrics):
+            x0, x1 = draw(i, batch_size, g), draw(j, batch_size, g)
+            p = coupling.pair(x0, x1, generator=g)
+            t = torch.rand(len(p.i0), generator=g)
+            x_t, u_t = interp(x0[p.i0], x1[p.i1], t)
+            loss = loss + metric.energy(x_t, u_t).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        value = float(loss.detach())
+        ref = ref or value
+        history.append(value / ref)
+    interp.eval()
+    for q in interp.parameters():
+        q.requires_grad_(False)
+    return interp, history
