@@ -114,6 +114,8 @@ def test_tl_functions_on_a_backed_sparse_x(tmp_path):
     out.obsm["X_umap"] = a.obsm["dense"][:, :2]
     cf.tl.velocity_embedding(out, basis="umap", n_neighbors=10)
     assert out.obsm["velocity_umap"].shape == (a.n_obs, 2)
+    cf.pl.trajectories(out, model, n_cells=20, n_points=5, basis="umap", show=False)
+    cf.pl.trajectories(out, model, n_cells=20, n_points=5, show=False)
     out.to_memory().write_h5ad(tmp_path / "with_velocity.h5ad")
     # interpolation returns expression in X
     pred = cf.tl.interpolate(backed, model, time=1.5, n_cells=50)
@@ -125,6 +127,25 @@ def test_tl_functions_on_a_backed_sparse_x(tmp_path):
                                rtol=1e-5)
     with pytest.raises(ValueError, match="shape of X"):
         cf.CellFlow.load(tmp_path / "m", a[:, :10].copy())
+
+
+def test_velocity_projection_reads_x_a_chunk_at_a_time(monkeypatch):
+    from cellflow.tl import _velocity
+
+    a = counts_course()
+    dense = a.obsm["dense"]
+    rng = np.random.default_rng(0)
+    V, E = rng.normal(size=dense.shape), rng.normal(size=(a.n_obs, 2))
+    # neighbours computed on the sparse X (never densified) are as near as those on the dense copy
+    idx = _velocity._neighbor_indices(a, dense, 10)
+    idx_x = _velocity._neighbor_indices(a, RowSource(a.X), 10)
+    dist = lambda ix: np.sort(np.linalg.norm(dense[ix] - dense[:, None, :], axis=2), axis=1)
+    np.testing.assert_allclose(dist(idx_x), dist(idx), atol=1e-9)
+    monkeypatch.setattr(_velocity, "_CHUNK_BYTES", 8 * 12 * 11 * 7)  # 7 cells (and their neighbours) per chunk
+    src = RowSource(CountingMatrix(a.X))
+    np.testing.assert_allclose(_velocity._project(src, V, E, idx, 0.1), _velocity._project(dense, V, E, idx, 0.1),
+                               rtol=1e-5, atol=1e-6)
+    assert 0 < src.M.max_rows <= 7 * 11
 
 
 def test_x_errors_name_the_fix():

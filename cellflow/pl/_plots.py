@@ -25,23 +25,33 @@ def _axes(ax, figsize=(5, 4.5)):
     return ax.figure, ax
 
 
+_MAX_REFERENCE = 20000
+
+
 def _to_embedding(adata, model, Y: np.ndarray, basis: str | None, k: int = 10) -> tuple[np.ndarray, np.ndarray, str]:
     """Observed cells and points ``Y`` (any leading shape, last axis the representation) in 2-D:
     the representation's first two columns, or ``obsm[f"X_{basis}"]`` through a kNN average
-    of the observed cells' embedding coordinates."""
-    from .._cells import read_representation
+    of the observed cells' embedding coordinates. On ``X`` (sparse or on disk) only the first
+    two columns, or a seeded subsample of at most 20,000 reference cells, are read dense."""
+    from .._cells import RowSource, read_representation
 
-    X = read_representation(adata, model.use_rep, model.n_pcs)
+    on_x = model.use_rep == "X"
     if basis is None:
         from ..tl._common import rep_basis
 
-        return X[:, :2], Y[..., :2], rep_basis(model.use_rep).upper()  # e.g. "PCA 1", "SPRING 2"
+        X2 = read_representation(adata, model.use_rep, min(2, model.n_pcs))
+        return X2, Y[..., :2], rep_basis(model.use_rep).upper()  # e.g. "PCA 1", "SPRING 2"
     if f"X_{basis}" not in adata.obsm:
         raise KeyError(f"adata.obsm has no 'X_{basis}'; compute it first or pass basis=None.")
     from sklearn.neighbors import KNeighborsRegressor
 
     E = np.asarray(adata.obsm[f"X_{basis}"], dtype=np.float64)[:, :2]
-    reg = KNeighborsRegressor(n_neighbors=k, weights="distance").fit(model.scaler.forward(X), E)
+    if on_x and adata.n_obs > _MAX_REFERENCE:
+        ref = np.sort(np.random.default_rng(0).choice(adata.n_obs, _MAX_REFERENCE, replace=False))
+        X = RowSource.from_adata(adata, "X", model.n_pcs).rows(ref)
+    else:
+        ref, X = slice(None), read_representation(adata, model.use_rep, model.n_pcs)
+    reg = KNeighborsRegressor(n_neighbors=k, weights="distance").fit(model.scaler.forward(X), E[ref])
     flat = Y.reshape(-1, Y.shape[-1])
     return E, reg.predict(model.scaler.forward(flat)).reshape(*Y.shape[:-1], 2), basis.upper()
 

@@ -97,8 +97,10 @@ def velocity(adata, model, *, key_added: str = "velocity", genes: bool = True, o
     return adata if copy else None
 
 
-def _neighbor_indices(adata, X: np.ndarray, n_neighbors: int | None) -> np.ndarray:
-    """kNN indices (n_obs × k, self excluded) from ``obsp["distances"]`` or computed on ``X``.
+def _neighbor_indices(adata, source, n_neighbors: int | None) -> np.ndarray:
+    """kNN indices (n_obs × k, self excluded) from ``obsp["distances"]`` or computed on the
+    representation (``source``: a dense array, or a :class:`RowSource` for ``X``, which is
+    read in blocks into a CSR matrix rather than densified).
 
     From ``obsp["distances"]``, k is the smallest number of stored neighbours of any cell, and
     each cell keeps its k nearest (one vectorised sort of all stored entries)."""
@@ -111,20 +113,38 @@ def _neighbor_indices(adata, X: np.ndarray, n_neighbors: int | None) -> np.ndarr
             order = np.lexsort((D.data, rows))  # by row, then by distance within the row
             take = D.indptr[:-1, None] + np.arange(k)[None, :]
             return D.indices[order[take]].astype(np.int64)
+    from scipy import sparse
     from sklearn.neighbors import NearestNeighbors
 
-    k = min(n_neighbors or 30, len(X) - 1)
+    if isinstance(source, RowSource):
+        X = sparse.vstack([sparse.csr_matrix(b) for _, b in source.blocks()]).tocsr()
+    else:
+        X = source
+    k = min(n_neighbors or 30, X.shape[0] - 1)
     _, idx = NearestNeighbors(n_neighbors=k + 1).fit(X).kneighbors(X)
     return idx[:, 1:]
 
 
-def _project(X, V, E, idx, temperature: float, chunk_size: int = 20000) -> np.ndarray:
-    """scVelo-style projection, in chunks of cells so that no (n_obs × k × d) array is built."""
-    out = np.empty((len(X), E.shape[1]), dtype=np.float32)
-    for start in range(0, len(X), chunk_size):
-        sl = slice(start, start + chunk_size)
+_CHUNK_BYTES = 64 * 2**20
+
+
+def _project(source, V, E, idx, temperature: float) -> np.ndarray:
+    """scVelo-style projection, a chunk of cells at a time. ``source`` is the dense
+    representation or a :class:`RowSource`; each chunk reads only its cells and their
+    neighbours, so about 64 MB of rows are dense at once and no (n_obs × k × d) array is
+    built."""
+    n, d = (source.shape[0], source.n_cols) if isinstance(source, RowSource) else source.shape
+    rows = source.rows if isinstance(source, RowSource) else (lambda r: np.asarray(source[r], dtype=np.float64))
+    k = idx.shape[1]
+    chunk = int(max(1, min(20000, _CHUNK_BYTES // (8 * d * (k + 1)))))
+    out = np.empty((n, E.shape[1]), dtype=np.float32)
+    for start in range(0, n, chunk):
+        sl = np.arange(start, min(start + chunk, n))
         nb = idx[sl]
-        dX = X[nb] - X[sl, None, :]
+        need = np.unique(np.concatenate([sl, nb.ravel()]))
+        Xn = rows(need)
+        x_i = Xn[np.searchsorted(need, sl)]
+        dX = Xn[np.searchsorted(need, nb)] - x_i[:, None, :]
         v = V[sl]
         cos = np.einsum("nkd,nd->nk", dX, v) / (np.linalg.norm(dX, axis=2) * np.linalg.norm(v, axis=1)[:, None]
                                                 + 1e-12)
@@ -181,11 +201,12 @@ def velocity_embedding(adata, *, basis: str = "umap", vkey: str = "velocity", n_
     refuse_overwrite([f"obsm[{okey!r}]"] * (okey in adata.obsm), overwrite)
     adata = adata.copy() if copy else adata
 
-    X = read_representation(adata, rep, n_pcs)
+    # X (sparse or on disk) is read a chunk of rows at a time, never densified whole
+    source = RowSource.from_adata(adata, "X", n_pcs) if rep == "X" else read_representation(adata, rep, n_pcs)
     V = np.asarray(vstore[vname], dtype=np.float64)[:, :n_pcs]
     E = np.asarray(adata.obsm[f"X_{basis}"], dtype=np.float64)[:, :2]
-    idx = _neighbor_indices(adata, X, n_neighbors)
-    adata.obsm[okey] = _project(X, V, E, idx, temperature)
+    idx = _neighbor_indices(adata, source, n_neighbors)
+    adata.obsm[okey] = _project(source, V, E, idx, temperature)
     embeddings = [str(b) for b in np.atleast_1d(params.get("embeddings", [])) if str(b) != basis]
     adata.uns[pkey] = {**dict(params), "embeddings": embeddings + [basis]}
     return adata if copy else None
