@@ -41,14 +41,14 @@ def test_fit_writes_velocities_and_model(h5ad, tmp_path):
 
 def test_evaluate_writes_a_tidy_table(h5ad, tmp_path, capsys):
     out = tmp_path / "t.csv"
-    rc = main(["evaluate", str(h5ad), "--time-key", "day", "--out", str(out), "--methods", "ot", "icfm",
+    rc = main(["evaluate", str(h5ad), "--time-key", "day", "--out", str(out), "--methods", "ot", "icfm", "mfm",
                "--seeds", "0", "--n-pcs", "2", "--steps", "20", "--batch-size", "32", "--quiet"])
     assert rc == 0
     df = pd.read_csv(out)
     assert {"method", "held_out_time", "seed", "w1", "w2", "mmd", "seconds"} <= set(df.columns)
     assert set(df.held_out_time) == {1.0, 2.0}
     printed = capsys.readouterr().out
-    assert "OT-CFM" in printed
+    assert "OT-CFM" in printed and set(df.method) >= {"OT-CFM", "I-CFM", "OT-MFM"}
     assert "held out 1  OT-CFM  seed 0: W1" in printed  # one line per model, even with --quiet
 
 
