@@ -82,7 +82,7 @@ def default_sigma(method: str, whiten: bool, n_dims: int) -> float:
     """The path noise σ used when none is given, in the standardised units the network sees.
 
     - SB-CFM: 1.0 (the paper's);
-    - I-CFM: 0.1;
+    - I-CFM and OT-MFM: 0.1 (OT-MFM's σ = 1.0 on many unwhitened dimensions is not measured);
     - OT-CFM: 0.1 (the paper's 5 whitened PCs, and low-dimensional layouts such as a 2-D
       SPRING), except on ``n_dims >= 20`` *unwhitened* dimensions (the paper's 50/100-PC
       setting), where σ = 1.0. There the standardisation divides all PCs by one scalar, so the
