@@ -37,7 +37,7 @@ import torch
 
 from ._anndata import Standardizer, get_representation, get_times
 from ._cells import CellStore, RowSource, has_representation, representation_shape
-from .geodesics import GeodesicInterpolant, GeodesicPath, RBFMetric, fit_geodesic_interpolant
+from .geodesics import MAX_METRIC_CELLS, GeodesicInterpolant, GeodesicPath, RBFMetric, fit_geodesic_interpolant
 from .matchers import DEFAULT_SIGMA, FlowMatcher, canonical_method, make_matcher
 from .networks import MLP
 from ._assign import knn_assignment
@@ -289,7 +289,7 @@ class CellFlow:
         """OT-MFM's first stage: one RBF metric per pair, then the shared interpolant."""
         store, sizes = self._store, self._store.sizes()
         g = torch.Generator().manual_seed(self.seed)
-        max_cells = int(metric.get("max_cells", 4000))
+        max_cells = int(metric.get("max_cells", MAX_METRIC_CELLS))
 
         def some_cells(i):  # distinct cells of group i, at most max_cells of them
             return store.draw(i, torch.randperm(sizes[i], generator=g)[:max_cells].sort().values)

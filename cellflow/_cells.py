@@ -84,6 +84,17 @@ class RowSource:
         uniq, inverse = np.unique(idx, return_inverse=True)
         return self._dense(self.M[uniq])[inverse]
 
+    def to_csr(self):
+        """The whole matrix (leading ``n_cols`` columns) as a scipy CSR matrix: an in-memory
+        sparse X as it is, anything else read in blocks and sparsified one block at a time."""
+        from scipy import sparse
+
+        M = self.M
+        if sparse.issparse(M):
+            M = M.tocsr()
+            return M if self._all_cols else M[:, :self.n_cols]
+        return sparse.vstack([sparse.csr_matrix(b) for _, b in self.blocks()], format="csr")
+
     def blocks(self, rows: np.ndarray | None = None, block_rows: int | None = None):
         """Yield ``(positions, dense block)`` over ``rows`` (default all, in order), a block of
         at most ``block_rows`` rows (default: about 64 MB densified) at a time."""

@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from . import __version__
+from ._cellflow import METHODS as CELLFLOW_METHODS
 
 
 def _demo(args) -> int:
@@ -179,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "(with --use-rep X, for files larger than memory)")
     f.add_argument("--n-pcs", type=int, default=None, help="leading columns of the representation to use (default all)")
     f.add_argument("--whiten", action="store_true", help="standardise each component (the paper's 5-PC setting)")
-    f.add_argument("--method", default="ot", choices=["ot", "sb", "icfm", "mfm"])
+    f.add_argument("--method", default="ot", choices=list(CELLFLOW_METHODS))
     f.add_argument("--sigma", type=float, default=None,
                    help="path noise in the standardised units the network sees (default: the method's, see CellFlow)")
     f.add_argument("--time-scale", default="index", choices=["index", "real"])
@@ -201,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("input", metavar="IN.h5ad")
     e.add_argument("--time-key", required=True)
     e.add_argument("--out", required=True, metavar="TABLE.csv")
-    e.add_argument("--methods", nargs="+", default=["ot", "sb", "icfm"], choices=["ot", "sb", "icfm", "mfm"])
+    e.add_argument("--methods", nargs="+", default=["ot", "sb", "icfm"], choices=list(CELLFLOW_METHODS))
     e.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     e.add_argument("--use-rep", default="X_pca")
     e.add_argument("--n-pcs", type=int, default=5, help="leading PCs (default 5, the paper's setting)")

@@ -61,6 +61,8 @@ from .paths import PathSample, StraightPath, _expand
 
 __all__ = ["RBFMetric", "GeodesicInterpolant", "GeodesicPath", "fit_geodesic_interpolant"]
 
+MAX_METRIC_CELLS = 4000  # cells a metric is fitted on (a seeded subsample beyond that)
+
 
 class RBFMetric:
     r"""The diagonal metric :math:`G(x) = I/(h(x)+\varepsilon)` of a point cloud (see the module
@@ -72,7 +74,7 @@ class RBFMetric:
 
     @classmethod
     def fit(cls, X: Tensor | np.ndarray, n_centers: int = 100, kappa: float = 1.0, eps: float = 1e-2,
-            max_cells: int = 4000, seed: int = 0) -> RBFMetric:
+            max_cells: int = MAX_METRIC_CELLS, seed: int = 0) -> RBFMetric:
         """Fit centres (k-means), bandwidths (κ × cluster RMS spread) and NNLS weights.
 
         Parameters
@@ -218,9 +220,10 @@ def fit_geodesic_interpolant(
     from tqdm.auto import tqdm
 
     coupling = coupling or ExactOT(replace=True)
-    torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):  # seeded initialisation; the caller's global RNG is untouched
+        torch.manual_seed(seed)
+        interp = GeodesicInterpolant(dim)
     g = torch.Generator().manual_seed(seed)
-    interp = GeodesicInterpolant(dim)
     opt = torch.optim.Adam(interp.parameters(), lr=lr)
     history, ref = [], None
     for _ in tqdm(range(steps), desc="geodesic interpolant", disable=not progress, leave=False):

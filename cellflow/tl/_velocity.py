@@ -99,8 +99,8 @@ def velocity(adata, model, *, key_added: str = "velocity", genes: bool = True, o
 
 def _neighbor_indices(adata, source, n_neighbors: int | None) -> np.ndarray:
     """kNN indices (n_obs × k, self excluded) from ``obsp["distances"]`` or computed on the
-    representation (``source``: a dense array, or a :class:`RowSource` for ``X``, which is
-    read in blocks into a CSR matrix rather than densified).
+    representation (``source``: a dense array, or a :class:`RowSource` for ``X``, taken as a
+    CSR matrix rather than densified).
 
     From ``obsp["distances"]``, k is the smallest number of stored neighbours of any cell, and
     each cell keeps its k nearest (one vectorised sort of all stored entries)."""
@@ -113,13 +113,9 @@ def _neighbor_indices(adata, source, n_neighbors: int | None) -> np.ndarray:
             order = np.lexsort((D.data, rows))  # by row, then by distance within the row
             take = D.indptr[:-1, None] + np.arange(k)[None, :]
             return D.indices[order[take]].astype(np.int64)
-    from scipy import sparse
     from sklearn.neighbors import NearestNeighbors
 
-    if isinstance(source, RowSource):
-        X = sparse.vstack([sparse.csr_matrix(b) for _, b in source.blocks()]).tocsr()
-    else:
-        X = source
+    X = source.to_csr() if isinstance(source, RowSource) else source
     k = min(n_neighbors or 30, X.shape[0] - 1)
     _, idx = NearestNeighbors(n_neighbors=k + 1).fit(X).kneighbors(X)
     return idx[:, 1:]
@@ -141,10 +137,8 @@ def _project(source, V, E, idx, temperature: float) -> np.ndarray:
     for start in range(0, n, chunk):
         sl = np.arange(start, min(start + chunk, n))
         nb = idx[sl]
-        need = np.unique(np.concatenate([sl, nb.ravel()]))
-        Xn = rows(need)
-        x_i = Xn[np.searchsorted(need, sl)]
-        dX = Xn[np.searchsorted(need, nb)] - x_i[:, None, :]
+        Xn = rows(np.concatenate([sl, nb.ravel()]))  # RowSource.rows reads each distinct row once
+        dX = Xn[len(sl):].reshape(len(sl), k, d) - Xn[:len(sl), None, :]
         v = V[sl]
         cos = np.einsum("nkd,nd->nk", dX, v) / (np.linalg.norm(dX, axis=2) * np.linalg.norm(v, axis=1)[:, None]
                                                 + 1e-12)
