@@ -24,10 +24,11 @@ def fit_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, use_re
              n_pcs: int | None = None, whiten: bool = False, method: str = "ot", sigma: float | None = None,
              time_scale: str = "index", steps: int = 2000, batch_size: int = 512, seed: int = 0, model_dir: str | Path | None = None,
              velocity: bool = True, basis: str | None = "umap", overwrite: bool = False, global_coupling: bool = False,
-             backed: bool = False, progress: bool = True):
+             backed: bool = False, progress: bool = True, metric: dict | None = None):
     """Fit a :class:`cellflow.CellFlow`, save it, add velocities, write ``path_out``.
 
-    ``backed=True`` leaves ``X`` on disk, for ``use_rep="X"`` on files larger than memory."""
+    ``backed=True`` leaves ``X`` on disk, for ``use_rep="X"`` on files larger than memory;
+    ``metric`` is passed to :meth:`cellflow.CellFlow.train` (OT-MFM only)."""
     from . import tl
     from ._cellflow import CellFlow
 
@@ -38,7 +39,7 @@ def fit_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, use_re
     adata = read_h5ad(path_in, backed=backed)
     model = CellFlow(adata, time_key, use_rep=use_rep, n_pcs=n_pcs, whiten=whiten, method=method, sigma=sigma,
                      time_scale=time_scale, seed=seed)
-    model.train(steps=steps, batch_size=batch_size, global_coupling=global_coupling, progress=progress)
+    model.train(steps=steps, batch_size=batch_size, global_coupling=global_coupling, progress=progress, metric=metric)
     from . import distributed
 
     if not distributed.is_main():  # under torchrun, rank 0 writes the results

@@ -17,6 +17,11 @@ def _demo(args) -> int:
     return 0
 
 
+def _metric_kwargs(args) -> dict:
+    """OT-MFM's metric options from ``--metric-eps`` (ignored by the other methods)."""
+    return {} if args.metric_eps is None else {"metric": {"eps": args.metric_eps}}
+
+
 def _fit(args) -> int:
     from ._pipeline import fit_h5ad
 
@@ -25,7 +30,8 @@ def _fit(args) -> int:
                             steps=args.steps,
                             batch_size=args.batch_size, seed=args.seed, model_dir=args.model_dir,
                             velocity=not args.no_velocity, basis=args.basis, overwrite=args.overwrite,
-                            global_coupling=args.global_coupling, backed=args.backed, progress=not args.quiet)
+                            global_coupling=args.global_coupling, backed=args.backed, progress=not args.quiet,
+                            **_metric_kwargs(args))
     from .distributed import is_main
 
     if not is_main():
@@ -41,7 +47,7 @@ def _evaluate(args) -> int:
                                use_rep=args.use_rep, n_pcs=args.n_pcs, whiten=not args.no_whiten,
                                held_out=args.held_out, steps=args.steps, batch_size=args.batch_size,
                                max_eval=args.max_eval, progress=not args.quiet, overwrite=args.overwrite,
-                               ema_decay=args.ema, sigma=args.sigma)
+                               ema_decay=args.ema, sigma=args.sigma, **_metric_kwargs(args))
     print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
     print(f"wrote {args.out}")
     return 0
@@ -185,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="path noise in the standardised units the network sees (default: the method's, see CellFlow)")
     f.add_argument("--time-scale", default="index", choices=["index", "real"])
     f.add_argument("--steps", type=int, default=2000)
+    f.add_argument("--metric-eps", type=float, default=None,
+                   help="OT-MFM only: the metric's floor eps in G = I / (h + eps); larger pulls the paths less "
+                        "towards the cells (default 0.01)")
     f.add_argument("--batch-size", type=int, default=512, help="cells per time point per step")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--model-dir", default=None, help="where to save the model (default OUT_model/)")
@@ -209,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-whiten", action="store_true", help="use the PCs unwhitened (the paper's 50/100-PC setting)")
     e.add_argument("--held-out", type=float, nargs="+", default=None, help="times to hold out (default all intermediate)")
     e.add_argument("--steps", type=int, default=2000)
+    e.add_argument("--metric-eps", type=float, default=None,
+                   help="OT-MFM only: the metric's floor eps in G = I / (h + eps); larger pulls the paths less "
+                        "towards the cells (default 0.01)")
     e.add_argument("--batch-size", type=int, default=512)
     e.add_argument("--ema", type=float, default=None, help="EMA decay of the weights (default none)")
     e.add_argument("--sigma", type=float, default=None,

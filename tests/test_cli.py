@@ -52,6 +52,22 @@ def test_evaluate_writes_a_tidy_table(h5ad, tmp_path, capsys):
     assert "held out 1  OT-CFM  seed 0: W1" in printed  # one line per model, even with --quiet
 
 
+def test_metric_eps_reaches_ot_mfm_metrics(h5ad, tmp_path, monkeypatch):
+    from cellflow.geodesics import RBFMetric
+
+    seen, fit = [], RBFMetric.fit.__func__
+    monkeypatch.setattr(RBFMetric, "fit", classmethod(lambda cls, X, **kw: seen.append(kw["eps"]) or fit(cls, X, **kw)))
+    out = tmp_path / "out.h5ad"
+    assert main(["fit", str(h5ad), "--time-key", "day", "--out", str(out), "--method", "mfm", "--metric-eps", "0.1",
+                 "--steps", "10", "--batch-size", "32", "--no-velocity", "--quiet"]) == 0
+    assert seen == [0.1] * 3  # one metric per pair of consecutive days: 0-1, 1-2, 2-3
+    seen.clear()
+    assert main(["evaluate", str(h5ad), "--time-key", "day", "--out", str(tmp_path / "t.csv"), "--methods", "mfm",
+                 "--metric-eps", "0.3", "--seeds", "0", "--n-pcs", "2", "--steps", "10", "--batch-size", "32",
+                 "--quiet"]) == 0
+    assert seen == [0.3] * 4  # days 1 and 2 held out in turn: two pairs per model
+
+
 @pytest.mark.parametrize("args,message", [
     (["--time-key", "nope"], "time_key 'nope' is not a column"),
     (["--time-key", "day", "--use-rep", "X_nope"], "use_rep 'X_nope' is not in adata.obsm"),
