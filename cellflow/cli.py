@@ -47,7 +47,8 @@ def _evaluate(args) -> int:
                                use_rep=args.use_rep, n_pcs=args.n_pcs, whiten=not args.no_whiten,
                                held_out=args.held_out, steps=args.steps, batch_size=args.batch_size,
                                max_eval=args.max_eval, progress=not args.quiet, overwrite=args.overwrite,
-                               ema_decay=args.ema, sigma=args.sigma, **_metric_kwargs(args))
+                               ema_decay=args.ema, sigma=args.sigma, time_scale=args.time_scale,
+                               **_metric_kwargs(args))
     print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
     print(f"wrote {args.out}")
     return 0
@@ -217,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--n-pcs", type=int, default=5, help="leading PCs (default 5, the paper's setting)")
     e.add_argument("--no-whiten", action="store_true", help="use the PCs unwhitened (the paper's 50/100-PC setting)")
     e.add_argument("--held-out", type=float, nargs="+", default=None, help="times to hold out (default all intermediate)")
+    e.add_argument("--time-scale", default="index", choices=["index", "real"],
+                   help="model time of each time point: its index (the paper's protocol, default) or its value")
     e.add_argument("--steps", type=int, default=2000)
     e.add_argument("--metric-eps", type=float, default=None,
                    help="OT-MFM only: the metric's floor eps in G = I / (h + eps); larger pulls the paths less "

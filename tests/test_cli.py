@@ -63,7 +63,7 @@ def test_metric_eps_reaches_ot_mfm_metrics(h5ad, tmp_path, monkeypatch):
     assert seen == [0.1] * 3  # one metric per pair of consecutive days: 0-1, 1-2, 2-3
     seen.clear()
     assert main(["evaluate", str(h5ad), "--time-key", "day", "--out", str(tmp_path / "t.csv"), "--methods", "mfm",
-                 "--metric-eps", "0.3", "--seeds", "0", "--n-pcs", "2", "--steps", "10", "--batch-size", "32",
+                 "--metric-eps", "0.3", "--time-scale", "real", "--seeds", "0", "--n-pcs", "2", "--steps", "10", "--batch-size", "32",
                  "--quiet"]) == 0
     assert seen == [0.3] * 4  # days 1 and 2 held out in turn: two pairs per model
 
