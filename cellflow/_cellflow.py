@@ -215,7 +215,7 @@ class CellFlow:
         geodesic_steps, metric
             OT-MFM only: Adam steps for the geodesic interpolant (default ``steps // 2``, so
             1,000 for the paper's 2,000), and keyword arguments of
-            :meth:`cellflow.geodesics.RBFMetric.fit` (``n_centers=100, kappa=1.0, eps=1e-2``).
+            :meth:`cellflow.geodesics.RBFMetric.fit` (``n_centers=100, kappa=1.0, eps=0.1``).
             One metric is fitted per pair of consecutive (non-held-out) time points, on the
             cells of those two time points only; the interpolant is kept in
             :attr:`interpolant`, its relative energy per step in :attr:`geodesic_history`.
