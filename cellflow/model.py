@@ -28,7 +28,7 @@ from .likelihood import log_likelihood
 from .matchers import DEFAULT_SIGMA, canonical_method, make_matcher
 from .networks import build_network
 from .solvers import Trajectory, integrate_ode, integrate_sde
-from .training import TrainConfig, Trainer, TrainHistory, seed_everything
+from .training import TrainConfig, Trainer, TrainHistory, seed_everything, worker_step_threads
 
 __all__ = ["FlowModel", "Sampler", "as_sampler"]
 
@@ -159,6 +159,12 @@ class FlowModel:
 
 
     # ------------------------------------------------------------------ training
+    def _solves_exact_ot(self) -> bool:
+        """Whether the batch workers run exact OT solves (CPU work that needs cores of its own)."""
+        from .couplings import ExactOT
+
+        return isinstance(self.matcher.coupling, ExactOT)
+
     def _make_batch_fn(self, source, target, batch_size: int, ot_batch_size: int | None, target_cond: Tensor | None,
                        couple_within_labels: bool = True, global_coupling: bool = False):
         draw0, _ = as_sampler(source, "source")
@@ -266,7 +272,8 @@ class FlowModel:
         cfg = TrainConfig(steps=steps, lr=lr, weight_decay=weight_decay, grad_clip=grad_clip, ema_decay=ema_decay,
                           warmup_steps=warmup_steps, val_every=val_every, patience=patience, prefetch=prefetch, workers=workers,
                           progress=progress, checkpoint_every=checkpoint_every, checkpoint_dir=checkpoint_dir,
-                          shared_draws=global_coupling)
+                          shared_draws=global_coupling,
+                          step_threads=worker_step_threads(prefetch, workers) if self._solves_exact_ot() else None)
         seed_everything(self.seed)
         make_batch = self._make_batch_fn(source, target, batch_size, ot_batch_size, target_cond, couple_within_labels,
                                          global_coupling)

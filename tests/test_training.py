@@ -158,3 +158,26 @@ def test_labelled_ot_couples_within_each_class():
                                   couple_within_labels=False)
     s2, cond2 = pooled(torch.Generator().manual_seed(1))
     assert len(cond2) == 90
+
+
+def test_ot_workers_get_the_cores_and_the_thread_count_is_restored():
+    from cellflow.training import TrainConfig, Trainer, worker_step_threads
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert worker_step_threads(4, 2) == 1 and worker_step_threads(4, 1) == 1 and worker_step_threads(0, 2) is None
+        net, seen = torch.nn.Linear(2, 2), []
+
+        def loss_fn(batch):
+            seen.append(torch.get_num_threads())
+            return (net(batch) ** 2).mean()
+
+        cfg = TrainConfig(steps=5, prefetch=2, workers=1, step_threads=1, progress=False)
+        Trainer({"net": net}, lambda g: torch.randn(8, 2, generator=g), loss_fn, cfg).run()
+        assert seen == [1] * 5 and torch.get_num_threads() == 2  # one thread while the workers run, then restored
+        seen.clear()
+        Trainer({"net": net}, lambda g: torch.randn(8, 2, generator=g), loss_fn, TrainConfig(steps=3, progress=False)).run()
+        assert seen == [2] * 3  # inline training leaves the count alone
+    finally:
+        torch.set_num_threads(before)
