@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--steps", type=int, default=2000)
     f.add_argument("--metric-eps", type=float, default=None,
                    help="OT-MFM only: the metric's floor eps in G = I / (h + eps); larger pulls the paths less "
-                        "towards the cells (default 0.01)")
+                        "towards the cells (default 0.1; the paper used 0.01)")
     f.add_argument("--batch-size", type=int, default=512, help="cells per time point per step")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--model-dir", default=None, help="where to save the model (default OUT_model/)")
@@ -223,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--steps", type=int, default=2000)
     e.add_argument("--metric-eps", type=float, default=None,
                    help="OT-MFM only: the metric's floor eps in G = I / (h + eps); larger pulls the paths less "
-                        "towards the cells (default 0.01)")
+                        "towards the cells (default 0.1; the paper used 0.01)")
     e.add_argument("--batch-size", type=int, default=512)
     e.add_argument("--ema", type=float, default=None, help="EMA decay of the weights (default none)")
     e.add_argument("--sigma", type=float, default=None,

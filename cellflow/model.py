@@ -24,6 +24,7 @@ from torch.distributions import Normal
 
 from . import distributed
 from .distributed import training_wrappers
+from .couplings import ExactOT
 from .likelihood import log_likelihood
 from .matchers import DEFAULT_SIGMA, canonical_method, make_matcher
 from .networks import build_network
@@ -161,8 +162,6 @@ class FlowModel:
     # ------------------------------------------------------------------ training
     def _solves_exact_ot(self) -> bool:
         """Whether the batch workers run exact OT solves (CPU work that needs cores of its own)."""
-        from .couplings import ExactOT
-
         return isinstance(self.matcher.coupling, ExactOT)
 
     def _make_batch_fn(self, source, target, batch_size: int, ot_batch_size: int | None, target_cond: Tensor | None,
