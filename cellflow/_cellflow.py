@@ -44,7 +44,6 @@ from ._assign import knn_assignment
 from .solvers import integrate_ode, integrate_sde
 from . import distributed
 from .distributed import training_wrappers
-from .couplings import ExactOT
 from .training import TrainConfig, Trainer, TrainHistory, seed_everything, worker_step_threads
 
 __all__ = ["CellFlow"]
@@ -274,8 +273,7 @@ class CellFlow:
         cfg = TrainConfig(steps=steps, lr=lr, weight_decay=weight_decay, ema_decay=ema_decay, grad_clip=grad_clip,
                           warmup_steps=warmup_steps, prefetch=prefetch, workers=workers, progress=progress,
                           shared_draws=global_coupling,
-                          step_threads=worker_step_threads(prefetch, workers) if isinstance(matcher.coupling, ExactOT)
-                          else None)
+                          step_threads=worker_step_threads(matcher.coupling, prefetch, workers))
         modules = {"net": self.net} if self.score_net is None else {"net": self.net, "score_net": self.score_net}
         trainer = Trainer(modules, make_batch, loss_fn, cfg)
         with training_wrappers(self, ("net", "score_net")):

@@ -22,6 +22,17 @@ def _metric_kwargs(args) -> dict:
     return {} if args.metric_eps is None else {"metric": {"eps": args.metric_eps}}
 
 
+def _add_time_and_metric_options(p: argparse.ArgumentParser) -> None:
+    """``--time-scale`` and ``--metric-eps``, shared by ``fit`` and ``evaluate``."""
+    from .geodesics import METRIC_EPS
+
+    p.add_argument("--time-scale", default="index", choices=["index", "real"],
+                   help="model time of each time point: its index (the paper's protocol, default) or its value")
+    p.add_argument("--metric-eps", type=float, default=None,
+                   help="OT-MFM only: the metric's floor eps in G = I / (h + eps); larger pulls the paths less "
+                        f"towards the cells (default {METRIC_EPS}; the paper used 0.01)")
+
+
 def _fit(args) -> int:
     from ._pipeline import fit_h5ad
 
@@ -190,11 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--method", default="ot", choices=list(CELLFLOW_METHODS))
     f.add_argument("--sigma", type=float, default=None,
                    help="path noise in the standardised units the network sees (default: the method's, see CellFlow)")
-    f.add_argument("--time-scale", default="index", choices=["index", "real"])
     f.add_argument("--steps", type=int, default=2000)
-    f.add_argument("--metric-eps", type=float, default=None,
-                   help="OT-MFM only: the metric's floor eps in G = I / (h + eps); larger pulls the paths less "
-                        "towards the cells (default 0.1; the paper used 0.01)")
+    _add_time_and_metric_options(f)
     f.add_argument("--batch-size", type=int, default=512, help="cells per time point per step")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--model-dir", default=None, help="where to save the model (default OUT_model/)")
@@ -218,12 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--n-pcs", type=int, default=5, help="leading PCs (default 5, the paper's setting)")
     e.add_argument("--no-whiten", action="store_true", help="use the PCs unwhitened (the paper's 50/100-PC setting)")
     e.add_argument("--held-out", type=float, nargs="+", default=None, help="times to hold out (default all intermediate)")
-    e.add_argument("--time-scale", default="index", choices=["index", "real"],
-                   help="model time of each time point: its index (the paper's protocol, default) or its value")
     e.add_argument("--steps", type=int, default=2000)
-    e.add_argument("--metric-eps", type=float, default=None,
-                   help="OT-MFM only: the metric's floor eps in G = I / (h + eps); larger pulls the paths less "
-                        "towards the cells (default 0.1; the paper used 0.01)")
+    _add_time_and_metric_options(e)
     e.add_argument("--batch-size", type=int, default=512)
     e.add_argument("--ema", type=float, default=None, help="EMA decay of the weights (default none)")
     e.add_argument("--sigma", type=float, default=None,

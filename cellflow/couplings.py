@@ -102,6 +102,7 @@ class Coupling(ABC):
     """
 
     joint_by_default = False
+    solves_on_cpu = False  # the plan is a CPU solver call that releases the GIL (batch workers need cores)
 
     def __init__(self, replace: bool | None = None):
         self.replace = self.joint_by_default if replace is None else bool(replace)
@@ -214,6 +215,8 @@ class ExactOT(Coupling):
         the plan is optimal at every batch size. If the cap is reached,
         :class:`ConvergenceError` is raised (or a warning, with ``on_fail="warn"``).
     """
+
+    solves_on_cpu = True
 
     def __init__(self, replace: bool | None = None, *, max_iter: int | None = None, on_fail: str = "raise"):
         super().__init__(replace)

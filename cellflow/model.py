@@ -24,7 +24,6 @@ from torch.distributions import Normal
 
 from . import distributed
 from .distributed import training_wrappers
-from .couplings import ExactOT
 from .likelihood import log_likelihood
 from .matchers import DEFAULT_SIGMA, canonical_method, make_matcher
 from .networks import build_network
@@ -160,10 +159,6 @@ class FlowModel:
 
 
     # ------------------------------------------------------------------ training
-    def _solves_exact_ot(self) -> bool:
-        """Whether the batch workers run exact OT solves (CPU work that needs cores of its own)."""
-        return isinstance(self.matcher.coupling, ExactOT)
-
     def _make_batch_fn(self, source, target, batch_size: int, ot_batch_size: int | None, target_cond: Tensor | None,
                        couple_within_labels: bool = True, global_coupling: bool = False):
         draw0, _ = as_sampler(source, "source")
@@ -272,7 +267,7 @@ class FlowModel:
                           warmup_steps=warmup_steps, val_every=val_every, patience=patience, prefetch=prefetch, workers=workers,
                           progress=progress, checkpoint_every=checkpoint_every, checkpoint_dir=checkpoint_dir,
                           shared_draws=global_coupling,
-                          step_threads=worker_step_threads(prefetch, workers) if self._solves_exact_ot() else None)
+                          step_threads=worker_step_threads(self.matcher.coupling, prefetch, workers))
         seed_everything(self.seed)
         make_batch = self._make_batch_fn(source, target, batch_size, ot_batch_size, target_cond, couple_within_labels,
                                          global_coupling)

@@ -97,9 +97,9 @@ class TrainConfig:
         Number of worker threads drawing batches (their OT solves run in parallel).
     step_threads
         Torch intra-op threads while batch workers run and the modules are on the CPU
-        (``None``: unchanged); restored afterwards. Models whose workers solve OT set it to
-        ``max(1, threads - workers)``, so that the solves get cores of their own instead of
-        sharing them with the step's thread pool (:func:`worker_step_threads`).
+        (``None``: unchanged); restored afterwards. Models whose workers solve exact OT set
+        it to ``max(1, threads - workers)`` (:func:`worker_step_threads`), so that the solves
+        get cores of their own instead of sharing them with the step's thread pool.
     progress
         Show a tqdm progress bar.
     shared_draws
@@ -154,12 +154,15 @@ class TrainHistory:
         return asdict(self)
 
 
-def worker_step_threads(prefetch: int, workers: int) -> int | None:
-    """Intra-op threads for a step whose batch workers solve OT: the cores the workers leave
-    (at least 1), or ``None`` (unchanged) for inline training. On 2 cores
-    (``cellflow bench throughput``, 2-D toy, batch 256): OT-CFM 302 steps/s against 242 with
-    the step on 2 threads."""
-    return max(1, torch.get_num_threads() - max(1, workers)) if prefetch else None
+def worker_step_threads(coupling, prefetch: int, workers: int) -> int | None:
+    """Intra-op threads for the step while batch workers draw batches with ``coupling``: the
+    cores the workers leave (at least 1) when its plan is CPU solver work
+    (``coupling.solves_on_cpu``, exact OT), else ``None`` (unchanged), as for inline
+    training. On 2 cores (``cellflow bench throughput``, 2-D toy, batch 256): OT-CFM 302
+    steps/s against 242 with the step on 2 threads."""
+    if not (prefetch and getattr(coupling, "solves_on_cpu", False)):
+        return None
+    return max(1, torch.get_num_threads() - max(1, workers))
 
 
 def step_generator(seed: int, step: int, device: str | torch.device = "cpu", rank: int = 0) -> torch.Generator:
@@ -312,8 +315,8 @@ class Trainer:
             pool = _BatchPool(self.make_batch, seed, self.step, cfg.steps, cfg.prefetch, cfg.workers, rank)
         best, best_states, bad = float("inf"), None, 0
         threads = torch.get_num_threads()
-        on_cpu = all(p.device.type == "cpu" for m in self.modules.values() for p in m.parameters())
-        if pool is not None and on_cpu and cfg.step_threads:
+        if pool is not None and cfg.step_threads and all(
+                p.device.type == "cpu" for m in self.modules.values() for p in m.parameters()):
             torch.set_num_threads(int(cfg.step_threads))
         start = time.perf_counter()
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not (cfg.progress and main), desc="training",

@@ -161,12 +161,15 @@ def test_labelled_ot_couples_within_each_class():
 
 
 def test_ot_workers_get_the_cores_and_the_thread_count_is_restored():
+    from cellflow.couplings import ExactOT, IndependentCoupling
     from cellflow.training import TrainConfig, Trainer, worker_step_threads
 
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        assert worker_step_threads(4, 2) == 1 and worker_step_threads(4, 1) == 1 and worker_step_threads(0, 2) is None
+        ot = ExactOT()
+        assert worker_step_threads(ot, 4, 2) == 1 and worker_step_threads(ot, 4, 1) == 1 and worker_step_threads(ot, 0, 2) is None
+        assert worker_step_threads(IndependentCoupling(), 4, 2) is None  # no solve to give a core to
         net, seen = torch.nn.Linear(2, 2), []
 
         def loss_fn(batch):
