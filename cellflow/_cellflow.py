@@ -236,16 +236,18 @@ class CellFlow:
         store, sizes, matcher = self._store, self._store.sizes(), self.matcher
         if self.method == "mfm":
             g_steps = max(1, steps // 2) if geodesic_steps is None else int(geodesic_steps)
-            matcher = self._fit_geodesics(pairs, g_steps, metric or {}, progress)
+            matchers = self._fit_geodesics(pairs, g_steps, metric or {}, progress)
+        else:
+            matchers = [matcher] * len(pairs)
         world, share = distributed.coupling_group(global_coupling)
         n = batch_size * world  # a global coupling draws all ranks' cells, then keeps this rank's share
 
         def make_batch(g):
             out = []
-            for i, j in pairs:
+            for (i, j), pair_matcher in zip(pairs, matchers):
                 x0 = store.draw(i, torch.randint(sizes[i], (n,), generator=g))
                 x1 = store.draw(j, torch.randint(sizes[j], (n,), generator=g))
-                s = matcher.sample(x0, x1, generator=g)
+                s = pair_matcher.sample(x0, x1, generator=g)
                 out.append((distributed.rank_share(s, batch_size, share) if world > 1 else s, taus[i], taus[j] - taus[i]))
             return out
 
@@ -286,8 +288,8 @@ class CellFlow:
             module.eval()
         return self.history
 
-    def _fit_geodesics(self, pairs, steps: int, metric: dict, progress: bool) -> FlowMatcher:
-        """OT-MFM's first stage: one RBF metric per pair, then the shared interpolant."""
+    def _fit_geodesics(self, pairs, steps: int, metric: dict, progress: bool) -> list[FlowMatcher]:
+        """OT-MFM's first stage: one RBF metric per pair, then the shared interpolant; one matcher per pair."""
         store, sizes = self._store, self._store.sizes()
         g = torch.Generator().manual_seed(self.seed)
         max_cells = int(metric.get("max_cells", MAX_METRIC_CELLS))
@@ -297,10 +299,13 @@ class CellFlow:
 
         metrics = [RBFMetric.fit(torch.cat([some_cells(i), some_cells(j)]), seed=self.seed, **metric)
                    for i, j in pairs]
+        taus = [self.model_time(s) for s in self.times]
+        times = [(taus[i], taus[j] - taus[i]) for i, j in pairs]
         self.interpolant, self.geodesic_history = fit_geodesic_interpolant(
             lambda i, n, gen: store.draw(i, torch.randint(sizes[i], (n,), generator=gen)), pairs, metrics,
-            self.n_pcs, steps=steps, seed=self.seed, progress=progress)
-        return FlowMatcher(GeodesicPath(self.interpolant, self.sigma), self.matcher.coupling, "OT-MFM")
+            self.n_pcs, steps=steps, times=times, seed=self.seed, progress=progress)
+        return [FlowMatcher(GeodesicPath(self.interpolant, self.sigma, start, span), self.matcher.coupling, "OT-MFM")
+                for start, span in times]
 
     # ------------------------------------------------------------------ inference
     def push(self, X: np.ndarray, t_from: float, t_to: float, *, method: str = "euler", steps: int = 100,
@@ -510,8 +515,8 @@ class CellFlow:
             else:  # saved before SB models kept a score network
                 model.score_net = None
         if model.method == "mfm" and (path / "geodesic.pt").exists():
-            model.interpolant = GeodesicInterpolant(model.n_pcs)
-            model.interpolant.load_state_dict(torch.load(path / "geodesic.pt", weights_only=True))
+            model.interpolant = GeodesicInterpolant.from_state_dict(
+                torch.load(path / "geodesic.pt", weights_only=True), model.n_pcs)
             model.interpolant.eval()
         model.holdout = cfg.get("holdout")
         return model

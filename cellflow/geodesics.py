@@ -51,6 +51,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import threading
+
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -62,6 +64,7 @@ from .paths import PathSample, StraightPath, _expand
 __all__ = ["RBFMetric", "GeodesicInterpolant", "GeodesicPath", "fit_geodesic_interpolant"]
 
 MAX_METRIC_CELLS = 4000  # cells a metric is fitted on (a seeded subsample beyond that)
+_FORWARD_AD_LOCK = threading.Lock()
 METRIC_EPS = 0.1  # ε of G = I/(h + ε); the paper's 1e-2 measured worse on EB and Cite
 
 
@@ -133,26 +136,52 @@ class RBFMetric:
 
 
 class GeodesicInterpolant(nn.Module):
-    r"""The learned parabola :math:`x_t = (1-t)x_0 + t x_1 + t(1-t)\varphi_\eta(x_0, x_1)`.
+    r"""The learned interpolant :math:`x_t = (1-t)x_0 + t x_1 + t(1-t)\varphi_\eta(x_0, x_1)`.
 
-    ``forward(x0, x1, t)`` returns :math:`(x_t, \dot x_t)`. The correction network starts at
-    zero, so an untrained interpolant is the straight line of OT-CFM.
+    ``forward(x0, x1, t, start=0, span=1)`` returns :math:`(x_t, \dot x_t)` with :math:`\dot x_t`
+    the derivative in the interval's own time :math:`t \in [0, 1]`. By default the correction
+    ignores time and every path is a parabola. With ``time_varying=True`` (the paper's form) it
+    also sees the model time :math:`\tau = \text{start} + \text{span}\cdot t`, so one network
+    can bend each interval's paths differently, and
+    :math:`\dot x_t = x_1 - x_0 + (1-2t)\varphi + t(1-t)\,\text{span}\,\partial_\tau\varphi`,
+    the last term by forward-mode differentiation. The last layer starts at zero, so an
+    untrained interpolant is the straight line of OT-CFM.
     """
 
-    def __init__(self, dim: int, hidden: Sequence[int] = (64, 64, 64), activation: str = "selu"):
+    def __init__(self, dim: int, hidden: Sequence[int] = (64, 64, 64), activation: str = "selu",
+                 time_varying: bool = False):
         super().__init__()
-        self.phi = MLP(dim, hidden=hidden, activation=activation, time_varying=False, cond_dim=dim)
+        self.time_varying = bool(time_varying)
+        self.phi = MLP(dim, hidden=hidden, activation=activation, time_varying=self.time_varying, cond_dim=dim)
         nn.init.zeros_(self.phi.net[-1].weight)
         nn.init.zeros_(self.phi.net[-1].bias)
 
-    def correction(self, x0: Tensor, x1: Tensor) -> Tensor:
-        r""":math:`\varphi_\eta(x_0, x_1)`."""
-        return self.phi(0.0, x0, cond=x1)
+    @classmethod
+    def from_state_dict(cls, state: dict, dim: int) -> GeodesicInterpolant:
+        """Rebuild a saved interpolant; whether it sees time is read off its first layer."""
+        interp = cls(dim, time_varying=state["phi.net.0.weight"].shape[1] == 2 * dim + 1)
+        interp.load_state_dict(state)
+        return interp
 
-    def forward(self, x0: Tensor, x1: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-        p = self.correction(x0, x1)
+    def correction(self, x0: Tensor, x1: Tensor, tau: Tensor | float = 0.0) -> Tensor:
+        r""":math:`\varphi_\eta(x_0, x_1, \tau)`."""
+        return self.phi(tau, x0, cond=x1)
+
+    def forward(self, x0: Tensor, x1: Tensor, t: Tensor, start: float = 0.0,
+                span: float = 1.0) -> tuple[Tensor, Tensor]:
+        t = torch.as_tensor(t, dtype=x0.dtype, device=x0.device).expand(len(x0))
+        tau = start + span * t
+        if self.time_varying:
+            with _FORWARD_AD_LOCK:  # forward-mode levels are process-wide; batch workers call this in threads
+                p, dp = torch.func.jvp(lambda s: self.correction(x0, x1, s), (tau,),
+                                       (torch.full_like(tau, span),))
+        else:
+            p, dp = self.correction(x0, x1), None
         t = _expand(t, x0)
-        return (1 - t) * x0 + t * x1 + t * (1 - t) * p, x1 - x0 + (1 - 2 * t) * p
+        u = x1 - x0 + (1 - 2 * t) * p
+        if dp is not None:
+            u = u + t * (1 - t) * dp
+        return (1 - t) * x0 + t * x1 + t * (1 - t) * p, u
 
 
 class GeodesicPath(StraightPath):
@@ -160,13 +189,14 @@ class GeodesicPath(StraightPath):
     :math:`x_t = \mu_t(x_0, x_1) + \sigma\varepsilon`, :math:`u_t = \dot\mu_t(x_0, x_1)`, with
     :math:`\mu_t` a (trained, frozen) :class:`GeodesicInterpolant`."""
 
-    def __init__(self, interpolant: GeodesicInterpolant, sigma: float = 0.1):
+    def __init__(self, interpolant: GeodesicInterpolant, sigma: float = 0.1, start: float = 0.0, span: float = 1.0):
         super().__init__(sigma)
         self.interpolant = interpolant
+        self.start, self.span = float(start), float(span)
 
     def mean(self, x0: Tensor, x1: Tensor, t: Tensor) -> Tensor:
         with torch.no_grad():
-            return self.interpolant(x0, x1, t)[0]
+            return self.interpolant(x0, x1, t, self.start, self.span)[0]
 
     def sample(self, x0: Tensor, x1: Tensor, t: Tensor | float | None = None, *, eps: Tensor | None = None,
                generator: torch.Generator | None = None) -> PathSample:
@@ -176,11 +206,11 @@ class GeodesicPath(StraightPath):
             eps = (torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device) if self.has_noise
                    else torch.zeros_like(x0))
         with torch.no_grad():
-            mu, u = self.interpolant(x0, x1, t)
+            mu, u = self.interpolant(x0, x1, t, self.start, self.span)
         return PathSample(t=t, x_t=mu + self.sigma * eps, u_t=u, eps=eps, x0=x0, x1=x1)
 
     def __repr__(self) -> str:
-        return f"GeodesicPath(sigma={self.sigma})"
+        return f"GeodesicPath(sigma={self.sigma}, start={self.start}, span={self.span})"
 
 
 def fit_geodesic_interpolant(
@@ -193,6 +223,8 @@ def fit_geodesic_interpolant(
     batch_size: int = 256,
     lr: float = 1e-3,
     coupling: Coupling | None = None,
+    times: Sequence[tuple[float, float]] | None = None,
+    time_varying: bool = False,
     seed: int = 0,
     progress: bool = False,
 ) -> tuple[GeodesicInterpolant, list[float]]:
@@ -210,6 +242,14 @@ def fit_geodesic_interpolant(
         Adam steps, cells per group per step, learning rate.
     coupling
         Pairs each minibatch (default: exact OT).
+    times
+        ``(start, span)`` of each pair in model time, which the correction network sees
+        (default: pair ``p`` covers ``[p, p + 1]``).
+    time_varying
+        Let the correction depend on model time (:class:`GeodesicInterpolant`), as in the
+        paper. Off by default: in ``CellFlow`` (5 whitened PCs, 2,000 steps, seeds 0–2) it gave
+        held-out W1 0.871 against the parabola's 0.861 on EB and 0.805 against 0.804 on Cite,
+        at 1.1× the time.
     seed
         Seeds the network and every draw.
 
@@ -220,22 +260,25 @@ def fit_geodesic_interpolant(
     """
     if len(pairs) != len(metrics):
         raise ValueError(f"{len(pairs)} pairs but {len(metrics)} metrics: give one metric per pair.")
+    times = [(float(p), 1.0) for p in range(len(pairs))] if times is None else [tuple(map(float, s)) for s in times]
+    if len(times) != len(pairs):
+        raise ValueError(f"{len(pairs)} pairs but {len(times)} (start, span) times: give one per pair.")
     from tqdm.auto import tqdm
 
     coupling = coupling or ExactOT(replace=True)
     with torch.random.fork_rng(devices=[]):  # seeded initialisation; the caller's global RNG is untouched
         torch.manual_seed(seed)
-        interp = GeodesicInterpolant(dim)
+        interp = GeodesicInterpolant(dim, time_varying=time_varying)
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(interp.parameters(), lr=lr)
     history, ref = [], None
     for _ in tqdm(range(steps), desc="geodesic interpolant", disable=not progress, leave=False):
         loss = 0.0
-        for (i, j), metric in zip(pairs, metrics):
+        for (i, j), metric, (start, span) in zip(pairs, metrics, times):
             x0, x1 = draw(i, batch_size, g), draw(j, batch_size, g)
             p = coupling.pair(x0, x1, generator=g)
             t = torch.rand(len(p.i0), generator=g)
-            x_t, u_t = interp(x0[p.i0], x1[p.i1], t)
+            x_t, u_t = interp(x0[p.i0], x1[p.i1], t, start, span)
             loss = loss + metric.energy(x_t, u_t).mean()
         opt.zero_grad()
         loss.backward()

@@ -63,14 +63,36 @@ def test_interpolant_hits_the_endpoints_and_its_velocity_is_the_time_derivative(
     assert (interp(x0.double(), x1.double(), t)[0] - ((1 - t[:, None]) * x0 + t[:, None] * x1)).abs().max() > 0.01
 
 
+@pytest.mark.parametrize("time_varying", [True, False])
+def test_interpolant_velocity_is_the_derivative_in_the_intervals_own_time(time_varying):
+    """On an interval [start, start + span] of model time the correction sees τ = start + span·t,
+    and u_t = dx_t/dt in the interval's own t (forward-mode ∂τφ for the time-varying one)."""
+    torch.manual_seed(2)
+    interp = GeodesicInterpolant(3, time_varying=time_varying).double()
+    torch.nn.init.normal_(interp.phi.net[-1].weight)
+    x0, x1 = torch.randn(9, 3, dtype=torch.float64), torch.randn(9, 3, dtype=torch.float64)
+    t, h = torch.rand(9, dtype=torch.float64), 1e-6
+    _, ut = interp(x0, x1, t, 2.0, 3.0)
+    fd = (interp(x0, x1, t + h, 2.0, 3.0)[0] - interp(x0, x1, t - h, 2.0, 3.0)[0]) / (2 * h)
+    torch.testing.assert_close(ut, fd, atol=1e-6, rtol=1e-6)
+    with torch.no_grad():  # as in the batch workers
+        torch.testing.assert_close(interp(x0, x1, t, 2.0, 3.0)[1], ut)
+    moved = (interp(x0, x1, t, 2.0, 3.0)[0] - interp(x0, x1, t)[0]).abs().max()
+    assert (moved > 1e-3) == time_varying  # only a time-varying correction depends on where the interval lies
+    back = GeodesicInterpolant.from_state_dict(interp.float().state_dict(), 3)
+    assert back.time_varying == time_varying
+    torch.testing.assert_close(back(x0.float(), x1.float(), t.float(), 2.0, 3.0)[0],
+                               interp(x0.float(), x1.float(), t.float(), 2.0, 3.0)[0])
+
+
 def test_geodesic_path_sample_is_the_interpolant_plus_noise():
     torch.manual_seed(1)
     interp = GeodesicInterpolant(2)
     torch.nn.init.normal_(interp.phi.net[-1].weight)
-    path = GeodesicPath(interp, sigma=0.2)
+    path = GeodesicPath(interp, sigma=0.2, start=1.0, span=2.0)  # the interval [1, 3] of model time
     x0, x1 = torch.randn(50, 2), torch.randn(50, 2)
     s = path.sample(x0, x1, generator=torch.Generator().manual_seed(0))
-    mu, u = interp(x0, x1, s.t)
+    mu, u = interp(x0, x1, s.t, 1.0, 2.0)
     torch.testing.assert_close(s.x_t, mu + 0.2 * s.eps)
     torch.testing.assert_close(s.u_t, u)
     assert float(s.eps.std()) > 0.5
@@ -129,3 +151,26 @@ def test_ot_mfm_predicts_a_held_out_day_on_a_curved_course_better_than_ot_cfm(tm
     assert repr(m).startswith("CellFlow(method='mfm'")
     with pytest.raises(ValueError, match="'ot', 'sb', 'icfm' or 'mfm'"):
         cf.CellFlow(adata, "day", method="fm")
+
+
+def test_each_pair_gets_its_metric_and_model_time(monkeypatch):
+    """One metric per pair, on that pair's two time points only; the interpolant learns on each
+    pair's interval of model time."""
+    import cellflow._cellflow as cc
+
+    seen = {}
+
+    def spy(draw, pairs, metrics, dim, **kw):
+        seen.update(pairs=list(pairs), metrics=list(metrics), times=kw["times"])
+        return GeodesicInterpolant(dim), [1.0]
+
+    monkeypatch.setattr(cc, "fit_geodesic_interpolant", spy)
+    fits = []
+    real_fit = RBFMetric.fit.__func__
+    monkeypatch.setattr(RBFMetric, "fit", classmethod(lambda cls, X, **kw: fits.append(len(X)) or real_fit(cls, X, **kw)))
+    adata = course_on_ring(n=60)
+    adata.obs["day"] = np.repeat([0.0, 1.0, 2.0], 60) * np.r_[np.ones(120), 2 * np.ones(60)]  # days 0, 1, 4
+    m = cf.CellFlow(adata, "day", method="mfm", seed=0, time_scale="real")
+    m.train(steps=1, batch_size=8, geodesic_steps=1, progress=False)
+    assert seen["times"] == [(0.0, 1.0), (1.0, 3.0)] and fits == [120, 120]
+    assert seen["metrics"][0] is not seen["metrics"][1]
