@@ -293,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--use-rep", default="X_pca")
     v.add_argument("--n-pcs", type=int, default=5)
     v.add_argument("--no-whiten", action="store_true")
-    v.add_argument("--methods", nargs="+", default=["ot", "icfm"], choices=["ot", "sb", "icfm"])
+    v.add_argument("--methods", nargs="+", default=["ot", "icfm"], choices=list(CELLFLOW_METHODS))
     v.add_argument("--seeds", type=int, nargs="+", default=[0])
     v.add_argument("--steps", type=int, default=2000)
     v.add_argument("--batch-size", type=int, default=512)
