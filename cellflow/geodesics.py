@@ -49,9 +49,8 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 import threading
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch

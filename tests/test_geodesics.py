@@ -167,7 +167,8 @@ def test_each_pair_gets_its_metric_and_model_time(monkeypatch):
     monkeypatch.setattr(cc, "fit_geodesic_interpolant", spy)
     fits = []
     real_fit = RBFMetric.fit.__func__
-    monkeypatch.setattr(RBFMetric, "fit", classmethod(lambda cls, X, **kw: fits.append(len(X)) or real_fit(cls, X, **kw)))
+    monkeypatch.setattr(RBFMetric, "fit",
+                        classmethod(lambda cls, X, **kw: fits.append(len(X)) or real_fit(cls, X, **kw)))
     adata = course_on_ring(n=60)
     adata.obs["day"] = np.repeat([0.0, 1.0, 2.0], 60) * np.r_[np.ones(120), 2 * np.ones(60)]  # days 0, 1, 4
     m = cf.CellFlow(adata, "day", method="mfm", seed=0, time_scale="real")
