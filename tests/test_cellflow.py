@@ -161,7 +161,8 @@ def test_default_sigma_follows_the_documented_rule():
     assert cf.CellFlow(high, "day", whiten=True).sigma == 0.1  # whitened PCs: the paper's σ
     assert cf.CellFlow(high, "day").sigma == 1.0  # ≥ 20 unwhitened PCs: OT-CFM's wider path
     assert cf.CellFlow(high, "day", method="mfm").sigma == 1.0  # OT-MFM pairs like OT-CFM
-    assert cf.CellFlow(high, "day", method="mfm", whiten=True).sigma == 0.1
+    assert cf.CellFlow(high, "day", method="mfm", whiten=True).sigma == 0.3  # OT-MFM's measured whitened σ
+    assert cf.CellFlow(low, "day", method="mfm").sigma == 0.1
     assert cf.CellFlow(high, "day", method="icfm").sigma == 0.1
     assert cf.CellFlow(high, "day", method="sb").sigma == 1.0
     assert cf.CellFlow(high, "day", sigma=0.3).sigma == 0.3
