@@ -240,7 +240,8 @@ class CellFlow:
         store, sizes, matcher = self._store, self._store.sizes(), self.matcher
         if self.method == "mfm":
             g_steps = max(1, steps // 2) if geodesic_steps is None else int(geodesic_steps)
-            matchers = self._fit_geodesics(pairs, g_steps, metric or {}, progress)
+            matchers = self._fit_geodesics(pairs, [(taus[i], taus[j] - taus[i]) for i, j in pairs], g_steps,
+                                           metric or {}, progress)
         else:
             matchers = [matcher] * len(pairs)
         world, share = distributed.coupling_group(global_coupling)
@@ -292,8 +293,9 @@ class CellFlow:
             module.eval()
         return self.history
 
-    def _fit_geodesics(self, pairs, steps: int, metric: dict, progress: bool) -> list[FlowMatcher]:
-        """OT-MFM's first stage: one RBF metric per pair, then the shared interpolant; one matcher per pair."""
+    def _fit_geodesics(self, pairs, times, steps: int, metric: dict, progress: bool) -> list[FlowMatcher]:
+        """OT-MFM's first stage: one RBF metric per pair, then the shared interpolant; one matcher per
+        pair, on that pair's ``(start, span)`` of model time."""
         store, sizes = self._store, self._store.sizes()
         g = torch.Generator().manual_seed(self.seed)
         max_cells = int(metric.get("max_cells", MAX_METRIC_CELLS))
@@ -303,8 +305,6 @@ class CellFlow:
 
         metrics = [RBFMetric.fit(torch.cat([some_cells(i), some_cells(j)]), seed=self.seed, **metric)
                    for i, j in pairs]
-        taus = [self.model_time(s) for s in self.times]
-        times = [(taus[i], taus[j] - taus[i]) for i, j in pairs]
         self.interpolant, self.geodesic_history = fit_geodesic_interpolant(
             lambda i, n, gen: store.draw(i, torch.randint(sizes[i], (n,), generator=gen)), pairs, metrics,
             self.n_pcs, steps=steps, times=times, seed=self.seed, progress=progress)
