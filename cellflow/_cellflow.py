@@ -68,6 +68,21 @@ MFM_WHITENED_SIGMA = 0.3  # OT-MFM on whitened PCs (EB, Cite, seeds 0-2: W1 0.85
 METHODS = ("ot", "sb", "icfm", "mfm")
 
 
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a :class:`torch.device`, or a clear error when PyTorch cannot use it."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"device={device!r} is not a torch device; use 'cpu', 'cuda' or 'cuda:N'.") from err
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r}, but this PyTorch ({torch.__version__}) sees no CUDA GPU; use "
+                             "device='cpu', or install a CUDA build of PyTorch on a machine with a GPU.")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device={device!r}, but only {torch.cuda.device_count()} CUDA device(s) are visible.")
+    return dev
+
+
 def cellflow_method(method: str) -> str:
     """Canonical name of a CellFlow method: ``"ot"``, ``"sb"``, ``"icfm"`` or ``"mfm"`` (OT-MFM,
     also ``"ot-mfm"``, ``"metric"``)."""
@@ -137,16 +152,23 @@ class CellFlow:
         Refuse time points with fewer cells than this.
     seed
         Seeds weight initialisation and every training draw.
+    device
+        Where the networks train and integrate (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...).
+        Minibatches and their couplings are drawn on the CPU by the batch workers and moved;
+        cells go in and come out as NumPy arrays either way. Saved models load on the CPU
+        unless :meth:`load` is given a device.
     """
 
     def __init__(self, adata, time_key: str, *, use_rep: str = "X_pca", n_pcs: int | None = None,
                  whiten: bool = False, method: str = "ot", sigma: float | None = None, time_scale: str = "index",
-                 hidden=(64, 64, 64), activation: str = "selu", min_cells: int = 10, seed: int = 0):
+                 hidden=(64, 64, 64), activation: str = "selu", min_cells: int = 10, seed: int = 0,
+                 device: str | torch.device = "cpu"):
         if time_scale not in ("index", "real"):
             raise ValueError(f"time_scale must be 'index' or 'real', got {time_scale!r}.")
         self.time_key, self.use_rep, self.time_scale = time_key, use_rep, time_scale
         self.method = cellflow_method(method)
         self.seed, self.whiten, self.min_cells = int(seed), bool(whiten), int(min_cells)
+        self.device = check_device(device)
         t, self.times = get_times(adata, time_key)
         if use_rep == "X":  # sparse or on-disk X is read a minibatch at a time, never densified whole
             source = RowSource.from_adata(adata, "X", n_pcs)
@@ -172,10 +194,11 @@ class CellFlow:
         self._store = CellStore([np.flatnonzero(t == s) for s in self.times], self.scaler, source, X)
         self.fingerprint = _fingerprint(adata, use_rep)
         torch.manual_seed(self.seed)
-        self.net = MLP(self.n_pcs, hidden=hidden, activation=activation)
+        self.net = MLP(self.n_pcs, hidden=hidden, activation=activation).to(self.device)
         # SB models also learn the score of the bridge marginals, so that push(sde=True) can
         # sample the Schrödinger bridge SDE
-        self.score_net = MLP(self.n_pcs, hidden=hidden, activation=activation) if self.method == "sb" else None
+        self.score_net = (MLP(self.n_pcs, hidden=hidden, activation=activation).to(self.device)
+                          if self.method == "sb" else None)
         self.history: TrainHistory | None = None
         self.holdout: float | None = None
 
@@ -258,9 +281,10 @@ class CellFlow:
 
         def loss_fn(batch):
             # one network call over all pairs; the loss is the sum over pairs of each pair's mean
-            tau = torch.cat([tau0 + span * s.t for s, tau0, span in batch])
-            x = torch.cat([s.x_t for s, _, _ in batch])
-            target = torch.cat([s.u_t / span for s, _, span in batch])
+            dev = self.device  # batches are drawn on the CPU
+            tau = torch.cat([tau0 + span * s.t for s, tau0, span in batch]).to(dev, non_blocking=True)
+            x = torch.cat([s.x_t for s, _, _ in batch]).to(dev, non_blocking=True)
+            target = torch.cat([s.u_t / span for s, _, span in batch]).to(dev, non_blocking=True)
             nets = getattr(self, "_train_modules", None) or {}  # DDP wrappers while training distributed
             err = (nets.get("net", self.net)(tau, x) - target).pow(2)
             loss = err.reshape(len(batch), -1).mean(1).sum()
@@ -268,8 +292,8 @@ class CellFlow:
                 # λ(t)·s_θ against λ(t)·∇log p_t(x|x0,x1) = -2ε/σ² ([SF]2M); the score does not
                 # depend on the time units
                 scores = [matcher.score_target(s) for s, _, _ in batch]
-                lam = torch.cat([w for _, w in scores]).reshape(-1, 1)
-                score = torch.cat([sc for sc, _ in scores])
+                lam = torch.cat([w for _, w in scores]).reshape(-1, 1).to(dev, non_blocking=True)
+                score = torch.cat([sc for sc, _ in scores]).to(dev, non_blocking=True)
                 serr = (lam * nets.get("score_net", self.score_net)(tau, x) - lam * score).pow(2)
                 loss = loss + serr.reshape(len(batch), -1).mean(1).sum()
             return loss
@@ -338,16 +362,17 @@ class CellFlow:
                                  f"{self.method!r}. Push along the ODE (sde=False) instead.")
             if method != "euler":
                 raise ValueError("the SDE is integrated with Euler–Maruyama; leave method='euler'.")
-            gen = torch.Generator().manual_seed(self.seed if seed is None else int(seed))
+            gen = torch.Generator(device=self.device).manual_seed(self.seed if seed is None else int(seed))
         outs = []
         with torch.no_grad():
             for start in range(0, max(len(X), 1), chunk_size):
-                z = torch.tensor(self.scaler.forward(X[start:start + chunk_size]), dtype=torch.float32)
+                z = torch.tensor(self.scaler.forward(X[start:start + chunk_size]), dtype=torch.float32,
+                                 device=self.device)
                 if sde:
-                    outs.append(self._sde_path(z, grid, steps, gen).numpy().astype(np.float64))
+                    outs.append(self._sde_path(z, grid, steps, gen).cpu().numpy().astype(np.float64))
                     continue
-                tr = integrate_ode(lambda t, x: self.net(t, x), z, grid, method=method, steps=steps)
-                outs.append(tr.xs.numpy().astype(np.float64))
+                tr = integrate_ode(lambda t, x: self.net(t, x), z, grid.to(self.device), method=method, steps=steps)
+                outs.append(tr.xs.cpu().numpy().astype(np.float64))
         out = np.concatenate(outs, axis=1) * self.scaler.scale + self.scaler.mean
         return out if n_points else out[-1]
 
@@ -391,8 +416,8 @@ class CellFlow:
         with torch.no_grad():
             for start in range(0, len(X), chunk_size):
                 sl = slice(start, start + chunk_size)
-                z = torch.tensor(self.scaler.forward(X[sl]), dtype=torch.float32)
-                out[sl] = self.net(torch.tensor(tau[sl], dtype=torch.float32), z).numpy()
+                z = torch.tensor(self.scaler.forward(X[sl]), dtype=torch.float32, device=self.device)
+                out[sl] = self.net(torch.tensor(tau[sl], dtype=torch.float32, device=self.device), z).cpu().numpy()
         return out * self.scaler.scale
 
     def predict(self, time: float, *, n_cells: int | None = None, mode: str = "push", from_time: float | None = None,
@@ -477,9 +502,12 @@ class CellFlow:
         if (path / "model.pt").exists() and not overwrite:
             raise FileExistsError(f"{path} already holds a model; pass overwrite=True to replace it.")
         path.mkdir(parents=True, exist_ok=True)
-        torch.save(self.net.state_dict(), path / "model.pt")
+        def cpu(module):  # saved on the CPU, so that any machine loads it
+            return {k: v.detach().cpu() for k, v in module.state_dict().items()}
+
+        torch.save(cpu(self.net), path / "model.pt")
         if self.score_net is not None:
-            torch.save(self.score_net.state_dict(), path / "score.pt")
+            torch.save(cpu(self.score_net), path / "score.pt")
         if self.interpolant is not None:
             torch.save(self.interpolant.state_dict(), path / "geodesic.pt")
         cfg = dict(class_="CellFlow", time_key=self.time_key, use_rep=self.use_rep, n_pcs=self.n_pcs,
@@ -489,9 +517,9 @@ class CellFlow:
         (path / "config.json").write_text(json.dumps(cfg, indent=2))
 
     @classmethod
-    def load(cls, path: str | Path, adata) -> "CellFlow":
+    def load(cls, path: str | Path, adata, *, device: str | torch.device = "cpu") -> "CellFlow":
         """Load a saved model against ``adata``, which must be the AnnData it was trained on
-        (same cells, same representation); says what differs otherwise."""
+        (same cells, same representation), onto ``device``; says what differs otherwise."""
         path = Path(path)
         if not (path / "config.json").exists():
             raise FileNotFoundError(f"no config.json in {path}: is it a folder written by CellFlow.save?")
@@ -508,13 +536,14 @@ class CellFlow:
         net = cfg["net"]
         model = cls(adata, cfg["time_key"], use_rep=cfg["use_rep"], n_pcs=cfg["n_pcs"], whiten=cfg["whiten"],
                     method=cfg["method"], sigma=cfg["sigma"], time_scale=cfg["time_scale"], hidden=net["hidden"],
-                    activation=net["activation"], min_cells=cfg["min_cells"], seed=cfg["seed"])
+                    activation=net["activation"], min_cells=cfg["min_cells"], seed=cfg["seed"], device=device)
         model.scaler = Standardizer.from_dict(cfg["scaler"])
-        model.net.load_state_dict(torch.load(path / "model.pt", weights_only=True))
+        model.net.load_state_dict(torch.load(path / "model.pt", weights_only=True, map_location=model.device))
         model.net.eval()
         if model.score_net is not None:
             if (path / "score.pt").exists():
-                model.score_net.load_state_dict(torch.load(path / "score.pt", weights_only=True))
+                model.score_net.load_state_dict(torch.load(path / "score.pt", weights_only=True,
+                                                           map_location=model.device))
                 model.score_net.eval()
             else:  # saved before SB models kept a score network
                 model.score_net = None

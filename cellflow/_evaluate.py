@@ -55,7 +55,7 @@ def evaluate_holdout(adata, time_key: str, *, methods=("ot", "sb", "icfm"), seed
                      use_rep: str = "X_pca", n_pcs: int | None = None, whiten: bool = False,
                      held_out=None, steps: int = 2000, batch_size: int = 512, sigma: float | None = None,
                      time_scale: str = "index", max_eval: int = 4000, progress: bool = True,
-                     verbose: bool | None = None, **train_kwargs) -> pd.DataFrame:
+                     verbose: bool | None = None, device: str = "cpu", **train_kwargs) -> pd.DataFrame:
     """Run the leave-one-time-point-out benchmark.
 
     Parameters
@@ -76,6 +76,8 @@ def evaluate_holdout(adata, time_key: str, *, methods=("ot", "sb", "icfm"), seed
     max_eval
         Subsample each side of W1/W2 to at most this many cells (seeded) so that no cost
         matrix exceeds ``max_eval²``.
+    device
+        Where each flow trains and pushes (``"cpu"``, ``"cuda"``, ...; see :class:`cellflow.CellFlow`).
 
     Returns
     -------
@@ -105,7 +107,7 @@ def evaluate_holdout(adata, time_key: str, *, methods=("ot", "sb", "icfm"), seed
         for m in methods:
             for seed in seeds:
                 model = CellFlow(adata, time_key, use_rep=use_rep, n_pcs=n_pcs, whiten=whiten, method=m,
-                                 sigma=sigma if m != "sb" else None, time_scale=time_scale, seed=seed)
+                                 sigma=sigma if m != "sb" else None, time_scale=time_scale, seed=seed, device=device)
                 s = time.perf_counter()
                 model.train(steps=steps, batch_size=batch_size, holdout=h, progress=progress, **train_kwargs)
                 secs = time.perf_counter() - s

@@ -33,6 +33,11 @@ def _add_time_and_metric_options(p: argparse.ArgumentParser) -> None:
                         f"towards the cells (default {METRIC_EPS}; the paper used 0.01)")
 
 
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="cpu", help="where the flow trains and integrates: cpu (default), cuda, "
+                                                   "cuda:1, ... (minibatch couplings are solved on the CPU)")
+
+
 def _fit(args) -> int:
     from ._pipeline import fit_h5ad
 
@@ -42,7 +47,7 @@ def _fit(args) -> int:
                             batch_size=args.batch_size, seed=args.seed, model_dir=args.model_dir,
                             velocity=not args.no_velocity, basis=args.basis, overwrite=args.overwrite,
                             global_coupling=args.global_coupling, backed=args.backed, progress=not args.quiet,
-                            **_metric_kwargs(args))
+                            device=args.device, **_metric_kwargs(args))
     from .distributed import is_main
 
     if not is_main():
@@ -59,7 +64,7 @@ def _evaluate(args) -> int:
                                held_out=args.held_out, steps=args.steps, batch_size=args.batch_size,
                                max_eval=args.max_eval, progress=not args.quiet, overwrite=args.overwrite,
                                ema_decay=args.ema, sigma=args.sigma, time_scale=args.time_scale,
-                               **_metric_kwargs(args))
+                               device=args.device, **_metric_kwargs(args))
     print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
     print(f"wrote {args.out}")
     return 0
@@ -77,7 +82,7 @@ def _bench_throughput(args) -> int:
     from .bench.throughput import run
 
     run(steps=args.steps, repeats=args.repeats, batch=args.batch_size, threads=args.threads,
-        accuracy_steps=args.accuracy_steps, n_test=args.n_test)
+        accuracy_steps=args.accuracy_steps, n_test=args.n_test, device=args.device)
     return 0
 
 
@@ -85,7 +90,7 @@ def _bench_speed(args) -> int:
     from .bench.speed import run
 
     run(sections=tuple(args.sections), quick=args.quick, repeats=args.repeats, threads=args.threads,
-        accuracy_steps=args.accuracy_steps, out=args.out)
+        accuracy_steps=args.accuracy_steps, out=args.out, device=args.device)
     return 0
 
 
@@ -210,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--no-velocity", action="store_true", help="do not write velocities")
     f.add_argument("--overwrite", action="store_true")
     _add_global_coupling(f)
+    _add_device(f)
     f.add_argument("--quiet", action="store_true", help="no progress bars")
     f.set_defaults(func=_fit)
 
@@ -235,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "CellFlow's; SB-CFM keeps its own)")
     e.add_argument("--max-eval", type=int, default=4000, help="cells per side for exact W1/W2 (seeded subsample)")
     e.add_argument("--overwrite", action="store_true")
+    _add_device(e)
     e.add_argument("--quiet", action="store_true", help="no progress bars")
     e.set_defaults(func=_evaluate)
 
@@ -257,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=2)
     s.add_argument("--accuracy-steps", type=int, default=0, help="also train this long and report W2 and NFE")
     s.add_argument("--n-test", type=int, default=2000)
+    s.add_argument("--device", default="cpu", help="cpu (default) or cuda: where the networks train")
     s.set_defaults(func=_bench_throughput)
     from .bench.speed import SECTIONS
 
@@ -269,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--accuracy-steps", type=int, default=0,
                     help="also train the throughput models this long and report W2 and dopri5 NFE")
     sp.add_argument("--out", default="speed.json", help="JSON file for all tables")
+    sp.add_argument("--device", default="cpu",
+                    help="cpu (default) or cuda: where our networks and our Sinkhorn run (exact OT stays on the CPU)")
     sp.set_defaults(func=_bench_speed)
     sc = bsub.add_parser("scale", help="a synthetic million-cell time course: step time vs number of cells, "
                                        "velocities of all cells, peak memory")

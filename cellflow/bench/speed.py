@@ -100,8 +100,15 @@ def exact_ot(n: int = 4096, d: int = 50, repeats: int = 3) -> pd.DataFrame:
     return df
 
 
-def sinkhorn(n: int = 4096, dims: tuple[int, ...] = (2, 50), eps: float = 2.0, repeats: int = 3) -> pd.DataFrame:
-    """Balanced Sinkhorn on raw costs: ours and POT's default ``ot.sinkhorn`` (run once)."""
+def _sync(device: str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def sinkhorn(n: int = 4096, dims: tuple[int, ...] = (2, 50), eps: float = 2.0, repeats: int = 3,
+             device: str = "cpu") -> pd.DataFrame:
+    """Balanced Sinkhorn on raw costs: ours (on ``device``, its first run untimed there) and
+    POT's default ``ot.sinkhorn`` (on the CPU, run once)."""
     import ot
 
     from ..couplings import sinkhorn_log, squared_distances
@@ -112,37 +119,54 @@ def sinkhorn(n: int = 4096, dims: tuple[int, ...] = (2, 50), eps: float = 2.0, r
         C = squared_distances(torch.from_numpy(x0), torch.from_numpy(x1))
         a = torch.full((n,), 1.0 / n, dtype=torch.float64)
         underflow = float((torch.exp(-C.float() / eps) == 0).double().mean())
+        a_dev, C_dev = a.to(device), C.to(device)
+
+        def ours():
+            P = sinkhorn_log(a_dev, a_dev, C_dev, eps)
+            _sync(device)
+            return P.cpu()
+
+        if device != "cpu":
+            ours()  # CUDA context, kernels and caching allocator warmed up
         jobs = {
-            "cellflow sinkhorn_log": (lambda: sinkhorn_log(a, a, C, eps), repeats),
+            "cellflow sinkhorn_log" + (f" ({device})" if device != "cpu" else ""): (ours, repeats),
             "POT ot.sinkhorn (defaults)": (lambda: torch.from_numpy(ot.sinkhorn(a.numpy(), a.numpy(), C.numpy(), eps)), 1),
         }
         for name, (seconds, P) in _time_in_turns(jobs).items():
             reps = jobs[name][1]
             err = float((P.sum(1) - a).abs().sum() + (P.sum(0) - a).abs().sum())
-            rows.append(dict(solver=name, n=n, d=d, eps=eps, seconds=seconds, runs=reps, marginal_error=err,
+            rows.append(dict(solver=name, device=device if name.startswith("cellflow") else "cpu", n=n, d=d, eps=eps,
+                             seconds=seconds, runs=reps, marginal_error=err,
                              finite=bool(torch.isfinite(P).all()), kernel_underflow_f32=underflow))
     return pd.DataFrame(rows)
 
 
-def push(n_cells: int = 100_000, dims: tuple[int, ...] = (5, 50), steps: int = 100, repeats: int = 3) -> pd.DataFrame:
-    """Time to push ``n_cells`` across one interval with ``steps`` Euler steps."""
+def push(n_cells: int = 100_000, dims: tuple[int, ...] = (5, 50), steps: int = 100, repeats: int = 3,
+         device: str = "cpu") -> pd.DataFrame:
+    """Time to push ``n_cells`` (from and back to the CPU) across one interval with ``steps``
+    Euler steps on ``device``."""
     from ..model import FlowModel
 
     rows = []
     for d in dims:
-        model = FlowModel(d, "ot", seed=0)
+        model = FlowModel(d, "ot", seed=0, device=device)
         x = torch.randn(n_cells, d)
+        if device != "cpu":
+            model.transport(x[:1000], 0.0, 1.0, method="euler", steps=steps)  # warm-up
         timed = _time_in_turns({"push": (lambda: model.transport(x, 0.0, 1.0, method="euler", steps=steps), repeats)})
         seconds = timed["push"][0]
-        rows.append(dict(n_cells=n_cells, d=d, euler_steps=steps, seconds=seconds, cells_per_s=n_cells / seconds))
+        rows.append(dict(device=device, n_cells=n_cells, d=d, euler_steps=steps, seconds=seconds,
+                         cells_per_s=n_cells / seconds))
     return pd.DataFrame(rows)
 
 
-def throughput(steps: int = 1000, repeats: int = 3, accuracy_steps: int = 0, threads: int = 2) -> pd.DataFrame:
+def throughput(steps: int = 1000, repeats: int = 3, accuracy_steps: int = 0, threads: int = 2,
+               device: str = "cpu") -> pd.DataFrame:
     """Training steps/s, with our OT-CFM's ratio to torchcfm's OT-CFM and to our I-CFM."""
     from .throughput import run as run_throughput
 
-    df = run_throughput(steps=steps, repeats=repeats, threads=threads, accuracy_steps=accuracy_steps, verbose=False)
+    df = run_throughput(steps=steps, repeats=repeats, threads=threads, accuracy_steps=accuracy_steps, verbose=False,
+                        device=device)
     rate = {(r.library, r.method): r.steps_per_s for r in df.itertuples()}
     ours_ot = rate[("cellflow", "OT-CFM")]
     df["ours_ot_over_this"] = [ours_ot / r for r in df["steps_per_s"]]
@@ -150,9 +174,12 @@ def throughput(steps: int = 1000, repeats: int = 3, accuracy_steps: int = 0, thr
 
 
 def run(*, sections: tuple[str, ...] = SECTIONS, quick: bool = False, repeats: int = 3, threads: int = 2,
-        accuracy_steps: int = 0, out: str | None = None, verbose: bool = True) -> dict[str, pd.DataFrame]:
+        accuracy_steps: int = 0, out: str | None = None, verbose: bool = True,
+        device: str = "cpu") -> dict[str, pd.DataFrame]:
     """Run the chosen sections, print a table for each and write them to ``out`` as JSON.
 
+    ``device="cuda"`` runs our networks (``throughput``, ``push``) and our Sinkhorn on the GPU;
+    exact OT is CPU work (POT's network simplex) and ignores it.
     ``quick`` shrinks every problem (n = 1024, 10k cells, 200 training steps) for a smoke run.
     ``accuracy_steps > 0`` also trains each throughput model that long and adds its W2 and its
     dopri5 NFE (OT-CFM's straighter paths need fewer evaluations than I-CFM's).
@@ -164,10 +191,10 @@ def run(*, sections: tuple[str, ...] = SECTIONS, quick: bool = False, repeats: i
     n = 1024 if quick else 4096
     jobs = {
         "throughput": lambda: throughput(steps=200 if quick else 1000, repeats=repeats, threads=threads,
-                                         accuracy_steps=accuracy_steps),
+                                         accuracy_steps=accuracy_steps, device=device),
         "exact_ot": lambda: exact_ot(n=n, repeats=repeats),
-        "sinkhorn": lambda: sinkhorn(n=n, repeats=repeats),
-        "push": lambda: push(n_cells=10_000 if quick else 100_000, repeats=repeats),
+        "sinkhorn": lambda: sinkhorn(n=n, repeats=repeats, device=device),
+        "push": lambda: push(n_cells=10_000 if quick else 100_000, repeats=repeats, device=device),
     }
     results = {}
     for name in SECTIONS:
@@ -179,7 +206,8 @@ def run(*, sections: tuple[str, ...] = SECTIONS, quick: bool = False, repeats: i
             print(df.to_string(index=False, float_format=lambda v: f"{v:.4g}"), flush=True)
     if out:
         payload = dict(config=dict(quick=quick, repeats=repeats, threads=threads, accuracy_steps=accuracy_steps,
-                                   torch=torch.__version__),
+                                   torch=torch.__version__, device=device,
+                                   gpu=torch.cuda.get_device_name() if device.startswith("cuda") else None),
                        **{k: v.to_dict(orient="records") for k, v in results.items()})
         with open(out, "w") as fh:
             json.dump(payload, fh, indent=1)

@@ -23,15 +23,21 @@ from ..model import FlowModel
 from ..solvers import integrate_ode
 
 
-def _ours(method: str, steps: int, batch: int, seed: int):
-    model = FlowModel(2, method, sigma=0.1, seed=seed)
+def _sync(device: str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _ours(method: str, steps: int, batch: int, seed: int, device: str = "cpu"):
+    model = FlowModel(2, method, sigma=0.1, seed=seed, device=device)
     t0 = time.perf_counter()
     model.fit(lambda n, g: toy_sample("8gaussians", n, generator=g), lambda n, g: toy_sample("moons", n, generator=g),
               steps=steps, batch_size=batch, progress=False)
-    return time.perf_counter() - t0, lambda t, x: model.velocity(t, x)
+    _sync(device)
+    return time.perf_counter() - t0, lambda t, x: model.velocity(torch.as_tensor(t).to(device), x.to(device)).cpu()
 
 
-def _torchcfm(method: str, steps: int, batch: int, seed: int):
+def _torchcfm(method: str, steps: int, batch: int, seed: int, device: str = "cpu"):
     from torchcfm.conditional_flow_matching import (ConditionalFlowMatcher,
                                                     ExactOptimalTransportConditionalFlowMatcher)
     from torchcfm.models.models import MLP
@@ -39,22 +45,23 @@ def _torchcfm(method: str, steps: int, batch: int, seed: int):
 
     torch.manual_seed(seed)
     fm = ExactOptimalTransportConditionalFlowMatcher(sigma=0.1) if method == "ot" else ConditionalFlowMatcher(sigma=0.1)
-    net = MLP(dim=2, time_varying=True)
+    net = MLP(dim=2, time_varying=True).to(device)
     opt = torch.optim.Adam(net.parameters())
     t0 = time.perf_counter()
     for _ in range(steps):
         opt.zero_grad()
-        x0, x1 = sample_8gaussians(batch), sample_moons(batch)
+        x0, x1 = sample_8gaussians(batch).to(device), sample_moons(batch).to(device)
         t, xt, ut = fm.sample_location_and_conditional_flow(x0, x1)
         loss = ((net(torch.cat([xt, t[:, None]], -1)) - ut) ** 2).mean()
         loss.backward()
         opt.step()
+    _sync(device)
     seconds = time.perf_counter() - t0
-    return seconds, lambda t, x: net(torch.cat([x, t.expand(x.shape[0], 1)], -1))
+    return seconds, lambda t, x: net(torch.cat([x, t.expand(x.shape[0], 1)], -1).to(device)).cpu()
 
 
 def run(*, steps: int = 1000, repeats: int = 3, batch: int = 256, threads: int = 2, accuracy_steps: int = 0,
-        n_test: int = 2000, verbose: bool = True) -> pd.DataFrame:
+        n_test: int = 2000, verbose: bool = True, device: str = "cpu") -> pd.DataFrame:
     torch.set_num_threads(threads)
     libs = {"cellflow": _ours}
     try:
@@ -68,11 +75,13 @@ def run(*, steps: int = 1000, repeats: int = 3, batch: int = 256, threads: int =
     rows = []
     for method in ("ot", "icfm"):
         for lib, fn in libs.items():
-            times = [fn(method, steps, batch, seed)[0] for seed in range(repeats)]
-            row = dict(library=lib, method={"ot": "OT-CFM", "icfm": "I-CFM"}[method],
+            if device != "cpu":
+                fn(method, 20, batch, 0, device)  # warm-up: CUDA context and kernels
+            times = [fn(method, steps, batch, seed, device)[0] for seed in range(repeats)]
+            row = dict(library=lib, method={"ot": "OT-CFM", "icfm": "I-CFM"}[method], device=device,
                        steps_per_s=steps / statistics.median(times), runs=repeats)
             if accuracy_steps:
-                seconds, field = fn(method, accuracy_steps, batch, 0)
+                seconds, field = fn(method, accuracy_steps, batch, 0, device)
                 g = torch.Generator().manual_seed(123)
                 x0, x1 = toy_sample("8gaussians", n_test, generator=g), toy_sample("moons", n_test, generator=g)
                 with torch.no_grad():
@@ -83,7 +92,7 @@ def run(*, steps: int = 1000, repeats: int = 3, batch: int = 256, threads: int =
                 print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
     df = pd.DataFrame(rows)
     if verbose:
-        print(f"\nmedian of {repeats} runs of {steps} steps, batch {batch}, {threads} threads"
+        print(f"\nmedian of {repeats} runs of {steps} steps, batch {batch}, {threads} threads, on {device}"
               + (f"; W2 on {n_test} samples after {accuracy_steps} steps" if accuracy_steps else ""))
         print(df.to_string(index=False))
     return df
