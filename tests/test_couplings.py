@@ -68,6 +68,43 @@ def test_exact_ot_capped_solver_raises_instead_of_returning_a_worse_plan():
         ExactOT(max_iter=10, on_fail="warn").plan(x0, x1)
 
 
+@pytest.mark.parametrize("case", ["uniform", "weighted_rectangular", "far_clusters"])
+def test_sparse_exact_plan_is_the_dense_optimum(case):
+    """The sparse solve with pricing returns the dense optimum: same cost, same marginals,
+    also with unequal weights and sizes, and when the near pairs alone cannot carry the mass
+    (two clusters of unequal sizes far apart force pricing rounds)."""
+    from cellflow.sparse_ot import sparse_exact_plan
+
+    rng = np.random.default_rng(1)
+    n, m = (300, 300) if case != "weighted_rectangular" else (200, 260)
+    x, y = rng.normal(size=(n, 5)), rng.normal(size=(m, 5)) + 0.5
+    a, b = np.full(n, 1 / n), np.full(m, 1 / m)
+    if case == "weighted_rectangular":
+        a, b = rng.dirichlet(np.ones(n)), rng.dirichlet(np.ones(m))
+    if case == "far_clusters":
+        x[: n // 4] += 20.0  # a quarter of the sources far away, only a tenth of the targets near them
+        y[: m // 10] += 20.0
+    C = ot.dist(x, y)
+    G, code = sparse_exact_plan(a, b, C, k=5)
+    if case == "far_clusters":  # the first sparse optimum is not the dense one: pricing had work to do
+        assert sparse_exact_plan(a, b, C, k=5, max_rounds=1)[0] is None
+    G_ref = ot.emd(a, b, C, numItermax=10**8)
+    assert code == 1
+    assert np.isclose((G * C).sum(), (G_ref * C).sum(), rtol=1e-10)
+    np.testing.assert_allclose(G.sum(1), a, atol=1e-12)
+    np.testing.assert_allclose(G.sum(0), b, atol=1e-12)
+
+
+def test_exact_ot_uses_the_sparse_solve_for_large_batches_and_keeps_the_permutation():
+    x0, x1 = pts(256, 3)
+    sparse_p = ExactOT(sparse_from=0).pair(x0, x1)
+    dense_p = ExactOT().pair(x0, x1)
+    assert ExactOT().sparse_from == 1024 * 1024
+    assert torch.equal(sparse_p.i1, dense_p.i1)  # unique optimum: the same permutation
+    with pytest.raises(ConvergenceError, match="did not reach the optimum"):
+        ExactOT(max_iter=10, sparse_from=0).plan(x0, x1)
+
+
 @pytest.mark.parametrize("d", [2, 100])
 def test_sinkhorn_marginals_on_raw_costs(d):
     x0, x1 = pts(200, d, shift=1.0)
