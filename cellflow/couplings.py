@@ -161,12 +161,13 @@ def _pairs_from_plan(P: Tensor, n: int, replace: bool, generator) -> Pairing:
             )
         if n < n0:
             i0 = torch.randperm(n0, generator=generator, device=gen_dev)[:n].to(dev)
+            sub, sub_rows = P[i0], rows[i0]
         else:
             i0 = torch.arange(n0, device=dev)
-        sub = P[i0]
-        if bool(((sub > 0).sum(1) == 1).all()):  # deterministic rows (exact OT): no sampling
-            i1 = sub.argmax(1)
-        else:
+            sub, sub_rows = P, rows
+        i1 = sub.argmax(1)
+        # a row whose largest entry is all of its mass has one positive entry (exact OT): no sampling
+        if not bool((sub.gather(1, i1[:, None]).squeeze(1) == sub_rows).all()):
             i1 = torch.multinomial((sub / sub.sum(1, keepdim=True)).to(gen_dev), 1, generator=generator)
             i1 = i1.reshape(-1).to(dev)
         return Pairing(i0=i0, i1=i1, plan=P)
@@ -250,7 +251,8 @@ class ExactOT(Coupling):
             # otherwise no proven optimum within its rounds: solve the dense problem, as exact
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # we check the result code ourselves
-            G, log = ot.emd(a, b, C, numItermax=max_iter, log=True)
+            # the marginals are equal by construction and the duals are not used: skip both steps
+            G, log = ot.emd(a, b, C, numItermax=max_iter, log=True, center_dual=False, check_marginals=False)
         if log["result_code"] != 1:
             _fail(
                 f"exact OT did not reach the optimum ({log['warning']}); raise max_iter "
