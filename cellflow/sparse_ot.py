@@ -13,11 +13,17 @@ for the dual of the dense problem and the primal is feasible and complementary).
 the violating pairs are added and the solve repeats, warm-started from :math:`u, v`. The
 result is the exact optimum, as the dense solve's, not an approximation.
 
-Measured (one run of each on 2 cores; cost identical to POT's dense ``emd`` in every case):
-standard normal clouds, uniform weights, ``k = 20`` — n = 1024, d = 50: 81 ms against 143 ms;
-n = 2048, d = 50: 0.37 s against 1.02 s; n = 4096, d = 50: 2.0 s against 7.7 s. Below about
-n = 1000 the dense solve is faster (n = 256: 3.8 ms against 8.9 ms), so
-:class:`cellflow.couplings.ExactOT` uses this path only from :data:`SPARSE_FROM` pairs.
+Measured (one run of each on 2 cores, squared Euclidean cost, uniform weights, ``k = 20``;
+the cost is identical to POT's dense ``emd`` in every case):
+
+- standard normal clouds, d = 50: n = 1024 81 ms against 143 ms; n = 2048 0.37 s against
+  1.02 s; n = 4096 2.0 s against 7.7 s;
+- Cite, days 3 and 4, 50 unwhitened PCs: n = 1024, 2048, 4096 0.73–0.78× the dense time;
+- Cite, 5 whitened PCs: 1.3–1.5× the dense time (slower), and at n = 256 on the 2-D toy
+  8.9 ms against 3.8 ms.
+
+So :class:`cellflow.couplings.ExactOT` uses this path only from :data:`SPARSE_FROM` pairs
+and :data:`SPARSE_MIN_DIM` features.
 
 Example
 -------
@@ -35,9 +41,10 @@ from __future__ import annotations
 import numpy as np
 from ot.lp.emd_wrap import emd_c_sparse
 
-__all__ = ["sparse_exact_plan", "SPARSE_FROM"]
+__all__ = ["sparse_exact_plan", "SPARSE_FROM", "SPARSE_MIN_DIM"]
 
-SPARSE_FROM = 1024 * 1024  # n·m from which ExactOT solves sparsely (faster from about n = 1000)
+SPARSE_FROM = 1024 * 1024  # n·m from which ExactOT solves sparsely (faster from about n = 1000) ...
+SPARSE_MIN_DIM = 20  # ... in at least this many dimensions (slower on 5 whitened PCs)
 _OPTIMAL, _MAX_ITER_REACHED = 1, 3  # POT's result codes
 
 

@@ -95,14 +95,22 @@ def test_sparse_exact_plan_is_the_dense_optimum(case):
     np.testing.assert_allclose(G.sum(0), b, atol=1e-12)
 
 
-def test_exact_ot_uses_the_sparse_solve_for_large_batches_and_keeps_the_permutation():
+def test_exact_ot_solves_large_wide_batches_sparsely_and_keeps_the_permutation(monkeypatch):
+    import cellflow.couplings as couplings
+
     x0, x1 = pts(256, 3)
-    sparse_p = ExactOT(sparse_from=0).pair(x0, x1)
-    dense_p = ExactOT().pair(x0, x1)
-    assert ExactOT().sparse_from == 1024 * 1024
+    sparse_p = ExactOT(sparse=True).pair(x0, x1)
+    dense_p = ExactOT(sparse=False).pair(x0, x1)
     assert torch.equal(sparse_p.i1, dense_p.i1)  # unique optimum: the same permutation
     with pytest.raises(ConvergenceError, match="did not reach the optimum"):
-        ExactOT(max_iter=10, sparse_from=0).plan(x0, x1)
+        ExactOT(max_iter=10, sparse=True).plan(x0, x1)
+    # the default solves sparsely from SPARSE_FROM pairs in SPARSE_MIN_DIM dimensions only
+    calls, real = [], couplings.sparse_exact_plan
+    monkeypatch.setattr(couplings, "sparse_exact_plan", lambda *a, **k: calls.append(a[2].shape) or real(*a, **k))
+    ExactOT().plan(*pts(1024, 20))
+    ExactOT().plan(*pts(1024, 5))
+    ExactOT().plan(*pts(1000, 20))
+    assert calls == [(1024, 1024)]
 
 
 @pytest.mark.parametrize("d", [2, 100])
