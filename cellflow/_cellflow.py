@@ -44,7 +44,7 @@ from ._assign import knn_assignment
 from .solvers import integrate_ode, integrate_sde
 from . import distributed
 from .distributed import training_wrappers
-from .training import TrainConfig, Trainer, TrainHistory, seed_everything, worker_step_threads
+from .training import TrainConfig, Trainer, TrainHistory, check_device, seed_everything, worker_step_threads
 
 __all__ = ["CellFlow"]
 
@@ -66,21 +66,6 @@ def fingerprint_differences(adata, use_rep: str, saved: dict) -> list[str]:
 HIGH_DIM_SIGMA, HIGH_DIM = 1.0, 20
 MFM_WHITENED_SIGMA = 0.3  # OT-MFM on whitened PCs (EB, Cite, seeds 0-2: W1 0.850 / 0.797 against 0.861 / 0.804 at 0.1)
 METHODS = ("ot", "sb", "icfm", "mfm")
-
-
-def check_device(device: str | torch.device) -> torch.device:
-    """``device`` as a :class:`torch.device`, or a clear error when PyTorch cannot use it."""
-    try:
-        dev = torch.device(device)
-    except RuntimeError as err:
-        raise ValueError(f"device={device!r} is not a torch device; use 'cpu', 'cuda' or 'cuda:N'.") from err
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device={device!r}, but this PyTorch ({torch.__version__}) sees no CUDA GPU; use "
-                             "device='cpu', or install a CUDA build of PyTorch on a machine with a GPU.")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device={device!r}, but only {torch.cuda.device_count()} CUDA device(s) are visible.")
-    return dev
 
 
 def cellflow_method(method: str) -> str:

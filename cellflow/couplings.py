@@ -40,7 +40,7 @@ import ot
 import torch
 from torch import Tensor
 
-from .sparse_ot import SPARSE_FROM, SPARSE_MIN_DIM, sparse_exact_plan
+from .sparse_ot import MAX_ITER_REACHED, SPARSE_FROM, SPARSE_MIN_DIM, sparse_exact_plan
 
 __all__ = [
     "ConvergenceError",
@@ -250,7 +250,7 @@ class ExactOT(Coupling):
             G, code = sparse_exact_plan(a, b, C, max_iter=max_iter)
             if G is not None:
                 return torch.from_numpy(G).to(x0.device)
-            if code == 3:
+            if code == MAX_ITER_REACHED:
                 _fail(f"exact OT did not reach the optimum (max_iter={max_iter} reached); raise max_iter or "
                       "leave it at None.", self.on_fail)
             # otherwise no proven optimum within its rounds: solve the dense problem, as exact

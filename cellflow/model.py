@@ -28,7 +28,7 @@ from .likelihood import log_likelihood
 from .matchers import DEFAULT_SIGMA, canonical_method, make_matcher
 from .networks import build_network
 from .solvers import Trajectory, integrate_ode, integrate_sde
-from .training import TrainConfig, Trainer, TrainHistory, seed_everything, worker_step_threads
+from .training import TrainConfig, Trainer, TrainHistory, check_device, seed_everything, worker_step_threads
 
 __all__ = ["FlowModel", "Sampler", "as_sampler"]
 
@@ -107,7 +107,7 @@ class FlowModel:
         device: str | torch.device = "cpu",
         network: dict | None = None,
     ):
-        self.device = torch.device(device)
+        self.device = check_device(device)
         self.method = canonical_method(method)
         self.sigma = float(DEFAULT_SIGMA[self.method] if sigma is None else sigma)
         self.coupling_kwargs = dict(coupling_kwargs or {})

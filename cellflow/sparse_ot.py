@@ -41,11 +41,11 @@ from __future__ import annotations
 import numpy as np
 from ot.lp.emd_wrap import emd_c_sparse
 
-__all__ = ["sparse_exact_plan", "SPARSE_FROM", "SPARSE_MIN_DIM"]
+__all__ = ["sparse_exact_plan", "SPARSE_FROM", "SPARSE_MIN_DIM", "MAX_ITER_REACHED"]
 
 SPARSE_FROM = 1024 * 1024  # n·m from which ExactOT solves sparsely (faster from about n = 1000) ...
 SPARSE_MIN_DIM = 20  # ... in at least this many dimensions (slower on 5 whitened PCs)
-_OPTIMAL, _MAX_ITER_REACHED = 1, 3  # POT's result codes
+_OPTIMAL, MAX_ITER_REACHED = 1, 3  # POT's result codes
 
 
 def _north_west_corner(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

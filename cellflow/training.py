@@ -154,6 +154,21 @@ class TrainHistory:
         return asdict(self)
 
 
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a :class:`torch.device`, or a clear error when PyTorch cannot use it."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"device={device!r} is not a torch device; use 'cpu', 'cuda' or 'cuda:N'.") from err
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r}, but this PyTorch ({torch.__version__}) sees no CUDA GPU; use "
+                             "device='cpu', or install a CUDA build of PyTorch on a machine with a GPU.")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device={device!r}, but only {torch.cuda.device_count()} CUDA device(s) are visible.")
+    return dev
+
+
 def adamw(params, **kwargs) -> torch.optim.AdamW:
     """AdamW with the fused kernel where this PyTorch has one for the parameters' device and
     dtype (CPU since torch 2.4, CUDA): one pass over all parameters instead of a loop of
