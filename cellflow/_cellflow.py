@@ -44,7 +44,8 @@ from ._assign import knn_assignment
 from .solvers import integrate_ode, integrate_sde
 from . import distributed
 from .distributed import training_wrappers
-from .training import TrainConfig, Trainer, TrainHistory, check_device, seed_everything, worker_step_threads
+from .training import (TrainConfig, Trainer, TrainHistory, check_device, default_prefetch, seed_everything,
+                       worker_step_threads)
 
 __all__ = ["CellFlow"]
 
@@ -284,7 +285,7 @@ class CellFlow:
             return loss
 
         if prefetch is None:
-            prefetch = 4 if self.method in ("ot", "mfm") else 0
+            prefetch = default_prefetch(matcher.coupling)
         seed_everything(self.seed)
         cfg = TrainConfig(steps=steps, lr=lr, weight_decay=weight_decay, ema_decay=ema_decay, grad_clip=grad_clip,
                           warmup_steps=warmup_steps, prefetch=prefetch, workers=workers, progress=progress,

@@ -28,7 +28,8 @@ from .likelihood import log_likelihood
 from .matchers import DEFAULT_SIGMA, canonical_method, make_matcher
 from .networks import build_network
 from .solvers import Trajectory, integrate_ode, integrate_sde
-from .training import TrainConfig, Trainer, TrainHistory, check_device, seed_everything, worker_step_threads
+from .training import (TrainConfig, Trainer, TrainHistory, check_device, default_prefetch, seed_everything,
+                       worker_step_threads)
 
 __all__ = ["FlowModel", "Sampler", "as_sampler"]
 
@@ -224,7 +225,7 @@ class FlowModel:
         val_fn: Callable[["FlowModel"], float] | None = None,
         val_every: int = 0,
         patience: int | None = None,
-        prefetch: int = 4,
+        prefetch: int | None = None,
         workers: int = 2,
         progress: bool = True,
         checkpoint_dir: str | None = None,
@@ -249,7 +250,8 @@ class FlowModel:
             Per-row labels or covariates of ``target`` (needs ``n_classes`` or ``cond_dim``);
             they follow their rows through the pairing.
         lr, weight_decay, grad_clip, ema_decay, warmup_steps, val_every, patience, prefetch, workers, progress, checkpoint_dir, checkpoint_every
-            See :class:`cellflow.training.TrainConfig`.
+            See :class:`cellflow.training.TrainConfig`. ``prefetch=None`` (default): 4 batches
+            ahead for exact OT couplings, else inline (:func:`cellflow.training.default_prefetch`).
         val_fn
             ``val_fn(model) -> float`` (lower is better), for validation and early stopping.
         resume
@@ -263,6 +265,8 @@ class FlowModel:
             rows (drawn alike on every rank), each rank training on its own share of the
             pairs, instead of each rank coupling its own batch (see :mod:`cellflow.distributed`).
         """
+        if prefetch is None:
+            prefetch = default_prefetch(self.matcher.coupling)
         cfg = TrainConfig(steps=steps, lr=lr, weight_decay=weight_decay, grad_clip=grad_clip, ema_decay=ema_decay,
                           warmup_steps=warmup_steps, val_every=val_every, patience=patience, prefetch=prefetch, workers=workers,
                           progress=progress, checkpoint_every=checkpoint_every, checkpoint_dir=checkpoint_dir,

@@ -29,6 +29,24 @@ def test_same_seed_same_weights_and_workers_change_nothing(method):
     assert not torch.equal(runs[0], weights(other))
 
 
+@pytest.mark.parametrize("method, ahead", [("icfm", 0), ("sb", 0), ("ot", 4)])
+def test_batches_are_drawn_ahead_by_default_only_for_exact_ot(method, ahead, monkeypatch):
+    import cellflow.training as training
+
+    depths = []
+    real = training._BatchPool
+
+    class Spy(real):
+        def __init__(self, *args, **kwargs):
+            depths.append(args[4])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(training, "_BatchPool", Spy)
+    cf.FlowModel(2, method, seed=0).fit(SRC, TGT, steps=3, batch_size=16, progress=False)
+    assert depths == ([ahead] if ahead else [])
+    assert training.default_prefetch(cf.FlowModel(2, method).matcher.coupling) == ahead
+
+
 def test_training_reduces_the_loss_and_moves_mass():
     m = cf.FlowModel(2, "ot", seed=0)
     x0 = SRC(1000, torch.Generator().manual_seed(9))

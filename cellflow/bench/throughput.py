@@ -1,7 +1,9 @@
 """Training throughput of OT-CFM and I-CFM, ours next to torchcfm 1.0.7 in the same run.
 
 8gaussians→moons, batch 256, MLP 3×64 SELU, Adam(W) lr 1e-3, ``threads`` torch threads.
-Each figure is the median of ``repeats`` timed runs of ``steps`` steps. With
+Each figure is the median of ``repeats`` timed runs of ``steps`` steps. Every contender first
+runs 20 untimed steps; the timed runs are then interleaved (one of each per round), so that a
+change in the shared machine's load does not fall on one contender only. With
 ``accuracy_steps > 0`` both libraries also train that long, and the table adds W2 on
 ``n_test`` held-out samples and the dopri5 NFE (both models integrated by the same
 torchdiffeq solver, atol = rtol = 1e-5).
@@ -72,24 +74,30 @@ def run(*, steps: int = 1000, repeats: int = 3, batch: int = 256, threads: int =
         if verbose:
             print("torchcfm not installed: measuring cellflow only "
                   "(pip install --no-deps torchcfm==1.0.7 torchdyn==1.0.6)")
+    contenders = [(method, lib, fn) for method in ("ot", "icfm") for lib, fn in libs.items()]
+    for method, lib, fn in contenders:  # untimed warm-up: first-call costs (and the CUDA context)
+        fn(method, 20, batch, 0, device)
+    times: dict = {(method, lib): [] for method, lib, _ in contenders}
+    for seed in range(repeats):  # interleaved, so that drifting machine load hits every contender alike
+        for method, lib, fn in contenders:
+            times[method, lib].append(fn(method, steps, batch, seed, device)[0])
     rows = []
-    for method in ("ot", "icfm"):
-        for lib, fn in libs.items():
-            if device != "cpu":
-                fn(method, 20, batch, 0, device)  # warm-up: CUDA context and kernels
-            times = [fn(method, steps, batch, seed, device)[0] for seed in range(repeats)]
-            row = dict(library=lib, method={"ot": "OT-CFM", "icfm": "I-CFM"}[method], device=device,
-                       steps_per_s=steps / statistics.median(times), runs=repeats)
-            if accuracy_steps:
-                seconds, field = fn(method, accuracy_steps, batch, 0, device)
-                g = torch.Generator().manual_seed(123)
-                x0, x1 = toy_sample("8gaussians", n_test, generator=g), toy_sample("moons", n_test, generator=g)
-                with torch.no_grad():
-                    tr = integrate_ode(field, x0, method="dopri5")
-                row.update(w2=wasserstein(tr.end, x1), nfe=tr.nfe, train_s=seconds)
-            rows.append(row)
-            if verbose:
-                print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+    for method, lib, fn in contenders:
+        row = dict(library=lib, method={"ot": "OT-CFM", "icfm": "I-CFM"}[method], device=device,
+                   steps_per_s=steps / statistics.median(times[method, lib]), runs=repeats)
+        if accuracy_steps:
+            seconds, field = fn(method, accuracy_steps, batch, 0, device)
+            g = torch.Generator().manual_seed(123)
+            x0, x1 = toy_sample("8gaussians", n_test, generator=g), toy_sample("moons", n_test, generator=g)
+            with torch.no_grad():
+                tr = integrate_ode(field, x0, method="dopri5")
+            row.update(w2=wasserstein(tr.end, x1), nfe=tr.nfe, train_s=seconds)
+        rows.append(row)
+        if verbose:
+            print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+    if verbose and "cellflow" in libs:
+        ratios = [o / i for o, i in zip(times["icfm", "cellflow"], times["ot", "cellflow"])]
+        print(f"our OT-CFM / our I-CFM, per round: {', '.join(f'{r:.3f}' for r in ratios)}")
     df = pd.DataFrame(rows)
     if verbose:
         print(f"\nmedian of {repeats} runs of {steps} steps, batch {batch}, {threads} threads, on {device}"
