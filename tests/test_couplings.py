@@ -241,3 +241,30 @@ def test_sb_pairs_follow_the_entropic_plan():
     assert abs(draws.mean() - (P * C).sum()) < 4 * draws.std() / len(draws) ** 0.5
     # and none is drawn outside where the plan puts mass (entries below 1e-12)
     assert counts[P < 1e-12].sum() == 0
+
+
+def test_row_sampling_matches_the_plan_rows_and_never_draws_zero_mass():
+    from scipy.stats import chisquare
+
+    from cellflow.couplings import _sample_rows
+
+    g = torch.Generator().manual_seed(1)
+    P = torch.rand(3, 8, generator=g, dtype=torch.float64)
+    P[:, [0, 5]] = 0.0
+    P[2, 6:] = 0.0  # trailing columns without mass
+    counts = torch.zeros(3, 8)
+    for _ in range(4000):
+        counts[torch.arange(3), _sample_rows(P, g)] += 1
+    assert counts[P == 0].sum() == 0
+    for i in range(3):
+        keep = P[i] > 0
+        expected = (P[i, keep] / P[i, keep].sum() * 4000).numpy()
+        assert chisquare(counts[i, keep].numpy(), expected).pvalue > 1e-4
+
+
+def test_row_sampling_when_the_uniform_rounds_up_to_the_row_total(monkeypatch):
+    from cellflow.couplings import _sample_rows
+
+    P = torch.tensor([[0.5, 0.5, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]], dtype=torch.float64)
+    monkeypatch.setattr(torch, "rand", lambda *a, **k: torch.ones(2, 1, dtype=torch.float64))
+    assert _sample_rows(P, None).tolist() == [1, 1]  # the last column with mass, not past the end
