@@ -254,7 +254,7 @@ def test_row_sampling_matches_the_plan_rows_and_never_draws_zero_mass():
     P[2, 6:] = 0.0  # trailing columns without mass
     counts = torch.zeros(3, 8)
     for _ in range(4000):
-        counts[torch.arange(3), _sample_rows(P, g)] += 1
+        counts[torch.arange(3), _sample_rows(P, g).reshape(-1)] += 1
     assert counts[P == 0].sum() == 0
     for i in range(3):
         keep = P[i] > 0
@@ -267,4 +267,21 @@ def test_row_sampling_when_the_uniform_rounds_up_to_the_row_total(monkeypatch):
 
     P = torch.tensor([[0.5, 0.5, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]], dtype=torch.float64)
     monkeypatch.setattr(torch, "rand", lambda *a, **k: torch.ones(2, 1, dtype=torch.float64))
-    assert _sample_rows(P, None).tolist() == [1, 1]  # the last column with mass, not past the end
+    assert _sample_rows(P, None).reshape(-1).tolist() == [1, 1]  # the last column with mass, not past the end
+
+
+def test_pairs_drawn_with_replacement_follow_the_whole_plan():
+    from scipy.stats import chisquare
+
+    from cellflow.couplings import _pairs_from_plan
+
+    g = torch.Generator().manual_seed(2)
+    P = torch.rand(4, 5, generator=g, dtype=torch.float64)
+    P[P < 0.3] = 0.0  # entries without mass are never drawn
+    P /= P.sum()
+    p = _pairs_from_plan(P, 20000, True, g)
+    counts = torch.zeros(4, 5)
+    counts.index_put_((p.i0, p.i1), torch.ones(20000), accumulate=True)
+    assert counts[P == 0].sum() == 0
+    keep = P > 0
+    assert chisquare(counts[keep].numpy(), (P[keep] * 20000).numpy()).pvalue > 1e-4
