@@ -82,7 +82,7 @@ def _bench_throughput(args) -> int:
     from .bench.throughput import run
 
     run(steps=args.steps, repeats=args.repeats, batch=args.batch_size, threads=args.threads,
-        accuracy_steps=args.accuracy_steps, n_test=args.n_test, device=args.device)
+        accuracy_steps=args.accuracy_steps, n_test=args.n_test, device=args.device, methods=tuple(args.methods))
     return 0
 
 
@@ -265,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--accuracy-steps", type=int, default=0, help="also train this long and report W2 and NFE")
     s.add_argument("--n-test", type=int, default=2000)
     s.add_argument("--device", default="cpu", help="cpu (default) or cuda: where the networks train")
+    s.add_argument("--methods", nargs="+", choices=["ot", "icfm", "sb"], default=["ot", "icfm", "sb"])
     s.set_defaults(func=_bench_throughput)
     from .bench.speed import SECTIONS
 

@@ -152,6 +152,16 @@ def test_bench_speed_quick_writes_json(tmp_path, capsys):
     assert "== sinkhorn" in capsys.readouterr().out
 
 
+def test_bench_throughput_times_every_method_and_the_ratio(capsys):
+    from cellflow.bench.throughput import run
+
+    df = run(steps=10, repeats=2, verbose=True)
+    ours = df[df.library == "cellflow"]
+    assert sorted(ours.method) == ["I-CFM", "OT-CFM", "SB-CFM"]
+    assert (df.steps_per_s > 0).all() and (df.runs == 2).all()
+    assert "our OT-CFM / our I-CFM, per round" in capsys.readouterr().out
+
+
 def test_bench_scale_small_run(tmp_path):
     out = tmp_path / "scale.csv"
     rc = main(["bench", "scale", "--n-cells", "3000", "--n-pcs", "4", "--small", "500", "--method", "icfm",

@@ -1,6 +1,9 @@
-"""Training throughput of OT-CFM and I-CFM, ours next to torchcfm 1.0.7 in the same run.
+"""Training throughput of OT-CFM, I-CFM and SB-CFM, ours next to torchcfm 1.0.7 in the same run.
 
 8gaussians→moons, batch 256, MLP 3×64 SELU, Adam(W) lr 1e-3, ``threads`` torch threads.
+SB-CFM trains the flow only (no score network) with an entropic coupling at ε = 2σ² = 2 on
+both sides (torchcfm's ``SchrodingerBridgeConditionalFlowMatcher(sigma=1, ot_method="sinkhorn")``;
+its default coupling would be exact OT).
 Each figure is the median of ``repeats`` timed runs of ``steps`` steps. Every contender first
 runs 20 untimed steps; the timed runs are then interleaved (one of each per round), so that a
 change in the shared machine's load does not fall on one contender only. With
@@ -30,8 +33,13 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+NAMES = {"ot": "OT-CFM", "icfm": "I-CFM", "sb": "SB-CFM"}
+SIGMA = {"ot": 0.1, "icfm": 0.1, "sb": 1.0}  # SB: entropic OT with ε = 2σ² = 2, as torchcfm's reg
+
+
 def _ours(method: str, steps: int, batch: int, seed: int, device: str = "cpu"):
-    model = FlowModel(2, method, sigma=0.1, seed=seed, device=device)
+    # SB: the flow only, no score network, as torchcfm's sample_location_and_conditional_flow
+    model = FlowModel(2, method, sigma=SIGMA[method], seed=seed, device=device, train_score=False)
     t0 = time.perf_counter()
     model.fit(lambda n, g: toy_sample("8gaussians", n, generator=g), lambda n, g: toy_sample("moons", n, generator=g),
               steps=steps, batch_size=batch, progress=False)
@@ -41,12 +49,18 @@ def _ours(method: str, steps: int, batch: int, seed: int, device: str = "cpu"):
 
 def _torchcfm(method: str, steps: int, batch: int, seed: int, device: str = "cpu"):
     from torchcfm.conditional_flow_matching import (ConditionalFlowMatcher,
-                                                    ExactOptimalTransportConditionalFlowMatcher)
+                                                    ExactOptimalTransportConditionalFlowMatcher,
+                                                    SchrodingerBridgeConditionalFlowMatcher)
     from torchcfm.models.models import MLP
     from torchcfm.utils import sample_8gaussians, sample_moons
 
     torch.manual_seed(seed)
-    fm = ExactOptimalTransportConditionalFlowMatcher(sigma=0.1) if method == "ot" else ConditionalFlowMatcher(sigma=0.1)
+    if method == "sb":  # its default coupling is exact OT; the Schrödinger bridge's is entropic
+        fm = SchrodingerBridgeConditionalFlowMatcher(sigma=SIGMA[method], ot_method="sinkhorn")
+    elif method == "ot":
+        fm = ExactOptimalTransportConditionalFlowMatcher(sigma=0.1)
+    else:
+        fm = ConditionalFlowMatcher(sigma=0.1)
     net = MLP(dim=2, time_varying=True).to(device)
     opt = torch.optim.Adam(net.parameters())
     t0 = time.perf_counter()
@@ -63,7 +77,8 @@ def _torchcfm(method: str, steps: int, batch: int, seed: int, device: str = "cpu
 
 
 def run(*, steps: int = 1000, repeats: int = 3, batch: int = 256, threads: int = 2, accuracy_steps: int = 0,
-        n_test: int = 2000, verbose: bool = True, device: str = "cpu") -> pd.DataFrame:
+        n_test: int = 2000, verbose: bool = True, device: str = "cpu",
+        methods: tuple[str, ...] = ("ot", "icfm", "sb")) -> pd.DataFrame:
     torch.set_num_threads(threads)
     libs = {"cellflow": _ours}
     try:
@@ -74,7 +89,7 @@ def run(*, steps: int = 1000, repeats: int = 3, batch: int = 256, threads: int =
         if verbose:
             print("torchcfm not installed: measuring cellflow only "
                   "(pip install --no-deps torchcfm==1.0.7 torchdyn==1.0.6)")
-    contenders = [(method, lib, fn) for method in ("ot", "icfm") for lib, fn in libs.items()]
+    contenders = [(method, lib, fn) for method in methods for lib, fn in libs.items()]
     for method, lib, fn in contenders:  # untimed warm-up: first-call costs (and the CUDA context)
         fn(method, 20, batch, 0, device)
     times: dict = {(method, lib): [] for method, lib, _ in contenders}
@@ -83,7 +98,7 @@ def run(*, steps: int = 1000, repeats: int = 3, batch: int = 256, threads: int =
             times[method, lib].append(fn(method, steps, batch, seed, device)[0])
     rows = []
     for method, lib, fn in contenders:
-        row = dict(library=lib, method={"ot": "OT-CFM", "icfm": "I-CFM"}[method], device=device,
+        row = dict(library=lib, method=NAMES[method], device=device,
                    steps_per_s=steps / statistics.median(times[method, lib]), runs=repeats)
         if accuracy_steps:
             seconds, field = fn(method, accuracy_steps, batch, 0, device)
@@ -95,7 +110,7 @@ def run(*, steps: int = 1000, repeats: int = 3, batch: int = 256, threads: int =
         rows.append(row)
         if verbose:
             print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
-    if verbose and "cellflow" in libs:
+    if verbose and "cellflow" in libs and {"ot", "icfm"} <= set(methods):
         ratios = [o / i for o, i in zip(times["icfm", "cellflow"], times["ot", "cellflow"])]
         print(f"our OT-CFM / our I-CFM, per round: {', '.join(f'{r:.3f}' for r in ratios)}")
     df = pd.DataFrame(rows)
