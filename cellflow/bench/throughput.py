@@ -24,8 +24,10 @@ import torch
 
 from ..datasets import toy_sample
 from ..metrics import wasserstein
+from ..matchers import DEFAULT_SIGMA  # OT-CFM, I-CFM 0.1; SB 1.0 (entropic OT at ε = 2σ² = 2, as torchcfm's reg)
 from ..model import FlowModel
 from ..solvers import integrate_ode
+from .toy import LABEL
 
 
 def _sync(device: str) -> None:
@@ -33,13 +35,9 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-NAMES = {"ot": "OT-CFM", "icfm": "I-CFM", "sb": "SB-CFM"}
-SIGMA = {"ot": 0.1, "icfm": 0.1, "sb": 1.0}  # SB: entropic OT with ε = 2σ² = 2, as torchcfm's reg
-
-
 def _ours(method: str, steps: int, batch: int, seed: int, device: str = "cpu"):
     # SB: the flow only, no score network, as torchcfm's sample_location_and_conditional_flow
-    model = FlowModel(2, method, sigma=SIGMA[method], seed=seed, device=device, train_score=False)
+    model = FlowModel(2, method, sigma=DEFAULT_SIGMA[method], seed=seed, device=device, train_score=False)
     t0 = time.perf_counter()
     model.fit(lambda n, g: toy_sample("8gaussians", n, generator=g), lambda n, g: toy_sample("moons", n, generator=g),
               steps=steps, batch_size=batch, progress=False)
@@ -56,11 +54,11 @@ def _torchcfm(method: str, steps: int, batch: int, seed: int, device: str = "cpu
 
     torch.manual_seed(seed)
     if method == "sb":  # its default coupling is exact OT; the Schrödinger bridge's is entropic
-        fm = SchrodingerBridgeConditionalFlowMatcher(sigma=SIGMA[method], ot_method="sinkhorn")
+        fm = SchrodingerBridgeConditionalFlowMatcher(sigma=DEFAULT_SIGMA[method], ot_method="sinkhorn")
     elif method == "ot":
-        fm = ExactOptimalTransportConditionalFlowMatcher(sigma=0.1)
+        fm = ExactOptimalTransportConditionalFlowMatcher(sigma=DEFAULT_SIGMA[method])
     else:
-        fm = ConditionalFlowMatcher(sigma=0.1)
+        fm = ConditionalFlowMatcher(sigma=DEFAULT_SIGMA[method])
     net = MLP(dim=2, time_varying=True).to(device)
     opt = torch.optim.Adam(net.parameters())
     t0 = time.perf_counter()
@@ -98,7 +96,7 @@ def run(*, steps: int = 1000, repeats: int = 3, batch: int = 256, threads: int =
             times[method, lib].append(fn(method, steps, batch, seed, device)[0])
     rows = []
     for method, lib, fn in contenders:
-        row = dict(library=lib, method=NAMES[method], device=device,
+        row = dict(library=lib, method=LABEL[method], device=device,
                    steps_per_s=steps / statistics.median(times[method, lib]), runs=repeats)
         if accuracy_steps:
             seconds, field = fn(method, accuracy_steps, batch, 0, device)
