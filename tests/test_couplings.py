@@ -104,12 +104,13 @@ def test_exact_ot_solves_large_wide_batches_sparsely_and_keeps_the_permutation(m
     assert torch.equal(sparse_p.i1, dense_p.i1)  # unique optimum: the same permutation
     with pytest.raises(ConvergenceError, match="did not reach the optimum"):
         ExactOT(max_iter=10, sparse=True).plan(x0, x1)
-    # the default solves sparsely from SPARSE_FROM pairs in SPARSE_MIN_DIM dimensions only
+    # the network simplex solves sparsely from SPARSE_FROM pairs in SPARSE_MIN_DIM dimensions only
     calls, real = [], couplings.sparse_exact_plan
     monkeypatch.setattr(couplings, "sparse_exact_plan", lambda *a, **k: calls.append(a[2].shape) or real(*a, **k))
-    ExactOT().plan(*pts(1024, 20))
-    ExactOT().plan(*pts(1024, 5))
-    ExactOT().plan(*pts(1000, 20))
+    ExactOT(auction=False).plan(*pts(1024, 20))
+    ExactOT(auction=False).plan(*pts(1024, 5))
+    ExactOT(auction=False).plan(*pts(1000, 20))
+    ExactOT().plan(*pts(1024, 20))  # equal uniform batches: the auction, never the network simplex
     assert calls == [(1024, 1024)]
 
 

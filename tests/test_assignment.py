@@ -1,0 +1,106 @@
+"""The auction assignment against POT's network simplex and scipy, and its dual certificate."""
+
+import numpy as np
+import ot
+import pytest
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from cellflow import assignment
+from cellflow.assignment import exact_assignment
+from cellflow.couplings import ExactOT
+
+
+def _optimum(C):
+    """POT's network simplex (on costs shifted to be non-negative) and scipy's assignment agree."""
+    n = C.shape[0]
+    w = np.full(n, 1.0 / n)
+    pot = ot.emd2(w, w, C - C.min(), numItermax=10**9) * n + n * C.min()
+    rows, cols = linear_sum_assignment(C)
+    assert pot == pytest.approx(C[rows, cols].sum(), rel=1e-12, abs=1e-12 * max(float(np.abs(C).max()), 1.0))
+    return pot
+
+
+def _assert_optimal_with_proof(C, cols, u, v):
+    n = C.shape[0]
+    assert sorted(cols.tolist()) == list(range(n))  # a permutation
+    scale = max(float(np.abs(C).max()), 1.0)
+    assert C[np.arange(n), cols].sum() == pytest.approx(_optimum(C), rel=1e-10, abs=1e-10 * scale)
+    reduced = C - u[:, None] - v[None, :]
+    assert reduced.min() >= -1e-10 * scale  # dual feasible ...
+    assert np.abs(reduced[np.arange(n), cols]).max() <= 1e-10 * scale  # ... and tight on the assignment
+
+
+def _case(kind, n, rng):
+    x, y = rng.normal(size=(n, 3)), rng.normal(size=(n, 3)) + 0.5
+    if kind == "integer_ties":
+        return rng.integers(0, 4, size=(n, n)).astype(float)
+    if kind == "identical_clouds":  # zero-cost optimum, the identity
+        return ot.dist(x, x)
+    if kind == "far_clusters":  # costs of very different scales in one matrix
+        x[: n // 3] += 1e4
+        return ot.dist(x, y)
+    if kind == "duplicates":
+        x[: n // 2] = x[0]
+        return ot.dist(x, y)
+    if kind == "negative":
+        return rng.normal(size=(n, n)) * 1e6 - 3e6
+    return ot.dist(x, y)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "integer_ties", "identical_clouds", "far_clusters", "duplicates",
+                                  "negative"])
+@pytest.mark.parametrize("n", [1, 2, 7, 150])
+def test_auction_is_the_network_simplex_optimum(kind, n):
+    C = _case(kind, n, np.random.default_rng(n))
+    res = exact_assignment(C)
+    _assert_optimal_with_proof(C, res.cols, res.u, res.v)
+
+
+def test_many_random_problems():
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        n, d = int(rng.integers(2, 120)), int(rng.integers(1, 6))
+        C = ot.dist(rng.normal(size=(n, d)), rng.normal(size=(n, d)) * rng.uniform(0.1, 3))
+        res = exact_assignment(C)
+        _assert_optimal_with_proof(C, res.cols, res.u, res.v)
+        assert res.repaired == 0 and res.scans > 0  # the auction itself was optimal and proven so
+
+
+def test_repair_path_reaches_the_optimum_when_the_auction_stops_short():
+    """A coarse last ε (half the cost range) leaves the auction far from the optimum; the
+    proof then fails and shortest augmenting paths must repair the assignment."""
+    C = ot.dist(*(np.random.default_rng(3).normal(size=(2, 120, 2))))
+    cols, u, v, bids, scans, repaired = assignment._solve(C, 0.5, 4.0, 8, 2000, 1e-13, 0)
+    assert scans == -1 and repaired > 0
+    _assert_optimal_with_proof(C, cols, u, v)
+    # and when the auction gives up at once (one bid per row allowed)
+    cols, u, v, bids, scans, repaired = assignment._solve(C, 1e-7, 4.0, 8, 0, 1e-13, 3)
+    assert bids == 0 and repaired > 0
+    _assert_optimal_with_proof(C, cols, u, v)
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(ValueError, match="square"):
+        exact_assignment(np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="finite"):
+        exact_assignment(np.array([[0.0, np.inf], [1.0, 0.0]]))
+    assert exact_assignment(np.zeros((0, 0))).cols.shape == (0,)
+
+
+def test_exact_ot_uses_the_auction_for_equal_uniform_batches_only(monkeypatch):
+    import cellflow.couplings as couplings
+
+    g = torch.Generator().manual_seed(0)
+    x0, x1 = torch.randn(200, 4, generator=g, dtype=torch.float64), torch.randn(200, 4, generator=g, dtype=torch.float64)
+    calls, real = [], couplings.exact_assignment
+    monkeypatch.setattr(couplings, "exact_assignment", lambda C: calls.append(C.shape) or real(C))
+    auction = ExactOT().plan(x0, x1)
+    simplex = ExactOT(auction=False).plan(x0, x1)
+    torch.testing.assert_close(auction, simplex, rtol=0, atol=1e-15)  # unique optimum: the same plan
+    ExactOT().plan(x0, x1[:150])  # unequal sizes: network simplex
+    ExactOT().plan(x0, x1, a=torch.rand(200, generator=g), b=torch.rand(200, generator=g))  # weights
+    ExactOT(max_iter=10**7).plan(x0, x1)  # an explicit cap is the network simplex's
+    assert calls == [(200, 200)]
+    with pytest.raises(ValueError, match="equal, unweighted batches only"):
+        ExactOT(auction=True).plan(x0, x1[:150])
