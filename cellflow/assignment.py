@@ -52,7 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-__all__ = ["Assignment", "exact_assignment", "EPS_FINAL", "THETA", "MAX_SCANS"]
+__all__ = ["Assignment", "exact_assignment", "EPS_FINAL", "THETA", "MAX_SCANS", "RETRIES"]
 
 EPS_FINAL = 1e-7  # last auction ε, relative to the reduced cost range (measured: no repair needed)
 THETA = 4.0  # ε shrinks by this factor per scaling phase

@@ -74,7 +74,7 @@ def test_repair_path_reaches_the_optimum_when_the_auction_stops_short():
     cols, u, v, bids, scans, repaired = assignment._solve(C, 0.5, 4.0, 8, 2000, 1e-13, 0)
     assert scans == -1 and repaired > 0
     _assert_optimal_with_proof(C, cols, u, v)
-    # and when the auction gives up at once (one bid per row allowed)
+    # and when the auction gives up after its first bid (max_bids = 0): nearly every row is repaired
     cols, u, v, bids, scans, repaired = assignment._solve(C, 1e-7, 4.0, 8, 0, 1e-13, 3)
     assert bids == 0 and repaired > 0
     _assert_optimal_with_proof(C, cols, u, v)
