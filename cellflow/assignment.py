@@ -89,23 +89,24 @@ class Assignment:
 
 @njit(cache=True, nogil=True)
 def _reduce(C):
-    """``R = C - rowmin - colmin`` (float64) with the two offset vectors."""
+    """``R = C - rowmin - colmin`` (float64) with the two offset vectors, in two passes; a
+    ``ValueError`` for a non-finite cost (checked in the first pass, no extra one)."""
     n, m = C.shape
     R = np.empty((n, m))
     r = np.empty(n)
+    c = np.full(m, np.inf)
     for i in range(n):
         lo = np.inf
         for j in range(m):
-            if C[i, j] < lo:
-                lo = C[i, j]
+            x = C[i, j]
+            if not np.isfinite(x):
+                raise ValueError("exact_assignment needs finite costs.")
+            lo = min(lo, x)
         r[i] = lo
         for j in range(m):
-            R[i, j] = C[i, j] - lo
-    c = np.full(m, np.inf)
-    for i in range(n):
-        for j in range(m):
-            if R[i, j] < c[j]:
-                c[j] = R[i, j]
+            x = C[i, j] - lo
+            R[i, j] = x
+            c[j] = min(c[j], x)
     for i in range(n):
         for j in range(m):
             R[i, j] -= c[j]
@@ -315,7 +316,5 @@ def exact_assignment(C: np.ndarray) -> Assignment:
     if C.shape[0] == 0:
         e = np.empty(0)
         return Assignment(np.empty(0, np.int64), e, e, 0, 0, 0)
-    if not np.isfinite(C).all():
-        raise ValueError("exact_assignment needs finite costs.")
     cols, u, v, bids, scans, repaired = _solve(C, EPS_FINAL, THETA, MAX_SCANS, MAX_BIDS, _TOL, RETRIES)
     return Assignment(cols, u, v, int(bids), int(scans), int(repaired))
