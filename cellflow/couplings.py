@@ -72,11 +72,19 @@ class Pairing:
 
 
 def squared_distances(x0: Tensor, x1: Tensor) -> Tensor:
-    """Squared Euclidean cost matrix between flattened samples, in float64."""
+    r"""Squared Euclidean cost matrix between flattened samples, in float64.
+
+    :math:`\|a\|^2 + \|b\|^2 - 2ab` by one matrix product, clamped at 0: what
+    ``torch.cdist`` computes for more than 25 rows, without its square root and our square
+    (256² in 2-D: 0.11 against 0.43 ms). Up to 25 rows on both sides, ``cdist`` takes the
+    differences directly, and so does this.
+    """
     a = x0.reshape(x0.shape[0], -1).double()
     b = x1.reshape(x1.shape[0], -1).double()
-    # ||a||^2 + ||b||^2 - 2ab is fast but loses precision; cdist is exact enough and fast.
-    return torch.cdist(a, b).pow_(2)
+    if a.shape[0] <= 25 and b.shape[0] <= 25:
+        return torch.cdist(a, b).pow_(2)
+    C = torch.addmm((a * a).sum(1, keepdim=True), a, b.T, alpha=-2.0)
+    return C.add_((b * b).sum(1)).clamp_min_(0.0)
 
 
 def _weights(w: Tensor | np.ndarray | None, n: int, device) -> Tensor:
@@ -276,13 +284,44 @@ class ExactOT(Coupling):
             return fits and self.max_iter is None and self.sparse is not True
         return self.auction
 
-    def plan(self, x0, x1, a=None, b=None):
+    def _assignment(self, x0, x1) -> Tensor:
+        """``cols``: the optimal permutation of equal uniform batches (``x0[i]`` to ``x1[cols[i]]``)."""
         C = squared_distances(x0, x1)
-        if self._use_auction(C.shape[0], C.shape[1], a, b):
-            cols = torch.from_numpy(exact_assignment(C.cpu().numpy()).cols)
-            G = torch.zeros(C.shape, dtype=torch.float64)
-            G[torch.arange(C.shape[0]), cols] = 1.0 / C.shape[0]
+        return torch.from_numpy(exact_assignment(C.cpu().numpy()).cols).to(x0.device)
+
+    def pair(self, x0, x1, *, a=None, b=None, n=None, generator=None):
+        """See :meth:`Coupling.pair`. For equal, uniform batches the pairs are read off the
+        optimal permutation, without forming the ``n × n`` plan (``Pairing.plan`` is then
+        ``None``); the draws equal those from the plan."""
+        n0 = x0.shape[0]
+        if not self._use_auction(n0, x1.shape[0], a, b):
+            return super().pair(x0, x1, a=a, b=b, n=n, generator=generator)
+        n = n0 if n is None else n
+        cols = self._assignment(x0, x1)
+        gen_dev = generator.device if generator is not None else torch.device("cpu")
+        if self.replace:
+            # n pairs from the plan with replacement: each row holds one entry of mass 1/n0, so
+            # locate the uniforms in the rows' cumulative mass, as _sample_rows does in the
+            # flattened plan (its zeros add nothing: the same draws)
+            cum = torch.full((n0,), 1.0 / n0, dtype=torch.float64).cumsum(0)
+            u = torch.rand(1, n, generator=generator, device=gen_dev, dtype=torch.float64).cpu()
+            i0 = torch.searchsorted(cum, u.reshape(-1) * cum[-1], right=True).clamp_max_(n0 - 1)
+            i0 = i0.to(x0.device)
+        elif n > n0:
+            raise ValueError(f"cannot draw {n} pairs without replacement from {n0} source samples.")
+        elif n < n0:
+            i0 = torch.randperm(n0, generator=generator, device=gen_dev)[:n].to(x0.device)
+        else:
+            i0 = torch.arange(n0, device=x0.device)
+        return Pairing(i0=i0, i1=cols[i0], plan=None)
+
+    def plan(self, x0, x1, a=None, b=None):
+        if self._use_auction(x0.shape[0], x1.shape[0], a, b):
+            cols = self._assignment(x0, x1).cpu()
+            G = torch.zeros((x0.shape[0], x1.shape[0]), dtype=torch.float64)
+            G[torch.arange(x0.shape[0]), cols] = 1.0 / x0.shape[0]
             return G.to(x0.device)
+        C = squared_distances(x0, x1)
         a = _weights(a, x0.shape[0], "cpu").numpy()
         b = _weights(b, x1.shape[0], "cpu").numpy()
         if not math.isclose(a.sum(), b.sum(), rel_tol=1e-9):
