@@ -104,3 +104,22 @@ def test_exact_ot_uses_the_auction_for_equal_uniform_batches_only(monkeypatch):
     assert calls == [(200, 200)]
     with pytest.raises(ValueError, match="equal, unweighted batches only"):
         ExactOT(auction=True).plan(x0, x1[:150])
+
+
+def test_bid_scan_equals_the_naive_cheapest_and_second_cheapest():
+    # the vectorised scan compares bit patterns: it must agree with float comparisons,
+    # including ties (the first cheapest column wins), zeros and a single finite value
+    from cellflow.assignment import _bid
+
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        n = int(rng.integers(2, 70))
+        Ri = rng.random(n) * 10.0 ** rng.integers(-3, 4)
+        p = rng.random(n) * 10.0 ** rng.integers(-3, 4)
+        if trial % 3 == 0:
+            Ri, p = np.round(Ri, 1), np.round(p, 1) * (rng.random(n) < 0.5)  # ties and exact zeros
+        x = Ri + p
+        buf = np.empty(n)
+        jb, best, second = _bid(Ri, p, buf, buf.view(np.int64))
+        assert jb == int(np.argmin(x)) and best == x.min()
+        assert second == np.partition(x, 1)[1]

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from cellflow.couplings import (
+    Coupling,
     ConvergenceError,
     ExactOT,
     IndependentCoupling,
@@ -286,3 +287,34 @@ def test_pairs_drawn_with_replacement_follow_the_whole_plan():
     assert counts[P == 0].sum() == 0
     keep = P > 0
     assert chisquare(counts[keep].numpy(), (P[keep] * 20000).numpy()).pvalue > 1e-4
+
+
+@pytest.mark.parametrize("replace", [False, True])
+@pytest.mark.parametrize("n", [None, 40, 130])
+def test_pairs_read_off_the_permutation_equal_the_pairs_drawn_from_the_plan(replace, n):
+    # ExactOT.pair skips the n x n plan for equal uniform batches; the base class draws from it
+    x0, x1 = pts(96, 3)
+    if n == 130 and not replace:
+        with pytest.raises(ValueError, match="without replacement"):
+            ExactOT().pair(x0, x1, n=n)
+        return
+    c = ExactOT(replace=replace)
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    fast = c.pair(x0, x1, n=n, generator=g1)
+    slow = Coupling.pair(c, x0, x1, n=n, generator=g2)
+    assert fast.plan is None and slow.plan is not None
+    assert torch.equal(fast.i0, slow.i0) and torch.equal(fast.i1, slow.i1)
+    assert torch.equal(torch.rand(4, generator=g1), torch.rand(4, generator=g2))  # the same draws used
+
+
+def test_squared_distances_match_the_direct_differences():
+    g = torch.Generator().manual_seed(0)
+    for n0, n1, d in [(30, 40, 2), (5, 7, 3), (64, 64, 50)]:
+        x0 = torch.randn(n0, d, generator=g) * 3 + 10
+        x1 = torch.randn(n1, d, generator=g)
+        direct = ((x0.double()[:, None] - x1.double()[None]) ** 2).sum(-1)
+        C = squared_distances(x0, x1)
+        assert C.dtype == torch.float64 and C.shape == (n0, n1) and bool((C >= 0).all())
+        assert torch.allclose(C, direct, rtol=1e-12, atol=1e-9)
+    x = torch.randn(50, 4, generator=g)
+    assert float(squared_distances(x, x).diagonal().abs().max()) < 1e-12  # clamped, no negative rounding
