@@ -201,7 +201,8 @@ class CellFlow:
         keep = [i for i, s in enumerate(self.times) if holdout is None or s != holdout]
         return list(zip(keep[:-1], keep[1:]))
 
-    def train(self, steps: int = 2000, batch_size: int = 512, *, holdout: float | None = None, lr: float = 1e-3,
+    def train(self, steps: int = 2000, batch_size: int = 512, *, holdout: float | None = None,
+              ot_batch_size: int | None = None, lr: float = 1e-3,
               weight_decay: float = 1e-5, ema_decay: float | None = None, grad_clip: float | None = None,
               warmup_steps: int = 0, prefetch: int | None = None, workers: int = 2,
               global_coupling: bool = False, geodesic_steps: int | None = None, metric: dict | None = None,
@@ -214,7 +215,11 @@ class CellFlow:
             Optimiser steps; each sums the loss over all pairs.
         batch_size
             Cells drawn per time point per step.
-        holdout
+        ot_batch_size
+            Cells drawn per time point for the minibatch coupling, from whose plan
+            ``batch_size`` pairs are then drawn (default: ``batch_size``, the paper's protocol).
+            Larger batches bring the coupling closer to the OT plan between the whole time
+            points (exact OT at 1024² on 5 PCs: about 50 ms per pair of time points).
             A measured time to leave out (not the first or last).
         prefetch, workers
             Batches drawn ahead by ``workers`` threads. Default: 4 ahead for OT-CFM, whose exact
@@ -255,13 +260,18 @@ class CellFlow:
             matchers = [matcher] * len(pairs)
         world, share = distributed.coupling_group(global_coupling)
         n = batch_size * world  # a global coupling draws all ranks' cells, then keeps this rank's share
+        if ot_batch_size is not None and int(ot_batch_size) < batch_size:
+            raise ValueError(f"ot_batch_size={ot_batch_size} is smaller than batch_size={batch_size}: the coupling "
+                             "draws at least the cells it pairs. Raise it, or leave it at None (= batch_size).")
+        n_ot = n if ot_batch_size is None else int(ot_batch_size) * world
+        n_pairs = None if n_ot == n else n  # pairs drawn from the larger plan
 
         def make_batch(g):
             out = []
             for (i, j), pair_matcher in zip(pairs, matchers):
-                x0 = store.draw(i, torch.randint(sizes[i], (n,), generator=g))
-                x1 = store.draw(j, torch.randint(sizes[j], (n,), generator=g))
-                s = pair_matcher.sample(x0, x1, generator=g)
+                x0 = store.draw(i, torch.randint(sizes[i], (n_ot,), generator=g))
+                x1 = store.draw(j, torch.randint(sizes[j], (n_ot,), generator=g))
+                s = pair_matcher.sample(x0, x1, n=n_pairs, generator=g)
                 out.append((distributed.rank_share(s, batch_size, share) if world > 1 else s, taus[i], taus[j] - taus[i]))
             return out
 

@@ -22,7 +22,8 @@ def read_h5ad(path: str | Path, backed: bool = False):
 
 def fit_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, use_rep: str = "X_pca",
              n_pcs: int | None = None, whiten: bool = False, method: str = "ot", sigma: float | None = None,
-             time_scale: str = "index", steps: int = 2000, batch_size: int = 512, seed: int = 0, model_dir: str | Path | None = None,
+             time_scale: str = "index", steps: int = 2000, batch_size: int = 512, ot_batch_size: int | None = None, seed: int = 0,
+             model_dir: str | Path | None = None,
              velocity: bool = True, basis: str | None = "umap", overwrite: bool = False, global_coupling: bool = False,
              backed: bool = False, progress: bool = True, metric: dict | None = None, device: str = "cpu"):
     """Fit a :class:`cellflow.CellFlow`, save it, add velocities, write ``path_out``.
@@ -39,7 +40,8 @@ def fit_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, use_re
     adata = read_h5ad(path_in, backed=backed)
     model = CellFlow(adata, time_key, use_rep=use_rep, n_pcs=n_pcs, whiten=whiten, method=method, sigma=sigma,
                      time_scale=time_scale, seed=seed, device=device)
-    model.train(steps=steps, batch_size=batch_size, global_coupling=global_coupling, progress=progress, metric=metric)
+    model.train(steps=steps, batch_size=batch_size, ot_batch_size=ot_batch_size, global_coupling=global_coupling,
+                progress=progress, metric=metric)
     from . import distributed
 
     if not distributed.is_main():  # under torchrun, rank 0 writes the results

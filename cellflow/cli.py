@@ -44,8 +44,8 @@ def _fit(args) -> int:
     adata, model = fit_h5ad(args.input, args.out, time_key=args.time_key, use_rep=args.use_rep, n_pcs=args.n_pcs,
                             whiten=args.whiten, method=args.method, sigma=args.sigma, time_scale=args.time_scale,
                             steps=args.steps,
-                            batch_size=args.batch_size, seed=args.seed, model_dir=args.model_dir,
-                            velocity=not args.no_velocity, basis=args.basis, overwrite=args.overwrite,
+                            batch_size=args.batch_size, ot_batch_size=args.ot_batch_size, seed=args.seed,
+                            model_dir=args.model_dir, velocity=not args.no_velocity, basis=args.basis, overwrite=args.overwrite,
                             global_coupling=args.global_coupling, backed=args.backed, progress=not args.quiet,
                             device=args.device, **_metric_kwargs(args))
     from .distributed import is_main
@@ -64,7 +64,7 @@ def _evaluate(args) -> int:
                                held_out=args.held_out, steps=args.steps, batch_size=args.batch_size,
                                max_eval=args.max_eval, progress=not args.quiet, overwrite=args.overwrite,
                                ema_decay=args.ema, sigma=args.sigma, time_scale=args.time_scale,
-                               device=args.device, **_metric_kwargs(args))
+                               device=args.device, ot_batch_size=args.ot_batch_size, **_metric_kwargs(args))
     print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
     print(f"wrote {args.out}")
     return 0
@@ -209,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--steps", type=int, default=2000)
     _add_time_and_metric_options(f)
     f.add_argument("--batch-size", type=int, default=512, help="cells per time point per step")
+    f.add_argument("--ot-batch-size", type=int, default=None,
+                   help="cells per time point for the minibatch coupling (default: --batch-size)")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--model-dir", default=None, help="where to save the model (default OUT_model/)")
     f.add_argument("--basis", default="umap", help="embedding to project velocities on, if present and not the representation itself (default umap)")
@@ -235,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--steps", type=int, default=2000)
     _add_time_and_metric_options(e)
     e.add_argument("--batch-size", type=int, default=512)
+    e.add_argument("--ot-batch-size", type=int, default=None,
+                   help="cells per time point for the minibatch coupling, from whose plan --batch-size pairs are "
+                        "drawn (default: --batch-size, the paper's protocol)")
     e.add_argument("--ema", type=float, default=None, help="EMA decay of the weights (default none)")
     e.add_argument("--sigma", type=float, default=None,
                    help="path noise of OT-CFM and I-CFM in the standardised units the network sees (default: "

@@ -167,3 +167,24 @@ def test_default_sigma_follows_the_documented_rule():
     assert cf.CellFlow(high, "day", method="sb").sigma == 1.0
     assert cf.CellFlow(high, "day", sigma=0.3).sigma == 0.3
     assert default_sigma("ot", False, 19) == 0.1 and default_sigma("ot-cfm", False, 20) == 1.0
+
+
+def test_ot_batch_size_couples_more_cells_than_it_trains_on(monkeypatch):
+    adata = course(n=100)
+    model = cf.CellFlow(adata, "day", method="ot", seed=0)
+    seen = []
+    orig = type(model.matcher).sample
+
+    def spy(self, x0, x1, *args, n=None, **kwargs):
+        s = orig(self, x0, x1, *args, n=n, **kwargs)
+        seen.append((len(x0), len(x1), n, len(s.x_t)))
+        return s
+
+    monkeypatch.setattr(type(model.matcher), "sample", spy)
+    model.train(steps=3, batch_size=32, ot_batch_size=96, prefetch=0, progress=False)
+    assert seen and all(v == (96, 96, 32, 32) for v in seen)
+    seen.clear()
+    model.train(steps=2, batch_size=32, prefetch=0, progress=False)  # default: the paper's protocol
+    assert seen and all(v == (32, 32, None, 32) for v in seen)
+    with pytest.raises(ValueError, match="ot_batch_size=16 is smaller than batch_size=32"):
+        model.train(steps=2, batch_size=32, ot_batch_size=16, progress=False)
