@@ -178,10 +178,19 @@ def _sample_rows(P: Tensor, generator, k: int = 1) -> Tensor:
     return j
 
 
+def _source_rows(n: int, n0: int, generator, device) -> Tensor:
+    """``n`` distinct source rows of ``n0``: all in order, or a random subset when fewer."""
+    if n > n0:
+        raise ValueError(f"cannot draw {n} pairs without replacement from {n0} source samples.")
+    if n == n0:
+        return torch.arange(n0, device=device)
+    gen_dev = generator.device if generator is not None else torch.device("cpu")
+    return torch.randperm(n0, generator=generator, device=gen_dev)[:n].to(device)
+
+
 def _pairs_from_plan(P: Tensor, n: int, replace: bool, generator) -> Pairing:
     n0 = P.shape[0]
     dev = P.device
-    gen_dev = generator.device if generator is not None else torch.device("cpu")
     if not replace:
         if n > n0:
             raise ValueError(f"cannot draw {n} pairs without replacement from {n0} source samples.")
@@ -191,12 +200,8 @@ def _pairs_from_plan(P: Tensor, n: int, replace: bool, generator) -> Pairing:
                 "some source samples carry no mass in the plan; use replace=True to draw pairs "
                 "from the whole plan (the default for unbalanced and partial couplings)."
             )
-        if n < n0:
-            i0 = torch.randperm(n0, generator=generator, device=gen_dev)[:n].to(dev)
-            sub, sub_rows = P[i0], rows[i0]
-        else:
-            i0 = torch.arange(n0, device=dev)
-            sub, sub_rows = P, rows
+        i0 = _source_rows(n, n0, generator, dev)
+        sub, sub_rows = (P[i0], rows[i0]) if n < n0 else (P, rows)
         # numpy's row argmax is ~8x faster than torch's on a CPU float64 plan (256²: 12 vs 92 µs)
         i1 = torch.from_numpy(sub.numpy().argmax(1)) if sub.device.type == "cpu" else sub.argmax(1)
         # a row whose largest entry is all of its mass has one positive entry (exact OT): no sampling
@@ -307,12 +312,8 @@ class ExactOT(Coupling):
             u = torch.rand(1, n, generator=generator, device=gen_dev, dtype=torch.float64).cpu()
             i0 = torch.searchsorted(cum, u.reshape(-1) * cum[-1], right=True).clamp_max_(n0 - 1)
             i0 = i0.to(x0.device)
-        elif n > n0:
-            raise ValueError(f"cannot draw {n} pairs without replacement from {n0} source samples.")
-        elif n < n0:
-            i0 = torch.randperm(n0, generator=generator, device=gen_dev)[:n].to(x0.device)
         else:
-            i0 = torch.arange(n0, device=x0.device)
+            i0 = _source_rows(n, n0, generator, x0.device)
         return Pairing(i0=i0, i1=cols[i0], plan=None)
 
     def plan(self, x0, x1, a=None, b=None):
