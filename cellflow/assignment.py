@@ -117,33 +117,40 @@ _INF_BITS = np.int64(0x7FF0000000000000)  # the bits of +inf: above those of eve
 
 
 @njit(cache=True, nogil=True)
-def _bid(Ri, p, buf, bits):
-    """Cheapest and second cheapest value of ``Ri + p`` (all ``>= +0.0``) and the first
-    column of the cheapest.
+def _index_bits(n):
+    """``low = 2**b - 1`` for the fewest ``b`` bits that hold a column index below ``n``."""
+    low = np.int64(0)
+    while low < n - 1:
+        low = 2 * low + 1
+    return low
 
-    Non-negative doubles order like their bit patterns as int64, and integer minima
-    vectorise where float minima (NaN rules) do not: the sum is written once, its bits
-    reduced twice (the second time without the cheapest column), and the cheapest found by
-    a search between. Results equal the branchy one-pass scan's, at 0.75 against 1.0 ns per
-    entry on the 2-D toy, where near-ties make its branches mispredict.
+
+@njit(cache=True, nogil=True)
+def _bid(Ri, p, keys, low):
+    """Cheapest and second cheapest value of ``Ri + p`` (all ``>= +0.0``) and the first
+    column of the cheapest, to ``2**-(52 - b)`` relative (``low = 2**b - 1``, :func:`_index_bits`).
+
+    Non-negative doubles order like their bit patterns as int64. Each sum's lowest ``b``
+    mantissa bits are replaced by its column index, so one integer minimum (which
+    vectorises, where float minima with their NaN rules do not) gives the cheapest value
+    *and* its column, the first among equal keys; a second pass, without that key, the
+    second cheapest. Sums closer than ``2**-(52 - b)`` relative count as tied (1e-13 at
+    n = 512): far below the auction's last ε, and the proof of optimality that follows uses
+    exact reduced costs. Toy, n = 256: 0.64× the time of a scan that finds the column by
+    searching for the minimum, the same assignments.
     """
     n = p.shape[0]
-    for j in range(n):
-        buf[j] = Ri[j] + p[j]
+    mask = ~low
     b = _INF_BITS
     for j in range(n):
-        x = bits[j]
-        b = x if x < b else b
-    jb = 0
-    while bits[jb] != b:
-        jb += 1
+        k = (np.float64(Ri[j] + p[j]).view(np.int64) & mask) | j
+        keys[j] = k
+        b = min(b, k)
     s = _INF_BITS
     for j in range(n):
-        x = bits[j] if j != jb else _INF_BITS
-        s = x if x < s else s
-    best = buf[jb]
-    bits[jb] = s
-    return jb, best, buf[jb]
+        k = keys[j]
+        s = min(s, _INF_BITS if k == b else k)
+    return b & low, np.int64(b & mask).view(np.float64), np.int64(s & mask).view(np.float64)
 
 
 @njit(cache=True, nogil=True)
@@ -153,8 +160,8 @@ def _auction(R, p, eps, eps_final, theta, max_bids, col4row, row4col):
     bids, or -1 if a phase ran past ``max_bids`` per row."""
     n = R.shape[0]
     queue = np.empty(n, np.int64)
-    buf = np.empty(n)
-    bits = buf.view(np.int64)
+    keys = np.empty(n, np.int64)
+    low = _index_bits(n)
     bids = 0
     while True:
         eps = max(eps, eps_final)
@@ -167,7 +174,7 @@ def _auction(R, p, eps, eps_final, theta, max_bids, col4row, row4col):
             i = queue[head]
             head = head + 1 if head + 1 < n else 0
             waiting -= 1
-            jb, best, second = _bid(R[i], p, buf, bits)
+            jb, best, second = _bid(R[i], p, keys, low)
             p[jb] += second - best + eps
             phase_bids += 1
             old = row4col[jb]
