@@ -41,7 +41,7 @@ import ot
 import torch
 from torch import Tensor
 
-from .assignment import exact_assignment
+from .assignment import POINTS_MAX_DIM, assign_points, exact_assignment
 from .sparse_ot import MAX_ITER_REACHED, SPARSE_FROM, SPARSE_MIN_DIM, sparse_exact_plan
 
 __all__ = [
@@ -288,7 +288,16 @@ class ExactOT(Coupling):
         return self.auction
 
     def _assignment(self, x0, x1) -> Tensor:
-        """``cols``: the optimal permutation of equal uniform batches (``x0[i]`` to ``x1[cols[i]]``)."""
+        """``cols``: the optimal permutation of equal uniform batches (``x0[i]`` to ``x1[cols[i]]``).
+
+        CPU batches of up to :data:`~cellflow.assignment.POINTS_MAX_DIM` features go to the
+        solver as points (:func:`~cellflow.assignment.assign_points`: costs by direct
+        differences, without the GIL); others as the matrix of :func:`squared_distances`."""
+        a, b = x0.detach().reshape(x0.shape[0], -1), x1.detach().reshape(x1.shape[0], -1)
+        if a.device.type == "cpu" and b.device.type == "cpu" and a.shape[1] <= POINTS_MAX_DIM:
+            if a.dtype not in (torch.float32, torch.float64) or b.dtype != a.dtype:
+                a, b = a.double(), b.double()
+            return torch.from_numpy(assign_points(a.numpy(), b.numpy()).cols)
         C = squared_distances(x0, x1)
         return torch.from_numpy(exact_assignment(C.cpu().numpy()).cols).to(x0.device)
 

@@ -93,8 +93,9 @@ def test_exact_ot_uses_the_auction_for_equal_uniform_batches_only(monkeypatch):
 
     g = torch.Generator().manual_seed(0)
     x0, x1 = torch.randn(200, 4, generator=g, dtype=torch.float64), torch.randn(200, 4, generator=g, dtype=torch.float64)
-    calls, real = [], couplings.exact_assignment
+    calls, real, real_points = [], couplings.exact_assignment, couplings.assign_points
     monkeypatch.setattr(couplings, "exact_assignment", lambda C: calls.append(C.shape) or real(C))
+    monkeypatch.setattr(couplings, "assign_points", lambda a, b: calls.append((len(a), len(b))) or real_points(a, b))
     auction = ExactOT().plan(x0, x1)
     simplex = ExactOT(auction=False).plan(x0, x1)
     torch.testing.assert_close(auction, simplex, rtol=0, atol=1e-15)  # unique optimum: the same plan
@@ -128,3 +129,29 @@ def test_bid_scan_equals_the_naive_cheapest_and_second_cheapest():
         assert x.min() * (1 - tol) <= best <= x.min()  # truncated towards zero
         exp = np.partition(x, 1)[1] if n > 1 else np.inf
         assert second == exp if n == 1 else exp * (1 - tol) <= second <= exp
+
+
+def test_assign_points_equals_the_assignment_of_the_cost_matrix():
+    # the costs computed inside the solver (direct differences) against squared_distances' matrix
+    from cellflow.assignment import POINTS_MAX_DIM, assign_points
+    from cellflow.couplings import squared_distances
+
+    g = torch.Generator().manual_seed(3)
+    for n, d, dtype in [(1, 2, torch.float32), (2, 1, torch.float64), (64, 2, torch.float32), (150, 5, torch.float64),
+                        (90, POINTS_MAX_DIM, torch.float32)]:
+        x0, x1 = torch.randn(n, d, generator=g, dtype=dtype), torch.randn(n, d, generator=g, dtype=dtype) + 1
+        C = squared_distances(x0, x1).numpy()
+        res, ref = assign_points(x0.numpy(), x1.numpy()), exact_assignment(C)
+        np.testing.assert_array_equal(res.cols, ref.cols)  # continuous data: one optimum
+        assert (C - res.u[:, None] - res.v[None, :] >= -1e-9 * max(np.ptp(C), 1.0)).all()  # its certificate
+    for dim in (2, POINTS_MAX_DIM + 1):  # ExactOT goes either way, with the same permutation
+        x0, x1 = torch.randn(80, dim, generator=g), torch.randn(80, dim, generator=g)
+        cols = ExactOT()._assignment(x0, x1).numpy()
+        np.testing.assert_array_equal(cols, exact_assignment(squared_distances(x0, x1).numpy()).cols)
+    x16 = torch.randn(40, 3, generator=g).half()  # a dtype numba has no kernel for: float64
+    assert sorted(ExactOT()._assignment(x16, x16.flip(0)).tolist()) == list(range(40))
+    with pytest.raises(ValueError, match="one shape"):
+        assign_points(np.zeros((3, 2)), np.zeros((4, 2)))
+    with pytest.raises(ValueError, match="finite"):
+        assign_points(np.array([[0.0], [np.nan]]), np.zeros((2, 1)))
+    assert assign_points(np.zeros((0, 2)), np.zeros((0, 2))).cols.shape == (0,)
