@@ -36,6 +36,21 @@ def test_straight_path_closed_form(sigma, shape):
     torch.testing.assert_close(s.u_t, x1 - x0)
 
 
+@pytest.mark.parametrize("sigma", [0.0, 0.1, 0.5])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_straight_path_fast_sample_equals_the_generic_one_bit_for_bit(sigma, dtype):
+    # StraightPath.sample skips the constant coefficients; the draws and values must not change
+    from cellflow.paths import ProbPath
+
+    x0, x1 = torch.randn(300, 3, dtype=dtype), torch.randn(300, 3, dtype=dtype)
+    path = StraightPath(sigma)
+    for t in (None, 0.3, torch.rand(300, dtype=dtype)):
+        fast = path.sample(x0, x1, t, generator=torch.Generator().manual_seed(1))
+        generic = ProbPath.sample(path, x0, x1, t, generator=torch.Generator().manual_seed(1))
+        for k in ("t", "x_t", "u_t", "eps"):
+            assert torch.equal(getattr(fast, k), getattr(generic, k)), k
+
+
 @pytest.mark.parametrize("sigma", [5e-4, 0.5, 1.5, 1])
 @pytest.mark.parametrize("shape", SHAPES)
 def test_brownian_bridge_closed_form(sigma, shape):

@@ -32,11 +32,13 @@ def _normal(n, g):
     return torch.randn(n, 2, generator=g)
 
 
+_ANGLES = torch.arange(8) * (math.pi / 4)
+_CENTERS = torch.stack([torch.cos(_ANGLES), torch.sin(_ANGLES)], 1)  # computed once (the draws are per call)
+
+
 def _eight_gaussians(n, g, scale=5.0, cov=math.sqrt(0.1)):
-    angles = torch.arange(8) * (math.pi / 4)
-    centers = torch.stack([torch.cos(angles), torch.sin(angles)], 1) * scale
     idx = torch.randint(8, (n,), generator=g)
-    return centers[idx] + math.sqrt(cov) * torch.randn(n, 2, generator=g)
+    return (_CENTERS * scale)[idx] + math.sqrt(cov) * torch.randn(n, 2, generator=g)
 
 
 def _moons(n, g, noise=0.2):
