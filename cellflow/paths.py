@@ -204,7 +204,7 @@ class StraightPath(ProbPath):
             eps = (torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device) if self.has_noise
                    else torch.zeros_like(x0))
         b = _expand(t, x0)
-        x_t = (1 - b) * x0 + b * x1 + self.sigma * eps
+        x_t = torch.rsub(b, 1) * x0 + b * x1 + self.sigma * eps  # (1 - b), without Tensor.__rsub__'s Python wrapper
         return PathSample(t=t, x_t=x_t, u_t=x1 - x0, eps=eps, x0=x0, x1=x1)
 
 

@@ -12,6 +12,27 @@ SRC = lambda n, g: toy_sample("8gaussians", n, generator=g)  # noqa: E731
 TGT = lambda n, g: toy_sample("moons", n, generator=g)  # noqa: E731
 
 
+def test_toy_samplers_follow_their_definitions():
+    # the compact samplers against the definitions in cellflow.datasets._toy, from the same draws
+    import math
+
+    n = 101
+    g = torch.Generator().manual_seed(5)
+    idx, z = torch.randint(8, (n,), generator=g), torch.randn(n, 2, generator=g)
+    ang = idx.double() * math.pi / 4
+    want = 5 * torch.stack([ang.cos(), ang.sin()], 1) + math.sqrt(math.sqrt(0.1)) * z.double()
+    torch.testing.assert_close(toy_sample("8gaussians", n, generator=torch.Generator().manual_seed(5)).double(), want,
+                               rtol=0, atol=1e-5)
+    g = torch.Generator().manual_seed(6)
+    a_out = torch.rand(n // 2, generator=g).double() * math.pi
+    a_in = torch.rand(n - n // 2, generator=g).double() * math.pi
+    perm, shift = torch.randperm(n, generator=g), torch.rand(n, 1, generator=g).double()
+    pts = torch.cat([torch.stack([a_out.cos(), a_out.sin()], 1), torch.stack([1 - a_in.cos(), 0.5 - a_in.sin()], 1)])
+    want = (pts[perm] + 0.2 * shift) * 3 - 1
+    torch.testing.assert_close(toy_sample("moons", n, generator=torch.Generator().manual_seed(6)).double(), want,
+                               rtol=0, atol=1e-5)
+
+
 def weights(model):
     return torch.cat([p.detach().reshape(-1) for p in model.net.parameters()])
 

@@ -41,14 +41,15 @@ def _eight_gaussians(n, g, scale=5.0, cov=math.sqrt(0.1)):
     return (_CENTERS * scale)[idx] + math.sqrt(cov) * torch.randn(n, 2, generator=g)
 
 
+_INNER_MOON = torch.tensor([1.0, 0.5])  # the inner moon is (1 - cos a, 0.5 - sin a)
+
+
 def _moons(n, g, noise=0.2):
     n_out = n // 2
-    n_in = n - n_out
-    a_out = torch.rand(n_out, generator=g) * math.pi
-    a_in = torch.rand(n_in, generator=g) * math.pi
-    outer = torch.stack([torch.cos(a_out), torch.sin(a_out)], 1)
-    inner = torch.stack([1 - torch.cos(a_in), 0.5 - torch.sin(a_in)], 1)
-    x = torch.cat([outer, inner])[torch.randperm(n, generator=g)]
+    a = torch.cat([torch.rand(n_out, generator=g), torch.rand(n - n_out, generator=g)]) * math.pi
+    x = torch.stack([torch.cos(a), torch.sin(a)], 1)
+    x[n_out:] = torch.rsub(x[n_out:], _INNER_MOON)
+    x = x[torch.randperm(n, generator=g)]
     x = x + noise * torch.rand(n, 1, generator=g)  # one uniform shift for both coordinates
     return x * 3 - 1
 
