@@ -287,19 +287,37 @@ class ExactOT(Coupling):
             return fits and self.max_iter is None and self.sparse is not True
         return self.auction
 
+    def _points(self, x0, x1):
+        """The batches as numpy points for :func:`~cellflow.assignment.assign_points` (CPU, at
+        most :data:`~cellflow.assignment.POINTS_MAX_DIM` features), else ``None``."""
+        a, b = x0.detach().reshape(x0.shape[0], -1), x1.detach().reshape(x1.shape[0], -1)
+        if a.device.type != "cpu" or b.device.type != "cpu" or a.shape[1] > POINTS_MAX_DIM:
+            return None
+        if a.dtype not in (torch.float32, torch.float64) or b.dtype != a.dtype:
+            a, b = a.double(), b.double()
+        return a.numpy(), b.numpy()
+
     def _assignment(self, x0, x1) -> Tensor:
         """``cols``: the optimal permutation of equal uniform batches (``x0[i]`` to ``x1[cols[i]]``).
 
         CPU batches of up to :data:`~cellflow.assignment.POINTS_MAX_DIM` features go to the
         solver as points (:func:`~cellflow.assignment.assign_points`: costs by direct
         differences, without the GIL); others as the matrix of :func:`squared_distances`."""
-        a, b = x0.detach().reshape(x0.shape[0], -1), x1.detach().reshape(x1.shape[0], -1)
-        if a.device.type == "cpu" and b.device.type == "cpu" and a.shape[1] <= POINTS_MAX_DIM:
-            if a.dtype not in (torch.float32, torch.float64) or b.dtype != a.dtype:
-                a, b = a.double(), b.double()
-            return torch.from_numpy(assign_points(a.numpy(), b.numpy()).cols)
+        pts = self._points(x0, x1)
+        if pts is not None:
+            return torch.from_numpy(assign_points(*pts).cols)
         C = squared_distances(x0, x1)
         return torch.from_numpy(exact_assignment(C.cpu().numpy()).cols).to(x0.device)
+
+    def _rows(self, n: int, n0: int, generator, device) -> Tensor:
+        """The source rows of ``n`` pairs from a permutation plan (its draws from ``generator``)."""
+        if self.replace:
+            # n pairs from the plan with replacement: each row holds one entry of mass 1/n0, so
+            # draw rows from the rows' masses, as _sample_rows draws from the flattened plan
+            # (whose zeros add nothing to its cumulative sums: the same draws)
+            rows = torch.full((1, n0), 1.0 / n0, dtype=torch.float64)
+            return _sample_rows(rows, generator, n).reshape(-1).to(device)
+        return _source_rows(n, n0, generator, device)
 
     def pair(self, x0, x1, *, a=None, b=None, n=None, generator=None):
         """See :meth:`Coupling.pair`. For equal, uniform batches the pairs are read off the
@@ -308,17 +326,39 @@ class ExactOT(Coupling):
         n0 = x0.shape[0]
         if not self._use_auction(n0, x1.shape[0], a, b):
             return super().pair(x0, x1, a=a, b=b, n=n, generator=generator)
-        n = n0 if n is None else n
         cols = self._assignment(x0, x1)
-        if self.replace:
-            # n pairs from the plan with replacement: each row holds one entry of mass 1/n0, so
-            # draw rows from the rows' masses, as _sample_rows draws from the flattened plan
-            # (whose zeros add nothing to its cumulative sums: the same draws)
-            rows = torch.full((1, n0), 1.0 / n0, dtype=torch.float64)
-            i0 = _sample_rows(rows, generator, n).reshape(-1).to(x0.device)
-        else:
-            i0 = _source_rows(n, n0, generator, x0.device)
+        i0 = self._rows(n0 if n is None else n, n0, generator, x0.device)
         return Pairing(i0=i0, i1=cols[i0], plan=None)
+
+    def defers(self, dim: int) -> bool:
+        """Whether :meth:`defer_pair` can split the pairing of equal, uniform CPU batches of
+        ``dim`` features (the auction on points, at most
+        :data:`~cellflow.assignment.POINTS_MAX_DIM` features)."""
+        return self.auction is not False and self.max_iter is None and self.sparse is not True and dim <= POINTS_MAX_DIM
+
+    def defer_pair(self, x0, x1, *, a=None, b=None, n=None, generator=None):
+        """:meth:`pair` in two parts: ``(solve, finish)`` with ``finish(solve())`` equal to
+        ``pair(...)`` (the same draws, taken from ``generator`` now), or ``None`` where the
+        batches are not equal, uniform CPU batches of at most
+        :data:`~cellflow.assignment.POINTS_MAX_DIM` features.
+
+        ``solve()`` is the compiled solve alone: it holds the GIL only to enter it, so a batch
+        worker thread runs it beside the training step, while the tensor work around it
+        (drawing the batches, the path) stays in the training thread, where it would hold the
+        GIL anyway.
+        """
+        n0 = x0.shape[0]
+        if not self._use_auction(n0, x1.shape[0], a, b):
+            return None
+        pts = self._points(x0, x1)
+        if pts is None:
+            return None
+        i0 = self._rows(n0 if n is None else n, n0, generator, x0.device)
+
+        def finish(cols):
+            return Pairing(i0=i0, i1=torch.from_numpy(cols)[i0], plan=None)
+
+        return (lambda: assign_points(*pts).cols), finish
 
     def plan(self, x0, x1, a=None, b=None):
         if self._use_auction(x0.shape[0], x1.shape[0], a, b):

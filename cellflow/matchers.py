@@ -119,8 +119,35 @@ class FlowMatcher:
         else:
             p = self.coupling.pair(x0, x1, a=a, b=b, n=n, generator=generator)
             i0, i1 = p.i0, p.i1
+        return self._path_sample(x0, x1, i0, i1, t, generator)
+
+    def _path_sample(self, x0, x1, i0, i1, t, generator) -> MatchedSample:
         s = self.path.sample(x0[i0], x1[i1], t, generator=generator)
         return MatchedSample(**vars(s), i0=i0, i1=i1)
+
+    def defer_sample(self, x0: Tensor, x1: Tensor, *, n: int | None = None, generator: torch.Generator | None = None):
+        """:meth:`sample` in two parts, where the coupling can split its solve off
+        (:meth:`cellflow.couplings.ExactOT.defer_pair`): ``(solve, finish)`` with
+        ``finish(solve())`` equal to ``sample(x0, x1, n=n, generator=generator)``, bit for bit
+        (the pairing's draws are taken now, the path's in ``finish``, as ``sample`` takes them).
+        ``None`` where it cannot. ``solve()`` runs without the GIL, in a batch worker; the
+        rest in the training thread.
+        """
+        if x0.shape[1:] != x1.shape[1:]:
+            raise ValueError(
+                f"source and target samples differ in shape: {tuple(x0.shape[1:])} vs {tuple(x1.shape[1:])}."
+            )
+        defer = getattr(self.coupling, "defer_pair", None)
+        parts = defer(x0, x1, n=n, generator=generator) if defer is not None else None
+        if parts is None:
+            return None
+        solve, finish_pair = parts
+
+        def finish(result) -> MatchedSample:
+            p = finish_pair(result)
+            return self._path_sample(x0, x1, p.i0, p.i1, None, generator)
+
+        return solve, finish
 
     def _pair_within_groups(self, x0, x1, groups, n, generator):
         i0s, i1s, start = [], [], 0

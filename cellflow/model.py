@@ -174,7 +174,7 @@ class FlowModel:
         matcher = self.matcher
         within = couple_within_labels and self.net.config.get("n_classes", 0) > 0
 
-        def make_batch(g: torch.Generator):
+        def draw(g: torch.Generator):
             x0, _ = draw0(m, g)
             x1, extra = draw1(m, g)
             if x0.shape[1:] != x1.shape[1:] or x0[0].numel() != self.dim:
@@ -185,10 +185,37 @@ class FlowModel:
             # conditions of the target rows: looked up by row index for a tensor target, or
             # returned by a callable target along with its samples
             cond1 = extra if n1 is None else (target_cond[extra] if target_cond is not None else None)
-            s = matcher.sample(x0, x1, n=batch_size * world, groups=cond1 if within else None, generator=g)
+            return x0, x1, cond1
+
+        def finish(s, cond1):
             if world > 1:
                 s = distributed.rank_share(s, batch_size, share)
             return s, (cond1[s.i1] if cond1 is not None else None)
+
+        def couple(x0, x1, cond1, g):
+            s = matcher.sample(x0, x1, n=batch_size * world, groups=cond1 if within else None, generator=g)
+            return finish(s, cond1)
+
+        def make_batch(g: torch.Generator):
+            return couple(*draw(g), g)
+
+        defers = getattr(matcher.coupling, "defers", None)
+        if not within and defers is not None and defers(self.dim):
+            def prepare(g: torch.Generator):
+                # the training thread draws the batch and the path; a worker only solves the
+                # assignment (GIL-free), so the two do not take turns on the GIL for tensor work
+                x0, x1, cond1 = draw(g)
+                parts = matcher.defer_sample(x0, x1, n=batch_size * world, generator=g)
+                if parts is None:  # e.g. batches of unequal size: the whole coupling in the worker
+                    return (lambda: couple(x0, x1, cond1, g)), (lambda batch: batch)
+                solve, finish_sample = parts
+                return solve, (lambda result: finish(finish_sample(result), cond1))
+
+            def make_batch(g: torch.Generator):  # noqa: F811 (inline: the same two parts, the same draws)
+                solve, complete = prepare(g)
+                return complete(solve())
+
+            make_batch.prepare = prepare
 
         return make_batch
 

@@ -214,28 +214,46 @@ def step_generator(seed: int, step: int, device: str | torch.device = "cpu", ran
 
 class _BatchPool:
     """Draws the batches of the coming steps in worker threads (the OT solvers and torch
-    release the GIL), handing them out in step order."""
+    release the GIL), handing them out in step order.
+
+    A batch function with a ``prepare`` attribute is split: ``prepare(generator)`` runs in
+    the training thread when the step is queued and returns ``(job, finish)``; ``job()`` runs
+    in a worker and ``finish(job())`` in the training thread when the step comes, and equals
+    ``make_batch(generator)``. Only GIL-free work (an assignment solve) then leaves the
+    training thread: tensor work in a worker would take turns with the step on the GIL.
+    """
 
     def __init__(self, make_batch: Callable, seed: int, first: int, last: int, depth: int, workers: int, rank: int = 0):
         self.make_batch, self.seed, self.last, self.rank = make_batch, seed, last, rank
+        self.prepare = getattr(make_batch, "prepare", None)
         self.pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="cellflow-batch")
         self.pending: deque = deque()
         self.next = first
-        for _ in range(max(1, depth)):
-            self._submit()
+        try:
+            for _ in range(max(1, depth)):
+                self._submit()
+        except BaseException:
+            self.close()
+            raise
 
     def _submit(self):
         if self.next < self.last:
-            self.pending.append(self.pool.submit(self.make_batch, step_generator(self.seed, self.next, rank=self.rank)))
+            g = step_generator(self.seed, self.next, rank=self.rank)
+            if self.prepare is None:
+                self.pending.append((self.pool.submit(self.make_batch, g), None))
+            else:
+                job, finish = self.prepare(g)
+                self.pending.append((self.pool.submit(job), finish))
             self.next += 1
 
     def get(self):
-        fut = self.pending.popleft()
+        fut, finish = self.pending.popleft()
         self._submit()
-        return fut.result()
+        result = fut.result()
+        return result if finish is None else finish(result)
 
     def close(self):
-        for f in self.pending:
+        for f, _ in self.pending:
             f.cancel()
         self.pool.shutdown(wait=True, cancel_futures=True)
 

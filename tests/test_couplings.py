@@ -318,3 +318,23 @@ def test_squared_distances_match_the_direct_differences():
         assert torch.allclose(C, direct, rtol=1e-12, atol=1e-9)
     x = torch.randn(50, 4, generator=g)
     assert float(squared_distances(x, x).diagonal().abs().max()) < 1e-12  # clamped, no negative rounding
+
+
+def test_defer_pair_is_pair_in_two_parts():
+    # finish(solve()) draws what pair() draws, in the same order, from the same generator
+    from cellflow.assignment import POINTS_MAX_DIM
+
+    x0, x1 = torch.randn(90, 3), torch.randn(90, 3) + 1
+    for replace, n in [(False, None), (False, 40), (True, None), (True, 150)]:
+        c = ExactOT(replace=replace)
+        g1, g2 = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+        want = c.pair(x0, x1, n=n, generator=g1)
+        solve, finish = c.defer_pair(x0, x1, n=n, generator=g2)
+        got = finish(solve())
+        assert torch.equal(got.i0, want.i0) and torch.equal(got.i1, want.i1) and got.plan is None
+        assert torch.equal(torch.rand(3, generator=g1), torch.rand(3, generator=g2))  # the generators agree after
+    assert ExactOT().defer_pair(x0, x1[:80]) is None  # unequal: the network simplex, not deferred
+    assert ExactOT().defer_pair(x0, x1, a=torch.rand(90)) is None  # weighted
+    big = torch.randn(20, POINTS_MAX_DIM + 1)
+    assert ExactOT().defer_pair(big, big) is None and not ExactOT().defers(POINTS_MAX_DIM + 1)
+    assert ExactOT().defers(2) and not ExactOT(auction=False).defers(2)

@@ -50,6 +50,37 @@ def test_same_seed_same_weights_and_workers_change_nothing(method):
     assert not torch.equal(runs[0], weights(other))
 
 
+def test_exact_ot_batches_split_into_a_gil_free_solve_and_the_same_batch(monkeypatch):
+    # prepare(g) draws in the training thread; the worker's job is the compiled solve alone
+    # (numpy in, numpy out); finish(job()) is make_batch(g) bit for bit
+    import numpy as np
+
+    import cellflow.training as training
+
+    def batch_fn(method, dim=2, **kw):
+        m = cf.FlowModel(dim, method, seed=0, **kw)
+        src = SRC if dim == 2 else (lambda n, g: torch.randn(n, dim, generator=g))
+        return m, m._make_batch_fn(src, TGT if dim == 2 else src, 64, None, None, False, False)
+
+    m, mb = batch_fn("ot")
+    job, finish = mb.prepare(training.step_generator(0, 5))
+    cols = job()
+    assert isinstance(cols, np.ndarray) and sorted(cols.tolist()) == list(range(64))
+    split, inline = finish(cols)[0], mb(training.step_generator(0, 5))[0]
+    for k in ("t", "x_t", "u_t", "eps", "i0", "i1"):
+        assert torch.equal(getattr(split, k), getattr(inline, k)), k
+    # no split where the solve is not the auction on points: SB, I-CFM, > POINTS_MAX_DIM features
+    from cellflow.assignment import POINTS_MAX_DIM
+
+    assert not hasattr(batch_fn("sb")[1], "prepare") and not hasattr(batch_fn("icfm")[1], "prepare")
+    assert not hasattr(batch_fn("ot", dim=POINTS_MAX_DIM + 1)[1], "prepare")
+    # where the coupling declines at run time, the worker runs the whole coupling, with the same draws
+    monkeypatch.setattr(m.matcher, "defer_sample", lambda *a, **k: None)
+    job, finish = mb.prepare(training.step_generator(0, 5))
+    fallback = finish(job())[0]
+    assert torch.equal(fallback.x_t, inline.x_t) and torch.equal(fallback.i1, inline.i1)
+
+
 @pytest.mark.parametrize("method, ahead", [("icfm", 0), ("sb", 0), ("ot", 4)])
 def test_batches_are_drawn_ahead_by_default_only_for_exact_ot(method, ahead, monkeypatch):
     import cellflow.training as training
