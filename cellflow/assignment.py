@@ -25,6 +25,9 @@ OT-CFM coupling is an assignment problem. It is solved in three steps, compiled 
    (Jonker–Volgenant; Crouse 2016), which keep exact dual feasibility, so the result is
    optimal whatever the auction reached.
 
+:func:`assign_points` takes the two point sets instead of :math:`C` and computes the squared
+Euclidean costs inside the compiled code, so the whole solve runs without the GIL.
+
 The returned potentials :math:`(u, v)` are the certificate: :math:`C - u - v \ge -\tau`
 everywhere and :math:`= 0` on the assignment, with :math:`\tau = 10^{-13}` of the cost range
 (float64 rounding), so the cost is within :math:`n\tau` of the optimum.

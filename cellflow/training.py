@@ -7,7 +7,9 @@ generator, and a ``loss_fn(batch)``. Each step's generator is seeded from ``(see
 (:func:`step_generator`), so the batch workers (``prefetch > 0``), which draw the next
 batches — including their OT couplings — in background threads while the current step
 trains, give exactly the same weights as the inline loop, and a resumed run the same
-weights as an uninterrupted one.
+weights as an uninterrupted one. A ``make_batch`` with a ``prepare`` attribute is split
+between the threads (``_BatchPool``): exact OT on points sends only its GIL-free
+solve to a worker, and its tensor work stays in the training thread.
 
 Example
 -------
