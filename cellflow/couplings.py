@@ -334,7 +334,7 @@ class ExactOT(Coupling):
         """Whether :meth:`defer_pair` can split the pairing of equal, uniform CPU batches of
         ``dim`` features (the auction on points, at most
         :data:`~cellflow.assignment.POINTS_MAX_DIM` features)."""
-        return self.auction is not False and self.max_iter is None and self.sparse is not True and dim <= POINTS_MAX_DIM
+        return dim <= POINTS_MAX_DIM and self._use_auction(1, 1, None, None)
 
     def defer_pair(self, x0, x1, *, a=None, b=None, n=None, generator=None):
         """:meth:`pair` in two parts: ``(solve, finish)`` with ``finish(solve())`` equal to

@@ -49,6 +49,11 @@ class MatchedSample(PathSample):
     i1: Tensor = None
 
 
+def _check_shapes(x0: Tensor, x1: Tensor) -> None:
+    if x0.shape[1:] != x1.shape[1:]:
+        raise ValueError(f"source and target samples differ in shape: {tuple(x0.shape[1:])} vs {tuple(x1.shape[1:])}.")
+
+
 class FlowMatcher:
     """Pairs two minibatches with a coupling, then samples a conditional path.
 
@@ -108,10 +113,7 @@ class FlowMatcher:
         generator
             Torch generator controlling the pairing, ``t`` and the noise.
         """
-        if x0.shape[1:] != x1.shape[1:]:
-            raise ValueError(
-                f"source and target samples differ in shape: {tuple(x0.shape[1:])} vs {tuple(x1.shape[1:])}."
-            )
+        _check_shapes(x0, x1)
         if groups is not None and not isinstance(self.coupling, IndependentCoupling):
             if a is not None or b is not None:
                 raise ValueError("sample weights a, b cannot be combined with groups.")
@@ -133,10 +135,7 @@ class FlowMatcher:
         ``None`` where it cannot. ``solve()`` runs without the GIL, in a batch worker; the
         rest in the training thread.
         """
-        if x0.shape[1:] != x1.shape[1:]:
-            raise ValueError(
-                f"source and target samples differ in shape: {tuple(x0.shape[1:])} vs {tuple(x1.shape[1:])}."
-            )
+        _check_shapes(x0, x1)
         defer = getattr(self.coupling, "defer_pair", None)
         parts = defer(x0, x1, n=n, generator=generator) if defer is not None else None
         if parts is None:

@@ -196,25 +196,26 @@ class FlowModel:
             s = matcher.sample(x0, x1, n=batch_size * world, groups=cond1 if within else None, generator=g)
             return finish(s, cond1)
 
-        def make_batch(g: torch.Generator):
-            return couple(*draw(g), g)
+        def prepare(g: torch.Generator):
+            # the training thread draws the batch and the path; a worker only solves the
+            # assignment (GIL-free), so the two do not take turns on the GIL for tensor work
+            x0, x1, cond1 = draw(g)
+            parts = matcher.defer_sample(x0, x1, n=batch_size * world, generator=g)
+            if parts is None:  # e.g. batches of unequal size: the whole coupling in the worker
+                return (lambda: couple(x0, x1, cond1, g)), (lambda batch: batch)
+            solve, finish_sample = parts
+            return solve, (lambda result: finish(finish_sample(result), cond1))
 
         defers = getattr(matcher.coupling, "defers", None)
-        if not within and defers is not None and defers(self.dim):
-            def prepare(g: torch.Generator):
-                # the training thread draws the batch and the path; a worker only solves the
-                # assignment (GIL-free), so the two do not take turns on the GIL for tensor work
-                x0, x1, cond1 = draw(g)
-                parts = matcher.defer_sample(x0, x1, n=batch_size * world, generator=g)
-                if parts is None:  # e.g. batches of unequal size: the whole coupling in the worker
-                    return (lambda: couple(x0, x1, cond1, g)), (lambda batch: batch)
-                solve, finish_sample = parts
-                return solve, (lambda result: finish(finish_sample(result), cond1))
+        split = not within and defers is not None and defers(self.dim)
 
-            def make_batch(g: torch.Generator):  # noqa: F811 (inline: the same two parts, the same draws)
+        def make_batch(g: torch.Generator):
+            if split:  # inline: the same two parts, the same draws
                 solve, complete = prepare(g)
                 return complete(solve())
+            return couple(*draw(g), g)
 
+        if split:
             make_batch.prepare = prepare
 
         return make_batch
