@@ -93,11 +93,11 @@ class Assignment:
 
 
 @njit(cache=True, nogil=True)
-def _reduce(C):
-    """``R = C - rowmin - colmin`` (float64) with the two offset vectors, in two passes; a
-    ``ValueError`` for a non-finite cost (checked in the first pass, no extra one)."""
+def _reduce(C, R):
+    """``R = C - rowmin - colmin`` (float64; ``R`` may be ``C`` itself) with the two offset
+    vectors, in two passes; a ``ValueError`` for a non-finite cost (checked in the first
+    pass, no extra one)."""
     n, m = C.shape
-    R = np.empty((n, m))
     r = np.empty(n)
     c = np.full(m, np.inf)
     for i in range(n):
@@ -308,8 +308,13 @@ def _repair(R, p, col4row):
 
 @njit(cache=True, nogil=True)
 def _solve(C, eps_final, theta, max_scans, max_bids, tol, retries):
-    n = C.shape[0]
-    R, r, c = _reduce(C)
+    R, r, c = _reduce(C, np.empty(C.shape))  # the caller's C stays as it is
+    return _solve_reduced(R, r, c, eps_final, theta, max_scans, max_bids, tol, retries)
+
+
+@njit(cache=True, nogil=True)
+def _solve_reduced(R, r, c, eps_final, theta, max_scans, max_bids, tol, retries):
+    n = R.shape[0]
     spread = R.max()
     if spread == 0.0:  # every permutation is optimal
         return np.arange(n), r, c.copy(), 0, 0, 0
@@ -378,7 +383,9 @@ def _squared_distances(x0, x1t):
 
 @njit(cache=True, nogil=True)
 def _solve_points(x0, x1t, eps_final, theta, max_scans, max_bids, tol, retries):
-    return _solve(_squared_distances(x0, x1t), eps_final, theta, max_scans, max_bids, tol, retries)
+    C = _squared_distances(x0, x1t)
+    R, r, c = _reduce(C, C)  # a matrix of its own: reduced in place
+    return _solve_reduced(R, r, c, eps_final, theta, max_scans, max_bids, tol, retries)
 
 
 def assign_points(x0: np.ndarray, x1: np.ndarray) -> Assignment:

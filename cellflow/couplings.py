@@ -293,8 +293,8 @@ class ExactOT(Coupling):
         a, b = x0.detach().reshape(x0.shape[0], -1), x1.detach().reshape(x1.shape[0], -1)
         if a.device.type != "cpu" or b.device.type != "cpu" or a.shape[1] > POINTS_MAX_DIM:
             return None
-        if a.dtype not in (torch.float32, torch.float64) or b.dtype != a.dtype:
-            a, b = a.double(), b.double()
+        # assign_points converts other numpy dtypes itself; bfloat16 has no numpy dtype
+        a, b = (v.double() if v.dtype not in (torch.float32, torch.float64) else v for v in (a, b))
         return a.numpy(), b.numpy()
 
     def _assignment(self, x0, x1) -> Tensor:

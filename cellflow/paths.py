@@ -150,15 +150,19 @@ class ProbPath(ABC):
         self.check_pair(x0, x1)
         t = self._as_t(t, x0, generator)
         a, b, s, da, db, ds = self.coefficients(t)
-        if eps is None:
-            if not self.has_noise:
-                eps = torch.zeros_like(x0)
-            else:
-                eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+        eps = self._noise(x0, eps, generator)
         a, b, s, da, db, ds = (_expand(c, x0) for c in (a, b, s, da, db, ds))
         x_t = a * x0 + b * x1 + s * eps
         u_t = da * x0 + db * x1 + ds * eps
         return PathSample(t=t, x_t=x_t, u_t=u_t, eps=eps, x0=x0, x1=x1)
+
+    def _noise(self, x0: Tensor, eps: Tensor | None, generator) -> Tensor:
+        """``eps`` if given, else standard normal noise shaped like ``x0`` (zeros for a path without noise)."""
+        if eps is not None:
+            return eps
+        if not self.has_noise:
+            return torch.zeros_like(x0)
+        return torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
 
     @property
     def has_noise(self) -> bool:
@@ -200,9 +204,7 @@ class StraightPath(ProbPath):
         matters in batch workers that share the GIL with the training step."""
         self.check_pair(x0, x1)
         t = self._as_t(t, x0, generator)
-        if eps is None:
-            eps = (torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device) if self.has_noise
-                   else torch.zeros_like(x0))
+        eps = self._noise(x0, eps, generator)
         b = _expand(t, x0)
         x_t = torch.rsub(b, 1) * x0 + b * x1 + self.sigma * eps  # (1 - b), without Tensor.__rsub__'s Python wrapper
         return PathSample(t=t, x_t=x_t, u_t=x1 - x0, eps=eps, x0=x0, x1=x1)
