@@ -140,7 +140,7 @@ def _train_images(args) -> int:
                      nfe=tuple(args.nfe), dopri5=not args.no_dopri5, conditional=not args.unconditional,
                      seed=args.seed, resume=args.resume, checkpoint_every=args.checkpoint_every, device=args.device,
                      data_dir=args.data_dir, random_data=args.random_data, global_coupling=args.global_coupling,
-                     progress=not args.quiet)
+                     grid_steps=args.grid_steps, progress=not args.quiet)
     if not m:  # a rank other than 0 under torchrun
         return 0
     print(f"{m['parameters'] / 1e6:.1f}M parameters, {m['steps']} steps at {m['steps_per_second']:.2f} steps/s, "
@@ -385,6 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     ti.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance weight for sampling")
     ti.add_argument("--nfe", type=int, nargs="+", default=[10, 20, 100], help="Euler steps to score (digits)")
     ti.add_argument("--no-dopri5", action="store_true", help="do not score dopri5 sampling")
+    ti.add_argument("--grid-steps", type=int, default=None, metavar="N",
+                    help="Euler steps for samples.png (default 100; 10 with --random-data)")
     ti.add_argument("--unconditional", action="store_true", help="ignore the labels")
     ti.add_argument("--random-data", type=int, default=0, metavar="N",
                     help="train on N random CIFAR-shaped images instead (a recipe check: steps/s and memory)")

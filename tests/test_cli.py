@@ -195,12 +195,17 @@ def test_train_tabular_writes_model_samples_metrics_and_resumes(tmp_path, capsys
     assert "neither an embedded table" in capsys.readouterr().err
 
 
-def test_train_images_digits_and_random_cifar_shaped(tmp_path, capsys):
+def test_train_images_digits_and_random_cifar_shaped(tmp_path, capsys, monkeypatch):
     import json
 
+    import cellflow.images as images
+
+    # the scorer's 40 epochs are half this test's time; its accuracy is tested in test_images.py
+    fast = images.train_digits_classifier
+    monkeypatch.setattr(images, "train_digits_classifier", lambda x, y, seed=0: fast(x, y, epochs=4, seed=seed))
     out = tmp_path / "img"
     assert main(["train", "images", "--dataset", "digits", "--out", str(out), "--steps", "4", "--channels", "8",
-                 "--batch-size", "16", "--nfe", "2", "--no-dopri5", "--quiet"]) == 0
+                 "--batch-size", "16", "--nfe", "2", "--no-dopri5", "--grid-steps", "3", "--quiet"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert [r["solver"] for r in m["digits"]] == ["real test digits", "euler"]
     assert m["digits"][1]["nfe"] == 2 and (out / "samples.png").stat().st_size > 0
@@ -211,6 +216,8 @@ def test_train_images_digits_and_random_cifar_shaped(tmp_path, capsys):
     assert m2["dataset"] == "random CIFAR-shaped" and m2["steps_per_second"] > 0 and m2["peak_rss_gb"] > 0
     assert main(["train", "images", "--dataset", "cifar10", "--out", str(tmp_path / "c")]) == 2
     assert "data_dir" in capsys.readouterr().err
+    assert main(["train", "images", "--out", str(tmp_path / "g"), "--grid-steps", "0"]) == 2
+    assert "grid_steps must be at least 1" in capsys.readouterr().err
 
 
 def test_bench_tabular_without_peer(tmp_path, capsys):
