@@ -64,7 +64,8 @@ def _evaluate(args) -> int:
                                held_out=args.held_out, steps=args.steps, batch_size=args.batch_size,
                                max_eval=args.max_eval, progress=not args.quiet, overwrite=args.overwrite,
                                ema_decay=args.ema, sigma=args.sigma, time_scale=args.time_scale,
-                               device=args.device, ot_batch_size=args.ot_batch_size, **_metric_kwargs(args))
+                               device=args.device, ot_batch_size=args.ot_batch_size, fractions=args.fractions,
+                               **_metric_kwargs(args))
     print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
     print(f"wrote {args.out}")
     return 0
@@ -245,6 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="path noise of OT-CFM and I-CFM in the standardised units the network sees (default: "
                         "CellFlow's; SB-CFM keeps its own)")
     e.add_argument("--max-eval", type=int, default=4000, help="cells per side for exact W1/W2 (seeded subsample)")
+    e.add_argument("--fractions", type=float, nargs="+", default=None, metavar="F",
+                   help="also push each flow to these fractions of the merged held-out interval and report the "
+                        "best (columns best_fraction, w1_best_fraction): a diagnostic of the pace, "
+                        "e.g. 0.3 0.4 0.5 0.6 0.7")
     e.add_argument("--overwrite", action="store_true")
     _add_device(e)
     e.add_argument("--quiet", action="store_true", help="no progress bars")

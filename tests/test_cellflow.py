@@ -122,6 +122,26 @@ def test_evaluate_holdout_table():
     assert s.loc["OT-CFM", "w1_mean"] < s.loc["previous time point", "w1_mean"]
 
 
+def test_evaluate_holdout_best_fraction_finds_an_uneven_pace():
+    # days 0, 1, 2 at positions 0, 1.6, 2 on the first axis: held-out day 1 lies at 80 % of the
+    # merged interval, not at the protocol's midpoint
+    adata = course(n=150, d=2, times=(0, 1, 2))
+    day = adata.obs["day"].to_numpy()
+    adata.obsm["X_pca"][:, 0] += np.where(day == 1, 0.6, 0.0)
+    before = adata.obsm["X_pca"].copy()
+    df = cf.evaluate_holdout(adata, "day", methods=["ot"], seeds=[0], steps=300, batch_size=128,
+                             fractions=[0.2, 0.5, 0.8], progress=False)
+    assert list(df.columns)[-2:] == ["best_fraction", "w1_best_fraction"]
+    flow = df[df.method == "OT-CFM"].iloc[0]
+    assert flow.best_fraction == 0.8
+    assert flow.w1_best_fraction < 0.5 * flow.w1  # the path is right; the midpoint is not
+    assert df[df.method == "previous time point"].best_fraction.isna().all()
+    assert "w1_best_fraction_mean" in cf.summarize_holdout(df)
+    np.testing.assert_array_equal(adata.obsm["X_pca"], before)
+    with pytest.raises(ValueError, match=r"fractions must be values in \[0, 1\]"):
+        cf.evaluate_holdout(adata, "day", methods=["ot"], seeds=[0], steps=1, fractions=[1.5], progress=False)
+
+
 def test_sb_sde_push_reaches_the_marginals_and_spreads_single_cells(tmp_path):
     adata = course(n=300, d=2, times=(0, 1, 2))
     model = cf.CellFlow(adata, "day", method="sb", sigma=0.5, seed=0)

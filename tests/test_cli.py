@@ -50,6 +50,12 @@ def test_evaluate_writes_a_tidy_table(h5ad, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "OT-CFM" in printed and set(df.method) >= {"OT-CFM", "I-CFM", "OT-MFM"}
     assert "held out 1  OT-CFM  seed 0: W1" in printed  # one line per model, even with --quiet
+    out2 = tmp_path / "f.csv"
+    assert main(["evaluate", str(h5ad), "--time-key", "day", "--out", str(out2), "--methods", "ot", "--seeds", "0",
+                 "--n-pcs", "2", "--steps", "20", "--batch-size", "32", "--held-out", "1", "--fractions", "0.25",
+                 "0.5", "--quiet"]) == 0
+    f = pd.read_csv(out2).set_index("method")
+    assert f.loc["OT-CFM", "best_fraction"] in (0.25, 0.5) and "best fraction" in capsys.readouterr().out
 
 
 def test_metric_eps_reaches_ot_mfm_metrics(h5ad, tmp_path, monkeypatch):
