@@ -189,12 +189,22 @@ class CellFlow:
         self.holdout: float | None = None
 
     # ------------------------------------------------------------------ time
+    def _taus(self) -> np.ndarray:
+        """Model time of each measured time point."""
+        return np.arange(len(self.times), dtype=float) if self.time_scale == "index" else self.times
+
     def model_time(self, time: float) -> float:
         """Model time τ of a measured time (linear interpolation between time points)."""
-        taus = np.arange(len(self.times), dtype=float) if self.time_scale == "index" else self.times
         if not self.times[0] <= time <= self.times[-1]:
             raise ValueError(f"time {time} is outside the measured range [{self.times[0]}, {self.times[-1]}].")
-        return float(np.interp(time, self.times, taus))
+        return float(np.interp(time, self.times, self._taus()))
+
+    def measured_time(self, tau: float) -> float:
+        """The measured time at model time ``tau``: the inverse of :meth:`model_time`."""
+        taus = self._taus()
+        if not taus[0] <= tau <= taus[-1]:
+            raise ValueError(f"model time {tau} is outside the trained range [{taus[0]}, {taus[-1]}].")
+        return float(np.interp(tau, taus, self.times))
 
     # ------------------------------------------------------------------ training
     def _pairs(self, holdout: float | None) -> list[tuple[int, int]]:
@@ -250,7 +260,7 @@ class CellFlow:
                 raise ValueError("holding out a time point needs at least 3 time points.")
         self.holdout = holdout
         pairs = self._pairs(holdout)
-        taus = [self.model_time(s) for s in self.times]
+        taus = self._taus().tolist()
         store, sizes, matcher = self._store, self._store.sizes(), self.matcher
         if self.method == "mfm":
             g_steps = max(1, steps // 2) if geodesic_steps is None else int(geodesic_steps)
@@ -374,7 +384,7 @@ class CellFlow:
 
     def _intervals(self) -> list[tuple[float, float]]:
         """The training intervals ``(τ_i, τ_j)`` in model time (skipping a held-out time)."""
-        taus = [self.model_time(s) for s in self.times]
+        taus = self._taus().tolist()
         return [(taus[i], taus[j]) for i, j in self._pairs(self.holdout)]
 
     def _sde_path(self, z: torch.Tensor, grid: torch.Tensor, steps: int, gen: torch.Generator) -> torch.Tensor:

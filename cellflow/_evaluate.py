@@ -147,12 +147,10 @@ def _best_fraction(model: CellFlow, prev: float, nxt: float, fracs: np.ndarray, 
                    max_eval: int, seed: int) -> dict:
     """Push the cells at ``prev`` to each fraction of the model time from ``prev`` to ``nxt``;
     the fraction of least W1 to ``x_true`` and that W1."""
-    taus = np.array([model.model_time(s) for s in model.times])
     t0, t1 = model.model_time(prev), model.model_time(nxt)
     x0, w1 = model.cells_at(prev), []
     for f in fracs:
-        t = float(np.interp(t0 + f * (t1 - t0), taus, model.times))  # model time back to measured time
-        pred = sc(model.push(x0, prev, t, method="euler", steps=100))
+        pred = sc(model.push(x0, prev, model.measured_time(t0 + f * (t1 - t0)), method="euler", steps=100))
         w1.append(wasserstein(pred, x_true, p=1, max_samples=max_eval, seed=seed))
     i = int(np.argmin(w1))
     return dict(best_fraction=float(fracs[i]), w1_best_fraction=float(w1[i]))

@@ -46,6 +46,11 @@ def test_real_time_scale_and_whitening_return_original_units():
     assert abs(pred[:, 0].mean() - model.cells_at(7.0)[:, 0].mean()) < 0.5
     idx = cf.CellFlow(adata, "day")
     assert idx.model_time(7.0) == 3.0 and idx.model_time(5.5) == 2.5
+    assert idx.measured_time(2.5) == 5.5 and model.measured_time(5.5) == 5.5
+    for t in (2.0, 3.3, 4.0, 6.1):
+        assert idx.measured_time(idx.model_time(t)) == pytest.approx(t)
+    with pytest.raises(ValueError, match="outside the trained range"):
+        idx.measured_time(3.5)
 
 
 def test_categorical_numeric_labels_are_accepted():
