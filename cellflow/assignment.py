@@ -26,7 +26,9 @@ OT-CFM coupling is an assignment problem. It is solved in three steps, compiled 
    optimal whatever the auction reached.
 
 :func:`assign_points` takes the two point sets instead of :math:`C` and computes the squared
-Euclidean costs inside the compiled code, so the whole solve runs without the GIL.
+Euclidean costs inside the compiled code, so the whole solve runs without the GIL;
+:func:`assign_point_stacks` solves ``k`` such problems in one compiled call (a batch worker's
+task for ``k`` training steps).
 
 The returned potentials :math:`(u, v)` are the certificate: :math:`C - u - v \ge -\tau`
 everywhere and :math:`= 0` on the assignment, with :math:`\tau = 10^{-13}` of the cost range
@@ -55,7 +57,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-__all__ = ["Assignment", "exact_assignment", "assign_points", "POINTS_MAX_DIM", "EPS_FINAL", "THETA", "MAX_SCANS",
+__all__ = ["Assignment", "exact_assignment", "assign_points", "assign_point_stacks", "POINTS_MAX_DIM", "EPS_FINAL", "THETA", "MAX_SCANS",
            "RETRIES"]
 
 EPS_FINAL = 1e-7  # last auction ε, relative to the reduced cost range (measured: no repair needed)
@@ -419,3 +421,51 @@ def assign_points(x0: np.ndarray, x1: np.ndarray) -> Assignment:
         return Assignment(np.empty(0, np.int64), e, e, 0, 0, 0)
     cols, u, v, bids, scans, repaired = _solve_points(x0, x1t, EPS_FINAL, THETA, MAX_SCANS, MAX_BIDS, _TOL, RETRIES)
     return Assignment(cols, u, v, int(bids), int(scans), int(repaired))
+
+
+@njit(cache=True, nogil=True)
+def _solve_point_stacks(x0, x1t, eps_final, theta, max_scans, max_bids, tol, retries):
+    k, n = x0.shape[0], x0.shape[1]
+    cols = np.empty((k, n), np.int64)
+    for q in range(k):
+        cols[q] = _solve_points(x0[q], x1t[q], eps_final, theta, max_scans, max_bids, tol, retries)[0]
+    return cols
+
+
+def assign_point_stacks(x0: np.ndarray, x1: np.ndarray) -> np.ndarray:
+    r"""The optimal assignments of ``k`` pairs of equal point sets, in one compiled call.
+
+    ``cols[q]`` is ``assign_points(x0[q], x1[q]).cols``, the same permutation, but the ``k``
+    solves enter and leave the compiled code (and the GIL) once. A batch worker that solves
+    the couplings of several coming training steps in one task hands the GIL back and forth
+    with the training step a ``k``-th as often (2-D toy, batch 256, 2 cores: see
+    :class:`cellflow.training.TrainConfig`, ``group``).
+
+    Parameters
+    ----------
+    x0, x1
+        ``(k, n, d)`` arrays of one shape, float32 or float64 (others are converted to
+        float64).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(k, n)`` int64: ``cols[q]`` minimises ``sum_i ||x0[q, i] - x1[q, cols[q, i]]||**2``.
+
+    Example
+    -------
+    >>> rng = np.random.default_rng(0)
+    >>> x0, x1 = rng.normal(size=(3, 50, 2)), rng.normal(size=(3, 50, 2))
+    >>> cols = assign_point_stacks(x0, x1)
+    >>> all((cols[q] == assign_points(x0[q], x1[q]).cols).all() for q in range(3))
+    True
+    """
+    x0, x1 = np.asarray(x0), np.asarray(x1)
+    if x0.ndim != 3 or x0.shape != x1.shape:
+        raise ValueError(f"assign_point_stacks needs two (k, n, d) arrays of one shape, got {x0.shape} and {x1.shape}.")
+    dtype = x0.dtype if x0.dtype == x1.dtype and x0.dtype in (np.float32, np.float64) else np.float64
+    x0 = np.ascontiguousarray(x0, dtype=dtype)
+    x1t = np.ascontiguousarray(x1.transpose(0, 2, 1), dtype=dtype)
+    if x0.shape[1] == 0:
+        return np.empty(x0.shape[:2], np.int64)
+    return _solve_point_stacks(x0, x1t, EPS_FINAL, THETA, MAX_SCANS, MAX_BIDS, _TOL, RETRIES)

@@ -83,7 +83,8 @@ def _bench_throughput(args) -> int:
     from .bench.throughput import run
 
     run(steps=args.steps, repeats=args.repeats, batch=args.batch_size, threads=args.threads,
-        accuracy_steps=args.accuracy_steps, n_test=args.n_test, device=args.device, methods=tuple(args.methods))
+        accuracy_steps=args.accuracy_steps, n_test=args.n_test, device=args.device, methods=tuple(args.methods),
+        ot_groups=tuple(args.ot_groups))
     return 0
 
 
@@ -276,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n-test", type=int, default=2000)
     s.add_argument("--device", default="cpu", help="cpu (default) or cuda: where the networks train")
     s.add_argument("--methods", nargs="+", choices=["ot", "icfm", "sb"], default=["ot", "icfm", "sb"])
+    s.add_argument("--ot-groups", nargs="+", type=int, default=[], metavar="G",
+                   help="also time our OT-CFM with its worker tasks solving G steps each (default 16)")
     s.set_defaults(func=_bench_throughput)
     from .bench.speed import SECTIONS
 

@@ -41,7 +41,7 @@ import ot
 import torch
 from torch import Tensor
 
-from .assignment import POINTS_MAX_DIM, assign_points, exact_assignment
+from .assignment import POINTS_MAX_DIM, assign_point_stacks, assign_points, exact_assignment
 from .sparse_ot import MAX_ITER_REACHED, SPARSE_FROM, SPARSE_MIN_DIM, sparse_exact_plan
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "Coupling",
     "IndependentCoupling",
     "ExactOT",
+    "PointsSolve",
     "SinkhornOT",
     "PartialOT",
     "squared_distances",
@@ -238,6 +239,32 @@ class IndependentCoupling(Coupling):
         return Pairing(i0=i0, i1=i1, plan=None)
 
 
+@dataclass(frozen=True)
+class PointsSolve:
+    """A deferred exact assignment of two equal point batches, for a batch worker.
+
+    Calling it returns the optimal permutation ``cols`` (:func:`~cellflow.assignment.assign_points`);
+    :meth:`together` solves the jobs of several training steps in one compiled call. Both run
+    without the GIL (:class:`cellflow.training.TrainConfig`, ``group``).
+    """
+
+    x0: np.ndarray
+    x1: np.ndarray
+
+    def __call__(self) -> np.ndarray:
+        return assign_points(self.x0, self.x1).cols
+
+    @staticmethod
+    def together(jobs: list["PointsSolve"]) -> list[np.ndarray]:
+        """``[job() for job in jobs]``, the same permutations, by one call of
+        :func:`~cellflow.assignment.assign_point_stacks` where the jobs share shape and dtype."""
+        first = jobs[0]
+        if len(jobs) == 1 or any(j.x0.shape != first.x0.shape or j.x0.dtype != first.x0.dtype
+                                 or j.x1.dtype != first.x1.dtype for j in jobs):
+            return [job() for job in jobs]
+        return list(assign_point_stacks(np.stack([j.x0 for j in jobs]), np.stack([j.x1 for j in jobs])))
+
+
 class ExactOT(Coupling):
     """Exact optimal transport for the squared Euclidean cost (OT-CFM).
 
@@ -342,10 +369,11 @@ class ExactOT(Coupling):
         batches are not equal, uniform CPU batches of at most
         :data:`~cellflow.assignment.POINTS_MAX_DIM` features.
 
-        ``solve()`` is the compiled solve alone: it holds the GIL only to enter it, so a batch
-        worker thread runs it beside the training step, while the tensor work around it
-        (drawing the batches, the path) stays in the training thread, where it would hold the
-        GIL anyway.
+        ``solve()`` is the compiled solve alone (a :class:`PointsSolve`): it holds the GIL only
+        to enter it, so a batch worker thread runs it beside the training step, while the
+        tensor work around it (drawing the batches, the path) stays in the training thread,
+        where it would hold the GIL anyway. A worker solves several steps' at once with
+        :meth:`PointsSolve.together`.
         """
         n0 = x0.shape[0]
         if not self._use_auction(n0, x1.shape[0], a, b):
@@ -358,7 +386,7 @@ class ExactOT(Coupling):
         def finish(cols):
             return Pairing(i0=i0, i1=torch.from_numpy(cols)[i0], plan=None)
 
-        return (lambda: assign_points(*pts).cols), finish
+        return PointsSolve(*pts), finish
 
     def plan(self, x0, x1, a=None, b=None):
         if self._use_auction(x0.shape[0], x1.shape[0], a, b):

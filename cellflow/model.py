@@ -255,6 +255,7 @@ class FlowModel:
         patience: int | None = None,
         prefetch: int | None = None,
         workers: int = 2,
+        group: int = 16,
         progress: bool = True,
         checkpoint_dir: str | None = None,
         checkpoint_every: int = 0,
@@ -277,9 +278,11 @@ class FlowModel:
         target_cond
             Per-row labels or covariates of ``target`` (needs ``n_classes`` or ``cond_dim``);
             they follow their rows through the pairing.
-        lr, weight_decay, grad_clip, ema_decay, warmup_steps, val_every, patience, prefetch, workers, progress, checkpoint_dir, checkpoint_every
+        lr, weight_decay, grad_clip, ema_decay, warmup_steps, val_every, patience, prefetch, workers, group, progress, checkpoint_dir, checkpoint_every
             See :class:`cellflow.training.TrainConfig`. ``prefetch=None`` (default): 4 batches
-            ahead for exact OT couplings, else inline (:func:`cellflow.training.default_prefetch`).
+            ahead for exact OT couplings, else inline (:func:`cellflow.training.default_prefetch`);
+            exact OT on up to 16 features sends the solves of ``group`` steps to a worker as one
+            task, two groups ahead.
         val_fn
             ``val_fn(model) -> float`` (lower is better), for validation and early stopping.
         resume
@@ -297,7 +300,7 @@ class FlowModel:
             prefetch = default_prefetch(self.matcher.coupling)
         cfg = TrainConfig(steps=steps, lr=lr, weight_decay=weight_decay, grad_clip=grad_clip, ema_decay=ema_decay,
                           warmup_steps=warmup_steps, val_every=val_every, patience=patience, prefetch=prefetch, workers=workers,
-                          progress=progress, checkpoint_every=checkpoint_every, checkpoint_dir=checkpoint_dir,
+                          group=group, progress=progress, checkpoint_every=checkpoint_every, checkpoint_dir=checkpoint_dir,
                           shared_draws=global_coupling,
                           step_threads=worker_step_threads(self.matcher.coupling, prefetch, workers))
         seed_everything(self.seed)

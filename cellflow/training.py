@@ -97,6 +97,12 @@ class TrainConfig:
         Number of batches drawn ahead by worker threads (0: inline, in the training thread).
     workers
         Number of worker threads drawing batches (their OT solves run in parallel).
+    group
+        Batch functions split between the threads (exact OT on points): the solves of this
+        many consecutive steps go to a worker as one task, one compiled call
+        (:meth:`cellflow.couplings.PointsSolve.together`), so the worker wakes and takes
+        the GIL once per ``group`` steps; ``prefetch`` is then at least two groups. The
+        batches, and so the weights, are the same for every value.
     step_threads
         Torch intra-op threads while batch workers run and the modules are on the CPU
         (``None``: unchanged); restored afterwards. Models whose workers solve exact OT set
@@ -123,6 +129,7 @@ class TrainConfig:
     patience: int | None = None
     prefetch: int = 0
     workers: int = 1
+    group: int = 16
     step_threads: int | None = None
     progress: bool = True
     shared_draws: bool = False
@@ -132,6 +139,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.steps < 0:
             raise ValueError(f"steps must be >= 0, got {self.steps}.")
+        if self.group < 1:
+            raise ValueError(f"group must be >= 1 (steps per worker task), got {self.group}.")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}.")
         if self.checkpoint_every and not self.checkpoint_dir:
@@ -189,7 +198,8 @@ def default_prefetch(coupling) -> int:
     in parallel with the step; else 0 (inline), since the workers' torch work would only
     compete with the step for the cores and the GIL. 2-D toy, batch 256, 2 cores, median of 5:
     OT-CFM 296 steps/s with 4 ahead against 157 inline; I-CFM 726 inline against 407 with 4
-    ahead; SB-CFM 82 against 42."""
+    ahead; SB-CFM 82 against 42. A batch function split between the threads (exact OT on
+    points) keeps at least two groups of :attr:`TrainConfig.group` steps queued instead."""
     return 4 if getattr(coupling, "solves_on_cpu", False) else 0
 
 
@@ -223,39 +233,60 @@ class _BatchPool:
     in a worker and ``finish(job())`` in the training thread when the step comes, and equals
     ``make_batch(generator)``. Only GIL-free work (an assignment solve) then leaves the
     training thread: tensor work in a worker would take turns with the step on the GIL.
+    The jobs of ``group`` consecutive steps go to a worker as one task, through the jobs'
+    ``together(jobs)`` where they have one (one compiled call for all of them), so that the
+    worker wakes and takes the GIL once per ``group`` steps; ``depth`` steps (at least two
+    groups) are kept queued.
     """
 
-    def __init__(self, make_batch: Callable, seed: int, first: int, last: int, depth: int, workers: int, rank: int = 0):
+    def __init__(self, make_batch: Callable, seed: int, first: int, last: int, depth: int, workers: int, rank: int = 0,
+                 group: int = 1):
         self.make_batch, self.seed, self.last, self.rank = make_batch, seed, last, rank
         self.prepare = getattr(make_batch, "prepare", None)
+        self.group = max(1, int(group)) if self.prepare is not None else 1
+        # grouped: at least two groups queued, so that one is solved while the other is used
+        self.depth = max(1, depth) if self.group == 1 else max(depth, 2 * self.group)
         self.pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="cellflow-batch")
-        self.pending: deque = deque()
+        self.pending: deque = deque()  # (future, index in its task's results or None, finish or None)
         self.next = first
         try:
-            for _ in range(max(1, depth)):
-                self._submit()
+            self._fill()
         except BaseException:
             self.close()
             raise
 
+    def _fill(self):
+        while self.next < self.last and len(self.pending) + min(self.group, self.last - self.next) <= self.depth:
+            self._submit()
+
     def _submit(self):
-        if self.next < self.last:
+        if self.prepare is None:
             g = step_generator(self.seed, self.next, rank=self.rank)
-            if self.prepare is None:
-                self.pending.append((self.pool.submit(self.make_batch, g), None))
-            else:
-                job, finish = self.prepare(g)
-                self.pending.append((self.pool.submit(job), finish))
+            self.pending.append((self.pool.submit(self.make_batch, g), None, None))
             self.next += 1
+            return
+        parts = []
+        while self.next < self.last and len(parts) < self.group:
+            parts.append(self.prepare(step_generator(self.seed, self.next, rank=self.rank)))
+            self.next += 1
+        jobs = [job for job, _ in parts]
+        together = getattr(jobs[0], "together", None)
+        if len(jobs) == 1:
+            fut = self.pool.submit(lambda: [jobs[0]()])
+        elif together is not None and all(getattr(j, "together", None) == together for j in jobs):
+            fut = self.pool.submit(together, jobs)
+        else:
+            fut = self.pool.submit(lambda: [job() for job in jobs])
+        self.pending.extend((fut, k, finish) for k, (_, finish) in enumerate(parts))
 
     def get(self):
-        fut, finish = self.pending.popleft()
-        self._submit()
+        fut, k, finish = self.pending.popleft()
+        self._fill()
         result = fut.result()
-        return result if finish is None else finish(result)
+        return result if finish is None else finish(result[k])
 
     def close(self):
-        for f, _ in self.pending:
+        for f, _, _ in self.pending:
             f.cancel()
         self.pool.shutdown(wait=True, cancel_futures=True)
 
@@ -369,7 +400,8 @@ class Trainer:
         main = distributed.is_main()
         rank = 0 if cfg.shared_draws else distributed.rank()  # the generator of the step's draws
         if cfg.prefetch and self.step < cfg.steps:
-            pool = _BatchPool(self.make_batch, seed, self.step, cfg.steps, cfg.prefetch, cfg.workers, rank)
+            pool = _BatchPool(self.make_batch, seed, self.step, cfg.steps, cfg.prefetch, cfg.workers, rank,
+                              cfg.group)
         best, best_states, bad = float("inf"), None, 0
         threads = torch.get_num_threads()
         if pool is not None and cfg.step_threads and all(

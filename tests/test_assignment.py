@@ -155,3 +155,30 @@ def test_assign_points_equals_the_assignment_of_the_cost_matrix():
     with pytest.raises(ValueError, match="finite"):
         assign_points(np.array([[0.0], [np.nan]]), np.zeros((2, 1)))
     assert assign_points(np.zeros((0, 2)), np.zeros((0, 2))).cols.shape == (0,)
+
+
+def test_assign_point_stacks_solves_each_problem_as_assign_points_does():
+    from cellflow.assignment import assign_point_stacks, assign_points
+    from cellflow.couplings import PointsSolve
+
+    rng = np.random.default_rng(4)
+    for k, n, d, dtype in [(1, 1, 2, np.float32), (5, 64, 2, np.float32), (3, 100, 5, np.float64)]:
+        x0, x1 = rng.normal(size=(k, n, d)).astype(dtype), (rng.normal(size=(k, n, d)) + 1).astype(dtype)
+        cols = assign_point_stacks(x0, x1)
+        assert cols.shape == (k, n) and cols.dtype == np.int64
+        for q in range(k):
+            np.testing.assert_array_equal(cols[q], assign_points(x0[q], x1[q]).cols)
+        # the worker's task for k steps: the same permutations as solving the jobs one by one
+        jobs = [PointsSolve(x0[q], x1[q]) for q in range(k)]
+        for a, b in zip(PointsSolve.together(jobs), [job() for job in jobs]):
+            np.testing.assert_array_equal(a, b)
+    # jobs of different shapes (or dtypes) are solved one by one, still in order
+    a = PointsSolve(rng.normal(size=(30, 2)), rng.normal(size=(30, 2)))
+    b = PointsSolve(rng.normal(size=(20, 2)).astype(np.float32), rng.normal(size=(20, 2)).astype(np.float32))
+    out = PointsSolve.together([a, b, a])
+    assert [len(c) for c in out] == [30, 20, 30] and (out[0] == a()).all() and (out[1] == b()).all()
+    with pytest.raises(ValueError, match="one shape"):
+        assign_point_stacks(np.zeros((2, 3, 2)), np.zeros((2, 4, 2)))
+    with pytest.raises(ValueError, match=r"\(k, n, d\)"):
+        assign_point_stacks(np.zeros((3, 2)), np.zeros((3, 2)))
+    assert assign_point_stacks(np.zeros((2, 0, 2)), np.zeros((2, 0, 2))).shape == (2, 0)

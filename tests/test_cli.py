@@ -161,9 +161,10 @@ def test_bench_speed_quick_writes_json(tmp_path, capsys):
 def test_bench_throughput_times_every_method_and_the_ratio(capsys):
     from cellflow.bench.throughput import run
 
-    df = run(steps=10, repeats=2, verbose=True)
+    df = run(steps=10, repeats=2, verbose=True, ot_groups=(1,))
     ours = df[df.library == "cellflow"]
     assert sorted(ours.method) == ["I-CFM", "OT-CFM", "SB-CFM"]
+    assert df[df.library == "cellflow, group 1"].method.tolist() == ["OT-CFM"]  # one step per worker task
     assert (df.steps_per_s > 0).all() and (df.runs == 2).all()
     assert "our OT-CFM / our I-CFM, per round" in capsys.readouterr().out
 

@@ -81,6 +81,50 @@ def test_exact_ot_batches_split_into_a_gil_free_solve_and_the_same_batch(monkeyp
     assert torch.equal(fallback.x_t, inline.x_t) and torch.equal(fallback.i1, inline.i1)
 
 
+def test_grouped_worker_tasks_hand_out_every_step_s_batch_in_order():
+    # the solves of `group` consecutive steps go to a worker as one task (the jobs' together);
+    # every step still gets make_batch(its generator), whatever the group, depth, workers, start
+    import cellflow.training as training
+
+    tasks = []
+
+    class Job:
+        def __init__(self, value):
+            self.value = value
+
+        def __call__(self):
+            return self.value
+
+        @staticmethod
+        def together(jobs):
+            tasks.append(len(jobs))
+            return [j.value for j in jobs]
+
+    def draw(g):
+        return torch.randn(3, generator=g)
+
+    def make_batch(g):
+        return draw(g) * 2
+
+    def prepare(g):
+        x = draw(g)
+        return Job(x), (lambda v: v * 2)
+
+    make_batch.prepare = prepare
+    for first, last, depth, group, workers in [(0, 37, 4, 16, 2), (5, 23, 8, 4, 1), (0, 3, 2, 16, 2), (2, 9, 1, 1, 2)]:
+        tasks.clear()
+        pool = training._BatchPool(make_batch, 7, first, last, depth, workers, group=group)
+        try:
+            got = [pool.get() for _ in range(first, last)]
+        finally:
+            pool.close()
+        for step, batch in zip(range(first, last), got):
+            assert torch.equal(batch, make_batch(training.step_generator(7, step)))
+        n = last - first
+        expected = [group] * (n // group) + ([n % group] if n % group else [])
+        assert tasks == ([m for m in expected if m > 1]), (first, last, group, tasks)
+
+
 @pytest.mark.parametrize("method, ahead", [("icfm", 0), ("sb", 0), ("ot", 4)])
 def test_batches_are_drawn_ahead_by_default_only_for_exact_ot(method, ahead, monkeypatch):
     import cellflow.training as training

@@ -9,13 +9,15 @@ runs 20 untimed steps; the timed runs are then interleaved (one of each per roun
 change in the shared machine's load does not fall on one contender only. With
 ``accuracy_steps > 0`` both libraries also train that long, and the table adds W2 on
 ``n_test`` held-out samples and the dopri5 NFE (both models integrated by the same
-torchdiffeq solver, atol = rtol = 1e-5).
+torchdiffeq solver, atol = rtol = 1e-5). ``ot_groups`` adds rows of our OT-CFM whose batch
+workers solve that many steps per task (``FlowModel.fit(group=...)``; default 16).
 
 torchcfm is optional: ``pip install --no-deps torchcfm==1.0.7 torchdyn==1.0.6``.
 """
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 
@@ -35,12 +37,12 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _ours(method: str, steps: int, batch: int, seed: int, device: str = "cpu"):
+def _ours(method: str, steps: int, batch: int, seed: int, device: str = "cpu", group: int | None = None):
     # SB: the flow only, no score network, as torchcfm's sample_location_and_conditional_flow
     model = FlowModel(2, method, sigma=DEFAULT_SIGMA[method], seed=seed, device=device, train_score=False)
     t0 = time.perf_counter()
     model.fit(lambda n, g: toy_sample("8gaussians", n, generator=g), lambda n, g: toy_sample("moons", n, generator=g),
-              steps=steps, batch_size=batch, progress=False)
+              steps=steps, batch_size=batch, progress=False, **({} if group is None else {"group": group}))
     _sync(device)
     return time.perf_counter() - t0, lambda t, x: model.velocity(torch.as_tensor(t).to(device), x.to(device)).cpu()
 
@@ -76,7 +78,7 @@ def _torchcfm(method: str, steps: int, batch: int, seed: int, device: str = "cpu
 
 def run(*, steps: int = 1000, repeats: int = 3, batch: int = 256, threads: int = 2, accuracy_steps: int = 0,
         n_test: int = 2000, verbose: bool = True, device: str = "cpu",
-        methods: tuple[str, ...] = ("ot", "icfm", "sb")) -> pd.DataFrame:
+        methods: tuple[str, ...] = ("ot", "icfm", "sb"), ot_groups: tuple[int, ...] = ()) -> pd.DataFrame:
     torch.set_num_threads(threads)
     libs = {"cellflow": _ours}
     try:
@@ -88,6 +90,8 @@ def run(*, steps: int = 1000, repeats: int = 3, batch: int = 256, threads: int =
             print("torchcfm not installed: measuring cellflow only "
                   "(pip install --no-deps torchcfm==1.0.7 torchdyn==1.0.6)")
     contenders = [(method, lib, fn) for method in methods for lib, fn in libs.items()]
+    if "ot" in methods:  # our OT-CFM again, its worker tasks solving `group` steps each (default 16)
+        contenders += [("ot", f"cellflow, group {g}", functools.partial(_ours, group=g)) for g in ot_groups]
     for method, lib, fn in contenders:  # untimed warm-up: first-call costs (and the CUDA context)
         fn(method, 20, batch, 0, device)
     times: dict = {(method, lib): [] for method, lib, _ in contenders}
