@@ -271,9 +271,7 @@ class _BatchPool:
             self.next += 1
         jobs = [job for job, _ in parts]
         together = getattr(jobs[0], "together", None)
-        if len(jobs) == 1:
-            fut = self.pool.submit(lambda: [jobs[0]()])
-        elif together is not None and all(getattr(j, "together", None) == together for j in jobs):
+        if len(jobs) > 1 and together is not None and all(getattr(j, "together", None) == together for j in jobs):
             fut = self.pool.submit(together, jobs)
         else:
             fut = self.pool.submit(lambda: [job() for job in jobs])
