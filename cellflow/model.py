@@ -255,7 +255,7 @@ class FlowModel:
         patience: int | None = None,
         prefetch: int | None = None,
         workers: int = 2,
-        group: int = 16,
+        group: int = TrainConfig.group,
         progress: bool = True,
         checkpoint_dir: str | None = None,
         checkpoint_every: int = 0,

@@ -29,6 +29,7 @@ from ..metrics import wasserstein
 from ..matchers import DEFAULT_SIGMA  # OT-CFM, I-CFM 0.1; SB 1.0 (entropic OT at ε = 2σ² = 2, as torchcfm's reg)
 from ..model import FlowModel
 from ..solvers import integrate_ode
+from ..training import TrainConfig
 from .toy import LABEL
 
 
@@ -37,12 +38,12 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _ours(method: str, steps: int, batch: int, seed: int, device: str = "cpu", group: int | None = None):
+def _ours(method: str, steps: int, batch: int, seed: int, device: str = "cpu", group: int = TrainConfig.group):
     # SB: the flow only, no score network, as torchcfm's sample_location_and_conditional_flow
     model = FlowModel(2, method, sigma=DEFAULT_SIGMA[method], seed=seed, device=device, train_score=False)
     t0 = time.perf_counter()
     model.fit(lambda n, g: toy_sample("8gaussians", n, generator=g), lambda n, g: toy_sample("moons", n, generator=g),
-              steps=steps, batch_size=batch, progress=False, **({} if group is None else {"group": group}))
+              steps=steps, batch_size=batch, progress=False, group=group)
     _sync(device)
     return time.perf_counter() - t0, lambda t, x: model.velocity(torch.as_tensor(t).to(device), x.to(device)).cpu()
 
