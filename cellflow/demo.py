@@ -94,14 +94,9 @@ def run_demo(out: str | Path = "cellflow_out", *, steps: int = 1500, seed: int =
     _save(fig, out / "umap.png")
     ax = pl.trajectories(adata, model, basis="umap", n_cells=150)
     _save(ax.figure, out / "trajectories.png")
-    fig, ax = plt.subplots(figsize=(5, 4.5))
-    E, V = adata.obsm["X_umap"], adata.obsm["velocity_umap"]
-    ax.scatter(E[:, 0], E[:, 1], c=adata.obs["day"], s=4, cmap="viridis", alpha=0.4, linewidths=0)
-    pick = np.random.default_rng(seed).choice(adata.n_obs, min(400, adata.n_obs), replace=False)
-    ax.quiver(E[pick, 0], E[pick, 1], V[pick, 0], V[pick, 1], angles="xy", width=0.003, color="black")
-    ax.set_title(f"learned velocity on UMAP (median cosine to truth {np.median(cos):.2f})")
-    ax.set_xticks([])
-    ax.set_yticks([])
+    ax = pl.velocity(adata, "umap", color="day",
+                     title=f"learned velocity on UMAP (median cosine to truth {np.median(cos):.2f})")
+    fig = ax.figure
     _save(fig, out / "velocity.png")
     fig = sc.pl.umap(adata, color="fate_A", color_map="magma", show=False, return_fig=True,
                      title="P(day-2 cell reaches branch A)")

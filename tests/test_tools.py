@@ -244,6 +244,60 @@ def test_plots_draw(fitted, tmp_path):
     assert (tmp_path / "t.png").exists() and (tmp_path / "e.png").exists()
 
 
+def test_velocity_grid_closed_forms():
+    """A constant field is returned as it is, a linear field v = A e is its value at the grid
+    point (away from the edges), empty space between two clouds is left out, and cells with NaN
+    are ignored."""
+    from cellflow.pl import velocity_grid
+
+    rng = np.random.default_rng(0)
+    E = rng.uniform(-1, 1, size=(20000, 2))
+    const = velocity_grid(E, np.tile([2.0, -1.0], (len(E), 1)), grid_size=21)
+    assert const.inside.mean() > 0.9 and const.U.shape == (len(const.y), len(const.x))
+    np.testing.assert_allclose(const.U[const.inside], 2.0)
+    np.testing.assert_allclose(const.V[const.inside], -1.0)
+    A = np.array([[0.5, -1.0], [1.0, 0.25]])
+    lin = velocity_grid(E, E @ A.T, grid_size=21)
+    gx, gy = np.meshgrid(lin.x, lin.y)
+    core = (np.abs(gx) < 0.7) & (np.abs(gy) < 0.7)
+    expect = np.stack([gx, gy], -1) @ A.T
+    assert np.abs(lin.U[core] - expect[core][:, 0]).max() < 0.02
+    assert np.abs(lin.V[core] - expect[core][:, 1]).max() < 0.02
+    two = np.concatenate([rng.normal(size=(500, 2)) * 0.1 - [3, 0], rng.normal(size=(500, 2)) * 0.1 + [3, 0]])
+    two[0] = np.nan
+    g = velocity_grid(two, np.ones_like(two), grid_size=40)
+    j = np.argmin(np.abs(g.x)), np.argmin(np.abs(g.y))
+    assert not g.inside[j[1], j[0]] and np.isnan(g.U[j[1], j[0]])
+    near = np.argmin(np.abs(g.x + 3)), j[1]
+    assert g.inside[near[1], near[0]] and g.U[near[1], near[0]] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="same cells"):
+        velocity_grid(E, E[:10])
+
+
+def test_velocity_plot_draws_and_leaves_the_anndata_as_it_was(fitted, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    adata, model = fresh(fitted)
+    with pytest.raises(KeyError, match="cf.tl.velocity_embedding"):
+        cf.pl.velocity(adata, "umap")
+    cf.tl.velocity(adata, model)
+    cf.tl.velocity_embedding(adata, basis="umap")
+    adata.obs["day_cat"] = adata.obs["day"].astype(str).astype("category")
+    before = adata.copy()
+    assert cf.pl.velocity(adata, "umap", color="day", save=str(tmp_path / "v.png")) is not None
+    cf.pl.velocity(adata, "umap", kind="grid", color="day_cat")
+    cf.pl.velocity(adata, "umap")
+    assert (tmp_path / "v.png").exists()
+    assert set(adata.obsm) == set(before.obsm) and set(adata.uns) == set(before.uns)
+    assert set(adata.obs) == set(before.obs) and set(adata.layers) == set(before.layers)
+    np.testing.assert_array_equal(adata.obsm["velocity_umap"], before.obsm["velocity_umap"])
+    with pytest.raises(ValueError, match="kind"):
+        cf.pl.velocity(adata, "umap", kind="arrows")
+    with pytest.raises(KeyError, match="no column 'nope'"):
+        cf.pl.velocity(adata, "umap", color="nope")
+
+
 # ----------------------------------------------------------------------------- scVelo and CellRank themselves
 def test_scvelo_plots_without_recomputing(fitted):
     scv = pytest.importorskip("scvelo", reason="scvelo is in the test extra: pip install -e '.[test]'")

@@ -1,6 +1,7 @@
-"""Plots (matplotlib, scanpy style): trajectories, predicted vs observed cells, the held-out
-evaluation table."""
+"""Plots (matplotlib, scanpy style): trajectories, the velocity field on an embedding,
+predicted vs observed cells, the held-out evaluation table."""
 
 from ._plots import evaluation, prediction, trajectories
+from ._velocity import VelocityGrid, velocity, velocity_grid
 
-__all__ = ["trajectories", "prediction", "evaluation"]
+__all__ = ["trajectories", "velocity", "velocity_grid", "VelocityGrid", "prediction", "evaluation"]
