@@ -96,8 +96,7 @@ def run_demo(out: str | Path = "cellflow_out", *, steps: int = 1500, seed: int =
     _save(ax.figure, out / "trajectories.png")
     ax = pl.velocity(adata, "umap", color="day",
                      title=f"learned velocity on UMAP (median cosine to truth {np.median(cos):.2f})")
-    fig = ax.figure
-    _save(fig, out / "velocity.png")
+    _save(ax.figure, out / "velocity.png")
     fig = sc.pl.umap(adata, color="fate_A", color_map="magma", show=False, return_fig=True,
                      title="P(day-2 cell reaches branch A)")
     _save(fig, out / "fate.png")

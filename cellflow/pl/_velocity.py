@@ -54,7 +54,8 @@ def velocity_grid(E: np.ndarray, V: np.ndarray, *, grid_size: int = 40, smooth: 
     Parameters
     ----------
     grid_size
-        Grid points along the longer axis; the other axis gets the same spacing.
+        About this many grid points along the longer axis (plus a 2 % margin); the other axis
+        gets the same spacing.
     smooth
         Kernel width :math:`h` in grid spacings.
     n_neighbors
@@ -93,8 +94,7 @@ def velocity_grid(E: np.ndarray, V: np.ndarray, *, grid_size: int = 40, smooth: 
     rho = w.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         avg = np.einsum("gk,gkc->gc", w, V[idx]) / rho[:, None]
-    inside = rho >= min_density * np.percentile(rho, 99) if rho.max() > 0 else np.zeros(len(G), bool)
-    inside &= rho > 0
+    inside = (rho >= min_density * np.percentile(rho, 99)) & (rho > 0)
     avg[~inside] = np.nan
     shape = gx.shape
     return VelocityGrid(x, y, avg[:, 0].reshape(shape), avg[:, 1].reshape(shape), rho.reshape(shape),
