@@ -276,6 +276,7 @@ def test_velocity_grid_closed_forms():
 
 def test_velocity_plot_draws_and_leaves_the_anndata_as_it_was(fitted, tmp_path):
     import matplotlib
+    import matplotlib.quiver
 
     matplotlib.use("Agg")
     adata, model = fresh(fitted)
@@ -286,7 +287,11 @@ def test_velocity_plot_draws_and_leaves_the_anndata_as_it_was(fitted, tmp_path):
     adata.obs["day_cat"] = adata.obs["day"].astype(str).astype("category")
     before = adata.copy()
     assert cf.pl.velocity(adata, "umap", color="day", save=str(tmp_path / "v.png")) is not None
-    cf.pl.velocity(adata, "umap", kind="grid", color="day_cat")
+    ax = cf.pl.velocity(adata, "umap", kind="grid", color="day_cat")
+    q = next(c for c in ax.collections if isinstance(c, matplotlib.quiver.Quiver))
+    g = cf.pl.velocity_grid(adata.obsm["X_umap"], adata.obsm["velocity_umap"])
+    arrow = np.hypot(q.U, q.V) / q.scale  # data units (scale_units="xy")
+    assert np.percentile(arrow, 95) == pytest.approx(min(g.x[1] - g.x[0], g.y[1] - g.y[0]), rel=1e-6)
     cf.pl.velocity(adata, "umap")
     assert (tmp_path / "v.png").exists()
     assert set(adata.obsm) == set(before.obsm) and set(adata.uns) == set(before.uns)

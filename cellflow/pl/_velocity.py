@@ -114,7 +114,8 @@ def velocity(adata, basis: str = "umap", *, vkey: str = "velocity", kind: str = 
         (:func:`cellflow.tl.velocity_embedding`; a 2-D representation's own velocity,
         e.g. ``basis="spring"`` with ``obsm["velocity_spring"]``, works as it is).
     kind
-        ``"stream"`` (matplotlib's ``streamplot``) or ``"grid"`` (one arrow per grid point).
+        ``"stream"`` (matplotlib's ``streamplot``) or ``"grid"`` (one arrow per grid point,
+        scaled so that the 95th-percentile arrow is one grid spacing long).
     color
         An ``obs`` column to colour the cells by: numeric (a colour bar) or categorical
         (scanpy's ``uns[f"{color}_colors"]`` when present); default grey.
@@ -164,7 +165,12 @@ def velocity(adata, basis: str = "umap", *, vkey: str = "velocity", kind: str = 
     else:
         gx, gy = np.meshgrid(grid.x, grid.y)
         m = grid.inside
-        ax.quiver(gx[m], gy[m], grid.U[m], grid.V[m], angles="xy", color="black", width=0.003, zorder=2)
+        step = min(grid.x[1] - grid.x[0], grid.y[1] - grid.y[0])
+        speed = np.hypot(grid.U[m], grid.V[m])
+        top = np.percentile(speed, 95) if speed.size and np.percentile(speed, 95) > 0 else 1.0
+        # in data units, so that the 95th-percentile arrow spans one grid spacing
+        ax.quiver(gx[m], gy[m], grid.U[m], grid.V[m], angles="xy", scale_units="xy", scale=top / step,
+                  color="black", width=0.003, zorder=2)
     ax.set_xlabel(f"{basis.upper()} 1")
     ax.set_ylabel(f"{basis.upper()} 2")
     ax.set_xticks([])
