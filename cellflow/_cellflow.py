@@ -28,18 +28,18 @@ Example
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ._anndata import Standardizer, get_representation, get_times
-from ._cells import CellStore, RowSource, has_representation, representation_shape
+from ._cells import CellStore, RowSource
 from .geodesics import MAX_METRIC_CELLS, GeodesicInterpolant, GeodesicPath, RBFMetric, fit_geodesic_interpolant
-from .matchers import DEFAULT_SIGMA, FlowMatcher, canonical_method, make_matcher
+from .matchers import FlowMatcher, make_matcher
+from ._methods import cellflow_method, default_sigma
 from .networks import MLP
+from ._persist import fingerprint, load_model, save_model
 from ._assign import knn_assignment
 from .solvers import integrate_ode, integrate_sde
 from . import distributed
@@ -48,60 +48,6 @@ from .training import (TrainConfig, Trainer, TrainHistory, check_device, default
                        worker_step_threads)
 
 __all__ = ["CellFlow"]
-
-
-def _fingerprint(adata, use_rep: str) -> dict:
-    names = hashlib.sha1("\n".join(map(str, adata.obs_names)).encode()).hexdigest()
-    return {"n_obs": int(adata.n_obs), "obs_names_sha1": names, "rep_shape": list(representation_shape(adata, use_rep))}
-
-
-def fingerprint_differences(adata, use_rep: str, saved: dict) -> list[str]:
-    """What differs between ``adata`` and a saved fingerprint (empty when it is the same data)."""
-    fp = _fingerprint(adata, use_rep)
-    return [f"{label}: saved {saved[k]}, given {fp[k]}"
-            for k, label in [("n_obs", "number of cells"), ("obs_names_sha1", "cell names (obs_names)"),
-                             ("rep_shape", "shape of X" if use_rep == "X" else f"shape of obsm[{use_rep!r}]")]
-            if fp[k] != saved[k]]
-
-
-HIGH_DIM_SIGMA, HIGH_DIM = 1.0, 20
-MFM_WHITENED_SIGMA = 0.3  # OT-MFM on whitened PCs (EB, Cite, seeds 0-2: W1 0.850 / 0.797 against 0.861 / 0.804 at 0.1)
-METHODS = ("ot", "sb", "icfm", "mfm")
-
-
-def cellflow_method(method: str) -> str:
-    """Canonical name of a CellFlow method: ``"ot"``, ``"sb"``, ``"icfm"`` or ``"mfm"`` (OT-MFM,
-    also ``"ot-mfm"``, ``"metric"``)."""
-    if str(method).lower() in ("mfm", "ot-mfm", "otmfm", "metric"):
-        return "mfm"
-    m = canonical_method(method)
-    if m not in METHODS:
-        raise ValueError(f"CellFlow supports method='ot', 'sb', 'icfm' or 'mfm', got {method!r}.")
-    return m
-
-
-def default_sigma(method: str, whiten: bool, n_dims: int) -> float:
-    """The path noise σ used when none is given, in the standardised units the network sees.
-
-    - SB-CFM: 1.0 (the paper's);
-    - I-CFM: 0.1;
-    - OT-MFM on whitened PCs: 0.3 (5 PCs, 2,000 steps, seeds 0–2: W1 0.850 against 0.861 at 0.1
-      on EB, 0.797 against 0.804 on Cite);
-    - OT-CFM and OT-MFM otherwise: 0.1 (the paper's 5 whitened PCs, and low-dimensional layouts such as a 2-D
-      SPRING), except on ``n_dims >= 20`` *unwhitened* dimensions (the paper's 50/100-PC
-      setting), where σ = 1.0. There the standardisation divides all PCs by one scalar, so the
-      trailing PCs span only a fraction of a unit, and a wider path predicts held-out cells
-      better: on Cite, 3 seeds, 2,000 steps, W1 41.10 against 41.78 at 50 PCs (days 3 and 4
-      held out) and 48.21 against 48.89 at 100 PCs (day 3); OT-MFM at 50 PCs, day 3: 41.04
-      against 41.59 (3 of 3 seeds). Between 5 and 50 dimensions the threshold is not measured,
-      nor σ = 1.0 for I-CFM there.
-    """
-    method = cellflow_method(method)
-    if method in ("ot", "mfm") and not whiten and n_dims >= HIGH_DIM:
-        return HIGH_DIM_SIGMA
-    if method == "mfm":
-        return MFM_WHITENED_SIGMA if whiten else float(DEFAULT_SIGMA["ot"])
-    return float(DEFAULT_SIGMA[method])
 
 
 class CellFlow:
@@ -178,7 +124,7 @@ class CellFlow:
                        else Standardizer.from_moments(*source.moments(), self.whiten))
         self._cell_times = t
         self._store = CellStore([np.flatnonzero(t == s) for s in self.times], self.scaler, source, X)
-        self.fingerprint = _fingerprint(adata, use_rep)
+        self.fingerprint = fingerprint(adata, use_rep)
         torch.manual_seed(self.seed)
         self.net = MLP(self.n_pcs, hidden=hidden, activation=activation).to(self.device)
         # SB models also learn the score of the bridge marginals, so that push(sde=True) can
@@ -503,62 +449,15 @@ class CellFlow:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path, overwrite: bool = False) -> None:
-        """Write ``config.json`` and ``model.pt`` (a state dict) to the folder ``path``."""
-        path = Path(path)
-        if (path / "model.pt").exists() and not overwrite:
-            raise FileExistsError(f"{path} already holds a model; pass overwrite=True to replace it.")
-        path.mkdir(parents=True, exist_ok=True)
-        def cpu(module):  # saved on the CPU, so that any machine loads it
-            return {k: v.detach().cpu() for k, v in module.state_dict().items()}
-
-        torch.save(cpu(self.net), path / "model.pt")
-        if self.score_net is not None:
-            torch.save(cpu(self.score_net), path / "score.pt")
-        if self.interpolant is not None:
-            torch.save(self.interpolant.state_dict(), path / "geodesic.pt")
-        cfg = dict(class_="CellFlow", time_key=self.time_key, use_rep=self.use_rep, n_pcs=self.n_pcs,
-                   whiten=self.whiten, method=self.method, sigma=self.sigma, time_scale=self.time_scale,
-                   net=self.net.config, min_cells=self.min_cells, seed=self.seed, times=self.times.tolist(),
-                   scaler=self.scaler.to_dict(), fingerprint=self.fingerprint, holdout=self.holdout)
-        (path / "config.json").write_text(json.dumps(cfg, indent=2))
+        """Write ``config.json`` and ``model.pt`` (a state dict) to the folder ``path``
+        (:mod:`cellflow._persist`)."""
+        save_model(self, path, overwrite)
 
     @classmethod
     def load(cls, path: str | Path, adata, *, device: str | torch.device = "cpu") -> "CellFlow":
         """Load a saved model against ``adata``, which must be the AnnData it was trained on
         (same cells, same representation), onto ``device``; says what differs otherwise."""
-        path = Path(path)
-        if not (path / "config.json").exists():
-            raise FileNotFoundError(f"no config.json in {path}: is it a folder written by CellFlow.save?")
-        cfg = json.loads((path / "config.json").read_text())
-        problems = []
-        if cfg["time_key"] not in adata.obs:
-            problems.append(f"obs has no column {cfg['time_key']!r}")
-        if not has_representation(adata, cfg["use_rep"]):
-            problems.append("X is empty" if cfg["use_rep"] == "X" else f"obsm has no {cfg['use_rep']!r}")
-        else:
-            problems += fingerprint_differences(adata, cfg["use_rep"], cfg["fingerprint"])
-        if problems:
-            raise ValueError("this AnnData is not the one the model was trained on: " + "; ".join(problems) + ".")
-        net = cfg["net"]
-        model = cls(adata, cfg["time_key"], use_rep=cfg["use_rep"], n_pcs=cfg["n_pcs"], whiten=cfg["whiten"],
-                    method=cfg["method"], sigma=cfg["sigma"], time_scale=cfg["time_scale"], hidden=net["hidden"],
-                    activation=net["activation"], min_cells=cfg["min_cells"], seed=cfg["seed"], device=device)
-        model.scaler = Standardizer.from_dict(cfg["scaler"])
-        model.net.load_state_dict(torch.load(path / "model.pt", weights_only=True, map_location=model.device))
-        model.net.eval()
-        if model.score_net is not None:
-            if (path / "score.pt").exists():
-                model.score_net.load_state_dict(torch.load(path / "score.pt", weights_only=True,
-                                                           map_location=model.device))
-                model.score_net.eval()
-            else:  # saved before SB models kept a score network
-                model.score_net = None
-        if model.method == "mfm" and (path / "geodesic.pt").exists():
-            model.interpolant = GeodesicInterpolant.from_state_dict(
-                torch.load(path / "geodesic.pt", weights_only=True), model.n_pcs)
-            model.interpolant.eval()
-        model.holdout = cfg.get("holdout")
-        return model
+        return load_model(cls, path, adata, device)
 
     def __repr__(self) -> str:
         return (f"CellFlow(method={self.method!r}, time_key={self.time_key!r}, times={self.times.tolist()}, "

@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from . import __version__
-from ._cellflow import METHODS as CELLFLOW_METHODS
+from ._methods import METHODS as CELLFLOW_METHODS
 
 
 def _demo(args) -> int:

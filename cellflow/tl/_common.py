@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .._cellflow import CellFlow, fingerprint_differences
+from .._cellflow import CellFlow
+from .._persist import fingerprint_differences
 from .._cells import has_representation
 
 
