@@ -19,7 +19,7 @@ Example
 >>> make = lambda g: torch.randn(32, 1, generator=g)
 >>> loss = lambda x: ((net(x) - 2 * x) ** 2).mean()
 >>> hist = Trainer({"net": net}, make, loss, TrainConfig(steps=300, lr=0.05, progress=False)).run(seed=0)
->>> round(float(net.weight), 1)
+>>> round(net.weight.detach().item(), 1)
 2.0
 """
 

@@ -2,6 +2,7 @@
 against its closed form, the CIFAR-10 and folder readers, and a tiny training run."""
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -67,6 +68,13 @@ def test_frechet_distance_closed_form():
     expected = 1.0 + 4.0 + (1 - 2) ** 2 + 0 + (0.5 - 1.5) ** 2
     assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-6)
     assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    # singular covariances (10 samples in 20 dimensions): still exact, real, and without warnings
+    s = rng.normal(size=(10, 20))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert frechet_distance(s, s) == pytest.approx(0.0, abs=1e-6)
+        # a scaled copy: Sigma_b = 4 Sigma_a, so tr(Sa + Sb - 2 (Sa Sb)^1/2) = tr(Sa) (1 + 4 - 4)
+        assert frechet_distance(s, 2 * s) == pytest.approx(((s.mean(0)) ** 2).sum() + np.trace(np.cov(s, rowvar=False)), rel=1e-6)
 
 
 def test_digits_classifier_scores_held_out_writers():
