@@ -1,0 +1,43 @@
+"""Command line: ``cellflow demo``, ``cellflow fit``, ``cellflow evaluate``, ``cellflow train images|tabular``,
+``cellflow bench ...``.
+
+Each command's arguments and handler live beside the others of its kind: ``_cells.py`` (demo, fit,
+evaluate), ``_bench.py`` and ``_train.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import __version__
+from . import _bench, _cells, _train
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cellflow", description="Conditional flow matching for cells and beyond.")
+    p.add_argument("--version", action="version", version=f"cellflow {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    _cells.add_commands(sub)
+    _bench.add_commands(sub)
+    _train.add_commands(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command in ("train", "fit"):  # under torchrun: join the process group (see cellflow.distributed)
+        from ..distributed import init_from_env
+
+        init_from_env(getattr(args, "device", "cpu"))
+    try:
+        return args.func(args)
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError) as e:
+        print(f"cellflow: error: {e.args[0] if e.args else e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""``cellflow demo``, ``cellflow fit`` and ``cellflow evaluate``: the single-cell commands."""
+
+from __future__ import annotations
+
+import argparse
+
+from .._methods import METHODS as CELLFLOW_METHODS
+
+
+def _demo(args) -> int:
+    from ..demo import run_demo
+
+    run_demo(args.out, steps=args.steps, seed=args.seed, progress=not args.quiet, overwrite=args.overwrite)
+    return 0
+
+
+def _metric_kwargs(args) -> dict:
+    """OT-MFM's metric options from ``--metric-eps`` (ignored by the other methods)."""
+    return {} if args.metric_eps is None else {"metric": {"eps": args.metric_eps}}
+
+
+def _add_time_and_metric_options(p: argparse.ArgumentParser) -> None:
+    """``--time-scale`` and ``--metric-eps``, shared by ``fit`` and ``evaluate``."""
+    from ..geodesics import METRIC_EPS
+
+    p.add_argument("--time-scale", default="index", choices=["index", "real"],
+                   help="model time of each time point: its index (the paper's protocol, default) or its value")
+    p.add_argument("--metric-eps", type=float, default=None,
+                   help="OT-MFM only: the metric's floor eps in G = I / (h + eps); larger pulls the paths less "
+                        f"towards the cells (default {METRIC_EPS}; the paper used 0.01)")
+
+
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="cpu", help="where the flow trains and integrates: cpu (default), cuda, "
+                                                   "cuda:1, ... (minibatch couplings are solved on the CPU)")
+
+
+def _fit(args) -> int:
+    from .._pipeline import fit_h5ad
+
+    adata, model = fit_h5ad(args.input, args.out, time_key=args.time_key, use_rep=args.use_rep, n_pcs=args.n_pcs,
+                            whiten=args.whiten, method=args.method, sigma=args.sigma, time_scale=args.time_scale,
+                            steps=args.steps,
+                            batch_size=args.batch_size, ot_batch_size=args.ot_batch_size, seed=args.seed,
+                            model_dir=args.model_dir, velocity=not args.no_velocity, basis=args.basis, overwrite=args.overwrite,
+                            global_coupling=args.global_coupling, backed=args.backed, progress=not args.quiet,
+                            device=args.device, **_metric_kwargs(args))
+    from ..distributed import is_main
+
+    if not is_main():
+        return 0
+    print(f"{model!r}\nwrote {args.out} and the model to {adata.uns['cellflow']['model_dir']}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .._pipeline import evaluate_h5ad
+
+    _, summary = evaluate_h5ad(args.input, args.out, time_key=args.time_key, methods=args.methods, seeds=args.seeds,
+                               use_rep=args.use_rep, n_pcs=args.n_pcs, whiten=not args.no_whiten,
+                               held_out=args.held_out, steps=args.steps, batch_size=args.batch_size,
+                               max_eval=args.max_eval, progress=not args.quiet, overwrite=args.overwrite,
+                               ema_decay=args.ema, sigma=args.sigma, time_scale=args.time_scale,
+                               device=args.device, ot_batch_size=args.ot_batch_size, fractions=args.fractions,
+                               **_metric_kwargs(args))
+    print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _add_global_coupling(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--global-coupling", action="store_true",
+                        help="under torchrun: couple one global batch of all ranks' rows (default: each rank its own)")
+
+
+def add_commands(sub) -> None:
+    """Add ``demo``, ``fit`` and ``evaluate`` to the subparsers ``sub``."""
+    d = sub.add_parser("demo", help="the whole single-cell pipeline on the embedded simulated time course",
+                       description="Simulate a branching time course, run scanpy preprocessing, fit OT-CFM, run "
+                                   "the held-out evaluation, export velocities, and write figures, a results "
+                                   ".h5ad and the table to --out. No download; a few minutes on 2 CPU cores.")
+    d.add_argument("--out", default="cellflow_out", help="output folder (default: cellflow_out)")
+    d.add_argument("--steps", type=int, default=1500, help="training steps per model (default 1500)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+    d.add_argument("--quiet", action="store_true", help="no progress bars")
+    d.set_defaults(func=_demo)
+
+    f = sub.add_parser("fit", help="fit a flow to an .h5ad time course and write velocities",
+                       description="Train a CellFlow on IN.h5ad, save the model next to OUT.h5ad (or --model-dir), "
+                                   "and write OUT.h5ad with obsm['velocity_<rep>'] (and layers['velocity'], "
+                                   "obsm['velocity_umap'] when PCs / a UMAP are present).")
+    f.add_argument("input", metavar="IN.h5ad")
+    f.add_argument("--time-key", required=True, help="obs column with each cell's sampling time")
+    f.add_argument("--out", required=True, metavar="OUT.h5ad")
+    f.add_argument("--use-rep", default="X_pca", help="obsm key of the representation (default X_pca), or X for the "
+                                                       "expression matrix itself (dense, sparse or, with --backed, on disk)")
+    f.add_argument("--backed", action="store_true", help="leave X on disk and read the rows each step draws "
+                                                        "(with --use-rep X, for files larger than memory)")
+    f.add_argument("--n-pcs", type=int, default=None, help="leading columns of the representation to use (default all)")
+    f.add_argument("--whiten", action="store_true", help="standardise each component (the paper's 5-PC setting)")
+    f.add_argument("--method", default="ot", choices=list(CELLFLOW_METHODS))
+    f.add_argument("--sigma", type=float, default=None,
+                   help="path noise in the standardised units the network sees (default: the method's, see CellFlow)")
+    f.add_argument("--steps", type=int, default=2000)
+    _add_time_and_metric_options(f)
+    f.add_argument("--batch-size", type=int, default=512, help="cells per time point per step")
+    f.add_argument("--ot-batch-size", type=int, default=None,
+                   help="cells per time point for the minibatch coupling (default: --batch-size)")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--model-dir", default=None, help="where to save the model (default OUT_model/)")
+    f.add_argument("--basis", default="umap", help="embedding to project velocities on, if present and not the representation itself (default umap)")
+    f.add_argument("--no-velocity", action="store_true", help="do not write velocities")
+    f.add_argument("--overwrite", action="store_true")
+    _add_global_coupling(f)
+    _add_device(f)
+    f.add_argument("--quiet", action="store_true", help="no progress bars")
+    f.set_defaults(func=_fit)
+
+    e = sub.add_parser("evaluate", help="leave-one-time-point-out benchmark (Tong et al. 2024 protocol)",
+                       description="For each intermediate time point: train without it, push the previous time "
+                                   "point's cells forward with 100 Euler steps, score W1/W2/MMD against the held-out "
+                                   "cells; with the previous-time-point and McCann baselines. Writes a tidy CSV.")
+    e.add_argument("input", metavar="IN.h5ad")
+    e.add_argument("--time-key", required=True)
+    e.add_argument("--out", required=True, metavar="TABLE.csv")
+    e.add_argument("--methods", nargs="+", default=["ot", "sb", "icfm"], choices=list(CELLFLOW_METHODS))
+    e.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    e.add_argument("--use-rep", default="X_pca")
+    e.add_argument("--n-pcs", type=int, default=5, help="leading PCs (default 5, the paper's setting)")
+    e.add_argument("--no-whiten", action="store_true", help="use the PCs unwhitened (the paper's 50/100-PC setting)")
+    e.add_argument("--held-out", type=float, nargs="+", default=None, help="times to hold out (default all intermediate)")
+    e.add_argument("--steps", type=int, default=2000)
+    _add_time_and_metric_options(e)
+    e.add_argument("--batch-size", type=int, default=512)
+    e.add_argument("--ot-batch-size", type=int, default=None,
+                   help="cells per time point for the minibatch coupling, from whose plan --batch-size pairs are "
+                        "drawn (default: --batch-size, the paper's protocol)")
+    e.add_argument("--ema", type=float, default=None, help="EMA decay of the weights (default none)")
+    e.add_argument("--sigma", type=float, default=None,
+                   help="path noise of OT-CFM and I-CFM in the standardised units the network sees (default: "
+                        "CellFlow's; SB-CFM keeps its own)")
+    e.add_argument("--max-eval", type=int, default=4000, help="cells per side for exact W1/W2 (seeded subsample)")
+    e.add_argument("--fractions", type=float, nargs="+", default=None, metavar="F",
+                   help="also push each flow to these fractions of the merged held-out interval and report the "
+                        "best (columns best_fraction, w1_best_fraction): a diagnostic of the pace, "
+                        "e.g. 0.3 0.4 0.5 0.6 0.7")
+    e.add_argument("--overwrite", action="store_true")
+    _add_device(e)
+    e.add_argument("--quiet", action="store_true", help="no progress bars")
+    e.set_defaults(func=_evaluate)
