@@ -160,7 +160,7 @@ def test_velocity_keys_shapes_and_accuracy(fitted, tmp_path):
     adata.write_h5ad(tmp_path / "v2.h5ad")
     with pytest.raises(ValueError, match="already exist.*overwrite=True"):
         cf.tl.velocity(adata, model)
-    with pytest.raises(ValueError, match="already exist"):
+    with pytest.raises(ValueError, match="already exists?; pass overwrite=True to replace (it|them)"):
         cf.tl.velocity_embedding(adata, basis="umap")
     cf.tl.velocity(adata, model, overwrite=True)
 

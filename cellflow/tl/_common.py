@@ -62,8 +62,9 @@ def select_cells(adata, cells, what: str) -> np.ndarray:
 
 def refuse_overwrite(existing: list[str], overwrite: bool) -> None:
     if existing and not overwrite:
-        raise ValueError(f"{', '.join(existing)} already exist; pass overwrite=True to replace them, or choose "
-                         "another key_added.")
+        one = len(existing) == 1
+        raise ValueError(f"{', '.join(existing)} already exist{'s' if one else ''}; pass overwrite=True to replace "
+                         f"{'it' if one else 'them'}, or choose another key_added.")
 
 
 def time_labels(adata, time_key: str, times: np.ndarray) -> dict[float, object]:
