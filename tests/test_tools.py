@@ -229,6 +229,90 @@ def test_push_pull_and_couplings(fitted, tmp_path):
     assert list(c.obs_names) == list(adata.obs_names[adata.obs["day"] == 2])
 
 
+def test_gene_trends_closed_form_and_against_the_measured_means(fitted, tmp_path):
+    """Trends equal the fate-weighted mean of the decoded paths (recomputed here), start at the
+    decoded mean of the starting cells, and follow the measured day means and branch differences."""
+    from cellflow._assign import knn_assignment
+
+    adata, model = fresh(fitted)
+    hv = list(adata.var_names[adata.var["highly_variable"]])
+    before = set(adata.uns)
+    cf.tl.gene_trends(adata, model, hv, t_from=3, t_to=5, groupby="branch", groups=["A", "B"], n_points=11)
+    assert set(adata.uns) - before == {"gene_trends"} and set(before) <= set(adata.uns)
+    r = adata.uns["gene_trends"]
+    assert r["mean"].shape == r["std"].shape == (2, 11, len(hv)) and list(r["groups"]) == ["A", "B"]
+    assert r["time"][0] == 3 and r["time"][-1] == 5 and list(r["observed_time"]) == [3, 4, 5]
+    # closed form: decode x = mu + z W^T, weight each path by its landing mass on each branch
+    idx = adata.var_names.get_indexer(hv)
+    W, mu = adata.varm["PCs"][idx, :5], np.asarray(adata.X[:, idx].mean(0)).ravel()
+    X0 = model.cells_at(3)
+    paths = model.push(X0, 3, 5, n_points=11)
+    expr = paths @ W.T + mu
+    P = knn_assignment(model.scaler.forward(paths[-1]), model.scaler.forward(model.cells_at(5)), k=30)
+    labels = adata.obs["branch"].astype(str).to_numpy()[model.cell_times() == 5]
+    for j, g in enumerate(["A", "B"]):
+        w = np.asarray(P[:, labels == g].sum(1)).ravel()
+        m = np.einsum("c,tcg->tg", w, expr) / w.sum()
+        sd = np.sqrt(np.einsum("c,tcg->tg", w, (expr - m[:, None]) ** 2) / w.sum())
+        np.testing.assert_allclose(r["mean"][j], m, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(r["std"][j], sd, rtol=1e-9, atol=1e-9)
+        assert r["weight"][j] == pytest.approx(w.sum())
+    assert r["weight"].sum() == pytest.approx(len(X0))  # every path's mass lands on A or B at day 5
+    # learned: the A-B difference at day 5 follows the measured branches' difference
+    d, br = adata.obs["day"].to_numpy(), adata.obs["branch"].to_numpy()
+    branch_mean = {g: np.asarray(adata.X[(d == 5) & (br == g)][:, idx].mean(0)).ravel() for g in "AB"}
+    diff_obs, diff_pred = branch_mean["A"] - branch_mean["B"], r["mean"][0, -1] - r["mean"][1, -1]
+    assert np.corrcoef(diff_obs, diff_pred)[0, 1] > 0.95
+    assert 0.6 < diff_pred @ diff_obs / (diff_obs @ diff_obs) < 1.4
+    # one trend over all paths: at the start the decoded mean of the day-2 cells; the change to
+    # day 3 follows the measured day means'
+    cf.tl.gene_trends(adata, model, hv, t_from=2, t_to=3, key_added="all")
+    a = adata.uns["all"]
+    np.testing.assert_allclose(a["mean"][0, 0], (model.cells_at(2) @ W.T + mu).mean(0), atol=1e-6)
+    om = a["observed_mean"]
+    dobs, dpred = om[-1] - om[0], a["mean"][0, -1] - a["mean"][0, 0]
+    assert np.corrcoef(dobs, dpred)[0, 1] > 0.9 and 0.6 < dpred @ dobs / (dobs @ dobs) < 1.4
+    adata.write_h5ad(tmp_path / "trends.h5ad")
+    back = ad.read_h5ad(tmp_path / "trends.h5ad").uns["gene_trends"]
+    np.testing.assert_allclose(back["mean"], r["mean"])
+    # bad input
+    with pytest.raises(ValueError, match="already exists; pass overwrite=True"):
+        cf.tl.gene_trends(adata, model, hv[:2], t_from=3, t_to=5)
+    with pytest.raises(KeyError, match="not in adata.var_names"):
+        cf.tl.gene_trends(adata, model, ["nope"], t_from=3, t_to=5, key_added="x")
+    flat = [g for g in adata.var_names if g not in hv][:1]
+    with pytest.raises(ValueError, match="no loading on the PCs"):
+        cf.tl.gene_trends(adata, model, flat, t_from=3, t_to=5, key_added="x")
+    with pytest.raises(ValueError, match="not a measured time"):
+        cf.tl.gene_trends(adata, model, hv[:2], t_from=3.5, t_to=5, key_added="x")
+    with pytest.raises(ValueError, match="groups \\['C'\\] have no cell"):
+        cf.tl.gene_trends(adata, model, hv[:2], t_from=3, t_to=5, groupby="branch", groups=["C"], key_added="x")
+    on_umap = cf.CellFlow(adata, "day", use_rep="X_umap")
+    with pytest.raises(ValueError, match="needs a model on 'X_pca'"):
+        cf.tl.gene_trends(adata, on_umap, hv[:2], t_from=3, t_to=5, key_added="x")
+    assert "x" not in adata.uns
+
+
+def test_gene_trends_plot_draws_and_leaves_the_anndata_as_it_was(fitted, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    adata, model = fresh(fitted)
+    with pytest.raises(KeyError, match="cf.tl.gene_trends"):
+        cf.pl.gene_trends(adata)
+    hv = list(adata.var_names[adata.var["highly_variable"]])[:5]
+    cf.tl.gene_trends(adata, model, hv, t_from=2, t_to=5, groupby="branch", groups=["A", "B"])
+    before = {k: np.array(v, copy=True) for k, v in adata.uns["gene_trends"].items() if k != "params"}
+    axes = cf.pl.gene_trends(adata, save=str(tmp_path / "t.png"))
+    assert axes.size == 8 and sum(ax.get_visible() for ax in axes.flat) == 5  # 5 genes on a 2 x 4 grid
+    assert len(axes.flat[0].lines) == 2 and (tmp_path / "t.png").exists()
+    cf.pl.gene_trends(adata, hv[1], groups="A", band=False, observed=False)
+    for k, v in before.items():
+        np.testing.assert_array_equal(adata.uns["gene_trends"][k], v)
+    with pytest.raises(KeyError, match="genes \\['nope'\\] are not in"):
+        cf.pl.gene_trends(adata, ["nope"])
+
+
 def test_plots_draw(fitted, tmp_path):
     import matplotlib
 

@@ -1,7 +1,8 @@
 """Plots (matplotlib, scanpy style): trajectories, the velocity field on an embedding,
-predicted vs observed cells, the held-out evaluation table."""
+predicted vs observed cells, the held-out evaluation table, gene trends along the flow."""
 
 from ._plots import evaluation, prediction, trajectories
+from ._trends import gene_trends
 from ._velocity import VelocityGrid, velocity, velocity_grid
 
-__all__ = ["trajectories", "velocity", "velocity_grid", "VelocityGrid", "prediction", "evaluation"]
+__all__ = ["trajectories", "velocity", "velocity_grid", "VelocityGrid", "prediction", "evaluation", "gene_trends"]
