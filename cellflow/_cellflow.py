@@ -37,7 +37,7 @@ from ._anndata import Standardizer, get_representation, get_times
 from ._cells import CellStore, RowSource
 from .geodesics import MAX_METRIC_CELLS, GeodesicInterpolant, GeodesicPath, RBFMetric, fit_geodesic_interpolant
 from .matchers import FlowMatcher, make_matcher
-from ._methods import cellflow_method, default_sigma
+from ._methods import FIT_EMA_DECAY, cellflow_method, default_sigma
 from .networks import MLP
 from ._persist import fingerprint, load_model, save_model
 from ._assign import knn_assignment
@@ -159,7 +159,7 @@ class CellFlow:
 
     def train(self, steps: int = 2000, batch_size: int = 512, *, holdout: float | None = None,
               ot_batch_size: int | None = None, lr: float = 1e-3,
-              weight_decay: float = 1e-5, ema_decay: float | None = None, grad_clip: float | None = None,
+              weight_decay: float = 1e-5, ema_decay: float | None = FIT_EMA_DECAY, grad_clip: float | None = None,
               warmup_steps: int = 0, prefetch: int | None = None, workers: int = 2,
               global_coupling: bool = False, geodesic_steps: int | None = None, metric: dict | None = None,
               progress: bool = True) -> TrainHistory:
@@ -193,7 +193,15 @@ class CellFlow:
             One metric is fitted per pair of consecutive (non-held-out) time points, on the
             cells of those two time points only; the interpolant is kept in
             :attr:`interpolant`, its relative energy per step in :attr:`geodesic_history`.
-        lr, weight_decay, ema_decay, grad_clip, warmup_steps, progress
+        ema_decay
+            The network used after training is the exponential moving average of its weights
+            with this decay (default 0.999; ``None``: the last weights). Pushing cells over
+            several intervals compounds the step-to-step noise of the last weights; the average
+            keeps such paths on the measured time points (5 whitened PCs, 2,000 steps, medians of
+            seeds 0–2, W2 between the first time point pushed to the last and the cells measured there: EB
+            0.735 against 0.949, Cite 0.702 against 0.875), and one interval is as good as
+            without. :func:`cellflow.evaluate_holdout` follows the paper's protocol, without it.
+        lr, weight_decay, grad_clip, warmup_steps, progress
             See :class:`cellflow.training.TrainConfig`.
         """
         if holdout is not None:

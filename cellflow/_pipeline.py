@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._methods import FIT_EMA_DECAY
+
 
 def read_h5ad(path: str | Path, backed: bool = False):
     """Read ``path``; with ``backed``, leave ``X`` on disk (``anndata.read_h5ad(..., backed="r")``)."""
@@ -25,11 +27,13 @@ def fit_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, use_re
              time_scale: str = "index", steps: int = 2000, batch_size: int = 512, ot_batch_size: int | None = None, seed: int = 0,
              model_dir: str | Path | None = None,
              velocity: bool = True, basis: str | None = "umap", overwrite: bool = False, global_coupling: bool = False,
-             backed: bool = False, progress: bool = True, metric: dict | None = None, device: str = "cpu"):
+             backed: bool = False, progress: bool = True, metric: dict | None = None, device: str = "cpu",
+             ema_decay: float | None = FIT_EMA_DECAY):
     """Fit a :class:`cellflow.CellFlow`, save it, add velocities, write ``path_out``.
 
     ``backed=True`` leaves ``X`` on disk, for ``use_rep="X"`` on files larger than memory;
-    ``metric`` is passed to :meth:`cellflow.CellFlow.train` (OT-MFM only)."""
+    ``metric`` is passed to :meth:`cellflow.CellFlow.train` (OT-MFM only), as is ``ema_decay``
+    (0 or ``None``: no weight average)."""
     from . import tl
     from ._cellflow import CellFlow
 
@@ -41,7 +45,7 @@ def fit_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, use_re
     model = CellFlow(adata, time_key, use_rep=use_rep, n_pcs=n_pcs, whiten=whiten, method=method, sigma=sigma,
                      time_scale=time_scale, seed=seed, device=device)
     model.train(steps=steps, batch_size=batch_size, ot_batch_size=ot_batch_size, global_coupling=global_coupling,
-                progress=progress, metric=metric)
+                ema_decay=ema_decay or None, progress=progress, metric=metric)
     from . import distributed
 
     if not distributed.is_main():  # under torchrun, rank 0 writes the results

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .._methods import METHODS as CELLFLOW_METHODS
+from .._methods import FIT_EMA_DECAY, METHODS as CELLFLOW_METHODS
 
 
 def _demo(args) -> int:
@@ -44,7 +44,7 @@ def _fit(args) -> int:
                             batch_size=args.batch_size, ot_batch_size=args.ot_batch_size, seed=args.seed,
                             model_dir=args.model_dir, velocity=not args.no_velocity, basis=args.basis, overwrite=args.overwrite,
                             global_coupling=args.global_coupling, backed=args.backed, progress=not args.quiet,
-                            device=args.device, **_metric_kwargs(args))
+                            device=args.device, ema_decay=args.ema, **_metric_kwargs(args))
     from ..distributed import is_main
 
     if not is_main():
@@ -103,6 +103,9 @@ def add_commands(sub) -> None:
     f.add_argument("--sigma", type=float, default=None,
                    help="path noise in the standardised units the network sees (default: the method's, see CellFlow)")
     f.add_argument("--steps", type=int, default=2000)
+    f.add_argument("--ema", type=float, default=FIT_EMA_DECAY,
+                   help=f"EMA decay of the weights, which the fitted flow uses (default {FIT_EMA_DECAY}; 0: the last "
+                        "weights); it keeps paths over several days on the measured cells")
     _add_time_and_metric_options(f)
     f.add_argument("--batch-size", type=int, default=512, help="cells per time point per step")
     f.add_argument("--ot-batch-size", type=int, default=None,
@@ -136,7 +139,8 @@ def add_commands(sub) -> None:
     e.add_argument("--ot-batch-size", type=int, default=None,
                    help="cells per time point for the minibatch coupling, from whose plan --batch-size pairs are "
                         "drawn (default: --batch-size, the paper's protocol)")
-    e.add_argument("--ema", type=float, default=None, help="EMA decay of the weights (default none)")
+    e.add_argument("--ema", type=float, default=None,
+                   help="EMA decay of the weights (default none: the paper's protocol; cellflow fit uses 0.999)")
     e.add_argument("--sigma", type=float, default=None,
                    help="path noise of OT-CFM and I-CFM in the standardised units the network sees (default: "
                         "CellFlow's; SB-CFM keeps its own)")
