@@ -8,12 +8,15 @@ import pandas as pd
 from ._common import check_model
 
 
-def _decode(adata, Z: np.ndarray, n_pcs: int, layer: str | None):
-    """Expression from PC scores: ``Z @ PCs[:, :n_pcs].T`` plus the genes' mean."""
+def _decode(adata, Z: np.ndarray, n_pcs: int, layer: str | None, genes: np.ndarray | None = None):
+    """Expression from PC scores (last axis of ``Z``): ``Z @ PCs[:, :n_pcs].T`` plus the genes'
+    mean, for all genes or the columns ``genes``."""
     M = adata.layers[layer] if layer is not None else adata.X
+    if genes is not None:
+        M = M[:, genes]
     mean = np.asarray(M.mean(0)).ravel()
-    PCs = np.asarray(adata.varm["PCs"])[:, :n_pcs]
-    return (Z @ PCs.T + mean).astype(np.float32)
+    PCs = np.asarray(adata.varm["PCs"])[:, :n_pcs] if genes is None else np.asarray(adata.varm["PCs"])[genes, :n_pcs]
+    return Z @ PCs.T + mean
 
 
 def interpolate(adata, model, time: float, *, n_cells: int | None = None, mode: str = "push",
@@ -73,7 +76,7 @@ def interpolate(adata, model, time: float, *, n_cells: int | None = None, mode: 
     if can_decode:
         if layer is not None and layer not in adata.layers:
             raise KeyError(f"adata.layers has no {layer!r}.")
-        X, var = _decode(adata, Z, model.n_pcs, layer), adata.var.copy()
+        X, var = _decode(adata, Z, model.n_pcs, layer).astype(np.float32), adata.var.copy()
     if model.use_rep == "X":  # the flow lives in expression space: the prediction is X itself
         pred = ad.AnnData(X=Z.astype(np.float32), obs=obs, var=adata.var.iloc[:model.n_pcs].copy())
     else:

@@ -36,6 +36,7 @@ import numpy as np
 
 from .._assign import knn_assignment
 from ._common import check_model, refuse_overwrite, select_cells
+from ._interpolate import _decode
 
 
 def _gene_columns(adata, model, genes) -> tuple[list[str], Callable[[np.ndarray], np.ndarray]]:
@@ -59,13 +60,12 @@ def _gene_columns(adata, model, genes) -> tuple[list[str], Callable[[np.ndarray]
                          f"'X'; this model is on {model.use_rep!r}.")
     if adata.X is None or adata.n_vars == 0:
         raise ValueError("adata.X is empty: the genes' mean, which decoding adds, cannot be read.")
-    W = np.asarray(adata.varm["PCs"], dtype=np.float64)[idx, :model.n_pcs]
+    W = np.asarray(adata.varm["PCs"])[idx, :model.n_pcs]
     flat = [g for g, w in zip(genes, W) if not np.any(w)]
     if flat:
         raise ValueError(f"{flat[:10]} have no loading on the PCs (not among the genes the PCA used, e.g. not "
                          "highly variable), so their decoded trend would be flat; choose genes the PCA used.")
-    mu = np.asarray(adata.X[:, idx].mean(0), dtype=np.float64).ravel()
-    return genes, lambda Z: Z @ W.T + mu
+    return genes, lambda Z: _decode(adata, Z, model.n_pcs, None, idx)
 
 
 def _weighted_mean_std(X: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
