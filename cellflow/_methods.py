@@ -1,4 +1,5 @@
-"""The methods `CellFlow` trains, the path noise σ each gets when none is given, and the default weight average (EMA)."""
+"""The methods `CellFlow` trains, the path noise σ each gets when none is given, and the
+default weight average (EMA)."""
 
 from __future__ import annotations
 
