@@ -272,6 +272,13 @@ def test_gene_trends_closed_form_and_against_the_measured_means(fitted, tmp_path
     om = a["observed_mean"]
     dobs, dpred = om[-1] - om[0], a["mean"][0, -1] - a["mean"][0, 0]
     assert np.corrcoef(dobs, dpred)[0, 1] > 0.9 and 0.6 < dpred @ dobs / (dobs @ dobs) < 1.4
+    # decoding from a layer: a copy of X gives the same trends; a missing layer is named
+    adata.layers["log"] = adata.X.copy()
+    cf.tl.gene_trends(adata, model, hv, t_from=2, t_to=3, layer="log", key_added="from_layer")
+    np.testing.assert_allclose(adata.uns["from_layer"]["mean"], a["mean"])
+    np.testing.assert_allclose(adata.uns["from_layer"]["observed_mean"], a["observed_mean"])
+    with pytest.raises(KeyError, match="no 'nope'"):
+        cf.tl.gene_trends(adata, model, hv[:2], t_from=3, t_to=5, layer="nope", key_added="x")
     adata.write_h5ad(tmp_path / "trends.h5ad")
     back = ad.read_h5ad(tmp_path / "trends.h5ad").uns["gene_trends"]
     np.testing.assert_allclose(back["mean"], r["mean"])

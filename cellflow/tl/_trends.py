@@ -39,7 +39,7 @@ from ._common import check_model, refuse_overwrite, select_cells
 from ._interpolate import _decode
 
 
-def _gene_columns(adata, model, genes) -> tuple[list[str], Callable[[np.ndarray], np.ndarray]]:
+def _gene_columns(adata, model, genes, layer: str | None) -> tuple[list[str], Callable[[np.ndarray], np.ndarray]]:
     """The genes asked for, and a function from states ``(..., n_pcs)`` to their expression."""
     genes = [genes] if isinstance(genes, str) else [str(g) for g in genes]
     if not genes:
@@ -58,14 +58,16 @@ def _gene_columns(adata, model, genes) -> tuple[list[str], Callable[[np.ndarray]
         raise ValueError(f"gene trends decode the flow to expression, which needs a model on 'X_pca' with "
                          f"adata.varm['PCs'] (sc.pp.pca) holding at least its {model.n_pcs} PCs, or a model on "
                          f"'X'; this model is on {model.use_rep!r}.")
-    if adata.X is None or adata.n_vars == 0:
-        raise ValueError("adata.X is empty: the genes' mean, which decoding adds, cannot be read.")
+    if layer is not None and layer not in adata.layers:
+        raise KeyError(f"adata.layers has no {layer!r}; layers: {list(adata.layers)}.")
+    if layer is None and (adata.X is None or adata.n_vars == 0):
+        raise ValueError("adata.X is empty: the genes' mean, which decoding adds, cannot be read; pass layer=.")
     W = np.asarray(adata.varm["PCs"])[idx, :model.n_pcs]
     flat = [g for g, w in zip(genes, W) if not np.any(w)]
     if flat:
         raise ValueError(f"{flat[:10]} have no loading on the PCs (not among the genes the PCA used, e.g. not "
                          "highly variable), so their decoded trend would be flat; choose genes the PCA used.")
-    return genes, lambda Z: _decode(adata, Z, model.n_pcs, None, idx)
+    return genes, lambda Z: _decode(adata, Z, model.n_pcs, layer, idx)
 
 
 def _weighted_mean_std(X: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -81,7 +83,8 @@ def _weighted_mean_std(X: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def gene_trends(adata, model, genes, *, t_from: float, t_to: float, cells=None, groupby: str | None = None,
                 groups=None, n_points: int = 50, n_cells: int | None = 2000, k: int = 30, steps: int = 100,
-                key_added: str = "gene_trends", overwrite: bool = False, copy: bool = False):
+                layer: str | None = None, key_added: str = "gene_trends", overwrite: bool = False,
+                copy: bool = False):
     """Expression of ``genes`` along the flow from ``t_from`` to ``t_to``, overall or per fate.
 
     Parameters
@@ -108,6 +111,9 @@ def gene_trends(adata, model, genes, *, t_from: float, t_to: float, cells=None, 
         bounds memory at ``n_points × n_cells × n_pcs`` numbers.
     k, steps
         Neighbours of the landing kernel (with ``groupby``) and Euler steps per interval.
+    layer
+        For a flow on ``X_pca``: the genes' means added in decoding, and the measured means,
+        come from ``layers[layer]`` instead of ``X`` (as in :func:`cellflow.tl.interpolate`).
     key_added, overwrite, copy
         The ``uns`` key written; replace it if present; return a modified copy instead.
 
@@ -132,7 +138,7 @@ def gene_trends(adata, model, genes, *, t_from: float, t_to: float, cells=None, 
         raise ValueError(f"n_points must be at least 2 (the start and the end), got {n_points}.")
     if groupby is not None and groupby not in adata.obs:
         raise KeyError(f"groupby {groupby!r} is not a column of adata.obs.")
-    genes, decode = _gene_columns(adata, model, genes)
+    genes, decode = _gene_columns(adata, model, genes, layer if model.use_rep != "X" else None)
     at_from = model.cell_times() == t_from
     start = at_from if cells is None else select_cells(adata, cells, "cells") & at_from
     if not start.any():
@@ -163,8 +169,9 @@ def gene_trends(adata, model, genes, *, t_from: float, t_to: float, cells=None, 
         obs_times = obs_times[::-1]
     cell_t = model.cell_times()
     idx = adata.var_names.get_indexer(genes)
-    observed = np.stack([np.asarray(adata.X[np.flatnonzero(cell_t == s)][:, idx].mean(0), dtype=np.float64).ravel()
-                         for s in obs_times]) if adata.X is not None else np.full((len(obs_times), len(genes)), np.nan)
+    M = adata.layers[layer] if layer is not None and model.use_rep != "X" else adata.X
+    observed = np.stack([np.asarray(M[np.flatnonzero(cell_t == s)][:, idx].mean(0), dtype=np.float64).ravel()
+                         for s in obs_times])
     adata = adata.copy() if copy else adata
     adata.uns[key_added] = {
         "time": np.array([model.measured_time(t) for t in tau]),
@@ -176,6 +183,6 @@ def gene_trends(adata, model, genes, *, t_from: float, t_to: float, cells=None, 
         "observed_time": obs_times.astype(np.float64),
         "observed_mean": observed,
         "params": {"t_from": float(t_from), "t_to": float(t_to), "groupby": groupby or "", "k": int(k),
-                   "steps": int(steps), "n_cells": int(len(rows)), "method": model.method},
+                   "steps": int(steps), "n_cells": int(len(rows)), "method": model.method, "layer": layer or ""},
     }
     return adata if copy else None
