@@ -6,6 +6,16 @@ from __future__ import annotations
 import numpy as np
 
 
+def _category_colors(adata, key: str) -> dict:
+    """Colour of each category of ``obs[key]`` (as strings): scanpy's ``uns[f"{key}_colors"]``
+    where it has one for that category, else the tab10 colour of its position."""
+    import matplotlib.pyplot as plt
+
+    cats = [str(c) for c in adata.obs[key].astype("category").cat.categories]
+    palette = list(adata.uns.get(f"{key}_colors", []))
+    return {c: palette[i] if i < len(palette) else plt.cm.tab10(i % 10) for i, c in enumerate(cats)}
+
+
 def _finish(fig, ax, show: bool | None, save: str | None):
     import matplotlib.pyplot as plt
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._plots import _finish
+from ._plots import _category_colors, _finish
 
 
 def gene_trends(adata, genes=None, *, key: str = "gene_trends", groups=None, band: bool = True,
@@ -45,11 +45,8 @@ def gene_trends(adata, genes=None, *, key: str = "gene_trends", groups=None, ban
         if missing:
             raise KeyError(f"{what} {missing[:10]} are not in uns[{key!r}], which holds {have[:20]}.")
     groupby = str(res["params"].get("groupby", ""))
-    palette = list(adata.uns.get(f"{groupby}_colors", [])) if groupby else []
-    cats = (list(adata.obs[groupby].astype("category").cat.categories.astype(str))
-            if groupby and groupby in adata.obs else [])
-    colour = {g: (palette[cats.index(g)] if g in cats and cats.index(g) < len(palette)
-                  else plt.cm.tab10(i % 10)) for i, g in enumerate(all_groups)}
+    known = _category_colors(adata, groupby) if groupby and groupby in adata.obs else {}
+    colour = {g: known.get(g, plt.cm.tab10(i % 10)) for i, g in enumerate(all_groups)}
     t, mean, std = np.asarray(res["time"]), np.asarray(res["mean"]), np.asarray(res["std"])
     ncols = max(1, min(int(ncols), len(genes)))
     nrows = -(-len(genes) // ncols)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._plots import _axes, _finish
+from ._plots import _axes, _category_colors, _finish
 
 __all__ = ["VelocityGrid", "velocity_grid", "velocity"]
 
@@ -148,11 +148,9 @@ def velocity(adata, basis: str = "umap", *, vkey: str = "velocity", kind: str = 
     if color is None:
         ax.scatter(E[:, 0], E[:, 1], c="lightgrey", **kw)
     elif isinstance(adata.obs[color].dtype, pd.CategoricalDtype):
-        cats = adata.obs[color].cat.categories
-        colors = list(adata.uns.get(f"{color}_colors", [])) or [plt.cm.tab10(i % 10) for i in range(len(cats))]
-        for cat, c in zip(cats, colors):
-            at = (adata.obs[color] == cat).to_numpy()
-            ax.scatter(E[at, 0], E[at, 1], color=c, label=str(cat), **kw)
+        for cat, c in _category_colors(adata, color).items():
+            at = (adata.obs[color].astype(str) == cat).to_numpy()
+            ax.scatter(E[at, 0], E[at, 1], color=c, label=cat, **kw)
         ax.legend(markerscale=3, frameon=False, fontsize=8, bbox_to_anchor=(1.0, 1.0), loc="upper left")
     else:
         sc_ = ax.scatter(E[:, 0], E[:, 1], c=np.asarray(adata.obs[color], dtype=float), cmap="viridis", **kw)

@@ -20,6 +20,21 @@ def _time_mask(model, t: float, what: str) -> np.ndarray:
     return model.cell_times() == t
 
 
+def _groups_at(adata, groupby: str, at_to: np.ndarray, groups, t_to: float) -> tuple[np.ndarray, list, list]:
+    """The labels of ``obs[groupby]`` at the cells of ``t_to``, the groups present there, and the
+    groups asked for (default all present); raises if one asked for is absent."""
+    import pandas as pd
+
+    labels = adata.obs[groupby].astype(str).to_numpy()[at_to]
+    present = list(pd.unique(labels))
+    names = present if groups is None else [str(g) for g in np.atleast_1d(groups)]
+    missing = [g for g in names if g not in present]
+    if missing:
+        raise ValueError(f"groups {missing} have no cell at t_to={t_to} in obs[{groupby!r}]; "
+                         f"present there: {present}.")
+    return labels, present, names
+
+
 def _prepare(adata, model, cells, what: str, t_from, t_to, key_added, overwrite, k, steps, sde):
     """Shared checks of push/pull; the selected cells at their time point and the transition matrix."""
     check_model(adata, model)
@@ -145,13 +160,7 @@ def fates(adata, model, groupby: str, *, t_from: float, t_to: float, groups=None
     refuse_overwrite([f"obsm[{key_added!r}]"] * (key_added in adata.obsm)
                      + [f"uns[{key_added + '_params'!r}]"] * (f"{key_added}_params" in adata.uns), overwrite)
     at_from, at_to = _time_mask(model, t_from, "t_from"), _time_mask(model, t_to, "t_to")
-    labels = adata.obs[groupby].astype(str).to_numpy()[at_to]
-    present = list(pd.unique(labels))
-    names = present if groups is None else [str(g) for g in np.atleast_1d(groups)]
-    missing = [g for g in names if g not in present]
-    if missing:
-        raise ValueError(f"group(s) {missing} of obs[{groupby!r}] have no cell at t_to={t_to}; "
-                         f"present there: {present}.")
+    labels, present, names = _groups_at(adata, groupby, at_to, groups, t_to)
     columns = names + (["other"] if set(present) - set(names) else [])
     col = {g: i for i, g in enumerate(columns)}
     j = np.array([col.get(g, len(columns) - 1) for g in labels])

@@ -36,11 +36,14 @@ import numpy as np
 
 from .._assign import knn_assignment
 from ._common import check_model, refuse_overwrite, select_cells
+from ._fate import _groups_at, _time_mask
 from ._interpolate import _decode
 
 
-def _gene_columns(adata, model, genes, layer: str | None) -> tuple[list[str], Callable[[np.ndarray], np.ndarray]]:
-    """The genes asked for, and a function from states ``(..., n_pcs)`` to their expression."""
+def _gene_columns(adata, model, genes, layer: str | None
+                  ) -> tuple[list[str], np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """The genes asked for, their columns, and a function from states ``(..., n_pcs)`` to their
+    expression."""
     genes = [genes] if isinstance(genes, str) else [str(g) for g in genes]
     if not genes:
         raise ValueError("genes is empty; name at least one gene of adata.var_names.")
@@ -53,7 +56,7 @@ def _gene_columns(adata, model, genes, layer: str | None) -> tuple[list[str], Ca
         if beyond:
             raise ValueError(f"the model flows in the first {model.n_pcs} columns of X only, which do not "
                              f"include {beyond[:10]}.")
-        return genes, lambda Z: Z[..., idx]
+        return genes, idx, lambda Z: Z[..., idx]
     if model.use_rep != "X_pca" or "PCs" not in adata.varm or np.shape(adata.varm["PCs"])[1] < model.n_pcs:
         raise ValueError(f"gene trends decode the flow to expression, which needs a model on 'X_pca' with "
                          f"adata.varm['PCs'] (sc.pp.pca) holding at least its {model.n_pcs} PCs, or a model on "
@@ -67,7 +70,7 @@ def _gene_columns(adata, model, genes, layer: str | None) -> tuple[list[str], Ca
     if flat:
         raise ValueError(f"{flat[:10]} have no loading on the PCs (not among the genes the PCA used, e.g. not "
                          "highly variable), so their decoded trend would be flat; choose genes the PCA used.")
-    return genes, lambda Z: _decode(adata, Z, model.n_pcs, layer, idx)
+    return genes, idx, lambda Z: _decode(adata, Z, model.n_pcs, layer, idx)
 
 
 def _weighted_mean_std(X: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -125,21 +128,16 @@ def gene_trends(adata, model, genes, *, t_from: float, t_to: float, cells=None, 
     ``observed_time`` and ``observed_mean`` (the mean expression of *all* cells measured at each
     time from ``t_from`` to ``t_to``, for comparison) and ``params``.
     """
-    import pandas as pd
-
     check_model(adata, model)
     refuse_overwrite([f"uns[{key_added!r}]"] * (key_added in adata.uns), overwrite)
-    for name, t in (("t_from", t_from), ("t_to", t_to)):
-        if t not in model.times:
-            raise ValueError(f"{name}={t} is not a measured time; choose from {model.times.tolist()}.")
+    at_from, at_to = _time_mask(model, t_from, "t_from"), _time_mask(model, t_to, "t_to")
     if t_from == t_to:
         raise ValueError("t_from and t_to are the same time; choose two different measured times.")
     if int(n_points) < 2:
         raise ValueError(f"n_points must be at least 2 (the start and the end), got {n_points}.")
     if groupby is not None and groupby not in adata.obs:
         raise KeyError(f"groupby {groupby!r} is not a column of adata.obs.")
-    genes, decode = _gene_columns(adata, model, genes, layer if model.use_rep != "X" else None)
-    at_from = model.cell_times() == t_from
+    genes, idx, decode = _gene_columns(adata, model, genes, layer if model.use_rep != "X" else None)
     start = at_from if cells is None else select_cells(adata, cells, "cells") & at_from
     if not start.any():
         raise ValueError(f"no selected cell is measured at t_from={t_from}.")
@@ -149,16 +147,11 @@ def gene_trends(adata, model, genes, *, t_from: float, t_to: float, cells=None, 
     X0 = model.cells_at(t_from)[np.searchsorted(np.flatnonzero(at_from), rows)]
     paths = model.push(X0, t_from, t_to, n_points=int(n_points), steps=steps)  # times × cells × n_pcs
     expr = decode(paths)
-    at_to = model.cell_times() == t_to
     if groupby is None:
         names, W = ["all"], np.ones((1, len(rows)))
     else:
-        labels = adata.obs[groupby].astype(str).to_numpy()[at_to]
-        present = list(pd.unique(labels))
-        names = present if groups is None else [str(g) for g in np.atleast_1d(groups)]
-        absent = [g for g in names if g not in present]
-        if absent:
-            raise ValueError(f"groups {absent} have no cell at t_to={t_to}; present: {present}.")
+        labels, _, names = _groups_at(adata, groupby, at_to, groups, t_to)
+        # the landing kernel of transition_matrix, on the end points already pushed
         P = knn_assignment(model.scaler.forward(paths[-1]), model.scaler.forward(model.cells_at(t_to)), k=k)
         W = np.stack([np.asarray(P[:, labels == g].sum(1)).ravel() for g in names])
     stats = [_weighted_mean_std(expr, w) for w in W]
@@ -168,7 +161,6 @@ def gene_trends(adata, model, genes, *, t_from: float, t_to: float, cells=None, 
     if t_to < t_from:
         obs_times = obs_times[::-1]
     cell_t = model.cell_times()
-    idx = adata.var_names.get_indexer(genes)
     M = adata.layers[layer] if layer is not None and model.use_rep != "X" else adata.X
     observed = np.stack([np.asarray(M[np.flatnonzero(cell_t == s)][:, idx].mean(0), dtype=np.float64).ravel()
                          for s in obs_times])
