@@ -13,6 +13,10 @@ On a pair :math:`(k, l)` with span :math:`\Delta = \tau_l - \tau_k` the path sam
 :math:`t \in [0, 1]` is placed at :math:`\tau = \tau_k + \Delta t` with target
 :math:`u_t / \Delta`. A held-out time point is skipped: its neighbours form one pair.
 
+With ``per_interval=True`` the field is one network per interval instead
+(:class:`cellflow.networks.IntervalMLP`), trained in the same steps on the same pairs. It may
+turn at a measured time point where a shared network must blend the intervals on either side.
+
 Example
 -------
 >>> import numpy as np, anndata as ad
@@ -38,7 +42,7 @@ from ._cells import CellStore, RowSource
 from .geodesics import MAX_METRIC_CELLS, GeodesicInterpolant, GeodesicPath, RBFMetric, fit_geodesic_interpolant
 from .matchers import FlowMatcher, make_matcher
 from ._methods import FIT_EMA_DECAY, cellflow_method, default_sigma
-from .networks import MLP
+from .networks import MLP, IntervalMLP
 from ._persist import fingerprint, load_model, save_model
 from ._assign import knn_assignment
 from .solvers import integrate_ode, integrate_sde
@@ -80,6 +84,18 @@ class CellFlow:
         ``"index"`` (default) or ``"real"``; see the module docstring.
     hidden, activation
         The MLP (paper default: three layers of 64, SELU).
+    per_interval
+        One network per interval between consecutive (trained) time points instead of one
+        shared network (:class:`cellflow.networks.IntervalMLP`). The shared one is continuous
+        in time, so it smooths the field across each measured time point; the separate ones
+        fit each interval's paths better, and pushes over several intervals drift less
+        (5 whitened PCs, seeds 0–2, trained on half of the cells and scored by W1 on the other
+        half: one interval, mean over intervals, EB 0.743 against 0.760, Cite 0.474 against 0.527;
+        the first time point pushed to the last, EB 0.798 against 0.888, Cite 0.591 against 0.629).
+        A held-out time point, which the shared network interpolates from its neighbours too,
+        is predicted slightly worse (EB 0.888 against 0.877), so :func:`cellflow.evaluate_holdout`
+        keeps the paper's shared network. At a measured time point, :meth:`velocity` gives the
+        field of the interval that starts there (the last time point: the one that ends there).
     min_cells
         Refuse time points with fewer cells than this.
     seed
@@ -93,8 +109,8 @@ class CellFlow:
 
     def __init__(self, adata, time_key: str, *, use_rep: str = "X_pca", n_pcs: int | None = None,
                  whiten: bool = False, method: str = "ot", sigma: float | None = None, time_scale: str = "index",
-                 hidden=(64, 64, 64), activation: str = "selu", min_cells: int = 10, seed: int = 0,
-                 device: str | torch.device = "cpu"):
+                 hidden=(64, 64, 64), activation: str = "selu", per_interval: bool = False, min_cells: int = 10,
+                 seed: int = 0, device: str | torch.device = "cpu"):
         if time_scale not in ("index", "real"):
             raise ValueError(f"time_scale must be 'index' or 'real', got {time_scale!r}.")
         self.time_key, self.use_rep, self.time_scale = time_key, use_rep, time_scale
@@ -125,14 +141,33 @@ class CellFlow:
         self._cell_times = t
         self._store = CellStore([np.flatnonzero(t == s) for s in self.times], self.scaler, source, X)
         self.fingerprint = fingerprint(adata, use_rep)
-        torch.manual_seed(self.seed)
-        self.net = MLP(self.n_pcs, hidden=hidden, activation=activation).to(self.device)
-        # SB models also learn the score of the bridge marginals, so that push(sde=True) can
-        # sample the Schrödinger bridge SDE
-        self.score_net = (MLP(self.n_pcs, hidden=hidden, activation=activation).to(self.device)
-                          if self.method == "sb" else None)
-        self.history: TrainHistory | None = None
+        self.per_interval = bool(per_interval)
+        self._net_shape = dict(hidden=tuple(int(h) for h in hidden), activation=activation)
         self.holdout: float | None = None
+        self._build_networks()
+        self.history: TrainHistory | None = None
+
+    def _build_networks(self) -> None:
+        """Fresh networks (seeded): the field, and for SB models the score of the bridge
+        marginals, so that ``push(sde=True)`` can sample the Schrödinger bridge SDE. Per-interval
+        networks have a knot at each trained time point (a held-out one is not a knot)."""
+        torch.manual_seed(self.seed)
+
+        def make():
+            if self.per_interval:
+                knots = [a for a, _ in self._intervals()] + [self._intervals()[-1][1]]
+                return IntervalMLP(self.n_pcs, knots, **self._net_shape).to(self.device)
+            return MLP(self.n_pcs, **self._net_shape).to(self.device)
+
+        self.net = make()
+        self.score_net = make() if self.method == "sb" else None
+
+    def _field(self, net, side: str = "right"):
+        """``net`` as a function of ``(t, x)``; per-interval networks take the interval on ``side``
+        of a knot (``"left"`` when integrating backwards)."""
+        if isinstance(net, IntervalMLP):
+            return lambda t, x: net(t, x, side=side)
+        return net
 
     # ------------------------------------------------------------------ time
     def _taus(self) -> np.ndarray:
@@ -212,6 +247,9 @@ class CellFlow:
                                  f"Hold out one of {self.times[1:-1].tolist()}.")
             if len(self.times) < 3:
                 raise ValueError("holding out a time point needs at least 3 time points.")
+        if self.per_interval and holdout != self.holdout:  # the knots change: new networks
+            self.holdout = holdout
+            self._build_networks()
         self.holdout = holdout
         pairs = self._pairs(holdout)
         taus = self._taus().tolist()
@@ -331,7 +369,8 @@ class CellFlow:
                 if sde:
                     outs.append(self._sde_path(z, grid, steps, gen).cpu().numpy().astype(np.float64))
                     continue
-                tr = integrate_ode(lambda t, x: self.net(t, x), z, grid.to(self.device), method=method, steps=steps)
+                field = self._field(self.net, "right" if tau1 >= tau0 else "left")
+                tr = integrate_ode(field, z, grid.to(self.device), method=method, steps=steps)
                 outs.append(tr.xs.cpu().numpy().astype(np.float64))
         out = np.concatenate(outs, axis=1) * self.scaler.scale + self.scaler.mean
         return out if n_points else out[-1]
@@ -355,8 +394,11 @@ class CellFlow:
                     return self.sigma**2 / (hi - lo)
             return self.sigma**2 / (intervals[-1][1] - intervals[-1][0])
 
+        side = "right" if forward else "left"
+        net, score = self._field(self.net, side), self._field(self.score_net, side)
+
         def drift(t, x):
-            return self.net(t, x) + sign * 0.5 * g2(t) * self.score_net(t, x)
+            return net(t, x) + sign * 0.5 * g2(t) * score(t, x)
 
         out = [z]
         for a, b in zip(grid[:-1].tolist(), grid[1:].tolist()):
@@ -469,4 +511,5 @@ class CellFlow:
 
     def __repr__(self) -> str:
         return (f"CellFlow(method={self.method!r}, time_key={self.time_key!r}, times={self.times.tolist()}, "
-                f"use_rep={self.use_rep!r}, n_pcs={self.n_pcs}, whiten={self.whiten})")
+                f"use_rep={self.use_rep!r}, n_pcs={self.n_pcs}, whiten={self.whiten}"
+                + (", per_interval=True)" if self.per_interval else ")"))

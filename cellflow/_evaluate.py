@@ -61,15 +61,18 @@ def _mccann(x0: np.ndarray, x2: np.ndarray, frac: float, max_eval: int, rng: np.
 def evaluate_holdout(adata, time_key: str, *, methods=("ot", "sb", "icfm"), seeds=(0, 1, 2, 3, 4),
                      use_rep: str = "X_pca", n_pcs: int | None = None, whiten: bool = False,
                      held_out=None, steps: int = 2000, batch_size: int = 512, sigma: float | None = None,
-                     time_scale: str = "index", ema_decay: float | None = None, max_eval: int = 4000,
+                     time_scale: str = "index", ema_decay: float | None = None, per_interval: bool = False,
+                     max_eval: int = 4000,
                      fractions=None, progress: bool = True,
                      verbose: bool | None = None, device: str = "cpu", **train_kwargs) -> pd.DataFrame:
     """Run the leave-one-time-point-out benchmark.
 
     Parameters
     ----------
-    adata, time_key, use_rep, n_pcs, whiten, time_scale
-        As for :class:`cellflow.CellFlow` (the paper: ``n_pcs=5, whiten=True``).
+    adata, time_key, use_rep, n_pcs, whiten, time_scale, per_interval
+        As for :class:`cellflow.CellFlow` (the paper: ``n_pcs=5, whiten=True`` and one shared
+        network, ``per_interval=False``; with ``True`` the merged interval around the held-out
+        time point has a network of its own).
     methods, seeds
         Flows to train, each once per seed and held-out time.
     held_out
@@ -129,7 +132,8 @@ def evaluate_holdout(adata, time_key: str, *, methods=("ot", "sb", "icfm"), seed
         for m in methods:
             for seed in seeds:
                 model = CellFlow(adata, time_key, use_rep=use_rep, n_pcs=n_pcs, whiten=whiten, method=m,
-                                 sigma=sigma if m != "sb" else None, time_scale=time_scale, seed=seed, device=device)
+                                 sigma=sigma if m != "sb" else None, time_scale=time_scale, per_interval=per_interval,
+                                 seed=seed, device=device)
                 s = time.perf_counter()
                 model.train(steps=steps, batch_size=batch_size, holdout=h, ema_decay=ema_decay, progress=progress,
                             **train_kwargs)

@@ -53,7 +53,7 @@ def save_model(model, path: str | Path, overwrite: bool = False) -> None:
         torch.save(model.interpolant.state_dict(), path / "geodesic.pt")
     cfg = dict(class_="CellFlow", time_key=model.time_key, use_rep=model.use_rep, n_pcs=model.n_pcs,
                whiten=model.whiten, method=model.method, sigma=model.sigma, time_scale=model.time_scale,
-               net=model.net.config, min_cells=model.min_cells, seed=model.seed, times=model.times.tolist(),
+               net=model.net.config, per_interval=model.per_interval, min_cells=model.min_cells, seed=model.seed, times=model.times.tolist(),
                scaler=model.scaler.to_dict(), fingerprint=model.fingerprint, holdout=model.holdout)
     (path / "config.json").write_text(json.dumps(cfg, indent=2))
 
@@ -76,8 +76,12 @@ def load_model(cls, path: str | Path, adata, device="cpu"):
     net = cfg["net"]
     model = cls(adata, cfg["time_key"], use_rep=cfg["use_rep"], n_pcs=cfg["n_pcs"], whiten=cfg["whiten"],
                 method=cfg["method"], sigma=cfg["sigma"], time_scale=cfg["time_scale"], hidden=net["hidden"],
-                activation=net["activation"], min_cells=cfg["min_cells"], seed=cfg["seed"], device=device)
+                activation=net["activation"], per_interval=cfg.get("per_interval", False), min_cells=cfg["min_cells"],
+                seed=cfg["seed"], device=device)
     model.scaler = Standardizer.from_dict(cfg["scaler"])
+    model.holdout = cfg.get("holdout")
+    if model.per_interval and model.holdout is not None:
+        model._build_networks()  # a held-out time point is not a knot
     model.net.load_state_dict(torch.load(path / "model.pt", weights_only=True, map_location=model.device))
     model.net.eval()
     if model.score_net is not None:
@@ -91,5 +95,4 @@ def load_model(cls, path: str | Path, adata, device="cpu"):
         model.interpolant = GeodesicInterpolant.from_state_dict(
             torch.load(path / "geodesic.pt", weights_only=True), model.n_pcs)
         model.interpolant.eval()
-    model.holdout = cfg.get("holdout")
     return model

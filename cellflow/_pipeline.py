@@ -28,12 +28,12 @@ def fit_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, use_re
              model_dir: str | Path | None = None,
              velocity: bool = True, basis: str | None = "umap", overwrite: bool = False, global_coupling: bool = False,
              backed: bool = False, progress: bool = True, metric: dict | None = None, device: str = "cpu",
-             ema_decay: float | None = FIT_EMA_DECAY):
+             ema_decay: float | None = FIT_EMA_DECAY, per_interval: bool = False):
     """Fit a :class:`cellflow.CellFlow`, save it, add velocities, write ``path_out``.
 
     ``backed=True`` leaves ``X`` on disk, for ``use_rep="X"`` on files larger than memory;
     ``metric`` is passed to :meth:`cellflow.CellFlow.train` (OT-MFM only), as is ``ema_decay``
-    (0 or ``None``: no weight average)."""
+    (0 or ``None``: no weight average); ``per_interval`` to :class:`cellflow.CellFlow`."""
     from . import tl
     from ._cellflow import CellFlow
 
@@ -43,7 +43,7 @@ def fit_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, use_re
     model_dir = Path(model_dir) if model_dir else path_out.with_name(path_out.stem + "_model")
     adata = read_h5ad(path_in, backed=backed)
     model = CellFlow(adata, time_key, use_rep=use_rep, n_pcs=n_pcs, whiten=whiten, method=method, sigma=sigma,
-                     time_scale=time_scale, seed=seed, device=device)
+                     time_scale=time_scale, per_interval=per_interval, seed=seed, device=device)
     model.train(steps=steps, batch_size=batch_size, ot_batch_size=ot_batch_size, global_coupling=global_coupling,
                 ema_decay=ema_decay or None, progress=progress, metric=metric)
     from . import distributed
@@ -59,6 +59,7 @@ def fit_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, use_re
     adata.uns["cellflow"] = {"model_dir": str(model_dir), "method": model.method, "time_key": time_key,
                              "use_rep": use_rep, "n_pcs": int(model.n_pcs), "whiten": bool(whiten),
                              "steps": int(steps), "batch_size": int(batch_size), "seed": int(seed),
+                             "per_interval": bool(per_interval),
                              "final_loss": float(np.mean(model.history.loss[-50:]))}
     path_out.parent.mkdir(parents=True, exist_ok=True)
     adata.write_h5ad(path_out)

@@ -7,6 +7,10 @@ Example
 >>> net = MLP(dim=2)                      # the paper's 3 x 64 SELU network
 >>> net(torch.tensor(0.5), torch.randn(10, 2)).shape
 torch.Size([10, 2])
+>>> from cellflow.networks import IntervalMLP
+>>> field = IntervalMLP(dim=2, knots=[0.0, 1.0, 2.0])   # one MLP on [0, 1), another on [1, 2]
+>>> field(torch.tensor([0.5, 1.5]), torch.randn(2, 2)).shape
+torch.Size([2, 2])
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["MLP", "ACTIVATIONS", "build_network"]
+__all__ = ["MLP", "IntervalMLP", "ACTIVATIONS", "build_network"]
 
 ACTIVATIONS = {"selu": nn.SELU, "relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU, "tanh": nn.Tanh,
                "elu": nn.ELU, "leaky_relu": nn.LeakyReLU}
@@ -92,6 +96,63 @@ class MLP(nn.Module):
         return out
 
 
+class IntervalMLP(nn.Module):
+    r"""A vector field that is piecewise in time: one :class:`MLP` per interval between
+    consecutive ``knots`` :math:`\tau_0 < \tau_1 < \dots < \tau_m`,
+
+    .. math:: v_\theta(t, x) = v_{\theta_i}(t, x), \qquad \tau_i \le t < \tau_{i+1}.
+
+    A shared network is continuous in :math:`t`, so it blends the fields of the intervals on
+    either side of a knot; this one may turn sharply at a measured time point, which is what a
+    path made of one OT coupling per interval does. At a knot itself ``side`` chooses the
+    interval: ``"right"`` (the one that starts there: the default, used when moving forward)
+    or ``"left"`` (the one that ends there: used when moving backward). Times outside
+    :math:`[\tau_0, \tau_m]` take the first or last interval.
+
+    Parameters
+    ----------
+    dim
+        Number of features of a sample.
+    knots
+        Increasing times that bound the intervals (at least two).
+    hidden, activation
+        As for :class:`MLP`, for each interval's network.
+    """
+
+    def __init__(self, dim: int, knots, hidden: tuple[int, ...] | list[int] = (64, 64, 64),
+                 activation: str = "selu"):
+        super().__init__()
+        knots = [float(k) for k in knots]
+        if len(knots) < 2 or any(b <= a for a, b in zip(knots[:-1], knots[1:])):
+            raise ValueError(f"knots must be at least two increasing times, got {knots}.")
+        self.nets = nn.ModuleList(MLP(dim, hidden=hidden, activation=activation) for _ in knots[:-1])
+        self.register_buffer("knots", torch.tensor(knots, dtype=torch.float64), persistent=False)
+        self.config = dict(kind="interval_mlp", dim=int(dim), knots=knots, hidden=[int(h) for h in hidden],
+                           activation=activation)
+
+    def interval(self, t: Tensor, side: str = "right") -> Tensor:
+        """Index of the interval each time in ``t`` falls in (see ``side`` above)."""
+        if side not in ("left", "right"):
+            raise ValueError(f"side must be 'left' or 'right', got {side!r}.")
+        k = torch.searchsorted(self.knots, t.detach().to(self.knots).reshape(-1).contiguous(), right=side == "right")
+        return (k - 1).clamp(0, len(self.nets) - 1)
+
+    def forward(self, t: Tensor | float, x: Tensor, cond: Tensor | None = None, *, side: str = "right") -> Tensor:
+        n = x.shape[0]
+        t = torch.as_tensor(t, dtype=x.dtype, device=x.device).reshape(-1)
+        if t.numel() not in (1, n):
+            _bad_t(t, n)
+        k = self.interval(t, side)
+        if t.numel() == 1:  # one time for the whole batch (an ODE step): one network
+            return self.nets[int(k)](t, x)
+        t = t.expand(n)
+        out = torch.empty_like(x)
+        for i in torch.unique(k).tolist():
+            rows = k == i
+            out[rows] = self.nets[i](t[rows], x[rows])
+        return out
+
+
 def _bad_t(t: Tensor, n: int):
     raise ValueError(f"t has {t.numel()} entries for a batch of {n}: pass a scalar or one time per sample.")
 
@@ -102,8 +163,10 @@ def build_network(config: dict) -> nn.Module:
     kind = config.pop("kind", "mlp")
     if kind == "mlp":
         return MLP(**config)
+    if kind == "interval_mlp":
+        return IntervalMLP(**config)
     if kind == "unet":
         from .unet import UNet
 
         return UNet(**config)
-    raise ValueError(f"unknown network kind {kind!r}; choose 'mlp' or 'unet'.")
+    raise ValueError(f"unknown network kind {kind!r}; choose 'mlp', 'interval_mlp' or 'unet'.")
