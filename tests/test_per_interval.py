@@ -58,12 +58,16 @@ def test_per_interval_flow_turns_at_a_measured_time_where_a_shared_one_blends():
         fits[per] = m
     per, shared = fits[True], fits[False]
     assert isinstance(per.net, IntervalMLP) and per.net.config["knots"] == [0.0, 1.0, 2.0]
-    v = {d: per.velocity(per.cells_at(d), d).mean(0) for d in (0.0, 1.0, 2.0)}
-    np.testing.assert_allclose(v[0.0], [2.0, 0.0], atol=0.15)
-    np.testing.assert_allclose(v[1.0], [0.0, 2.0], atol=0.15)  # the interval that starts at day 1
-    np.testing.assert_allclose(v[2.0], [0.0, 2.0], atol=0.15)  # the last day: the interval that ends there
-    # the shared network is continuous in time: at day 1 it averages the two directions
-    assert np.linalg.norm(shared.velocity(shared.cells_at(1.0), 1.0).mean(0) - [0.0, 2.0]) > 0.7
+    X1 = per.cells_at(1.0)
+    v = {t: per.velocity(X1, t).mean(0) for t in (0.99, 1.0, 1.01)}
+    np.testing.assert_allclose(v[0.99], [2.0, 0.0], atol=0.15)  # arriving at day 1 along the first axis
+    np.testing.assert_allclose(v[1.01], [0.0, 2.0], atol=0.15)  # leaving along the second
+    np.testing.assert_allclose(v[1.0], (v[0.99] + v[1.01]) / 2, atol=0.05)  # at the knot: the mean of the two
+    np.testing.assert_allclose(per.velocity(per.cells_at(0.0), 0.0).mean(0), [2.0, 0.0], atol=0.15)
+    np.testing.assert_allclose(per.velocity(per.cells_at(2.0), 2.0).mean(0), [0.0, 2.0], atol=0.15)
+    # the shared network is continuous in time: just before and after day 1 it blends the two directions
+    for t, true in ((0.99, [2.0, 0.0]), (1.01, [0.0, 2.0])):
+        assert np.linalg.norm(shared.velocity(X1, t).mean(0) - true) > 0.7
     w1 = {p: cf.metrics.wasserstein(m.push(m.cells_at(0.0), 0.0, 1.0), m.cells_at(1.0), p=1) for p, m in fits.items()}
     assert w1[True] < 0.08 and w1[True] < 0.6 * w1[False]  # measured: 0.05 against 0.12-0.15
     back = per.push(per.cells_at(2.0), 2.0, 0.0)
