@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cellflow import CellFlow
 from cellflow.cli import main
 
 
@@ -37,6 +38,12 @@ def test_fit_writes_velocities_and_model(h5ad, tmp_path):
     assert b.obsm["velocity_pca"].shape == (240, 3) and b.obsm["velocity_umap"].shape == (240, 2)
     assert (tmp_path / "out_model" / "model.pt").exists()
     assert main(["fit", str(h5ad), "--time-key", "day", "--out", str(out), "--steps", "5", "--quiet"]) == 2  # exists
+    per = tmp_path / "per.h5ad"
+    assert main(["fit", str(h5ad), "--time-key", "day", "--out", str(per), "--steps", "5", "--batch-size", "16",
+                 "--per-interval", "--quiet"]) == 0
+    assert ad.read_h5ad(per).uns["cellflow"]["per_interval"]
+    model = CellFlow.load(tmp_path / "per_model", ad.read_h5ad(h5ad))
+    assert model.per_interval and model.net.config["knots"] == [0.0, 1.0, 2.0, 3.0]
 
 
 def test_evaluate_writes_a_tidy_table(h5ad, tmp_path, capsys):
