@@ -158,10 +158,11 @@ class CellFlow:
         marginals, so that ``push(sde=True)`` can sample the Schrödinger bridge SDE. Per-interval
         networks have a knot at each trained time point (a held-out one is not a knot)."""
         torch.manual_seed(self.seed)
+        intervals = self._intervals()
+        knots = [a for a, _ in intervals] + [intervals[-1][1]]
 
         def make():
             if self.per_interval:
-                knots = [a for a, _ in self._intervals()] + [self._intervals()[-1][1]]
                 return IntervalMLP(self.n_pcs, knots, **self._net_shape).to(self.device)
             return MLP(self.n_pcs, **self._net_shape).to(self.device)
 
@@ -170,7 +171,7 @@ class CellFlow:
 
     def _field(self, net, side: str = "right"):
         """``net`` as a function of ``(t, x)``; per-interval networks take the interval on ``side``
-        of a knot (``"left"`` when integrating backwards)."""
+        of a knot (``"left"`` when integrating backwards, ``"mean"`` for :meth:`velocity`)."""
         if isinstance(net, IntervalMLP):
             return lambda t, x: net(t, x, side=side)
         return net
@@ -253,10 +254,10 @@ class CellFlow:
                                  f"Hold out one of {self.times[1:-1].tolist()}.")
             if len(self.times) < 3:
                 raise ValueError("holding out a time point needs at least 3 time points.")
-        if self.per_interval and holdout != self.holdout:  # the knots change: new networks
-            self.holdout = holdout
-            self._build_networks()
+        knots_change = self.per_interval and holdout != self.holdout
         self.holdout = holdout
+        if knots_change:  # a held-out time point is not a knot: new networks
+            self._build_networks()
         pairs = self._pairs(holdout)
         taus = self._taus().tolist()
         store, sizes, matcher = self._store, self._store.sizes(), self.matcher
@@ -428,11 +429,7 @@ class CellFlow:
                 sl = slice(start, start + chunk_size)
                 z = torch.tensor(self.scaler.forward(X[sl]), dtype=torch.float32, device=self.device)
                 t = torch.tensor(tau[sl], dtype=torch.float32, device=self.device)
-                if isinstance(self.net, IntervalMLP):  # at a knot: the mean of the two intervals' fields
-                    v = 0.5 * (self.net(t, z, side="left") + self.net(t, z, side="right"))
-                else:
-                    v = self.net(t, z)
-                out[sl] = v.cpu().numpy()
+                out[sl] = self._field(self.net, "mean")(t, z).cpu().numpy()  # at a knot: both intervals
         return out * self.scaler.scale
 
     def predict(self, time: float, *, n_cells: int | None = None, mode: str = "push", from_time: float | None = None,

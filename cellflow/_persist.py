@@ -53,8 +53,8 @@ def save_model(model, path: str | Path, overwrite: bool = False) -> None:
         torch.save(model.interpolant.state_dict(), path / "geodesic.pt")
     cfg = dict(class_="CellFlow", time_key=model.time_key, use_rep=model.use_rep, n_pcs=model.n_pcs,
                whiten=model.whiten, method=model.method, sigma=model.sigma, time_scale=model.time_scale,
-               net=model.net.config, per_interval=model.per_interval, min_cells=model.min_cells, seed=model.seed, times=model.times.tolist(),
-               scaler=model.scaler.to_dict(), fingerprint=model.fingerprint, holdout=model.holdout)
+               net=model.net.config, per_interval=model.per_interval, min_cells=model.min_cells, seed=model.seed,
+               times=model.times.tolist(), scaler=model.scaler.to_dict(), fingerprint=model.fingerprint, holdout=model.holdout)
     (path / "config.json").write_text(json.dumps(cfg, indent=2))
 
 

@@ -106,8 +106,8 @@ class IntervalMLP(nn.Module):
     either side of a knot; this one may turn sharply at a measured time point, which is what a
     path made of one OT coupling per interval does. At a knot itself ``side`` chooses the
     interval: ``"right"`` (the one that starts there: the default, used when moving forward)
-    or ``"left"`` (the one that ends there: used when moving backward). Times outside
-    :math:`[\tau_0, \tau_m]` take the first or last interval.
+    or ``"left"`` (the one that ends there: used when moving backward); ``"mean"`` averages
+    the two there. Times outside :math:`[\tau_0, \tau_m]` take the first or last interval.
 
     Parameters
     ----------
@@ -142,6 +142,16 @@ class IntervalMLP(nn.Module):
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device).reshape(-1)
         if t.numel() not in (1, n):
             _bad_t(t, n)
+        if side not in ("left", "right", "mean"):
+            raise ValueError(f"side must be 'left', 'right' or 'mean', got {side!r}.")
+        if side == "mean":  # the left side only where it is another interval (at an inner knot)
+            out = self(t, x, side="right")
+            at_knot = self.interval(t, "left") != self.interval(t, "right")
+            if at_knot.any():
+                rows = at_knot.expand(n) if t.numel() == 1 else at_knot
+                t_rows = t if t.numel() == 1 else t[rows]
+                out[rows] = 0.5 * (out[rows] + self(t_rows, x[rows], side="left"))
+            return out
         k = self.interval(t, side)
         if t.numel() == 1:  # one time for the whole batch (an ODE step): one network
             return self.nets[int(k)](t, x)

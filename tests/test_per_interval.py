@@ -24,6 +24,12 @@ def test_interval_mlp_is_each_intervals_network():
             torch.testing.assert_close(out[r], field.nets[i](t[r:r + 1], x[r:r + 1])[0])
     torch.testing.assert_close(field(1.0, x), field.nets[1](1.0, x))  # one time for the batch
     torch.testing.assert_close(field(1.0, x, side="left"), field.nets[0](1.0, x))
+    mean = field(t, x, side="mean")  # the two sides' average at the inner knot, either side elsewhere
+    torch.testing.assert_close(mean[3], (field.nets[0](t[3:4], x[3:4])[0] + field.nets[1](t[3:4], x[3:4])[0]) / 2)
+    keep = [0, 1, 2, 4, 5, 6]
+    torch.testing.assert_close(mean[keep], field(t, x)[keep])
+    torch.testing.assert_close(field(1.0, x, side="mean"), (field.nets[0](1.0, x) + field.nets[1](1.0, x)) / 2)
+    torch.testing.assert_close(field(3.0, x, side="mean"), field.nets[1](3.0, x))  # the last knot: one interval
     again = build_network(field.config)
     again.load_state_dict(field.state_dict())
     torch.testing.assert_close(again(t, x), field(t, x))
@@ -33,7 +39,7 @@ def test_interval_mlp_is_each_intervals_network():
     assert all(p.grad is not None for p in field.parameters())
     with pytest.raises(ValueError, match="knots must be at least two increasing times"):
         IntervalMLP(3, knots=[0.0, 0.0, 1.0])
-    with pytest.raises(ValueError, match="side must be 'left' or 'right'"):
+    with pytest.raises(ValueError, match="side must be 'left', 'right' or 'mean'"):
         field(0.5, x, side="up")
     with pytest.raises(ValueError, match="t has 2 entries for a batch of 7"):
         field(torch.tensor([0.1, 0.2]), x)
