@@ -90,7 +90,7 @@ class CellFlow:
         in time, so it smooths the field across each measured time point; the separate ones
         fit each interval's paths better, and pushes over several intervals drift less
         (5 whitened PCs, seeds 0–2, trained on half of the cells and scored by W1 on the other
-        half: one interval, mean over intervals, EB 0.743 against 0.760, Cite 0.474 against 0.527;
+        half: one interval, mean over intervals, EB 0.743 against 0.760, Cite 0.474 against 0.528;
         the first time point pushed to the last, EB 0.798 against 0.888, Cite 0.591 against 0.629).
         It is not the default: a held-out time point, which the shared network interpolates
         from its neighbours too, is predicted no better (held-out W1, seeds 0–2: EB 0.888
