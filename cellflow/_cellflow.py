@@ -86,22 +86,13 @@ class CellFlow:
         The MLP (paper default: three layers of 64, SELU).
     per_interval
         One network per interval between consecutive (trained) time points instead of one
-        shared network (:class:`cellflow.networks.IntervalMLP`). The shared one is continuous
-        in time, so it smooths the field across each measured time point; the separate ones
-        fit each interval's paths better, and pushes over several intervals drift less
-        (5 whitened PCs, seeds 0–2, trained on half of the cells and scored by W1 on the other
-        half: one interval, mean over intervals, EB 0.743 against 0.760, Cite 0.474 against 0.528;
-        the first time point pushed to the last, EB 0.798 against 0.888, Cite 0.591 against 0.629).
-        It is not the default: a held-out time point, which the shared network interpolates
-        from its neighbours too, is predicted no better (held-out W1, seeds 0–2: EB 0.888
-        against 0.877, Cite 0.817 against 0.818), fates towards clonal outcomes score slightly
-        lower (LARRY, tutorial 04's AUROC: 0.740 against 0.759), and velocities are no better.
-        At a measured time point :meth:`velocity` is the mean of the fields of the two
-        intervals that meet there; either one alone is noisier (median cosine to the true
-        velocity of the simulated course, seeds 0–2: 0.951 for the interval that starts there,
-        0.957 for the one that ends there, 0.981 for their mean; the shared network 0.989).
-        Pushes forward take the interval that starts at a knot, pushes backward the one that
-        ends there.
+        shared network (:class:`cellflow.networks.IntervalMLP`), so the field may turn at a
+        measured time point where a shared one blends the intervals on either side. Pushes
+        over several intervals drift less (W1 on unseen cells, the first time point pushed to
+        the last: EB 0.798 against 0.888, Cite 0.591 against 0.629); held-out time points,
+        fates and velocities are no better, so it is not the default (choosing a method, "One
+        network per interval"). Forward pushes take the interval that starts at a knot,
+        backward pushes the one that ends there, and :meth:`velocity` their mean.
     min_cells
         Refuse time points with fewer cells than this.
     seed
