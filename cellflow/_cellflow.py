@@ -42,7 +42,7 @@ from ._cells import CellStore, RowSource
 from .geodesics import MAX_METRIC_CELLS, GeodesicInterpolant, GeodesicPath, RBFMetric, fit_geodesic_interpolant
 from .matchers import FlowMatcher, make_matcher
 from ._methods import FIT_EMA_DECAY, cellflow_method, default_sigma
-from .networks import MLP, IntervalMLP
+from .networks import MLP, IntervalMLP, interval_index
 from ._persist import fingerprint, load_model, save_model
 from ._assign import knn_assignment
 from .solvers import integrate_ode, integrate_sde
@@ -149,8 +149,7 @@ class CellFlow:
         marginals, so that ``push(sde=True)`` can sample the Schrödinger bridge SDE. Per-interval
         networks have a knot at each trained time point (a held-out one is not a knot)."""
         torch.manual_seed(self.seed)
-        intervals = self._intervals()
-        knots = [a for a, _ in intervals] + [intervals[-1][1]]
+        knots = self._knots()
 
         def make():
             if self.per_interval:
@@ -378,21 +377,24 @@ class CellFlow:
         taus = self._taus().tolist()
         return [(taus[i], taus[j]) for i, j in self._pairs(self.holdout)]
 
+    def _knots(self) -> list[float]:
+        """The trained time points in model time (a held-out one is skipped): the ends of the intervals."""
+        intervals = self._intervals()
+        return [a for a, _ in intervals] + [intervals[-1][1]]
+
     def _sde_path(self, z: torch.Tensor, grid: torch.Tensor, steps: int, gen: torch.Generator) -> torch.Tensor:
         """Euler–Maruyama through the points of ``grid`` (``steps`` steps over the whole span)."""
         total = abs(float(grid[-1] - grid[0]))
         forward = float(grid[-1]) >= float(grid[0])
         sign = 1.0 if forward else -1.0
+        side = "right" if forward else "left"
         intervals = self._intervals()  # g² depends on the length of the interval holding t
+        knots = torch.tensor(self._knots(), dtype=torch.float64)
 
         def g2(t):
-            t = float(t)
-            for lo, hi in intervals:
-                if lo <= t < hi or (not forward and lo < t <= hi):
-                    return self.sigma**2 / (hi - lo)
-            return self.sigma**2 / (intervals[-1][1] - intervals[-1][0])
+            lo, hi = intervals[int(interval_index(knots, torch.as_tensor(float(t)), side))]
+            return self.sigma**2 / (hi - lo)
 
-        side = "right" if forward else "left"
         net, score = self._field(self.net, side), self._field(self.score_net, side)
 
         def drift(t, x):

@@ -62,8 +62,7 @@ def evaluate_holdout(adata, time_key: str, *, methods=("ot", "sb", "icfm"), seed
                      use_rep: str = "X_pca", n_pcs: int | None = None, whiten: bool = False,
                      held_out=None, steps: int = 2000, batch_size: int = 512, sigma: float | None = None,
                      time_scale: str = "index", ema_decay: float | None = None, per_interval: bool = False,
-                     max_eval: int = 4000,
-                     fractions=None, progress: bool = True,
+                     max_eval: int = 4000, fractions=None, progress: bool = True,
                      verbose: bool | None = None, device: str = "cpu", **train_kwargs) -> pd.DataFrame:
     """Run the leave-one-time-point-out benchmark.
 

@@ -20,7 +20,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["MLP", "IntervalMLP", "ACTIVATIONS", "build_network"]
+__all__ = ["MLP", "IntervalMLP", "ACTIVATIONS", "build_network", "interval_index"]
 
 ACTIVATIONS = {"selu": nn.SELU, "relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU, "tanh": nn.Tanh,
                "elu": nn.ELU, "leaky_relu": nn.LeakyReLU}
@@ -96,6 +96,19 @@ class MLP(nn.Module):
         return out
 
 
+def interval_index(knots: Tensor, t: Tensor, side: str = "right") -> Tensor:
+    """Index of the interval between consecutive ``knots`` that holds each time in ``t``.
+
+    At a knot, ``side="right"`` takes the interval that starts there (moving forward in time)
+    and ``"left"`` the one that ends there (moving backward); times outside the knots take
+    the first or last interval.
+    """
+    if side not in ("left", "right"):
+        raise ValueError(f"side must be 'left' or 'right', got {side!r}.")
+    k = torch.searchsorted(knots, t.detach().to(knots).reshape(-1).contiguous(), right=side == "right")
+    return (k - 1).clamp(0, len(knots) - 2)
+
+
 class IntervalMLP(nn.Module):
     r"""A vector field that is piecewise in time: one :class:`MLP` per interval between
     consecutive ``knots`` :math:`\tau_0 < \tau_1 < \dots < \tau_m`,
@@ -131,11 +144,8 @@ class IntervalMLP(nn.Module):
                            activation=activation)
 
     def interval(self, t: Tensor, side: str = "right") -> Tensor:
-        """Index of the interval each time in ``t`` falls in (see ``side`` above)."""
-        if side not in ("left", "right"):
-            raise ValueError(f"side must be 'left' or 'right', got {side!r}.")
-        k = torch.searchsorted(self.knots, t.detach().to(self.knots).reshape(-1).contiguous(), right=side == "right")
-        return (k - 1).clamp(0, len(self.nets) - 1)
+        """Index of the interval each time in ``t`` falls in (:func:`interval_index`)."""
+        return interval_index(self.knots, t, side)
 
     def forward(self, t: Tensor | float, x: Tensor, cond: Tensor | None = None, *, side: str = "right") -> Tensor:
         n = x.shape[0]
