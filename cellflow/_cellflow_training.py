@@ -21,7 +21,8 @@ import torch
 from . import distributed
 from ._methods import FIT_EMA_DECAY
 from .distributed import training_wrappers
-from .geodesics import MAX_METRIC_CELLS, GeodesicPath, RBFMetric, fit_geodesic_interpolant
+from .geodesics import GeodesicPath, fit_geodesic_interpolant
+from .riemannian_metrics import MAX_METRIC_CELLS, fit_metric
 from .matchers import FlowMatcher
 from .training import TrainConfig, Trainer, TrainHistory, default_prefetch, seed_everything, worker_step_threads
 
@@ -62,8 +63,10 @@ class TrainingMixin:
             pairs (default: each rank couples its own batch; see :mod:`cellflow.distributed`).
         geodesic_steps, metric
             OT-MFM only: Adam steps for the geodesic interpolant (default ``steps // 2``, so
-            1,000 for the paper's 2,000), and keyword arguments of
-            :meth:`cellflow.geodesics.RBFMetric.fit` (``n_centers=100, kappa=1.0, eps=0.1``).
+            1,000 for the paper's 2,000), and the metric: ``kind`` (``"rbf"``, default, or
+            ``"land"``) and the keyword arguments of its ``fit``
+            (:func:`cellflow.riemannian_metrics.fit_metric`: ``eps=0.1``; RBF ``n_centers=100,
+            kappa=1.0``; LAND ``gamma=0.2``).
             One metric is fitted per pair of consecutive (non-held-out) time points, on the
             cells of those two time points only; the interpolant is kept in
             :attr:`interpolant`, its relative energy per step in :attr:`geodesic_history`.
@@ -155,7 +158,7 @@ class TrainingMixin:
         return self.history
 
     def _fit_geodesics(self, pairs, times, steps: int, metric: dict, progress: bool) -> list[FlowMatcher]:
-        """OT-MFM's first stage: one RBF metric per pair, then the shared interpolant; one matcher per
+        """OT-MFM's first stage: one metric per pair, then the shared interpolant; one matcher per
         pair, on that pair's ``(start, span)`` of model time."""
         store, sizes = self._store, self._store.sizes()
         g = torch.Generator().manual_seed(self.seed)
@@ -164,7 +167,9 @@ class TrainingMixin:
         def some_cells(i):  # distinct cells of group i, at most max_cells of them
             return store.draw(i, torch.randperm(sizes[i], generator=g)[:max_cells].sort().values)
 
-        metrics = [RBFMetric.fit(torch.cat([some_cells(i), some_cells(j)]), seed=self.seed, **metric)
+        metric = dict(metric)
+        kind = metric.pop("kind", "rbf")
+        metrics = [fit_metric(torch.cat([some_cells(i), some_cells(j)]), kind, seed=self.seed, **metric)
                    for i, j in pairs]
         self.interpolant, self.geodesic_history = fit_geodesic_interpolant(
             lambda i, n, gen: store.draw(i, torch.randint(sizes[i], (n,), generator=gen)), pairs, metrics,

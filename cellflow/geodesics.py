@@ -6,7 +6,9 @@ bends them: it fits a data-dependent Riemannian metric that is cheap where cells
 expensive where there are none, then learns interpolants that approximately minimise the
 kinetic energy under that metric.
 
-**Metric** (:class:`RBFMetric`). A diagonal metric :math:`G(x) = I / (h(x) + \varepsilon)` with
+**Metric** (:mod:`cellflow.riemannian_metrics`). A diagonal metric
+:math:`G(x) = \operatorname{diag}(1 / (h_d(x) + \varepsilon))`. :class:`RBFMetric` (default) has one
+:math:`h` for every feature,
 
 .. math:: h(x) = \sum_{k=1}^K w_k \exp\!\Big(-\frac{\lVert x - c_k\rVert^2}{2\kappa^2 s_k^2}\Big),
           \qquad w \ge 0,
@@ -16,7 +18,9 @@ where :math:`c_k` are k-means centres of the cells, :math:`s_k` the RMS spread o
 :math:`\min_{w\ge0}\lVert \Phi w - 1\rVert^2` on the cells, so that :math:`h` is of order 1 on
 the data and :math:`h \to 0` away from it. With the default κ = 1 the kernels are narrow and
 :math:`h` stays a bumpy density proxy (on EB, 5 whitened PCs: median 0.40 on the cells, 5th
-percentile 0.03); wider kernels (κ = 2) make it flat at 1 on the cells.
+percentile 0.03); wider kernels (κ = 2) make it flat at 1 on the cells. :class:`LANDMetric`
+instead takes :math:`h_d(x)` from the local spread of the cells along feature :math:`d`, so it
+also prefers the directions in which the cells nearby extend.
 
 **Interpolant** (:class:`GeodesicInterpolant`). A parabola through the paired endpoints,
 
@@ -52,86 +56,18 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from .couplings import Coupling, ExactOT
 from .networks import MLP
 from .paths import PathSample, StraightPath, _expand
+from .riemannian_metrics import (MAX_METRIC_CELLS, METRIC_EPS, LANDMetric, RBFMetric,  # noqa: F401
+                                 fit_metric)
 
-__all__ = ["RBFMetric", "GeodesicInterpolant", "GeodesicPath", "fit_geodesic_interpolant"]
+__all__ = ["GeodesicInterpolant", "GeodesicPath", "fit_geodesic_interpolant"]
 
-MAX_METRIC_CELLS = 4000  # cells a metric is fitted on (a seeded subsample beyond that)
 _FORWARD_AD_LOCK = threading.Lock()
-METRIC_EPS = 0.1  # ε of G = I/(h + ε); the paper's 1e-2 measured worse on EB and Cite
-
-
-class RBFMetric:
-    r"""The diagonal metric :math:`G(x) = I/(h(x)+\varepsilon)` of a point cloud (see the module
-    docstring). Build it with :meth:`fit`."""
-
-    def __init__(self, centers: Tensor, bandwidths: Tensor, weights: Tensor, eps: float = METRIC_EPS):
-        self.centers, self.bandwidths, self.weights = centers, bandwidths, weights
-        self.eps = float(eps)
-
-    @classmethod
-    def fit(cls, X: Tensor | np.ndarray, n_centers: int = 100, kappa: float = 1.0, eps: float = METRIC_EPS,
-            max_cells: int = MAX_METRIC_CELLS, seed: int = 0) -> RBFMetric:
-        """Fit centres (k-means), bandwidths (κ × cluster RMS spread) and NNLS weights.
-
-        Parameters
-        ----------
-        X
-            Cells, shape ``(n, d)``.
-        n_centers
-            Number of RBF centres :math:`K` (fewer when there are fewer distinct cells).
-        kappa
-            Bandwidth multiplier κ.
-        eps
-            ε, which caps the cost of leaving the data at :math:`1/\\varepsilon` per unit speed².
-            The paper's 1e-2 pulls harder; on EB and Cite (5 whitened PCs, 5 seeds each) 0.1
-            gave lower held-out W1 (``tutorials/choosing_a_method.md``).
-        max_cells
-            Fit on a seeded subsample of at most this many cells.
-        seed
-            Seeds the subsample and k-means.
-        """
-        from scipy.optimize import nnls
-        from sklearn.cluster import KMeans
-
-        X = np.asarray(X.detach().cpu() if isinstance(X, Tensor) else X, dtype=np.float64)
-        if X.ndim != 2 or len(X) < 2:
-            raise ValueError(f"RBFMetric.fit needs at least 2 cells as an (n, d) array, got shape {X.shape}.")
-        rng = np.random.default_rng(seed)
-        if len(X) > max_cells:
-            X = X[rng.choice(len(X), max_cells, replace=False)]
-        k = int(min(n_centers, len(np.unique(X, axis=0))))
-        km = KMeans(k, n_init=1, random_state=seed).fit(X)
-        spread = np.array([np.sqrt(((X[km.labels_ == j] - km.cluster_centers_[j]) ** 2).mean())
-                           if (km.labels_ == j).sum() > 1 else 0.0 for j in range(k)])
-        keep = spread > 0
-        if not keep.any():
-            raise ValueError("every k-means cluster holds a single cell; use fewer centres.")
-        centers = torch.tensor(km.cluster_centers_[keep], dtype=torch.float32)
-        bandwidths = torch.tensor(kappa * spread[keep], dtype=torch.float32)
-        features = cls(centers, bandwidths, torch.ones(int(keep.sum())), eps).features(
-            torch.tensor(X, dtype=torch.float32)).double().numpy()
-        w, _ = nnls(features, np.ones(len(X)))
-        return cls(centers, bandwidths, torch.tensor(w, dtype=torch.float32), eps)
-
-    def features(self, x: Tensor) -> Tensor:
-        r""":math:`\Phi_{ik} = \exp(-\lVert x_i - c_k\rVert^2 / (2 b_k^2))`, shape ``(n, K)``."""
-        d2 = torch.cdist(x.to(self.centers.dtype), self.centers).pow(2)
-        return torch.exp(-d2 / (2 * self.bandwidths.pow(2)))
-
-    def h(self, x: Tensor) -> Tensor:
-        """The data density proxy :math:`h(x)`, about 1 on the cells, shape ``(n,)``."""
-        return self.features(x) @ self.weights
-
-    def energy(self, x: Tensor, v: Tensor) -> Tensor:
-        r"""Squared metric norm :math:`v^\top G(x) v = \lVert v\rVert^2 / (h(x)+\varepsilon)`."""
-        return v.pow(2).sum(-1) / (self.h(x) + self.eps)
 
 
 class GeodesicInterpolant(nn.Module):
@@ -215,7 +151,7 @@ class GeodesicPath(StraightPath):
 def fit_geodesic_interpolant(
     draw: Callable[[int, int, torch.Generator], Tensor],
     pairs: Sequence[tuple[int, int]],
-    metrics: Sequence[RBFMetric],
+    metrics: Sequence[RBFMetric | LANDMetric],
     dim: int,
     *,
     steps: int = 1000,
@@ -234,7 +170,7 @@ def fit_geodesic_interpolant(
     draw
         ``draw(i, n, generator)`` returns ``n`` random cells of group ``i`` as a float tensor.
     pairs, metrics
-        The ``(source, target)`` groups and one :class:`RBFMetric` per pair.
+        The ``(source, target)`` groups and one metric per pair (:mod:`cellflow.riemannian_metrics`).
     dim
         Number of features.
     steps, batch_size, lr

@@ -81,6 +81,22 @@ def test_metric_eps_reaches_ot_mfm_metrics(h5ad, tmp_path, monkeypatch):
     assert seen == [0.3] * 4  # days 1 and 2 held out in turn: two pairs per model
 
 
+def test_metric_land_and_its_gamma_reach_ot_mfm(h5ad, tmp_path, monkeypatch):
+    from cellflow.riemannian_metrics import LANDMetric
+
+    seen, fit = [], LANDMetric.fit.__func__
+    monkeypatch.setattr(LANDMetric, "fit", classmethod(lambda cls, X, **kw: seen.append((kw["gamma"], kw["eps"]))
+                                                       or fit(cls, X, **kw)))
+    out = tmp_path / "out.h5ad"
+    assert main(["fit", str(h5ad), "--time-key", "day", "--out", str(out), "--method", "mfm", "--metric", "land",
+                 "--metric-gamma", "0.7", "--metric-eps", "0.2", "--steps", "10", "--batch-size", "32",
+                 "--no-velocity", "--quiet"]) == 0
+    assert seen == [(0.7, 0.2)] * 3
+    with pytest.raises(SystemExit, match="add --metric land"):
+        main(["fit", str(h5ad), "--time-key", "day", "--out", str(out), "--method", "mfm", "--metric-gamma", "0.7",
+              "--overwrite", "--steps", "10", "--quiet"])
+
+
 @pytest.mark.parametrize("args,message", [
     (["--time-key", "nope"], "time_key 'nope' is not a column"),
     (["--time-key", "day", "--use-rep", "X_nope"], "use_rep 'X_nope' is not in adata.obsm"),

@@ -15,13 +15,22 @@ def _demo(args) -> int:
 
 
 def _metric_kwargs(args) -> dict:
-    """OT-MFM's metric options from ``--metric-eps`` (ignored by the other methods)."""
-    return {} if args.metric_eps is None else {"metric": {"eps": args.metric_eps}}
+    """OT-MFM's metric options from ``--metric``, ``--metric-eps`` and ``--metric-gamma`` (ignored
+    by the other methods)."""
+    metric = {} if args.metric == "rbf" else {"kind": args.metric}
+    if args.metric_eps is not None:
+        metric["eps"] = args.metric_eps
+    if args.metric_gamma is not None:
+        if args.metric != "land":
+            raise SystemExit("--metric-gamma is the LAND metric's kernel width; add --metric land.")
+        metric["gamma"] = args.metric_gamma
+    return {"metric": metric} if metric else {}
 
 
 def _add_time_and_metric_options(p: argparse.ArgumentParser) -> None:
-    """``--time-scale``, ``--per-interval`` and ``--metric-eps``, shared by ``fit`` and ``evaluate``."""
-    from ..geodesics import METRIC_EPS
+    """``--time-scale``, ``--per-interval`` and the OT-MFM metric options, shared by ``fit`` and
+    ``evaluate``."""
+    from ..riemannian_metrics import LAND_GAMMA, METRIC_EPS
 
     p.add_argument("--time-scale", default="index", choices=["index", "real"],
                    help="model time of each time point: its index (the paper's protocol, default) or its value")
@@ -31,6 +40,12 @@ def _add_time_and_metric_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metric-eps", type=float, default=None,
                    help="OT-MFM only: the metric's floor eps in G = I / (h + eps); larger pulls the paths less "
                         f"towards the cells (default {METRIC_EPS}; the paper used 0.01)")
+    p.add_argument("--metric", default="rbf", choices=["rbf", "land"],
+                   help="OT-MFM only: the data metric, rbf (a density of Gaussian bumps, default) or land (the "
+                        "local spread of the cells along each feature, so paths also follow the directions in "
+                        "which nearby cells extend)")
+    p.add_argument("--metric-gamma", type=float, default=None,
+                   help=f"OT-MFM with --metric land only: the kernel width in standardised units (default {LAND_GAMMA})")
 
 
 def _add_device(p: argparse.ArgumentParser) -> None:
