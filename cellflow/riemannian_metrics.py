@@ -144,7 +144,10 @@ class LANDMetric:
             Cells, shape ``(n, d)``, in the units the flow trains in.
         gamma
             Kernel width γ: the neighbourhood whose spread sets :math:`h` (default 0.2, in
-            standardised units; larger smooths the metric towards a constant).
+            standardised units, about 0.7 × the median distance between neighbouring cells on
+            EB and Cite at 5 whitened PCs; larger smooths the metric towards a constant). On
+            more features the cells lie farther apart (Cite, 50 unwhitened PCs: about 2.7), and
+            γ must grow with that distance.
         eps
             ε, as for :class:`RBFMetric`.
         max_cells, seed
@@ -158,7 +161,10 @@ class LANDMetric:
         probe = metric.landmarks[rng.choice(len(X), min(len(X), 1000), replace=False)]
         z = float(metric.h(probe).median())
         if not z > 0:
-            raise ValueError(f"the cells have no neighbours within gamma={gamma}: raise gamma.")
+            nn = torch.cdist(probe, metric.landmarks).topk(2, largest=False).values[:, 1].median()
+            raise ValueError(f"the cells have no neighbours within gamma={gamma}: raise gamma, e.g. to about the "
+                             f"median distance between neighbouring cells here, {float(nn):.3g} (in the "
+                             "standardised units; 0.2 suits 5 whitened PCs).")
         metric.scale = z
         return metric
 

@@ -53,7 +53,7 @@ def test_bad_metric_options_say_what_to_change():
         LANDMetric.fit(X, gamma=0.0)
     with pytest.raises(ValueError, match="at least 2 cells"):
         LANDMetric.fit(X[:1])
-    with pytest.raises(ValueError, match="raise gamma"):
+    with pytest.raises(ValueError, match="raise gamma, e.g. to about the median distance"):
         LANDMetric.fit(X * 1e4, gamma=1e-3)
 
 
