@@ -37,7 +37,8 @@ __all__ = ["RBFMetric", "LANDMetric", "fit_metric", "METRIC_KINDS"]
 
 MAX_METRIC_CELLS = 4000  # cells a metric is fitted on (a seeded subsample beyond that)
 METRIC_EPS = 0.1  # ε of G = I/(h + ε); the paper's 1e-2 measured worse on EB and Cite
-LAND_GAMMA = 0.2  # LAND's kernel width in the standardised units the network sees
+LAND_GAMMA = 0.3  # LAND's kernel width in the standardised units the network sees (5 whitened PCs: EB
+# 0.836 and Cite 0.799 at 0.3; 0.834 and 0.814 at 0.2; tutorials/choosing_a_method.md)
 
 
 def _as_cells(X, name: str) -> np.ndarray:
@@ -143,9 +144,9 @@ class LANDMetric:
         X
             Cells, shape ``(n, d)``, in the units the flow trains in.
         gamma
-            Kernel width γ: the neighbourhood whose spread sets :math:`h` (default 0.2, in
-            standardised units, about 0.7 × the median distance between neighbouring cells on
-            EB and Cite at 5 whitened PCs; larger smooths the metric towards a constant). On
+            Kernel width γ: the neighbourhood whose spread sets :math:`h` (default 0.3, in
+            standardised units, about the median distance between neighbouring cells on EB and
+            Cite at 5 whitened PCs; larger smooths the metric towards a constant). On
             more features the cells lie farther apart (Cite, 50 unwhitened PCs: about 2.7), and
             γ must grow with that distance.
         eps
@@ -164,7 +165,7 @@ class LANDMetric:
             nn = torch.cdist(probe, metric.landmarks).topk(2, largest=False).values[:, 1].median()
             raise ValueError(f"the cells have no neighbours within gamma={gamma}: raise gamma, e.g. to about the "
                              f"median distance between neighbouring cells here, {float(nn):.3g} (in the "
-                             "standardised units; 0.2 suits 5 whitened PCs).")
+                             "standardised units; 0.3 suits 5 whitened PCs).")
         metric.scale = z
         return metric
 
