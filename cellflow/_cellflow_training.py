@@ -51,6 +51,7 @@ class TrainingMixin:
             ``batch_size`` pairs are then drawn (default: ``batch_size``, the paper's protocol).
             Larger batches bring the coupling closer to the OT plan between the whole time
             points (exact OT at 1024² on 5 PCs: about 50 ms per pair of time points).
+        holdout
             A measured time to leave out (not the first or last).
         prefetch, workers
             Batches drawn ahead by ``workers`` threads. Default: 4 ahead for OT-CFM, whose exact
