@@ -67,7 +67,7 @@ class TrainingMixin:
             1,000 for the paper's 2,000), and the metric: ``kind`` (``"rbf"``, default, or
             ``"land"``) and the keyword arguments of its ``fit``
             (:func:`cellflow.riemannian_metrics.fit_metric`: ``eps=0.1``; RBF ``n_centers=100,
-            kappa=1.0``; LAND ``gamma=0.3``).
+            kappa=1.0``; LAND ``gamma="auto"``, the median distance between neighbouring cells).
             One metric is fitted per pair of consecutive (non-held-out) time points, on the
             cells of those two time points only; the interpolant is kept in
             :attr:`interpolant`, its relative energy per step in :attr:`geodesic_history`.

@@ -37,8 +37,8 @@ __all__ = ["RBFMetric", "LANDMetric", "fit_metric", "METRIC_KINDS"]
 
 MAX_METRIC_CELLS = 4000  # cells a metric is fitted on (a seeded subsample beyond that)
 METRIC_EPS = 0.1  # ε of G = I/(h + ε); the paper's 1e-2 measured worse on EB and Cite
-LAND_GAMMA = 0.3  # LAND's kernel width in the standardised units the network sees (5 whitened PCs: EB
-# 0.836 and Cite 0.799 at 0.3; 0.834 and 0.814 at 0.2; tutorials/choosing_a_method.md)
+LAND_GAMMA = "auto"  # LAND's kernel width: the median distance between neighbouring cells (5 whitened
+# PCs: about 0.3, where EB scored 0.836 and Cite 0.799; 0.834 and 0.814 at 0.2; choosing_a_method.md)
 
 
 def _as_cells(X, name: str) -> np.ndarray:
@@ -126,7 +126,7 @@ class LANDMetric:
     """
 
     def __init__(self, landmarks: Tensor, gamma: float, eps: float = METRIC_EPS, scale: float = 1.0):
-        if gamma <= 0:
+        if not gamma > 0:
             raise ValueError(f"LAND's kernel width gamma must be positive, got {gamma}.")
         self.landmarks = landmarks.to(torch.float32)
         self.gamma, self.eps, self.scale = float(gamma), float(eps), float(scale)
@@ -134,7 +134,7 @@ class LANDMetric:
         self._sq_norm = self._sq.sum(1)
 
     @classmethod
-    def fit(cls, X: Tensor | np.ndarray, gamma: float = LAND_GAMMA, eps: float = METRIC_EPS,
+    def fit(cls, X: Tensor | np.ndarray, gamma: float | str = LAND_GAMMA, eps: float = METRIC_EPS,
             max_cells: int = MAX_METRIC_CELLS, seed: int = 0) -> LANDMetric:
         """Keep (a seeded subsample of at most ``max_cells`` of) the cells as landmarks and set
         :math:`Z` on up to 1,000 of them.
@@ -144,11 +144,11 @@ class LANDMetric:
         X
             Cells, shape ``(n, d)``, in the units the flow trains in.
         gamma
-            Kernel width γ: the neighbourhood whose spread sets :math:`h` (default 0.3, in
-            standardised units, about the median distance between neighbouring cells on EB and
-            Cite at 5 whitened PCs; larger smooths the metric towards a constant). On
-            more features the cells lie farther apart (Cite, 50 unwhitened PCs: about 2.7), and
-            γ must grow with that distance.
+            Kernel width γ: the neighbourhood whose spread sets :math:`h`, in the units of ``X``
+            (larger smooths the metric towards a constant). ``"auto"`` (default): the median
+            distance from a landmark to its nearest other landmark, measured on up to 1,000 of
+            them, so that γ follows the spacing of the cells: about 0.3 on EB and Cite at 5
+            whitened PCs, 2.7 on Cite's 50 unwhitened PCs. The fitted value is ``.gamma``.
         eps
             ε, as for :class:`RBFMetric`.
         max_cells, seed
@@ -158,14 +158,22 @@ class LANDMetric:
         rng = np.random.default_rng(seed)
         if len(X) > max_cells:
             X = X[rng.choice(len(X), max_cells, replace=False)]
-        metric = cls(torch.tensor(X, dtype=torch.float32), gamma, eps)
-        probe = metric.landmarks[rng.choice(len(X), min(len(X), 1000), replace=False)]
+        landmarks = torch.tensor(X, dtype=torch.float32)
+        probe = landmarks[rng.choice(len(X), min(len(X), 1000), replace=False)]
+        nn = float(torch.cdist(probe, landmarks).topk(2, largest=False).values[:, 1].median())
+        if isinstance(gamma, str):
+            if gamma != "auto":
+                raise ValueError(f"LAND's gamma is a positive number or 'auto', got {gamma!r}.")
+            if not nn > 0:
+                raise ValueError("LANDMetric.fit with gamma='auto': most cells have an identical twin, so the "
+                                 "distance between neighbours is 0; pass a positive gamma.")
+            gamma = nn
+        metric = cls(landmarks, gamma, eps)
         z = float(metric.h(probe).median())
         if not z > 0:
-            nn = torch.cdist(probe, metric.landmarks).topk(2, largest=False).values[:, 1].median()
             raise ValueError(f"the cells have no neighbours within gamma={gamma}: raise gamma, e.g. to about the "
-                             f"median distance between neighbouring cells here, {float(nn):.3g} (in the "
-                             "standardised units; 0.3 suits 5 whitened PCs).")
+                             f"median distance between neighbouring cells here, {nn:.3g} (in the "
+                             "standardised units; gamma='auto' uses it).")
         metric.scale = z
         return metric
 

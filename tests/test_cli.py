@@ -97,6 +97,23 @@ def test_metric_land_and_its_gamma_reach_ot_mfm(h5ad, tmp_path, monkeypatch):
               "--overwrite", "--steps", "10", "--quiet"])
 
 
+def test_whiten_reads_the_same_on_every_command_and_gamma_takes_auto():
+    """``--whiten`` and ``--no-whiten`` both parse on fit, evaluate and bench velocity (each keeps
+    its default: fit off, the paper's protocol on); ``--metric-gamma`` is a number or ``auto``."""
+    from cellflow.cli import build_parser
+
+    parse = build_parser().parse_args
+    common = ["IN.h5ad", "--time-key", "day", "--out", "o"]
+    assert parse(["fit", *common]).whiten is False and parse(["fit", *common, "--whiten"]).whiten is True
+    assert parse(["evaluate", *common]).whiten is True and parse(["evaluate", *common, "--no-whiten"]).whiten is False
+    assert parse(["evaluate", *common, "--whiten"]).whiten is True
+    assert parse(["bench", "velocity", "IN.h5ad", "--time-key", "day", "--reference", "v", "--no-whiten"]).whiten is False
+    assert parse(["evaluate", *common, "--metric", "land", "--metric-gamma", "auto"]).metric_gamma == "auto"
+    assert parse(["fit", *common, "--metric", "land", "--metric-gamma", "0.4"]).metric_gamma == 0.4
+    with pytest.raises(SystemExit):
+        parse(["fit", *common, "--metric", "land", "--metric-gamma", "wide"])
+
+
 @pytest.mark.parametrize("args,message", [
     (["--time-key", "nope"], "time_key 'nope' is not a column"),
     (["--time-key", "day", "--use-rep", "X_nope"], "use_rep 'X_nope' is not in adata.obsm"),

@@ -45,6 +45,22 @@ def test_land_prefers_the_directions_in_which_the_cells_spread():
     assert isinstance(rbf, RBFMetric) and isinstance(land, LANDMetric)
 
 
+def test_auto_gamma_is_the_median_neighbour_distance_and_follows_the_scale():
+    """gamma="auto" (the default) is the median distance from a landmark to its nearest other
+    landmark (here every cell is a probe), so the metric of the data scaled by s is the metric of
+    the data, scaled: the same h at the corresponding points, gamma times s."""
+    g = torch.Generator().manual_seed(1)
+    X = torch.randn(600, 3, generator=g) * torch.tensor([1.0, 0.5, 0.2])
+    d = torch.cdist(X, X)
+    d.fill_diagonal_(float("inf"))
+    metric = LANDMetric.fit(X, seed=0)
+    assert metric.gamma == pytest.approx(float(d.min(1).values.median()), rel=1e-5)
+    scaled = LANDMetric.fit(X * 30, seed=0)
+    assert scaled.gamma == pytest.approx(30 * metric.gamma, rel=1e-5)
+    x = torch.randn(10, 3, generator=g) * 0.5
+    torch.testing.assert_close(scaled.h(x * 30), metric.h(x), rtol=1e-3, atol=1e-5)
+
+
 def test_bad_metric_options_say_what_to_change():
     X = torch.randn(50, 2)
     with pytest.raises(ValueError, match="unknown metric kind 'lan'"):
@@ -53,6 +69,10 @@ def test_bad_metric_options_say_what_to_change():
         LANDMetric.fit(X, gamma=0.0)
     with pytest.raises(ValueError, match="at least 2 cells"):
         LANDMetric.fit(X[:1])
+    with pytest.raises(ValueError, match="a positive number or 'auto', got 'median'"):
+        LANDMetric.fit(X, gamma="median")
+    with pytest.raises(ValueError, match="identical twin.*pass a positive gamma"):
+        LANDMetric.fit(torch.cat([X, X]))
     with pytest.raises(ValueError, match="raise gamma, e.g. to about the median distance"):
         LANDMetric.fit(X * 1e4, gamma=1e-3)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from .._methods import METHODS as CELLFLOW_METHODS
 
 def _bench_toy(args) -> int:
@@ -45,7 +47,7 @@ def _bench_velocity(args) -> int:
     from ..bench.velocity import run
 
     run(args.input, args.time_key, args.reference, use_rep=args.use_rep, n_pcs=args.n_pcs,
-        whiten=not args.no_whiten, methods=args.methods, seeds=args.seeds, steps=args.steps,
+        whiten=args.whiten, methods=args.methods, seeds=args.seeds, steps=args.steps,
         batch_size=args.batch_size, out=args.out, progress=not args.quiet)
     return 0
 
@@ -128,7 +130,8 @@ def add_commands(sub) -> None:
     v.add_argument("--reference", required=True, help="obsm key of the reference velocity (e.g. velocity_pca)")
     v.add_argument("--use-rep", default="X_pca")
     v.add_argument("--n-pcs", type=int, default=5)
-    v.add_argument("--no-whiten", action="store_true")
+    v.add_argument("--whiten", action=argparse.BooleanOptionalAction, default=True,
+                   help="standardise each PC (default); --no-whiten: the PCs as they are")
     v.add_argument("--methods", nargs="+", default=["ot", "icfm"], choices=list(CELLFLOW_METHODS))
     v.add_argument("--seeds", type=int, nargs="+", default=[0])
     v.add_argument("--steps", type=int, default=2000)

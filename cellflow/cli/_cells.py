@@ -27,6 +27,16 @@ def _metric_kwargs(args) -> dict:
     return {"metric": metric} if metric else {}
 
 
+def _gamma(text: str) -> float | str:
+    """``--metric-gamma``: a positive number or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'auto', got {text!r}") from None
+
+
 def _add_time_and_metric_options(p: argparse.ArgumentParser) -> None:
     """``--time-scale``, ``--per-interval`` and the OT-MFM metric options, shared by ``fit`` and
     ``evaluate``."""
@@ -44,8 +54,9 @@ def _add_time_and_metric_options(p: argparse.ArgumentParser) -> None:
                    help="OT-MFM only: the data metric, rbf (a density of Gaussian bumps, default) or land (the "
                         "local spread of the cells along each feature, so paths also follow the directions in "
                         "which nearby cells extend)")
-    p.add_argument("--metric-gamma", type=float, default=None,
-                   help=f"OT-MFM with --metric land only: the kernel width in standardised units (default {LAND_GAMMA})")
+    p.add_argument("--metric-gamma", type=_gamma, default=None,
+                   help=f"OT-MFM with --metric land only: the kernel width in standardised units (default {LAND_GAMMA}: "
+                        "the median distance between neighbouring cells of each pair of time points)")
 
 
 def _add_device(p: argparse.ArgumentParser) -> None:
@@ -76,7 +87,7 @@ def _evaluate(args) -> int:
     from .._pipeline import evaluate_h5ad
 
     _, summary = evaluate_h5ad(args.input, args.out, time_key=args.time_key, methods=args.methods, seeds=args.seeds,
-                               use_rep=args.use_rep, n_pcs=args.n_pcs, whiten=not args.no_whiten,
+                               use_rep=args.use_rep, n_pcs=args.n_pcs, whiten=args.whiten,
                                held_out=args.held_out, steps=args.steps, batch_size=args.batch_size,
                                max_eval=args.max_eval, progress=not args.quiet, overwrite=args.overwrite,
                                ema_decay=args.ema, sigma=args.sigma, time_scale=args.time_scale,
@@ -118,7 +129,8 @@ def add_commands(sub) -> None:
     f.add_argument("--backed", action="store_true", help="leave X on disk and read the rows each step draws "
                                                         "(with --use-rep X, for files larger than memory)")
     f.add_argument("--n-pcs", type=int, default=None, help="leading columns of the representation to use (default all)")
-    f.add_argument("--whiten", action="store_true", help="standardise each component (the paper's 5-PC setting)")
+    f.add_argument("--whiten", action=argparse.BooleanOptionalAction, default=False,
+                   help="standardise each component (the paper's 5-PC setting; default: --no-whiten)")
     f.add_argument("--method", default="ot", choices=list(CELLFLOW_METHODS))
     f.add_argument("--sigma", type=float, default=None,
                    help="path noise in the standardised units the network sees (default: the method's, see CellFlow)")
@@ -151,7 +163,9 @@ def add_commands(sub) -> None:
     e.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     e.add_argument("--use-rep", default="X_pca")
     e.add_argument("--n-pcs", type=int, default=5, help="leading PCs (default 5, the paper's setting)")
-    e.add_argument("--no-whiten", action="store_true", help="use the PCs unwhitened (the paper's 50/100-PC setting)")
+    e.add_argument("--whiten", action=argparse.BooleanOptionalAction, default=True,
+                   help="standardise each PC (default, the paper's 5-PC setting); --no-whiten: the PCs as they are "
+                        "(the paper's 50/100-PC setting)")
     e.add_argument("--held-out", type=float, nargs="+", default=None, help="times to hold out (default all intermediate)")
     e.add_argument("--steps", type=int, default=2000)
     _add_time_and_metric_options(e)
