@@ -38,7 +38,7 @@ __all__ = ["RBFMetric", "LANDMetric", "fit_metric", "METRIC_KINDS"]
 MAX_METRIC_CELLS = 4000  # cells a metric is fitted on (a seeded subsample beyond that)
 METRIC_EPS = 0.1  # ε of G = I/(h + ε); the paper's 1e-2 measured worse on EB and Cite
 LAND_GAMMA = "auto"  # LAND's kernel width: the median distance between neighbouring cells (5 whitened
-# PCs: about 0.3, where EB scored 0.836 and Cite 0.799; 0.834 and 0.814 at 0.2; choosing_a_method.md)
+# PCs: 0.29-0.46, where EB scored 0.841 and Cite 0.799; at a fixed 0.3 0.836 and 0.799; choosing_a_method.md)
 
 
 def _as_cells(X, name: str) -> np.ndarray:
