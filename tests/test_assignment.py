@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from cellflow import assignment
+from cellflow import _auction
 from cellflow.assignment import exact_assignment
 from cellflow.couplings import ExactOT
 
@@ -71,11 +71,11 @@ def test_repair_path_reaches_the_optimum_when_the_auction_stops_short():
     """A coarse last ε (half the cost range) leaves the auction far from the optimum; the
     proof then fails and shortest augmenting paths must repair the assignment."""
     C = ot.dist(*(np.random.default_rng(3).normal(size=(2, 120, 2))))
-    cols, u, v, bids, scans, repaired = assignment._solve(C, 0.5, 4.0, 8, 2000, 1e-13, 0)
+    cols, u, v, bids, scans, repaired = _auction._solve(C, 0.5, 4.0, 8, 2000, 1e-13, 0)
     assert scans == -1 and repaired > 0
     _assert_optimal_with_proof(C, cols, u, v)
     # and when the auction gives up after its first bid (max_bids = 0): nearly every row is repaired
-    cols, u, v, bids, scans, repaired = assignment._solve(C, 1e-7, 4.0, 8, 0, 1e-13, 3)
+    cols, u, v, bids, scans, repaired = _auction._solve(C, 1e-7, 4.0, 8, 0, 1e-13, 3)
     assert bids == 0 and repaired > 0
     _assert_optimal_with_proof(C, cols, u, v)
 
@@ -111,7 +111,7 @@ def test_bid_scan_equals_the_naive_cheapest_and_second_cheapest():
     # the vectorised scan compares bit patterns whose lowest mantissa bits hold the column:
     # it must agree with float comparisons to that precision, including ties (the first
     # cheapest column wins), zeros and a single finite value
-    from cellflow.assignment import _bid, _index_bits
+    from cellflow._auction import _bid, _index_bits
 
     rng = np.random.default_rng(0)
     for trial in range(300):
