@@ -1,0 +1,117 @@
+"""Training settings and the record of a run: :class:`TrainConfig` and :class:`TrainHistory`.
+
+:class:`cellflow.training.Trainer` takes the one and returns the other; every model's ``train``
+or ``fit`` forwards its optimisation keywords into a :class:`TrainConfig` (both are re-exported
+from :mod:`cellflow.training`).
+
+Example
+-------
+>>> from cellflow.train_config import TrainConfig
+>>> TrainConfig(steps=500, ema_decay=0.999).lr
+0.001
+>>> TrainConfig(ema_decay=1.5)
+Traceback (most recent call last):
+...
+ValueError: ema_decay must be in (0, 1), got 1.5.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+__all__ = ["TrainConfig", "TrainHistory"]
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings.
+
+    Attributes
+    ----------
+    steps
+        Number of optimiser steps.
+    lr, weight_decay
+        AdamW learning rate and weight decay.
+    grad_clip
+        Clip the gradient norm to this value (``None``: no clipping).
+    ema_decay
+        Keep an exponential moving average of the weights with this decay (``None``: off),
+        warmed up as in :func:`cellflow.training.warm_ema`; the averaged weights are used for inference and
+        validation.
+    warmup_steps
+        Linear learning-rate warm-up from 0.
+    val_every
+        Run the validation function every this many steps (0: never).
+    patience
+        Early stopping: stop after this many validations without improvement and
+        restore the best weights (``None``: never stop early).
+    prefetch
+        Number of batches drawn ahead by worker threads (0: inline, in the training thread).
+    workers
+        Number of worker threads drawing batches (their OT solves run in parallel).
+    group
+        Batch functions split between the threads (exact OT on points): the solves of this
+        many consecutive steps go to a worker as one task, one compiled call
+        (:meth:`cellflow.couplings.PointsSolve.together`), so the worker wakes and takes
+        the GIL once per ``group`` steps; ``prefetch`` is then at least two groups. The
+        batches, and so the weights, are the same for every value.
+    step_threads
+        Torch intra-op threads while batch workers run and the modules are on the CPU
+        (``None``: unchanged); restored afterwards. Models whose workers solve exact OT set
+        it to ``max(1, threads - workers)`` (:func:`cellflow.batch_workers.worker_step_threads`), so that the solves
+        get cores of their own instead of sharing them with the step's thread pool.
+    progress
+        Show a tqdm progress bar.
+    shared_draws
+        Distributed training: every rank draws from the generator of ``(seed, step)`` (the
+        same global batch) instead of ``(seed, step, rank)``, for a global coupling whose
+        batch function keeps the rank's own share (:func:`cellflow.distributed.rank_share`).
+    checkpoint_every, checkpoint_dir
+        Write a checkpoint every this many steps to this folder; :meth:`cellflow.training.Trainer.run` with ``resume=True``
+        continues from it.
+    """
+
+    steps: int = 2000
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    grad_clip: float | None = None
+    ema_decay: float | None = None
+    warmup_steps: int = 0
+    val_every: int = 0
+    patience: int | None = None
+    prefetch: int = 0
+    workers: int = 1
+    group: int = 16
+    step_threads: int | None = None
+    progress: bool = True
+    shared_draws: bool = False
+    checkpoint_every: int = 0
+    checkpoint_dir: str | None = None
+
+    def __post_init__(self):
+        if self.steps < 0:
+            raise ValueError(f"steps must be >= 0, got {self.steps}.")
+        if self.group < 1:
+            raise ValueError(f"group must be >= 1 (steps per worker task), got {self.group}.")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}.")
+        if self.checkpoint_every and not self.checkpoint_dir:
+            raise ValueError("checkpoint_every needs a checkpoint_dir.")
+
+
+@dataclass
+class TrainHistory:
+    """What happened during training: the loss every step, validations, time."""
+
+    loss: list[float] = field(default_factory=list)
+    val: list[tuple[int, float]] = field(default_factory=list)
+    best_step: int | None = None
+    stopped_early: bool = False
+    seconds: float = 0.0
+
+    @property
+    def steps(self) -> int:
+        return len(self.loss)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
