@@ -18,6 +18,9 @@ def get_times(adata, time_key: str, *, min_points: int = 2) -> tuple[np.ndarray,
         raise KeyError(f"time_key {time_key!r} is not a column of adata.obs (columns: {cols}). "
                        "Pass the column that holds each cell's sampling time, e.g. time_key='day'.")
     col = adata.obs[time_key]
+    if pd.api.types.is_bool_dtype(col.dtype):
+        raise ValueError(f"adata.obs[{time_key!r}] holds booleans, not sampling times; pass the column of "
+                         "times (numbers, or categories labelled by numbers).")
     values = col.astype(str) if isinstance(col.dtype, pd.CategoricalDtype) else col
     numeric = pd.to_numeric(values, errors="coerce")
     bad = numeric.isna() & col.notna()
@@ -30,6 +33,9 @@ def get_times(adata, time_key: str, *, min_points: int = 2) -> tuple[np.ndarray,
         raise ValueError(f"adata.obs[{time_key!r}] has {int(numeric.isna().sum())} missing values; "
                          "drop those cells first (adata = adata[adata.obs[time_key].notna()].copy()).")
     t = numeric.to_numpy(dtype=float)
+    if not np.isfinite(t).all():
+        raise ValueError(f"adata.obs[{time_key!r}] has {int((~np.isfinite(t)).sum())} infinite values; "
+                         "drop those cells first (adata = adata[np.isfinite(adata.obs[time_key])].copy()).")
     times = np.unique(t)
     if len(times) < min_points:
         raise ValueError(f"adata.obs[{time_key!r}] has {len(times)} distinct time point(s) {times.tolist()}; "
