@@ -172,6 +172,34 @@ def test_bench_velocity_scores_against_a_reference(tmp_path, capsys):
     assert "obsm['nope'] not found" in capsys.readouterr().err
 
 
+def test_bench_arch_scores_both_metrics_against_ot_cfm(tmp_path, monkeypatch, capsys):
+    from cellflow.riemannian_metrics import LANDMetric, RBFMetric
+
+    seen = []
+    for cls in (RBFMetric, LANDMetric):
+        fit = cls.fit.__func__
+        monkeypatch.setattr(cls, "fit", classmethod(
+            lambda c, X, _fit=fit, **kw: seen.append((c.__name__, kw["eps"])) or _fit(c, X, **kw)))
+    out = tmp_path / "arch"
+    rc = main(["bench", "arch", "--n-cells", "200", "--seeds", "0", "1", "--steps", "60", "--batch-size", "64",
+               "--metric-eps", "0.05", "--out", str(out), "--quiet"])
+    assert rc == 0
+    assert seen == [("RBFMetric", 0.05)] * 2 + [("LANDMetric", 0.05)] * 2  # one pair (0, 2) per model
+    assert "Arch, time 1 held out, 200 cells" in capsys.readouterr().out  # the summary, even when --quiet
+    df = pd.read_csv(out / "arch.csv")
+    assert set(df["method"]) == {"previous time point", "McCann OT interpolation", "OT-CFM", "OT-MFM",
+                                 "floor: a fresh sample of time 1"}
+    assert (df.loc[df["method"].str.startswith("floor"), "w1"] < 0.3).all()  # 200 fresh cells of time 1
+    assert sorted(df.loc[df["method"] == "OT-MFM", "metric"].unique()) == ["land", "rbf"]
+    assert len(df[df["method"] == "OT-MFM"]) == 4 and len(df[df["method"] == "OT-CFM"]) == 2
+    # the straight line between the ends runs about a radius (in whitened units, more) under the held-out top
+    assert (df.loc[df["method"].isin(["McCann OT interpolation", "OT-CFM"]), "w1"] > 1.2).all()
+    summary = pd.read_csv(out / "arch_summary.csv").set_index(["method", "metric"])
+    mfm = df[df["method"] == "OT-MFM"].groupby("metric")["w1"].median()
+    ot = df.loc[df["method"] == "OT-CFM", "w1"].median()
+    assert float(summary.loc[("OT-MFM", "rbf"), "vs_ot_cfm"]) == pytest.approx(mfm["rbf"] / ot, abs=1e-3)
+
+
 def test_fit_on_a_2d_embedding_with_the_same_basis(h5ad, tmp_path):
     # use_rep X_umap and basis umap: the velocity is already velocity_umap; no projection, no clash
     out = tmp_path / "u.h5ad"

@@ -34,6 +34,28 @@ def fresh(fitted):
 
 
 # ----------------------------------------------------------------------------- data sets
+def test_arch_follows_its_closed_form():
+    a = cf.datasets.arch_time_course(2000, noise=0.1, seed=3)
+    t, s, X = a.obs["time"].to_numpy(), a.obs["arc_position"].to_numpy(), a.obsm["X_arch"]
+    assert X.shape == (6000, 2) and np.bincount(t).tolist() == [2000, 2000, 2000]
+    r, angle = np.hypot(X[:, 0], X[:, 1]), np.arctan2(X[:, 1], X[:, 0])
+    np.testing.assert_allclose(angle, np.pi * (1 - s), atol=1e-12)  # on the upper half circle, at angle pi(1 - s)
+    assert abs(r.mean() - 1) < 4 * 0.1 / np.sqrt(6000) and abs(r.std() - 0.1) < 0.005
+    # the ends are half-normal with scale 1/(2 pi): mean sqrt(2/pi)/(2 pi) = 0.127
+    sd = 1 / (2 * np.pi)
+    se = sd * np.sqrt(1 - 2 / np.pi) / np.sqrt(2000)
+    assert abs(s[t == 0].mean() - sd * np.sqrt(2 / np.pi)) < 4 * se
+    assert abs((1 - s[t == 2]).mean() - sd * np.sqrt(2 / np.pi)) < 4 * se
+    # the middle: midpoints of the sorted (exact OT) pairs of the two ends' positions
+    np.testing.assert_allclose(np.sort(s[t == 1]), (np.sort(s[t == 0]) + np.sort(s[t == 2])) / 2)
+    b = cf.datasets.arch_time_course(2000, noise=0.1, seed=3)
+    assert np.array_equal(b.obsm["X_arch"], X) and b.uns["arch"] == {"n_cells": 2000, "noise": 0.1, "seed": 3}
+    with pytest.raises(ValueError, match="n_cells must be at least 1"):
+        cf.datasets.arch_time_course(0)
+    with pytest.raises(ValueError, match="noise must be non-negative"):
+        cf.datasets.arch_time_course(10, noise=-1)
+
+
 def test_simulation_has_branches_times_and_consistent_true_velocity():
     a = cf.datasets.simulated_differentiation(n_cells_per_time=100, random_state=0)
     assert a.n_vars >= 20 and a.obs["day"].nunique() >= 5

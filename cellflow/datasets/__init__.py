@@ -1,10 +1,11 @@
 """Data sets: an embedded simulated differentiation time course, loaders for the real single-cell
-time courses, 2-D toy distributions for benchmarks, and scikit-learn's tables and digits."""
+time courses, 2-D toy distributions and the arch time course for benchmarks, and scikit-learn's tables and digits."""
 
+from ._arch import arch_time_course
 from ._loaders import DATA_DIR_ENV, available, load
 from ._sklearn import TABLES, load_digits_images, load_table
 from ._simulated import simulated_differentiation, true_velocity_pca
 from ._toy import TOY_DISTRIBUTIONS, toy_sample
 
 __all__ = ["simulated_differentiation", "true_velocity_pca", "load", "available", "DATA_DIR_ENV",
-           "toy_sample", "TOY_DISTRIBUTIONS", "load_table", "load_digits_images", "TABLES"]
+           "toy_sample", "TOY_DISTRIBUTIONS", "arch_time_course", "load_table", "load_digits_images", "TABLES"]
