@@ -128,6 +128,10 @@ def test_evaluate_holdout_table():
     s = cf.summarize_holdout(df)
     assert s.loc["OT-CFM", "n_seeds"] == 2
     assert s.loc["OT-CFM", "w1_mean"] < s.loc["previous time point", "w1_mean"]
+    bare = cf.evaluate_holdout(course(n=80), "day", methods=["ot"], seeds=[0], steps=150, batch_size=64,
+                               baselines=False, progress=False)
+    assert set(bare.method) == {"OT-CFM"}  # the same flows, without the baselines
+    np.testing.assert_allclose(bare.w1.to_numpy(), df[(df.method == "OT-CFM") & (df.seed == 0)].w1.to_numpy())
 
 
 def test_evaluate_holdout_best_fraction_finds_an_uneven_pace():
