@@ -217,9 +217,14 @@ class Trainer:
         start = time.perf_counter()
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not (cfg.progress and main), desc="training",
                    leave=False)
+        first = self.step
         try:
             while self.step < cfg.steps:
                 batch = pool.get() if pool is not None else self.make_batch(step_generator(seed, self.step, rank=rank))
+                if self.step == first:
+                    # the first batch may include one-off work (numba compiles the exact-OT solver on first
+                    # use, about 10 s): keep it out of the bar's rate, which would show an ETA of hours
+                    bar.unpause()
                 loss = self.loss_fn(batch)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(

@@ -298,3 +298,32 @@ def test_ot_workers_get_the_cores_and_the_thread_count_is_restored():
         assert seen == [2] * 3  # inline training leaves the count alone
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_slow_first_batch_stays_out_of_the_progress_bar_s_rate(monkeypatch):
+    # numba compiles the exact-OT solver during the first batch on first use (about 10 s); the bar's
+    # clock starts once that batch is there, so its rate and ETA describe the steps that follow
+    import time
+
+    from cellflow import training
+
+    bars = []
+
+    class Recording(training.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
+    monkeypatch.setattr(training, "tqdm", Recording)
+    net, ready = torch.nn.Linear(1, 1), []
+
+    def make(g):
+        if not ready:
+            time.sleep(1.0)
+            ready.append(time.time())
+        return torch.randn(8, 1, generator=g)
+
+    cfg = training.TrainConfig(steps=20, lr=0.01, progress=True, prefetch=0)
+    training.Trainer({"net": net}, make, lambda x: ((net(x) - x) ** 2).mean(), cfg).run(seed=0)
+    (bar,) = bars
+    assert bar.start_t >= ready[0] - 0.05  # tqdm's clock is time.time
