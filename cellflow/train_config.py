@@ -36,7 +36,7 @@ class TrainConfig:
         Clip the gradient norm to this value (``None``: no clipping).
     ema_decay
         Keep an exponential moving average of the weights with this decay (``None``: off),
-        warmed up as in :func:`cellflow.training.warm_ema`; the averaged weights are used for inference and
+        warmed up as in :func:`cellflow.optim.warm_ema`; the averaged weights are used for inference and
         validation.
     warmup_steps
         Linear learning-rate warm-up from 0.

@@ -40,11 +40,12 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .batch_workers import _BatchPool, default_prefetch, step_generator, worker_step_threads
+from .optim import adamw, warm_ema
 from .train_config import TrainConfig, TrainHistory
 
-__all__ = ["TrainConfig", "TrainHistory", "Trainer", "seed_everything", "step_generator", "warm_ema",
-           "default_prefetch", "worker_step_threads"]  # the last two and step_generator: from batch_workers,
-# TrainConfig and TrainHistory: from train_config
+__all__ = ["TrainConfig", "TrainHistory", "Trainer", "seed_everything", "step_generator", "default_prefetch",
+           "worker_step_threads"]  # the last three: from batch_workers; TrainConfig and TrainHistory: from
+# train_config; the optimiser and the weight average: cellflow.optim
 
 
 def seed_everything(seed: int) -> None:
@@ -55,20 +56,6 @@ def seed_everything(seed: int) -> None:
     """
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
-
-
-def warm_ema(decay: float) -> Callable:
-    r"""EMA update with warm-up: after :math:`n` updates the decay is
-    :math:`\min(d, \tfrac{1 + n}{10 + n})`, so that a run much shorter than :math:`1/(1-d)`
-    steps is not dominated by the initial weights (with a fixed :math:`d = 0.999`, 600 steps
-    leave 55 % of the weight on the initialisation)."""
-
-    @torch.no_grad()
-    def update(avg: list[torch.Tensor], cur: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
-        n = float(n_averaged)
-        torch._foreach_lerp_(avg, cur, 1.0 - min(decay, (1.0 + n) / (10.0 + n)))
-
-    return update
 
 
 def check_device(device: str | torch.device) -> torch.device:
@@ -84,18 +71,6 @@ def check_device(device: str | torch.device) -> torch.device:
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ValueError(f"device={device!r}, but only {torch.cuda.device_count()} CUDA device(s) are visible.")
     return dev
-
-
-def adamw(params, **kwargs) -> torch.optim.AdamW:
-    """AdamW with the fused kernel where this PyTorch has one for the parameters' device and
-    dtype (CPU since torch 2.4, CUDA): one pass over all parameters instead of a loop of
-    foreach kernels. The same update up to rounding; on the 2-D toy's 3×64 MLP (batch 256,
-    one thread) a training step took 1.22 ms against 1.64 ms (median of 15 × 300 steps)."""
-    params = list(params)
-    try:
-        return torch.optim.AdamW(params, fused=True, **kwargs)
-    except (RuntimeError, TypeError, ValueError):  # no fused kernel for this device, dtype or torch
-        return torch.optim.AdamW(params, **kwargs)
 
 
 class Trainer:

@@ -233,7 +233,7 @@ def test_class_conditioning_follows_the_pairing():
 def test_warm_ema_matches_its_formula():
     from torch.optim.swa_utils import AveragedModel
 
-    from cellflow.training import warm_ema
+    from cellflow.optim import warm_ema
 
     p = torch.nn.Parameter(torch.zeros(1))
     holder = torch.nn.ParameterList([p])

@@ -117,7 +117,7 @@ class ImageFlow:
 
         The defaults follow torchcfm's CIFAR-10 recipe (Adam-type lr 2e-4 with warm-up,
         gradient clipping 1.0, EMA 0.9999; the EMA is warmed up, see
-        :func:`cellflow.training.warm_ema`). Other keyword arguments (``checkpoint_dir``,
+        :func:`cellflow.optim.warm_ema`). Other keyword arguments (``checkpoint_dir``,
         ``checkpoint_every``, ``resume``, ``weight_decay``...) go to :meth:`cellflow.FlowModel.fit`.
         """
         shape = self.shape
