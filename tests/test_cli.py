@@ -200,6 +200,23 @@ def test_bench_arch_scores_both_metrics_against_ot_cfm(tmp_path, monkeypatch, ca
     assert float(summary.loc[("OT-MFM", "rbf"), "vs_ot_cfm"]) == pytest.approx(mfm["rbf"] / ot, abs=1e-3)
 
 
+def test_bench_arch_in_more_unwhitened_dimensions_scores_in_the_data_s_units(tmp_path, capsys):
+    from cellflow._evaluate import _scores
+    from cellflow.datasets import arch_time_course
+
+    out = tmp_path / "arch"
+    assert main(["bench", "arch", "--n-cells", "150", "--seeds", "0", "--steps", "30", "--batch-size", "64",
+                 "--metrics", "rbf", "--n-dims", "3", "--no-whiten", "--out", str(out), "--quiet"]) == 0
+    assert "in 3 dimensions" in capsys.readouterr().out
+    df = pd.read_csv(out / "arch.csv").set_index("method")
+    held, fresh = (a.obsm["X_arch"][a.obs["time"].to_numpy() == 1]
+                   for a in (arch_time_course(150, n_dims=3, seed=0), arch_time_course(150, n_dims=3, seed=1)))
+    assert held.shape == (150, 3)
+    assert df.loc["floor: a fresh sample of time 1", "w1"] == pytest.approx(_scores(fresh, held, 4000, 0)["w1"])
+    # unwhitened, the straight line runs about 0.9 (of a unit radius) under the held-out top
+    assert 0.6 < df.loc["McCann OT interpolation", "w1"] < 1.2
+
+
 def test_fit_on_a_2d_embedding_with_the_same_basis(h5ad, tmp_path):
     # use_rep X_umap and basis umap: the velocity is already velocity_umap; no projection, no clash
     out = tmp_path / "u.h5ad"

@@ -34,7 +34,7 @@ def fresh(fitted):
 
 
 # ----------------------------------------------------------------------------- data sets
-def test_arch_follows_its_closed_form():
+def test_arch_follows_its_closed_form(tmp_path):
     a = cf.datasets.arch_time_course(2000, noise=0.1, seed=3)
     t, s, X = a.obs["time"].to_numpy(), a.obs["arc_position"].to_numpy(), a.obsm["X_arch"]
     assert X.shape == (6000, 2) and np.bincount(t).tolist() == [2000, 2000, 2000]
@@ -49,11 +49,25 @@ def test_arch_follows_its_closed_form():
     # the middle: midpoints of the sorted (exact OT) pairs of the two ends' positions
     np.testing.assert_allclose(np.sort(s[t == 1]), (np.sort(s[t == 0]) + np.sort(s[t == 2])) / 2)
     b = cf.datasets.arch_time_course(2000, noise=0.1, seed=3)
-    assert np.array_equal(b.obsm["X_arch"], X) and b.uns["arch"] == {"n_cells": 2000, "noise": 0.1, "seed": 3}
+    assert np.array_equal(b.obsm["X_arch"], X)
+    assert b.uns["arch"] == {"n_cells": 2000, "noise": 0.1, "n_dims": 2, "seed": 3}
     with pytest.raises(ValueError, match="n_cells must be at least 1"):
         cf.datasets.arch_time_course(0)
     with pytest.raises(ValueError, match="noise must be non-negative"):
         cf.datasets.arch_time_course(10, noise=-1)
+    # in more dimensions: the same arch and N(0, noise^2) coordinates, turned by one orthogonal Q per width
+    c = cf.datasets.arch_time_course(2000, noise=0.1, n_dims=6, seed=3)
+    Q = c.uns["arch"]["rotation"]
+    np.testing.assert_allclose(Q @ Q.T, np.eye(6), atol=1e-12)
+    np.testing.assert_array_equal(Q, cf.datasets.arch_time_course(5, n_dims=6, seed=9).uns["arch"]["rotation"])
+    Y = c.obsm["X_arch"] @ Q
+    np.testing.assert_allclose(Y[:, :2], X, atol=1e-12)
+    assert np.abs(Y[:, 2:].mean(0)).max() < 4 * 0.1 / np.sqrt(6000)
+    assert np.abs(Y[:, 2:].std(0) - 0.1).max() < 0.005
+    assert c.uns["arch"]["n_dims"] == 6 and "rotation" not in a.uns["arch"]
+    c.write_h5ad(tmp_path / "arch.h5ad")  # uns stays h5ad-safe
+    with pytest.raises(ValueError, match="n_dims must be an integer of at least 2"):
+        cf.datasets.arch_time_course(10, n_dims=1)
 
 
 def test_simulation_has_branches_times_and_consistent_true_velocity():

@@ -17,8 +17,8 @@ def _bench_toy(args) -> int:
 def _bench_arch(args) -> int:
     from ..bench.arch import run
 
-    run(n_cells=args.n_cells, seeds=args.seeds, metrics=args.metrics, metric_eps=args.metric_eps, steps=args.steps,
-        batch_size=args.batch_size, out=args.out, progress=not args.quiet)
+    run(n_cells=args.n_cells, seeds=args.seeds, metrics=args.metrics, metric_eps=args.metric_eps, n_dims=args.n_dims,
+        whiten=not args.no_whiten, steps=args.steps, batch_size=args.batch_size, out=args.out, progress=not args.quiet)
     return 0
 
 
@@ -99,6 +99,10 @@ def add_commands(sub) -> None:
     a.add_argument("--metrics", nargs="+", default=["rbf", "land"], choices=["rbf", "land"])
     a.add_argument("--metric-eps", type=float, default=None,
                    help="the metrics' floor eps in G = I / (h + eps) (default 0.1; the MFM paper's 0.01 pulls harder)")
+    a.add_argument("--n-dims", type=int, default=2,
+                   help="embed the arch in this many dimensions (a random rotation; N(0, 0.1^2) in the added ones)")
+    a.add_argument("--no-whiten", action="store_true",
+                   help="the protocol's unwhitened setting (sigma 1.0 from 20 dimensions, W1 in the data's units)")
     a.add_argument("--steps", type=int, default=2000)
     a.add_argument("--batch-size", type=int, default=512)
     a.add_argument("--out", default=None, help="folder for arch.csv and arch_summary.csv")

@@ -16,6 +16,11 @@ The straight line between the two ends runs under the arch, through no data, so 
 held-out time 1 about a radius too low; a metric that bends paths towards the cells can recover
 it only from the shape of the two ends. ``cellflow bench arch`` scores both.
 
+With ``n_dims > 2`` the arch is embedded in more dimensions, as a curve in a PCA would be: the
+cells get ``n_dims - 2`` further coordinates, each :math:`\mathcal N(0, \text{noise}^2)`, and all
+coordinates are turned by one orthogonal matrix :math:`Q` (Haar-random, drawn from ``n_dims``
+alone, so that every draw of the same width shares it): :math:`x = Q\,(x_{\text{arch}}, \eta)`.
+
 Example
 -------
 >>> from cellflow.datasets import arch_time_course
@@ -33,7 +38,7 @@ import pandas as pd
 __all__ = ["arch_time_course"]
 
 
-def arch_time_course(n_cells: int = 5000, *, noise: float = 0.1, seed: int = 0) -> ad.AnnData:
+def arch_time_course(n_cells: int = 5000, *, noise: float = 0.1, n_dims: int = 2, seed: int = 0) -> ad.AnnData:
     """Draw the arch: ``n_cells`` cells at each of the times 0, 1 and 2 (module docstring).
 
     Parameters
@@ -41,7 +46,9 @@ def arch_time_course(n_cells: int = 5000, *, noise: float = 0.1, seed: int = 0) 
     n_cells
         Cells per time point.
     noise
-        Standard deviation of the radius around 1.
+        Standard deviation of the radius around 1 (and of each coordinate added by ``n_dims``).
+    n_dims
+        Width of the representation: 2 (the plane of the arch), or more (module docstring).
     seed
         Seeds every draw.
 
@@ -52,13 +59,17 @@ def arch_time_course(n_cells: int = 5000, *, noise: float = 0.1, seed: int = 0) 
     - ``obs["time"]``: 0, 1 or 2;
     - ``obs["arc_position"]``: :math:`s`, the position along the arc (0 at :math:`(-1, 0)`, 1 at
       :math:`(1, 0)`);
-    - ``obsm["X_arch"]``: the 2-D coordinates;
-    - ``uns["arch"]``: ``n_cells``, ``noise`` and ``seed``.
+    - ``obsm["X_arch"]``: the coordinates, ``n_dims`` columns;
+    - ``uns["arch"]``: ``n_cells``, ``noise``, ``n_dims`` and ``seed``, and for ``n_dims > 2``
+      ``rotation``, the matrix :math:`Q` (the arch's plane is spanned by its first two columns).
     """
     if n_cells < 1:
         raise ValueError(f"n_cells must be at least 1, got {n_cells}.")
     if not noise >= 0:
         raise ValueError(f"noise must be non-negative, got {noise}.")
+    if int(n_dims) != n_dims or n_dims < 2:
+        raise ValueError(f"n_dims must be an integer of at least 2 (the arch's plane), got {n_dims}.")
+    n_dims = int(n_dims)
     rng = np.random.default_rng(seed)
     s0 = np.abs(rng.normal(0.0, 1 / (2 * np.pi), n_cells))
     s2 = 1.0 - np.abs(rng.normal(0.0, 1 / (2 * np.pi), n_cells))
@@ -70,6 +81,18 @@ def arch_time_course(n_cells: int = 5000, *, noise: float = 0.1, seed: int = 0) 
     obs = pd.DataFrame({"time": np.repeat([0, 1, 2], n_cells), "arc_position": s},
                        index=[f"cell{i}" for i in range(len(s))])
     adata = ad.AnnData(obs=obs)
-    adata.obsm["X_arch"] = np.c_[radius * np.cos(angle), radius * np.sin(angle)]
-    adata.uns["arch"] = {"n_cells": int(n_cells), "noise": float(noise), "seed": int(seed)}
+    X = np.c_[radius * np.cos(angle), radius * np.sin(angle)]
+    adata.uns["arch"] = {"n_cells": int(n_cells), "noise": float(noise), "n_dims": n_dims, "seed": int(seed)}
+    if n_dims > 2:
+        Q = _rotation(n_dims)
+        X = np.hstack([X, rng.normal(0.0, noise, (len(X), n_dims - 2))]) @ Q.T
+        adata.uns["arch"]["rotation"] = Q
+    adata.obsm["X_arch"] = X
     return adata
+
+
+def _rotation(n: int) -> np.ndarray:
+    """A Haar-random orthogonal matrix drawn from ``n`` alone: QR of a Gaussian matrix, with the
+    signs of R's diagonal moved into Q."""
+    q, r = np.linalg.qr(np.random.default_rng(n).normal(size=(n, n)))
+    return q * np.sign(np.diag(r))
