@@ -17,9 +17,10 @@ With ``per_interval=True`` the field is one network per interval instead
 (:class:`cellflow.networks.IntervalMLP`), trained in the same steps on the same pairs. It may
 turn at a measured time point where a shared network must blend the intervals on either side.
 
-This module builds the model (cells, scaling, networks, model time) and saves it; training is
-in :mod:`cellflow._cellflow_training` and pushes, velocities and predictions in
-:mod:`cellflow._cellflow_inference`, as mixins of :class:`CellFlow` (the scvi-tools pattern).
+This module builds the model (cells, scaling, networks) and saves it; model time and the trained
+intervals are in :mod:`cellflow._model_time`, training in :mod:`cellflow._cellflow_training`, and
+pushes, velocities and predictions in :mod:`cellflow._cellflow_inference`, as mixins of
+:class:`CellFlow` (the scvi-tools pattern).
 
 Example
 -------
@@ -46,6 +47,7 @@ from ._cellflow_inference import InferenceMixin
 from ._cellflow_training import TrainingMixin
 from ._cells import CellStore, RowSource
 from ._methods import cellflow_method, default_sigma
+from ._model_time import ModelTimeMixin
 from ._persist import fingerprint, load_model, save_model
 from .geodesics import GeodesicInterpolant
 from .matchers import make_matcher
@@ -55,7 +57,7 @@ from .training import TrainHistory, check_device
 __all__ = ["CellFlow"]
 
 
-class CellFlow(TrainingMixin, InferenceMixin):
+class CellFlow(ModelTimeMixin, TrainingMixin, InferenceMixin):
     """A flow between the time-point marginals of an AnnData.
 
     Parameters
@@ -166,40 +168,6 @@ class CellFlow(TrainingMixin, InferenceMixin):
         if isinstance(net, IntervalMLP):
             return lambda t, x: net(t, x, side=side)
         return net
-
-    # ------------------------------------------------------------------ time
-    def _taus(self) -> np.ndarray:
-        """Model time of each measured time point."""
-        return np.arange(len(self.times), dtype=float) if self.time_scale == "index" else self.times
-
-    def model_time(self, time: float) -> float:
-        """Model time τ of a measured time (linear interpolation between time points)."""
-        if not self.times[0] <= time <= self.times[-1]:
-            raise ValueError(f"time {time} is outside the measured range [{self.times[0]}, {self.times[-1]}].")
-        return float(np.interp(time, self.times, self._taus()))
-
-    def measured_time(self, tau: float) -> float:
-        """The measured time at model time ``tau``: the inverse of :meth:`model_time`."""
-        taus = self._taus()
-        if not taus[0] <= tau <= taus[-1]:
-            raise ValueError(f"model time {tau} is outside the trained range [{taus[0]}, {taus[-1]}].")
-        return float(np.interp(tau, taus, self.times))
-
-    # ------------------------------------------------------------------ trained pairs and intervals
-    def _pairs(self, holdout: float | None) -> list[tuple[int, int]]:
-        """Consecutive trained time points ``(i, j)`` (indices into :attr:`times`), skipping ``holdout``."""
-        keep = [i for i, s in enumerate(self.times) if holdout is None or s != holdout]
-        return list(zip(keep[:-1], keep[1:]))
-
-    def _intervals(self) -> list[tuple[float, float]]:
-        """The training intervals ``(τ_i, τ_j)`` in model time (skipping a held-out time)."""
-        taus = self._taus().tolist()
-        return [(taus[i], taus[j]) for i, j in self._pairs(self.holdout)]
-
-    def _knots(self) -> list[float]:
-        """The trained time points in model time (a held-out one is skipped): the ends of the intervals."""
-        intervals = self._intervals()
-        return [a for a, _ in intervals] + [intervals[-1][1]]
 
     def cell_times(self) -> np.ndarray:
         """Each cell's measured time (the ``obs[time_key]`` values as floats, in ``obs`` order)."""
