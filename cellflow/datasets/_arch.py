@@ -34,6 +34,7 @@ from __future__ import annotations
 import anndata as ad
 import numpy as np
 import pandas as pd
+from scipy.stats import ortho_group
 
 __all__ = ["arch_time_course"]
 
@@ -84,15 +85,9 @@ def arch_time_course(n_cells: int = 5000, *, noise: float = 0.1, n_dims: int = 2
     X = np.c_[radius * np.cos(angle), radius * np.sin(angle)]
     adata.uns["arch"] = {"n_cells": int(n_cells), "noise": float(noise), "n_dims": n_dims, "seed": int(seed)}
     if n_dims > 2:
-        Q = _rotation(n_dims)
+        Q = ortho_group.rvs(n_dims, random_state=np.random.default_rng(n_dims))  # Haar, shared by each width
         X = np.hstack([X, rng.normal(0.0, noise, (len(X), n_dims - 2))]) @ Q.T
         adata.uns["arch"]["rotation"] = Q
     adata.obsm["X_arch"] = X
     return adata
 
-
-def _rotation(n: int) -> np.ndarray:
-    """A Haar-random orthogonal matrix drawn from ``n`` alone: QR of a Gaussian matrix, with the
-    signs of R's diagonal moved into Q."""
-    q, r = np.linalg.qr(np.random.default_rng(n).normal(size=(n, n)))
-    return q * np.sign(np.diag(r))
