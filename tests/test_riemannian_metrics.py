@@ -6,7 +6,7 @@ import torch
 
 import cellflow as cf
 from cellflow.geodesics import fit_geodesic_interpolant
-from cellflow.riemannian_metrics import LANDMetric, RBFMetric, fit_metric
+from cellflow.riemannian_metrics import LANDMetric, RBFMetric, _gaussian, fit_metric
 from test_geodesics import annulus, course_on_ring
 
 
@@ -15,6 +15,21 @@ def brute_force_h(landmarks, x, gamma):
     diff = landmarks[None, :, :] - x[:, None, :]
     w = torch.exp(-diff.pow(2).sum(-1) / (2 * gamma**2))
     return torch.einsum("bn,bnd->bd", w, diff.pow(2)) / len(landmarks)
+
+
+def test_the_metrics_kernel_is_exp_with_its_subnormal_tail_set_to_zero():
+    """_gaussian(a) = exp(-a) wherever that is a normal float32 number (exp(-87) and up), exactly
+    0 beyond, and its gradient is exp's there too."""
+    a = torch.cat([torch.linspace(0, 120, 20001), torch.tensor([1e4, float("inf")])]).requires_grad_(True)
+    k, ref = _gaussian(a), torch.exp(-a)
+    normal = ref >= torch.finfo(torch.float32).tiny
+    kept = a < 87
+    torch.testing.assert_close(k[kept], ref[kept], rtol=1e-6, atol=0)
+    assert bool((k[~kept] == 0).all())
+    assert float((k - ref).abs()[normal].max()) <= float(torch.exp(torch.tensor(-87.0)))
+    (grad,) = torch.autograd.grad(k.sum(), a)
+    torch.testing.assert_close(grad[kept], -ref[kept].detach(), rtol=1e-6, atol=0)
+    assert bool((grad[~kept] == 0).all())
 
 
 def test_land_metric_is_its_closed_form_and_about_one_on_the_cells():
