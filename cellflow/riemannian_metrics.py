@@ -48,7 +48,8 @@ def _gaussian(a: Tensor) -> Tensor:
     r""":math:`e^{-a}` for :math:`a \ge 0`, with 0 wherever :math:`e^{-a}` falls below float32's
     smallest normal number (:math:`a > 87`). The same values as ``torch.exp(-a)`` up to those
     subnormal ones, but fast: on the CPU ``torch.exp`` of arguments past its underflow bound is
-    about 50 times slower, and at LAND's γ = 0.2 a tenth of the kernel lies there."""
+    about 50 times slower, and at LAND's γ = 0.2 on EB's 5 whitened PCs a third of the weights lie
+    there (8 % subnormal, 27 % zero)."""
     return torch.where(a < _UNDERFLOW, torch.exp(-a.clamp_max(_UNDERFLOW)), 0.0)
 
 
