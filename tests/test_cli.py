@@ -65,6 +65,34 @@ def test_evaluate_writes_a_tidy_table(h5ad, tmp_path, capsys):
     assert f.loc["OT-CFM", "best_fraction"] in (0.25, 0.5) and "best fraction" in capsys.readouterr().out
 
 
+def test_evaluate_takes_five_pcs_or_every_column_of_a_narrower_representation(h5ad, tmp_path, monkeypatch,
+                                                                              capsys):
+    """Without --n-pcs, a 2-D layout is evaluated on its 2 columns instead of failing on the paper's
+    5; an explicit --n-pcs beyond the representation still stops with the fix."""
+    import cellflow._evaluate
+
+    a = ad.read_h5ad(h5ad)
+    a.obsm["X_wide"] = np.hstack([a.obsm["X_pca"]] * 3)
+    a.write_h5ad(h5ad)
+    seen, real = [], cellflow._evaluate.evaluate_holdout
+    monkeypatch.setattr(cellflow._evaluate, "evaluate_holdout",
+                        lambda adata, time_key, **kw: seen.append(kw["n_pcs"]) or real(
+                            adata, time_key, **{**kw, "methods": [], "held_out": [1.0]}))
+    for rep in ("X_umap", "X_pca", "X_wide"):
+        assert main(["evaluate", str(h5ad), "--time-key", "day", "--out", str(tmp_path / f"{rep}.csv"),
+                     "--use-rep", rep, "--quiet"]) == 0
+    assert seen == [2, 3, 5]  # all 2 and 3 columns, the paper's 5 of 9
+    monkeypatch.undo()
+    out = tmp_path / "umap.csv"
+    assert main(["evaluate", str(h5ad), "--time-key", "day", "--out", str(out), "--use-rep", "X_umap", "--methods",
+                 "icfm", "--seeds", "0", "--steps", "5", "--batch-size", "16", "--held-out", "1", "--quiet"]) == 0
+    assert set(pd.read_csv(out).method) == {"I-CFM", "previous time point", "McCann OT interpolation"}
+    capsys.readouterr()
+    assert main(["evaluate", str(h5ad), "--time-key", "day", "--out", str(tmp_path / "e.csv"), "--use-rep", "X_umap",
+                 "--n-pcs", "5", "--quiet"]) == 2
+    assert "n_pcs=5 but adata.obsm['X_umap'] has 2 columns" in capsys.readouterr().err
+
+
 def test_metric_eps_reaches_ot_mfm_metrics(h5ad, tmp_path, monkeypatch):
     from cellflow.geodesics import RBFMetric
 

@@ -162,7 +162,9 @@ def add_commands(sub) -> None:
     e.add_argument("--methods", nargs="+", default=["ot", "sb", "icfm"], choices=list(CELLFLOW_METHODS))
     e.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     e.add_argument("--use-rep", default="X_pca")
-    e.add_argument("--n-pcs", type=int, default=5, help="leading PCs (default 5, the paper's setting)")
+    e.add_argument("--n-pcs", type=int, default=None,
+                   help="leading PCs (default 5, the paper's setting, or every column of a narrower representation "
+                        "such as a 2-D layout)")
     e.add_argument("--whiten", action=argparse.BooleanOptionalAction, default=True,
                    help="standardise each PC (default, the paper's 5-PC setting); --no-whiten: the PCs as they are "
                         "(the paper's 50/100-PC setting)")
