@@ -2,7 +2,7 @@
 ``cellflow bench ...``.
 
 Each command's arguments and handler live beside the others of its kind: ``_cells.py`` (demo, fit,
-evaluate), ``_bench.py`` and ``_train.py``.
+evaluate), ``_bench.py`` and ``_train.py``; options that several commands share, in ``_options.py``.
 """
 
 from __future__ import annotations

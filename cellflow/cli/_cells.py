@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .._methods import FIT_EMA_DECAY, METHODS as CELLFLOW_METHODS
+from ._options import add_device, add_global_coupling, add_time_and_metric_options, metric_kwargs
 
 
 def _demo(args) -> int:
@@ -12,56 +13,6 @@ def _demo(args) -> int:
 
     run_demo(args.out, steps=args.steps, seed=args.seed, progress=not args.quiet, overwrite=args.overwrite)
     return 0
-
-
-def _metric_kwargs(args) -> dict:
-    """OT-MFM's metric options from ``--metric``, ``--metric-eps`` and ``--metric-gamma`` (ignored
-    by the other methods)."""
-    metric = {} if args.metric == "rbf" else {"kind": args.metric}
-    if args.metric_eps is not None:
-        metric["eps"] = args.metric_eps
-    if args.metric_gamma is not None:
-        if args.metric != "land":
-            raise SystemExit("--metric-gamma is the LAND metric's kernel width; add --metric land.")
-        metric["gamma"] = args.metric_gamma
-    return {"metric": metric} if metric else {}
-
-
-def _gamma(text: str) -> float | str:
-    """``--metric-gamma``: a positive number or ``auto``."""
-    if text == "auto":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number or 'auto', got {text!r}") from None
-
-
-def _add_time_and_metric_options(p: argparse.ArgumentParser) -> None:
-    """``--time-scale``, ``--per-interval`` and the OT-MFM metric options, shared by ``fit`` and
-    ``evaluate``."""
-    from ..riemannian_metrics import LAND_GAMMA, METRIC_EPS
-
-    p.add_argument("--time-scale", default="index", choices=["index", "real"],
-                   help="model time of each time point: its index (the paper's protocol, default) or its value")
-    p.add_argument("--per-interval", action="store_true",
-                   help="one network per interval between consecutive time points instead of one shared network: "
-                        "fits each interval more closely, and pushes over several intervals drift less")
-    p.add_argument("--metric-eps", type=float, default=None,
-                   help="OT-MFM only: the metric's floor eps in G = I / (h + eps); larger pulls the paths less "
-                        f"towards the cells (default {METRIC_EPS}; the paper used 0.01)")
-    p.add_argument("--metric", default="rbf", choices=["rbf", "land"],
-                   help="OT-MFM only: the data metric, rbf (a density of Gaussian bumps, default) or land (the "
-                        "local spread of the cells along each feature, so paths also follow the directions in "
-                        "which nearby cells extend)")
-    p.add_argument("--metric-gamma", type=_gamma, default=None,
-                   help=f"OT-MFM with --metric land only: the kernel width in standardised units (default {LAND_GAMMA}: "
-                        "the median distance between neighbouring cells of each pair of time points)")
-
-
-def _add_device(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="cpu", help="where the flow trains and integrates: cpu (default), cuda, "
-                                                   "cuda:1, ... (minibatch couplings are solved on the CPU)")
 
 
 def _fit(args) -> int:
@@ -74,7 +25,7 @@ def _fit(args) -> int:
                             model_dir=args.model_dir, velocity=not args.no_velocity, basis=args.basis, overwrite=args.overwrite,
                             global_coupling=args.global_coupling, backed=args.backed, progress=not args.quiet,
                             device=args.device, ema_decay=args.ema, per_interval=args.per_interval,
-                            **_metric_kwargs(args))
+                            **metric_kwargs(args))
     from ..distributed import is_main
 
     if not is_main():
@@ -93,15 +44,10 @@ def _evaluate(args) -> int:
                                ema_decay=args.ema, sigma=args.sigma, time_scale=args.time_scale,
                                device=args.device, ot_batch_size=args.ot_batch_size, fractions=args.fractions,
                                per_interval=args.per_interval,
-                               **_metric_kwargs(args))
+                               **metric_kwargs(args))
     print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
     print(f"wrote {args.out}")
     return 0
-
-
-def _add_global_coupling(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--global-coupling", action="store_true",
-                        help="under torchrun: couple one global batch of all ranks' rows (default: each rank its own)")
 
 
 def add_commands(sub) -> None:
@@ -138,7 +84,7 @@ def add_commands(sub) -> None:
     f.add_argument("--ema", type=float, default=FIT_EMA_DECAY,
                    help=f"EMA decay of the weights, which the fitted flow uses (default {FIT_EMA_DECAY}; 0: the last "
                         "weights); it keeps paths over several days on the measured cells")
-    _add_time_and_metric_options(f)
+    add_time_and_metric_options(f)
     f.add_argument("--batch-size", type=int, default=512, help="cells per time point per step")
     f.add_argument("--ot-batch-size", type=int, default=None,
                    help="cells per time point for the minibatch coupling (default: --batch-size)")
@@ -147,8 +93,8 @@ def add_commands(sub) -> None:
     f.add_argument("--basis", default="umap", help="embedding to project velocities on, if present and not the representation itself (default umap)")
     f.add_argument("--no-velocity", action="store_true", help="do not write velocities")
     f.add_argument("--overwrite", action="store_true")
-    _add_global_coupling(f)
-    _add_device(f)
+    add_global_coupling(f)
+    add_device(f)
     f.add_argument("--quiet", action="store_true", help="no progress bars")
     f.set_defaults(func=_fit)
 
@@ -170,7 +116,7 @@ def add_commands(sub) -> None:
                         "(the paper's 50/100-PC setting)")
     e.add_argument("--held-out", type=float, nargs="+", default=None, help="times to hold out (default all intermediate)")
     e.add_argument("--steps", type=int, default=2000)
-    _add_time_and_metric_options(e)
+    add_time_and_metric_options(e)
     e.add_argument("--batch-size", type=int, default=512)
     e.add_argument("--ot-batch-size", type=int, default=None,
                    help="cells per time point for the minibatch coupling, from whose plan --batch-size pairs are "
@@ -186,6 +132,6 @@ def add_commands(sub) -> None:
                         "best (columns best_fraction, w1_best_fraction): a diagnostic of the pace, "
                         "e.g. 0.3 0.4 0.5 0.6 0.7")
     e.add_argument("--overwrite", action="store_true")
-    _add_device(e)
+    add_device(e)
     e.add_argument("--quiet", action="store_true", help="no progress bars")
     e.set_defaults(func=_evaluate)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._cells import _add_global_coupling
+from ._options import add_global_coupling
 
 
 def _train_tabular(args) -> int:
@@ -63,7 +63,7 @@ def add_commands(sub) -> None:
     ta.add_argument("--seed", type=int, default=0)
     ta.add_argument("--checkpoint-every", type=int, default=500)
     ta.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    _add_global_coupling(ta)
+    add_global_coupling(ta)
     ta.add_argument("--quiet", action="store_true", help="no progress bar")
     ta.set_defaults(func=_train_tabular)
     ti = trsub.add_parser("images", help="a UNet image generator (digits, cifar10, a folder, .npy/.pt)",
@@ -96,6 +96,6 @@ def add_commands(sub) -> None:
     ti.add_argument("--checkpoint-every", type=int, default=1000)
     ti.add_argument("--resume", action="store_true")
     ti.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    _add_global_coupling(ti)
+    add_global_coupling(ti)
     ti.add_argument("--quiet", action="store_true")
     ti.set_defaults(func=_train_images)

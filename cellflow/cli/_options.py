@@ -1,0 +1,62 @@
+"""Command-line options that several commands share: where a model trains (``--device``), how
+ranks couple under ``torchrun`` (``--global-coupling``), model time and one network per interval,
+and OT-MFM's metric, with the parsers that turn them into keyword arguments."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def metric_kwargs(args) -> dict:
+    """OT-MFM's metric options from ``--metric``, ``--metric-eps`` and ``--metric-gamma`` (ignored
+    by the other methods)."""
+    metric = {} if args.metric == "rbf" else {"kind": args.metric}
+    if args.metric_eps is not None:
+        metric["eps"] = args.metric_eps
+    if args.metric_gamma is not None:
+        if args.metric != "land":
+            raise SystemExit("--metric-gamma is the LAND metric's kernel width; add --metric land.")
+        metric["gamma"] = args.metric_gamma
+    return {"metric": metric} if metric else {}
+
+
+def _gamma(text: str) -> float | str:
+    """``--metric-gamma``: a positive number or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'auto', got {text!r}") from None
+
+
+def add_time_and_metric_options(p: argparse.ArgumentParser) -> None:
+    """``--time-scale``, ``--per-interval`` and the OT-MFM metric options, shared by ``fit`` and
+    ``evaluate``."""
+    from ..riemannian_metrics import LAND_GAMMA, METRIC_EPS
+
+    p.add_argument("--time-scale", default="index", choices=["index", "real"],
+                   help="model time of each time point: its index (the paper's protocol, default) or its value")
+    p.add_argument("--per-interval", action="store_true",
+                   help="one network per interval between consecutive time points instead of one shared network: "
+                        "fits each interval more closely, and pushes over several intervals drift less")
+    p.add_argument("--metric-eps", type=float, default=None,
+                   help="OT-MFM only: the metric's floor eps in G = I / (h + eps); larger pulls the paths less "
+                        f"towards the cells (default {METRIC_EPS}; the paper used 0.01)")
+    p.add_argument("--metric", default="rbf", choices=["rbf", "land"],
+                   help="OT-MFM only: the data metric, rbf (a density of Gaussian bumps, default) or land (the "
+                        "local spread of the cells along each feature, so paths also follow the directions in "
+                        "which nearby cells extend)")
+    p.add_argument("--metric-gamma", type=_gamma, default=None,
+                   help=f"OT-MFM with --metric land only: the kernel width in standardised units (default {LAND_GAMMA}: "
+                        "the median distance between neighbouring cells of each pair of time points)")
+
+
+def add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="cpu", help="where the flow trains and integrates: cpu (default), cuda, "
+                                                   "cuda:1, ... (minibatch couplings are solved on the CPU)")
+
+
+def add_global_coupling(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--global-coupling", action="store_true",
+                        help="under torchrun: couple one global batch of all ranks' rows (default: each rank its own)")
