@@ -43,6 +43,17 @@ def get_times(adata, time_key: str, *, min_points: int = 2) -> tuple[np.ndarray,
     return t, times
 
 
+PAPER_N_PCS = 5  # the held-out benchmark's low-dimensional setting (Tong et al. 2024)
+
+
+def paper_n_pcs(adata, use_rep: str) -> int:
+    """The paper's 5 leading columns of ``use_rep``, or all of a narrower representation (a 2-D
+    layout such as ``X_spring``): the default width of the benchmark commands. A missing
+    ``use_rep`` gives 5, and :func:`get_representation` then names the missing key."""
+    rep = adata.X if use_rep == "X" else adata.obsm.get(use_rep)
+    return PAPER_N_PCS if rep is None else min(PAPER_N_PCS, rep.shape[1])
+
+
 def get_representation(adata, use_rep: str, n_pcs: int | None) -> np.ndarray:
     """``adata.obsm[use_rep][:, :n_pcs]`` as float64, checked for shape and finiteness."""
     if use_rep not in adata.obsm:

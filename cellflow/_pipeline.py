@@ -9,8 +9,6 @@ import numpy as np
 
 from ._methods import FIT_EMA_DECAY
 
-PAPER_N_PCS = 5  # the held-out benchmark's low-dimensional setting (Tong et al. 2024)
-
 
 def read_h5ad(path: str | Path, backed: bool = False):
     """Read ``path``; with ``backed``, leave ``X`` on disk (``anndata.read_h5ad(..., backed="r")``)."""
@@ -75,15 +73,14 @@ def evaluate_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, m
     """Run :func:`cellflow.evaluate_holdout` on a file; write the table as CSV and return it with
     its summary. ``n_pcs=None`` takes the paper's 5 leading columns of ``use_rep``, or all of a
     narrower representation (a 2-D layout such as ``X_spring``)."""
+    from ._anndata import paper_n_pcs
     from ._evaluate import evaluate_holdout, summarize_holdout
 
     path_out = Path(path_out)
     if path_out.exists() and not overwrite:
         raise FileExistsError(f"{path_out} exists; pass --overwrite to replace it.")
     adata = read_h5ad(path_in)
-    if n_pcs is None:  # a missing use_rep keeps 5, and evaluate_holdout names the missing key
-        rep = adata.X if use_rep == "X" else adata.obsm.get(use_rep)
-        n_pcs = PAPER_N_PCS if rep is None else min(PAPER_N_PCS, rep.shape[1])
+    n_pcs = paper_n_pcs(adata, use_rep) if n_pcs is None else n_pcs
     df = evaluate_holdout(adata, time_key, methods=methods, seeds=seeds, use_rep=use_rep, n_pcs=n_pcs, whiten=whiten,
                           held_out=held_out, steps=steps, batch_size=batch_size, max_eval=max_eval, progress=progress,
                           verbose=True, **train_kwargs)

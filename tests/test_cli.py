@@ -200,6 +200,19 @@ def test_bench_velocity_scores_against_a_reference(tmp_path, capsys):
     assert "obsm['nope'] not found" in capsys.readouterr().err
 
 
+def test_bench_velocity_takes_every_column_of_a_2d_layout(tmp_path):
+    """Without --n-pcs, a 2-D layout and its 2-D reference velocity are scored on both columns
+    (the paper's 5 would stop on them)."""
+    a = drifting_cells(60, seed=2)
+    a.obsm["X_umap"] = a.obsm["X_pca"][:, :2].copy()
+    a.obsm["v_umap"] = np.tile([1.0, 0.0], (a.n_obs, 1))
+    path, out = tmp_path / "u.h5ad", tmp_path / "u.csv"
+    a.write_h5ad(path)
+    assert main(["bench", "velocity", str(path), "--time-key", "day", "--reference", "v_umap", "--use-rep", "X_umap",
+                 "--methods", "icfm", "--steps", "5", "--batch-size", "16", "--out", str(out), "--quiet"]) == 0
+    assert set(pd.read_csv(out).method) == {"population drift", "icfm"}
+
+
 def test_bench_arch_scores_both_metrics_against_ot_cfm(tmp_path, monkeypatch, capsys):
     from cellflow.riemannian_metrics import LANDMetric, RBFMetric
 

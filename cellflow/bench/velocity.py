@@ -35,15 +35,16 @@ def drift_velocity(X: np.ndarray, t: np.ndarray) -> np.ndarray:
     return step[np.searchsorted(times, t)]
 
 
-def run(file: str, time_key: str, reference: str, *, use_rep: str = "X_pca", n_pcs: int = 5, whiten: bool = True,
-        methods=("ot", "icfm"), seeds=(0,), steps: int = 2000, batch_size: int = 512, out: str | None = None,
-        progress: bool = True) -> pd.DataFrame:
+def run(file: str, time_key: str, reference: str, *, use_rep: str = "X_pca", n_pcs: int | None = None,
+        whiten: bool = True, methods=("ot", "icfm"), seeds=(0,), steps: int = 2000, batch_size: int = 512,
+        out: str | None = None, progress: bool = True) -> pd.DataFrame:
     """Fit each method and seed on all time points and score its velocity against
     ``obsm[reference]``. Returns a tidy table ``method, seed, time, median_cosine, n_cells``
-    (``time="all"`` for all cells) and writes it to ``out`` if given."""
+    (``time="all"`` for all cells) and writes it to ``out`` if given. ``n_pcs=None``: the paper's
+    5 leading columns of ``use_rep``, or all of a narrower representation."""
     import anndata as ad
 
-    from .._anndata import get_representation, get_times
+    from .._anndata import get_representation, get_times, paper_n_pcs
     from .._cellflow import CellFlow
     from ..metrics import velocity_cosine
 
@@ -51,6 +52,7 @@ def run(file: str, time_key: str, reference: str, *, use_rep: str = "X_pca", n_p
     if reference not in adata.obsm:
         raise KeyError(f"obsm[{reference!r}] not found; available: {sorted(adata.obsm)}.")
     t, _ = get_times(adata, time_key)
+    n_pcs = paper_n_pcs(adata, use_rep) if n_pcs is None else n_pcs
     X = get_representation(adata, use_rep, n_pcs)
     V_ref = np.asarray(adata.obsm[reference], dtype=np.float64)[:, : X.shape[1]]
     if V_ref.shape != X.shape:

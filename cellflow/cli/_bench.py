@@ -155,7 +155,8 @@ def add_commands(sub) -> None:
     v.add_argument("--time-key", required=True)
     v.add_argument("--reference", required=True, help="obsm key of the reference velocity (e.g. velocity_pca)")
     v.add_argument("--use-rep", default="X_pca")
-    v.add_argument("--n-pcs", type=int, default=5)
+    v.add_argument("--n-pcs", type=int, default=None,
+                   help="leading PCs (default 5, or every column of a narrower representation such as a 2-D layout)")
     v.add_argument("--whiten", action=argparse.BooleanOptionalAction, default=True,
                    help="standardise each PC (default); --no-whiten: the PCs as they are")
     v.add_argument("--methods", nargs="+", default=["ot", "icfm"], choices=list(CELLFLOW_METHODS))
