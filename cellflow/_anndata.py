@@ -54,21 +54,46 @@ def paper_n_pcs(adata, use_rep: str) -> int:
     return PAPER_N_PCS if rep is None else min(PAPER_N_PCS, rep.shape[1])
 
 
+def check_n_pcs(n_pcs) -> int | None:
+    """``n_pcs`` as an int (or ``None``); a fraction, a string or a number below 1 is refused."""
+    if n_pcs is None:
+        return None
+    if isinstance(n_pcs, bool) or not isinstance(n_pcs, (int, np.integer)) or n_pcs < 1:
+        raise ValueError(f"n_pcs must be a whole number of leading columns (>= 1) or None for all of them; "
+                         f"got {n_pcs!r}.")
+    return int(n_pcs)
+
+
+def dense_columns(M, n_cols: int | None = None) -> np.ndarray:
+    """The leading ``n_cols`` columns of an ``obsm`` entry (an array, a scipy sparse matrix or a
+    DataFrame) as a dense float64 array."""
+    if hasattr(M, "toarray"):  # scipy sparse: slice first, densify only what is used
+        M = (M.tocsc()[:, :n_cols] if n_cols is not None else M).toarray()
+    M = np.asarray(M)
+    if M.ndim != 2:
+        return M
+    return np.asarray(M[:, :n_cols] if n_cols is not None else M, dtype=np.float64)
+
+
 def get_representation(adata, use_rep: str, n_pcs: int | None) -> np.ndarray:
-    """``adata.obsm[use_rep][:, :n_pcs]`` as float64, checked for shape and finiteness."""
+    """``adata.obsm[use_rep][:, :n_pcs]`` as float64 (a sparse ``obsm`` entry is densified),
+    checked for shape and finiteness."""
+    n_pcs = check_n_pcs(n_pcs)
     if use_rep not in adata.obsm:
         keys = ", ".join(map(repr, adata.obsm.keys())) or "none"
         hint = " Run sc.pp.pca(adata) first." if use_rep == "X_pca" else ""
         raise KeyError(f"use_rep {use_rep!r} is not in adata.obsm (keys: {keys}).{hint}")
-    X = np.asarray(adata.obsm[use_rep])
-    if X.ndim != 2:
-        raise ValueError(f"adata.obsm[{use_rep!r}] must be 2-D (cells x features), got shape {X.shape}.")
-    if n_pcs is not None:
-        if not 1 <= n_pcs <= X.shape[1]:
-            raise ValueError(f"n_pcs={n_pcs} but adata.obsm[{use_rep!r}] has {X.shape[1]} columns; "
-                             f"choose 1 <= n_pcs <= {X.shape[1]} (or recompute it with more components).")
-        X = X[:, :n_pcs]
-    X = X.astype(np.float64)
+    M = adata.obsm[use_rep]
+    if np.ndim(M) != 2 and not hasattr(M, "toarray"):
+        raise ValueError(f"adata.obsm[{use_rep!r}] must be 2-D (cells x features), got shape {np.shape(M)}.")
+    n_col = M.shape[1]
+    if n_pcs is not None and n_pcs > n_col:
+        raise ValueError(f"n_pcs={n_pcs} but adata.obsm[{use_rep!r}] has {n_col} columns; "
+                         f"choose 1 <= n_pcs <= {n_col} (or recompute it with more components).")
+    try:
+        X = dense_columns(M, n_pcs)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"adata.obsm[{use_rep!r}] must hold numbers; converting it failed ({e}).") from None
     finite = np.isfinite(X).all(1)
     if not finite.all():
         raise ValueError(f"adata.obsm[{use_rep!r}] has NaN or inf in {int((~finite).sum())} cells; "

@@ -6,8 +6,9 @@ Tong et al. (2024). Time point :math:`k` sits at model time :math:`\tau_k`:
 
 - ``time_scale="index"`` (default; the paper's protocol): :math:`\tau_k = k`, so every
   interval has unit length whatever the days between samples;
-- ``time_scale="real"``: :math:`\tau_k` is the measured time (days 2, 3, 4, 7 are not evenly
-  spaced), so velocities are per unit of real time.
+- ``time_scale="real"``: :math:`\tau_k` keeps the measured spacing (days 2, 3, 4, 7 are not
+  evenly spaced), in mean intervals from the first time point so that the unit of time does
+  not matter (:mod:`cellflow._model_time`); velocities are per unit of real time.
 
 On a pair :math:`(k, l)` with span :math:`\Delta = \tau_l - \tau_k` the path sample at
 :math:`t \in [0, 1]` is placed at :math:`\tau = \tau_k + \Delta t` with target
@@ -42,13 +43,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._anndata import Standardizer, get_representation, get_times
+from ._anndata import Standardizer, check_n_pcs, get_representation, get_times
 from ._cellflow_inference import InferenceMixin
 from ._cellflow_training import TrainingMixin
 from ._cells import CellStore, RowSource
 from ._methods import cellflow_method, default_sigma
 from ._model_time import ModelTimeMixin
-from ._persist import fingerprint, load_model, save_model
+from ._persist import fingerprint, load_model, save_model, source_digest
 from .geodesics import GeodesicInterpolant
 from .matchers import make_matcher
 from .networks import MLP, IntervalMLP
@@ -118,6 +119,7 @@ class CellFlow(ModelTimeMixin, TrainingMixin, InferenceMixin):
         self.seed, self.whiten, self.min_cells = int(seed), bool(whiten), int(min_cells)
         self.device = check_device(device)
         t, self.times = get_times(adata, time_key)
+        n_pcs = check_n_pcs(n_pcs)
         if use_rep == "X":  # sparse or on-disk X is read a minibatch at a time, never densified whole
             source = RowSource.from_adata(adata, "X", n_pcs)
             X = None
@@ -140,7 +142,10 @@ class CellFlow(ModelTimeMixin, TrainingMixin, InferenceMixin):
                        else Standardizer.from_moments(*source.moments(), self.whiten))
         self._cell_times = t
         self._store = CellStore([np.flatnonzero(t == s) for s in self.times], self.scaler, source, X)
-        self.fingerprint = fingerprint(adata, use_rep)
+        self.fingerprint = fingerprint(adata, use_rep, time_key, self.n_pcs)
+        # the model's clock: measured time s sits at (s - time_origin) / time_unit (time_scale="real")
+        self.time_origin = float(self.times[0])
+        self.time_unit = float((self.times[-1] - self.times[0]) / (len(self.times) - 1))
         self.per_interval = bool(per_interval)
         self._net_shape = dict(hidden=tuple(int(h) for h in hidden), activation=activation)
         self.holdout: float | None = None
@@ -182,23 +187,53 @@ class CellFlow(ModelTimeMixin, TrainingMixin, InferenceMixin):
             raise ValueError("cells contain NaN or inf.")
         return X
 
+    def _check_source(self) -> None:
+        """A model with ``use_rep="X"`` reads its cells from ``adata.X`` whenever it needs them;
+        refuse if X has changed since the model was built (an in-place ``sc.pp.scale``, say),
+        which would otherwise mix old and new values without a word."""
+        if not self._store.on_demand:
+            return  # an obsm representation was copied when the model was built
+        fp = self.fingerprint
+        now = source_digest(self._store.source)
+        if now != fp["rep_sha1"]:
+            raise ValueError("adata.X has changed since this model was built (e.g. sc.pp.scale(adata) or another "
+                             "in-place step), and a model with use_rep='X' reads its cells from it. Undo the "
+                             "change (work on adata.copy()), or build and train a new model on the AnnData as it "
+                             "is now.")
+
     def cells_at(self, time: float) -> np.ndarray:
         """The observed cells at a measured time, in the representation's units."""
-        if time not in self.times:
-            raise ValueError(f"{time} is not a measured time; choose from {self.times.tolist()}.")
+        time = self._measured(time, "time")
         i = int(np.flatnonzero(self.times == time)[0])
+        self._check_source()
         return self._store.cells(i)
+
+    def _measured(self, time, name: str) -> float:
+        """``time`` as one of the measured times (a number, or a label such as ``"3"``)."""
+        try:
+            value = float(time)
+        except (TypeError, ValueError):
+            value = None
+        if value is None or value not in self.times:
+            raise ValueError(f"{name}={time!r} is not a measured time; choose from {self.times.tolist()} "
+                             f"(the values of obs[{self.time_key!r}]).")
+        return value
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path, overwrite: bool = False) -> None:
         """Write ``config.json`` and ``model.pt`` (a state dict) to the folder ``path``
-        (:mod:`cellflow._persist`)."""
+        (:mod:`cellflow._persist`), whole or not at all: the folder is written beside ``path``
+        and moved into place. A folder that holds a model is replaced only with
+        ``overwrite=True`` (no file of the old model is left); one that holds other files is
+        never replaced."""
         save_model(self, path, overwrite)
 
     @classmethod
     def load(cls, path: str | Path, adata, *, device: str | torch.device = "cpu") -> "CellFlow":
         """Load a saved model against ``adata``, which must be the AnnData it was trained on
-        (same cells, same representation), onto ``device``; says what differs otherwise."""
+        (same cells, the same values of the representation, the same times; compared by
+        content, :func:`cellflow._persist.fingerprint`), onto ``device``; says what differs
+        otherwise, and which file of a damaged folder is wrong."""
         return load_model(cls, path, adata, device)
 
     def __repr__(self) -> str:

@@ -43,6 +43,8 @@ class InferenceMixin:
         """
         X = self._check_cells(X)
         tau0, tau1 = self.model_time(t_from), self.model_time(t_to)
+        if tau0 == tau1 or len(X) == 0:  # no time passes, or no cell moves: the cells stay as they are
+            return np.repeat(X[None], n_points, axis=0) if n_points else X.copy()
         grid = torch.linspace(tau0, tau1, n_points) if n_points else torch.tensor([tau0, tau1])
         if sde:
             if self.score_net is None:
@@ -106,7 +108,7 @@ class InferenceMixin:
                 z = torch.tensor(self.scaler.forward(X[sl]), dtype=torch.float32, device=self.device)
                 t = torch.tensor(tau[sl], dtype=torch.float32, device=self.device)
                 out[sl] = self._field(self.net, "mean")(t, z).cpu().numpy()  # at a knot: both intervals
-        return out * self.scaler.scale
+        return out * self.scaler.scale / self._time_unit()
 
     def predict(self, time: float, *, n_cells: int | None = None, mode: str = "push", from_time: float | None = None,
                 steps: int = 100, seed: int | None = None) -> np.ndarray:
@@ -121,13 +123,16 @@ class InferenceMixin:
         """
         if mode not in ("push", "sample"):
             raise ValueError(f"mode must be 'push' or 'sample', got {mode!r}.")
+        if n_cells is not None and (isinstance(n_cells, bool) or not isinstance(n_cells, (int, np.integer))
+                                    or n_cells < 0):
+            raise ValueError(f"n_cells must be a whole number >= 0 or None, got {n_cells!r}.")
         self.model_time(time)
         if from_time is None:
             from_time = self.source_time(time)
         X0 = self.cells_at(from_time)
         rng = np.random.default_rng(self.seed if seed is None else seed)
         if mode == "sample":
-            idx = rng.integers(len(X0), size=n_cells or len(X0))
+            idx = rng.integers(len(X0), size=len(X0) if n_cells is None else int(n_cells))
             noise = rng.normal(size=(len(idx), self.n_pcs)) * max(self.sigma, 1e-3) * self.scaler.scale
             X0 = X0[idx] + noise
         elif n_cells is not None and n_cells < len(X0):

@@ -25,6 +25,7 @@ from .geodesics import GeodesicPath, fit_geodesic_interpolant
 from .riemannian_metrics import MAX_METRIC_CELLS, fit_metric
 from .matchers import FlowMatcher
 from .training import TrainConfig, Trainer, TrainHistory, default_prefetch, seed_everything, worker_step_threads
+from .train_config import check_batch_size
 
 __all__ = ["TrainingMixin"]
 
@@ -82,9 +83,13 @@ class TrainingMixin:
         lr, weight_decay, grad_clip, warmup_steps, progress
             See :class:`cellflow.training.TrainConfig`.
         """
+        batch_size = check_batch_size(batch_size)
+        if ot_batch_size is not None:
+            ot_batch_size = check_batch_size(ot_batch_size, "ot_batch_size")
+        TrainConfig(steps=steps)  # validates steps before any work (OT-MFM fits its metric first)
+        self._check_source()
         if holdout is not None:
-            if holdout not in self.times:
-                raise ValueError(f"holdout={holdout} is not a measured time; choose from {self.times.tolist()}.")
+            holdout = self._measured(holdout, "holdout")
             if holdout in (self.times[0], self.times[-1]):
                 raise ValueError("the first and last time points cannot be held out: nothing brackets them. "
                                  f"Hold out one of {self.times[1:-1].tolist()}.")

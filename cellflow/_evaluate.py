@@ -35,6 +35,7 @@ import pandas as pd
 
 from ._anndata import get_times
 from ._cellflow import CellFlow
+from ._methods import cellflow_method
 from .metrics import mmd, wasserstein
 
 __all__ = ["evaluate_holdout", "summarize_holdout"]
@@ -113,14 +114,33 @@ def evaluate_holdout(adata, time_key: str, *, methods=("ot", "sb", "icfm"), seed
     if fracs is not None and (fracs.size == 0 or not np.all((fracs >= 0) & (fracs <= 1))):
         raise ValueError(f"fractions must be values in [0, 1] (parts of the merged interval), got {fractions!r}.")
     _, times = get_times(adata, time_key, min_points=3)
-    held = list(times[1:-1]) if held_out is None else [float(h) for h in np.atleast_1d(held_out)]
+    methods = [methods] if isinstance(methods, str) else list(methods)
+    if not methods:
+        raise ValueError("methods is empty: name at least one flow to evaluate, e.g. methods=['ot'] "
+                         "(the baselines are scored beside the flows, not instead of them).")
+    for m in methods:  # a typo stops here, before any training
+        cellflow_method(m)
+    seeds = [seeds] if np.isscalar(seeds) else list(seeds)
+    if not seeds:
+        raise ValueError("seeds is empty: give at least one, e.g. seeds=[0].")
+    if isinstance(max_eval, bool) or not isinstance(max_eval, (int, np.integer)) or max_eval < 2:
+        raise ValueError(f"max_eval must be a whole number of cells >= 2 (each side of W1/W2 is subsampled to "
+                         f"it), got {max_eval!r}.")
+    held = list(times[1:-1]) if held_out is None else list(np.atleast_1d(held_out))
+    for i, h in enumerate(held):
+        h = h.item() if isinstance(h, np.generic) else h
+        try:
+            held[i] = float(h)
+        except (TypeError, ValueError):
+            held[i] = None
+        if held[i] is None or held[i] not in times[1:-1]:
+            raise ValueError(f"held_out={h!r} is not an intermediate measured time; choose from "
+                             f"{times[1:-1].tolist()} (the values of obs[{time_key!r}], neither the first nor the last).")
     rows = []
     base = CellFlow(adata, time_key, use_rep=use_rep, n_pcs=n_pcs, whiten=whiten, method="icfm",
                     time_scale=time_scale)  # data access and scaling only; built once
     for h in held:
         k = int(np.flatnonzero(times == h)[0])
-        if not 0 < k < len(times) - 1:
-            raise ValueError(f"held-out time {h} must be an intermediate time point, one of {times[1:-1].tolist()}.")
         prev, nxt = times[k - 1], times[k + 1]
         sc = base.scaler.forward if whiten else np.asarray  # metrics in whitened or original units
         x_prev, x_true, x_next = sc(base.cells_at(prev)), sc(base.cells_at(h)), sc(base.cells_at(nxt))

@@ -20,6 +20,7 @@ from torch import Tensor
 from . import distributed
 from .distributed import training_wrappers
 from .training import TrainConfig, Trainer, TrainHistory, default_prefetch, seed_everything, worker_step_threads
+from .train_config import check_batch_size
 
 if TYPE_CHECKING:
     from .model import FlowModel
@@ -82,6 +83,10 @@ class FitMixin:
             # conditions of the target rows: looked up by row index for a tensor target, or
             # returned by a callable target along with its samples
             cond1 = extra if n1 is None else (target_cond[extra] if target_cond is not None else None)
+            for name, x in (("source", x0), ("target", x1)):
+                if x.is_floating_point() and not torch.isfinite(x).all():
+                    raise ValueError(f"the {name} sampler returned NaN or inf ({int((~torch.isfinite(x)).sum())} "
+                                     f"values in a draw of {len(x)}); fix the {name} data or sampler.")
             return x0, x1, cond1
 
         def finish(s, cond1):
@@ -193,6 +198,9 @@ class FitMixin:
             rows (drawn alike on every rank), each rank training on its own share of the
             pairs, instead of each rank coupling its own batch (see :mod:`cellflow.distributed`).
         """
+        batch_size = check_batch_size(batch_size)
+        if ot_batch_size is not None:
+            ot_batch_size = check_batch_size(ot_batch_size, "ot_batch_size")
         if prefetch is None:
             prefetch = default_prefetch(self.matcher.coupling)
         cfg = TrainConfig(steps=steps, lr=lr, weight_decay=weight_decay, grad_clip=grad_clip, ema_decay=ema_decay,
@@ -206,7 +214,8 @@ class FitMixin:
         trainer = Trainer(self.modules, make_batch, self.loss, cfg,
                           val_fn=(lambda: val_fn(self)) if val_fn is not None else None)
         with training_wrappers(self, ("net", "score_net")):
-            self.history = trainer.run(seed=self.seed, resume=resume)
+            self.history = trainer.run(seed=self.seed, resume=resume,
+                                       identity={"method": self.method, "sigma": float(self.sigma)})
         self.train_config = cfg
         self._ema_state = trainer.inference_state() if trainer.ema else None
         if self._ema_state is not None:

@@ -1,9 +1,14 @@
 r"""Model time of :class:`cellflow.CellFlow`: where each measured time point sits on the
 flow's clock, and the intervals a model trains on.
 
-Time point :math:`k` (of the sorted measured times :math:`s_0 < s_1 < \dots`) sits at model
-time :math:`\tau_k`: :math:`\tau_k = k` with ``time_scale="index"`` (the paper's protocol),
-:math:`\tau_k = s_k` with ``"real"``. Between time points, measured and model time are
+Time point :math:`k` (of the sorted measured times :math:`s_0 < s_1 < \dots < s_{K-1}`) sits
+at model time :math:`\tau_k`: :math:`\tau_k = k` with ``time_scale="index"`` (the paper's
+protocol), and :math:`\tau_k = (s_k - s_0) / \bar\Delta` with ``"real"``, where
+:math:`\bar\Delta = (s_{K-1} - s_0) / (K - 1)` is the mean interval. Real time is thus
+measured in mean intervals from the first time point, so the network sees the same clock
+(:math:`\tau \in [0, K-1]`) whether the times are given in days, hours or minutes, and
+evenly spaced times give the same clock as ``"index"``; velocities are converted back to
+per unit of ``obs[time_key]`` (:meth:`cellflow.CellFlow.velocity`). Between time points, measured and model time are
 linearly interpolated. A held-out time point is skipped: its two neighbours form one interval.
 :class:`ModelTimeMixin` holds these methods; ``times``, ``time_scale`` and ``holdout`` are set by
 :class:`cellflow.CellFlow`.
@@ -32,10 +37,22 @@ class ModelTimeMixin:
 
     def _taus(self) -> np.ndarray:
         """Model time of each measured time point."""
-        return np.arange(len(self.times), dtype=float) if self.time_scale == "index" else self.times
+        if self.time_scale == "index":
+            return np.arange(len(self.times), dtype=float)
+        return (self.times - self.time_origin) / self.time_unit
+
+    def _time_unit(self) -> float:
+        """Measured time per unit of model time (for ``"real"``, the mean interval; ``"index"``
+        has no such unit, and its velocities are per interval)."""
+        return self.time_unit if self.time_scale == "real" else 1.0
 
     def model_time(self, time: float) -> float:
         """Model time τ of a measured time (linear interpolation between time points)."""
+        try:
+            time = float(time)
+        except (TypeError, ValueError):
+            raise ValueError(f"time {time!r} is not a number; times are in the units of "
+                             f"obs[{self.time_key!r}] (measured: {self.times.tolist()}).") from None
         if not self.times[0] <= time <= self.times[-1]:
             raise ValueError(f"time {time} is outside the measured range [{self.times[0]}, {self.times[-1]}].")
         return float(np.interp(time, self.times, self._taus()))

@@ -9,70 +9,156 @@ another AnnData is refused with what differs.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from ._anndata import Standardizer
+from ._anndata import Standardizer, dense_columns, get_times
 from ._cells import has_representation, representation_shape
+from ._io import IncompleteModelError, load_weights, model_folder, read_model_config, write_json
 from .geodesics import GeodesicInterpolant
 
-__all__ = ["fingerprint", "fingerprint_differences", "save_model", "load_model"]
+__all__ = ["fingerprint", "fingerprint_differences", "mismatch_error", "representation_digest", "save_model",
+           "load_model"]
 
 
-def fingerprint(adata, use_rep: str) -> dict:
-    """The number of cells, a hash of their names and the shape of the representation."""
+_DIGEST_ROWS, _DIGEST_BLOCK = 256, 32  # rows of X that its digest reads, and rows per read
+
+
+def representation_digest(adata, use_rep: str, n_cols: int) -> str:
+    """SHA-1 of the values the model reads: the leading ``n_cols`` columns of ``obsm[use_rep]``
+    as float64, or, for ``use_rep="X"``, of 256 evenly spaced rows of them (read 32 at a time) (so that a digest of
+    a large, sparse or backed X costs one small read). A sign flip, a rerun PCA or an in-place
+    ``sc.pp.scale`` changes it."""
+    from ._cells import RowSource
+
+    if use_rep == "X":
+        return source_digest(RowSource.from_adata(adata, "X", n_cols))
+    values = dense_columns(adata.obsm[use_rep], n_cols)
+    return hashlib.sha1(np.ascontiguousarray(values, dtype=np.float64).tobytes()).hexdigest()
+
+
+def source_digest(source) -> str:
+    """:func:`representation_digest` of a :class:`cellflow._cells.RowSource` (``adata.X``)."""
+    n = source.shape[0]
+    rows = np.unique(np.linspace(0, n - 1, min(n, _DIGEST_ROWS)).round().astype(np.int64))
+    h = hashlib.sha1()
+    for start in range(0, len(rows), _DIGEST_BLOCK):
+        h.update(np.ascontiguousarray(source.rows(rows[start:start + _DIGEST_BLOCK]), dtype=np.float64).tobytes())
+    return h.hexdigest()
+
+
+def times_digest(t: np.ndarray) -> str:
+    """SHA-1 of each cell's time (float64, in ``obs`` order)."""
+    return hashlib.sha1(np.ascontiguousarray(t, dtype=np.float64).tobytes()).hexdigest()
+
+
+def fingerprint(adata, use_rep: str, time_key: str | None = None, n_cols: int | None = None) -> dict:
+    """What identifies the AnnData a model was trained on: the number of cells, a hash of their
+    names, the shape of the representation, and (given ``time_key`` and ``n_cols``) digests of
+    the representation's values (:func:`representation_digest`) and of the cells' times."""
     names = hashlib.sha1("\n".join(map(str, adata.obs_names)).encode()).hexdigest()
-    return {"n_obs": int(adata.n_obs), "obs_names_sha1": names, "rep_shape": list(representation_shape(adata, use_rep))}
+    fp = {"n_obs": int(adata.n_obs), "obs_names_sha1": names, "rep_shape": list(representation_shape(adata, use_rep))}
+    if n_cols is not None:
+        fp["n_cols"] = int(n_cols)
+        fp["rep_sha1"] = representation_digest(adata, use_rep, n_cols)
+    if time_key is not None:
+        t, times = get_times(adata, time_key, min_points=1)
+        fp["times"] = times.tolist()
+        fp["times_sha1"] = times_digest(t)
+    return fp
 
 
-def fingerprint_differences(adata, use_rep: str, saved: dict) -> list[str]:
-    """What differs between ``adata`` and a saved fingerprint (empty when it is the same data)."""
+def fingerprint_differences(adata, use_rep: str, saved: dict, time_key: str | None = None) -> list[str]:
+    """What differs between ``adata`` and a saved fingerprint (empty when it is the same data).
+
+    Fingerprints saved before the value digests existed are compared on what they hold."""
+    rep = "X" if use_rep == "X" else f"obsm[{use_rep!r}]"
     fp = fingerprint(adata, use_rep)
-    return [f"{label}: saved {saved[k]}, given {fp[k]}"
-            for k, label in [("n_obs", "number of cells"), ("obs_names_sha1", "cell names (obs_names)"),
-                             ("rep_shape", "shape of X" if use_rep == "X" else f"shape of obsm[{use_rep!r}]")]
-            if fp[k] != saved[k]]
+    out = [f"{label}: saved {saved[k]}, given {fp[k]}"
+           for k, label in [("n_obs", "number of cells"), ("obs_names_sha1", "cell names (obs_names)"),
+                            ("rep_shape", f"shape of {rep}")]
+           if fp[k] != saved[k]]
+    if out:
+        return out
+    if "rep_sha1" in saved and representation_digest(adata, use_rep, saved["n_cols"]) != saved["rep_sha1"]:
+        out.append(f"the values of {rep} (its first {saved['n_cols']} columns) differ from those it was trained on "
+                   "(a rerun PCA flips signs; sc.pp.scale and other in-place steps change values)")
+    if time_key is not None and "times_sha1" in saved:
+        if time_key not in adata.obs:
+            out.append(f"obs has no column {time_key!r}")
+        else:
+            t, times = get_times(adata, time_key, min_points=1)
+            if times.tolist() != saved["times"]:
+                out.append(f"the time points in obs[{time_key!r}]: saved {saved['times']}, given {times.tolist()}")
+            elif times_digest(t) != saved["times_sha1"]:
+                out.append(f"the cells' times in obs[{time_key!r}] (the same time points, given to other cells)")
+    return out
+
+
+def mismatch_error(differences: list[str]) -> ValueError:
+    """The error for an AnnData that is not the one a model was trained on."""
+    return ValueError("this AnnData is not the one the model was trained on: " + "; ".join(differences)
+                      + ". Pass the AnnData the model was trained on, as it was then, or train a new model on "
+                        "this one (cf.CellFlow(adata, ...).train()).")
 
 
 def save_model(model, path: str | Path, overwrite: bool = False) -> None:
-    """:meth:`cellflow.CellFlow.save`."""
-    path = Path(path)
-    if (path / "model.pt").exists() and not overwrite:
-        raise FileExistsError(f"{path} already holds a model; pass overwrite=True to replace it.")
-    path.mkdir(parents=True, exist_ok=True)
+    """:meth:`cellflow.CellFlow.save`: the folder is written whole beside ``path`` and moved into
+    place (:func:`cellflow._io.model_folder`)."""
 
     def cpu(module):  # saved on the CPU, so that any machine loads it
         return {k: v.detach().cpu() for k, v in module.state_dict().items()}
 
-    torch.save(cpu(model.net), path / "model.pt")
-    if model.score_net is not None:
-        torch.save(cpu(model.score_net), path / "score.pt")
-    if model.interpolant is not None:
-        torch.save(model.interpolant.state_dict(), path / "geodesic.pt")
-    cfg = dict(class_="CellFlow", time_key=model.time_key, use_rep=model.use_rep, n_pcs=model.n_pcs,
-               whiten=model.whiten, method=model.method, sigma=model.sigma, time_scale=model.time_scale,
-               net=model.net.config, per_interval=model.per_interval, min_cells=model.min_cells, seed=model.seed,
-               times=model.times.tolist(), scaler=model.scaler.to_dict(), fingerprint=model.fingerprint, holdout=model.holdout)
-    (path / "config.json").write_text(json.dumps(cfg, indent=2))
+    with model_folder(path, overwrite) as tmp:
+        torch.save(cpu(model.net), tmp / "model.pt")
+        if model.score_net is not None:
+            torch.save(cpu(model.score_net), tmp / "score.pt")
+        if model.interpolant is not None:
+            torch.save(model.interpolant.state_dict(), tmp / "geodesic.pt")
+        cfg = dict(class_="CellFlow", time_key=model.time_key, use_rep=model.use_rep, n_pcs=model.n_pcs,
+                   whiten=model.whiten, method=model.method, sigma=model.sigma, time_scale=model.time_scale,
+                   time_origin=model.time_origin, time_unit=model.time_unit,
+                   net=model.net.config, per_interval=model.per_interval, min_cells=model.min_cells, seed=model.seed,
+                   times=model.times.tolist(), scaler=model.scaler.to_dict(), fingerprint=model.fingerprint,
+                   holdout=model.holdout)
+        write_json(tmp / "config.json", cfg)
+
+
+def _load_state(module, path: Path, name: str, device) -> None:
+    """Load weights file ``name`` into ``module``; a file that does not fit the network that
+    ``config.json`` describes is refused with both named."""
+    state = load_weights(path, name, device, "CellFlow")
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as e:
+        raise IncompleteModelError(f"{path} does not hold a complete cellflow CellFlow: {name} does not match the "
+                                   f"network config.json describes ({str(e).splitlines()[0]}).") from None
 
 
 def load_model(cls, path: str | Path, adata, device="cpu"):
     """:meth:`cellflow.CellFlow.load` (``cls`` is the class to build)."""
     path = Path(path)
-    if not (path / "config.json").exists():
-        raise FileNotFoundError(f"no config.json in {path}: is it a folder written by CellFlow.save?")
-    cfg = json.loads((path / "config.json").read_text())
+    cfg = read_model_config(path, "CellFlow")
+    missing = [k for k in ("class_", "time_key", "use_rep", "n_pcs", "method", "net", "times", "scaler", "fingerprint")
+               if k not in cfg]
+    if missing or cfg.get("class_") != "CellFlow":
+        what = f"its config.json lacks {', '.join(missing)}" if missing else f"it holds a {cfg.get('class_') or cfg.get('class')}"
+        raise ValueError(f"{path} does not hold a complete cellflow CellFlow: {what}. Save the model again.")
     problems = []
     if cfg["time_key"] not in adata.obs:
         problems.append(f"obs has no column {cfg['time_key']!r}")
     if not has_representation(adata, cfg["use_rep"]):
         problems.append("X is empty" if cfg["use_rep"] == "X" else f"obsm has no {cfg['use_rep']!r}")
     else:
-        problems += fingerprint_differences(adata, cfg["use_rep"], cfg["fingerprint"])
+        problems += fingerprint_differences(adata, cfg["use_rep"], cfg["fingerprint"], cfg["time_key"])
+    if not problems and cfg["time_key"] in adata.obs:
+        given = get_times(adata, cfg["time_key"], min_points=1)[1].tolist()
+        if given != cfg["times"]:  # models saved before the fingerprint held the times
+            problems.append(f"the time points in obs[{cfg['time_key']!r}]: saved {cfg['times']}, given {given}")
     if problems:
-        raise ValueError("this AnnData is not the one the model was trained on: " + "; ".join(problems) + ".")
+        raise mismatch_error(problems)
     net = cfg["net"]
     model = cls(adata, cfg["time_key"], use_rep=cfg["use_rep"], n_pcs=cfg["n_pcs"], whiten=cfg["whiten"],
                 method=cfg["method"], sigma=cfg["sigma"], time_scale=cfg["time_scale"], hidden=net["hidden"],
@@ -82,17 +168,18 @@ def load_model(cls, path: str | Path, adata, device="cpu"):
     model.holdout = cfg.get("holdout")
     if model.per_interval and model.holdout is not None:
         model._build_networks()  # a held-out time point is not a knot
-    model.net.load_state_dict(torch.load(path / "model.pt", weights_only=True, map_location=model.device))
+    # models saved before time_unit existed ran real time unscaled
+    model.time_origin, model.time_unit = float(cfg.get("time_origin", 0.0)), float(cfg.get("time_unit", 1.0))
+    _load_state(model.net, path, "model.pt", model.device)
     model.net.eval()
     if model.score_net is not None:
         if (path / "score.pt").exists():
-            model.score_net.load_state_dict(torch.load(path / "score.pt", weights_only=True,
-                                                       map_location=model.device))
+            _load_state(model.score_net, path, "score.pt", model.device)
             model.score_net.eval()
         else:  # saved before SB models kept a score network
             model.score_net = None
     if model.method == "mfm" and (path / "geodesic.pt").exists():
         model.interpolant = GeodesicInterpolant.from_state_dict(
-            torch.load(path / "geodesic.pt", weights_only=True), model.n_pcs)
+            load_weights(path, "geodesic.pt", None, "CellFlow"), model.n_pcs)
         model.interpolant.eval()
     return model

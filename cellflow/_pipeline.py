@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ._methods import FIT_EMA_DECAY
+from ._io import check_model_folder, check_output_file, write_csv, write_h5ad
 
 
 def read_h5ad(path: str | Path, backed: bool = False):
@@ -28,20 +29,32 @@ def fit_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, use_re
              model_dir: str | Path | None = None,
              velocity: bool = True, basis: str | None = "umap", overwrite: bool = False, global_coupling: bool = False,
              backed: bool = False, progress: bool = True, metric: dict | None = None, device: str = "cpu",
-             ema_decay: float | None = FIT_EMA_DECAY, per_interval: bool = False):
+             ema_decay: float | None = FIT_EMA_DECAY, per_interval: bool = False, flag: str = "overwrite=True"):
     """Fit a :class:`cellflow.CellFlow`, save it, add velocities, write ``path_out``.
 
     ``backed=True`` leaves ``X`` on disk, for ``use_rep="X"`` on files larger than memory;
     ``metric`` is passed to :meth:`cellflow.CellFlow.train` (OT-MFM only), as is ``ema_decay``
-    (0 or ``None``: no weight average); ``per_interval`` to :class:`cellflow.CellFlow`."""
+    (0 or ``None``: no weight average); ``per_interval`` to :class:`cellflow.CellFlow`.
+
+    ``OUT.h5ad`` and the model folder are checked before any work starts, and written whole or
+    not at all (:mod:`cellflow._io`), so ``path_out == path_in`` never loses the input. ``flag``
+    is how errors name the fix (``"--overwrite"`` on the command line)."""
     from . import tl
     from ._cellflow import CellFlow
 
-    path_out = Path(path_out)
-    if path_out.exists() and not overwrite:
-        raise FileExistsError(f"{path_out} exists; pass --overwrite to replace it.")
+    # every output is checked before the input is read or a step is trained
+    path_out = check_output_file(path_out, overwrite, flag)
     model_dir = Path(model_dir) if model_dir else path_out.with_name(path_out.stem + "_model")
+    check_model_folder(model_dir, overwrite, flag)
     adata = read_h5ad(path_in, backed=backed)
+    if velocity and not overwrite:  # tl.velocity would refuse these after training
+        from .tl._common import rep_basis
+
+        keys = {f"velocity_{rep_basis(use_rep)}", f"velocity_{basis}"} if basis else {f"velocity_{rep_basis(use_rep)}"}
+        found = [f"obsm[{k!r}]" for k in sorted(keys) if k in adata.obsm]
+        found += ["layers['velocity']"] * ("velocity" in adata.layers)
+        if found:
+            raise FileExistsError(f"{path_in} already holds {', '.join(found)}; pass {flag} to replace them.")
     model = CellFlow(adata, time_key, use_rep=use_rep, n_pcs=n_pcs, whiten=whiten, method=method, sigma=sigma,
                      time_scale=time_scale, per_interval=per_interval, seed=seed, device=device)
     model.train(steps=steps, batch_size=batch_size, ot_batch_size=ot_batch_size, global_coupling=global_coupling,
@@ -61,29 +74,25 @@ def fit_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, use_re
                              "steps": int(steps), "batch_size": int(batch_size), "seed": int(seed),
                              "per_interval": bool(per_interval),
                              "final_loss": float(np.mean(model.history.loss[-50:]))}
-    path_out.parent.mkdir(parents=True, exist_ok=True)
-    adata.write_h5ad(path_out)
+    write_h5ad(adata, path_out)
     return adata, model
 
 
 def evaluate_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, methods=("ot", "sb", "icfm"),
                   seeds=(0, 1, 2, 3, 4), use_rep: str = "X_pca", n_pcs: int | None = None, whiten: bool = True,
                   held_out=None, steps: int = 2000, batch_size: int = 512, max_eval: int = 4000,
-                  progress: bool = True, overwrite: bool = False, **train_kwargs):
+                  progress: bool = True, overwrite: bool = False, flag: str = "overwrite=True", **train_kwargs):
     """Run :func:`cellflow.evaluate_holdout` on a file; write the table as CSV and return it with
     its summary. ``n_pcs=None`` takes the paper's 5 leading columns of ``use_rep``, or all of a
     narrower representation (a 2-D layout such as ``X_spring``)."""
     from ._anndata import paper_n_pcs
     from ._evaluate import evaluate_holdout, summarize_holdout
 
-    path_out = Path(path_out)
-    if path_out.exists() and not overwrite:
-        raise FileExistsError(f"{path_out} exists; pass --overwrite to replace it.")
+    path_out = check_output_file(path_out, overwrite, flag)
     adata = read_h5ad(path_in)
     n_pcs = paper_n_pcs(adata, use_rep) if n_pcs is None else n_pcs
     df = evaluate_holdout(adata, time_key, methods=methods, seeds=seeds, use_rep=use_rep, n_pcs=n_pcs, whiten=whiten,
                           held_out=held_out, steps=steps, batch_size=batch_size, max_eval=max_eval, progress=progress,
                           verbose=True, **train_kwargs)
-    path_out.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(path_out, index=False)
+    write_csv(df, path_out, index=False)
     return df, summarize_holdout(df)

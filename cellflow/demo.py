@@ -26,10 +26,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from ._io import check_output_folder, save_figure, write_csv, write_h5ad
 
 
 def _save(fig, path: Path) -> None:
-    fig.savefig(path, dpi=130, bbox_inches="tight")
+    save_figure(fig, path, dpi=130, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -44,7 +45,7 @@ def run_demo(out: str | Path = "cellflow_out", *, steps: int = 1500, seed: int =
     from .datasets import simulated_differentiation, true_velocity_pca
     from .metrics import velocity_cosine
 
-    out = Path(out)
+    out = check_output_folder(out)
     if (out / "results.h5ad").exists() and not overwrite:
         raise FileExistsError(f"{out} already holds demo results; pass --overwrite or choose another --out.")
     out.mkdir(parents=True, exist_ok=True)
@@ -70,8 +71,8 @@ def run_demo(out: str | Path = "cellflow_out", *, steps: int = 1500, seed: int =
     df = evaluate_holdout(adata, "day", methods=["ot", "icfm"], seeds=[seed], n_pcs=5, whiten=True, steps=steps,
                           batch_size=256, held_out=[3], progress=False)
     summary = summarize_holdout(df)
-    df.to_csv(out / "evaluation.csv", index=False)
-    summary.to_csv(out / "summary.csv")
+    write_csv(df, out / "evaluation.csv", index=False)
+    write_csv(summary, out / "summary.csv")
 
     say("5/6 velocities: export and compare with the truth ...")
     tl.velocity(adata, model)
@@ -80,7 +81,7 @@ def run_demo(out: str | Path = "cellflow_out", *, steps: int = 1500, seed: int =
     adata.obs["velocity_cosine_to_truth"] = cos
     vel = pd.DataFrame({"day": adata.obs["day"].to_numpy(), "cosine": cos}).groupby("day")["cosine"].median()
     vel.loc["all"] = float(np.median(cos))
-    vel.to_frame("median cosine(learned, true velocity), 10 PCs").to_csv(out / "velocity.csv")
+    write_csv(vel.to_frame("median cosine(learned, true velocity), 10 PCs"), out / "velocity.csv")
 
     say("6/6 fates and prediction ...")
     last = float(model.times[-1])
@@ -107,7 +108,7 @@ def run_demo(out: str | Path = "cellflow_out", *, steps: int = 1500, seed: int =
 
     adata.uns["cellflow_demo"] = {"steps": int(steps), "seed": int(seed),
                                   "velocity_median_cosine": float(np.median(cos))}
-    adata.write_h5ad(out / "results.h5ad")
+    write_h5ad(adata, out / "results.h5ad")
     secs = time.perf_counter() - t_start
     say("\nheld-out W1 on day 3 (5 whitened PCs):")
     say(summary[["w1_mean", "w2_mean", "mmd_mean", "seconds_mean"]].to_string(float_format=lambda v: f"{v:.3f}"))

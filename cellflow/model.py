@@ -14,7 +14,6 @@ torch.Size([10, 2])
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable
 
@@ -23,6 +22,7 @@ from torch import Tensor
 from torch.distributions import Normal
 
 from ._flow_model_training import FitMixin, Sampler, as_sampler
+from ._io import IncompleteModelError, load_weights, model_folder, read_model_config, write_json
 from .likelihood import log_likelihood
 from .matchers import DEFAULT_SIGMA, canonical_method, make_matcher
 from .networks import build_network
@@ -217,33 +217,43 @@ class FlowModel(FitMixin):
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path, overwrite: bool = False) -> None:
-        """Write ``config.json`` and ``model.pt`` (state dicts only) to the folder ``path``."""
-        path = Path(path)
-        if (path / "model.pt").exists() and not overwrite:
-            raise FileExistsError(f"{path} already holds a model; pass overwrite=True to replace it.")
-        path.mkdir(parents=True, exist_ok=True)
-        torch.save({k: m.state_dict() for k, m in self.modules.items()}, path / "model.pt")
+        """Write ``config.json`` and ``model.pt`` (state dicts only) to the folder ``path``,
+        whole or not at all (:func:`cellflow._io.model_folder`): a folder that already holds a
+        model is replaced only with ``overwrite=True``, one that holds other files never."""
+        with model_folder(path, overwrite) as tmp:
+            self._write_files(tmp)
+
+    def _write_files(self, folder: Path) -> None:
+        """``model.pt`` and ``config.json`` into ``folder`` (the temporary folder of a save)."""
+        torch.save({k: m.state_dict() for k, m in self.modules.items()}, folder / "model.pt")
         cfg = self.config
         if self.history is not None:
             cfg["history"] = {"steps": self.history.steps, "seconds": self.history.seconds,
                               "final_loss": self.history.loss[-1] if self.history.loss else None}
-        (path / "config.json").write_text(json.dumps(cfg, indent=2))
+        write_json(folder / "config.json", cfg)
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "FlowModel":
-        """Load a model saved by :meth:`save` (``torch.load(..., weights_only=True)``) onto ``device``."""
-        path = Path(path)
-        if not (path / "config.json").exists():
-            raise FileNotFoundError(f"no config.json in {path}: is it a folder written by FlowModel.save?")
-        cfg = json.loads((path / "config.json").read_text())
+        """Load a model saved by :meth:`save` (``torch.load(..., weights_only=True)``) onto
+        ``device``; a damaged folder is refused with the file that is wrong."""
+        cfg = read_model_config(path, cls.__name__)
         if cfg.get("class") != cls.__name__:
-            raise ValueError(f"{path} holds a {cfg.get('class')}, not a {cls.__name__}.")
-        net = cfg["net"]
-        model = cls(net["dim"], cfg["method"], cfg["sigma"], network=net, train_score=cfg["train_score"],
-                    seed=cfg["seed"], coupling_kwargs=cfg.get("coupling_kwargs"), device=device)
-        state = torch.load(path / "model.pt", weights_only=True, map_location=model.device)
+            raise ValueError(f"{path} holds a {cfg.get('class') or cfg.get('class_')}, not a {cls.__name__}.")
+        try:
+            net = cfg["net"]
+            model = cls(net["dim"], cfg["method"], cfg["sigma"], network=net, train_score=cfg["train_score"],
+                        seed=cfg["seed"], coupling_kwargs=cfg.get("coupling_kwargs"), device=device)
+        except (KeyError, TypeError, ValueError) as e:
+            raise IncompleteModelError(f"{path} does not hold a complete cellflow {cls.__name__}: its config.json "
+                                       f"is not one that save() writes ({type(e).__name__}: {e}).") from None
+        state = load_weights(path, "model.pt", model.device, cls.__name__)
         for k, m in model.modules.items():
-            m.load_state_dict(state[k])
+            try:
+                m.load_state_dict(state[k])
+            except (KeyError, RuntimeError) as e:
+                raise IncompleteModelError(f"{path} does not hold a complete cellflow {cls.__name__}: model.pt does "
+                                           f"not match the network config.json describes ({str(e).splitlines()[0]})."
+                                           ) from None
             m.eval()
         return model
 

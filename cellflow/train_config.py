@@ -19,7 +19,19 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["TrainConfig", "TrainHistory"]
+__all__ = ["TrainConfig", "TrainHistory", "check_batch_size"]
+
+
+def check_batch_size(batch_size, name: str = "batch_size") -> int:
+    """``batch_size`` as an int >= 1, or a ``ValueError`` that names the argument."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        import numpy as np
+
+        if isinstance(batch_size, np.integer) and batch_size >= 1:
+            return int(batch_size)
+        raise ValueError(f"{name} must be a whole number >= 1 (cells drawn per time point per step), "
+                         f"got {batch_size!r}.")
+    return batch_size
 
 
 @dataclass
@@ -89,8 +101,9 @@ class TrainConfig:
     checkpoint_dir: str | None = None
 
     def __post_init__(self):
-        if self.steps < 0:
-            raise ValueError(f"steps must be >= 0, got {self.steps}.")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"steps must be a whole number >= 1 (an untrained network's answers are noise), "
+                             f"got {self.steps!r}.")
         if self.group < 1:
             raise ValueError(f"group must be >= 1 (steps per worker task), got {self.group}.")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -42,6 +41,7 @@ from . import distributed
 from .batch_workers import _BatchPool, default_prefetch, step_generator, worker_step_threads
 from .optim import adamw, warm_ema
 from .train_config import TrainConfig, TrainHistory
+from ._io import torch_save, write_json
 
 __all__ = ["TrainConfig", "TrainHistory", "Trainer", "seed_everything", "step_generator", "default_prefetch",
            "worker_step_threads"]  # the last three: from batch_workers; TrainConfig and TrainHistory: from
@@ -133,9 +133,11 @@ class Trainer:
     def _checkpoint_path(self) -> Path:
         return Path(self.config.checkpoint_dir) / "checkpoint.pt"
 
-    def save_checkpoint(self) -> None:
+    def save_checkpoint(self, identity: dict | None = None) -> None:
+        """Write ``checkpoint.pt`` (weights, optimiser, RNG, losses) and ``checkpoint.json``
+        (step, validation losses and ``identity``: the settings a resumed run must share),
+        each atomically."""
         path = self._checkpoint_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
         state = {
             "step": self.step,
             "modules": {k: m.state_dict() for k, m in self.modules.items()},
@@ -145,15 +147,25 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "loss": torch.tensor(self.history.loss, dtype=torch.float64),
         }
-        tmp = path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-        (path.parent / "checkpoint.json").write_text(json.dumps({"step": self.step, "val": self.history.val}))
+        torch_save(state, path)
+        write_json(path.parent / "checkpoint.json", {"step": self.step, "val": self.history.val,
+                                                     "identity": identity or {}})
 
-    def load_checkpoint(self) -> bool:
+    def load_checkpoint(self, identity: dict | None = None) -> bool:
+        """Restore the state written by :meth:`save_checkpoint`; ``False`` when there is none.
+        Raises if the checkpoint was written by a run with other ``identity`` settings (another
+        seed or method), whose state would silently mix with this run's."""
         path = self._checkpoint_path()
         if not path.exists():
             return False
+        meta_path = path.parent / "checkpoint.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        saved = meta.get("identity") or {}
+        differ = [f"{k}: checkpoint {saved[k]!r}, this run {v!r}" for k, v in (identity or {}).items()
+                  if k in saved and saved[k] != v]
+        if differ:
+            raise ValueError(f"the checkpoint in {path.parent} was written by another run ({'; '.join(differ)}); "
+                             "resume with the same settings, or give another checkpoint_dir to start afresh.")
         state = torch.load(path, weights_only=True)
         for k, m in self.modules.items():
             m.load_state_dict(state["modules"][k])
@@ -164,18 +176,23 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         self.step = int(state["step"])
         self.history.loss = state["loss"].tolist()
-        meta = json.loads((path.parent / "checkpoint.json").read_text())
         self.history.val = [tuple(v) for v in meta.get("val", [])]
         return True
 
     # ------------------------------------------------------------------ loop
-    def run(self, seed: int = 0, *, resume: bool = False) -> TrainHistory:
-        """Train for ``config.steps`` steps (from a checkpoint when ``resume``)."""
+    def run(self, seed: int = 0, *, resume: bool = False, identity: dict | None = None) -> TrainHistory:
+        """Train for ``config.steps`` steps (from a checkpoint when ``resume``). ``identity``
+        (e.g. method, σ, network) is written with each checkpoint, together with ``seed``, and a
+        resumed run must match it."""
         cfg = self.config
+        identity = {"seed": int(seed), **(identity or {})}
+        self._identity = identity
         if resume:
             if not cfg.checkpoint_dir:
-                raise ValueError("resume=True needs config.checkpoint_dir.")
-            self.load_checkpoint()
+                raise ValueError("resume=True needs checkpoint_dir, the folder the checkpoints are written to.")
+            if not self.load_checkpoint(identity):
+                raise FileNotFoundError(f"resume=True but {self._checkpoint_path()} does not exist; train without "
+                                        "resume to start afresh, or give the checkpoint_dir of the run to continue.")
         for m in self.modules.values():
             m.train()
         pool = None
@@ -222,7 +239,7 @@ class Trainer:
                 if self.step % 50 == 0:
                     bar.set_postfix(loss=f"{np.mean(self.history.loss[-50:]):.4g}")
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and main:
-                    self.save_checkpoint()
+                    self.save_checkpoint(self._identity)
                 if self.val_fn is not None and cfg.val_every and self.step % cfg.val_every == 0:
                     value = self._validate()
                     self.history.val.append((self.step, value))

@@ -77,7 +77,8 @@ def test_evaluate_takes_five_pcs_or_every_column_of_a_narrower_representation(h5
     seen, real = [], cellflow._evaluate.evaluate_holdout
     monkeypatch.setattr(cellflow._evaluate, "evaluate_holdout",
                         lambda adata, time_key, **kw: seen.append(kw["n_pcs"]) or real(
-                            adata, time_key, **{**kw, "methods": [], "held_out": [1.0]}))
+                            adata, time_key, **{**kw, "methods": ["icfm"], "seeds": [0], "steps": 1, "batch_size": 8,
+                                                 "held_out": [1.0]}))
     for rep in ("X_umap", "X_pca", "X_wide"):
         assert main(["evaluate", str(h5ad), "--time-key", "day", "--out", str(tmp_path / f"{rep}.csv"),
                      "--use-rep", rep, "--quiet"]) == 0

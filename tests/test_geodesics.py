@@ -178,5 +178,5 @@ def test_each_pair_gets_its_metric_and_model_time(monkeypatch):
     adata.obs["day"] = np.repeat([0.0, 1.0, 2.0], 60) * np.r_[np.ones(120), 2 * np.ones(60)]  # days 0, 1, 4
     m = cf.CellFlow(adata, "day", method="mfm", seed=0, time_scale="real")
     m.train(steps=1, batch_size=8, geodesic_steps=1, progress=False)
-    assert seen["times"] == [(0.0, 1.0), (1.0, 3.0)] and fits == [120, 120]
+    assert seen["times"] == [(0.0, 0.5), (0.5, 1.5)] and fits == [120, 120]  # in mean intervals (2 days)
     assert seen["metrics"][0] is not seen["metrics"][1]

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from .._io import write_csv
 
 METRICS = ("rbf", "land")
 
@@ -57,8 +58,8 @@ def run(*, n_cells: int = 5000, seeds=(0, 1, 2), metrics=METRICS, metric_eps: fl
     summary = summarize(df)
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)
-        df.to_csv(Path(out) / "arch.csv", index=False)
-        summary.to_csv(Path(out) / "arch_summary.csv", index=False)
+        write_csv(df, Path(out) / "arch.csv", index=False)
+        write_csv(summary, Path(out) / "arch_summary.csv", index=False)
     if verbose:
         units = "whitened units" if whiten else "the data's units, unwhitened"
         print(f"\nArch, time 1 held out, {n_cells} cells per time point in {n_dims} dimensions, {len(seeds)} seeds, "

@@ -8,9 +8,9 @@ digits, and the Fréchet distance in its feature space, for Euler at fixed NFE a
 
 from __future__ import annotations
 
-import json
 
 import pandas as pd
+from .._io import write_json
 
 __all__ = ["run"]
 
@@ -38,6 +38,5 @@ def run(methods=("ot", "icfm"), *, steps: int = 3000, batch_size: int = 128, lr:
                   f"Frechet {r['frechet']:.2f}  sampling {r['seconds']:.1f} s", flush=True)
     df = pd.DataFrame(rows)
     if out:
-        with open(out, "w") as fh:
-            json.dump({"rows": rows, "steps": steps, "batch_size": batch_size}, fh, indent=2)
+        write_json(out, {"rows": rows, "steps": steps, "batch_size": batch_size})
     return df

@@ -27,6 +27,7 @@ import time
 
 import numpy as np
 import pandas as pd
+from .._io import write_h5ad
 
 
 def _peak_gb() -> float:
@@ -121,7 +122,7 @@ def sparse_x_phases(*, n_cells: int = 200_000, n_genes: int = 2000, density: flo
                                                   f"would be {dense_gb:.2f} GB"))
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         path = Path(tmp) / "sparse_x.h5ad"
-        adata.write_h5ad(path)
+        write_h5ad(adata, path)
         for label, data in (("sparse X in memory", adata), ("backed X on disk", None)):
             if data is None:
                 del adata

@@ -30,7 +30,6 @@ smaller smoke run).
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from typing import Callable
@@ -38,6 +37,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import torch
+from .._io import write_json
 
 SECTIONS = ("throughput", "exact_ot", "sinkhorn", "push")
 
@@ -209,8 +209,7 @@ def run(*, sections: tuple[str, ...] = SECTIONS, quick: bool = False, repeats: i
                                    torch=torch.__version__, device=device,
                                    gpu=torch.cuda.get_device_name() if device.startswith("cuda") else None),
                        **{k: v.to_dict(orient="records") for k, v in results.items()})
-        with open(out, "w") as fh:
-            json.dump(payload, fh, indent=1)
+        write_json(out, payload)
         if verbose:
             print(f"\nwrote {out}")
     return results

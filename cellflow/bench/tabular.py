@@ -17,11 +17,11 @@ generator is then labelled ``ForestDiffusion (K=...)``.
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
 import pandas as pd
+from .._io import write_json
 
 __all__ = ["run"]
 
@@ -101,8 +101,7 @@ def run(tables=("wine", "breast_cancer"), *, methods=("icfm", "ot"), steps: int 
     summary = res.groupby(["table", "generator"], sort=False).median(numeric_only=True).drop(columns="seed")
     print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
     if out:
-        with open(out, "w") as fh:
-            json.dump({"rows": rows, "steps": steps, "seeds": list(seeds)}, fh, indent=2)
+        write_json(out, {"rows": rows, "steps": steps, "seeds": list(seeds)})
     return res
 
 

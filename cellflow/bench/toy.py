@@ -25,6 +25,7 @@ import torch
 from ..datasets import toy_sample
 from ..metrics import normalized_path_energy, path_energy, wasserstein
 from ..model import FlowModel
+from .._io import write_csv
 
 TASKS = [("normal", "8gaussians"), ("8gaussians", "moons"), ("normal", "moons"), ("normal", "scurve")]
 METHODS = ["icfm", "ot", "sb", "fm"]
@@ -80,8 +81,8 @@ def run(*, steps: int = 20000, seeds=(0, 1, 2), methods=METHODS, batch_size: int
     summary = summarize(df)
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)
-        df.to_csv(Path(out) / "toy.csv", index=False)
-        summary.to_csv(Path(out) / "toy_summary.csv")
+        write_csv(df, Path(out) / "toy.csv", index=False)
+        write_csv(summary, Path(out) / "toy_summary.csv")
     if verbose:
         print(f"\nW2 on {n_test} test samples per side, {len(seeds)} seeds, {steps} steps (mean ± std):")
         print(summary.to_string())

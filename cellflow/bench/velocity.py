@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 import pandas as pd
+from .._io import write_csv
 
 
 def drift_velocity(X: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -83,6 +84,6 @@ def run(file: str, time_key: str, reference: str, *, use_rep: str = "X_pca", n_p
     print(f"median cosine to obsm[{reference!r}] over the first {X.shape[1]} coordinates of {use_rep}:")
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))
     if out:
-        df.to_csv(out, index=False)
+        write_csv(df, out, index=False)
         print(f"wrote {out}")
     return df

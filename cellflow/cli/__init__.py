@@ -34,7 +34,15 @@ def main(argv: list[str] | None = None) -> int:
         init_from_env(getattr(args, "device", "cpu"))
     try:
         return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError) as e:
+    except OSError as e:  # one line that names the path and the problem, never a bare errno
+        if e.strerror and e.errno is not None:
+            where = f"{e.filename}: " if e.filename else ""
+            msg = f"{where}{e.strerror}" + (f" (-> {e.filename2})" if e.filename2 else "")
+        else:
+            msg = e.args[0] if e.args else str(e)
+        print(f"cellflow: error: {msg}", file=sys.stderr)
+        return 2
+    except (ValueError, KeyError) as e:
         print(f"cellflow: error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .._methods import METHODS as CELLFLOW_METHODS
+from .._io import write_csv
 
 def _bench_toy(args) -> int:
     from ..bench.toy import run
@@ -46,7 +47,7 @@ def _bench_scale(args) -> int:
              batch_size=args.batch_size, seed=args.seed, x_cells=args.x_cells, x_genes=args.x_genes,
              x_density=args.x_density)
     if args.out:
-        df.to_csv(args.out, index=False)
+        write_csv(df, args.out, index=False)
         print(f"wrote {args.out}")
     return 0
 

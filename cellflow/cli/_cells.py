@@ -25,7 +25,7 @@ def _fit(args) -> int:
                             model_dir=args.model_dir, velocity=not args.no_velocity, basis=args.basis, overwrite=args.overwrite,
                             global_coupling=args.global_coupling, backed=args.backed, progress=not args.quiet,
                             device=args.device, ema_decay=args.ema, per_interval=args.per_interval,
-                            **metric_kwargs(args))
+                            flag="--overwrite", **metric_kwargs(args))
     from ..distributed import is_main
 
     if not is_main():
@@ -41,6 +41,7 @@ def _evaluate(args) -> int:
                                use_rep=args.use_rep, n_pcs=args.n_pcs, whiten=args.whiten,
                                held_out=args.held_out, steps=args.steps, batch_size=args.batch_size,
                                max_eval=args.max_eval, progress=not args.quiet, overwrite=args.overwrite,
+                               flag="--overwrite",
                                ema_decay=args.ema, sigma=args.sigma, time_scale=args.time_scale,
                                device=args.device, ot_batch_size=args.ot_batch_size, fractions=args.fractions,
                                per_interval=args.per_interval,

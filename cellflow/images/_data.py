@@ -29,6 +29,30 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
 
+# What CIFAR-10's python batches hold besides plain dicts, lists, bytes and numbers: NumPy arrays
+# (rebuilt by these functions, under NumPy 1's and 2's module names) and py2 strings (_codecs).
+_CIFAR_GLOBALS = {
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),
+}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """An unpickler that builds only what a CIFAR-10 batch holds and refuses any other object,
+    so that a crafted file in ``--data-dir`` cannot run code (plain ``pickle.load`` calls
+    whatever function the file names)."""
+
+    def find_class(self, module, name):
+        if (module, name) in _CIFAR_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a CIFAR-10 python batch holds only "
+                                     "dicts, lists, bytes, numbers and NumPy arrays. Is this file from "
+                                     "cifar-10-python.tar.gz?")
+
+
 def _to_unit_range(x_uint8: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(x_uint8.astype(np.float32) / 127.5 - 1.0)
 
@@ -60,7 +84,9 @@ def read_cifar10(directory: str | Path, split: str = "train") -> tuple[torch.Ten
     xs, ys = [], []
     for f in files:
         with open(f, "rb") as fh:
-            batch = pickle.load(fh, encoding="bytes")
+            batch = _CifarUnpickler(fh, encoding="bytes").load()
+        if not isinstance(batch, dict):
+            raise ValueError(f"{f} is not a CIFAR-10 python batch (it does not hold a dict).")
         data = batch.get(b"data", batch.get("data"))
         labels = batch.get(b"labels", batch.get("labels"))
         if data is None or labels is None:

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._io import atomic_path, model_folder, read_model_config, write_json
 from ..model import FlowModel
 from ..solvers import integrate_ode
 from ..training import TrainHistory
@@ -113,13 +114,24 @@ class ImageFlow:
     def train(self, images: Tensor, labels: Tensor | None = None, *, steps: int = 5000, batch_size: int = 128,
               lr: float = 2e-4, warmup_steps: int = 500, grad_clip: float | None = 1.0,
               ema_decay: float | None = 0.9999, progress: bool = True, **fit_kwargs) -> TrainHistory:
-        """Train on ``images`` (N, C, H, W) in [-1, 1] (and their ``labels``).
+        """Train on ``images`` (N, C, H, W) in [-1, 1] (and their ``labels``); images outside
+        that range (8-bit pixels in [0, 255], say) are refused with the rescaling to apply.
 
         The defaults follow torchcfm's CIFAR-10 recipe (Adam-type lr 2e-4 with warm-up,
         gradient clipping 1.0, EMA 0.9999; the EMA is warmed up, see
         :func:`cellflow.optim.warm_ema`). Other keyword arguments (``checkpoint_dir``,
         ``checkpoint_every``, ``resume``, ``weight_decay``...) go to :meth:`cellflow.FlowModel.fit`.
         """
+        images = torch.as_tensor(images)
+        if images.numel():
+            lo, hi = float(images.min()), float(images.max())
+            if not (np.isfinite(lo) and np.isfinite(hi)):
+                raise ValueError("images contain NaN or inf.")
+            if lo < -1.0 - 1e-6 or hi > 1.0 + 1e-6:
+                hint = (" They look like 8-bit pixels: pass images.float() / 127.5 - 1." if lo >= 0 and hi <= 255
+                        else " Rescale them to [-1, 1] first.")
+                raise ValueError(f"images must be in [-1, 1] (the range samples come back in), got values in "
+                                 f"[{lo:g}, {hi:g}].{hint}")
         shape = self.shape
         source = lambda n, g: torch.randn(n, *shape, generator=g)  # noqa: E731
         fit_kwargs.setdefault("weight_decay", 0.0)
@@ -193,15 +205,16 @@ class ImageFlow:
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path, overwrite: bool = False) -> None:
         """Write ``model.pt``, ``config.json`` and ``images.json`` to the folder ``path``."""
-        path = Path(path)
-        self.model.save(path, overwrite=overwrite)
-        (path / "images.json").write_text(json.dumps({"shape": list(self.shape), "n_classes": self.n_classes,
-                                                      "cond_drop": self.cond_drop, "preset": self.preset}))
+        with model_folder(path, overwrite) as tmp:
+            self.model._write_files(tmp)
+            write_json(tmp / "images.json", {"shape": list(self.shape), "n_classes": self.n_classes,
+                                             "cond_drop": self.cond_drop, "preset": self.preset})
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "ImageFlow":
         """Load a model written by :meth:`save`."""
         path = Path(path)
+        read_model_config(path, "ImageFlow")  # readable, and every file as it was saved
         if not (path / "images.json").exists():
             raise FileNotFoundError(f"no images.json in {path}: is it a folder written by ImageFlow.save?")
         meta = json.loads((path / "images.json").read_text())
@@ -229,7 +242,9 @@ def save_image_grid(images: Tensor, path: str | Path, nrow: int | None = None) -
     for i in range(n):
         r, k = divmod(i, nrow)
         grid[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + k * (w + 1):1 + k * (w + 1) + w] = x[i].transpose(1, 2, 0)
-    if c == 1:
-        plt.imsave(path, grid[..., 0], cmap="gray", vmin=0, vmax=1)
-    else:
-        plt.imsave(path, grid)
+    fmt = Path(path).suffix.lstrip(".") or "png"
+    with atomic_path(path) as tmp:
+        if c == 1:
+            plt.imsave(tmp, grid[..., 0], cmap="gray", vmin=0, vmax=1, format=fmt)
+        else:
+            plt.imsave(tmp, grid, format=fmt)

@@ -3,7 +3,6 @@ sample grids and a metrics JSON to a folder."""
 
 from __future__ import annotations
 
-import json
 import resource
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 import torch
 
 from .. import distributed
+from .._io import check_output_folder, write_json
 
 __all__ = ["train_images", "score_digits"]
 
@@ -71,7 +71,7 @@ def train_images(dataset: str, out: str | Path, *, method: str = "ot", sigma: fl
 
     if grid_steps is not None and grid_steps < 1:  # checked before training, not after
         raise ValueError(f"grid_steps must be at least 1, got {grid_steps}.")
-    out = Path(out)
+    out = check_output_folder(out)
     if (out / "model" / "model.pt").exists() and not resume:
         raise FileExistsError(f"{out} already holds a trained model; choose another --out or pass --resume.")
     out.mkdir(parents=True, exist_ok=True)
@@ -117,5 +117,5 @@ def train_images(dataset: str, out: str | Path, *, method: str = "ot", sigma: fl
     save_image_grid(grid, out / "samples.png", nrow=10)
     if str(dataset) == "digits" and not random_data and n_classes:
         metrics["digits"] = score_digits(flow, nfe=nfe, dopri5=dopri5, guidance=guidance, seed=seed)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_json(out / "metrics.json", metrics)
     return metrics

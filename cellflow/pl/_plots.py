@@ -4,6 +4,7 @@ when not shown."""
 from __future__ import annotations
 
 import numpy as np
+from .._io import save_figure
 
 
 def _category_colors(adata, key: str) -> dict:
@@ -20,7 +21,7 @@ def _finish(fig, ax, show: bool | None, save: str | None):
     import matplotlib.pyplot as plt
 
     if save:
-        fig.savefig(save, dpi=150, bbox_inches="tight")
+        save_figure(fig, save, dpi=150, bbox_inches="tight")
     if show:
         plt.show()
         return None
@@ -79,6 +80,9 @@ def trajectories(adata, model, *, t_from: float | None = None, t_to: float | Non
     """
     import matplotlib.pyplot as plt
 
+    from ..tl._common import cell_times, check_model
+
+    check_model(adata, model)
     t_from = model.times[0] if t_from is None else t_from
     t_to = model.times[-1] if t_to is None else t_to
     X0 = model.cells_at(t_from)
@@ -87,7 +91,7 @@ def trajectories(adata, model, *, t_from: float | None = None, t_to: float | Non
     traj = model.push(X0, t_from, t_to, n_points=n_points)
     E, T, label = _to_embedding(adata, model, traj, basis)
     fig, ax = _axes(ax)
-    c = model.cell_times() if color is None else adata.obs[color]
+    c = cell_times(adata, model) if color is None else adata.obs[color]
     sc_ = ax.scatter(E[:, 0], E[:, 1], c=c, s=4, cmap="viridis", alpha=0.5, linewidths=0)
     if color is None:
         fig.colorbar(sc_, ax=ax, label=model.time_key, shrink=0.8)
@@ -111,10 +115,12 @@ def prediction(adata, model, predicted, *, time: float, basis: str | None = None
     import matplotlib.pyplot as plt
 
     from .._cells import read_representation
+    from ..tl._common import cell_times, check_model
 
+    check_model(adata, model)
     Y = read_representation(predicted, model.use_rep, model.n_pcs)
     E, P, label = _to_embedding(adata, model, Y, basis)
-    at = model.cell_times() == time
+    at = cell_times(adata, model) == time
     fig, ax = _axes(ax)
     ax.scatter(E[~at, 0], E[~at, 1], s=3, c="lightgrey", linewidths=0, label="other times")
     ax.scatter(E[at, 0], E[at, 1], s=5, c="tab:blue", alpha=0.6, linewidths=0, label=f"observed at {time:g}")

@@ -102,6 +102,11 @@ class TabularEncoder:
         self.columns, self._fill = [], {}
         for name in df.columns:
             s = df[name]
+            if pd.api.types.is_datetime64_any_dtype(s) or pd.api.types.is_timedelta64_dtype(s) or \
+                    isinstance(s.dtype, pd.PeriodDtype):
+                raise TypeError(f"column {name!r} holds dates or durations ({s.dtype}), which the flow cannot "
+                                f"model as they are; turn them into numbers first, e.g. df[{name!r}] = "
+                                f"(df[{name!r}] - df[{name!r}].min()).dt.days, or drop the column.")
             kind = "categorical" if name in self.categorical else _kind_of(s)
             if s.isna().any():
                 if self.missing == "error":
@@ -205,7 +210,9 @@ class TabularEncoder:
                     col = pd.array(values, dtype=c.dtype) if c.dtype not in ("object",) else np.asarray(values, dtype=object)
             else:
                 x = np.clip(block[:, 0] * c.std + c.mean, c.low, c.high)
-                col = np.round(x).astype(c.dtype) if c.kind == "integer" else x.astype(c.dtype)
+                x = np.round(x).astype(np.int64) if c.kind == "integer" else x
+                # pandas' nullable dtypes ("Int64", "Float64") are not NumPy dtypes: cast through a Series
+                col = pd.Series(x, copy=False).astype(c.dtype)
             out[c.name] = col
         return pd.DataFrame(out)
 

@@ -25,11 +25,19 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .._io import model_folder, read_model_config, write_json
 from ..model import FlowModel
 from ..training import TrainHistory
 from ._encoder import TabularEncoder
 
 __all__ = ["TabularFlow"]
+
+
+def _json_name(c):
+    """A column name as saved in ``tabular.json``: ints and strings as they are, others as strings."""
+    if isinstance(c, (np.integer, int)) and not isinstance(c, bool):
+        return int(c)
+    return c if isinstance(c, str) else str(c)
 
 
 class TabularFlow:
@@ -69,8 +77,15 @@ class TabularFlow:
     ):
         if not isinstance(data, pd.DataFrame):
             raise TypeError(f"TabularFlow needs a pandas DataFrame, got {type(data).__name__}.")
-        if label is not None and label not in data.columns:
+        if label is not None and label not in data.columns and str(label) not in map(str, data.columns):
             raise KeyError(f"label column {label!r} is not in the DataFrame; columns: {list(data.columns)}.")
+        # the encoder and the saved schema name columns by strings; sample() gives back the originals
+        self._names = [_json_name(c) for c in data.columns]
+        if len(set(map(str, data.columns))) != data.shape[1]:
+            raise ValueError(f"column names must stay distinct as strings; got {list(data.columns)}.")
+        if label is not None:
+            label = str(label)
+        data = data.rename(columns=str)
         self.label = label
         self.columns = [str(c) for c in data.columns]
         features = data.drop(columns=[label]) if label is not None else data
@@ -143,12 +158,16 @@ class TabularFlow:
         g = torch.Generator().manual_seed(self.seed if seed is None else int(seed))
         if labels is not None and n is None:
             n = 1 if np.ndim(labels) == 0 else len(labels)
-        n = len(self._data) if n is None else int(n)
+        n = len(self._data) if n is None else n
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"n must be a whole number of rows >= 0, got {n!r}.")
+        n = int(n)
         cond = None
         if self.label is not None:
             lookup = {v: i for i, v in enumerate(self.classes)}
             if labels is None:
-                cond = torch.multinomial(torch.tensor(self.class_freq), n, replacement=True, generator=g)
+                cond = (torch.multinomial(torch.tensor(self.class_freq), n, replacement=True, generator=g) if n
+                        else torch.zeros(0, dtype=torch.long))
             else:
                 labels = [labels] * n if np.ndim(labels) == 0 else list(labels)
                 bad = sorted({str(v) for v in labels if v not in lookup})
@@ -159,32 +178,40 @@ class TabularFlow:
         elif labels is not None:
             raise ValueError("this model has no label column; build it with label=... to sample per class.")
         x0 = torch.randn(n, self.encoder.dim, generator=g)
-        z = self.model.transport(x0, method=solver, steps=None if solver == "dopri5" else steps, cond=cond)
+        if n == 0:  # an empty table with the training columns and dtypes
+            z = torch.zeros(0, self.encoder.dim)
+        else:
+            z = self.model.transport(x0, method=solver, steps=None if solver == "dopri5" else steps, cond=cond)
         df = self.encoder.decode(z.numpy())
         if self.label is not None:
             y = pd.Series([self.classes[i] for i in cond.tolist()], name=self.label)
             df[self.label] = y.astype(self.label_dtype) if self.label_dtype != "object" else y
-        return df[self.columns]
+        df = df[self.columns]
+        df.columns = pd.Index(getattr(self, "_names", self.columns))
+        return df
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path, overwrite: bool = False) -> None:
         """Write the flow (``model.pt``, ``config.json``) and the table schema (``tabular.json``)."""
-        path = Path(path)
-        self.model.save(path, overwrite=overwrite)
         meta = {"label": self.label, "columns": self.columns, "encoder": self.encoder.to_dict(),
                 "classes": self.classes, "class_freq": self.class_freq,
-                "label_dtype": getattr(self, "label_dtype", None), "n_rows": len(self._data)}
-        (path / "tabular.json").write_text(json.dumps(meta, indent=2))
+                "label_dtype": getattr(self, "label_dtype", None), "n_rows": len(self._data),
+                "names": self._names}
+        with model_folder(path, overwrite) as tmp:
+            self.model._write_files(tmp)
+            write_json(tmp / "tabular.json", meta)
 
     @classmethod
     def load(cls, path: str | Path) -> "TabularFlow":
         """Load a generator written by :meth:`save` (no training data needed to sample)."""
         path = Path(path)
+        read_model_config(path, "TabularFlow")  # readable, and every file as it was saved
         if not (path / "tabular.json").exists():
             raise FileNotFoundError(f"no tabular.json in {path}: is it a folder written by TabularFlow.save?")
         meta = json.loads((path / "tabular.json").read_text())
         self = cls.__new__(cls)
         self.label, self.columns = meta["label"], meta["columns"]
+        self._names = meta.get("names", self.columns)
         self.encoder = TabularEncoder.from_dict(meta["encoder"])
         self.classes, self.class_freq, self.label_dtype = meta["classes"], meta["class_freq"], meta["label_dtype"]
         self.model = FlowModel.load(path)

@@ -3,12 +3,12 @@ model, samples and metrics to a folder."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from .. import distributed
+from .._io import check_output_folder, write_csv, write_json
 
 __all__ = ["train_tabular", "read_table"]
 
@@ -42,7 +42,7 @@ def train_tabular(source: str, out: str | Path, *, label: str | None = None, met
 
     from . import TabularFlow, column_distances, correlation_distance, ml_efficiency
 
-    out = Path(out)
+    out = check_output_folder(out)
     if (out / "model" / "model.pt").exists() and not resume:
         raise FileExistsError(f"{out} already holds a trained model; choose another --out or pass --resume.")
     df = read_table(source)
@@ -59,7 +59,7 @@ def train_tabular(source: str, out: str | Path, *, label: str | None = None, met
         return {}
     tf.save(out / "model", overwrite=True)
     synth = tf.sample(n_samples or len(df))
-    synth.to_csv(out / "samples.csv", index=False)
+    write_csv(synth, out / "samples.csv", index=False)
     features = [c for c in df.columns if c != label]
     dist = column_distances(df[features], synth[features])
     metrics = {"source": str(source), "method": tf.model.method, "steps": steps, "seed": seed,
@@ -68,5 +68,5 @@ def train_tabular(source: str, out: str | Path, *, label: str | None = None, met
                "correlation_distance": correlation_distance(df, synth)}
     if test is not None:
         metrics["ml_efficiency"] = ml_efficiency(synth, df, test, label, seed=seed)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    write_json(out / "metrics.json", metrics, default=float)
     return metrics

@@ -7,21 +7,29 @@ import numpy as np
 import pandas as pd
 
 from .._cellflow import CellFlow
-from .._persist import fingerprint_differences
+from .._anndata import get_times
+from .._persist import fingerprint_differences, mismatch_error
 from .._cells import has_representation
 
 
 def check_model(adata, model) -> None:
-    """Raise if ``model`` was not trained on ``adata`` (same cells and representation)."""
+    """Raise if ``model`` was not trained on ``adata``: the same cells (number and names), the
+    same values of the representation and the same times (:func:`cellflow._persist.fingerprint`).
+    A model with ``use_rep="X"`` also refuses if ``adata.X`` changed in place since training."""
     if not isinstance(model, CellFlow):
         raise TypeError(f"model must be a cellflow.CellFlow, got {type(model).__name__}.")
     if not has_representation(adata, model.use_rep):
         where = "adata.X is empty" if model.use_rep == "X" else f"adata.obsm has no {model.use_rep!r}"
         raise KeyError(f"{where}, the representation the model was trained on.")
-    diff = fingerprint_differences(adata, model.use_rep, model.fingerprint)
+    diff = fingerprint_differences(adata, model.use_rep, model.fingerprint, model.time_key)
     if diff:
-        raise ValueError(f"this AnnData is not the one the model was trained on ({'; '.join(diff)}); "
-                         "pass the AnnData given to CellFlow(...), or train a model on this one.")
+        raise mismatch_error(diff)
+    model._check_source()
+
+
+def cell_times(adata, model) -> np.ndarray:
+    """Each cell's time, read from ``adata`` (checked by :func:`check_model` to be the model's)."""
+    return get_times(adata, model.time_key, min_points=1)[0]
 
 
 def rep_basis(use_rep: str) -> str:
@@ -54,8 +62,13 @@ def select_cells(adata, cells, what: str) -> np.ndarray:
         mask = np.zeros(adata.n_obs, dtype=bool)
         mask[arr] = True
         return mask
+    if not adata.obs_names.is_unique:
+        dup = int(adata.obs_names.duplicated().sum())
+        raise ValueError(f"{what}: cells are given by name, but adata.obs_names has {dup} duplicated names, so a "
+                         "name may mean several cells. Run adata.obs_names_make_unique() first (before training), "
+                         "or select the cells with a boolean mask or {obs_key: value}.")
     mask = adata.obs_names.isin(arr.astype(str))
-    if mask.sum() != len(arr):
+    if mask.sum() != len(np.unique(arr.astype(str))):
         raise KeyError(f"{what}: {len(arr) - int(mask.sum())} names are not in adata.obs_names.")
     return mask
 

@@ -11,22 +11,26 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import check_model, refuse_overwrite, select_cells, time_labels
+from ._common import cell_times, check_model, refuse_overwrite, select_cells, time_labels
 
 
-def _time_mask(model, t: float, what: str) -> np.ndarray:
-    if t not in model.times:
-        raise ValueError(f"{what}={t} is not a measured time; choose from {model.times.tolist()}.")
-    return model.cell_times() == t
+def _time_mask(adata, model, t: float, what: str) -> np.ndarray:
+    """The cells of ``adata`` measured at ``t`` (a measured time of the model)."""
+    return cell_times(adata, model) == model._measured(t, what)
 
 
 def _groups_at(adata, groupby: str, at_to: np.ndarray, groups, t_to: float) -> tuple[np.ndarray, list, list]:
     """The labels of ``obs[groupby]`` at the cells of ``t_to``, the groups present there, and the
-    groups asked for (default all present); raises if one asked for is absent."""
+    groups asked for (default all present); raises if one asked for is absent. Cells without a
+    label (NaN) belong to no group: their label is ``None``."""
     import pandas as pd
 
-    labels = adata.obs[groupby].astype(str).to_numpy()[at_to]
-    present = list(pd.unique(labels))
+    col = adata.obs[groupby][at_to]
+    labels = col.astype(str).to_numpy().astype(object)
+    labels[col.isna().to_numpy()] = None  # a missing label is no group (never a group called "nan")
+    present = list(pd.unique(labels[col.notna().to_numpy()]))
+    if not present:
+        raise ValueError(f"obs[{groupby!r}] has no label at the cells of t_to={t_to}; label those cells first.")
     names = present if groups is None else [str(g) for g in np.atleast_1d(groups)]
     missing = [g for g in names if g not in present]
     if missing:
@@ -39,7 +43,7 @@ def _prepare(adata, model, cells, what: str, t_from, t_to, key_added, overwrite,
     """Shared checks of push/pull; the selected cells at their time point and the transition matrix."""
     check_model(adata, model)
     refuse_overwrite([f"obs[{key_added!r}]"] * (key_added in adata.obs), overwrite)
-    at_from, at_to = _time_mask(model, t_from, "t_from"), _time_mask(model, t_to, "t_to")
+    at_from, at_to = _time_mask(adata, model, t_from, "t_from"), _time_mask(adata, model, t_to, "t_to")
     t_sel, at_sel = (t_from, at_from) if what == "source" else (t_to, at_to)
     sel = select_cells(adata, cells, what)[at_sel]
     if not sel.any():
@@ -138,7 +142,9 @@ def fates(adata, model, groupby: str, *, t_from: float, t_to: float, groups=None
         A column of ``adata.obs`` (e.g. cell types or clusters) read at the cells of ``t_to``.
     groups
         The groups that get a column (default: every group present at ``t_to``); the mass
-        landing on cells of other groups goes to a column ``"other"``.
+        landing on cells of other groups goes to a column ``"other"``. Cells whose label is
+        missing (NaN) belong to no group: the fates are shares of the mass that lands on
+        labelled cells (NaN, with a warning, for a cell that lands on none).
     key_added
         Default ``f"fates_{groupby}"``.
     t_from, t_to, k, steps, sde, overwrite, copy
@@ -159,15 +165,23 @@ def fates(adata, model, groupby: str, *, t_from: float, t_to: float, groups=None
     key_added = key_added or f"fates_{groupby}"
     refuse_overwrite([f"obsm[{key_added!r}]"] * (key_added in adata.obsm)
                      + [f"uns[{key_added + '_params'!r}]"] * (f"{key_added}_params" in adata.uns), overwrite)
-    at_from, at_to = _time_mask(model, t_from, "t_from"), _time_mask(model, t_to, "t_to")
+    at_from, at_to = _time_mask(adata, model, t_from, "t_from"), _time_mask(adata, model, t_to, "t_to")
     labels, present, names = _groups_at(adata, groupby, at_to, groups, t_to)
     columns = names + (["other"] if set(present) - set(names) else [])
     col = {g: i for i, g in enumerate(columns)}
-    j = np.array([col.get(g, len(columns) - 1) for g in labels])
-    onehot = sp.csr_matrix((np.ones(len(j)), (np.arange(len(j)), j)), shape=(len(j), len(columns)))
+    labelled = np.array([g is not None for g in labels])
+    j = np.array([col.get(g, len(columns) - 1) for g in labels[labelled]], dtype=np.int64)
+    onehot = sp.csr_matrix((np.ones(len(j)), (np.flatnonzero(labelled), j)), shape=(len(labels), len(columns)))
     P = model.transition_matrix(t_from, t_to, k=k, steps=steps, sde=sde)
     F = np.asarray((P @ onehot).todense())
-    F /= F.sum(1, keepdims=True)
+    total = F.sum(1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        F = np.where(total > 0, F / total, np.nan)  # over the mass that lands on labelled cells
+    if (total == 0).any():
+        import warnings
+
+        warnings.warn(f"{int((total == 0).sum())} cells at t_from={t_from} land only on cells without a label in "
+                      f"obs[{groupby!r}]; their fates are NaN.", stacklevel=2)
     adata = adata.copy() if copy else adata
     out = pd.DataFrame(np.nan, index=adata.obs_names, columns=columns)
     out.loc[at_from] = F
@@ -194,7 +208,7 @@ def couplings(adata, model, *, k: int = 30, steps: int = 100) -> dict:
     check_model(adata, model)
     labels = time_labels(adata, model.time_key, model.times)
     out = {}
-    t = model.cell_times()
+    t = cell_times(adata, model)
     for a, b in zip(model.times[:-1], model.times[1:]):
         P = model.transition_matrix(float(a), float(b), k=k, steps=steps)
         out[(labels[float(a)], labels[float(b)])] = ad.AnnData(

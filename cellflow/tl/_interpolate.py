@@ -11,10 +11,18 @@ from ._common import check_model
 def _decode(adata, Z: np.ndarray, n_pcs: int, layer: str | None, genes: np.ndarray | None = None):
     """Expression from PC scores (last axis of ``Z``): ``Z @ PCs[:, :n_pcs].T`` plus the genes'
     mean, for all genes or the columns ``genes``."""
+    from .._cells import RowSource
+
     M = adata.layers[layer] if layer is not None else adata.X
-    if genes is not None:
-        M = M[:, genes]
-    mean = np.asarray(M.mean(0)).ravel()
+    if layer is None and adata.isbacked:  # X on disk: the genes' means in blocks of cells
+        source = RowSource(lambda: adata.X)
+        mean = np.zeros(source.shape[1])
+        for _, block in source.blocks():
+            mean += block.sum(0)
+        mean = mean / max(source.shape[0], 1)
+        mean = mean if genes is None else mean[genes]
+    else:
+        mean = np.asarray((M if genes is None else M[:, genes]).mean(0)).ravel()
     PCs = np.asarray(adata.varm["PCs"])[:, :n_pcs] if genes is None else np.asarray(adata.varm["PCs"])[genes, :n_pcs]
     return Z @ PCs.T + mean
 

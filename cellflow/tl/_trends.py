@@ -35,7 +35,7 @@ from typing import Callable
 import numpy as np
 
 from .._assign import knn_assignment
-from ._common import check_model, refuse_overwrite, select_cells
+from ._common import cell_times, check_model, refuse_overwrite, select_cells
 from ._fate import _groups_at, _time_mask
 from ._interpolate import _decode
 
@@ -130,7 +130,7 @@ def gene_trends(adata, model, genes, *, t_from: float, t_to: float, cells=None, 
     """
     check_model(adata, model)
     refuse_overwrite([f"uns[{key_added!r}]"] * (key_added in adata.uns), overwrite)
-    at_from, at_to = _time_mask(model, t_from, "t_from"), _time_mask(model, t_to, "t_to")
+    at_from, at_to = _time_mask(adata, model, t_from, "t_from"), _time_mask(adata, model, t_to, "t_to")
     if t_from == t_to:
         raise ValueError("t_from and t_to are the same time; choose two different measured times.")
     if int(n_points) < 2:
@@ -160,7 +160,7 @@ def gene_trends(adata, model, genes, *, t_from: float, t_to: float, cells=None, 
     obs_times = model.times[(model.times >= lo) & (model.times <= hi)]
     if t_to < t_from:
         obs_times = obs_times[::-1]
-    cell_t = model.cell_times()
+    cell_t = cell_times(adata, model)
     M = adata.layers[layer] if layer is not None and model.use_rep != "X" else adata.X
     observed = np.stack([np.asarray(M[np.flatnonzero(cell_t == s)][:, idx].mean(0), dtype=np.float64).ravel()
                          for s in obs_times])

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._cells import RowSource, read_representation
-from ._common import check_model, refuse_overwrite, rep_basis
+from ._common import cell_times, check_model, refuse_overwrite, rep_basis
 
 
 def velocity(adata, model, *, key_added: str = "velocity", genes: bool = True, overwrite: bool = False,
@@ -74,7 +74,7 @@ def velocity(adata, model, *, key_added: str = "velocity", genes: bool = True, o
     refuse_overwrite(keys, overwrite)
 
     if on_x:
-        times = model.cell_times()
+        times = cell_times(adata, model)
         V = np.zeros(adata.shape, dtype=np.float32)
         for sl, block in RowSource.from_adata(adata, "X", model.n_pcs).blocks():
             V[sl, :model.n_pcs] = model.velocity(block, times[sl], chunk_size=chunk_size)
@@ -82,7 +82,7 @@ def velocity(adata, model, *, key_added: str = "velocity", genes: bool = True, o
         adata.var[f"{key_added}_genes"] = np.arange(adata.n_vars) < model.n_pcs
     else:
         X = np.asarray(adata.obsm[model.use_rep], dtype=np.float64)
-        V = model.velocity(X[:, :model.n_pcs], model.cell_times(), chunk_size=chunk_size)
+        V = model.velocity(X[:, :model.n_pcs], cell_times(adata, model), chunk_size=chunk_size)
         full = np.zeros(X.shape, dtype=np.float32)
         full[:, :model.n_pcs] = V
         adata.obsm[okey] = full
