@@ -5,7 +5,7 @@ and beyond.
 >>> model = cf.FlowModel(dim=2, method="ot")
 """
 
-from . import couplings, datasets, pl, tl, likelihood, matchers, metrics, networks, paths, solvers, training
+from . import couplings, datasets, pl, tl, likelihood, matchers, metrics, networks, paths, solvers, threads, training
 from .couplings import ConvergenceError, ExactOT, IndependentCoupling, PartialOT, SinkhornOT
 from .matchers import FlowMatcher, make_matcher
 from ._cellflow import CellFlow

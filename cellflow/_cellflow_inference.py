@@ -16,17 +16,23 @@ import torch
 from ._assign import knn_assignment
 from .networks import interval_index
 from .solvers import integrate_ode, integrate_sde
+from .threads import scoped_threads
 
-__all__ = ["InferenceMixin"]
+__all__ = ["InferenceMixin", "CHUNK_SIZE"]
+
+# cells integrated at a time: on one thread, 8,192 rows keep a layer's activations in cache
+# (EB network, 100k cells, 50 Euler steps: 2.6 s against 4.6 s at 65,536; choosing_a_method, "Threads")
+CHUNK_SIZE = 8192
 
 
 class InferenceMixin:
     """:meth:`push`, :meth:`velocity`, :meth:`predict` and :meth:`transition_matrix` for
     :class:`cellflow.CellFlow`."""
 
+    @scoped_threads
     def push(self, X: np.ndarray, t_from: float, t_to: float, *, method: str = "euler", steps: int = 100,
              n_points: int | None = None, sde: bool = False, seed: int | None = None,
-             chunk_size: int = 65536) -> np.ndarray:
+             chunk_size: int = CHUNK_SIZE) -> np.ndarray:
         r"""Move cells (rows of ``X`` in the representation's units) from time ``t_from`` to
         ``t_to`` (backwards if ``t_to < t_from``) along the learned ODE, or, for SB models with
         ``sde=True``, along the learned Schrödinger bridge SDE (Euler–Maruyama, ``steps`` steps).
@@ -93,7 +99,8 @@ class InferenceMixin:
             out.append(tr.xs[-1])
         return torch.stack(out)
 
-    def velocity(self, X: np.ndarray, time: float | np.ndarray, *, chunk_size: int = 65536) -> np.ndarray:
+    @scoped_threads
+    def velocity(self, X: np.ndarray, time: float | np.ndarray, *, chunk_size: int = CHUNK_SIZE) -> np.ndarray:
         """The learned velocity at cells ``X`` and time(s) ``time`` (one per cell, or one for
         all), in units of the representation per unit of model time (per time-point interval
         for ``time_scale="index"``, per unit of ``obs[time_key]`` for ``"real"``). A

@@ -25,6 +25,7 @@ from .geodesics import GeodesicPath, fit_geodesic_interpolant
 from .riemannian_metrics import MAX_METRIC_CELLS, fit_metric
 from .matchers import FlowMatcher
 from .training import TrainConfig, Trainer, TrainHistory, default_prefetch, seed_everything, worker_step_threads
+from .threads import resolve_threads, thread_scope
 from .train_config import check_batch_size
 
 __all__ = ["TrainingMixin"]
@@ -38,7 +39,7 @@ class TrainingMixin:
               weight_decay: float = 1e-5, ema_decay: float | None = FIT_EMA_DECAY, grad_clip: float | None = None,
               warmup_steps: int = 0, prefetch: int | None = None, workers: int = 2,
               global_coupling: bool = False, geodesic_steps: int | None = None, metric: dict | None = None,
-              progress: bool = True) -> TrainHistory:
+              progress: bool = True, threads: int | None = None) -> TrainHistory:
         """Fit the flow on all consecutive pairs of time points (skipping ``holdout``).
 
         Parameters
@@ -82,7 +83,17 @@ class TrainingMixin:
             without. :func:`cellflow.evaluate_holdout` follows the paper's protocol, without it.
         lr, weight_decay, grad_clip, warmup_steps, progress
             See :class:`cellflow.training.TrainConfig`.
+        threads
+            Torch intra-op threads, for the metric and geodesic stage of OT-MFM too (``None``:
+            one unless you set more; :mod:`cellflow.threads`).
         """
+        with thread_scope(threads):
+            return self._train(steps, batch_size, holdout, ot_batch_size, lr, weight_decay, ema_decay, grad_clip,
+                               warmup_steps, prefetch, workers, global_coupling, geodesic_steps, metric, progress,
+                               threads)
+
+    def _train(self, steps, batch_size, holdout, ot_batch_size, lr, weight_decay, ema_decay, grad_clip, warmup_steps,
+               prefetch, workers, global_coupling, geodesic_steps, metric, progress, threads) -> TrainHistory:
         batch_size = check_batch_size(batch_size)
         if ot_batch_size is not None:
             ot_batch_size = check_batch_size(ot_batch_size, "ot_batch_size")
@@ -149,8 +160,9 @@ class TrainingMixin:
         seed_everything(self.seed)
         cfg = TrainConfig(steps=steps, lr=lr, weight_decay=weight_decay, ema_decay=ema_decay, grad_clip=grad_clip,
                           warmup_steps=warmup_steps, prefetch=prefetch, workers=workers, progress=progress,
-                          shared_draws=global_coupling,
-                          step_threads=worker_step_threads(matcher.coupling, prefetch, workers))
+                          shared_draws=global_coupling, threads=threads,
+                          step_threads=worker_step_threads(matcher.coupling, prefetch, workers,
+                                                           resolve_threads(threads)))
         modules = {"net": self.net} if self.score_net is None else {"net": self.net, "score_net": self.score_net}
         trainer = Trainer(modules, make_batch, loss_fn, cfg)
         with training_wrappers(self, ("net", "score_net")):

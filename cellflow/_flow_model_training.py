@@ -20,6 +20,7 @@ from torch import Tensor
 from . import distributed
 from .distributed import training_wrappers
 from .training import TrainConfig, Trainer, TrainHistory, default_prefetch, seed_everything, worker_step_threads
+from .threads import resolve_threads
 from .train_config import check_batch_size
 
 if TYPE_CHECKING:
@@ -164,6 +165,7 @@ class FitMixin:
         resume: bool = False,
         couple_within_labels: bool = True,
         global_coupling: bool = False,
+        threads: int | None = None,
     ) -> TrainHistory:
         """Train the flow from ``source`` to ``target``.
 
@@ -180,8 +182,9 @@ class FitMixin:
         target_cond
             Per-row labels or covariates of ``target`` (needs ``n_classes`` or ``cond_dim``);
             they follow their rows through the pairing.
-        lr, weight_decay, grad_clip, ema_decay, warmup_steps, val_every, patience, prefetch, workers, group, progress, checkpoint_dir, checkpoint_every
-            See :class:`cellflow.training.TrainConfig`. ``prefetch=None`` (default): 4 batches
+        lr, weight_decay, grad_clip, ema_decay, warmup_steps, val_every, patience, prefetch, workers, group, progress, checkpoint_dir, checkpoint_every, threads
+            See :class:`cellflow.training.TrainConfig` (``threads=None``: one torch thread
+            unless you set more, :mod:`cellflow.threads`). ``prefetch=None`` (default): 4 batches
             ahead for exact OT couplings, else inline (:func:`cellflow.training.default_prefetch`);
             exact OT on up to 16 features sends the solves of ``group`` steps to a worker as one
             task, two groups ahead.
@@ -206,8 +209,9 @@ class FitMixin:
         cfg = TrainConfig(steps=steps, lr=lr, weight_decay=weight_decay, grad_clip=grad_clip, ema_decay=ema_decay,
                           warmup_steps=warmup_steps, val_every=val_every, patience=patience, prefetch=prefetch, workers=workers,
                           group=group, progress=progress, checkpoint_every=checkpoint_every, checkpoint_dir=checkpoint_dir,
-                          shared_draws=global_coupling,
-                          step_threads=worker_step_threads(self.matcher.coupling, prefetch, workers))
+                          shared_draws=global_coupling, threads=threads,
+                          step_threads=worker_step_threads(self.matcher.coupling, prefetch, workers,
+                                                           resolve_threads(threads)))
         seed_everything(self.seed)
         make_batch = self._make_batch_fn(source, target, batch_size, ot_batch_size, target_cond, couple_within_labels,
                                          global_coupling)

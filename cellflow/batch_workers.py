@@ -30,15 +30,15 @@ def default_prefetch(coupling) -> int:
     return 4 if getattr(coupling, "solves_on_cpu", False) else 0
 
 
-def worker_step_threads(coupling, prefetch: int, workers: int) -> int | None:
+def worker_step_threads(coupling, prefetch: int, workers: int, total: int | None = None) -> int | None:
     """Intra-op threads for the step while batch workers draw batches with ``coupling``: the
     cores the workers leave (at least 1) when its plan is CPU solver work
     (``coupling.solves_on_cpu``, exact OT), else ``None`` (unchanged), as for inline
-    training. On 2 cores (``cellflow bench throughput``, 2-D toy, batch 256): OT-CFM 302
+    training. ``total``: the threads the run has (default: torch's current count). On 2 cores (``cellflow bench throughput``, 2-D toy, batch 256): OT-CFM 302
     steps/s against 242 with the step on 2 threads."""
     if not (prefetch and getattr(coupling, "solves_on_cpu", False)):
         return None
-    return max(1, torch.get_num_threads() - max(1, workers))
+    return max(1, (torch.get_num_threads() if total is None else int(total)) - max(1, workers))
 
 
 def step_generator(seed: int, step: int, device: str | torch.device = "cpu", rank: int = 0) -> torch.Generator:

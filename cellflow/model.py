@@ -28,6 +28,7 @@ from .matchers import DEFAULT_SIGMA, canonical_method, make_matcher
 from .networks import build_network
 from .solvers import Trajectory, integrate_ode, integrate_sde
 from .training import TrainConfig, TrainHistory, check_device
+from .threads import scoped_threads
 
 __all__ = ["FlowModel", "Sampler", "as_sampler"]
 
@@ -146,6 +147,7 @@ class FlowModel(FitMixin):
     def _field(self, cond):
         return lambda t, x: self.net(t, x, cond)
 
+    @scoped_threads
     def transport(
         self,
         x0: Tensor,
@@ -177,6 +179,7 @@ class FlowModel(FitMixin):
         tr = Trajectory(t=tr.t.to(home), xs=tr.xs.to(home), nfe=tr.nfe)
         return tr if return_trajectory else tr.end
 
+    @scoped_threads
     def sample_sde(
         self,
         x0: Tensor,
@@ -206,6 +209,7 @@ class FlowModel(FitMixin):
         tr = Trajectory(t=tr.t.to(home), xs=tr.xs.to(home), nfe=tr.nfe)
         return tr if return_trajectory else tr.end
 
+    @scoped_threads
     def log_likelihood(self, x1: Tensor, base_log_prob: Callable[[Tensor], Tensor] | None = None, **kwargs) -> Tensor:
         """Log-density of ``x1`` at t = 1 when the flow starts from ``base_log_prob`` at t = 0
         (default: standard normal). Keyword arguments go to

@@ -72,6 +72,9 @@ class TrainConfig:
         (``None``: unchanged); restored afterwards. Models whose workers solve exact OT set
         it to ``max(1, threads - workers)`` (:func:`cellflow.batch_workers.worker_step_threads`), so that the solves
         get cores of their own instead of sharing them with the step's thread pool.
+    threads
+        Torch intra-op threads for the whole run (``None``: :mod:`cellflow.threads`' policy, one
+        thread unless ``OMP_NUM_THREADS`` or ``torch.set_num_threads`` says otherwise).
     progress
         Show a tqdm progress bar.
     shared_draws
@@ -95,6 +98,7 @@ class TrainConfig:
     workers: int = 1
     group: int = 16
     step_threads: int | None = None
+    threads: int | None = None
     progress: bool = True
     shared_draws: bool = False
     checkpoint_every: int = 0

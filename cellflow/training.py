@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from . import distributed
 from .batch_workers import _BatchPool, default_prefetch, step_generator, worker_step_threads
 from .optim import adamw, warm_ema
+from .threads import thread_scope
 from .train_config import TrainConfig, TrainHistory
 from ._io import torch_save, write_json
 
@@ -183,7 +184,12 @@ class Trainer:
     def run(self, seed: int = 0, *, resume: bool = False, identity: dict | None = None) -> TrainHistory:
         """Train for ``config.steps`` steps (from a checkpoint when ``resume``). ``identity``
         (e.g. method, σ, network) is written with each checkpoint, together with ``seed``, and a
-        resumed run must match it."""
+        resumed run must match it. Runs on ``config.threads`` intra-op threads
+        (:mod:`cellflow.threads`: one unless the user asks), and restores the caller's count."""
+        with thread_scope(self.config.threads) as n:
+            return self._run(seed, resume, identity, n)
+
+    def _run(self, seed: int, resume: bool, identity: dict | None, n_threads: int) -> TrainHistory:
         cfg = self.config
         identity = {"seed": int(seed), **(identity or {})}
         self._identity = identity
@@ -205,7 +211,7 @@ class Trainer:
         threads = torch.get_num_threads()
         if pool is not None and cfg.step_threads and all(
                 p.device.type == "cpu" for m in self.modules.values() for p in m.parameters()):
-            torch.set_num_threads(int(cfg.step_threads))
+            torch.set_num_threads(min(int(cfg.step_threads), n_threads))
         start = time.perf_counter()
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not (cfg.progress and main), desc="training",
                    leave=False)

@@ -294,8 +294,9 @@ def test_ot_workers_get_the_cores_and_the_thread_count_is_restored():
         Trainer({"net": net}, lambda g: torch.randn(8, 2, generator=g), loss_fn, cfg).run()
         assert seen == [1] * 5 and torch.get_num_threads() == 2  # one thread while the workers run, then restored
         seen.clear()
-        Trainer({"net": net}, lambda g: torch.randn(8, 2, generator=g), loss_fn, TrainConfig(steps=3, progress=False)).run()
-        assert seen == [2] * 3  # inline training leaves the count alone
+        Trainer({"net": net}, lambda g: torch.randn(8, 2, generator=g), loss_fn,
+                TrainConfig(steps=3, progress=False, threads=2)).run()
+        assert seen == [2] * 3  # inline training on the threads asked for
     finally:
         torch.set_num_threads(before)
 

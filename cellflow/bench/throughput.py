@@ -29,8 +29,13 @@ from ..metrics import wasserstein
 from ..matchers import DEFAULT_SIGMA  # OT-CFM, I-CFM 0.1; SB 1.0 (entropic OT at ε = 2σ² = 2, as torchcfm's reg)
 from ..model import FlowModel
 from ..solvers import integrate_ode
+from ..threads import resolve_threads
 from ..training import TrainConfig
 from .toy import LABEL
+
+
+def threads_note() -> str:
+    return f"{resolve_threads()} thread(s) by cellflow.threads"
 
 
 def _sync(device: str) -> None:
@@ -38,12 +43,13 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _ours(method: str, steps: int, batch: int, seed: int, device: str = "cpu", group: int = TrainConfig.group):
+def _ours(method: str, steps: int, batch: int, seed: int, device: str = "cpu", group: int = TrainConfig.group,
+          threads: int | None = None):
     # SB: the flow only, no score network, as torchcfm's sample_location_and_conditional_flow
     model = FlowModel(2, method, sigma=DEFAULT_SIGMA[method], seed=seed, device=device, train_score=False)
     t0 = time.perf_counter()
     model.fit(lambda n, g: toy_sample("8gaussians", n, generator=g), lambda n, g: toy_sample("moons", n, generator=g),
-              steps=steps, batch_size=batch, progress=False, group=group)
+              steps=steps, batch_size=batch, progress=False, group=group, threads=threads)
     _sync(device)
     return time.perf_counter() - t0, lambda t, x: model.velocity(torch.as_tensor(t).to(device), x.to(device)).cpu()
 
@@ -77,11 +83,38 @@ def _torchcfm(method: str, steps: int, batch: int, seed: int, device: str = "cpu
     return seconds, lambda t, x: net(torch.cat([x, t.expand(x.shape[0], 1)], -1).to(device)).cpu()
 
 
+class busy_processes:
+    """``n`` CPU-bound competitor processes (each a Python loop), running inside the block."""
+
+    def __init__(self, n: int):
+        self.n, self.procs = int(n), []
+
+    def __enter__(self):
+        import subprocess
+        import sys
+
+        self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(self.n)]
+        time.sleep(0.2 if self.n else 0.0)  # let them reach the scheduler
+        return self
+
+    def __exit__(self, *exc):
+        for p in self.procs:
+            p.kill()
+        for p in self.procs:
+            p.wait()
+        self.procs = []
+
+
 def run(*, steps: int = 1000, repeats: int = 3, batch: int = 256, threads: int = 2, accuracy_steps: int = 0,
         n_test: int = 2000, verbose: bool = True, device: str = "cpu",
-        methods: tuple[str, ...] = ("ot", "icfm", "sb"), ot_groups: tuple[int, ...] = ()) -> pd.DataFrame:
+        methods: tuple[str, ...] = ("ot", "icfm", "sb"), ot_groups: tuple[int, ...] = (),
+        busy: int = 0, ours_threads: tuple[int, ...] = ()) -> pd.DataFrame:
+    """``threads`` is torch's count for torchcfm (ours follows :mod:`cellflow.threads`; add rows
+    of ours on a fixed count with ``ours_threads``). ``busy=N`` times every contender alone and
+    beside N CPU-bound processes, in turns, and adds ``steps_per_s_busy`` and ``busy_ratio``."""
     torch.set_num_threads(threads)
     libs = {"cellflow": _ours}
+    libs.update({f"cellflow, {n} threads": functools.partial(_ours, threads=n) for n in ours_threads})
     try:
         import torchcfm  # noqa: F401
 
@@ -96,13 +129,20 @@ def run(*, steps: int = 1000, repeats: int = 3, batch: int = 256, threads: int =
     for method, lib, fn in contenders:  # untimed warm-up: first-call costs (and the CUDA context)
         fn(method, 20, batch, 0, device)
     times: dict = {(method, lib): [] for method, lib, _ in contenders}
+    loaded: dict = {(method, lib): [] for method, lib, _ in contenders}
     for seed in range(repeats):  # interleaved, so that drifting machine load hits every contender alike
         for method, lib, fn in contenders:
             times[method, lib].append(fn(method, steps, batch, seed, device)[0])
+            if busy:  # the same run beside `busy` competitors, right after
+                with busy_processes(busy):
+                    loaded[method, lib].append(fn(method, steps, batch, seed, device)[0])
     rows = []
     for method, lib, fn in contenders:
         row = dict(library=lib, method=LABEL[method], device=device,
                    steps_per_s=steps / statistics.median(times[method, lib]), runs=repeats)
+        if busy:
+            row["steps_per_s_busy"] = steps / statistics.median(loaded[method, lib])
+            row["busy_ratio"] = row["steps_per_s_busy"] / row["steps_per_s"]
         if accuracy_steps:
             seconds, field = fn(method, accuracy_steps, batch, 0, device)
             g = torch.Generator().manual_seed(123)
@@ -118,7 +158,8 @@ def run(*, steps: int = 1000, repeats: int = 3, batch: int = 256, threads: int =
         print(f"our OT-CFM / our I-CFM, per round: {', '.join(f'{r:.3f}' for r in ratios)}")
     df = pd.DataFrame(rows)
     if verbose:
-        print(f"\nmedian of {repeats} runs of {steps} steps, batch {batch}, {threads} threads, on {device}"
+        print(f"\nmedian of {repeats} runs of {steps} steps, batch {batch}, on {device} (torchcfm on {threads} "
+              f"threads, ours on {threads_note()})" + (f"; busy: beside {busy} CPU-bound processes" if busy else "")
               + (f"; W2 on {n_test} samples after {accuracy_steps} steps" if accuracy_steps else ""))
         print(df.to_string(index=False))
     return df

@@ -28,7 +28,7 @@ def _bench_throughput(args) -> int:
 
     run(steps=args.steps, repeats=args.repeats, batch=args.batch_size, threads=args.threads,
         accuracy_steps=args.accuracy_steps, n_test=args.n_test, device=args.device, methods=tuple(args.methods),
-        ot_groups=tuple(args.ot_groups))
+        ot_groups=tuple(args.ot_groups), busy=args.busy, ours_threads=tuple(args.ours_threads))
     return 0
 
 
@@ -120,6 +120,10 @@ def add_commands(sub) -> None:
     s.add_argument("--methods", nargs="+", choices=["ot", "icfm", "sb"], default=["ot", "icfm", "sb"])
     s.add_argument("--ot-groups", nargs="+", type=int, default=[], metavar="G",
                    help="also time our OT-CFM with its worker tasks solving G steps each (default 16)")
+    s.add_argument("--busy", type=int, default=0, metavar="N",
+                   help="also time every contender beside N CPU-bound processes, in turns with the runs alone")
+    s.add_argument("--ours-threads", nargs="+", type=int, default=[], metavar="T",
+                   help="also time ours on T torch threads (default: cellflow.threads' policy, one thread)")
     s.set_defaults(func=_bench_throughput)
     from ..bench.speed import SECTIONS
 

@@ -35,6 +35,7 @@ from ..model import FlowModel
 from ..solvers import integrate_ode
 from ..training import TrainHistory
 from ..unet import CIFAR10_RECIPE, DIGITS_RECIPE
+from ..threads import scoped_threads
 
 __all__ = ["ImageFlow", "PRESETS", "save_image_grid"]
 
@@ -154,6 +155,7 @@ class ImageFlow:
 
         return guided
 
+    @scoped_threads
     def sample(self, n: int | None = None, labels=None, *, guidance: float = 1.0, solver: str = "euler",
                steps: int = 100, atol: float = 1e-5, rtol: float = 1e-5, seed: int | None = None,
                batch_size: int = 1000, return_nfe: bool = False):

@@ -17,11 +17,12 @@ from __future__ import annotations
 import numpy as np
 
 from .._cells import RowSource, read_representation
+from .._cellflow_inference import CHUNK_SIZE
 from ._common import cell_times, check_model, refuse_overwrite, rep_basis
 
 
 def velocity(adata, model, *, key_added: str = "velocity", genes: bool = True, overwrite: bool = False,
-             chunk_size: int = 65536, copy: bool = False):
+             chunk_size: int = CHUNK_SIZE, copy: bool = False):
     """Write the learned velocity at each cell's own time into ``adata``.
 
     Parameters
