@@ -22,7 +22,10 @@ def cellflow_method(method: str) -> str:
     also ``"ot-mfm"``, ``"metric"``)."""
     if str(method).lower() in ("mfm", "ot-mfm", "otmfm", "metric"):
         return "mfm"
-    m = canonical_method(method)
+    try:
+        m = canonical_method(method)
+    except ValueError:
+        m = None  # the engine's list (fm, vp) is not CellFlow's: name CellFlow's own below
     if m not in METHODS:
         raise ValueError(f"CellFlow supports method='ot', 'sb', 'icfm' or 'mfm', got {method!r}.")
     return m

@@ -132,3 +132,12 @@ class TrainHistory:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def __repr__(self) -> str:  # the losses are in .loss; printing them all helps no one
+        if not self.loss:
+            return "TrainHistory(steps=0)"
+        tail = self.loss[-min(50, len(self.loss)):]
+        extra = f", best_step={self.best_step}" if self.best_step is not None else ""
+        extra += ", stopped_early=True" if self.stopped_early else ""
+        return (f"TrainHistory(steps={self.steps}, loss first={self.loss[0]:.4g}, "
+                f"last 50 mean={sum(tail) / len(tail):.4g}, seconds={self.seconds:.1f}{extra})")

@@ -73,6 +73,7 @@ def test_categorical_numeric_labels_are_accepted():
     (lambda a: None, dict(n_pcs=10), ValueError, "n_pcs=10 but"),
     (lambda a: None, dict(min_cells=200), ValueError, "fewer than min_cells=200"),
     (lambda a: None, dict(method="fm"), ValueError, "supports method"),
+    (lambda a: None, dict(method="xyz"), ValueError, "'icfm' or 'mfm', got 'xyz'"),
 ])
 def test_bad_input_names_the_problem(mutate, kwargs, exc, match):
     adata = course()

@@ -328,3 +328,11 @@ def test_a_slow_first_batch_stays_out_of_the_progress_bar_s_rate(monkeypatch):
     training.Trainer({"net": net}, make, lambda x: ((net(x) - x) ** 2).mean(), cfg).run(seed=0)
     (bar,) = bars
     assert bar.start_t >= ready[0] - 0.05  # tqdm's clock is time.time
+
+
+def test_history_prints_a_summary_not_every_loss():
+    h = cf.FlowModel(2, "icfm", seed=0).fit(torch.randn(64, 2), torch.randn(64, 2), steps=120, batch_size=16,
+                                            progress=False)
+    text = repr(h)
+    assert text.startswith("TrainHistory(steps=120, loss first=") and len(text) < 150
+    assert repr(cf.training.TrainHistory()) == "TrainHistory(steps=0)"
