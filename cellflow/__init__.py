@@ -21,5 +21,5 @@ __all__ = [
     "CellFlow", "evaluate_holdout", "summarize_holdout", "FlowModel", "FlowMatcher", "make_matcher", "MLP", "TrainConfig", "seed_everything",
     "StraightPath", "BrownianBridgePath", "LipmanPath", "VPPath", "PathSample",
     "ExactOT", "SinkhornOT", "PartialOT", "IndependentCoupling", "ConvergenceError",
-    "tl", "pl", "couplings", "datasets", "likelihood", "matchers", "metrics", "networks", "paths", "solvers", "training",
+    "tl", "pl", "couplings", "datasets", "likelihood", "matchers", "metrics", "networks", "paths", "solvers", "threads", "training",
 ]
