@@ -232,8 +232,12 @@ def test_push_pull_and_couplings(fitted, tmp_path):
     b_to_a = adata.obs.loc[at5 & (adata.obs["branch"] == "A"), "push_B"].sum()
     # day-2 branch labels are a noisy proxy of commitment, but the two groups must part ways
     assert a_to_a > 0.5 and a_to_a > b_to_a + 0.3
-    cf.tl.pull(adata, model, {"branch": "A"}, t_from=2, t_to=5, normalize=False)
+    cf.tl.pull(adata, model, {"branch": "A"}, t_from=2, t_to=5)  # default: per-cell probabilities
     p = adata.obs["pull"]
+    cf.tl.pull(adata, model, {"branch": "A"}, t_from=2, t_to=5, normalize=True, key_added="pull_dist")
+    at = adata.obs["day"] == 2
+    assert adata.obs.loc[at, "pull_dist"].sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(adata.obs.loc[at, "pull_dist"], p[at] / p[at].sum())
     at2 = (adata.obs["day"] == 2).to_numpy()
     assert p[at2].between(0, 1).all() and p[~at2].isna().all()
     assert p[at2 & (adata.obs["branch"] == "A")].mean() > p[at2 & (adata.obs["branch"] == "B")].mean() + 0.5

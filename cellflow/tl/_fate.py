@@ -91,7 +91,7 @@ def push(adata, model, source, *, t_from: float, t_to: float, key_added: str = "
     return adata if copy else None
 
 
-def pull(adata, model, target, *, t_from: float, t_to: float, key_added: str = "pull", normalize: bool = True,
+def pull(adata, model, target, *, t_from: float, t_to: float, key_added: str = "pull", normalize: bool = False,
          k: int = 30, steps: int = 100, sde: bool = False, overwrite: bool = False, copy: bool = False):
     """Which cells at ``t_from`` end up in the ``target`` cells at ``t_to`` (fate towards a set).
 
@@ -104,8 +104,10 @@ def pull(adata, model, target, *, t_from: float, t_to: float, key_added: str = "
         The cells to reach: a boolean mask, indices, obs names, or ``{obs_key: value(s)}``;
         only those measured at ``t_to`` count.
     normalize
-        Divide by the sum so the values form a distribution over the cells at ``t_from`` (as
-        moscot's ``pull``); ``False`` keeps the per-cell probabilities.
+        ``False`` (default): each cell's probability of reaching the target, in [0, 1].
+        ``True``: divide by their sum, so that the values form a distribution over the cells
+        at ``t_from`` (as moscot's ``pull``; each value is then tiny and is not a probability
+        of that cell).
     t_from, t_to, key_added, k, steps, sde, overwrite, copy
         As in :func:`push`.
 
