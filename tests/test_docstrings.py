@@ -16,3 +16,12 @@ def test_module_examples(name):
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0
+
+
+def test_the_readme_is_a_front_page():
+    """At most 8 KB, and no link to a folder outside the repository."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert len(text.encode()) <= 8192
+    assert "../shared" not in text
