@@ -21,7 +21,7 @@ from .threads import scoped_threads
 __all__ = ["InferenceMixin", "CHUNK_SIZE"]
 
 # cells integrated at a time: on one thread, 8,192 rows keep a layer's activations in cache
-# (EB network, 100k cells, 50 Euler steps: 2.6 s against 4.6 s at 65,536; choosing_a_method, "Threads")
+# (measured in choosing_a_method, "Threads")
 CHUNK_SIZE = 8192
 
 

@@ -25,8 +25,8 @@ from .geodesics import GeodesicPath, fit_geodesic_interpolant
 from .riemannian_metrics import MAX_METRIC_CELLS, fit_metric
 from .matchers import FlowMatcher
 from .training import TrainConfig, Trainer, TrainHistory, default_prefetch, seed_everything, worker_step_threads
-from .threads import resolve_threads, thread_scope
-from .train_config import check_batch_size
+from .threads import resolve_threads, scoped_threads
+from .train_config import check_batch_size, check_steps
 
 __all__ = ["TrainingMixin"]
 
@@ -34,6 +34,7 @@ __all__ = ["TrainingMixin"]
 class TrainingMixin:
     """:meth:`train` for :class:`cellflow.CellFlow` (the multi-marginal objective)."""
 
+    @scoped_threads
     def train(self, steps: int = 2000, batch_size: int = 512, *, holdout: float | None = None,
               ot_batch_size: int | None = None, lr: float = 1e-3,
               weight_decay: float = 1e-5, ema_decay: float | None = FIT_EMA_DECAY, grad_clip: float | None = None,
@@ -87,17 +88,10 @@ class TrainingMixin:
             Torch intra-op threads, for the metric and geodesic stage of OT-MFM too (``None``:
             one unless you set more; :mod:`cellflow.threads`).
         """
-        with thread_scope(threads):
-            return self._train(steps, batch_size, holdout, ot_batch_size, lr, weight_decay, ema_decay, grad_clip,
-                               warmup_steps, prefetch, workers, global_coupling, geodesic_steps, metric, progress,
-                               threads)
-
-    def _train(self, steps, batch_size, holdout, ot_batch_size, lr, weight_decay, ema_decay, grad_clip, warmup_steps,
-               prefetch, workers, global_coupling, geodesic_steps, metric, progress, threads) -> TrainHistory:
         batch_size = check_batch_size(batch_size)
         if ot_batch_size is not None:
             ot_batch_size = check_batch_size(ot_batch_size, "ot_batch_size")
-        TrainConfig(steps=steps)  # validates steps before any work (OT-MFM fits its metric first)
+        check_steps(steps)  # before any work: OT-MFM fits its metric first
         self._check_source()
         if holdout is not None:
             holdout = self._measured(holdout, "holdout")

@@ -61,7 +61,7 @@ class FitMixin:
 
     def _make_batch_fn(self, source, target, batch_size: int, ot_batch_size: int | None, target_cond: Tensor | None,
                        couple_within_labels: bool = True, global_coupling: bool = False):
-        draw0, _ = as_sampler(source, "source")
+        draw0, n0 = as_sampler(source, "source")
         draw1, n1 = as_sampler(target, "target")
         if target_cond is not None:
             target_cond = torch.as_tensor(target_cond)
@@ -84,8 +84,9 @@ class FitMixin:
             # conditions of the target rows: looked up by row index for a tensor target, or
             # returned by a callable target along with its samples
             cond1 = extra if n1 is None else (target_cond[extra] if target_cond is not None else None)
-            for name, x in (("source", x0), ("target", x1)):
-                if x.is_floating_point() and not torch.isfinite(x).all():
+            for name, x, n in (("source", x0, n0), ("target", x1, n1)):
+                # tensors are checked once by as_sampler; a callable's draws, here
+                if n is None and x.is_floating_point() and not torch.isfinite(x).all():
                     raise ValueError(f"the {name} sampler returned NaN or inf ({int((~torch.isfinite(x)).sum())} "
                                      f"values in a draw of {len(x)}); fix the {name} data or sampler.")
             return x0, x1, cond1

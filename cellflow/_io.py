@@ -106,14 +106,19 @@ def check_output_file(path: str | Path, overwrite: bool, flag: str = "overwrite=
         raise IsADirectoryError(f"{path} is a folder; give a file name.")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass {flag} to replace it.")
+    _check_parent(path, f"cannot write {path}")
+    return path
+
+
+def _check_parent(path: Path, what: str) -> None:
+    """Raise if the nearest existing folder above ``path`` is a file or is not writable."""
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
-                raise NotADirectoryError(f"cannot write {path}: {parent} is a file, not a folder.")
+                raise NotADirectoryError(f"{what}: {parent} is a file, not a folder.")
             if not os.access(parent, os.W_OK):
-                raise PermissionError(f"cannot write {path}: {parent} is not writable.")
-            break
-    return path
+                raise PermissionError(f"{what}: {parent} is not writable.")
+            return
 
 
 def check_output_folder(path: str | Path, flag: str = "--out") -> Path:
@@ -122,13 +127,7 @@ def check_output_folder(path: str | Path, flag: str = "--out") -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"{flag} {path} is a file; give a folder for the results.")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise NotADirectoryError(f"{flag} {path}: {parent} is a file, not a folder.")
-            if not os.access(parent, os.W_OK):
-                raise PermissionError(f"{flag} {path}: {parent} is not writable.")
-            break
+    _check_parent(path, f"{flag} {path}")
     return path
 
 
@@ -142,11 +141,7 @@ def check_model_folder(path: str | Path, overwrite: bool, flag: str = "overwrite
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"{path} is a file; a model is saved to a folder.")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise NotADirectoryError(f"cannot save to {path}: {parent} is a file, not a folder.")
-            break
+    _check_parent(path, f"cannot save to {path}")
     if not path.is_dir():
         return path
     present = sorted(p.name for p in path.iterdir())

@@ -85,15 +85,12 @@ def fingerprint_differences(adata, use_rep: str, saved: dict, time_key: str | No
     if "rep_sha1" in saved and representation_digest(adata, use_rep, saved["n_cols"]) != saved["rep_sha1"]:
         out.append(f"the values of {rep} (its first {saved['n_cols']} columns) differ from those it was trained on "
                    "(a rerun PCA flips signs; sc.pp.scale and other in-place steps change values)")
-    if time_key is not None and "times_sha1" in saved:
-        if time_key not in adata.obs:
-            out.append(f"obs has no column {time_key!r}")
-        else:
-            t, times = get_times(adata, time_key, min_points=1)
-            if times.tolist() != saved["times"]:
-                out.append(f"the time points in obs[{time_key!r}]: saved {saved['times']}, given {times.tolist()}")
-            elif times_digest(t) != saved["times_sha1"]:
-                out.append(f"the cells' times in obs[{time_key!r}] (the same time points, given to other cells)")
+    if time_key is not None and "times" in saved and time_key in adata.obs:  # a missing column: get_times says so
+        t, times = get_times(adata, time_key, min_points=1)
+        if times.tolist() != saved["times"]:
+            out.append(f"the time points in obs[{time_key!r}]: saved {saved['times']}, given {times.tolist()}")
+        elif "times_sha1" in saved and times_digest(t) != saved["times_sha1"]:
+            out.append(f"the cells' times in obs[{time_key!r}] (the same time points, given to other cells)")
     return out
 
 
@@ -152,11 +149,9 @@ def load_model(cls, path: str | Path, adata, device="cpu"):
     if not has_representation(adata, cfg["use_rep"]):
         problems.append("X is empty" if cfg["use_rep"] == "X" else f"obsm has no {cfg['use_rep']!r}")
     else:
-        problems += fingerprint_differences(adata, cfg["use_rep"], cfg["fingerprint"], cfg["time_key"])
-    if not problems and cfg["time_key"] in adata.obs:
-        given = get_times(adata, cfg["time_key"], min_points=1)[1].tolist()
-        if given != cfg["times"]:  # models saved before the fingerprint held the times
-            problems.append(f"the time points in obs[{cfg['time_key']!r}]: saved {cfg['times']}, given {given}")
+        # models saved before the fingerprint held the times still compare the time points
+        saved = {"times": cfg["times"], **cfg["fingerprint"]}
+        problems += fingerprint_differences(adata, cfg["use_rep"], saved, cfg["time_key"])
     if problems:
         raise mismatch_error(problems)
     net = cfg["net"]

@@ -4,9 +4,8 @@ cellflow's networks are small (an MLP of three layers of 64 on a few thousand ce
 so each torch operation is short. With several intra-op threads, every operation ends at a
 barrier where the threads wait for each other. On an idle machine that costs little. When
 another process holds one of the cores (a Jupyter kernel, a second analysis, CI), the thread
-that lost its core makes every barrier wait a scheduler slice, and training collapses: on 2
-cores beside one busy process, I-CFM ran 10x slower and SB-CFM 5x slower on 2 threads than
-on 1, while 1 thread ran as fast as on an idle machine (see the benchmarks page,
+that lost its core makes every barrier wait a scheduler slice, and training collapses, while
+one thread runs as fast as on an idle machine (measured in the method guide, "Threads", with
 ``cellflow bench throughput --busy 1``).
 
 So training (:class:`cellflow.training.Trainer`, and with it every model's ``fit``/``train``)
@@ -92,12 +91,12 @@ def thread_scope(threads: int | None = None):
 
 
 def scoped_threads(method):
-    """Decorate a model method so that it runs in :func:`thread_scope` of the model's
-    ``threads`` attribute (``None``: the policy)."""
+    """Decorate a model method so that it runs in :func:`thread_scope` of its ``threads=``
+    keyword if it has one, else of the model's ``threads`` attribute (``None``: the policy)."""
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        with thread_scope(getattr(self, "threads", None)):
+        with thread_scope(kwargs.get("threads", getattr(self, "threads", None))):
             return method(self, *args, **kwargs)
 
     return wrapper

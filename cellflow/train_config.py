@@ -17,21 +17,31 @@ ValueError: ema_decay must be in (0, 1), got 1.5.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["TrainConfig", "TrainHistory", "check_batch_size"]
+__all__ = ["TrainConfig", "TrainHistory", "check_batch_size", "check_steps"]
+
+
+def _whole(value) -> bool:
+    """A whole number (Python or NumPy), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def check_batch_size(batch_size, name: str = "batch_size") -> int:
     """``batch_size`` as an int >= 1, or a ``ValueError`` that names the argument."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        import numpy as np
-
-        if isinstance(batch_size, np.integer) and batch_size >= 1:
-            return int(batch_size)
+    if not _whole(batch_size) or batch_size < 1:
         raise ValueError(f"{name} must be a whole number >= 1 (cells drawn per time point per step), "
                          f"got {batch_size!r}.")
-    return batch_size
+    return int(batch_size)
+
+
+def check_steps(steps) -> int:
+    """``steps`` as an int >= 1: an untrained network's answers are noise."""
+    if not _whole(steps) or steps < 1:
+        raise ValueError(f"steps must be a whole number >= 1 (an untrained network's answers are noise), "
+                         f"got {steps!r}.")
+    return int(steps)
 
 
 @dataclass
@@ -105,9 +115,7 @@ class TrainConfig:
     checkpoint_dir: str | None = None
 
     def __post_init__(self):
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
-            raise ValueError(f"steps must be a whole number >= 1 (an untrained network's answers are noise), "
-                             f"got {self.steps!r}.")
+        check_steps(self.steps)
         if self.group < 1:
             raise ValueError(f"group must be >= 1 (steps per worker task), got {self.group}.")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:

@@ -34,10 +34,6 @@ from ..training import TrainConfig
 from .toy import LABEL
 
 
-def threads_note() -> str:
-    return f"{resolve_threads()} thread(s) by cellflow.threads"
-
-
 def _sync(device: str) -> None:
     if str(device).startswith("cuda"):
         torch.cuda.synchronize()
@@ -159,7 +155,7 @@ def run(*, steps: int = 1000, repeats: int = 3, batch: int = 256, threads: int =
     df = pd.DataFrame(rows)
     if verbose:
         print(f"\nmedian of {repeats} runs of {steps} steps, batch {batch}, on {device} (torchcfm on {threads} "
-              f"threads, ours on {threads_note()})" + (f"; busy: beside {busy} CPU-bound processes" if busy else "")
+              f"threads, ours on {resolve_threads()} by cellflow.threads)" + (f"; busy: beside {busy} CPU-bound processes" if busy else "")
               + (f"; W2 on {n_test} samples after {accuracy_steps} steps" if accuracy_steps else ""))
         print(df.to_string(index=False))
     return df
