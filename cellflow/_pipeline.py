@@ -47,12 +47,12 @@ def fit_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, use_re
     model_dir = Path(model_dir) if model_dir else path_out.with_name(path_out.stem + "_model")
     check_model_folder(model_dir, overwrite, flag)
     adata = read_h5ad(path_in, backed=backed)
-    if velocity and not overwrite:  # tl.velocity would refuse these after training
-        from .tl._common import rep_basis
+    if velocity and not overwrite:  # tl.velocity and tl.velocity_embedding would refuse these after training
+        from .tl._velocity import existing_velocity_keys
 
-        keys = {f"velocity_{rep_basis(use_rep)}", f"velocity_{basis}"} if basis else {f"velocity_{rep_basis(use_rep)}"}
-        found = [f"obsm[{k!r}]" for k in sorted(keys) if k in adata.obsm]
-        found += ["layers['velocity']"] * ("velocity" in adata.layers)
+        found = existing_velocity_keys(adata, use_rep)
+        if basis and f"X_{basis}" in adata.obsm and f"velocity_{basis}" in adata.obsm and f"X_{basis}" != use_rep:
+            found.append(f"obsm['velocity_{basis}']")
         if found:
             raise FileExistsError(f"{path_in} already holds {', '.join(found)}; pass {flag} to replace them.")
     model = CellFlow(adata, time_key, use_rep=use_rep, n_pcs=n_pcs, whiten=whiten, method=method, sigma=sigma,

@@ -21,6 +21,22 @@ from .._cellflow_inference import CHUNK_SIZE
 from ._common import cell_times, check_model, refuse_overwrite, rep_basis
 
 
+def _gene_velocities(adata, use_rep: str, genes: bool) -> bool:
+    """Whether :func:`velocity` writes gene-space velocities (``layers``, ``var``)."""
+    return use_rep == "X" or (genes and use_rep == "X_pca" and "PCs" in adata.varm and adata.n_vars > 0)
+
+
+def existing_velocity_keys(adata, use_rep: str, key_added: str = "velocity", genes: bool = True) -> list[str]:
+    """The keys :func:`velocity` would write that ``adata`` already holds (it refuses to
+    replace them without ``overwrite=True``); ``cellflow fit`` checks them before training."""
+    okey, pkey = f"{key_added}_{rep_basis(use_rep)}", f"{key_added}_params"
+    keys = [f"obsm[{okey!r}]"] * (okey in adata.obsm and use_rep != "X") + [f"uns[{pkey!r}]"] * (pkey in adata.uns)
+    if _gene_velocities(adata, use_rep, genes):
+        keys += [f"layers[{key_added!r}]"] * (key_added in adata.layers)
+        keys += [f"var[{key_added + '_genes'!r}]"] * (f"{key_added}_genes" in adata.var)
+    return keys
+
+
 def velocity(adata, model, *, key_added: str = "velocity", genes: bool = True, overwrite: bool = False,
              chunk_size: int = CHUNK_SIZE, copy: bool = False):
     """Write the learned velocity at each cell's own time into ``adata``.
@@ -67,12 +83,8 @@ def velocity(adata, model, *, key_added: str = "velocity", genes: bool = True, o
     basis = rep_basis(model.use_rep)
     okey, pkey = f"{key_added}_{basis}", f"{key_added}_params"
     on_x = model.use_rep == "X"
-    do_genes = on_x or (genes and model.use_rep == "X_pca" and "PCs" in adata.varm and adata.n_vars > 0)
-    keys = [f"obsm[{okey!r}]"] * (okey in adata.obsm and not on_x) + [f"uns[{pkey!r}]"] * (pkey in adata.uns)
-    if do_genes:
-        keys += [f"layers[{key_added!r}]"] * (key_added in adata.layers)
-        keys += [f"var[{key_added + '_genes'!r}]"] * (f"{key_added}_genes" in adata.var)
-    refuse_overwrite(keys, overwrite)
+    do_genes = _gene_velocities(adata, model.use_rep, genes)
+    refuse_overwrite(existing_velocity_keys(adata, model.use_rep, key_added, genes), overwrite)
 
     if on_x:
         times = cell_times(adata, model)
