@@ -33,7 +33,7 @@ import numpy as np
 import ot
 import pandas as pd
 
-from ._anndata import get_times
+from ._anndata import get_times, paper_n_pcs
 from ._cellflow import CellFlow
 from ._methods import cellflow_method
 from .metrics import mmd, wasserstein
@@ -60,19 +60,24 @@ def _mccann(x0: np.ndarray, x2: np.ndarray, frac: float, max_eval: int, rng: np.
 
 
 def evaluate_holdout(adata, time_key: str, *, methods=("ot", "sb", "icfm"), seeds=(0, 1, 2, 3, 4),
-                     use_rep: str = "X_pca", n_pcs: int | None = None, whiten: bool = False,
+                     use_rep: str = "X_pca", n_pcs: int | None = None, whiten: bool = True,
                      held_out=None, steps: int = 2000, batch_size: int = 512, sigma: float | None = None,
                      time_scale: str = "index", ema_decay: float | None = None, per_interval: bool = False,
                      max_eval: int = 4000, fractions=None, baselines: bool = True, progress: bool = True,
-                     verbose: bool | None = None, device: str = "cpu", **train_kwargs) -> pd.DataFrame:
+                     verbose: bool | None = None, device: str = "cpu", done: pd.DataFrame | None = None,
+                     on_row=None, **train_kwargs) -> pd.DataFrame:
     """Run the leave-one-time-point-out benchmark.
 
     Parameters
     ----------
-    adata, time_key, use_rep, n_pcs, whiten, time_scale, per_interval
-        As for :class:`cellflow.CellFlow` (the paper: ``n_pcs=5, whiten=True`` and one shared
-        network, ``per_interval=False``; with ``True`` the merged interval around the held-out
-        time point has a network of its own).
+    adata, time_key, use_rep, time_scale, per_interval
+        As for :class:`cellflow.CellFlow` (the paper: one shared network, ``per_interval=False``;
+        with ``True`` the merged interval around the held-out time point has a network of its own).
+    n_pcs, whiten
+        The paper's protocol by default, so that W1 compares with published numbers: the 5
+        leading columns of ``use_rep`` (or all of a narrower one, such as a 2-D layout), each
+        standardised. To score the model you fit on your own data, pass its settings
+        (``n_pcs=50, whiten=False`` for :class:`cellflow.CellFlow`'s defaults on scanpy's PCA).
     methods, seeds
         Flows to train, each once per seed and held-out time.
     held_out
@@ -89,8 +94,9 @@ def evaluate_holdout(adata, time_key: str, *, methods=("ot", "sb", "icfm"), seed
     progress
         Show a progress bar while each model trains.
     verbose
-        Print one line per trained model (held-out time, method, seed, W1, seconds); default:
-        as ``progress``.
+        Print the plan first (how many models, of how many steps, and about how long, timed
+        from a short training run of each method), then one line per trained model (held-out
+        time, method, seed, W1, seconds); default: as ``progress``.
     max_eval
         Subsample each side of W1/W2 to at most this many cells (seeded) so that no cost
         matrix exceeds ``max_eval²``.
@@ -102,6 +108,13 @@ def evaluate_holdout(adata, time_key: str, *, methods=("ot", "sb", "icfm"), seed
         the pace across the interval, not a prediction: it reads the held-out cells.
     device
         Where each flow trains and pushes (``"cpu"``, ``"cuda"``, ...; see :class:`cellflow.CellFlow`).
+    done
+        The table of an earlier run with the same settings: its rows are kept, and each
+        (method, held-out time, seed) found there is not trained again. ``cellflow evaluate
+        --resume`` passes the CSV it wrote.
+    on_row
+        Called with the table so far after each new row, e.g. to write it to disk as the run
+        goes (``cellflow evaluate`` writes its CSV so).
 
     Returns
     -------
@@ -114,6 +127,7 @@ def evaluate_holdout(adata, time_key: str, *, methods=("ot", "sb", "icfm"), seed
     if fracs is not None and (fracs.size == 0 or not np.all((fracs >= 0) & (fracs <= 1))):
         raise ValueError(f"fractions must be values in [0, 1] (parts of the merged interval), got {fractions!r}.")
     _, times = get_times(adata, time_key, min_points=3)
+    n_pcs = paper_n_pcs(adata, use_rep) if n_pcs is None else n_pcs
     methods = [methods] if isinstance(methods, str) else list(methods)
     if not methods:
         raise ValueError("methods is empty: name at least one flow to evaluate, e.g. methods=['ot'] "
@@ -136,45 +150,131 @@ def evaluate_holdout(adata, time_key: str, *, methods=("ot", "sb", "icfm"), seed
         if held[i] is None or held[i] not in times[1:-1]:
             raise ValueError(f"held_out={h!r} is not an intermediate measured time; choose from "
                              f"{times[1:-1].tolist()} (the values of obs[{time_key!r}], neither the first nor the last).")
-    rows = []
-    base = CellFlow(adata, time_key, use_rep=use_rep, n_pcs=n_pcs, whiten=whiten, method="icfm",
-                    time_scale=time_scale)  # data access and scaling only; built once
+    done_keys, rows = _earlier_rows(done, fracs is not None)
+    fit = dict(use_rep=use_rep, n_pcs=n_pcs, whiten=whiten, time_scale=time_scale, per_interval=per_interval,
+               device=device)
+    train = dict(steps=steps, batch_size=batch_size, ema_decay=ema_decay, **train_kwargs)
+
+    def model_for(m: str, seed: int) -> CellFlow:
+        return CellFlow(adata, time_key, method=m, sigma=sigma if m != "sb" else None, seed=seed, **fit)
+
+    todo = [(h, m, s) for h in held for m in methods for s in seeds if (LABELS[cellflow_method(m)], h, s)
+            not in done_keys]
+    if verbose:
+        print(_plan_text(todo, len(held) * len(methods) * len(seeds), steps,
+                         _estimate_seconds(model_for, todo, train, max_eval) if todo else {}), flush=True)
+    base = CellFlow(adata, time_key, method="icfm", **{k: fit[k] for k in ("use_rep", "n_pcs", "whiten", "time_scale")})
+    sc = base.scaler.forward if whiten else np.asarray  # metrics in whitened or original units
+
+    def add(row: dict) -> None:
+        rows.append(row)
+        if on_row is not None:
+            on_row(_table(rows, fracs is not None))
+
     for h in held:
         k = int(np.flatnonzero(times == h)[0])
         prev, nxt = times[k - 1], times[k + 1]
-        sc = base.scaler.forward if whiten else np.asarray  # metrics in whitened or original units
         x_prev, x_true, x_next = sc(base.cells_at(prev)), sc(base.cells_at(h)), sc(base.cells_at(nxt))
         frac = (base.model_time(h) - base.model_time(prev)) / (base.model_time(nxt) - base.model_time(prev))
-        if baselines:
-            rows.append(dict(method="previous time point", held_out_time=h, seed=0, seconds=0.0,
-                             **_scores(x_prev, x_true, max_eval, 0)))
+        if baselines and ("previous time point", h, 0) not in done_keys:
+            add(dict(method="previous time point", held_out_time=h, seed=0, seconds=0.0,
+                     **_scores(x_prev, x_true, max_eval, 0)))
+        if baselines and ("McCann OT interpolation", h, 0) not in done_keys:
             s = time.perf_counter()
             mid = _mccann(x_prev, x_next, frac, max_eval, np.random.default_rng(0))
-            rows.append(dict(method="McCann OT interpolation", held_out_time=h, seed=0,
-                             seconds=time.perf_counter() - s, **_scores(mid, x_true, max_eval, 0)))
+            add(dict(method="McCann OT interpolation", held_out_time=h, seed=0,
+                     seconds=time.perf_counter() - s, **_scores(mid, x_true, max_eval, 0)))
         for m in methods:
             for seed in seeds:
-                model = CellFlow(adata, time_key, use_rep=use_rep, n_pcs=n_pcs, whiten=whiten, method=m,
-                                 sigma=sigma if m != "sb" else None, time_scale=time_scale, per_interval=per_interval,
-                                 seed=seed, device=device)
+                if (LABELS[cellflow_method(m)], h, seed) in done_keys:
+                    continue
+                model = model_for(m, seed)
                 s = time.perf_counter()
-                model.train(steps=steps, batch_size=batch_size, holdout=h, ema_decay=ema_decay, progress=progress,
-                            **train_kwargs)
+                model.train(holdout=h, progress=progress, **train)
                 secs = time.perf_counter() - s
                 pred = sc(model.push(model.cells_at(prev), prev, h, method="euler", steps=100))
-                rows.append(dict(method=LABELS[model.method], held_out_time=h, seed=seed, seconds=secs,
-                                 **_scores(pred, x_true, max_eval, seed)))
+                row = dict(method=LABELS[model.method], held_out_time=h, seed=seed, seconds=secs,
+                           **_scores(pred, x_true, max_eval, seed))
                 if fracs is not None:  # the protocol's own place is scored already
-                    rows[-1].update(_best_fraction(model, prev, nxt, fracs, x_true, sc, max_eval, seed,
-                                                   known=(frac, rows[-1]["w1"])))
+                    row.update(_best_fraction(model, prev, nxt, fracs, x_true, sc, max_eval, seed,
+                                              known=(frac, row["w1"])))
+                add(row)
                 if verbose:
-                    r = rows[-1]
-                    best = (f"  (best fraction {r['best_fraction']:g}: W1 {r['w1_best_fraction']:.3f})"
+                    best = (f"  (best fraction {row['best_fraction']:g}: W1 {row['w1_best_fraction']:.3f})"
                             if fracs is not None else "")
-                    print(f"held out {h:g}  {r['method']:<7} seed {seed}: W1 {r['w1']:.3f}  {secs:.0f}s{best}",
+                    print(f"held out {h:g}  {row['method']:<7} seed {seed}: W1 {row['w1']:.3f}  {secs:.0f}s{best}",
                           flush=True)
-    columns = ["method", "held_out_time", "seed", "w1", "w2", "mmd", "seconds"]
-    return pd.DataFrame(rows, columns=columns + ([] if fracs is None else ["best_fraction", "w1_best_fraction"]))
+    return _table(rows, fracs is not None)
+
+
+COLUMNS = ["method", "held_out_time", "seed", "w1", "w2", "mmd", "seconds"]
+FRACTION_COLUMNS = ["best_fraction", "w1_best_fraction"]
+
+
+def _table(rows: list[dict], fractions: bool) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=COLUMNS + (FRACTION_COLUMNS if fractions else []))
+
+
+def _earlier_rows(done: pd.DataFrame | None, fractions: bool) -> tuple[set, list[dict]]:
+    """The keys ``(method label, held-out time, seed)`` of the rows of an earlier run, and the
+    rows themselves, checked to have this run's columns."""
+    if done is None or len(done) == 0:
+        return set(), []
+    want = COLUMNS + (FRACTION_COLUMNS if fractions else [])
+    if list(done.columns) != want:
+        raise ValueError(f"the earlier table's columns {list(done.columns)} are not this run's {want} "
+                         "(was it written with other fractions, or by another program?).")
+    keys = {(str(r.method), float(r.held_out_time), int(r.seed)) for r in done.itertuples()}
+    return keys, done.to_dict("records")
+
+
+PROBE_STEPS = 20  # the timed part of the plan's short training runs
+
+
+def _estimate_seconds(model_for, todo: list, train: dict, max_eval: int, probe: int = PROBE_STEPS) -> dict[str, float]:
+    """Seconds one model of each method takes, end to end: two short trainings (2 and 2 +
+    ``probe`` steps) give the seconds per step and the fixed cost, and one push and scoring of the
+    probe model the rest. The first held-out time stands for all."""
+    out = {}
+    for h, m, _ in todo:
+        if m in out:
+            continue
+        short = {**train, "steps": 2}
+        t = []
+        for n in (2, 2 + probe):
+            model = model_for(m, 0)
+            s = time.perf_counter()
+            model.train(holdout=h, progress=False, **{**short, "steps": n})
+            t.append(time.perf_counter() - s)
+        per_step = max(t[1] - t[0], 0.0) / probe
+        i = int(np.searchsorted(model.times, h))
+        s = time.perf_counter()
+        pred = model.push(model.cells_at(model.times[i - 1]), model.times[i - 1], h, method="euler", steps=100)
+        _scores(pred, model.cells_at(h), max_eval, 0)
+        out[m] = max(t[0] - 2 * per_step, 0.0) + train["steps"] * per_step + time.perf_counter() - s
+    return out
+
+
+def _plan_text(todo: list, total: int, steps: int, seconds: dict[str, float]) -> str:
+    """What the run will do: how many models, of how many steps, and about how long."""
+    if not todo:
+        return f"all {total} models are in the earlier table; nothing to train."
+    held = sorted({h for h, _, _ in todo})
+    per = {m: sum(1 for _, mm, _ in todo if mm == m) for m in dict.fromkeys(m for _, m, _ in todo)}
+    parts = ", ".join(f"{n} {LABELS[cellflow_method(m)]}" for m, n in per.items())
+    est = sum(seconds.get(m, 0.0) * n for m, n in per.items())
+    skipped = f" ({total - len(todo)} done earlier)" if len(todo) < total else ""
+    return (f"plan: {len(todo)} model{'s' if len(todo) > 1 else ''}{skipped} of {steps} steps each ({parts}), "
+            f"held out: {', '.join(f'{h:g}' for h in held)}; about {_duration(est)} on this machine "
+            f"(timed from a {2 + PROBE_STEPS}-step run of each method).")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _best_fraction(model: CellFlow, prev: float, nxt: float, fracs: np.ndarray, x_true: np.ndarray, sc,

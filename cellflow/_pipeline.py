@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ._methods import FIT_EMA_DECAY
-from ._io import check_model_folder, check_output_file, write_csv, write_h5ad
+from ._io import check_model_folder, check_output_file, write_csv, write_h5ad, write_json
 
 
 def read_h5ad(path: str | Path, backed: bool = False):
@@ -81,18 +81,54 @@ def fit_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, use_re
 def evaluate_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, methods=("ot", "sb", "icfm"),
                   seeds=(0, 1, 2, 3, 4), use_rep: str = "X_pca", n_pcs: int | None = None, whiten: bool = True,
                   held_out=None, steps: int = 2000, batch_size: int = 512, max_eval: int = 4000,
-                  progress: bool = True, overwrite: bool = False, flag: str = "overwrite=True", **train_kwargs):
+                  progress: bool = True, overwrite: bool = False, resume: bool = False,
+                  flag: str = "overwrite=True", resume_flag: str = "resume=True", **train_kwargs):
     """Run :func:`cellflow.evaluate_holdout` on a file; write the table as CSV and return it with
     its summary. ``n_pcs=None`` takes the paper's 5 leading columns of ``use_rep``, or all of a
-    narrower representation (a 2-D layout such as ``X_spring``)."""
-    from ._anndata import paper_n_pcs
+    narrower representation (a 2-D layout such as ``X_spring``).
+
+    The CSV is rewritten, atomically, after every row, so a run that is stopped keeps what it
+    finished. Its settings go beside it (``TABLE.settings.json``); ``resume=True`` reads both,
+    checks that the settings are this run's, and trains only the models that are missing."""
     from ._evaluate import evaluate_holdout, summarize_holdout
 
-    path_out = check_output_file(path_out, overwrite, flag)
+    path_out = Path(path_out)
+    settings_path = path_out.with_name(path_out.stem + ".settings.json")
+    settings = dict(input=str(Path(path_in).resolve()), time_key=time_key, use_rep=use_rep, n_pcs=n_pcs,
+                    whiten=bool(whiten), held_out=None if held_out is None else [float(h) for h in held_out],
+                    steps=int(steps), batch_size=int(batch_size), max_eval=int(max_eval),
+                    **{k: v for k, v in train_kwargs.items() if k != "device"})
+    done = _earlier_table(path_out, settings_path, settings, resume_flag) if resume and path_out.exists() else None
+    if done is None:
+        if path_out.exists() and not overwrite and not path_out.is_dir():
+            raise FileExistsError(f"{path_out} exists; pass {flag} to replace it, or {resume_flag} to continue "
+                                  "the run that wrote it.")
+        check_output_file(path_out, overwrite, flag)
     adata = read_h5ad(path_in)
-    n_pcs = paper_n_pcs(adata, use_rep) if n_pcs is None else n_pcs
+    write_json(settings_path, settings, default=str)
     df = evaluate_holdout(adata, time_key, methods=methods, seeds=seeds, use_rep=use_rep, n_pcs=n_pcs, whiten=whiten,
                           held_out=held_out, steps=steps, batch_size=batch_size, max_eval=max_eval, progress=progress,
-                          verbose=True, **train_kwargs)
+                          verbose=True, done=done, on_row=lambda table: write_csv(table, path_out, index=False),
+                          **train_kwargs)
     write_csv(df, path_out, index=False)
     return df, summarize_holdout(df)
+
+
+def _earlier_table(path: Path, settings_path: Path, settings: dict, flag: str):
+    """The table a stopped run left at ``path``, if its settings file says it was run with
+    ``settings``; otherwise an error that says what differs."""
+    import json
+
+    import pandas as pd
+
+    if not settings_path.exists():
+        raise FileNotFoundError(f"{path} has no {settings_path.name} beside it, so its settings are unknown; "
+                                f"{flag} continues only a table that cellflow evaluate wrote.")
+    before = json.loads(json.dumps(settings, default=str))
+    saved = json.loads(settings_path.read_text())
+    differ = [f"{k}: {saved.get(k)!r} then, {before.get(k)!r} now" for k in sorted(set(saved) | set(before))
+              if saved.get(k) != before.get(k)]
+    if differ:
+        raise ValueError(f"{path} was written with other settings ({'; '.join(differ)}); rerun with those, "
+                         "or write to another --out.")
+    return pd.read_csv(path)

@@ -65,6 +65,63 @@ def test_evaluate_writes_a_tidy_table(h5ad, tmp_path, capsys):
     assert f.loc["OT-CFM", "best_fraction"] in (0.25, 0.5) and "best fraction" in capsys.readouterr().out
 
 
+def test_evaluate_prints_its_plan_keeps_finished_rows_and_resumes(h5ad, tmp_path, monkeypatch, capsys):
+    """The plan (models, steps, an estimate) comes before any model trains; a run stopped after
+    its second model leaves those rows in the CSV; --resume trains only what is missing and ends
+    with the table an unbroken run writes; other settings are refused."""
+    import cellflow._cellflow as cellflow_module
+
+    args = ["evaluate", str(h5ad), "--time-key", "day", "--methods", "ot", "icfm", "--seeds", "0", "1",
+            "--held-out", "1", "--n-pcs", "2", "--steps", "15", "--batch-size", "16", "--quiet"]
+    whole = tmp_path / "whole.csv"
+    assert main([*args, "--out", str(whole)]) == 0
+    printed = capsys.readouterr().out
+    plan = printed.splitlines()[0]
+    assert plan.startswith("plan: 4 models of 15 steps each (2 OT-CFM, 2 I-CFM), held out: 1; about ")
+    assert printed.count("seed ") == 4
+
+    out = tmp_path / "t.csv"
+    trained, real_train = [], cellflow_module.CellFlow.train
+
+    def train_then_stop(self, *a, **kw):
+        if kw.get("steps") == 15:  # the models themselves, not the plan's short timing runs
+            if len(trained) == 2:
+                raise KeyboardInterrupt
+            trained.append(self.seed)
+        return real_train(self, *a, **kw)
+
+    monkeypatch.setattr(cellflow_module.CellFlow, "train", train_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        main([*args, "--out", str(out)])
+    kept = pd.read_csv(out)
+    assert list(kept.method) == ["previous time point", "McCann OT interpolation", "OT-CFM", "OT-CFM"]
+    assert (tmp_path / "t.settings.json").exists()
+    monkeypatch.undo()
+    capsys.readouterr()
+
+    assert main([*args, "--out", str(out)]) == 2  # neither --overwrite nor --resume
+    assert "--overwrite to replace it, or --resume to continue" in capsys.readouterr().err
+    assert main([*args, "--out", str(out), "--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("plan: 2 models (2 done earlier) of 15 steps each (2 I-CFM)")
+    assert printed.count("seed ") == 2
+    resumed = pd.read_csv(out)
+    pd.testing.assert_frame_equal(resumed.drop(columns="seconds"), pd.read_csv(whole).drop(columns="seconds"))
+    steps = args.index("--steps") + 1
+    assert main([*args[:steps], "30", *args[steps + 1:], "--out", str(out), "--resume"]) == 2
+    assert "other settings (steps: 15 then, 30 now)" in capsys.readouterr().err
+
+
+def test_help_shows_every_default(capsys):
+    """``--help`` ends each option with its default (argparse's ArgumentDefaultsHelpFormatter)."""
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for shown in ("(default: ot sb icfm)", "(default: 0 1 2 3 4)", "(default: 2000)", "(default: X_pca)",
+                  "(default: 512)", "(default: 4000)"):
+        assert shown in text, shown
+
+
 def test_evaluate_takes_five_pcs_or_every_column_of_a_narrower_representation(h5ad, tmp_path, monkeypatch,
                                                                               capsys):
     """Without --n-pcs, a 2-D layout is evaluated on its 2 columns instead of failing on the paper's
@@ -74,15 +131,20 @@ def test_evaluate_takes_five_pcs_or_every_column_of_a_narrower_representation(h5
     a = ad.read_h5ad(h5ad)
     a.obsm["X_wide"] = np.hstack([a.obsm["X_pca"]] * 3)
     a.write_h5ad(h5ad)
-    seen, real = [], cellflow._evaluate.evaluate_holdout
-    monkeypatch.setattr(cellflow._evaluate, "evaluate_holdout",
-                        lambda adata, time_key, **kw: seen.append(kw["n_pcs"]) or real(
-                            adata, time_key, **{**kw, "methods": ["icfm"], "seeds": [0], "steps": 1, "batch_size": 8,
-                                                 "held_out": [1.0]}))
+    seen = []
+
+    class Recorded(cellflow._evaluate.CellFlow):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen[-1].add(self.n_pcs)
+
+    monkeypatch.setattr(cellflow._evaluate, "CellFlow", Recorded)
     for rep in ("X_umap", "X_pca", "X_wide"):
+        seen.append(set())
         assert main(["evaluate", str(h5ad), "--time-key", "day", "--out", str(tmp_path / f"{rep}.csv"),
-                     "--use-rep", rep, "--quiet"]) == 0
-    assert seen == [2, 3, 5]  # all 2 and 3 columns, the paper's 5 of 9
+                     "--use-rep", rep, "--methods", "icfm", "--seeds", "0", "--steps", "1", "--batch-size", "8",
+                     "--held-out", "1", "--quiet"]) == 0
+    assert seen == [{2}, {3}, {5}]  # all 2 and 3 columns, the paper's 5 of 9
     monkeypatch.undo()
     out = tmp_path / "umap.csv"
     assert main(["evaluate", str(h5ad), "--time-key", "day", "--out", str(out), "--use-rep", "X_umap", "--methods",
@@ -107,7 +169,7 @@ def test_metric_eps_reaches_ot_mfm_metrics(h5ad, tmp_path, monkeypatch):
     assert main(["evaluate", str(h5ad), "--time-key", "day", "--out", str(tmp_path / "t.csv"), "--methods", "mfm",
                  "--metric-eps", "0.3", "--time-scale", "real", "--seeds", "0", "--n-pcs", "2", "--steps", "10", "--batch-size", "32",
                  "--quiet"]) == 0
-    assert seen == [0.3] * 4  # days 1 and 2 held out in turn: two pairs per model
+    assert seen == [0.3] * 8  # the plan's two timing runs and days 1 and 2 held out in turn: two pairs per model
 
 
 def test_metric_land_and_its_gamma_reach_ot_mfm(h5ad, tmp_path, monkeypatch):

@@ -23,7 +23,31 @@ def build_parser() -> argparse.ArgumentParser:
     _cells.add_commands(sub)
     _bench.add_commands(sub)
     _train.add_commands(sub)
+    _show_defaults(p)
     return p
+
+
+def _parsers(parser: argparse.ArgumentParser):
+    """``parser`` and every subcommand's parser below it."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):  # aliases share a parser
+                yield from _parsers(child)
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """End every option's help with its default, as ``argparse.ArgumentDefaultsHelpFormatter``
+    would, also for options without a help text; on/off switches that are off by default and
+    options whose help already says what the default means are left as they are."""
+    for p in _parsers(parser):
+        for action in p._actions:
+            d = action.default
+            if (not action.option_strings or d is None or d is False or d == argparse.SUPPRESS
+                    or "default" in (action.help or "").lower() or action.help == argparse.SUPPRESS):
+                continue
+            shown = " ".join(map(str, d)) if isinstance(d, (list, tuple)) else str(d)
+            action.help = f"{action.help or ''} (default: {shown.replace('%', '%%')})".lstrip()
 
 
 def main(argv: list[str] | None = None) -> int:

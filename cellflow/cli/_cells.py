@@ -41,7 +41,7 @@ def _evaluate(args) -> int:
                                use_rep=args.use_rep, n_pcs=args.n_pcs, whiten=args.whiten,
                                held_out=args.held_out, steps=args.steps, batch_size=args.batch_size,
                                max_eval=args.max_eval, progress=not args.quiet, overwrite=args.overwrite,
-                               flag="--overwrite",
+                               resume=args.resume, flag="--overwrite", resume_flag="--resume",
                                ema_decay=args.ema, sigma=args.sigma, time_scale=args.time_scale,
                                device=args.device, ot_batch_size=args.ot_batch_size, fractions=args.fractions,
                                per_interval=args.per_interval,
@@ -132,7 +132,10 @@ def add_commands(sub) -> None:
                    help="also push each flow to these fractions of the merged held-out interval and report the "
                         "best (columns best_fraction, w1_best_fraction): a diagnostic of the pace, "
                         "e.g. 0.3 0.4 0.5 0.6 0.7")
-    e.add_argument("--overwrite", action="store_true")
+    e.add_argument("--overwrite", action="store_true", help="replace TABLE.csv if it exists")
+    e.add_argument("--resume", action="store_true",
+                   help="continue the run that wrote TABLE.csv (the table is rewritten after each model, with its "
+                        "settings in TABLE.settings.json): train only the models it lacks")
     add_device(e)
     e.add_argument("--quiet", action="store_true", help="no progress bars")
     e.set_defaults(func=_evaluate)
