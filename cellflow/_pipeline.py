@@ -23,18 +23,62 @@ def read_h5ad(path: str | Path, backed: bool = False):
     return ad.read_h5ad(path, backed="r") if backed else ad.read_h5ad(path)
 
 
+PREPROCESS_GENES, PREPROCESS_PCS = 2000, 50  # scanpy's tutorial choices: 2,000 variable genes, 50 PCs
+
+
+def _counts_check(adata, flag: str) -> None:
+    """Raise unless ``X`` looks like raw counts (non-negative whole numbers, read on up to 1,000
+    evenly spaced cells): normalising and log-transforming data that already were would be a
+    silent wrong answer."""
+    import scipy.sparse as sp
+
+    rows = np.unique(np.linspace(0, adata.n_obs - 1, min(adata.n_obs, 1000)).astype(int))
+    X = adata.X[rows]
+    vals = X.data if sp.issparse(X) else np.asarray(X).ravel()
+    if vals.size and (vals.min() < 0 or not np.all(np.equal(np.mod(vals, 1), 0))):
+        raise ValueError(f"{flag} normalises and log-transforms raw counts, but X holds "
+                         f"{'negative' if vals.min() < 0 else 'non-integer'} values (already processed?); "
+                         "drop it and give the representation with --use-rep.")
+
+
+def preprocess_counts(adata, *, n_top_genes: int = PREPROCESS_GENES, n_comps: int = PREPROCESS_PCS,
+                      seed: int = 0) -> dict:
+    """scanpy's standard preprocessing of raw counts, in place: the counts are kept in
+    ``layers["counts"]``; ``X`` becomes ``log1p`` of counts normalised to each cell's median
+    total (``sc.pp.normalize_total``, ``sc.pp.log1p``); ``var["highly_variable"]`` marks the
+    ``n_top_genes`` most variable genes (``sc.pp.highly_variable_genes``, flavour ``seurat``),
+    on which ``sc.pp.pca`` computes ``obsm["X_pca"]`` and ``varm["PCs"]``. Returns the choices
+    made, for ``uns``."""
+    import scanpy as sc
+
+    n_top_genes = min(n_top_genes, adata.n_vars)
+    n_comps = min(n_comps, adata.n_obs - 1, n_top_genes - 1)
+    adata.layers["counts"] = adata.X.copy()
+    sc.pp.normalize_total(adata)
+    sc.pp.log1p(adata)
+    sc.pp.highly_variable_genes(adata, n_top_genes=n_top_genes)
+    sc.pp.pca(adata, n_comps=n_comps, mask_var="highly_variable", random_state=seed)
+    return {"steps": ["normalize_total", "log1p", "highly_variable_genes", "pca"], "target_sum": "median",
+            "n_top_genes": int(n_top_genes), "hvg_flavor": "seurat", "n_comps": int(n_comps),
+            "counts_layer": "counts"}
+
+
 def fit_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, use_rep: str = "X_pca",
              n_pcs: int | None = None, whiten: bool = False, method: str = "ot", sigma: float | None = None,
              time_scale: str = "index", steps: int = 2000, batch_size: int = 512, ot_batch_size: int | None = None, seed: int = 0,
              model_dir: str | Path | None = None,
              velocity: bool = True, basis: str | None = "umap", overwrite: bool = False, global_coupling: bool = False,
              backed: bool = False, progress: bool = True, metric: dict | None = None, device: str = "cpu",
-             ema_decay: float | None = FIT_EMA_DECAY, per_interval: bool = False, flag: str = "overwrite=True"):
+             ema_decay: float | None = FIT_EMA_DECAY, per_interval: bool = False, preprocess: bool = False,
+             gene_velocity: bool = True, flag: str = "overwrite=True", preprocess_flag: str = "preprocess=True"):
     """Fit a :class:`cellflow.CellFlow`, save it, add velocities, write ``path_out``.
 
     ``backed=True`` leaves ``X`` on disk, for ``use_rep="X"`` on files larger than memory;
     ``metric`` is passed to :meth:`cellflow.CellFlow.train` (OT-MFM only), as is ``ema_decay``
     (0 or ``None``: no weight average); ``per_interval`` to :class:`cellflow.CellFlow`.
+    ``preprocess=True`` starts from raw counts in ``X`` (:func:`preprocess_counts`; the choices
+    are saved in ``uns["cellflow"]["preprocess"]``); ``gene_velocity=False`` leaves out the dense
+    cells × genes ``layers["velocity"]`` (``obsm["velocity_pca"]`` is written still).
 
     ``OUT.h5ad`` and the model folder are checked before any work starts, and written whole or
     not at all (:mod:`cellflow._io`), so ``path_out == path_in`` never loses the input. ``flag``
@@ -47,10 +91,26 @@ def fit_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, use_re
     model_dir = Path(model_dir) if model_dir else path_out.with_name(path_out.stem + "_model")
     check_model_folder(model_dir, overwrite, flag)
     adata = read_h5ad(path_in, backed=backed)
+    choices = None
+    if preprocess:
+        if use_rep != "X_pca" or backed:
+            raise ValueError(f"{preprocess_flag} computes obsm['X_pca'] from X in memory; it does not go with "
+                             f"{'--backed' if backed else 'use_rep=' + repr(use_rep)}.")
+        if "X_pca" in adata.obsm and not overwrite:
+            raise FileExistsError(f"{path_in} already holds obsm['X_pca']; drop {preprocess_flag} to fit on it, "
+                                  f"or pass {flag} to compute it again from the counts in X.")
+        _counts_check(adata, preprocess_flag)
+        choices = preprocess_counts(adata, seed=seed)
+    elif use_rep != "X" and use_rep not in adata.obsm:
+        raise KeyError(f"{path_in} has no obsm[{use_rep!r}]" + (
+            f"; add {preprocess_flag} to compute it from the raw counts in X (normalize_total, log1p, "
+            f"{PREPROCESS_GENES} highly variable genes, {PREPROCESS_PCS} PCs), or name another representation "
+            f"(obsm holds: {', '.join(adata.obsm) or 'nothing'})." if use_rep == "X_pca" else
+            f" (obsm holds: {', '.join(adata.obsm) or 'nothing'})."))
     if velocity and not overwrite:  # tl.velocity and tl.velocity_embedding would refuse these after training
         from .tl._velocity import existing_velocity_keys
 
-        found = existing_velocity_keys(adata, use_rep)
+        found = existing_velocity_keys(adata, use_rep, genes=gene_velocity)
         if basis and f"X_{basis}" in adata.obsm and f"velocity_{basis}" in adata.obsm and f"X_{basis}" != use_rep:
             found.append(f"obsm['velocity_{basis}']")
         if found:
@@ -65,7 +125,7 @@ def fit_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, use_re
         return adata, model
     model.save(model_dir, overwrite=overwrite)
     if velocity:
-        tl.velocity(adata, model, overwrite=overwrite)
+        tl.velocity(adata, model, genes=gene_velocity, overwrite=overwrite)
         # the velocity is already in obsm[f"velocity_{basis}"] when the embedding is the representation
         if basis and f"X_{basis}" in adata.obsm and f"X_{basis}" != use_rep:
             tl.velocity_embedding(adata, basis=basis, overwrite=overwrite)
@@ -74,6 +134,8 @@ def fit_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, use_re
                              "steps": int(steps), "batch_size": int(batch_size), "seed": int(seed),
                              "per_interval": bool(per_interval),
                              "final_loss": float(np.mean(model.history.loss[-50:]))}
+    if choices is not None:
+        adata.uns["cellflow"]["preprocess"] = choices
     write_h5ad(adata, path_out)
     return adata, model
 

@@ -46,6 +46,43 @@ def test_fit_writes_velocities_and_model(h5ad, tmp_path):
     assert model.per_interval and model.net.config["knots"] == [0.0, 1.0, 2.0, 3.0]
 
 
+def test_fit_preprocess_starts_from_raw_counts(tmp_path, capsys):
+    """``--preprocess`` runs scanpy's standard steps on the counts in X and records them; without
+    it a file with no PCA gets a command-line answer; processed values are refused, never
+    normalised twice; ``--no-gene-velocity`` leaves out the dense genes layer."""
+    import cellflow as cf
+
+    raw = tmp_path / "raw.h5ad"
+    a = cf.datasets.simulated_differentiation(n_cells_per_time=40, random_state=0)
+    counts = a.X.copy()
+    a.write_h5ad(raw)
+    out = tmp_path / "out.h5ad"
+    base = ["fit", str(raw), "--time-key", "day", "--steps", "5", "--batch-size", "16", "--quiet"]
+    assert main([*base, "--out", str(out)]) == 2
+    assert "add --preprocess to compute it from the raw counts in X" in capsys.readouterr().err
+    assert main([*base, "--out", str(out), "--preprocess"]) == 0
+    b = ad.read_h5ad(out)
+    p = b.uns["cellflow"]["preprocess"]
+    assert list(p["steps"]) == ["normalize_total", "log1p", "highly_variable_genes", "pca"]
+    assert b.obsm["X_pca"].shape[1] == p["n_comps"] and b.var["highly_variable"].sum() == p["n_top_genes"]
+    np.testing.assert_array_equal(np.asarray(b.layers["counts"]), np.asarray(counts))
+    assert np.allclose(np.expm1(b.X).sum(1), np.median(np.asarray(counts).sum(1)))  # normalised, then log1p
+    assert b.layers["velocity"].shape == b.shape
+    assert b.uns["velocity_params"]["unit"] == ("X_pca units per interval between consecutive time points of "
+                                                "obs['day']")
+    again = tmp_path / "again.h5ad"
+    assert main([*base[:1], str(out), *base[2:], "--out", str(again), "--preprocess"]) == 2
+    assert "already holds obsm['X_pca']; drop --preprocess" in capsys.readouterr().err
+    del b.obsm["X_pca"]
+    b.write_h5ad(again)
+    assert main([*base[:1], str(again), *base[2:], "--out", str(tmp_path / "x.h5ad"), "--preprocess"]) == 2
+    assert "X holds non-integer values (already processed?)" in capsys.readouterr().err
+    slim = tmp_path / "slim.h5ad"
+    assert main([*base, "--out", str(slim), "--preprocess", "--no-gene-velocity"]) == 0
+    s = ad.read_h5ad(slim)
+    assert "velocity" not in s.layers and s.obsm["velocity_pca"].shape == s.obsm["X_pca"].shape
+
+
 def test_evaluate_writes_a_tidy_table(h5ad, tmp_path, capsys):
     out = tmp_path / "t.csv"
     rc = main(["evaluate", str(h5ad), "--time-key", "day", "--out", str(out), "--methods", "ot", "icfm", "mfm",

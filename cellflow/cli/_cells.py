@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .._methods import FIT_EMA_DECAY, METHODS as CELLFLOW_METHODS
+from .._pipeline import PREPROCESS_GENES, PREPROCESS_PCS
 from ._options import add_device, add_global_coupling, add_time_and_metric_options, metric_kwargs
 
 
@@ -25,7 +26,8 @@ def _fit(args) -> int:
                             model_dir=args.model_dir, velocity=not args.no_velocity, basis=args.basis, overwrite=args.overwrite,
                             global_coupling=args.global_coupling, backed=args.backed, progress=not args.quiet,
                             device=args.device, ema_decay=args.ema, per_interval=args.per_interval,
-                            flag="--overwrite", **metric_kwargs(args))
+                            preprocess=args.preprocess, gene_velocity=not args.no_gene_velocity,
+                            flag="--overwrite", preprocess_flag="--preprocess", **metric_kwargs(args))
     from ..distributed import is_main
 
     if not is_main():
@@ -92,7 +94,14 @@ def add_commands(sub) -> None:
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--model-dir", default=None, help="where to save the model (default OUT_model/)")
     f.add_argument("--basis", default="umap", help="embedding to project velocities on, if present and not the representation itself (default umap)")
+    f.add_argument("--preprocess", action="store_true",
+                   help="X holds raw counts: first run scanpy's normalize_total, log1p, highly_variable_genes "
+                        f"({PREPROCESS_GENES}) and pca ({PREPROCESS_PCS} PCs) and fit on those PCs; the counts stay "
+                        "in layers['counts'], the choices in uns['cellflow']['preprocess']")
     f.add_argument("--no-velocity", action="store_true", help="do not write velocities")
+    f.add_argument("--no-gene-velocity", action="store_true",
+                   help="write the velocity in the representation (obsm) and the embedding only, not the dense "
+                        "cells x genes layers['velocity'] (4 bytes per cell and gene)")
     f.add_argument("--overwrite", action="store_true")
     add_global_coupling(f)
     add_device(f)

@@ -37,6 +37,15 @@ def existing_velocity_keys(adata, use_rep: str, key_added: str = "velocity", gen
     return keys
 
 
+def velocity_unit(model) -> str:
+    """The unit of :meth:`cellflow.CellFlow.velocity`, in words: per interval between consecutive
+    time points (``time_scale="index"``) or per unit of ``obs[time_key]`` (``"real"``)."""
+    rep = "genes (X)" if model.use_rep == "X" else model.use_rep
+    if model.time_scale == "real":
+        return f"{rep} units per 1 unit of obs[{model.time_key!r}]"
+    return f"{rep} units per interval between consecutive time points of obs[{model.time_key!r}]"
+
+
 def velocity(adata, model, *, key_added: str = "velocity", genes: bool = True, overwrite: bool = False,
              chunk_size: int = CHUNK_SIZE, copy: bool = False):
     """Write the learned velocity at each cell's own time into ``adata``.
@@ -72,7 +81,9 @@ def velocity(adata, model, *, key_added: str = "velocity", genes: bool = True, o
           For a model trained on ``use_rep="X"`` these are the only velocities written (no
           ``obsm``): the field itself, read from X (sparse or backed) a block of cells at a
           time, with 0 for genes past ``n_pcs``;
-        - ``uns[f"{key_added}_params"]``: method, representation, n_pcs, time scale and
+        - ``uns[f"{key_added}_params"]``: method, representation, n_pcs, time scale, ``unit``
+          (the velocity's unit in words, e.g. "X_pca units per interval between consecutive
+          time points of obs['day']") and
           ``embeddings``: the representation's own basis (so that
           ``scv.pl.velocity_embedding_stream(adata, basis="spring")`` uses the velocity of a 2-D
           representation such as ``X_spring`` as it is), then each basis projected onto by
@@ -106,6 +117,7 @@ def velocity(adata, model, *, key_added: str = "velocity", genes: bool = True, o
         adata.var[f"{key_added}_genes"] = used
     adata.uns[pkey] = {"mode": "cellflow", "method": model.method, "use_rep": model.use_rep,
                        "n_pcs": int(model.n_pcs), "time_key": model.time_key, "time_scale": model.time_scale,
+                       "unit": velocity_unit(model),
                        "embeddings": [] if on_x else [basis]}  # a representation is its own embedding for scVelo
     return adata if copy else None
 
