@@ -375,6 +375,24 @@ def test_plots_draw(fitted, tmp_path):
     assert (tmp_path / "t.png").exists() and (tmp_path / "e.png").exists()
 
 
+def test_the_evaluation_figure_keeps_its_bars_with_one_held_out_time():
+    """The demo's table (one held-out time, four methods) once drew a legend beside axes squeezed
+    to nothing; the bars must keep at least 2.5 inches and every method its bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = ["OT-CFM", "I-CFM", "McCann OT interpolation", "previous time point"]
+    df = pd.DataFrame({"method": methods, "held_out_time": 3.0, "seed": 0, "w1": [0.6, 0.7, 0.9, 1.3]})
+    ax = cf.pl.evaluation(df)
+    fig = ax.figure
+    fig.canvas.draw()
+    assert ax.get_position().width * fig.get_figwidth() >= 2.5
+    assert len(ax.patches) == 4 and min(p.get_width() for p in ax.patches) > 0
+    plt.close(fig)
+
+
 def test_velocity_grid_closed_forms():
     """A constant field is returned as it is, a linear field v = A e is its value at the grid
     point (away from the edges), empty space between two clouds is left out, and cells with NaN

@@ -146,7 +146,9 @@ def evaluation(df, *, metric: str = "w1", ax=None, show: bool | None = None, sav
     mean, std = g.mean().unstack(), g.std().unstack().fillna(0.0)
     order = mean.mean(0).sort_values().index
     mean, std = mean[order], std[order]
-    fig, ax = _axes(ax, figsize=(1.2 + 1.1 * len(mean) * max(1, len(order)) / 3, 4))
+    # the bars get at least 3 inches and the legend, outside on the right, 2.5 more, so that
+    # tight_layout never squeezes the axes away (one held-out time, several methods)
+    fig, ax = _axes(ax, figsize=(2.5 + max(3.0, 0.8 + 0.35 * len(mean) * len(order)), 4))
     width = 0.8 / len(order)
     x = np.arange(len(mean))
     for i, m in enumerate(order):
