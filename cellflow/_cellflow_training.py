@@ -16,6 +16,8 @@ the state it reads (the cell store, the matcher, the networks) is built by
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from . import distributed
@@ -33,6 +35,17 @@ __all__ = ["TrainingMixin"]
 
 class TrainingMixin:
     """:meth:`train` for :class:`cellflow.CellFlow` (the multi-marginal objective)."""
+
+    def _warn_large_batch(self, n: int, used: list[int], sizes: list[int]) -> None:
+        """Warn when a batch is larger than a trained time point: its cells are drawn with
+        replacement, so every batch repeats them, and the coupling costs more without pairing
+        more distinct cells."""
+        small = min(used, key=lambda k: sizes[k])
+        if n > sizes[small]:
+            warnings.warn(f"batch_size={n} is larger than the {sizes[small]} cells of time point "
+                          f"{self.times[small]:g}: each batch draws them with replacement and repeats them. "
+                          f"batch_size={sizes[small]} or less pairs as many distinct cells at less cost.",
+                          UserWarning, stacklevel=4)
 
     @scoped_threads
     def train(self, steps: int = 2000, batch_size: int = 512, *, holdout: float | None = None,
@@ -107,6 +120,7 @@ class TrainingMixin:
         pairs = self._pairs(holdout)
         taus = self._taus().tolist()
         store, sizes, matcher = self._store, self._store.sizes(), self.matcher
+        self._warn_large_batch(max(batch_size, ot_batch_size or 0), sorted({k for p in pairs for k in p}), sizes)
         if self.method == "mfm":
             g_steps = max(1, steps // 2) if geodesic_steps is None else int(geodesic_steps)
             matchers = self._fit_geodesics(pairs, [(taus[i], taus[j] - taus[i]) for i, j in pairs], g_steps,

@@ -425,3 +425,26 @@ def test_names_are_refused_when_obs_names_repeat(trained):
     model.train(steps=5, batch_size=16, progress=False)
     with pytest.raises(ValueError, match="duplicated names"):
         cf.tl.pull(a, model, ["c0"], t_from=0, t_to=1)
+
+
+def test_a_batch_larger_than_a_time_point_warns_once_and_names_it():
+    """A biologist's 49-cell time point under the default batch of 512: a warning that names the
+    time point, its cells and the batch that avoids repeats; none at or below that size, and a
+    held-out time point does not count."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    adata = ad.AnnData(obs=pd.DataFrame({"day": np.repeat([0, 1, 2, 3], [90, 20, 49, 90])},
+                                        index=[f"c{i}" for i in range(249)]))
+    adata.obsm["X_pca"] = rng.normal(size=(249, 3))
+    model = cf.CellFlow(adata, "day")
+    with pytest.warns(UserWarning, match=r"batch_size=64 is larger than the 20 cells of time point 1: .* "
+                                         r"batch_size=20 or less") as seen:
+        model.train(steps=1, batch_size=64, progress=False)
+    assert len(seen) == 1 and seen[0].filename == __file__  # points at the caller's line
+    with pytest.warns(UserWarning, match="the 49 cells of time point 2"):
+        model.train(steps=1, batch_size=64, holdout=1, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.train(steps=1, batch_size=20, progress=False)
+        model.train(steps=1, batch_size=49, holdout=1, progress=False)
