@@ -358,6 +358,13 @@ def test_gene_trends_plot_draws_and_leaves_the_anndata_as_it_was(fitted, tmp_pat
         np.testing.assert_array_equal(adata.uns["gene_trends"][k], v)
     with pytest.raises(KeyError, match="genes \\['nope'\\] are not in"):
         cf.pl.gene_trends(adata, ["nope"])
+    # readable names from a var column, as scanpy's gene_symbols=: titles, and genes named either way
+    adata.var["symbol"] = [f"Sym{i}" for i in range(adata.n_vars)]
+    sym = dict(zip(adata.var_names, adata.var["symbol"]))
+    axes = cf.pl.gene_trends(adata, [sym[hv[0]], hv[1]], gene_symbols="symbol")
+    assert [ax.get_title() for ax in axes.flat[:2]] == [sym[hv[0]], sym[hv[1]]]
+    with pytest.raises(KeyError, match="gene_symbols='nope' is not a column of adata.var"):
+        cf.pl.gene_trends(adata, gene_symbols="nope")
 
 
 def test_plots_draw(fitted, tmp_path):

@@ -8,7 +8,8 @@ from ._plots import _category_colors, _finish
 
 
 def gene_trends(adata, genes=None, *, key: str = "gene_trends", groups=None, band: bool = True,
-                observed: bool = True, ncols: int = 4, panel_size=(3.2, 2.6), show: bool | None = None,
+                observed: bool = True, gene_symbols: str | None = None, ncols: int = 4, panel_size=(3.2, 2.6),
+                show: bool | None = None,
                 save: str | None = None):
     """Expression along the flow against measured time: a line per group (± one standard
     deviation over the weighted paths), and the mean of the cells measured at each time as dots.
@@ -24,6 +25,9 @@ def gene_trends(adata, genes=None, *, key: str = "gene_trends", groups=None, ban
     observed
         Mark the mean expression of all cells measured at each time (black dots). With a
         subset of starting cells or per-group trends, these are a reference, not a target.
+    gene_symbols
+        A column of ``adata.var`` holding readable names (as in scanpy's plots): panels are
+        titled with them, and ``genes`` may name genes by them as well as by ``var_names``.
     ncols, panel_size
         Panels per row, and the size of one panel in inches.
 
@@ -39,6 +43,14 @@ def gene_trends(adata, genes=None, *, key: str = "gene_trends", groups=None, ban
     res = adata.uns[key]
     all_genes, all_groups = [str(g) for g in res["genes"]], [str(g) for g in res["groups"]]
     genes = all_genes if genes is None else ([genes] if isinstance(genes, str) else [str(g) for g in genes])
+    symbol = {}
+    if gene_symbols is not None:
+        if gene_symbols not in adata.var:
+            raise KeyError(f"gene_symbols={gene_symbols!r} is not a column of adata.var "
+                           f"(columns: {list(adata.var.columns)[:20]}).")
+        symbol = dict(zip(adata.var_names.astype(str), adata.var[gene_symbols].astype(str)))
+        by_symbol = {s: g for g, s in symbol.items() if g in all_genes}
+        genes = [g if g in all_genes else by_symbol.get(g, g) for g in genes]
     groups = all_groups if groups is None else [str(g) for g in np.atleast_1d(groups)]
     for what, asked, have in (("genes", genes, all_genes), ("groups", groups, all_groups)):
         missing = [g for g in asked if g not in have]
@@ -62,7 +74,7 @@ def gene_trends(adata, genes=None, *, key: str = "gene_trends", groups=None, ban
         if observed and len(res["observed_time"]):
             ax.scatter(res["observed_time"], np.asarray(res["observed_mean"])[:, gi], color="black", s=14,
                        zorder=3, label="measured mean" if j == 0 else None)
-        ax.set_title(gene, fontsize=10)
+        ax.set_title(symbol.get(gene, gene), fontsize=10)
         ax.set_xlabel("time")
         ax.grid(alpha=0.3)
     for ax in axes.flat[len(genes):]:
