@@ -517,6 +517,41 @@ def test_cellrank_kernels_accept_the_exports(fitted):
     np.testing.assert_allclose(np.asarray(rk.transition_matrix.sum(1)).ravel(), 1.0, atol=1e-6)
 
 
+def test_sanitize_makes_cellrank_fates_writable(tmp_path):
+    """CellRank's Lineage in obsm makes write_h5ad fail; after cf.tl.sanitize the file is written,
+    the values are those CellRank gave, and the Lineage can be rebuilt from uns."""
+    cr = pytest.importorskip("cellrank", reason="cellrank is in the scverse extra: pip install -e '.[scverse]'")
+    import anndata as ad
+
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet([1, 1, 1], size=20)
+    adata = ad.AnnData(np.zeros((20, 2)))
+    adata.obsm["lineages_fwd"] = cr.Lineage(probs, names=["Neu", "Mono", "Ery"])
+    with pytest.raises(TypeError):
+        adata.copy().write_h5ad(tmp_path / "before.h5ad")
+    cf.tl.sanitize(adata)
+    adata.write_h5ad(tmp_path / "after.h5ad")
+    back = ad.read_h5ad(tmp_path / "after.h5ad")
+    np.testing.assert_array_equal(back.obsm["lineages_fwd"], probs)
+    again = cr.Lineage(back.obsm["lineages_fwd"], names=back.uns["lineages_fwd_names"])
+    assert list(again.names) == ["Neu", "Mono", "Ery"]
+
+
+def test_the_scverse_extra_pins_a_set_that_is_installed_here():
+    """The [scverse] extra names scVelo, CellRank and the NumPy they work with; where it is
+    installed (CI's test environment), the versions found satisfy it."""
+    from importlib.metadata import requires, version
+
+    from packaging.requirements import Requirement
+
+    extra = [Requirement(r) for r in requires("cellflow-cfm") or []]
+    extra = [r for r in extra if r.marker is not None and r.marker.evaluate({"extra": "scverse"})]
+    assert {r.name for r in extra} >= {"scvelo", "cellrank", "numpy"}
+    pytest.importorskip("cellrank", reason="the scverse extra is not installed: pip install -e '.[scverse]'")
+    for r in extra:
+        assert r.specifier.contains(version(r.name), prereleases=True), (r, version(r.name))
+
+
 def test_shared_eb_file_loads_when_present():
     from pathlib import Path
 

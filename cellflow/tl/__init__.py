@@ -4,7 +4,8 @@ return new objects."""
 
 from ._fate import couplings, fates, pull, push
 from ._interpolate import interpolate
+from ._sanitize import sanitize
 from ._trends import gene_trends
 from ._velocity import velocity, velocity_embedding
 
-__all__ = ["interpolate", "velocity", "velocity_embedding", "push", "pull", "fates", "couplings", "gene_trends"]
+__all__ = ["interpolate", "velocity", "velocity_embedding", "push", "pull", "fates", "couplings", "gene_trends", "sanitize"]
