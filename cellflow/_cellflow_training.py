@@ -28,7 +28,7 @@ from .riemannian_metrics import MAX_METRIC_CELLS, fit_metric
 from .matchers import FlowMatcher
 from .training import TrainConfig, Trainer, TrainHistory, default_prefetch, seed_everything, worker_step_threads
 from .threads import resolve_threads, scoped_threads
-from .train_config import check_batch_size, check_steps
+from .train_config import DEFAULT_BATCH_SIZE, check_batch_size, check_steps
 
 __all__ = ["TrainingMixin"]
 
@@ -36,19 +36,20 @@ __all__ = ["TrainingMixin"]
 class TrainingMixin:
     """:meth:`train` for :class:`cellflow.CellFlow` (the multi-marginal objective)."""
 
-    def _warn_large_batch(self, n: int, used: list[int], sizes: list[int]) -> None:
+    def _warn_large_batch(self, n: int, used: list[int], sizes: list[int], name: str = "batch_size") -> None:
         """Warn when a batch is larger than a trained time point: its cells are drawn with
         replacement, so every batch repeats them, and the coupling costs more without pairing
         more distinct cells."""
         small = min(used, key=lambda k: sizes[k])
         if n > sizes[small]:
-            warnings.warn(f"batch_size={n} is larger than the {sizes[small]} cells of time point "
+            warnings.warn(f"{name}={n} is larger than the {sizes[small]} cells of time point "
                           f"{self.times[small]:g}: each batch draws them with replacement and repeats them. "
-                          f"batch_size={sizes[small]} or less pairs as many distinct cells at less cost.",
+                          f"{name}={sizes[small]} or less (or the default) pairs as many distinct cells at "
+                          "less cost.",
                           UserWarning, stacklevel=4)
 
     @scoped_threads
-    def train(self, steps: int = 2000, batch_size: int = 512, *, holdout: float | None = None,
+    def train(self, steps: int = 2000, batch_size: int | None = None, *, holdout: float | None = None,
               ot_batch_size: int | None = None, lr: float = 1e-3,
               weight_decay: float = 1e-5, ema_decay: float | None = FIT_EMA_DECAY, grad_clip: float | None = None,
               warmup_steps: int = 0, prefetch: int | None = None, workers: int = 2,
@@ -61,7 +62,9 @@ class TrainingMixin:
         steps
             Optimiser steps; each sums the loss over all pairs.
         batch_size
-            Cells drawn per time point per step.
+            Cells drawn per time point per step (default: 512, or the cells of the smallest
+            trained time point if it has fewer). Cells are drawn with replacement, so a batch
+            larger than a time point only repeats its cells; an explicit one warns.
         ot_batch_size
             Cells drawn per time point for the minibatch coupling, from whose plan
             ``batch_size`` pairs are then drawn (default: ``batch_size``, the paper's protocol).
@@ -101,7 +104,8 @@ class TrainingMixin:
             Torch intra-op threads, for the metric and geodesic stage of OT-MFM too (``None``:
             one unless you set more; :mod:`cellflow.threads`).
         """
-        batch_size = check_batch_size(batch_size)
+        if batch_size is not None:
+            batch_size = check_batch_size(batch_size)
         if ot_batch_size is not None:
             ot_batch_size = check_batch_size(ot_batch_size, "ot_batch_size")
         check_steps(steps)  # before any work: OT-MFM fits its metric first
@@ -120,7 +124,14 @@ class TrainingMixin:
         pairs = self._pairs(holdout)
         taus = self._taus().tolist()
         store, sizes, matcher = self._store, self._store.sizes(), self.matcher
-        self._warn_large_batch(max(batch_size, ot_batch_size or 0), sorted({k for p in pairs for k in p}), sizes)
+        used = sorted({k for p in pairs for k in p})
+        if batch_size is None:
+            batch_size = min(DEFAULT_BATCH_SIZE, *(sizes[k] for k in used))
+        else:
+            self._warn_large_batch(batch_size, used, sizes)
+        if ot_batch_size is not None:
+            self._warn_large_batch(ot_batch_size, used, sizes, "ot_batch_size")
+        self.batch_size = batch_size
         if self.method == "mfm":
             g_steps = max(1, steps // 2) if geodesic_steps is None else int(geodesic_steps)
             matchers = self._fit_geodesics(pairs, [(taus[i], taus[j] - taus[i]) for i, j in pairs], g_steps,

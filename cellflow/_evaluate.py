@@ -61,7 +61,7 @@ def _mccann(x0: np.ndarray, x2: np.ndarray, frac: float, max_eval: int, rng: np.
 
 def evaluate_holdout(adata, time_key: str, *, methods=("ot", "sb", "icfm"), seeds=(0, 1, 2, 3, 4),
                      use_rep: str = "X_pca", n_pcs: int | None = None, whiten: bool = True,
-                     held_out=None, steps: int = 2000, batch_size: int = 512, sigma: float | None = None,
+                     held_out=None, steps: int = 2000, batch_size: int | None = None, sigma: float | None = None,
                      time_scale: str = "index", ema_decay: float | None = None, per_interval: bool = False,
                      max_eval: int = 4000, fractions=None, baselines: bool = True, progress: bool = True,
                      verbose: bool | None = None, device: str = "cpu", done: pd.DataFrame | None = None,

@@ -65,7 +65,7 @@ def preprocess_counts(adata, *, n_top_genes: int = PREPROCESS_GENES, n_comps: in
 
 def fit_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, use_rep: str = "X_pca",
              n_pcs: int | None = None, whiten: bool = False, method: str = "ot", sigma: float | None = None,
-             time_scale: str = "index", steps: int = 2000, batch_size: int = 512, ot_batch_size: int | None = None, seed: int = 0,
+             time_scale: str = "index", steps: int = 2000, batch_size: int | None = None, ot_batch_size: int | None = None, seed: int = 0,
              model_dir: str | Path | None = None,
              velocity: bool = True, basis: str | None = "umap", overwrite: bool = False, global_coupling: bool = False,
              backed: bool = False, progress: bool = True, metric: dict | None = None, device: str = "cpu",
@@ -101,12 +101,10 @@ def fit_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, use_re
                                   f"or pass {flag} to compute it again from the counts in X.")
         _counts_check(adata, preprocess_flag)
         choices = preprocess_counts(adata, seed=seed)
-    elif use_rep != "X" and use_rep not in adata.obsm:
-        raise KeyError(f"{path_in} has no obsm[{use_rep!r}]" + (
-            f"; add {preprocess_flag} to compute it from the raw counts in X (normalize_total, log1p, "
-            f"{PREPROCESS_GENES} highly variable genes, {PREPROCESS_PCS} PCs), or name another representation "
-            f"(obsm holds: {', '.join(adata.obsm) or 'nothing'})." if use_rep == "X_pca" else
-            f" (obsm holds: {', '.join(adata.obsm) or 'nothing'})."))
+    elif use_rep == "X_pca" and "X_pca" not in adata.obsm:
+        raise KeyError(f"{path_in} has no obsm['X_pca']; add {preprocess_flag} to compute it from the raw counts "
+                       f"in X (normalize_total, log1p, {PREPROCESS_GENES} highly variable genes, {PREPROCESS_PCS} "
+                       f"PCs), or name another representation (obsm holds: {', '.join(adata.obsm) or 'nothing'}).")
     if velocity and not overwrite:  # tl.velocity and tl.velocity_embedding would refuse these after training
         from .tl._velocity import existing_velocity_keys
 
@@ -131,7 +129,7 @@ def fit_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, use_re
             tl.velocity_embedding(adata, basis=basis, overwrite=overwrite)
     adata.uns["cellflow"] = {"model_dir": str(model_dir), "method": model.method, "time_key": time_key,
                              "use_rep": use_rep, "n_pcs": int(model.n_pcs), "whiten": bool(whiten),
-                             "steps": int(steps), "batch_size": int(batch_size), "seed": int(seed),
+                             "steps": int(steps), "batch_size": int(model.batch_size), "seed": int(seed),
                              "per_interval": bool(per_interval),
                              "final_loss": float(np.mean(model.history.loss[-50:]))}
     if choices is not None:
@@ -142,7 +140,7 @@ def fit_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, use_re
 
 def evaluate_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, methods=("ot", "sb", "icfm"),
                   seeds=(0, 1, 2, 3, 4), use_rep: str = "X_pca", n_pcs: int | None = None, whiten: bool = True,
-                  held_out=None, steps: int = 2000, batch_size: int = 512, max_eval: int = 4000,
+                  held_out=None, steps: int = 2000, batch_size: int | None = None, max_eval: int = 4000,
                   progress: bool = True, overwrite: bool = False, resume: bool = False,
                   flag: str = "overwrite=True", resume_flag: str = "resume=True", **train_kwargs):
     """Run :func:`cellflow.evaluate_holdout` on a file; write the table as CSV and return it with
@@ -158,7 +156,7 @@ def evaluate_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, m
     settings_path = path_out.with_name(path_out.stem + ".settings.json")
     settings = dict(input=str(Path(path_in).resolve()), time_key=time_key, use_rep=use_rep, n_pcs=n_pcs,
                     whiten=bool(whiten), held_out=None if held_out is None else [float(h) for h in held_out],
-                    steps=int(steps), batch_size=int(batch_size), max_eval=int(max_eval),
+                    steps=int(steps), batch_size=batch_size, max_eval=int(max_eval),
                     **{k: v for k, v in train_kwargs.items() if k != "device"})
     done = _earlier_table(path_out, settings_path, settings, resume_flag) if resume and path_out.exists() else None
     if done is None:

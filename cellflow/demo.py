@@ -78,12 +78,12 @@ def run_demo(out: str | Path = "cellflow_out", *, steps: int = 1500, seed: int =
 
     say(f"3/6 fitting OT-CFM on 10 PCs ({steps} steps) ...")
     model = CellFlow(adata, "day", use_rep="X_pca", n_pcs=10, method="ot", seed=seed)
-    model.train(steps=steps, batch_size=256, progress=progress)
+    model.train(steps=steps, progress=progress)
     model.save(out / "model", overwrite=overwrite)
 
     say("4/6 held-out evaluation of day 3: OT-CFM vs I-CFM vs baselines on 5 whitened PCs ...")
     df = evaluate_holdout(adata, "day", methods=["ot", "icfm"], seeds=[seed], n_pcs=5, whiten=True, steps=steps,
-                          batch_size=256, held_out=[3], progress=progress)
+                          held_out=[3], progress=progress)
     summary = summarize_holdout(df)
     write_csv(df, out / "evaluation.csv", index=False)
     write_csv(summary, out / "summary.csv")
@@ -101,7 +101,7 @@ def run_demo(out: str | Path = "cellflow_out", *, steps: int = 1500, seed: int =
     last = float(model.times[-1])
     tl.pull(adata, model, {"branch": "A"}, t_from=2, t_to=last, key_added="fate_A", normalize=False)
     held = CellFlow(adata, "day", use_rep="X_pca", n_pcs=10, method="ot", seed=seed)
-    held.train(steps=steps, batch_size=256, holdout=3, progress=progress)
+    held.train(steps=steps, holdout=3, progress=progress)
     pred = tl.interpolate(adata, held, time=3)
 
     sc.settings.figdir = out

@@ -28,6 +28,9 @@ def _whole(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+DEFAULT_BATCH_SIZE = 512  # cells per time point per step of a CellFlow, as in the paper's single-cell runs
+
+
 def check_batch_size(batch_size, name: str = "batch_size") -> int:
     """``batch_size`` as an int >= 1, or a ``ValueError`` that names the argument."""
     if not _whole(batch_size) or batch_size < 1:

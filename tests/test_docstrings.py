@@ -19,9 +19,17 @@ def test_module_examples(name):
 
 
 def test_the_readme_is_a_front_page():
-    """At most 8 KB, and no link to a folder outside the repository."""
+    """At most 8 KB, no link to a folder outside the repository, and no run time that the
+    benchmarks page does not hold."""
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "README.md").read_text()
     assert len(text.encode()) <= 8192
     assert "../shared" not in text
+    # a run time on the front page is one the benchmarks page holds, with its command
+    benchmarks = " ".join((root / "tutorials" / "benchmarks.md").read_text().split())
+    for figure in re.findall(r"\b\d[\d.,]*\s*(?:s|sec|seconds|min|minutes|h|hours)\b", text):
+        assert " ".join(figure.split()) in benchmarks, figure

@@ -24,7 +24,7 @@ def fitted(tmp_path_factory):
     sc.pp.neighbors(adata, n_pcs=10, n_neighbors=15)
     adata.obsm["X_umap"] = adata.obsm["X_pca"][:, :2].copy()  # a stand-in embedding (no UMAP compile in tests)
     model = cf.CellFlow(adata, "day", n_pcs=5, seed=0)
-    model.train(steps=1500, batch_size=256, progress=False)
+    model.train(steps=1500, progress=False)
     return adata, model
 
 

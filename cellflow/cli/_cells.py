@@ -88,7 +88,9 @@ def add_commands(sub) -> None:
                    help=f"EMA decay of the weights, which the fitted flow uses (default {FIT_EMA_DECAY}; 0: the last "
                         "weights); it keeps paths over several days on the measured cells")
     add_time_and_metric_options(f)
-    f.add_argument("--batch-size", type=int, default=512, help="cells per time point per step")
+    f.add_argument("--batch-size", type=int, default=None,
+                   help="cells per time point per step (default: 512, or the smallest trained time point's cells "
+                        "if fewer)")
     f.add_argument("--ot-batch-size", type=int, default=None,
                    help="cells per time point for the minibatch coupling (default: --batch-size)")
     f.add_argument("--seed", type=int, default=0)
@@ -127,7 +129,9 @@ def add_commands(sub) -> None:
     e.add_argument("--held-out", type=float, nargs="+", default=None, help="times to hold out (default all intermediate)")
     e.add_argument("--steps", type=int, default=2000)
     add_time_and_metric_options(e)
-    e.add_argument("--batch-size", type=int, default=512)
+    e.add_argument("--batch-size", type=int, default=None,
+                   help="cells per time point per step (default: 512, or the smallest trained time point's cells "
+                        "if fewer)")
     e.add_argument("--ot-batch-size", type=int, default=None,
                    help="cells per time point for the minibatch coupling, from whose plan --batch-size pairs are "
                         "drawn (default: --batch-size, the paper's protocol)")
