@@ -5,17 +5,41 @@ and beyond.
 >>> model = cf.FlowModel(dim=2, method="ot")
 """
 
-from . import couplings, datasets, pl, tl, likelihood, matchers, metrics, networks, paths, solvers, threads, training
+from . import couplings, datasets, pl, tl
+from .flow import likelihood, matchers, metrics, networks, paths, solvers
+from .train import threads, trainer as training
 from .couplings import ConvergenceError, ExactOT, IndependentCoupling, PartialOT, SinkhornOT
-from .matchers import FlowMatcher, make_matcher
-from ._cellflow import CellFlow
-from ._evaluate import evaluate_holdout, summarize_holdout
-from .model import FlowModel
-from .networks import MLP
-from .paths import BrownianBridgePath, LipmanPath, PathSample, StraightPath, VPPath
-from .training import TrainConfig, seed_everything
+from .flow.matchers import FlowMatcher, make_matcher
+from .models.cells import CellFlow
+from .evaluate import evaluate_holdout, summarize_holdout
+from .models.flow import FlowModel
+from .flow.networks import MLP
+from .flow.paths import BrownianBridgePath, LipmanPath, PathSample, StraightPath, VPPath
+from .train.trainer import TrainConfig, seed_everything
 
 __version__ = "0.1.0"
+
+
+def _keep_old_module_names() -> None:
+    """``import cellflow.paths`` and the other module names of the flat layout before the
+    regrouping keep working: each is the same module object as its new home."""
+    import importlib
+    import sys
+
+    moved = {"paths": "flow.paths", "matchers": "flow.matchers", "networks": "flow.networks",
+             "unet": "flow.unet", "solvers": "flow.solvers", "likelihood": "flow.likelihood",
+             "metrics": "flow.metrics", "geodesics": "flow.geodesics",
+             "riemannian_metrics": "flow.riemannian_metrics", "assignment": "couplings.assignment",
+             "sparse_ot": "couplings.sparse_ot", "training": "train.trainer", "train_config": "train.config",
+             "optim": "train.optim", "batch_workers": "train.batch_workers",
+             "distributed": "train.distributed", "threads": "train.threads", "model": "models.flow"}
+    for old, new in moved.items():
+        module = importlib.import_module(f"{__name__}.{new}")
+        sys.modules.setdefault(f"{__name__}.{old}", module)
+        globals().setdefault(old, module)
+
+
+_keep_old_module_names()
 
 __all__ = [
     "CellFlow", "evaluate_holdout", "summarize_holdout", "FlowModel", "FlowMatcher", "make_matcher", "MLP", "TrainConfig", "seed_everything",

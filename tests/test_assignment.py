@@ -6,8 +6,8 @@ import pytest
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from cellflow import _auction
-from cellflow.assignment import exact_assignment
+from cellflow.couplings import _auction
+from cellflow.couplings.assignment import exact_assignment
 from cellflow.couplings import ExactOT
 
 
@@ -111,7 +111,7 @@ def test_bid_scan_equals_the_naive_cheapest_and_second_cheapest():
     # the vectorised scan compares bit patterns whose lowest mantissa bits hold the column:
     # it must agree with float comparisons to that precision, including ties (the first
     # cheapest column wins), zeros and a single finite value
-    from cellflow._auction import _bid, _index_bits
+    from cellflow.couplings._auction import _bid, _index_bits
 
     rng = np.random.default_rng(0)
     for trial in range(300):
@@ -133,7 +133,7 @@ def test_bid_scan_equals_the_naive_cheapest_and_second_cheapest():
 
 def test_assign_points_equals_the_assignment_of_the_cost_matrix():
     # the costs computed inside the solver (direct differences) against squared_distances' matrix
-    from cellflow.assignment import POINTS_MAX_DIM, assign_points
+    from cellflow.couplings.assignment import POINTS_MAX_DIM, assign_points
     from cellflow.couplings import squared_distances
 
     g = torch.Generator().manual_seed(3)
@@ -158,7 +158,7 @@ def test_assign_points_equals_the_assignment_of_the_cost_matrix():
 
 
 def test_assign_point_stacks_solves_each_problem_as_assign_points_does():
-    from cellflow.assignment import assign_point_stacks, assign_points
+    from cellflow.couplings.assignment import assign_point_stacks, assign_points
     from cellflow.couplings import PointsSolve
 
     rng = np.random.default_rng(4)

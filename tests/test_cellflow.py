@@ -188,7 +188,7 @@ def test_sb_sde_push_reaches_the_marginals_and_spreads_single_cells(tmp_path):
 
 
 def test_default_sigma_follows_the_documented_rule():
-    from cellflow._methods import default_sigma
+    from cellflow.models._methods import default_sigma
 
     low, high = course(n=20, d=3), course(n=20, d=25)
     assert cf.CellFlow(low, "day").sigma == 0.1  # low-dimensional, unwhitened (a 2-D layout, say)

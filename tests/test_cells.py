@@ -9,8 +9,8 @@ import scipy.sparse as sp
 import torch
 
 import cellflow as cf
-from cellflow import _cells
-from cellflow._cells import RowSource
+from cellflow.adata import _store as _cells
+from cellflow.adata._store import RowSource
 
 
 def counts_course(n=120, genes=12, times=(0, 1, 2), seed=0):

@@ -106,7 +106,7 @@ def test_evaluate_prints_its_plan_keeps_finished_rows_and_resumes(h5ad, tmp_path
     """The plan (models, steps, an estimate) comes before any model trains; a run stopped after
     its second model leaves those rows in the CSV; --resume trains only what is missing and ends
     with the table an unbroken run writes; other settings are refused."""
-    import cellflow._cellflow as cellflow_module
+    import cellflow.models.cells as cellflow_module
 
     args = ["evaluate", str(h5ad), "--time-key", "day", "--methods", "ot", "icfm", "--seeds", "0", "1",
             "--held-out", "1", "--n-pcs", "2", "--steps", "15", "--batch-size", "16", "--quiet"]
@@ -163,19 +163,19 @@ def test_evaluate_takes_five_pcs_or_every_column_of_a_narrower_representation(h5
                                                                               capsys):
     """Without --n-pcs, a 2-D layout is evaluated on its 2 columns instead of failing on the paper's
     5; an explicit --n-pcs beyond the representation still stops with the fix."""
-    import cellflow._evaluate
+    import cellflow.evaluate
 
     a = ad.read_h5ad(h5ad)
     a.obsm["X_wide"] = np.hstack([a.obsm["X_pca"]] * 3)
     a.write_h5ad(h5ad)
     seen = []
 
-    class Recorded(cellflow._evaluate.CellFlow):
+    class Recorded(cellflow.evaluate.CellFlow):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             seen[-1].add(self.n_pcs)
 
-    monkeypatch.setattr(cellflow._evaluate, "CellFlow", Recorded)
+    monkeypatch.setattr(cellflow.evaluate, "CellFlow", Recorded)
     for rep in ("X_umap", "X_pca", "X_wide"):
         seen.append(set())
         assert main(["evaluate", str(h5ad), "--time-key", "day", "--out", str(tmp_path / f"{rep}.csv"),
@@ -194,7 +194,7 @@ def test_evaluate_takes_five_pcs_or_every_column_of_a_narrower_representation(h5
 
 
 def test_metric_eps_reaches_ot_mfm_metrics(h5ad, tmp_path, monkeypatch):
-    from cellflow.geodesics import RBFMetric
+    from cellflow.flow.geodesics import RBFMetric
 
     seen, fit = [], RBFMetric.fit.__func__
     monkeypatch.setattr(RBFMetric, "fit", classmethod(lambda cls, X, **kw: seen.append(kw["eps"]) or fit(cls, X, **kw)))
@@ -210,7 +210,7 @@ def test_metric_eps_reaches_ot_mfm_metrics(h5ad, tmp_path, monkeypatch):
 
 
 def test_metric_land_and_its_gamma_reach_ot_mfm(h5ad, tmp_path, monkeypatch):
-    from cellflow.riemannian_metrics import LANDMetric
+    from cellflow.flow.riemannian_metrics import LANDMetric
 
     seen, fit = [], LANDMetric.fit.__func__
     monkeypatch.setattr(LANDMetric, "fit", classmethod(lambda cls, X, **kw: seen.append((kw["gamma"], kw["eps"]))
@@ -314,7 +314,7 @@ def test_bench_velocity_takes_every_column_of_a_2d_layout(tmp_path):
 
 
 def test_bench_arch_scores_both_metrics_against_ot_cfm(tmp_path, monkeypatch, capsys):
-    from cellflow.riemannian_metrics import LANDMetric, RBFMetric
+    from cellflow.flow.riemannian_metrics import LANDMetric, RBFMetric
 
     seen = []
     for cls in (RBFMetric, LANDMetric):
@@ -342,7 +342,7 @@ def test_bench_arch_scores_both_metrics_against_ot_cfm(tmp_path, monkeypatch, ca
 
 
 def test_bench_arch_in_more_unwhitened_dimensions_scores_in_the_data_s_units(tmp_path, capsys):
-    from cellflow._evaluate import _scores
+    from cellflow.evaluate import _scores
     from cellflow.datasets import arch_time_course
 
     out = tmp_path / "arch"

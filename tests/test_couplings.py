@@ -15,7 +15,7 @@ from cellflow.couplings import (
     sinkhorn_log,
     squared_distances,
 )
-from cellflow.matchers import make_matcher
+from cellflow.flow.matchers import make_matcher
 
 
 def pts(n, d, seed=0, shift=1.0):
@@ -74,7 +74,7 @@ def test_sparse_exact_plan_is_the_dense_optimum(case):
     """The sparse solve with pricing returns the dense optimum: same cost, same marginals,
     also with unequal weights and sizes, and when the near pairs alone cannot carry the mass
     (two clusters of unequal sizes far apart force pricing rounds)."""
-    from cellflow.sparse_ot import sparse_exact_plan
+    from cellflow.couplings.sparse_ot import sparse_exact_plan
 
     rng = np.random.default_rng(1)
     n, m = (300, 300) if case != "weighted_rectangular" else (200, 260)
@@ -322,7 +322,7 @@ def test_squared_distances_match_the_direct_differences():
 
 def test_defer_pair_is_pair_in_two_parts():
     # finish(solve()) draws what pair() draws, in the same order, from the same generator
-    from cellflow.assignment import POINTS_MAX_DIM
+    from cellflow.couplings.assignment import POINTS_MAX_DIM
 
     x0, x1 = torch.randn(90, 3), torch.randn(90, 3) + 1
     for replace, n in [(False, None), (False, 40), (True, None), (True, 150)]:

@@ -71,7 +71,7 @@ def test_ddp_two_gloo_ranks_hold_identical_weights(tmp_path, kind):
 
 
 def test_step_generators_differ_by_rank_only_beyond_rank_zero():
-    from cellflow.training import step_generator
+    from cellflow.train.trainer import step_generator
 
     a = torch.rand(3, generator=step_generator(0, 5))
     assert torch.equal(a, torch.rand(3, generator=step_generator(0, 5, rank=0)))
@@ -86,7 +86,7 @@ def test_global_coupling_shares_partition_one_optimal_plan(monkeypatch, replace)
     import ot
 
     from cellflow import distributed
-    from cellflow.training import step_generator
+    from cellflow.train.trainer import step_generator
 
     src = lambda n, g: toy_sample("8gaussians", n, generator=g)  # noqa: E731
     tgt = lambda n, g: toy_sample("moons", n, generator=g)  # noqa: E731

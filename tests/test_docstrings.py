@@ -33,3 +33,23 @@ def test_the_readme_is_a_front_page():
     benchmarks = " ".join((root / "tutorials" / "benchmarks.md").read_text().split())
     for figure in re.findall(r"\b\d[\d.,]*\s*(?:s|sec|seconds|min|minutes|h|hours)\b", text):
         assert " ".join(figure.split()) in benchmarks, figure
+
+
+def test_the_module_names_of_the_flat_layout_still_import():
+    """Code written against the flat layout before the regrouping (``cellflow.paths``,
+    ``from cellflow.assignment import ...``) gets the very module of the new layout."""
+    import importlib
+
+    moved = {"paths": "flow.paths", "matchers": "flow.matchers", "networks": "flow.networks", "unet": "flow.unet",
+             "solvers": "flow.solvers", "likelihood": "flow.likelihood", "metrics": "flow.metrics",
+             "geodesics": "flow.geodesics", "riemannian_metrics": "flow.riemannian_metrics",
+             "assignment": "couplings.assignment", "sparse_ot": "couplings.sparse_ot", "training": "train.trainer",
+             "train_config": "train.config", "optim": "train.optim", "batch_workers": "train.batch_workers",
+             "distributed": "train.distributed", "threads": "train.threads", "model": "models.flow"}
+    for old, new in moved.items():
+        assert importlib.import_module(f"cellflow.{old}") is importlib.import_module(f"cellflow.{new}"), old
+        assert getattr(cellflow, old) is importlib.import_module(f"cellflow.{new}"), old
+    from cellflow.model import FlowModel
+    from cellflow.training import TrainConfig
+
+    assert FlowModel is cellflow.FlowModel and TrainConfig is cellflow.TrainConfig

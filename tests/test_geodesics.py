@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import cellflow as cf
-from cellflow.geodesics import GeodesicInterpolant, GeodesicPath, RBFMetric, fit_geodesic_interpolant
+from cellflow.flow.geodesics import GeodesicInterpolant, GeodesicPath, RBFMetric, fit_geodesic_interpolant
 
 
 def annulus(n, lo, hi, rng, r0=0.5, r1=1.5):
@@ -161,7 +161,7 @@ def test_ot_mfm_predicts_a_held_out_day_on_a_curved_course_better_than_ot_cfm(tm
 def test_each_pair_gets_its_metric_and_model_time(monkeypatch):
     """One metric per pair, on that pair's two time points only; the interpolant learns on each
     pair's interval of model time."""
-    import cellflow._cellflow_training as cc
+    import cellflow.models._cells_training as cc
 
     seen = {}
 

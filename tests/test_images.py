@@ -10,7 +10,7 @@ import torch
 
 from cellflow.images import (ImageFlow, frechet_distance, load_images, read_cifar10, read_image_folder,
                              train_digits_classifier)
-from cellflow.unet import UNet
+from cellflow.flow.unet import UNet
 
 
 def _random_out(net):
@@ -38,7 +38,7 @@ def test_unet_shapes_flat_input_and_conditioning():
 
 
 def test_unet_cifar_recipe_matches_torchcfm_size():
-    from cellflow.unet import CIFAR10_RECIPE
+    from cellflow.flow.unet import CIFAR10_RECIPE
 
     n = sum(p.numel() for p in UNet(shape=(3, 32, 32), **CIFAR10_RECIPE).parameters())
     assert 35.0e6 < n < 36.5e6  # torchcfm's CIFAR-10 UNet has 35.7M parameters

@@ -9,7 +9,7 @@ import torch
 from scipy.stats import energy_distance as scipy_energy
 
 from cellflow import metrics
-from cellflow.solvers import integrate_ode
+from cellflow.flow.solvers import integrate_ode
 
 
 def two_sets(n=40, m=30, d=3, seed=0):

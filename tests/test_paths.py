@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from cellflow.matchers import make_matcher
-from cellflow.paths import BrownianBridgePath, LipmanPath, StraightPath, VPPath
+from cellflow.flow.matchers import make_matcher
+from cellflow.flow.paths import BrownianBridgePath, LipmanPath, StraightPath, VPPath
 
 SIGMAS = [0.0, 5e-4, 0.5, 1.5, 0, 1]
 SHAPES = [[1], [2], [1, 2], [3, 4, 5]]
@@ -40,7 +40,7 @@ def test_straight_path_closed_form(sigma, shape):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_straight_path_fast_sample_equals_the_generic_one_bit_for_bit(sigma, dtype):
     # StraightPath.sample skips the constant coefficients; the draws and values must not change
-    from cellflow.paths import ProbPath
+    from cellflow.flow.paths import ProbPath
 
     x0, x1 = torch.randn(300, 3, dtype=dtype), torch.randn(300, 3, dtype=dtype)
     path = StraightPath(sigma)

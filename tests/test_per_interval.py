@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import cellflow as cf
-from cellflow.networks import MLP, IntervalMLP, build_network
+from cellflow.flow.networks import MLP, IntervalMLP, build_network
 
 
 def test_interval_mlp_is_each_intervals_network():

@@ -104,7 +104,7 @@ def _tabular_flow() -> dict:
 
 
 def reference_outputs() -> dict:
-    from cellflow.threads import thread_scope
+    from cellflow.train.threads import thread_scope
 
     with torch.random.fork_rng(), thread_scope(1):  # one thread: one order of every sum
         return {**_flow_models(), **_cell_flows(), **_image_flow(), **_tabular_flow()}

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import cellflow as cf
-from cellflow.geodesics import fit_geodesic_interpolant
-from cellflow.riemannian_metrics import LANDMetric, RBFMetric, _gaussian, fit_metric
+from cellflow.flow.geodesics import fit_geodesic_interpolant
+from cellflow.flow.riemannian_metrics import LANDMetric, RBFMetric, _gaussian, fit_metric
 from test_geodesics import annulus, course_on_ring
 
 
@@ -115,7 +115,7 @@ def test_land_paths_follow_a_curved_manifold():
 
 
 def test_cellflow_trains_ot_mfm_with_the_land_metric(tmp_path, monkeypatch):
-    import cellflow._cellflow_training as training
+    import cellflow.models._cells_training as training
 
     kinds = []
     real = training.fit_metric

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal, Normal
 
-from cellflow.likelihood import log_likelihood
-from cellflow.solvers import integrate_ode, integrate_sde
+from cellflow.flow.likelihood import log_likelihood
+from cellflow.flow.solvers import integrate_ode, integrate_sde
 
 
 @pytest.mark.parametrize("method,steps,tol", [("euler", 1000, 2e-3), ("midpoint", 100, 1e-5), ("rk4", 50, 1e-8),

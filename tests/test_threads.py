@@ -1,4 +1,4 @@
-"""The thread policy (cellflow.threads): one intra-op thread unless the user asks, restored after."""
+"""The thread policy (cellflow.train.threads): one intra-op thread unless the user asks, restored after."""
 
 import os
 import subprocess

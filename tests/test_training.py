@@ -55,7 +55,7 @@ def test_exact_ot_batches_split_into_a_gil_free_solve_and_the_same_batch(monkeyp
     # (numpy in, numpy out); finish(job()) is make_batch(g) bit for bit
     import numpy as np
 
-    import cellflow.training as training
+    import cellflow.train.trainer as training
 
     def batch_fn(method, dim=2, **kw):
         m = cf.FlowModel(dim, method, seed=0, **kw)
@@ -70,7 +70,7 @@ def test_exact_ot_batches_split_into_a_gil_free_solve_and_the_same_batch(monkeyp
     for k in ("t", "x_t", "u_t", "eps", "i0", "i1"):
         assert torch.equal(getattr(split, k), getattr(inline, k)), k
     # no split where the solve is not the auction on points: SB, I-CFM, > POINTS_MAX_DIM features
-    from cellflow.assignment import POINTS_MAX_DIM
+    from cellflow.couplings.assignment import POINTS_MAX_DIM
 
     assert not hasattr(batch_fn("sb")[1], "prepare") and not hasattr(batch_fn("icfm")[1], "prepare")
     assert not hasattr(batch_fn("ot", dim=POINTS_MAX_DIM + 1)[1], "prepare")
@@ -84,7 +84,7 @@ def test_exact_ot_batches_split_into_a_gil_free_solve_and_the_same_batch(monkeyp
 def test_grouped_worker_tasks_hand_out_every_step_s_batch_in_order():
     # the solves of `group` consecutive steps go to a worker as one task (the jobs' together);
     # every step still gets make_batch(its generator), whatever the group, depth, workers, start
-    import cellflow.training as training
+    import cellflow.train.trainer as training
 
     tasks = []
 
@@ -127,7 +127,7 @@ def test_grouped_worker_tasks_hand_out_every_step_s_batch_in_order():
 
 @pytest.mark.parametrize("method, ahead", [("icfm", 0), ("sb", 0), ("ot", 4)])
 def test_batches_are_drawn_ahead_by_default_only_for_exact_ot(method, ahead, monkeypatch):
-    import cellflow.training as training
+    import cellflow.train.trainer as training
 
     depths = []
     real = training._BatchPool
@@ -233,7 +233,7 @@ def test_class_conditioning_follows_the_pairing():
 def test_warm_ema_matches_its_formula():
     from torch.optim.swa_utils import AveragedModel
 
-    from cellflow.optim import warm_ema
+    from cellflow.train.optim import warm_ema
 
     p = torch.nn.Parameter(torch.zeros(1))
     holder = torch.nn.ParameterList([p])
@@ -276,7 +276,7 @@ def test_labelled_ot_couples_within_each_class():
 
 def test_ot_workers_get_the_cores_and_the_thread_count_is_restored():
     from cellflow.couplings import ExactOT, IndependentCoupling
-    from cellflow.training import TrainConfig, Trainer, worker_step_threads
+    from cellflow.train.trainer import TrainConfig, Trainer, worker_step_threads
 
     before = torch.get_num_threads()
     torch.set_num_threads(2)

@@ -37,10 +37,10 @@ def run(*, n_cells: int = 5000, seeds=(0, 1, 2), metrics=METRICS, metric_eps: fl
     """Run the benchmark; returns the per-seed table (``method, metric, seed, w1, w2, mmd,
     seconds``), writes ``arch.csv`` and ``arch_summary.csv`` to ``out`` if given, and prints the
     summary if ``verbose``. ``metric_eps`` is the metrics' floor ε (default that of
-    :func:`cellflow.riemannian_metrics.fit_metric`, 0.1); ``n_dims`` is the width of the data
+    :func:`cellflow.flow.riemannian_metrics.fit_metric`, 0.1); ``n_dims`` is the width of the data
     (:func:`cellflow.datasets.arch_time_course`) and ``whiten`` the protocol's scaling (W1 in
     whitened units, or in the data's own); ``progress`` shows each model's training."""
-    from .._evaluate import evaluate_holdout
+    from ..evaluate import evaluate_holdout
     from ..datasets import arch_time_course
 
     adata = arch_time_course(n_cells, n_dims=n_dims, seed=data_seed)
@@ -73,8 +73,8 @@ def sampling_floor(adata, fresh, seeds, max_eval: int = 4000, *, whiten: bool = 
     many cells drawn afresh from the same time point, in the same units (whitened, or the data's
     own) and with the same subsampling as :func:`cellflow.evaluate_holdout` (one row per seed of
     the subsample)."""
-    from .._anndata import Standardizer
-    from .._evaluate import _scores
+    from ..adata._read import Standardizer
+    from ..evaluate import _scores
 
     scale = Standardizer.fit(adata.obsm["X_arch"], whiten=True).forward if whiten else np.asarray  # as evaluate_holdout
     held, new = (scale(a.obsm["X_arch"][a.obs["time"].to_numpy() == 1]) for a in (adata, fresh))

@@ -110,7 +110,7 @@ def sparse_x_phases(*, n_cells: int = 200_000, n_genes: int = 2000, density: flo
 
     import anndata as ad
 
-    from .._cellflow import CellFlow
+    from ..models.cells import CellFlow
 
     rows = []
     t0 = time.perf_counter()
@@ -154,7 +154,7 @@ def run(*, n_cells: int = 1_000_000, n_pcs: int = 50, small: int = 10_000, metho
     """Train on ``small`` and on ``n_cells`` cells, then compute every cell's velocity; with
     ``x_cells > 0``, first train on a sparse ``X`` of ``x_cells × x_genes``, in memory and
     backed on disk (:func:`sparse_x_phases`)."""
-    from .._cellflow import CellFlow
+    from ..models.cells import CellFlow
 
     rows = []
     if x_cells:

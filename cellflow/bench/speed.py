@@ -9,7 +9,7 @@ Four sections, each figure the median of ``repeats`` timed runs on ``threads`` t
 ``exact_ot``
     One exact plan between ``n`` × ``n`` standard normal points in ``d`` dimensions (uniform
     weights): our :class:`~cellflow.couplings.ExactOT` (the auction of
-    :mod:`cellflow.assignment`) and with ``auction=False`` (the network simplex on near pairs
+    :mod:`cellflow.couplings.assignment`) and with ``auction=False`` (the network simplex on near pairs
     with pricing), POT's network simplex without the iteration cap, and torchcfm's
     ``OTPlanSampler`` (POT capped at 100,000 iterations). Each plan's cost is reported
     relative to the uncapped optimum.
@@ -145,7 +145,7 @@ def push(n_cells: int = 100_000, dims: tuple[int, ...] = (5, 50), steps: int = 1
          device: str = "cpu") -> pd.DataFrame:
     """Time to push ``n_cells`` (from and back to the CPU) across one interval with ``steps``
     Euler steps on ``device``."""
-    from ..model import FlowModel
+    from ..models.flow import FlowModel
 
     rows = []
     for d in dims:

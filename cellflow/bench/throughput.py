@@ -25,12 +25,12 @@ import pandas as pd
 import torch
 
 from ..datasets import toy_sample
-from ..metrics import wasserstein
-from ..matchers import DEFAULT_SIGMA  # OT-CFM, I-CFM 0.1; SB 1.0 (entropic OT at ε = 2σ² = 2, as torchcfm's reg)
-from ..model import FlowModel
-from ..solvers import integrate_ode
-from ..threads import resolve_threads
-from ..training import TrainConfig
+from ..flow.metrics import wasserstein
+from ..flow.matchers import DEFAULT_SIGMA  # OT-CFM, I-CFM 0.1; SB 1.0 (entropic OT at ε = 2σ² = 2, as torchcfm's reg)
+from ..models.flow import FlowModel
+from ..flow.solvers import integrate_ode
+from ..train.threads import resolve_threads
+from ..train.trainer import TrainConfig
 from .toy import LABEL
 
 
@@ -105,7 +105,7 @@ def run(*, steps: int = 1000, repeats: int = 3, batch: int = 256, threads: int =
         n_test: int = 2000, verbose: bool = True, device: str = "cpu",
         methods: tuple[str, ...] = ("ot", "icfm", "sb"), ot_groups: tuple[int, ...] = (),
         busy: int = 0, ours_threads: tuple[int, ...] = ()) -> pd.DataFrame:
-    """``threads`` is torch's count for torchcfm (ours follows :mod:`cellflow.threads`; add rows
+    """``threads`` is torch's count for torchcfm (ours follows :mod:`cellflow.train.threads`; add rows
     of ours on a fixed count with ``ours_threads``). ``busy=N`` times every contender alone and
     beside N CPU-bound processes, in turns, and adds ``steps_per_s_busy`` and ``busy_ratio``."""
     torch.set_num_threads(threads)
@@ -155,7 +155,7 @@ def run(*, steps: int = 1000, repeats: int = 3, batch: int = 256, threads: int =
     df = pd.DataFrame(rows)
     if verbose:
         print(f"\nmedian of {repeats} runs of {steps} steps, batch {batch}, on {device} (torchcfm on {threads} "
-              f"threads, ours on {resolve_threads()} by cellflow.threads)" + (f"; busy: beside {busy} CPU-bound processes" if busy else "")
+              f"threads, ours on {resolve_threads()} by cellflow.train.threads)" + (f"; busy: beside {busy} CPU-bound processes" if busy else "")
               + (f"; W2 on {n_test} samples after {accuracy_steps} steps" if accuracy_steps else ""))
         print(df.to_string(index=False))
     return df

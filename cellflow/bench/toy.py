@@ -23,8 +23,8 @@ import pandas as pd
 import torch
 
 from ..datasets import toy_sample
-from ..metrics import normalized_path_energy, path_energy, wasserstein
-from ..model import FlowModel
+from ..flow.metrics import normalized_path_energy, path_energy, wasserstein
+from ..models.flow import FlowModel
 from .._io import write_csv
 
 TASKS = [("normal", "8gaussians"), ("8gaussians", "moons"), ("normal", "moons"), ("normal", "scurve")]

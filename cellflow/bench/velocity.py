@@ -45,9 +45,9 @@ def run(file: str, time_key: str, reference: str, *, use_rep: str = "X_pca", n_p
     5 leading columns of ``use_rep``, or all of a narrower representation."""
     import anndata as ad
 
-    from .._anndata import get_representation, get_times, paper_n_pcs
-    from .._cellflow import CellFlow
-    from ..metrics import velocity_cosine
+    from ..adata._read import get_representation, get_times, paper_n_pcs
+    from ..models.cells import CellFlow
+    from ..flow.metrics import velocity_cosine
 
     adata = ad.read_h5ad(file)
     if reference not in adata.obsm:

@@ -52,8 +52,8 @@ def _show_defaults(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("train", "fit"):  # under torchrun: join the process group (see cellflow.distributed)
-        from ..distributed import init_from_env
+    if args.command in ("train", "fit"):  # under torchrun: join the process group (see cellflow.train.distributed)
+        from ..train.distributed import init_from_env
 
         init_from_env(getattr(args, "device", "cpu"))
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .._methods import METHODS as CELLFLOW_METHODS
+from ..models._methods import METHODS as CELLFLOW_METHODS
 from .._io import write_csv
 
 def _bench_toy(args) -> int:
@@ -123,7 +123,7 @@ def add_commands(sub) -> None:
     s.add_argument("--busy", type=int, default=0, metavar="N",
                    help="also time every contender beside N CPU-bound processes, in turns with the runs alone")
     s.add_argument("--ours-threads", nargs="+", type=int, default=[], metavar="T",
-                   help="also time ours on T torch threads (default: cellflow.threads' policy, one thread)")
+                   help="also time ours on T torch threads (default: cellflow.train.threads' policy, one thread)")
     s.set_defaults(func=_bench_throughput)
     from ..bench.speed import SECTIONS
 

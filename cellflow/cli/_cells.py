@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-from .._methods import FIT_EMA_DECAY, METHODS as CELLFLOW_METHODS
-from .._pipeline import PREPROCESS_GENES, PREPROCESS_PCS
+from ..models._methods import FIT_EMA_DECAY, METHODS as CELLFLOW_METHODS
+from ._jobs import PREPROCESS_GENES, PREPROCESS_PCS
 from ._options import add_device, add_global_coupling, add_time_and_metric_options, metric_kwargs
 
 
 def _demo(args) -> int:
-    from ..demo import run_demo
+    from ._demo import run_demo
 
     run_demo(args.out, steps=args.steps, seed=args.seed, progress=not args.quiet, overwrite=args.overwrite)
     return 0
 
 
 def _fit(args) -> int:
-    from .._pipeline import fit_h5ad
+    from ._jobs import fit_h5ad
 
     adata, model = fit_h5ad(args.input, args.out, time_key=args.time_key, use_rep=args.use_rep, n_pcs=args.n_pcs,
                             whiten=args.whiten, method=args.method, sigma=args.sigma, time_scale=args.time_scale,
@@ -28,7 +28,7 @@ def _fit(args) -> int:
                             device=args.device, ema_decay=args.ema, per_interval=args.per_interval,
                             preprocess=args.preprocess, gene_velocity=not args.no_gene_velocity,
                             flag="--overwrite", preprocess_flag="--preprocess", **metric_kwargs(args))
-    from ..distributed import is_main
+    from ..train.distributed import is_main
 
     if not is_main():
         return 0
@@ -37,7 +37,7 @@ def _fit(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .._pipeline import evaluate_h5ad
+    from ._jobs import evaluate_h5ad
 
     _, summary = evaluate_h5ad(args.input, args.out, time_key=args.time_key, methods=args.methods, seeds=args.seeds,
                                use_rep=args.use_rep, n_pcs=args.n_pcs, whiten=args.whiten,

@@ -33,7 +33,7 @@ def _gamma(text: str) -> float | str:
 def add_time_and_metric_options(p: argparse.ArgumentParser) -> None:
     """``--time-scale``, ``--per-interval`` and the OT-MFM metric options, shared by ``fit`` and
     ``evaluate``."""
-    from ..riemannian_metrics import LAND_GAMMA, METRIC_EPS
+    from ..flow.riemannian_metrics import LAND_GAMMA, METRIC_EPS
 
     p.add_argument("--time-scale", default="index", choices=["index", "real"],
                    help="model time of each time point: its index (the paper's protocol, default) or its value")

@@ -12,8 +12,8 @@ import ot
 import torch
 from torch import Tensor
 
-from ..assignment import POINTS_MAX_DIM, assign_point_stacks, assign_points, exact_assignment
-from ..sparse_ot import MAX_ITER_REACHED, SPARSE_FROM, SPARSE_MIN_DIM, sparse_exact_plan
+from .assignment import POINTS_MAX_DIM, assign_point_stacks, assign_points, exact_assignment
+from .sparse_ot import MAX_ITER_REACHED, SPARSE_FROM, SPARSE_MIN_DIM, sparse_exact_plan
 from ._base import Coupling, Pairing, _fail, _sample_rows, _source_rows, _weights, squared_distances
 
 
@@ -21,9 +21,9 @@ from ._base import Coupling, Pairing, _fail, _sample_rows, _source_rows, _weight
 class PointsSolve:
     """A deferred exact assignment of two equal point batches, for a batch worker.
 
-    Calling it returns the optimal permutation ``cols`` (:func:`~cellflow.assignment.assign_points`);
+    Calling it returns the optimal permutation ``cols`` (:func:`~cellflow.couplings.assignment.assign_points`);
     :meth:`together` solves the jobs of several training steps in one compiled call. Both run
-    without the GIL (:class:`cellflow.training.TrainConfig`, ``group``).
+    without the GIL (:class:`cellflow.train.trainer.TrainConfig`, ``group``).
     """
 
     x0: np.ndarray
@@ -35,7 +35,7 @@ class PointsSolve:
     @staticmethod
     def together(jobs: list["PointsSolve"]) -> list[np.ndarray]:
         """``[job() for job in jobs]``, the same permutations, by one call of
-        :func:`~cellflow.assignment.assign_point_stacks` where the jobs share shape and dtype."""
+        :func:`~cellflow.couplings.assignment.assign_point_stacks` where the jobs share shape and dtype."""
         first = jobs[0]
         if len(jobs) == 1 or any(j.x0.shape != first.x0.shape or j.x0.dtype != first.x0.dtype
                                  or j.x1.dtype != first.x1.dtype for j in jobs):
@@ -47,7 +47,7 @@ class ExactOT(Coupling):
     """Exact optimal transport for the squared Euclidean cost (OT-CFM).
 
     Equal, uniform batches (the usual minibatch) are an assignment problem: solved by an
-    auction and proven optimal by its dual potentials (:mod:`cellflow.assignment`; 2.6–5.9×
+    auction and proven optimal by its dual potentials (:mod:`cellflow.couplings.assignment`; 2.6–5.9×
     faster than POT's network simplex on Cite at n = 256–4096, the same plan). Weighted or
     unequal batches are solved by POT's network simplex.
 
@@ -61,13 +61,13 @@ class ExactOT(Coupling):
         :class:`ConvergenceError` is raised (or a warning, with ``on_fail="warn"``).
     sparse
         Solve the network simplex on a sparse set of near pairs and prove the plan optimal
-        by pricing every pair (:mod:`cellflow.sparse_ot`): the same optimum. ``None``
-        (default): when the batches have at least :data:`~cellflow.sparse_ot.SPARSE_FROM`
-        pairs and :data:`~cellflow.sparse_ot.SPARSE_MIN_DIM` features, where it was measured
+        by pricing every pair (:mod:`cellflow.couplings.sparse_ot`): the same optimum. ``None``
+        (default): when the batches have at least :data:`~cellflow.couplings.sparse_ot.SPARSE_FROM`
+        pairs and :data:`~cellflow.couplings.sparse_ot.SPARSE_MIN_DIM` features, where it was measured
         faster than the dense network simplex (n = 4096, d = 50: 2.6 s against 6.8 s).
     auction
         ``None`` (default): solve equal, uniform batches by
-        :func:`~cellflow.assignment.exact_assignment`, unless ``max_iter`` or ``sparse=True``
+        :func:`~cellflow.couplings.assignment.exact_assignment`, unless ``max_iter`` or ``sparse=True``
         asks for the network simplex. ``False``: always the network simplex. ``True``: always
         the auction (a ``ValueError`` for weighted or unequal batches).
     """
@@ -93,8 +93,8 @@ class ExactOT(Coupling):
         return self.auction
 
     def _points(self, x0, x1):
-        """The batches as numpy points for :func:`~cellflow.assignment.assign_points` (CPU, at
-        most :data:`~cellflow.assignment.POINTS_MAX_DIM` features), else ``None``."""
+        """The batches as numpy points for :func:`~cellflow.couplings.assignment.assign_points` (CPU, at
+        most :data:`~cellflow.couplings.assignment.POINTS_MAX_DIM` features), else ``None``."""
         a, b = x0.detach().reshape(x0.shape[0], -1), x1.detach().reshape(x1.shape[0], -1)
         if a.device.type != "cpu" or b.device.type != "cpu" or a.shape[1] > POINTS_MAX_DIM:
             return None
@@ -105,8 +105,8 @@ class ExactOT(Coupling):
     def _assignment(self, x0, x1) -> Tensor:
         """``cols``: the optimal permutation of equal uniform batches (``x0[i]`` to ``x1[cols[i]]``).
 
-        CPU batches of up to :data:`~cellflow.assignment.POINTS_MAX_DIM` features go to the
-        solver as points (:func:`~cellflow.assignment.assign_points`: costs by direct
+        CPU batches of up to :data:`~cellflow.couplings.assignment.POINTS_MAX_DIM` features go to the
+        solver as points (:func:`~cellflow.couplings.assignment.assign_points`: costs by direct
         differences, without the GIL); others as the matrix of :func:`squared_distances`."""
         pts = self._points(x0, x1)
         if pts is not None:
@@ -138,14 +138,14 @@ class ExactOT(Coupling):
     def defers(self, dim: int) -> bool:
         """Whether :meth:`defer_pair` can split the pairing of equal, uniform CPU batches of
         ``dim`` features (the auction on points, at most
-        :data:`~cellflow.assignment.POINTS_MAX_DIM` features)."""
+        :data:`~cellflow.couplings.assignment.POINTS_MAX_DIM` features)."""
         return dim <= POINTS_MAX_DIM and self._use_auction(1, 1, None, None)
 
     def defer_pair(self, x0, x1, *, a=None, b=None, n=None, generator=None):
         """:meth:`pair` in two parts: ``(solve, finish)`` with ``finish(solve())`` equal to
         ``pair(...)`` (the same draws, taken from ``generator`` now), or ``None`` where the
         batches are not equal, uniform CPU batches of at most
-        :data:`~cellflow.assignment.POINTS_MAX_DIM` features.
+        :data:`~cellflow.couplings.assignment.POINTS_MAX_DIM` features.
 
         ``solve()`` is the compiled solve alone (a :class:`PointsSolve`): it holds the GIL only
         to enter it, so a batch worker thread runs it beside the training step, while the

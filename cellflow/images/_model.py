@@ -31,11 +31,11 @@ import torch
 from torch import Tensor
 
 from .._io import atomic_path, model_folder, read_model_config, write_json
-from ..model import FlowModel
-from ..solvers import integrate_ode
-from ..training import TrainHistory
-from ..unet import CIFAR10_RECIPE, DIGITS_RECIPE
-from ..threads import scoped_threads
+from ..models.flow import FlowModel
+from ..flow.solvers import integrate_ode
+from ..train.trainer import TrainHistory
+from ..flow.unet import CIFAR10_RECIPE, DIGITS_RECIPE
+from ..train.threads import scoped_threads
 
 __all__ = ["ImageFlow", "PRESETS", "save_image_grid"]
 
@@ -58,7 +58,7 @@ class ImageFlow:
         UNet size: ``"digits"`` (32 channels, 1.6M parameters) or ``"cifar10"`` (torchcfm's
         recipe: 128 channels, multipliers 1,2,2,2, attention at 16×16, 35.7M parameters).
     network
-        Overrides of the preset's UNet settings (see :class:`cellflow.unet.UNet`).
+        Overrides of the preset's UNet settings (see :class:`cellflow.flow.unet.UNet`).
     cond_drop
         Probability of dropping a training label to "no label" (classifier-free guidance).
     seed, device
@@ -120,7 +120,7 @@ class ImageFlow:
 
         The defaults follow torchcfm's CIFAR-10 recipe (Adam-type lr 2e-4 with warm-up,
         gradient clipping 1.0, EMA 0.9999; the EMA is warmed up, see
-        :func:`cellflow.optim.warm_ema`). Other keyword arguments (``checkpoint_dir``,
+        :func:`cellflow.train.optim.warm_ema`). Other keyword arguments (``checkpoint_dir``,
         ``checkpoint_every``, ``resume``, ``weight_decay``...) go to :meth:`cellflow.FlowModel.fit`.
         """
         images = torch.as_tensor(images)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .. import distributed
+from ..train import distributed
 from .._io import check_output_folder, write_json
 
 __all__ = ["train_images", "score_digits"]

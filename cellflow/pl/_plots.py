@@ -44,7 +44,7 @@ def _to_embedding(adata, model, Y: np.ndarray, basis: str | None, k: int = 10) -
     the representation's first two columns, or ``obsm[f"X_{basis}"]`` through a kNN average
     of the observed cells' embedding coordinates. On ``X`` (sparse or on disk) only the first
     two columns, or a seeded subsample of at most 20,000 reference cells, are read dense."""
-    from .._cells import RowSource, read_representation
+    from ..adata._store import RowSource, read_representation
 
     on_x = model.use_rep == "X"
     if basis is None:
@@ -114,7 +114,7 @@ def prediction(adata, model, predicted, *, time: float, basis: str | None = None
     (held out or not), with all other cells in grey."""
     import matplotlib.pyplot as plt
 
-    from .._cells import read_representation
+    from ..adata._store import read_representation
     from ..tl._common import cell_times, check_model
 
     check_model(adata, model)

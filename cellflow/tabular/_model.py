@@ -26,8 +26,8 @@ import pandas as pd
 import torch
 
 from .._io import model_folder, read_model_config, write_json
-from ..model import FlowModel
-from ..training import TrainHistory
+from ..models.flow import FlowModel
+from ..train.trainer import TrainHistory
 from ._encoder import TabularEncoder
 
 __all__ = ["TabularFlow"]

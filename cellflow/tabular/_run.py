@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import distributed
+from ..train import distributed
 from .._io import check_output_folder, write_csv, write_json
 
 __all__ = ["train_tabular", "read_table"]

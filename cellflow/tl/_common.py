@@ -6,15 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .._cellflow import CellFlow
-from .._anndata import get_times
-from .._persist import fingerprint_differences, mismatch_error
-from .._cells import has_representation
+from ..models.cells import CellFlow
+from ..adata._read import get_times
+from ..models._persist import fingerprint_differences, mismatch_error
+from ..adata._store import has_representation
 
 
 def check_model(adata, model) -> None:
     """Raise if ``model`` was not trained on ``adata``: the same cells (number and names), the
-    same values of the representation and the same times (:func:`cellflow._persist.fingerprint`).
+    same values of the representation and the same times (:func:`cellflow.models._persist.fingerprint`).
     A model with ``use_rep="X"`` also refuses if ``adata.X`` changed in place since training."""
     if not isinstance(model, CellFlow):
         raise TypeError(f"model must be a cellflow.CellFlow, got {type(model).__name__}.")

@@ -3,7 +3,7 @@ r"""Integrating a learned vector field: ODEs (torchdiffeq) and SDEs (Euler–Mar
 Example
 -------
 >>> import torch
->>> from cellflow.solvers import integrate_ode
+>>> from cellflow.flow.solvers import integrate_ode
 >>> field = lambda t, x: -x                       # dx/dt = -x
 >>> tr = integrate_ode(field, torch.ones(4, 2), method="dopri5")
 >>> round(float(tr.xs[-1, 0, 0]), 4), tr.nfe > 0   # exp(-1) = 0.3679
@@ -128,7 +128,7 @@ def integrate_sde(
 
     For a Schrödinger bridge learned by SB-CFM with a score network,
     :math:`f = v_\theta + \tfrac{g^2}{2} s_\theta` and :math:`g = \sigma`
-    (see :meth:`cellflow.model.FlowModel.sample_sde`).
+    (see :meth:`cellflow.models.flow.FlowModel.sample_sde`).
 
     Parameters
     ----------

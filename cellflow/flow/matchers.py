@@ -1,19 +1,19 @@
 r"""Conditional flow matchers: a probability path plus a minibatch coupling.
 
-=========  =============================================  ========================================
-method     path                                           coupling
-=========  =============================================  ========================================
-``icfm``   :class:`~cellflow.paths.StraightPath`          independent (I-CFM)
-``ot``     :class:`~cellflow.paths.StraightPath`          exact OT, squared Euclidean (OT-CFM)
-``sb``     :class:`~cellflow.paths.BrownianBridgePath`    entropic OT, ε = 2σ² (SB-CFM)
-``fm``     :class:`~cellflow.paths.LipmanPath`            independent, N(0, I) source only
-``vp``     :class:`~cellflow.paths.VPPath`                independent
-=========  =============================================  ========================================
+=========  ==================================================  ========================================
+method     path                                                coupling
+=========  ==================================================  ========================================
+``icfm``   :class:`~cellflow.flow.paths.StraightPath`          independent (I-CFM)
+``ot``     :class:`~cellflow.flow.paths.StraightPath`          exact OT, squared Euclidean (OT-CFM)
+``sb``     :class:`~cellflow.flow.paths.BrownianBridgePath`    entropic OT, ε = 2σ² (SB-CFM)
+``fm``     :class:`~cellflow.flow.paths.LipmanPath`            independent, N(0, I) source only
+``vp``     :class:`~cellflow.flow.paths.VPPath`                independent
+=========  ==================================================  ========================================
 
 Example
 -------
 >>> import torch
->>> from cellflow.matchers import make_matcher
+>>> from cellflow.flow.matchers import make_matcher
 >>> fm = make_matcher("ot", sigma=0.1)
 >>> x0, x1 = torch.randn(128, 2), torch.randn(128, 2) + 3
 >>> labels = torch.arange(128)
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .couplings import Coupling, ExactOT, IndependentCoupling, SinkhornOT
+from ..couplings import Coupling, ExactOT, IndependentCoupling, SinkhornOT
 from .paths import BrownianBridgePath, LipmanPath, PathSample, ProbPath, StraightPath, VPPath
 
 __all__ = ["MatchedSample", "FlowMatcher", "make_matcher", "METHODS", "DEFAULT_SIGMA"]
@@ -42,7 +42,7 @@ _ALIASES = {"i": "icfm", "cfm": "icfm", "i-cfm": "icfm", "otcfm": "ot", "ot-cfm"
 
 @dataclass
 class MatchedSample(PathSample):
-    """A :class:`~cellflow.paths.PathSample` plus the pairing indices: ``x0 = x0_batch[i0]``,
+    """A :class:`~cellflow.flow.paths.PathSample` plus the pairing indices: ``x0 = x0_batch[i0]``,
     ``x1 = x1_batch[i1]``; index labels, conditions or weights with them."""
 
     i0: Tensor = None

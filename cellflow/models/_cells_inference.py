@@ -3,7 +3,7 @@ predictions at unmeasured times, and transitions between time points.
 
 Times in and out are measured times (``obs[time_key]`` units); the flow runs in model time
 (:meth:`cellflow.CellFlow.model_time`). Cells go in and come out in the representation's units;
-the networks see them standardised (:class:`cellflow._anndata.Standardizer`). Backward pushes
+the networks see them standardised (:class:`cellflow.adata._read.Standardizer`). Backward pushes
 and the Schrödinger bridge SDE of SB models live here too. :class:`InferenceMixin` holds these
 methods; the state they read is built by :class:`cellflow.CellFlow`.
 """
@@ -13,10 +13,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._assign import knn_assignment
-from .networks import interval_index
-from .solvers import integrate_ode, integrate_sde
-from .threads import scoped_threads
+from ..tl._knn import knn_assignment
+from ..flow.networks import interval_index
+from ..flow.solvers import integrate_ode, integrate_sde
+from ..train.threads import scoped_threads
 
 __all__ = ["InferenceMixin", "CHUNK_SIZE"]
 

@@ -3,11 +3,11 @@
 Example
 -------
 >>> import torch
->>> from cellflow.networks import MLP
+>>> from cellflow.flow.networks import MLP
 >>> net = MLP(dim=2)                      # the paper's 3 x 64 SELU network
 >>> net(torch.tensor(0.5), torch.randn(10, 2)).shape
 torch.Size([10, 2])
->>> from cellflow.networks import IntervalMLP
+>>> from cellflow.flow.networks import IntervalMLP
 >>> field = IntervalMLP(dim=2, knots=[0.0, 1.0, 2.0])   # one MLP on [0, 1), another on [1, 2]
 >>> field(torch.tensor([0.5, 1.5]), torch.randn(2, 2)).shape
 torch.Size([2, 2])

@@ -1,4 +1,4 @@
-"""The optimiser and the weight average that :class:`cellflow.training.Trainer` uses.
+"""The optimiser and the weight average that :class:`cellflow.train.trainer.Trainer` uses.
 
 - :func:`adamw`: AdamW with PyTorch's fused kernel where one exists for the parameters' device
   and dtype;
@@ -9,7 +9,7 @@ Example
 -------
 >>> import torch
 >>> from torch.optim.swa_utils import AveragedModel
->>> from cellflow.optim import adamw, warm_ema
+>>> from cellflow.train.optim import adamw, warm_ema
 >>> net = torch.nn.Linear(2, 1)
 >>> opt = adamw(net.parameters(), lr=1e-3, weight_decay=1e-5)
 >>> avg = AveragedModel(net, multi_avg_fn=warm_ema(0.999))

@@ -2,7 +2,7 @@
 
 Each step's batch is drawn from its own generator, seeded from ``(seed, step)``
 (:func:`step_generator`), so a batch does not depend on which thread drew it: the weights
-equal those of the inline loop. :class:`cellflow.training.Trainer` uses :class:`_BatchPool`
+equal those of the inline loop. :class:`cellflow.train.trainer.Trainer` uses :class:`_BatchPool`
 with ``prefetch > 0``; :func:`default_prefetch` and :func:`worker_step_threads` pick how many
 batches go ahead and how many threads the step keeps.
 """

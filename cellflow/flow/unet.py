@@ -15,7 +15,7 @@ multipliers 1, 2, 2, 2, two residual blocks per level, attention at 16×16, drop
 Example
 -------
 >>> import torch
->>> from cellflow.unet import UNet
+>>> from cellflow.flow.unet import UNet
 >>> net = UNet(shape=(1, 8, 8), channels=16, channel_mult=(1, 2), attention_resolutions=(4,), n_classes=10)
 >>> x = torch.randn(5, 1, 8, 8)
 >>> net(torch.rand(5), x, torch.arange(5)).shape

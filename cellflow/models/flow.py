@@ -21,14 +21,14 @@ import torch
 from torch import Tensor
 from torch.distributions import Normal
 
-from ._flow_model_training import FitMixin, Sampler, as_sampler
-from ._io import IncompleteModelError, load_weights, model_folder, read_model_config, write_json
-from .likelihood import log_likelihood
-from .matchers import DEFAULT_SIGMA, canonical_method, make_matcher
-from .networks import build_network
-from .solvers import Trajectory, integrate_ode, integrate_sde
-from .training import TrainConfig, TrainHistory, check_device
-from .threads import scoped_threads
+from ._flow_fit import FitMixin, Sampler, as_sampler
+from .._io import IncompleteModelError, load_weights, model_folder, read_model_config, write_json
+from ..flow.likelihood import log_likelihood
+from ..flow.matchers import DEFAULT_SIGMA, canonical_method, make_matcher
+from ..flow.networks import build_network
+from ..flow.solvers import Trajectory, integrate_ode, integrate_sde
+from ..train.trainer import TrainConfig, TrainHistory, check_device
+from ..train.threads import scoped_threads
 
 __all__ = ["FlowModel", "Sampler", "as_sampler"]
 
@@ -62,7 +62,7 @@ class FlowModel(FitMixin):
         couplings are drawn on the CPU by the batch workers, then moved.
     network
         Another network by its config instead of the MLP, e.g.
-        ``{"kind": "unet", "shape": (1, 8, 8), ...}`` (see :func:`cellflow.networks.build_network`);
+        ``{"kind": "unet", "shape": (1, 8, 8), ...}`` (see :func:`cellflow.flow.networks.build_network`);
         ``hidden``, ``activation``, ``cond_dim`` and ``n_classes`` are then ignored.
     """
 
@@ -165,7 +165,7 @@ class FlowModel(FitMixin):
         """Push ``x0`` from time ``t0`` to ``t1`` along the ODE (backwards if ``t1 < t0``).
 
         ``n_points`` saves that many evenly spaced states; ``return_trajectory`` returns the
-        :class:`~cellflow.solvers.Trajectory` (with the NFE) instead of the end points.
+        :class:`~cellflow.flow.solvers.Trajectory` (with the NFE) instead of the end points.
         """
         x0 = torch.as_tensor(x0)
         home = x0.device
@@ -213,7 +213,7 @@ class FlowModel(FitMixin):
     def log_likelihood(self, x1: Tensor, base_log_prob: Callable[[Tensor], Tensor] | None = None, **kwargs) -> Tensor:
         """Log-density of ``x1`` at t = 1 when the flow starts from ``base_log_prob`` at t = 0
         (default: standard normal). Keyword arguments go to
-        :func:`cellflow.likelihood.log_likelihood`."""
+        :func:`cellflow.flow.likelihood.log_likelihood`."""
         if base_log_prob is None:
             base_log_prob = lambda x: Normal(0.0, 1.0).log_prob(x).reshape(x.shape[0], -1).sum(1)  # noqa: E731
         x1 = torch.as_tensor(x1).to(self.device, torch.float32)

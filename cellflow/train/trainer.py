@@ -8,13 +8,13 @@ generator, and a ``loss_fn(batch)``. Each step's generator is seeded from ``(see
 batches — including their OT couplings — in background threads while the current step
 trains, give exactly the same weights as the inline loop, and a resumed run the same
 weights as an uninterrupted one. A ``make_batch`` with a ``prepare`` attribute is split
-between the threads (``_BatchPool``, :mod:`cellflow.batch_workers`): exact OT on points sends only its GIL-free
+between the threads (``_BatchPool``, :mod:`cellflow.train.batch_workers`): exact OT on points sends only its GIL-free
 solve to a worker, and its tensor work stays in the training thread.
 
 Example
 -------
 >>> import torch
->>> from cellflow.training import TrainConfig, Trainer
+>>> from cellflow.train.trainer import TrainConfig, Trainer
 >>> net = torch.nn.Linear(1, 1)
 >>> make = lambda g: torch.randn(32, 1, generator=g)
 >>> loss = lambda x: ((net(x) - 2 * x) ** 2).mean()
@@ -41,12 +41,12 @@ from . import distributed
 from .batch_workers import _BatchPool, default_prefetch, step_generator, worker_step_threads
 from .optim import adamw, warm_ema
 from .threads import thread_scope
-from .train_config import TrainConfig, TrainHistory
-from ._io import torch_save, write_json
+from .config import TrainConfig, TrainHistory
+from .._io import torch_save, write_json
 
 __all__ = ["TrainConfig", "TrainHistory", "Trainer", "seed_everything", "step_generator", "default_prefetch",
            "worker_step_threads"]  # the last three: from batch_workers; TrainConfig and TrainHistory: from
-# train_config; the optimiser and the weight average: cellflow.optim
+# train_config; the optimiser and the weight average: cellflow.train.optim
 
 
 def seed_everything(seed: int) -> None:
@@ -185,7 +185,7 @@ class Trainer:
         """Train for ``config.steps`` steps (from a checkpoint when ``resume``). ``identity``
         (e.g. method, σ, network) is written with each checkpoint, together with ``seed``, and a
         resumed run must match it. Runs on ``config.threads`` intra-op threads
-        (:mod:`cellflow.threads`: one unless the user asks), and restores the caller's count."""
+        (:mod:`cellflow.train.threads`: one unless the user asks), and restores the caller's count."""
         with thread_scope(self.config.threads) as n:
             return self._run(seed, resume, identity, n)
 

@@ -8,19 +8,19 @@ Tong et al. (2024). Time point :math:`k` sits at model time :math:`\tau_k`:
   interval has unit length whatever the days between samples;
 - ``time_scale="real"``: :math:`\tau_k` keeps the measured spacing (days 2, 3, 4, 7 are not
   evenly spaced), in mean intervals from the first time point so that the unit of time does
-  not matter (:mod:`cellflow._model_time`); velocities are per unit of real time.
+  not matter (:mod:`cellflow.models._model_time`); velocities are per unit of real time.
 
 On a pair :math:`(k, l)` with span :math:`\Delta = \tau_l - \tau_k` the path sample at
 :math:`t \in [0, 1]` is placed at :math:`\tau = \tau_k + \Delta t` with target
 :math:`u_t / \Delta`. A held-out time point is skipped: its neighbours form one pair.
 
 With ``per_interval=True`` the field is one network per interval instead
-(:class:`cellflow.networks.IntervalMLP`), trained in the same steps on the same pairs. It may
+(:class:`cellflow.flow.networks.IntervalMLP`), trained in the same steps on the same pairs. It may
 turn at a measured time point where a shared network must blend the intervals on either side.
 
 This module builds the model (cells, scaling, networks) and saves it; model time and the trained
-intervals are in :mod:`cellflow._model_time`, training in :mod:`cellflow._cellflow_training`, and
-pushes, velocities and predictions in :mod:`cellflow._cellflow_inference`, as mixins of
+intervals are in :mod:`cellflow.models._model_time`, training in :mod:`cellflow.models._cells_training`, and
+pushes, velocities and predictions in :mod:`cellflow.models._cells_inference`, as mixins of
 :class:`CellFlow` (the scvi-tools pattern).
 
 Example
@@ -43,17 +43,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._anndata import Standardizer, check_n_pcs, get_representation, get_times
-from ._cellflow_inference import InferenceMixin
-from ._cellflow_training import TrainingMixin
-from ._cells import CellStore, RowSource
+from ..adata._read import Standardizer, check_n_pcs, get_representation, get_times
+from ._cells_inference import InferenceMixin
+from ._cells_training import TrainingMixin
+from ..adata._store import CellStore, RowSource
 from ._methods import cellflow_method, default_sigma
 from ._model_time import ModelTimeMixin
 from ._persist import fingerprint, load_model, save_model, source_digest
-from .geodesics import GeodesicInterpolant
-from .matchers import make_matcher
-from .networks import MLP, IntervalMLP
-from .training import TrainHistory, check_device
+from ..flow.geodesics import GeodesicInterpolant
+from ..flow.matchers import make_matcher
+from ..flow.networks import MLP, IntervalMLP
+from ..train.trainer import TrainHistory, check_device
 
 __all__ = ["CellFlow"]
 
@@ -71,14 +71,14 @@ class CellFlow(ModelTimeMixin, TrainingMixin, InferenceMixin):
         The representation and how many of its leading columns to use (default all).
         ``use_rep="X"`` trains on ``adata.X`` itself, dense, sparse or on disk (a backed
         AnnData): each step reads only the rows it draws, so X is never densified whole
-        (:mod:`cellflow._cells`). An ``obsm`` representation is copied once to float32.
+        (:mod:`cellflow.adata._store`). An ``obsm`` representation is copied once to float32.
     whiten
         Standardise each feature (the paper's 5-PC setting). Otherwise the representation is
         centred and divided by one scalar (its root mean feature variance), which keeps its
         geometry. Results are always returned in the representation's units.
     method, sigma
         ``"ot"`` (default), ``"sb"``, ``"icfm"``, or ``"mfm"``: OT-MFM, metric flow matching
-        (Kapuśniak et al. 2024; :mod:`cellflow.geodesics`), whose paths bend towards the cells
+        (Kapuśniak et al. 2024; :mod:`cellflow.flow.geodesics`), whose paths bend towards the cells
         instead of running straight; σ is in the standardised units the network
         sees, and defaults to :func:`default_sigma` (0.1; SB 1.0; 1.0 for OT-CFM and OT-MFM on 20
         or more unwhitened dimensions). The OT and SB couplings draw the training pairs
@@ -90,7 +90,7 @@ class CellFlow(ModelTimeMixin, TrainingMixin, InferenceMixin):
         The MLP (paper default: three layers of 64, SELU).
     per_interval
         One network per interval between consecutive (trained) time points instead of one
-        shared network (:class:`cellflow.networks.IntervalMLP`), so the field may turn at a
+        shared network (:class:`cellflow.flow.networks.IntervalMLP`), so the field may turn at a
         measured time point where a shared one blends the intervals on either side. Pushes
         over several intervals drift less (W1 on unseen cells, the first time point pushed to
         the last: EB 0.798 against 0.888, Cite 0.591 against 0.629); held-out time points,
@@ -222,7 +222,7 @@ class CellFlow(ModelTimeMixin, TrainingMixin, InferenceMixin):
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path, overwrite: bool = False) -> None:
         """Write ``config.json`` and ``model.pt`` (a state dict) to the folder ``path``
-        (:mod:`cellflow._persist`), whole or not at all: the folder is written beside ``path``
+        (:mod:`cellflow.models._persist`), whole or not at all: the folder is written beside ``path``
         and moved into place. A folder that holds a model is replaced only with
         ``overwrite=True`` (no file of the old model is left); one that holds other files is
         never replaced."""
@@ -232,7 +232,7 @@ class CellFlow(ModelTimeMixin, TrainingMixin, InferenceMixin):
     def load(cls, path: str | Path, adata, *, device: str | torch.device = "cpu") -> "CellFlow":
         """Load a saved model against ``adata``, which must be the AnnData it was trained on
         (same cells, the same values of the representation, the same times; compared by
-        content, :func:`cellflow._persist.fingerprint`), onto ``device``; says what differs
+        content, :func:`cellflow.models._persist.fingerprint`), onto ``device``; says what differs
         otherwise, and which file of a damaged folder is wrong."""
         return load_model(cls, path, adata, device)
 

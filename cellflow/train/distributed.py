@@ -96,7 +96,7 @@ def coupling_group(global_coupling: bool) -> tuple[int, int]:
 
 def rank_share(sample, size: int, rank_: int | None = None):
     """Rows ``[r·size, (r+1)·size)`` of a global batch (any dataclass of per-row tensors, such
-    as :class:`cellflow.matchers.MatchedSample`): the share of rank ``r`` (default: this
+    as :class:`cellflow.flow.matchers.MatchedSample`): the share of rank ``r`` (default: this
     process's rank). The shares of all ranks partition the global batch."""
     r = rank() if rank_ is None else int(rank_)
     sl = slice(r * size, (r + 1) * size)

@@ -15,7 +15,7 @@ estimate, and the functions say so through :func:`subsampled`.
 Example
 -------
 >>> import torch
->>> from cellflow.metrics import wasserstein
+>>> from cellflow.flow.metrics import wasserstein
 >>> x = torch.zeros(5, 2); y = torch.ones(5, 2)
 >>> round(wasserstein(x, y, p=2), 4), round(wasserstein(x, y, p=1), 4)
 (1.4142, 1.4142)
@@ -31,7 +31,7 @@ import ot
 import torch
 from torch import Tensor
 
-from .couplings import sinkhorn_log, squared_distances
+from ..couplings import sinkhorn_log, squared_distances
 
 __all__ = ["wasserstein", "sinkhorn_divergence", "mmd", "energy_distance", "normalized_path_energy",
            "path_energy", "subsample"]
@@ -130,7 +130,7 @@ def energy_distance(x: Array, y: Array, *, max_samples: int | None = 5000, seed:
 
 
 def path_energy(field, traj) -> float:
-    r""":math:`E\int\|v(t, x_t)\|^2 dt` along a :class:`~cellflow.solvers.Trajectory`
+    r""":math:`E\int\|v(t, x_t)\|^2 dt` along a :class:`~cellflow.flow.solvers.Trajectory`
     (trapezoidal rule on its time grid)."""
     with torch.no_grad():
         sq = torch.stack([field(t, x).reshape(x.shape[0], -1).pow(2).sum(1).mean() for t, x in zip(traj.t, traj.xs)])

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._anndata import Standardizer, dense_columns, get_times
-from ._cells import has_representation, representation_shape
-from ._io import IncompleteModelError, load_weights, model_folder, read_model_config, write_json
-from .geodesics import GeodesicInterpolant
+from ..adata._read import Standardizer, dense_columns, get_times
+from ..adata._store import has_representation, representation_shape
+from .._io import IncompleteModelError, load_weights, model_folder, read_model_config, write_json
+from ..flow.geodesics import GeodesicInterpolant
 
 __all__ = ["fingerprint", "fingerprint_differences", "mismatch_error", "representation_digest", "save_model",
            "load_model"]
@@ -31,7 +31,7 @@ def representation_digest(adata, use_rep: str, n_cols: int) -> str:
     as float64, or, for ``use_rep="X"``, of 256 evenly spaced rows of them (read 32 at a time) (so that a digest of
     a large, sparse or backed X costs one small read). A sign flip, a rerun PCA or an in-place
     ``sc.pp.scale`` changes it."""
-    from ._cells import RowSource
+    from ..adata._store import RowSource
 
     if use_rep == "X":
         return source_digest(RowSource.from_adata(adata, "X", n_cols))
@@ -40,7 +40,7 @@ def representation_digest(adata, use_rep: str, n_cols: int) -> str:
 
 
 def source_digest(source) -> str:
-    """:func:`representation_digest` of a :class:`cellflow._cells.RowSource` (``adata.X``)."""
+    """:func:`representation_digest` of a :class:`cellflow.adata._store.RowSource` (``adata.X``)."""
     n = source.shape[0]
     rows = np.unique(np.linspace(0, n - 1, min(n, _DIGEST_ROWS)).round().astype(np.int64))
     h = hashlib.sha1()

@@ -26,7 +26,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from ._io import check_output_folder, save_figure, write_csv, write_h5ad
+from .._io import check_output_folder, save_figure, write_csv, write_h5ad
 
 
 FILES = [  # what the demo writes, in the order a reader should look at it
@@ -53,11 +53,11 @@ def run_demo(out: str | Path = "cellflow_out", *, steps: int = 1500, seed: int =
     """Run the demo pipeline and return the evaluation summary (see the module docstring)."""
     import scanpy as sc
 
-    from . import pl, tl
-    from ._cellflow import CellFlow
-    from ._evaluate import evaluate_holdout, summarize_holdout
-    from .datasets import simulated_differentiation, true_velocity_pca
-    from .metrics import velocity_cosine
+    from .. import pl, tl
+    from ..models.cells import CellFlow
+    from ..evaluate import evaluate_holdout, summarize_holdout
+    from ..datasets import simulated_differentiation, true_velocity_pca
+    from ..flow.metrics import velocity_cosine
 
     out = check_output_folder(out)
     if (out / "results.h5ad").exists() and not overwrite:

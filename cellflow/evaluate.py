@@ -33,10 +33,10 @@ import numpy as np
 import ot
 import pandas as pd
 
-from ._anndata import get_times, paper_n_pcs
-from ._cellflow import CellFlow
-from ._methods import cellflow_method
-from .metrics import mmd, wasserstein
+from .adata._read import get_times, paper_n_pcs
+from .models.cells import CellFlow
+from .models._methods import cellflow_method
+from .flow.metrics import mmd, wasserstein
 
 __all__ = ["evaluate_holdout", "summarize_holdout"]
 

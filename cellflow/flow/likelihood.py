@@ -14,7 +14,7 @@ Example
 -------
 >>> import torch
 >>> from torch.distributions import Normal
->>> from cellflow.likelihood import log_likelihood
+>>> from cellflow.flow.likelihood import log_likelihood
 >>> base = lambda x: Normal(0., 1.).log_prob(x).sum(1)
 >>> ll = log_likelihood(lambda t, x: 0.5 * x, torch.zeros(3, 2), base)   # p1 = N(0, e I)
 >>> [round(v, 3) for v in ll.tolist()]                                    # -log(2 pi) - 1

@@ -8,7 +8,7 @@ that lost its core makes every barrier wait a scheduler slice, and training coll
 one thread runs as fast as on an idle machine (measured in the method guide, "Threads", with
 ``cellflow bench throughput --busy 1``).
 
-So training (:class:`cellflow.training.Trainer`, and with it every model's ``fit``/``train``)
+So training (:class:`cellflow.train.trainer.Trainer`, and with it every model's ``fit``/``train``)
 and inference (pushes, velocities, sampling) run on **one** intra-op thread by default, and
 restore the caller's setting afterwards, also after an exception. What the user set is kept:
 
@@ -24,7 +24,7 @@ setting, and the policy picks the same setting every time.
 Example
 -------
 >>> import torch
->>> from cellflow.threads import thread_scope
+>>> from cellflow.train.threads import thread_scope
 >>> before = torch.get_num_threads()
 >>> with thread_scope():
 ...     torch.get_num_threads()

@@ -3,7 +3,7 @@ default weight average (EMA)."""
 
 from __future__ import annotations
 
-from .matchers import DEFAULT_SIGMA, canonical_method
+from ..flow.matchers import DEFAULT_SIGMA, canonical_method
 
 __all__ = ["METHODS", "FIT_EMA_DECAY", "cellflow_method", "default_sigma"]
 

@@ -9,7 +9,7 @@ pair's target, placed at model time :math:`\tau = \tau_k + \Delta t` with target
 .. math:: \mathcal{L}(\theta) = \sum_{(k, l)} \mathbb{E}\,\lVert v_\theta(\tau, x_t) - u_t / \Delta \rVert^2 .
 
 SB models add the score regression of [SF]2M; OT-MFM first fits its geodesic interpolant
-(:mod:`cellflow.geodesics`). :class:`TrainingMixin` holds :meth:`~cellflow.CellFlow.train`;
+(:mod:`cellflow.flow.geodesics`). :class:`TrainingMixin` holds :meth:`~cellflow.CellFlow.train`;
 the state it reads (the cell store, the matcher, the networks) is built by
 :class:`cellflow.CellFlow`.
 """
@@ -20,15 +20,22 @@ import warnings
 
 import torch
 
-from . import distributed
+from ..train import distributed
 from ._methods import FIT_EMA_DECAY
-from .distributed import training_wrappers
-from .geodesics import GeodesicPath, fit_geodesic_interpolant
-from .riemannian_metrics import MAX_METRIC_CELLS, fit_metric
-from .matchers import FlowMatcher
-from .training import TrainConfig, Trainer, TrainHistory, default_prefetch, seed_everything, worker_step_threads
-from .threads import resolve_threads, scoped_threads
-from .train_config import DEFAULT_BATCH_SIZE, check_batch_size, check_steps
+from ..train.distributed import training_wrappers
+from ..flow.geodesics import GeodesicPath, fit_geodesic_interpolant
+from ..flow.riemannian_metrics import MAX_METRIC_CELLS, fit_metric
+from ..flow.matchers import FlowMatcher
+from ..train.trainer import (
+    TrainConfig,
+    Trainer,
+    TrainHistory,
+    default_prefetch,
+    seed_everything,
+    worker_step_threads,
+)
+from ..train.threads import resolve_threads, scoped_threads
+from ..train.config import DEFAULT_BATCH_SIZE, check_batch_size, check_steps
 
 __all__ = ["TrainingMixin"]
 
@@ -80,12 +87,12 @@ class TrainingMixin:
         global_coupling
             Distributed training only: every rank draws the same ``world_size × batch_size``
             cells per time point, couples them as one batch, and trains on its own share of the
-            pairs (default: each rank couples its own batch; see :mod:`cellflow.distributed`).
+            pairs (default: each rank couples its own batch; see :mod:`cellflow.train.distributed`).
         geodesic_steps, metric
             OT-MFM only: Adam steps for the geodesic interpolant (default ``steps // 2``, so
             1,000 for the paper's 2,000), and the metric: ``kind`` (``"rbf"``, default, or
             ``"land"``) and the keyword arguments of its ``fit``
-            (:func:`cellflow.riemannian_metrics.fit_metric`: ``eps=0.1``; RBF ``n_centers=100,
+            (:func:`cellflow.flow.riemannian_metrics.fit_metric`: ``eps=0.1``; RBF ``n_centers=100,
             kappa=1.0``; LAND ``gamma="auto"``, the median distance between neighbouring cells).
             One metric is fitted per pair of consecutive (non-held-out) time points, on the
             cells of those two time points only; the interpolant is kept in
@@ -99,10 +106,10 @@ class TrainingMixin:
             0.735 against 0.949, Cite 0.702 against 0.875), and one interval is as good as
             without. :func:`cellflow.evaluate_holdout` follows the paper's protocol, without it.
         lr, weight_decay, grad_clip, warmup_steps, progress
-            See :class:`cellflow.training.TrainConfig`.
+            See :class:`cellflow.train.trainer.TrainConfig`.
         threads
             Torch intra-op threads, for the metric and geodesic stage of OT-MFM too (``None``:
-            one unless you set more; :mod:`cellflow.threads`).
+            one unless you set more; :mod:`cellflow.train.threads`).
         """
         if batch_size is not None:
             batch_size = check_batch_size(batch_size)

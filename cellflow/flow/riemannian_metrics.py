@@ -1,4 +1,4 @@
-r"""Data-induced Riemannian metrics for metric flow matching (:mod:`cellflow.geodesics`).
+r"""Data-induced Riemannian metrics for metric flow matching (:mod:`cellflow.flow.geodesics`).
 
 Both are diagonal, :math:`G(x) = \operatorname{diag}\big(1/(h_d(x) + \varepsilon)\big)`, with
 :math:`h` of order 1 on the cells and :math:`h \to 0` away from them, so that moving through
@@ -13,12 +13,12 @@ They differ in :math:`h`:
   spread and dear across them.
 
 :func:`fit_metric` builds either by name. ``energy(x, v)`` is :math:`v^\top G(x) v`, the
-integrand that :func:`cellflow.geodesics.fit_geodesic_interpolant` minimises.
+integrand that :func:`cellflow.flow.geodesics.fit_geodesic_interpolant` minimises.
 
 Example
 -------
 >>> import torch
->>> from cellflow.riemannian_metrics import fit_metric
+>>> from cellflow.flow.riemannian_metrics import fit_metric
 >>> g = torch.Generator().manual_seed(0)
 >>> X = torch.randn(500, 2, generator=g) * torch.tensor([1.0, 0.1])  # spread along x, thin in y
 >>> land = fit_metric(X, "land", gamma=0.3)
@@ -62,7 +62,7 @@ def _as_cells(X, name: str) -> np.ndarray:
 
 class RBFMetric:
     r"""The diagonal metric :math:`G(x) = I/(h(x)+\varepsilon)` of a point cloud, with
-    :math:`h` a sum of Gaussian bumps (see :mod:`cellflow.geodesics`). Build it with :meth:`fit`."""
+    :math:`h` a sum of Gaussian bumps (see :mod:`cellflow.flow.geodesics`). Build it with :meth:`fit`."""
 
     def __init__(self, centers: Tensor, bandwidths: Tensor, weights: Tensor, eps: float = METRIC_EPS):
         self.centers, self.bandwidths, self.weights = centers, bandwidths, weights

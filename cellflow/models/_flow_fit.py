@@ -1,4 +1,4 @@
-r"""How a :class:`~cellflow.model.FlowModel` learns: minibatches drawn from the source and
+r"""How a :class:`~cellflow.models.flow.FlowModel` learns: minibatches drawn from the source and
 target, coupled by the model's matcher (in batch-worker threads where the coupling allows), and
 the conditional flow-matching regression
 
@@ -6,7 +6,7 @@ the conditional flow-matching regression
           \lVert v_\theta(t, x_t) - u_t(x_t \mid x_0, x_1)\rVert^2,
 
 plus, for SB-CFM with a score network, the λ-weighted score regression. :class:`FitMixin` holds
-:meth:`~cellflow.model.FlowModel.fit` and its loss; :func:`as_sampler` turns tensors and
+:meth:`~cellflow.models.flow.FlowModel.fit` and its loss; :func:`as_sampler` turns tensors and
 callables into the samplers it draws from.
 """
 
@@ -17,14 +17,21 @@ from typing import TYPE_CHECKING, Callable
 import torch
 from torch import Tensor
 
-from . import distributed
-from .distributed import training_wrappers
-from .training import TrainConfig, Trainer, TrainHistory, default_prefetch, seed_everything, worker_step_threads
-from .threads import resolve_threads
-from .train_config import check_batch_size
+from ..train import distributed
+from ..train.distributed import training_wrappers
+from ..train.trainer import (
+    TrainConfig,
+    Trainer,
+    TrainHistory,
+    default_prefetch,
+    seed_everything,
+    worker_step_threads,
+)
+from ..train.threads import resolve_threads
+from ..train.config import check_batch_size
 
 if TYPE_CHECKING:
-    from .model import FlowModel
+    from .flow import FlowModel
 
 __all__ = ["FitMixin", "Sampler", "as_sampler"]
 
@@ -56,7 +63,7 @@ def as_sampler(data: Tensor | Sampler, name: str) -> tuple[Sampler, int | None]:
 
 
 class FitMixin:
-    """Training for :class:`~cellflow.model.FlowModel` (which sets ``net``, ``score_net``,
+    """Training for :class:`~cellflow.models.flow.FlowModel` (which sets ``net``, ``score_net``,
     ``matcher``, ``seed``, ``dim`` and ``modules``)."""
 
     def _make_batch_fn(self, source, target, batch_size: int, ot_batch_size: int | None, target_cond: Tensor | None,
@@ -184,9 +191,9 @@ class FitMixin:
             Per-row labels or covariates of ``target`` (needs ``n_classes`` or ``cond_dim``);
             they follow their rows through the pairing.
         lr, weight_decay, grad_clip, ema_decay, warmup_steps, val_every, patience, prefetch, workers, group, progress, checkpoint_dir, checkpoint_every, threads
-            See :class:`cellflow.training.TrainConfig` (``threads=None``: one torch thread
-            unless you set more, :mod:`cellflow.threads`). ``prefetch=None`` (default): 4 batches
-            ahead for exact OT couplings, else inline (:func:`cellflow.training.default_prefetch`);
+            See :class:`cellflow.train.trainer.TrainConfig` (``threads=None``: one torch thread
+            unless you set more, :mod:`cellflow.train.threads`). ``prefetch=None`` (default): 4 batches
+            ahead for exact OT couplings, else inline (:func:`cellflow.train.trainer.default_prefetch`);
             exact OT on up to 16 features sends the solves of ``group`` steps to a worker as one
             task, two groups ahead.
         val_fn
@@ -196,11 +203,11 @@ class FitMixin:
         couple_within_labels
             With class labels (``n_classes``) and an OT or SB coupling, couple each class's
             target rows with their own slice of the source batch (default; see ``groups`` in
-            :meth:`cellflow.matchers.FlowMatcher.sample`).
+            :meth:`cellflow.flow.matchers.FlowMatcher.sample`).
         global_coupling
             Distributed training only: couple one global batch of ``world_size × batch_size``
             rows (drawn alike on every rank), each rank training on its own share of the
-            pairs, instead of each rank coupling its own batch (see :mod:`cellflow.distributed`).
+            pairs, instead of each rank coupling its own batch (see :mod:`cellflow.train.distributed`).
         """
         batch_size = check_batch_size(batch_size)
         if ot_batch_size is not None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._methods import FIT_EMA_DECAY
-from ._io import check_model_folder, check_output_file, write_csv, write_h5ad, write_json
+from ..models._methods import FIT_EMA_DECAY
+from .._io import check_model_folder, check_output_file, write_csv, write_h5ad, write_json
 
 
 def read_h5ad(path: str | Path, backed: bool = False):
@@ -83,8 +83,8 @@ def fit_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, use_re
     ``OUT.h5ad`` and the model folder are checked before any work starts, and written whole or
     not at all (:mod:`cellflow._io`), so ``path_out == path_in`` never loses the input. ``flag``
     is how errors name the fix (``"--overwrite"`` on the command line)."""
-    from . import tl
-    from ._cellflow import CellFlow
+    from .. import tl
+    from ..models.cells import CellFlow
 
     # every output is checked before the input is read or a step is trained
     path_out = check_output_file(path_out, overwrite, flag)
@@ -106,7 +106,7 @@ def fit_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, use_re
                        f"in X (normalize_total, log1p, {PREPROCESS_GENES} highly variable genes, {PREPROCESS_PCS} "
                        f"PCs), or name another representation (obsm holds: {', '.join(adata.obsm) or 'nothing'}).")
     if velocity and not overwrite:  # tl.velocity and tl.velocity_embedding would refuse these after training
-        from .tl._velocity import existing_velocity_keys
+        from ..tl._velocity import existing_velocity_keys
 
         found = existing_velocity_keys(adata, use_rep, genes=gene_velocity)
         if basis and f"X_{basis}" in adata.obsm and f"velocity_{basis}" in adata.obsm and f"X_{basis}" != use_rep:
@@ -117,7 +117,7 @@ def fit_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, use_re
                      time_scale=time_scale, per_interval=per_interval, seed=seed, device=device)
     model.train(steps=steps, batch_size=batch_size, ot_batch_size=ot_batch_size, global_coupling=global_coupling,
                 ema_decay=ema_decay or None, progress=progress, metric=metric)
-    from . import distributed
+    from ..train import distributed
 
     if not distributed.is_main():  # under torchrun, rank 0 writes the results
         return adata, model
@@ -150,7 +150,7 @@ def evaluate_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, m
     The CSV is rewritten, atomically, after every row, so a run that is stopped keeps what it
     finished. Its settings go beside it (``TABLE.settings.json``); ``resume=True`` reads both,
     checks that the settings are this run's, and trains only the models that are missing."""
-    from ._evaluate import evaluate_holdout, summarize_holdout
+    from ..evaluate import evaluate_holdout, summarize_holdout
 
     path_out = Path(path_out)
     settings_path = path_out.with_name(path_out.stem + ".settings.json")

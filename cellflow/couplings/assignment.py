@@ -158,7 +158,7 @@ def assign_point_stacks(x0: np.ndarray, x1: np.ndarray) -> np.ndarray:
     solves enter and leave the compiled code (and the GIL) once. A batch worker that solves
     the couplings of several coming training steps in one task hands the GIL back and forth
     with the training step a ``k``-th as often (2-D toy, batch 256, 2 cores: see
-    :class:`cellflow.training.TrainConfig`, ``group``).
+    :class:`cellflow.train.trainer.TrainConfig`, ``group``).
 
     Parameters
     ----------

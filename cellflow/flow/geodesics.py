@@ -6,7 +6,7 @@ bends them: it fits a data-dependent Riemannian metric that is cheap where cells
 expensive where there are none, then learns interpolants that approximately minimise the
 kinetic energy under that metric.
 
-**Metric** (:mod:`cellflow.riemannian_metrics`). A diagonal metric
+**Metric** (:mod:`cellflow.flow.riemannian_metrics`). A diagonal metric
 :math:`G(x) = \operatorname{diag}(1 / (h_d(x) + \varepsilon))`. :class:`RBFMetric` (default) has one
 :math:`h` for every feature,
 
@@ -39,7 +39,7 @@ pairs :math:`\pi`, one metric per pair of consecutive time points and one shared
 Example
 -------
 >>> import torch
->>> from cellflow.geodesics import RBFMetric, GeodesicInterpolant
+>>> from cellflow.flow.geodesics import RBFMetric, GeodesicInterpolant
 >>> g = torch.Generator().manual_seed(0)
 >>> X = torch.randn(500, 2, generator=g)
 >>> metric = RBFMetric.fit(X, n_centers=20, seed=0)
@@ -59,7 +59,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from .couplings import Coupling, ExactOT
+from ..couplings import Coupling, ExactOT
 from .networks import MLP
 from .paths import PathSample, StraightPath, _expand
 from .riemannian_metrics import LANDMetric, RBFMetric  # RBFMetric lived here; still importable
@@ -169,7 +169,7 @@ def fit_geodesic_interpolant(
     draw
         ``draw(i, n, generator)`` returns ``n`` random cells of group ``i`` as a float tensor.
     pairs, metrics
-        The ``(source, target)`` groups and one metric per pair (:mod:`cellflow.riemannian_metrics`).
+        The ``(source, target)`` groups and one metric per pair (:mod:`cellflow.flow.riemannian_metrics`).
     dim
         Number of features.
     steps, batch_size, lr

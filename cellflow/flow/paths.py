@@ -19,7 +19,7 @@ broadcasting over any sample shape (vectors, images) live in :class:`ProbPath`.
 Example
 -------
 >>> import torch
->>> from cellflow.paths import StraightPath
+>>> from cellflow.flow.paths import StraightPath
 >>> path = StraightPath(sigma=0.1)
 >>> s = path.sample(torch.randn(8, 2), torch.randn(8, 2))
 >>> s.x_t.shape, s.u_t.shape, s.t.shape
