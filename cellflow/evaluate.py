@@ -35,12 +35,11 @@ import pandas as pd
 
 from .adata._read import get_times, paper_n_pcs
 from .models.cells import CellFlow
-from .models._methods import cellflow_method
+from .models._methods import cellflow_spec
 from .flow.metrics import mmd, wasserstein
 
 __all__ = ["evaluate_holdout", "summarize_holdout"]
 
-LABELS = {"ot": "OT-CFM", "sb": "SB-CFM", "icfm": "I-CFM", "mfm": "OT-MFM"}
 
 
 def _scores(pred: np.ndarray, truth: np.ndarray, max_eval: int, seed: int) -> dict:
@@ -133,7 +132,7 @@ def evaluate_holdout(adata, time_key: str, *, methods=("ot", "sb", "icfm"), seed
         raise ValueError("methods is empty: name at least one flow to evaluate, e.g. methods=['ot'] "
                          "(the baselines are scored beside the flows, not instead of them).")
     for m in methods:  # a typo stops here, before any training
-        cellflow_method(m)
+        cellflow_spec(m)
     seeds = [seeds] if np.isscalar(seeds) else list(seeds)
     if not seeds:
         raise ValueError("seeds is empty: give at least one, e.g. seeds=[0].")
@@ -156,9 +155,10 @@ def evaluate_holdout(adata, time_key: str, *, methods=("ot", "sb", "icfm"), seed
     train = dict(steps=steps, batch_size=batch_size, ema_decay=ema_decay, **train_kwargs)
 
     def model_for(m: str, seed: int) -> CellFlow:
-        return CellFlow(adata, time_key, method=m, sigma=sigma if m != "sb" else None, seed=seed, **fit)
+        own = cellflow_spec(m).coupling == "sinkhorn"  # SB-CFM's σ sets its coupling: it keeps its own
+        return CellFlow(adata, time_key, method=m, sigma=None if own else sigma, seed=seed, **fit)
 
-    todo = [(h, m, s) for h in held for m in methods for s in seeds if (LABELS[cellflow_method(m)], h, s)
+    todo = [(h, m, s) for h in held for m in methods for s in seeds if (cellflow_spec(m).label, h, s)
             not in done_keys]
     if verbose:
         print(_plan_text(todo, len(held) * len(methods) * len(seeds), steps,
@@ -186,14 +186,14 @@ def evaluate_holdout(adata, time_key: str, *, methods=("ot", "sb", "icfm"), seed
                      seconds=time.perf_counter() - s, **_scores(mid, x_true, max_eval, 0)))
         for m in methods:
             for seed in seeds:
-                if (LABELS[cellflow_method(m)], h, seed) in done_keys:
+                if (cellflow_spec(m).label, h, seed) in done_keys:
                     continue
                 model = model_for(m, seed)
                 s = time.perf_counter()
                 model.train(holdout=h, progress=progress, **train)
                 secs = time.perf_counter() - s
-                pred = sc(model.push(model.cells_at(prev), prev, h, method="euler", steps=100))
-                row = dict(method=LABELS[model.method], held_out_time=h, seed=seed, seconds=secs,
+                pred = sc(model.push(model.cells_at(prev), prev, h, solver="euler", steps=100))
+                row = dict(method=model.spec.label, held_out_time=h, seed=seed, seconds=secs,
                            **_scores(pred, x_true, max_eval, seed))
                 if fracs is not None:  # the protocol's own place is scored already
                     row.update(_best_fraction(model, prev, nxt, fracs, x_true, sc, max_eval, seed,
@@ -249,7 +249,7 @@ def _estimate_seconds(model_for, todo: list, train: dict, max_eval: int, probe: 
         per_step = max(t[1] - t[0], 0.0) / probe
         i = int(np.searchsorted(model.times, h))
         s = time.perf_counter()
-        pred = model.push(model.cells_at(model.times[i - 1]), model.times[i - 1], h, method="euler", steps=100)
+        pred = model.push(model.cells_at(model.times[i - 1]), model.times[i - 1], h, solver="euler", steps=100)
         _scores(pred, model.cells_at(h), max_eval, 0)
         out[m] = max(t[0] - 2 * per_step, 0.0) + train["steps"] * per_step + time.perf_counter() - s
     return out
@@ -261,7 +261,7 @@ def _plan_text(todo: list, total: int, steps: int, seconds: dict[str, float]) ->
         return f"all {total} models are in the earlier table; nothing to train."
     held = sorted({h for h, _, _ in todo})
     per = {m: sum(1 for _, mm, _ in todo if mm == m) for m in dict.fromkeys(m for _, m, _ in todo)}
-    parts = ", ".join(f"{n} {LABELS[cellflow_method(m)]}" for m, n in per.items())
+    parts = ", ".join(f"{n} {cellflow_spec(m).label}" for m, n in per.items())
     est = sum(seconds.get(m, 0.0) * n for m, n in per.items())
     skipped = f" ({total - len(todo)} done earlier)" if len(todo) < total else ""
     return (f"plan: {len(todo)} model{'s' if len(todo) > 1 else ''}{skipped} of {steps} steps each ({parts}), "
@@ -288,7 +288,7 @@ def _best_fraction(model: CellFlow, prev: float, nxt: float, fracs: np.ndarray, 
         if np.isclose(f, known[0], rtol=0.0, atol=1e-12):
             w1.append(known[1])
             continue
-        pred = sc(model.push(x0, prev, model.measured_time(t0 + f * (t1 - t0)), method="euler", steps=100))
+        pred = sc(model.push(x0, prev, model.measured_time(t0 + f * (t1 - t0)), solver="euler", steps=100))
         w1.append(wasserstein(pred, x_true, p=1, max_samples=max_eval, seed=seed))
     i = int(np.argmin(w1))
     return dict(best_fraction=float(fracs[i]), w1_best_fraction=float(w1[i]))

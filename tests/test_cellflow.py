@@ -73,7 +73,7 @@ def test_categorical_numeric_labels_are_accepted():
     (lambda a: None, dict(n_pcs=10), ValueError, "n_pcs=10 but"),
     (lambda a: None, dict(min_cells=200), ValueError, "fewer than min_cells=200"),
     (lambda a: None, dict(method="fm"), ValueError, "supports method"),
-    (lambda a: None, dict(method="xyz"), ValueError, "'icfm' or 'mfm', got 'xyz'"),
+    (lambda a: None, dict(method="xyz"), ValueError, "unknown method 'xyz': CellFlow supports method='ot', 'sb', 'icfm' or 'mfm'"),
 ])
 def test_bad_input_names_the_problem(mutate, kwargs, exc, match):
     adata = course()

@@ -73,7 +73,7 @@ def test_path_energy_and_npe_of_straight_flow_are_exact():
     x0 = torch.randn(100, 2, dtype=torch.float64)
     shift = torch.tensor([3.0, 4.0], dtype=torch.float64)
     field = lambda t, x: shift.expand_as(x)  # noqa: E731
-    tr = integrate_ode(field, x0, torch.linspace(0, 1, 11, dtype=torch.float64), method="euler", steps=10)
+    tr = integrate_ode(field, x0, torch.linspace(0, 1, 11, dtype=torch.float64), solver="euler", steps=10)
     e = metrics.path_energy(field, tr)
     assert e == pytest.approx(25.0)
     w2 = metrics.wasserstein(x0, tr.end, p=2)

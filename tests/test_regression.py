@@ -49,7 +49,7 @@ def _flow_models() -> dict:
     for method in ("ot", "icfm", "sb"):
         m = FlowModel(2, method=method, seed=0)
         m.fit(x0, x1, steps=15, batch_size=64, progress=False)
-        pushed = m.transport(x0[:8], method="euler", steps=10)
+        pushed = m.transport(x0[:8], solver="euler", steps=10)
         out[f"FlowModel/{method}"] = dict(weights=_digest(_weights(m.net, m.score_net)), head=_head(pushed),
                                           digest=_digest([pushed]))
     return out
@@ -73,7 +73,7 @@ def _cell_flows() -> dict:
                      "ot-per-interval": {"per_interval": True}}.items():
         m = CellFlow(adata, "day", seed=0, **kw)
         m.train(steps=12, batch_size=32, progress=False)
-        pushed = m.push(X[:8], 0, 3, method="euler", steps=20)
+        pushed = m.push(X[:8], 0, 3, solver="euler", steps=20)
         vel = m.velocity(X[:8], 1.5)
         out[f"CellFlow/{name}"] = dict(weights=_digest(_weights(m.net, getattr(m, "score_net", None))),
                                        head=_head(pushed) + _head(vel, 4), digest=_digest([pushed, vel]))

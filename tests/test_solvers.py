@@ -21,17 +21,17 @@ def test_ode_methods_solve_linear_decay(method, steps, tol):
 
 def test_fixed_step_nfe_and_grid():
     x0 = torch.ones(2, 2)
-    tr = integrate_ode(lambda t, x: x, x0, (0.0, 1.0), method="euler", steps=10, save_every_step=True)
+    tr = integrate_ode(lambda t, x: x, x0, (0.0, 1.0), solver="euler", steps=10, save_every_step=True)
     assert tr.nfe == 10 and tr.xs.shape == (11, 2, 2)
     torch.testing.assert_close(tr.end, torch.full((2, 2), 1.1**10))
-    back = integrate_ode(lambda t, x: x, tr.end, (1.0, 0.0), method="rk4", steps=100)
+    back = integrate_ode(lambda t, x: x, tr.end, (1.0, 0.0), solver="rk4", steps=100)
     torch.testing.assert_close(back.end, x0 * 1.1**10 / math.e, rtol=1e-6, atol=1e-6)
 
 
-def test_time_dependent_field_and_unknown_method():
-    tr = integrate_ode(lambda t, x: t * torch.ones_like(x), torch.zeros(1, 1, dtype=torch.float64), method="dopri5")
+def test_time_dependent_field_and_unknown_solver():
+    tr = integrate_ode(lambda t, x: t * torch.ones_like(x), torch.zeros(1, 1, dtype=torch.float64), solver="dopri5")
     assert tr.end.item() == pytest.approx(0.5, abs=1e-6)
-    with pytest.raises(ValueError, match="unknown ODE method"):
+    with pytest.raises(ValueError, match="unknown ODE solver"):
         integrate_ode(lambda t, x: x, torch.zeros(1, 1), method="rk45")
 
 
@@ -62,3 +62,31 @@ def test_log_likelihood_of_linear_flow(estimator, n_probes, tol):
 def test_log_likelihood_rejects_unknown_estimator():
     with pytest.raises(ValueError, match="estimator"):
         log_likelihood(lambda t, x: x, torch.zeros(2, 2), lambda x: x.sum(1), estimator="trace")
+
+
+def test_method_is_the_former_name_of_solver_and_warns():
+    """``solver=`` names the ODE solver everywhere; ``method=``, its name before, still works for
+    now, gives the same answer and says what to write instead."""
+    import numpy as np
+
+    import cellflow as cf
+
+    m = cf.FlowModel(2, method="icfm", seed=0)
+    x = torch.randn(5, 2)
+    with pytest.warns(FutureWarning, match=r"transport\(method=...\) is now transport\(solver=...\)"):
+        old = m.transport(x, method="euler", steps=5)
+    assert torch.equal(old, m.transport(x, solver="euler", steps=5))
+    with pytest.warns(FutureWarning, match="integrate_ode"):
+        integrate_ode(lambda t, y: y, x, method="rk4", steps=4)
+    with pytest.raises(ValueError, match="unknown ODE solver 'leapfrog'"):
+        integrate_ode(lambda t, y: y, x, solver="leapfrog")
+    import anndata as ad
+    import pandas as pd
+
+    a = ad.AnnData(obs=pd.DataFrame({"day": np.repeat([0, 1], 30)}, index=[f"c{i}" for i in range(60)]))
+    a.obsm["X_pca"] = np.random.default_rng(0).normal(size=(60, 2))
+    model = cf.CellFlow(a, "day")
+    model.train(steps=2, progress=False)
+    with pytest.warns(FutureWarning, match=r"push\(method=...\)"):
+        old = model.push(a.obsm["X_pca"][:4], 0, 1, method="rk4", steps=3)
+    np.testing.assert_array_equal(old, model.push(a.obsm["X_pca"][:4], 0, 1, solver="rk4", steps=3))

@@ -163,7 +163,7 @@ def test_save_load_round_trip(tmp_path):
     x = torch.randn(16, 2)
     assert torch.equal(m.velocity(0.3, x), m2.velocity(0.3, x))
     assert torch.equal(m.score(0.3, x), m2.score(0.3, x))
-    assert torch.equal(m.transport(x, method="euler", steps=10), m2.transport(x, method="euler", steps=10))
+    assert torch.equal(m.transport(x, solver="euler", steps=10), m2.transport(x, solver="euler", steps=10))
     with pytest.raises(FileExistsError, match="overwrite=True"):
         m.save(tmp_path / "model")
     with pytest.raises(FileNotFoundError, match="config.json"):

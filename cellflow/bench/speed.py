@@ -152,8 +152,8 @@ def push(n_cells: int = 100_000, dims: tuple[int, ...] = (5, 50), steps: int = 1
         model = FlowModel(d, "ot", seed=0, device=device)
         x = torch.randn(n_cells, d)
         if device != "cpu":
-            model.transport(x[:1000], 0.0, 1.0, method="euler", steps=steps)  # warm-up
-        timed = _time_in_turns({"push": (lambda: model.transport(x, 0.0, 1.0, method="euler", steps=steps), repeats)})
+            model.transport(x[:1000], 0.0, 1.0, solver="euler", steps=steps)  # warm-up
+        timed = _time_in_turns({"push": (lambda: model.transport(x, 0.0, 1.0, solver="euler", steps=steps), repeats)})
         seconds = timed["push"][0]
         rows.append(dict(device=device, n_cells=n_cells, d=d, euler_steps=steps, seconds=seconds,
                          cells_per_s=n_cells / seconds))

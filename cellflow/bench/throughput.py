@@ -26,7 +26,7 @@ import torch
 
 from ..datasets import toy_sample
 from ..flow.metrics import wasserstein
-from ..flow.matchers import DEFAULT_SIGMA  # OT-CFM, I-CFM 0.1; SB 1.0 (entropic OT at ε = 2σ² = 2, as torchcfm's reg)
+from ..flow.methods import method_spec  # σ: OT-CFM, I-CFM 0.1; SB 1.0 (entropic OT at ε = 2σ² = 2, as torchcfm's)
 from ..models.flow import FlowModel
 from ..flow.solvers import integrate_ode
 from ..train.threads import resolve_threads
@@ -42,7 +42,7 @@ def _sync(device: str) -> None:
 def _ours(method: str, steps: int, batch: int, seed: int, device: str = "cpu", group: int = TrainConfig.group,
           threads: int | None = None):
     # SB: the flow only, no score network, as torchcfm's sample_location_and_conditional_flow
-    model = FlowModel(2, method, sigma=DEFAULT_SIGMA[method], seed=seed, device=device, train_score=False)
+    model = FlowModel(2, method, sigma=method_spec(method).sigma, seed=seed, device=device, train_score=False)
     t0 = time.perf_counter()
     model.fit(lambda n, g: toy_sample("8gaussians", n, generator=g), lambda n, g: toy_sample("moons", n, generator=g),
               steps=steps, batch_size=batch, progress=False, group=group, threads=threads)
@@ -58,12 +58,14 @@ def _torchcfm(method: str, steps: int, batch: int, seed: int, device: str = "cpu
     from torchcfm.utils import sample_8gaussians, sample_moons
 
     torch.manual_seed(seed)
-    if method == "sb":  # its default coupling is exact OT; the Schrödinger bridge's is entropic
-        fm = SchrodingerBridgeConditionalFlowMatcher(sigma=DEFAULT_SIGMA[method], ot_method="sinkhorn")
-    elif method == "ot":
-        fm = ExactOptimalTransportConditionalFlowMatcher(sigma=DEFAULT_SIGMA[method])
+    spec = method_spec(method)
+    # torchcfm's matcher with the same coupling (its SB matcher defaults to exact OT: ask for Sinkhorn)
+    if spec.coupling == "sinkhorn":
+        fm = SchrodingerBridgeConditionalFlowMatcher(sigma=spec.sigma, ot_method="sinkhorn")
+    elif spec.coupling == "exact":
+        fm = ExactOptimalTransportConditionalFlowMatcher(sigma=spec.sigma)
     else:
-        fm = ConditionalFlowMatcher(sigma=DEFAULT_SIGMA[method])
+        fm = ConditionalFlowMatcher(sigma=spec.sigma)
     net = MLP(dim=2, time_varying=True).to(device)
     opt = torch.optim.Adam(net.parameters())
     t0 = time.perf_counter()
@@ -144,7 +146,7 @@ def run(*, steps: int = 1000, repeats: int = 3, batch: int = 256, threads: int =
             g = torch.Generator().manual_seed(123)
             x0, x1 = toy_sample("8gaussians", n_test, generator=g), toy_sample("moons", n_test, generator=g)
             with torch.no_grad():
-                tr = integrate_ode(field, x0, method="dopri5")
+                tr = integrate_ode(field, x0, solver="dopri5")
             row.update(w2=wasserstein(tr.end, x1), nfe=tr.nfe, train_s=seconds)
         rows.append(row)
         if verbose:

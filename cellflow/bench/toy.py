@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from ..datasets import toy_sample
+from ..flow.methods import method_spec
 from ..flow.metrics import normalized_path_energy, path_energy, wasserstein
 from ..models.flow import FlowModel
 from .._io import write_csv
@@ -62,10 +63,11 @@ def run(*, steps: int = 20000, seeds=(0, 1, 2), methods=METHODS, batch_size: int
     rows = []
     for src, tgt in TASKS:
         for method in methods:
-            if method == "fm" and src != "normal":
+            spec = method_spec(method)
+            if spec.path == "lipman" and src != "normal":
                 continue  # Lipman FM needs a standard normal source
             for seed in seeds:
-                s = sb_sigma if method == "sb" else (0.0 if method == "fm" else sigma)
+                s = sb_sigma if spec.has_score else (spec.sigma if spec.path == "lipman" else sigma)
                 rows.append(run_one(src, tgt, method, seed, steps=steps, batch_size=batch_size, n_test=n_test, sigma=s))
                 if verbose:
                     r = rows[-1]

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from typing import get_args
 
+from .._types import MetricKind
+from ..flow.methods import methods_for
 from ..models._methods import METHODS as CELLFLOW_METHODS
+
+# the methods torchcfm also has, which the speed benchmarks compare
+TORCHCFM_METHODS = methods_for("tables")
 from .._io import write_csv
 
 def _bench_toy(args) -> int:
@@ -97,7 +103,7 @@ def add_commands(sub) -> None:
                                     "metric by the paper's protocol, with the baselines.")
     a.add_argument("--n-cells", type=int, default=5000, help="cells per time point")
     a.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    a.add_argument("--metrics", nargs="+", default=["rbf", "land"], choices=["rbf", "land"])
+    a.add_argument("--metrics", nargs="+", default=["rbf", "land"], choices=get_args(MetricKind))
     a.add_argument("--metric-eps", type=float, default=None,
                    help="the metrics' floor eps in G = I / (h + eps) (default 0.1; the MFM paper's 0.01 pulls harder)")
     a.add_argument("--n-dims", type=int, default=2,
@@ -117,7 +123,7 @@ def add_commands(sub) -> None:
     s.add_argument("--accuracy-steps", type=int, default=0, help="also train this long and report W2 and NFE")
     s.add_argument("--n-test", type=int, default=2000)
     s.add_argument("--device", default="cpu", help="cpu (default) or cuda: where the networks train")
-    s.add_argument("--methods", nargs="+", choices=["ot", "icfm", "sb"], default=["ot", "icfm", "sb"])
+    s.add_argument("--methods", nargs="+", choices=TORCHCFM_METHODS, default=["ot", "icfm", "sb"])
     s.add_argument("--ot-groups", nargs="+", type=int, default=[], metavar="G",
                    help="also time our OT-CFM with its worker tasks solving G steps each (default 16)")
     s.add_argument("--busy", type=int, default=0, metavar="N",
@@ -144,7 +150,7 @@ def add_commands(sub) -> None:
     sc.add_argument("--n-cells", type=int, default=1_000_000)
     sc.add_argument("--n-pcs", type=int, default=50)
     sc.add_argument("--small", type=int, default=10_000, help="cells of the comparison run")
-    sc.add_argument("--method", choices=["ot", "sb", "icfm"], default="ot")
+    sc.add_argument("--method", choices=TORCHCFM_METHODS, default="ot")
     sc.add_argument("--steps", type=int, default=50)
     sc.add_argument("--batch-size", type=int, default=512)
     sc.add_argument("--seed", type=int, default=0)
@@ -175,7 +181,7 @@ def add_commands(sub) -> None:
                          description="Machine-learning efficiency, per-column W1 and KS, correlation distance and "
                                      "wall time, for our generators and ForestDiffusion (flow mode) in one run.")
     bt.add_argument("--tables", nargs="+", default=["wine", "breast_cancer"], help="embedded names or CSV paths")
-    bt.add_argument("--methods", nargs="+", default=["icfm", "ot"], choices=["ot", "sb", "icfm"])
+    bt.add_argument("--methods", nargs="+", default=["icfm", "ot"], choices=methods_for("tables"))
     bt.add_argument("--steps", type=int, default=5000)
     bt.add_argument("--seeds", type=int, nargs="+", default=[0])
     bt.add_argument("--threads", type=int, default=2, help="n_jobs of ForestDiffusion (default 2)")
@@ -189,7 +195,7 @@ def add_commands(sub) -> None:
                          description="Train each method on the digits with the same seed and steps; score the accuracy "
                                      "of a classifier trained on real digits on the samples, and the Frechet distance "
                                      "in its features, at each Euler NFE and with dopri5.")
-    bi.add_argument("--methods", nargs="+", default=["ot", "icfm"], choices=["ot", "icfm", "fm"])
+    bi.add_argument("--methods", nargs="+", default=["ot", "icfm"], choices=methods_for("images"))
     bi.add_argument("--steps", type=int, default=3000)
     bi.add_argument("--batch-size", type=int, default=128)
     bi.add_argument("--nfe", type=int, nargs="+", default=[10, 20, 100])

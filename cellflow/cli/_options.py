@@ -5,6 +5,9 @@ and OT-MFM's metric, with the parsers that turn them into keyword arguments."""
 from __future__ import annotations
 
 import argparse
+from typing import get_args
+
+from .._types import MetricKind, TimeScale
 
 
 def metric_kwargs(args) -> dict:
@@ -35,7 +38,7 @@ def add_time_and_metric_options(p: argparse.ArgumentParser) -> None:
     ``evaluate``."""
     from ..flow.riemannian_metrics import LAND_GAMMA, METRIC_EPS
 
-    p.add_argument("--time-scale", default="index", choices=["index", "real"],
+    p.add_argument("--time-scale", default="index", choices=get_args(TimeScale),
                    help="model time of each time point: its index (the paper's protocol, default) or its value")
     p.add_argument("--per-interval", action="store_true",
                    help="one network per interval between consecutive time points instead of one shared network: "
@@ -43,7 +46,7 @@ def add_time_and_metric_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metric-eps", type=float, default=None,
                    help="OT-MFM only: the metric's floor eps in G = I / (h + eps); larger pulls the paths less "
                         f"towards the cells (default {METRIC_EPS}; the paper used 0.01)")
-    p.add_argument("--metric", default="rbf", choices=["rbf", "land"],
+    p.add_argument("--metric", default="rbf", choices=get_args(MetricKind),
                    help="OT-MFM only: the data metric, rbf (a density of Gaussian bumps, default) or land (the "
                         "local spread of the cells along each feature, so paths also follow the directions in "
                         "which nearby cells extend)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..flow.methods import methods_for
 from ._options import add_global_coupling
 
 
@@ -54,7 +55,7 @@ def add_commands(sub) -> None:
     ta.add_argument("data", metavar="CSV_OR_NAME")
     ta.add_argument("--out", required=True, metavar="DIR")
     ta.add_argument("--label", default=None, help="class column to condition on (and to score ML efficiency)")
-    ta.add_argument("--method", default="icfm", choices=["ot", "sb", "icfm"])
+    ta.add_argument("--method", default="icfm", choices=methods_for("tables"))
     ta.add_argument("--steps", type=int, default=5000)
     ta.add_argument("--batch-size", type=int, default=256)
     ta.add_argument("--test-fraction", type=float, default=0.2, help="held-out rows for ML efficiency (default 0.2)")
@@ -75,7 +76,7 @@ def add_commands(sub) -> None:
                                                         "images, or a .npy/.npz/.pt file (default digits)")
     ti.add_argument("--out", required=True, metavar="DIR")
     ti.add_argument("--data-dir", default=None, help="folder holding cifar-10-batches-py/ (or $CELLFLOW_DATA_DIR)")
-    ti.add_argument("--method", default="ot", choices=["ot", "icfm", "fm"])
+    ti.add_argument("--method", default="ot", choices=methods_for("images"))
     ti.add_argument("--sigma", type=float, default=0.0)
     ti.add_argument("--preset", default=None, choices=["digits", "cifar10"], help="UNet size (default by image size)")
     ti.add_argument("--channels", type=int, default=None, help="override the preset's base width")

@@ -29,6 +29,9 @@ import torch
 from torch import Tensor
 from torchdiffeq import odeint
 
+from .._types import Solver
+from .solvers import FIXED_STEP, solver_argument
+
 __all__ = ["log_likelihood", "divergence"]
 
 
@@ -60,13 +63,14 @@ def log_likelihood(
     *,
     t0: float = 0.0,
     t1: float = 1.0,
-    method: str = "dopri5",
+    solver: Solver = "dopri5",
     atol: float = 1e-5,
     rtol: float = 1e-5,
     steps: int = 100,
     estimator: str = "auto",
     n_probes: int = 1,
     generator: torch.Generator | None = None,
+    method: str | None = None,
 ) -> Tensor:
     """Log-density of samples ``x1`` under the flow that carries ``base_log_prob`` at ``t0``
     to ``t1``.
@@ -79,8 +83,9 @@ def log_likelihood(
         Points at time ``t1``, shape ``(n, ...)``.
     base_log_prob
         Log-density of the distribution at ``t0``, mapping ``(n, ...)`` to ``(n,)``.
-    method, atol, rtol, steps
-        ODE solver settings (``steps`` for fixed-step methods).
+    solver, atol, rtol, steps
+        ODE solver settings (``steps`` for fixed-step solvers; ``method=`` is the former name
+        of ``solver``).
     estimator
         ``"exact"``, ``"hutchinson"`` or ``"auto"`` (exact up to 10 dimensions).
     n_probes
@@ -92,6 +97,7 @@ def log_likelihood(
     -------
     Tensor of shape ``(n,)``.
     """
+    solver = solver_argument(solver, method, "log_likelihood")
     dim = x1[0].numel()
     if estimator == "auto":
         estimator = "exact" if dim <= 10 else "hutchinson"
@@ -111,7 +117,7 @@ def log_likelihood(
 
     state = (x1, torch.zeros(x1.shape[0], dtype=x1.dtype, device=x1.device))
     ts = torch.tensor([float(t1), float(t0)], dtype=x1.dtype, device=x1.device)
-    options = {"step_size": abs(t1 - t0) / steps} if method in ("euler", "midpoint", "rk4") else None
-    xs, ints = odeint(augmented, state, ts, method=method, atol=atol, rtol=rtol, options=options)
+    options = {"step_size": abs(t1 - t0) / steps} if solver in FIXED_STEP else None
+    xs, ints = odeint(augmented, state, ts, method=solver, atol=atol, rtol=rtol, options=options)
     # ints[-1] = integral of div from t1 down to t0 = -int_{t0}^{t1} div
     return base_log_prob(xs[-1]) + ints[-1]

@@ -30,14 +30,17 @@ import torch
 from torch import Tensor
 
 from ..couplings import Coupling, ExactOT, IndependentCoupling, SinkhornOT
+from .methods import METHODS as _TABLE, canonical_method, method_spec, methods_for
 from .paths import BrownianBridgePath, LipmanPath, PathSample, ProbPath, StraightPath, VPPath
 
-__all__ = ["MatchedSample", "FlowMatcher", "make_matcher", "METHODS", "DEFAULT_SIGMA"]
+__all__ = ["MatchedSample", "FlowMatcher", "make_matcher", "METHODS", "DEFAULT_SIGMA", "canonical_method"]
 
-METHODS = ("icfm", "ot", "sb", "fm", "vp")
-DEFAULT_SIGMA = {"icfm": 0.1, "ot": 0.1, "sb": 1.0, "fm": 0.0, "vp": 0.1}
-_ALIASES = {"i": "icfm", "cfm": "icfm", "i-cfm": "icfm", "otcfm": "ot", "ot-cfm": "ot", "exact": "ot",
-            "sbcfm": "sb", "sb-cfm": "sb", "lipman": "fm", "trig": "vp"}
+#: the methods of :class:`cellflow.FlowModel` and their default σ, read from :mod:`cellflow.flow.methods`
+METHODS = methods_for("vectors")
+DEFAULT_SIGMA = {name: _TABLE[name].sigma for name in METHODS}
+# a geodesic path starts from the straight one; OT-MFM's interpolant bends it during training
+_PATHS = {"straight": StraightPath, "geodesic": StraightPath, "brownian_bridge": BrownianBridgePath,
+          "lipman": LipmanPath, "vp": VPPath}
 
 
 @dataclass
@@ -173,15 +176,8 @@ class FlowMatcher:
         return f"FlowMatcher({self.name}: {self.path!r}, {self.coupling!r})"
 
 
-def canonical_method(method: str) -> str:
-    m = str(method).lower()
-    m = _ALIASES.get(m, m)
-    if m not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}.")
-    return m
-
-
-def make_matcher(method: str = "ot", sigma: float | None = None, **coupling_kwargs) -> FlowMatcher:
+def make_matcher(method: str = "ot", sigma: float | None = None, *, front: str = "vectors",
+                 **coupling_kwargs) -> FlowMatcher:
     """The flow matcher of a method by name (see the table above).
 
     Parameters
@@ -189,19 +185,20 @@ def make_matcher(method: str = "ot", sigma: float | None = None, **coupling_kwar
     method
         ``"icfm"``, ``"ot"``, ``"sb"``, ``"fm"`` or ``"vp"``.
     sigma
-        Path noise (σ; σ_min for ``fm``). Default per method: :data:`DEFAULT_SIGMA`.
+        Path noise (σ; σ_min for ``fm``). Default: the method's (:mod:`cellflow.flow.methods`).
+    front
+        Whose methods to accept (``"vectors"``; ``"cells"`` adds OT-MFM, whose matcher starts
+        from the straight path that its interpolant later bends).
     **coupling_kwargs
         Passed to the coupling (e.g. ``replace=True``, ``tol=1e-5``).
     """
-    m = canonical_method(method)
-    sigma = DEFAULT_SIGMA[m] if sigma is None else sigma
-    if m == "icfm":
-        return FlowMatcher(StraightPath(sigma), IndependentCoupling(**coupling_kwargs), "I-CFM")
-    if m == "ot":
-        return FlowMatcher(StraightPath(sigma), ExactOT(**coupling_kwargs), "OT-CFM")
-    if m == "sb":
-        path = BrownianBridgePath(sigma)  # refuses sigma <= 0 with a clear message
-        return FlowMatcher(path, SinkhornOT(eps=2 * path.sigma**2, **coupling_kwargs), "SB-CFM")
-    if m == "fm":
-        return FlowMatcher(LipmanPath(sigma), IndependentCoupling(**coupling_kwargs), "FM")
-    return FlowMatcher(VPPath(sigma), IndependentCoupling(**coupling_kwargs), "VP-CFM")
+    spec = method_spec(method, front)
+    sigma = spec.sigma if sigma is None else sigma
+    path = _PATHS[spec.path](sigma)  # each path refuses a σ it cannot take, with the reason
+    if spec.coupling == "exact":
+        coupling = ExactOT(**coupling_kwargs)
+    elif spec.coupling == "sinkhorn":
+        coupling = SinkhornOT(eps=2 * path.sigma**2, **coupling_kwargs)
+    else:
+        coupling = IndependentCoupling(**coupling_kwargs)
+    return FlowMatcher(path, coupling, spec.label)

@@ -5,24 +5,38 @@ Example
 >>> import torch
 >>> from cellflow.flow.solvers import integrate_ode
 >>> field = lambda t, x: -x                       # dx/dt = -x
->>> tr = integrate_ode(field, torch.ones(4, 2), method="dopri5")
+>>> tr = integrate_ode(field, torch.ones(4, 2), solver="dopri5")
 >>> round(float(tr.xs[-1, 0, 0]), 4), tr.nfe > 0   # exp(-1) = 0.3679
 (0.3679, True)
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, get_args
 
 import torch
 from torch import Tensor
 from torchdiffeq import odeint
 
-__all__ = ["Trajectory", "integrate_ode", "integrate_sde", "ODE_METHODS", "time_grid"]
+from .._types import Solver
 
-ODE_METHODS = ("euler", "midpoint", "rk4", "dopri5", "dopri8", "bosh3", "adaptive_heun")
+__all__ = ["Trajectory", "integrate_ode", "integrate_sde", "ODE_METHODS", "FIXED_STEP", "solver_argument", "time_grid"]
+
+ODE_METHODS = get_args(Solver)  # the solvers integrate_ode takes; these with a fixed step:
 FIXED_STEP = ("euler", "midpoint", "rk4")
+
+
+def solver_argument(solver: str, method: str | None, where: str) -> str:
+    """The ODE solver a call asked for: ``solver``, or ``method``, the name of that argument
+    before ``method`` came to mean only the flow-matching method (with a ``FutureWarning``)."""
+    if method is None:
+        return solver
+    warnings.warn(f"{where}(method=...) is now {where}(solver=...): method= names the flow-matching method "
+                  "elsewhere in cellflow, and will stop working here.", FutureWarning, stacklevel=3)
+    return method
+
 
 Field = Callable[[Tensor, Tensor], Tensor]
 
@@ -70,11 +84,12 @@ def integrate_ode(
     x0: Tensor,
     t: Tensor | tuple[float, float] = (0.0, 1.0),
     *,
-    method: str = "dopri5",
+    solver: Solver = "dopri5",
     steps: int | None = None,
     atol: float = 1e-5,
     rtol: float = 1e-5,
     save_every_step: bool = False,
+    method: str | None = None,
 ) -> Trajectory:
     r"""Solve :math:`\dot x = v(t, x)` from ``x0``.
 
@@ -86,31 +101,32 @@ def integrate_ode(
         Initial states, shape ``(n, ...)``.
     t
         Output time grid (a tensor), or ``(t0, t1)``; backwards in time if ``t1 < t0``.
-    method
-        A torchdiffeq method: ``euler``, ``midpoint``, ``rk4`` (fixed step) or ``dopri5``
-        and other adaptive ones (with ``atol``/``rtol``).
+    solver
+        A torchdiffeq solver: ``euler``, ``midpoint``, ``rk4`` (fixed step) or ``dopri5``
+        and other adaptive ones (with ``atol``/``rtol``). ``method=`` is its former name.
     steps
         Number of fixed steps from the first to the last time (fixed-step methods;
         default 100).
     save_every_step
         For fixed-step methods, return the state after every step.
     """
-    if method not in ODE_METHODS:
-        raise ValueError(f"unknown ODE method {method!r}; choose from {', '.join(ODE_METHODS)}.")
+    solver = solver_argument(solver, method, "integrate_ode")
+    if solver not in ODE_METHODS:
+        raise ValueError(f"unknown ODE solver {solver!r}; choose from {', '.join(ODE_METHODS)}.")
     if not isinstance(t, Tensor):
         t0, t1 = t
         t = torch.tensor([float(t0), float(t1)], dtype=x0.dtype, device=x0.device)
     t = t.to(dtype=x0.dtype, device=x0.device)
     f = _Counted(field)
     options = None
-    if method in FIXED_STEP:
+    if solver in FIXED_STEP:
         steps = 100 if steps is None else int(steps)
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}.")
         if save_every_step:
             t = time_grid(float(t[0]), float(t[-1]), steps + 1, x0)
         options = {"step_size": abs(float(t[-1] - t[0])) / steps}
-    xs = odeint(f, x0, t, method=method, atol=atol, rtol=rtol, options=options)
+    xs = odeint(f, x0, t, method=solver, atol=atol, rtol=rtol, options=options)
     return Trajectory(t=t, xs=xs, nfe=f.nfe)
 
 

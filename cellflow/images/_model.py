@@ -197,7 +197,7 @@ class ImageFlow:
         with torch.no_grad():
             for s in range(0, n, batch_size):
                 y = labels[s:s + batch_size].to(dev) if labels is not None else None
-                tr = integrate_ode(self.field(y, guidance), x0[s:s + batch_size].to(dev), (0.0, 1.0), method=solver,
+                tr = integrate_ode(self.field(y, guidance), x0[s:s + batch_size].to(dev), (0.0, 1.0), solver=solver,
                                    steps=None if solver == "dopri5" else steps, atol=atol, rtol=rtol)
                 out.append(tr.end.clamp(-1, 1).cpu())
                 nfes.append(tr.nfe)

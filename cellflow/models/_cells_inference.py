@@ -15,7 +15,8 @@ import torch
 
 from ..tl._knn import knn_assignment
 from ..flow.networks import interval_index
-from ..flow.solvers import integrate_ode, integrate_sde
+from .._types import Solver
+from ..flow.solvers import integrate_ode, integrate_sde, solver_argument
 from ..train.threads import scoped_threads
 
 __all__ = ["InferenceMixin", "CHUNK_SIZE"]
@@ -30,9 +31,9 @@ class InferenceMixin:
     :class:`cellflow.CellFlow`."""
 
     @scoped_threads
-    def push(self, X: np.ndarray, t_from: float, t_to: float, *, method: str = "euler", steps: int = 100,
+    def push(self, X: np.ndarray, t_from: float, t_to: float, *, solver: Solver = "euler", steps: int = 100,
              n_points: int | None = None, sde: bool = False, seed: int | None = None,
-             chunk_size: int = CHUNK_SIZE) -> np.ndarray:
+             chunk_size: int = CHUNK_SIZE, method: str | None = None) -> np.ndarray:
         r"""Move cells (rows of ``X`` in the representation's units) from time ``t_from`` to
         ``t_to`` (backwards if ``t_to < t_from``) along the learned ODE, or, for SB models with
         ``sde=True``, along the learned Schrödinger bridge SDE (Euler–Maruyama, ``steps`` steps).
@@ -40,13 +41,16 @@ class InferenceMixin:
         Times are in the units of ``obs[time_key]`` and may lie between measured times.
         ``n_points`` returns the states at that many evenly spaced times, shape
         ``(n_points, n_cells, n_pcs)``; otherwise the end points. Cells are integrated
-        ``chunk_size`` at a time, so memory does not grow with the number of cells.
+        ``chunk_size`` at a time, so memory does not grow with the number of cells. ``solver``
+        is the ODE solver (:func:`cellflow.flow.solvers.integrate_ode`; ``method=`` is its
+        former name).
 
         The SDE in model time :math:`\tau`, on an interval of length :math:`\Delta` (1 for
         ``time_scale="index"``), is :math:`dx = [v_\theta \pm \tfrac{g^2}{2} s_\theta]\,d\tau
         + g\,dW` with :math:`g^2 = \sigma^2/\Delta`; the sign is + forwards and − backwards.
         ``seed`` seeds its noise (default: the model's seed).
         """
+        solver = solver_argument(solver, method, "push")
         X = self._check_cells(X)
         tau0, tau1 = self.model_time(t_from), self.model_time(t_to)
         if tau0 == tau1 or len(X) == 0:  # no time passes, or no cell moves: the cells stay as they are
@@ -56,8 +60,8 @@ class InferenceMixin:
             if self.score_net is None:
                 raise ValueError(f"sde=True needs an SB model (method='sb'), which learns a score; this one is "
                                  f"{self.method!r}. Push along the ODE (sde=False) instead.")
-            if method != "euler":
-                raise ValueError("the SDE is integrated with Euler–Maruyama; leave method='euler'.")
+            if solver != "euler":
+                raise ValueError("the SDE is integrated with Euler–Maruyama; leave solver='euler'.")
             gen = torch.Generator(device=self.device).manual_seed(self.seed if seed is None else int(seed))
         outs = []
         with torch.no_grad():
@@ -68,7 +72,7 @@ class InferenceMixin:
                     outs.append(self._sde_path(z, grid, steps, gen).cpu().numpy().astype(np.float64))
                     continue
                 field = self._field(self.net, "right" if tau1 >= tau0 else "left")
-                tr = integrate_ode(field, z, grid.to(self.device), method=method, steps=steps)
+                tr = integrate_ode(field, z, grid.to(self.device), solver=solver, steps=steps)
                 outs.append(tr.xs.cpu().numpy().astype(np.float64))
         out = np.concatenate(outs, axis=1) * self.scaler.scale + self.scaler.mean
         return out if n_points else out[-1]

@@ -139,7 +139,7 @@ class TrainingMixin:
         if ot_batch_size is not None:
             self._warn_large_batch(ot_batch_size, used, sizes, "ot_batch_size")
         self.batch_size = batch_size
-        if self.method == "mfm":
+        if self.spec.geodesic:
             g_steps = max(1, steps // 2) if geodesic_steps is None else int(geodesic_steps)
             matchers = self._fit_geodesics(pairs, [(taus[i], taus[j] - taus[i]) for i, j in pairs], g_steps,
                                            metric or {}, progress)

@@ -173,7 +173,7 @@ def load_model(cls, path: str | Path, adata, device="cpu"):
             model.score_net.eval()
         else:  # saved before SB models kept a score network
             model.score_net = None
-    if model.method == "mfm" and (path / "geodesic.pt").exists():
+    if model.spec.geodesic and (path / "geodesic.pt").exists():
         model.interpolant = GeodesicInterpolant.from_state_dict(
             load_weights(path, "geodesic.pt", None, "CellFlow"), model.n_pcs)
         model.interpolant.eval()

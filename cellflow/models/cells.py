@@ -38,6 +38,8 @@ Example
 
 from __future__ import annotations
 
+from typing import get_args
+
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +49,8 @@ from ..adata._read import Standardizer, check_n_pcs, get_representation, get_tim
 from ._cells_inference import InferenceMixin
 from ._cells_training import TrainingMixin
 from ..adata._store import CellStore, RowSource
-from ._methods import cellflow_method, default_sigma
+from .._types import Method, TimeScale
+from ._methods import cellflow_spec, default_sigma
 from ._model_time import ModelTimeMixin
 from ._persist import fingerprint, load_model, save_model, source_digest
 from ..flow.geodesics import GeodesicInterpolant
@@ -109,13 +112,15 @@ class CellFlow(ModelTimeMixin, TrainingMixin, InferenceMixin):
     """
 
     def __init__(self, adata, time_key: str, *, use_rep: str = "X_pca", n_pcs: int | None = None,
-                 whiten: bool = False, method: str = "ot", sigma: float | None = None, time_scale: str = "index",
+                 whiten: bool = False, method: Method = "ot", sigma: float | None = None,
+                 time_scale: TimeScale = "index",
                  hidden=(64, 64, 64), activation: str = "selu", per_interval: bool = False, min_cells: int = 10,
                  seed: int = 0, device: str | torch.device = "cpu"):
-        if time_scale not in ("index", "real"):
+        if time_scale not in get_args(TimeScale):
             raise ValueError(f"time_scale must be 'index' or 'real', got {time_scale!r}.")
         self.time_key, self.use_rep, self.time_scale = time_key, use_rep, time_scale
-        self.method = cellflow_method(method)
+        self.spec = cellflow_spec(method)
+        self.method = self.spec.name
         self.seed, self.whiten, self.min_cells = int(seed), bool(whiten), int(min_cells)
         self.device = check_device(device)
         t, self.times = get_times(adata, time_key)
@@ -133,9 +138,9 @@ class CellFlow(ModelTimeMixin, TrainingMixin, InferenceMixin):
             raise ValueError(f"time point(s) {few} have fewer than min_cells={min_cells} cells; drop them or "
                              "lower min_cells.")
         self.sigma = float(default_sigma(self.method, self.whiten, self.n_pcs) if sigma is None else sigma)
-        coupling = {} if self.method == "icfm" else {"replace": True}
+        coupling = {"replace": True} if self.spec.pairs else {}
         # OT-MFM trains with OT-CFM's coupling; its path is learned in train()
-        self.matcher = make_matcher("ot" if self.method == "mfm" else self.method, self.sigma, **coupling)
+        self.matcher = make_matcher(self.method, self.sigma, front="cells", **coupling)
         self.interpolant: GeodesicInterpolant | None = None
         self.geodesic_history: list[float] | None = None
         self.scaler = (Standardizer.fit(X, self.whiten) if source is None
@@ -165,7 +170,7 @@ class CellFlow(ModelTimeMixin, TrainingMixin, InferenceMixin):
             return MLP(self.n_pcs, **self._net_shape).to(self.device)
 
         self.net = make()
-        self.score_net = make() if self.method == "sb" else None
+        self.score_net = make() if self.spec.has_score else None
 
     def _field(self, net, side: str = "right"):
         """``net`` as a function of ``(t, x)``; per-interval networks take the interval on ``side``

@@ -24,9 +24,11 @@ from torch.distributions import Normal
 from ._flow_fit import FitMixin, Sampler, as_sampler
 from .._io import IncompleteModelError, load_weights, model_folder, read_model_config, write_json
 from ..flow.likelihood import log_likelihood
-from ..flow.matchers import DEFAULT_SIGMA, canonical_method, make_matcher
+from ..flow.matchers import make_matcher
+from ..flow.methods import method_spec
 from ..flow.networks import build_network
-from ..flow.solvers import Trajectory, integrate_ode, integrate_sde
+from .._types import Method, Solver
+from ..flow.solvers import FIXED_STEP, Trajectory, integrate_ode, integrate_sde, solver_argument
 from ..train.trainer import TrainConfig, TrainHistory, check_device
 from ..train.threads import scoped_threads
 
@@ -69,7 +71,7 @@ class FlowModel(FitMixin):
     def __init__(
         self,
         dim: int,
-        method: str = "ot",
+        method: Method = "ot",
         sigma: float | None = None,
         *,
         hidden: tuple[int, ...] = (64, 64, 64),
@@ -83,8 +85,8 @@ class FlowModel(FitMixin):
         network: dict | None = None,
     ):
         self.device = check_device(device)
-        self.method = canonical_method(method)
-        self.sigma = float(DEFAULT_SIGMA[self.method] if sigma is None else sigma)
+        self.method = method_spec(method).name
+        self.sigma = float(method_spec(method).sigma if sigma is None else sigma)
         self.coupling_kwargs = dict(coupling_kwargs or {})
         self.matcher = make_matcher(self.method, self.sigma, **self.coupling_kwargs)
         self.seed = int(seed)
@@ -154,28 +156,31 @@ class FlowModel(FitMixin):
         t0: float = 0.0,
         t1: float = 1.0,
         *,
-        method: str = "dopri5",
+        solver: Solver = "dopri5",
         steps: int | None = None,
         atol: float = 1e-5,
         rtol: float = 1e-5,
         cond: Tensor | None = None,
         n_points: int | None = None,
         return_trajectory: bool = False,
+        method: str | None = None,
     ) -> Tensor | Trajectory:
-        """Push ``x0`` from time ``t0`` to ``t1`` along the ODE (backwards if ``t1 < t0``).
+        """Push ``x0`` from time ``t0`` to ``t1`` along the ODE (backwards if ``t1 < t0``), with
+        the ODE ``solver`` (:func:`cellflow.flow.solvers.integrate_ode`; ``method=`` is its former
+        name).
 
         ``n_points`` saves that many evenly spaced states; ``return_trajectory`` returns the
         :class:`~cellflow.flow.solvers.Trajectory` (with the NFE) instead of the end points.
         """
+        solver = solver_argument(solver, method, "transport")
         x0 = torch.as_tensor(x0)
         home = x0.device
         x0 = x0.to(self.device, next(self.net.parameters()).dtype)
         cond = cond.to(self.device) if cond is not None else None
         grid = torch.linspace(t0, t1, n_points, dtype=x0.dtype) if n_points else (t0, t1)
         with torch.no_grad():
-            tr = integrate_ode(self._field(cond), x0, grid, method=method, steps=steps, atol=atol, rtol=rtol,
-                               save_every_step=bool(return_trajectory and method in ("euler", "midpoint", "rk4")
-                                                    and not n_points))
+            tr = integrate_ode(self._field(cond), x0, grid, solver=solver, steps=steps, atol=atol, rtol=rtol,
+                               save_every_step=bool(return_trajectory and solver in FIXED_STEP and not n_points))
         tr = Trajectory(t=tr.t.to(home), xs=tr.xs.to(home), nfe=tr.nfe)
         return tr if return_trajectory else tr.end
 

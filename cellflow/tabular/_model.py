@@ -181,7 +181,7 @@ class TabularFlow:
         if n == 0:  # an empty table with the training columns and dtypes
             z = torch.zeros(0, self.encoder.dim)
         else:
-            z = self.model.transport(x0, method=solver, steps=None if solver == "dopri5" else steps, cond=cond)
+            z = self.model.transport(x0, solver=solver, steps=None if solver == "dopri5" else steps, cond=cond)
         df = self.encoder.decode(z.numpy())
         if self.label is not None:
             y = pd.Series([self.classes[i] for i in cond.tolist()], name=self.label)
