@@ -35,6 +35,8 @@ import pandas as pd
 
 from .adata._read import get_times, paper_n_pcs
 from .models.cells import CellFlow
+from ._defaults import BENCHMARK_METHODS, BENCHMARK_SEEDS, BENCHMARK_WHITEN, MAX_EVAL, STEPS, TIME_SCALE, USE_REP
+from ._types import TimeScale
 from .models._methods import cellflow_spec
 from .flow.metrics import mmd, wasserstein
 
@@ -58,11 +60,11 @@ def _mccann(x0: np.ndarray, x2: np.ndarray, frac: float, max_eval: int, rng: np.
     return (1 - frac) * a[i[pick]] + frac * b[j[pick]]
 
 
-def evaluate_holdout(adata, time_key: str, *, methods=("ot", "sb", "icfm"), seeds=(0, 1, 2, 3, 4),
-                     use_rep: str = "X_pca", n_pcs: int | None = None, whiten: bool = True,
-                     held_out=None, steps: int = 2000, batch_size: int | None = None, sigma: float | None = None,
-                     time_scale: str = "index", ema_decay: float | None = None, per_interval: bool = False,
-                     max_eval: int = 4000, fractions=None, baselines: bool = True, progress: bool = True,
+def evaluate_holdout(adata, time_key: str, *, methods=BENCHMARK_METHODS, seeds=BENCHMARK_SEEDS,
+                     use_rep: str = USE_REP, n_pcs: int | None = None, whiten: bool = BENCHMARK_WHITEN,
+                     held_out=None, steps: int = STEPS, batch_size: int | None = None, sigma: float | None = None,
+                     time_scale: TimeScale = TIME_SCALE, ema_decay: float | None = None, per_interval: bool = False,
+                     max_eval: int = MAX_EVAL, fractions=None, baselines: bool = True, progress: bool = True,
                      verbose: bool | None = None, device: str = "cpu", done: pd.DataFrame | None = None,
                      on_row=None, **train_kwargs) -> pd.DataFrame:
     """Run the leave-one-time-point-out benchmark.

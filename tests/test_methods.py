@@ -48,3 +48,35 @@ def test_cellflow_and_the_evaluation_read_labels_and_scores_from_the_table():
     with pytest.raises(ValueError, match="unknown method 'mfm': FlowModel supports"):
         cf.FlowModel(2, method="mfm")
     assert cf.FlowModel(2, method="SB-CFM").score_net is not None
+
+
+def test_the_command_line_and_the_python_api_share_their_defaults():
+    """``cellflow fit`` and ``CellFlow``/``CellFlow.train``, ``cellflow evaluate`` and
+    ``evaluate_holdout``: each option the two share has the same default, read from one place."""
+    import inspect
+
+    from cellflow import _defaults as D
+
+    def defaults(*functions):
+        out = {}
+        for f in functions:
+            out.update({k: p.default for k, p in inspect.signature(f).parameters.items()
+                        if p.default is not inspect.Parameter.empty})
+        return out
+
+    def cli(command):
+        return {a.dest: a.default for a in _choices(command)._actions if a.dest != "help"}
+
+    fit_api = defaults(cf.CellFlow.__init__, cf.CellFlow.train)
+    fit_cli = cli("fit")
+    shared = {"use_rep", "n_pcs", "whiten", "method", "sigma", "time_scale", "steps", "batch_size",
+              "ot_batch_size", "seed", "per_interval", "device"}
+    assert {k: fit_cli[k] for k in shared} == {k: fit_api[k] for k in shared}
+    assert fit_cli["ema"] == fit_api["ema_decay"] == D.MODEL_EMA_DECAY
+    ev_api, ev_cli = defaults(cf.evaluate_holdout), cli("evaluate")
+    shared = {"use_rep", "n_pcs", "whiten", "held_out", "steps", "batch_size", "sigma", "time_scale",
+              "per_interval", "max_eval", "fractions", "device"}
+    assert {k: ev_cli[k] for k in shared} == {k: ev_api[k] for k in shared}
+    assert tuple(ev_cli["methods"]) == tuple(ev_api["methods"]) and tuple(ev_cli["seeds"]) == tuple(ev_api["seeds"])
+    assert ev_cli["ema"] == ev_api["ema_decay"] is None
+    assert (fit_api["whiten"], ev_api["whiten"]) == (D.MODEL_WHITEN, D.BENCHMARK_WHITEN)

@@ -43,7 +43,7 @@ def get_times(adata, time_key: str, *, min_points: int = 2) -> tuple[np.ndarray,
     return t, times
 
 
-PAPER_N_PCS = 5  # the held-out benchmark's low-dimensional setting (Tong et al. 2024)
+from .._defaults import BENCHMARK_N_PCS as PAPER_N_PCS
 
 
 def paper_n_pcs(adata, use_rep: str) -> int:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..models._methods import FIT_EMA_DECAY, METHODS as CELLFLOW_METHODS
+from .. import _defaults as D
+from ..models._methods import METHODS as CELLFLOW_METHODS
 from ._jobs import PREPROCESS_GENES, PREPROCESS_PCS
 from ._options import add_device, add_global_coupling, add_time_and_metric_options, metric_kwargs
 
@@ -73,24 +74,24 @@ def add_commands(sub) -> None:
     f.add_argument("input", metavar="IN.h5ad")
     f.add_argument("--time-key", required=True, help="obs column with each cell's sampling time")
     f.add_argument("--out", required=True, metavar="OUT.h5ad")
-    f.add_argument("--use-rep", default="X_pca", help="obsm key of the representation (default X_pca), or X for the "
+    f.add_argument("--use-rep", default=D.USE_REP, help="obsm key of the representation, or X for the "
                                                        "expression matrix itself (dense, sparse or, with --backed, on disk)")
     f.add_argument("--backed", action="store_true", help="leave X on disk and read the rows each step draws "
                                                         "(with --use-rep X, for files larger than memory)")
     f.add_argument("--n-pcs", type=int, default=None, help="leading columns of the representation to use (default all)")
-    f.add_argument("--whiten", action=argparse.BooleanOptionalAction, default=False,
+    f.add_argument("--whiten", action=argparse.BooleanOptionalAction, default=D.MODEL_WHITEN,
                    help="standardise each component (the paper's 5-PC setting; default: --no-whiten)")
     f.add_argument("--method", default="ot", choices=list(CELLFLOW_METHODS))
     f.add_argument("--sigma", type=float, default=None,
                    help="path noise in the standardised units the network sees (default: the method's, see CellFlow)")
-    f.add_argument("--steps", type=int, default=2000)
-    f.add_argument("--ema", type=float, default=FIT_EMA_DECAY,
-                   help=f"EMA decay of the weights, which the fitted flow uses (default {FIT_EMA_DECAY}; 0: the last "
+    f.add_argument("--steps", type=int, default=D.STEPS)
+    f.add_argument("--ema", type=float, default=D.MODEL_EMA_DECAY,
+                   help=f"EMA decay of the weights, which the fitted flow uses (default {D.MODEL_EMA_DECAY}; 0: the last "
                         "weights); it keeps paths over several days on the measured cells")
     add_time_and_metric_options(f)
     f.add_argument("--batch-size", type=int, default=None,
-                   help="cells per time point per step (default: 512, or the smallest trained time point's cells "
-                        "if fewer)")
+                   help=f"cells per time point per step (default: {D.BATCH_SIZE}, or the smallest trained time "
+                        "point's cells if fewer)")
     f.add_argument("--ot-batch-size", type=int, default=None,
                    help="cells per time point for the minibatch coupling (default: --batch-size)")
     f.add_argument("--seed", type=int, default=0)
@@ -117,21 +118,21 @@ def add_commands(sub) -> None:
     e.add_argument("input", metavar="IN.h5ad")
     e.add_argument("--time-key", required=True)
     e.add_argument("--out", required=True, metavar="TABLE.csv")
-    e.add_argument("--methods", nargs="+", default=["ot", "sb", "icfm"], choices=list(CELLFLOW_METHODS))
-    e.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    e.add_argument("--use-rep", default="X_pca")
+    e.add_argument("--methods", nargs="+", default=list(D.BENCHMARK_METHODS), choices=list(CELLFLOW_METHODS))
+    e.add_argument("--seeds", type=int, nargs="+", default=list(D.BENCHMARK_SEEDS))
+    e.add_argument("--use-rep", default=D.USE_REP)
     e.add_argument("--n-pcs", type=int, default=None,
                    help="leading PCs (default 5, the paper's setting, or every column of a narrower representation "
                         "such as a 2-D layout)")
-    e.add_argument("--whiten", action=argparse.BooleanOptionalAction, default=True,
+    e.add_argument("--whiten", action=argparse.BooleanOptionalAction, default=D.BENCHMARK_WHITEN,
                    help="standardise each PC (default, the paper's 5-PC setting); --no-whiten: the PCs as they are "
                         "(the paper's 50/100-PC setting)")
     e.add_argument("--held-out", type=float, nargs="+", default=None, help="times to hold out (default all intermediate)")
-    e.add_argument("--steps", type=int, default=2000)
+    e.add_argument("--steps", type=int, default=D.STEPS)
     add_time_and_metric_options(e)
     e.add_argument("--batch-size", type=int, default=None,
-                   help="cells per time point per step (default: 512, or the smallest trained time point's cells "
-                        "if fewer)")
+                   help=f"cells per time point per step (default: {D.BATCH_SIZE}, or the smallest trained time "
+                        "point's cells if fewer)")
     e.add_argument("--ot-batch-size", type=int, default=None,
                    help="cells per time point for the minibatch coupling, from whose plan --batch-size pairs are "
                         "drawn (default: --batch-size, the paper's protocol)")
@@ -140,7 +141,7 @@ def add_commands(sub) -> None:
     e.add_argument("--sigma", type=float, default=None,
                    help="path noise of OT-CFM and I-CFM in the standardised units the network sees (default: "
                         "CellFlow's; SB-CFM keeps its own)")
-    e.add_argument("--max-eval", type=int, default=4000, help="cells per side for exact W1/W2 (seeded subsample)")
+    e.add_argument("--max-eval", type=int, default=D.MAX_EVAL, help="cells per side for exact W1/W2 (seeded subsample)")
     e.add_argument("--fractions", type=float, nargs="+", default=None, metavar="F",
                    help="also push each flow to these fractions of the merged held-out interval and report the "
                         "best (columns best_fraction, w1_best_fraction): a diagnostic of the pace, "

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models._methods import FIT_EMA_DECAY
+from .._defaults import (BENCHMARK_METHODS, BENCHMARK_SEEDS, BENCHMARK_WHITEN, MAX_EVAL, MODEL_EMA_DECAY,
+                         MODEL_WHITEN, STEPS, TIME_SCALE, USE_REP)
 from .._io import check_model_folder, check_output_file, write_csv, write_h5ad, write_json
 
 
@@ -63,13 +64,13 @@ def preprocess_counts(adata, *, n_top_genes: int = PREPROCESS_GENES, n_comps: in
             "counts_layer": "counts"}
 
 
-def fit_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, use_rep: str = "X_pca",
-             n_pcs: int | None = None, whiten: bool = False, method: str = "ot", sigma: float | None = None,
-             time_scale: str = "index", steps: int = 2000, batch_size: int | None = None, ot_batch_size: int | None = None, seed: int = 0,
+def fit_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, use_rep: str = USE_REP,
+             n_pcs: int | None = None, whiten: bool = MODEL_WHITEN, method: str = "ot", sigma: float | None = None,
+             time_scale: str = TIME_SCALE, steps: int = STEPS, batch_size: int | None = None, ot_batch_size: int | None = None, seed: int = 0,
              model_dir: str | Path | None = None,
              velocity: bool = True, basis: str | None = "umap", overwrite: bool = False, global_coupling: bool = False,
              backed: bool = False, progress: bool = True, metric: dict | None = None, device: str = "cpu",
-             ema_decay: float | None = FIT_EMA_DECAY, per_interval: bool = False, preprocess: bool = False,
+             ema_decay: float | None = MODEL_EMA_DECAY, per_interval: bool = False, preprocess: bool = False,
              gene_velocity: bool = True, flag: str = "overwrite=True", preprocess_flag: str = "preprocess=True"):
     """Fit a :class:`cellflow.CellFlow`, save it, add velocities, write ``path_out``.
 
@@ -138,9 +139,10 @@ def fit_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, use_re
     return adata, model
 
 
-def evaluate_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, methods=("ot", "sb", "icfm"),
-                  seeds=(0, 1, 2, 3, 4), use_rep: str = "X_pca", n_pcs: int | None = None, whiten: bool = True,
-                  held_out=None, steps: int = 2000, batch_size: int | None = None, max_eval: int = 4000,
+def evaluate_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, methods=BENCHMARK_METHODS,
+                  seeds=BENCHMARK_SEEDS, use_rep: str = USE_REP, n_pcs: int | None = None,
+                  whiten: bool = BENCHMARK_WHITEN, held_out=None, steps: int = STEPS, batch_size: int | None = None,
+                  max_eval: int = MAX_EVAL,
                   progress: bool = True, overwrite: bool = False, resume: bool = False,
                   flag: str = "overwrite=True", resume_flag: str = "resume=True", **train_kwargs):
     """Run :func:`cellflow.evaluate_holdout` on a file; write the table as CSV and return it with

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import get_args
 
+from .._defaults import TIME_SCALE
 from .._types import MetricKind, TimeScale
 
 
@@ -38,7 +39,7 @@ def add_time_and_metric_options(p: argparse.ArgumentParser) -> None:
     ``evaluate``."""
     from ..flow.riemannian_metrics import LAND_GAMMA, METRIC_EPS
 
-    p.add_argument("--time-scale", default="index", choices=get_args(TimeScale),
+    p.add_argument("--time-scale", default=TIME_SCALE, choices=get_args(TimeScale),
                    help="model time of each time point: its index (the paper's protocol, default) or its value")
     p.add_argument("--per-interval", action="store_true",
                    help="one network per interval between consecutive time points instead of one shared network: "

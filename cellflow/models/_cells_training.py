@@ -21,7 +21,7 @@ import warnings
 import torch
 
 from ..train import distributed
-from ._methods import FIT_EMA_DECAY
+from .._defaults import BATCH_SIZE, MODEL_EMA_DECAY, STEPS
 from ..train.distributed import training_wrappers
 from ..flow.geodesics import GeodesicPath, fit_geodesic_interpolant
 from ..flow.riemannian_metrics import MAX_METRIC_CELLS, fit_metric
@@ -35,7 +35,7 @@ from ..train.trainer import (
     worker_step_threads,
 )
 from ..train.threads import resolve_threads, scoped_threads
-from ..train.config import DEFAULT_BATCH_SIZE, check_batch_size, check_steps
+from ..train.config import check_batch_size, check_steps
 
 __all__ = ["TrainingMixin"]
 
@@ -56,9 +56,9 @@ class TrainingMixin:
                           UserWarning, stacklevel=4)
 
     @scoped_threads
-    def train(self, steps: int = 2000, batch_size: int | None = None, *, holdout: float | None = None,
+    def train(self, steps: int = STEPS, batch_size: int | None = None, *, holdout: float | None = None,
               ot_batch_size: int | None = None, lr: float = 1e-3,
-              weight_decay: float = 1e-5, ema_decay: float | None = FIT_EMA_DECAY, grad_clip: float | None = None,
+              weight_decay: float = 1e-5, ema_decay: float | None = MODEL_EMA_DECAY, grad_clip: float | None = None,
               warmup_steps: int = 0, prefetch: int | None = None, workers: int = 2,
               global_coupling: bool = False, geodesic_steps: int | None = None, metric: dict | None = None,
               progress: bool = True, threads: int | None = None) -> TrainHistory:
@@ -133,7 +133,7 @@ class TrainingMixin:
         store, sizes, matcher = self._store, self._store.sizes(), self.matcher
         used = sorted({k for p in pairs for k in p})
         if batch_size is None:
-            batch_size = min(DEFAULT_BATCH_SIZE, *(sizes[k] for k in used))
+            batch_size = min(BATCH_SIZE, *(sizes[k] for k in used))
         else:
             self._warn_large_batch(batch_size, used, sizes)
         if ot_batch_size is not None:

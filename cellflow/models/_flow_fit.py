@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Callable
 import torch
 from torch import Tensor
 
+from .._defaults import STEPS
 from ..train import distributed
 from ..train.distributed import training_wrappers
 from ..train.trainer import (
@@ -152,7 +153,7 @@ class FitMixin:
         source: Tensor | Sampler,
         target: Tensor | Sampler,
         *,
-        steps: int = 2000,
+        steps: int = STEPS,
         batch_size: int = 256,
         ot_batch_size: int | None = None,
         target_cond: Tensor | None = None,

@@ -1,5 +1,5 @@
 """What :class:`cellflow.CellFlow` adds to the method table (:mod:`cellflow.flow.methods`): its
-methods, the path noise σ each gets when none is given, and the default weight average (EMA).
+methods, and the path noise σ each gets when none is given.
 The measurements behind each default are in the method guide (``tutorials/choosing_a_method.md``,
 sections "σ" and "The weight average")."""
 
@@ -7,16 +7,13 @@ from __future__ import annotations
 
 from ..flow.methods import MethodSpec, method_spec, methods_for
 
-__all__ = ["METHODS", "FIT_EMA_DECAY", "cellflow_method", "cellflow_spec", "default_sigma"]
+__all__ = ["METHODS", "cellflow_method", "cellflow_spec", "default_sigma"]
 
 METHODS = methods_for("cells")
 #: on this many unwhitened dimensions or more, exact-OT methods take σ = HIGH_DIM_SIGMA
 HIGH_DIM_SIGMA, HIGH_DIM = 1.0, 20
 #: OT-MFM's σ on whitened PCs, where its metric is fitted in units of one standard deviation
 MFM_WHITENED_SIGMA = 0.3
-#: CellFlow.train averages its weights, so that pushes over several intervals stay on the
-#: measured cells; the paper's held-out protocol uses the last weights
-FIT_EMA_DECAY = 0.999
 
 
 def cellflow_spec(method: str) -> MethodSpec:

@@ -49,6 +49,7 @@ from ..adata._read import Standardizer, check_n_pcs, get_representation, get_tim
 from ._cells_inference import InferenceMixin
 from ._cells_training import TrainingMixin
 from ..adata._store import CellStore, RowSource
+from .._defaults import MODEL_WHITEN, TIME_SCALE, USE_REP
 from .._types import Method, TimeScale
 from ._methods import cellflow_spec, default_sigma
 from ._model_time import ModelTimeMixin
@@ -111,9 +112,9 @@ class CellFlow(ModelTimeMixin, TrainingMixin, InferenceMixin):
         unless :meth:`load` is given a device.
     """
 
-    def __init__(self, adata, time_key: str, *, use_rep: str = "X_pca", n_pcs: int | None = None,
-                 whiten: bool = False, method: Method = "ot", sigma: float | None = None,
-                 time_scale: TimeScale = "index",
+    def __init__(self, adata, time_key: str, *, use_rep: str = USE_REP, n_pcs: int | None = None,
+                 whiten: bool = MODEL_WHITEN, method: Method = "ot", sigma: float | None = None,
+                 time_scale: TimeScale = TIME_SCALE,
                  hidden=(64, 64, 64), activation: str = "selu", per_interval: bool = False, min_cells: int = 10,
                  seed: int = 0, device: str | torch.device = "cpu"):
         if time_scale not in get_args(TimeScale):

@@ -20,6 +20,8 @@ from __future__ import annotations
 import numbers
 from dataclasses import asdict, dataclass, field
 
+from .._defaults import STEPS
+
 __all__ = ["TrainConfig", "TrainHistory", "check_batch_size", "check_steps"]
 
 
@@ -28,7 +30,6 @@ def _whole(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-DEFAULT_BATCH_SIZE = 512  # cells per time point per step of a CellFlow, as in the paper's single-cell runs
 
 
 def check_batch_size(batch_size, name: str = "batch_size") -> int:
@@ -99,7 +100,7 @@ class TrainConfig:
         continues from it.
     """
 
-    steps: int = 2000
+    steps: int = STEPS
     lr: float = 1e-3
     weight_decay: float = 1e-5
     grad_clip: float | None = None

@@ -1,0 +1,28 @@
+"""Every default that more than one layer shows, declared once: the Python API's signatures, the
+command line's options and the evaluation read them from here, so that they cannot drift
+apart. Two settings, each for its own question (method guide, "The defaults"):
+
+- a **model** of your data (:class:`cellflow.CellFlow`, ``cellflow fit``): every column of the
+  representation, as it is, and the weight average;
+- the **benchmark** (:func:`cellflow.evaluate_holdout`, ``cellflow evaluate``): the paper's
+  protocol, 5 standardised PCs and the last weights, so that W1 compares with published numbers.
+"""
+
+from __future__ import annotations
+
+#: where a CellFlow reads its cells (scanpy's PCA)
+USE_REP = "X_pca"
+#: optimiser steps of a CellFlow and of each benchmark model (the paper's)
+STEPS = 2000
+#: cells drawn per time point per step, unless a trained time point has fewer
+BATCH_SIZE = 512
+#: how measured times become model time: one unit per interval, the paper's protocol
+TIME_SCALE = "index"
+#: a model standardises its features only when asked
+MODEL_WHITEN = False
+#: a model averages its weights, so that pushes over several intervals stay on the measured cells
+MODEL_EMA_DECAY = 0.999
+#: the benchmark: the paper's 5 leading PCs (or every column of a narrower layout), standardised
+BENCHMARK_N_PCS, BENCHMARK_WHITEN = 5, True
+#: the benchmark's flows, seeds, and cells per side of the exact W1/W2
+BENCHMARK_METHODS, BENCHMARK_SEEDS, MAX_EVAL = ("ot", "sb", "icfm"), (0, 1, 2, 3, 4), 4000
