@@ -6,15 +6,16 @@ and beyond.
 """
 
 from . import couplings, datasets, pl, tl
-from .flow import likelihood, matchers, metrics, networks, paths, solvers
-from .train import threads, trainer as training
 from .couplings import ConvergenceError, ExactOT, IndependentCoupling, PartialOT, SinkhornOT
-from .flow.matchers import FlowMatcher, make_matcher
-from .models.cells import CellFlow
 from .evaluate import evaluate_holdout, summarize_holdout
-from .models.flow import FlowModel
+from .flow import likelihood, matchers, metrics, networks, paths, solvers
+from .flow.matchers import FlowMatcher, make_matcher
 from .flow.networks import MLP
 from .flow.paths import BrownianBridgePath, LipmanPath, PathSample, StraightPath, VPPath
+from .models.cells import CellFlow
+from .models.flow import FlowModel
+from .train import threads
+from .train import trainer as training
 from .train.trainer import TrainConfig, seed_everything
 
 __version__ = "0.1.0"
@@ -26,13 +27,26 @@ def _keep_old_module_names() -> None:
     import importlib
     import sys
 
-    moved = {"paths": "flow.paths", "matchers": "flow.matchers", "networks": "flow.networks",
-             "unet": "flow.unet", "solvers": "flow.solvers", "likelihood": "flow.likelihood",
-             "metrics": "flow.metrics", "geodesics": "flow.geodesics",
-             "riemannian_metrics": "flow.riemannian_metrics", "assignment": "couplings.assignment",
-             "sparse_ot": "couplings.sparse_ot", "training": "train.trainer", "train_config": "train.config",
-             "optim": "train.optim", "batch_workers": "train.batch_workers",
-             "distributed": "train.distributed", "threads": "train.threads", "model": "models.flow"}
+    moved = {
+        "paths": "flow.paths",
+        "matchers": "flow.matchers",
+        "networks": "flow.networks",
+        "unet": "flow.unet",
+        "solvers": "flow.solvers",
+        "likelihood": "flow.likelihood",
+        "metrics": "flow.metrics",
+        "geodesics": "flow.geodesics",
+        "riemannian_metrics": "flow.riemannian_metrics",
+        "assignment": "couplings.assignment",
+        "sparse_ot": "couplings.sparse_ot",
+        "training": "train.trainer",
+        "train_config": "train.config",
+        "optim": "train.optim",
+        "batch_workers": "train.batch_workers",
+        "distributed": "train.distributed",
+        "threads": "train.threads",
+        "model": "models.flow",
+    }
     for old, new in moved.items():
         module = importlib.import_module(f"{__name__}.{new}")
         sys.modules.setdefault(f"{__name__}.{old}", module)
@@ -42,8 +56,35 @@ def _keep_old_module_names() -> None:
 _keep_old_module_names()
 
 __all__ = [
-    "CellFlow", "evaluate_holdout", "summarize_holdout", "FlowModel", "FlowMatcher", "make_matcher", "MLP", "TrainConfig", "seed_everything",
-    "StraightPath", "BrownianBridgePath", "LipmanPath", "VPPath", "PathSample",
-    "ExactOT", "SinkhornOT", "PartialOT", "IndependentCoupling", "ConvergenceError",
-    "tl", "pl", "couplings", "datasets", "likelihood", "matchers", "metrics", "networks", "paths", "solvers", "threads", "training",
+    "CellFlow",
+    "evaluate_holdout",
+    "summarize_holdout",
+    "FlowModel",
+    "FlowMatcher",
+    "make_matcher",
+    "MLP",
+    "TrainConfig",
+    "seed_everything",
+    "StraightPath",
+    "BrownianBridgePath",
+    "LipmanPath",
+    "VPPath",
+    "PathSample",
+    "ExactOT",
+    "SinkhornOT",
+    "PartialOT",
+    "IndependentCoupling",
+    "ConvergenceError",
+    "tl",
+    "pl",
+    "couplings",
+    "datasets",
+    "likelihood",
+    "matchers",
+    "metrics",
+    "networks",
+    "paths",
+    "solvers",
+    "threads",
+    "training",
 ]

@@ -33,9 +33,22 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "write_text", "write_json", "write_csv", "write_h5ad", "save_figure", "torch_save",
-           "check_output_file", "check_output_folder", "check_model_folder", "model_folder", "read_model_config", "MODEL_FILES",
-           "IncompleteModelError"]
+__all__ = [
+    "atomic_path",
+    "write_text",
+    "write_json",
+    "write_csv",
+    "write_h5ad",
+    "save_figure",
+    "torch_save",
+    "check_output_file",
+    "check_output_folder",
+    "check_model_folder",
+    "model_folder",
+    "read_model_config",
+    "MODEL_FILES",
+    "IncompleteModelError",
+]
 
 #: The files a cellflow model folder may hold (``config.json`` lists the others it holds).
 MODEL_FILES = ("config.json", "model.pt", "score.pt", "geodesic.pt", "images.json", "tabular.json")
@@ -150,11 +163,15 @@ def check_model_folder(path: str | Path, overwrite: bool, flag: str = "overwrite
     foreign = [n for n in present if n not in MODEL_FILES]
     if foreign:
         shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
-        raise FileExistsError(f"{path} holds files that cellflow did not write ({shown}); a model folder is "
-                              "replaced whole, so save to a new or empty folder.")
+        raise FileExistsError(
+            f"{path} holds files that cellflow did not write ({shown}); a model folder is "
+            "replaced whole, so save to a new or empty folder."
+        )
     if not overwrite:
-        raise FileExistsError(f"{path} already holds a model ({', '.join(present)}); pass {flag} to replace it, "
-                              "or choose another folder.")
+        raise FileExistsError(
+            f"{path} already holds a model ({', '.join(present)}); pass {flag} to replace it, "
+            "or choose another folder."
+        )
     return path
 
 
@@ -179,9 +196,13 @@ def model_folder(path: str | Path, overwrite: bool = False):
         yield tmp
         cfg_path = tmp / "config.json"
         cfg = json.loads(cfg_path.read_text())
-        cfg["files"] = {p.name: _digest(p) for p in sorted(tmp.iterdir()) if p.name != "config.json"}
+        cfg["files"] = {
+            p.name: _digest(p) for p in sorted(tmp.iterdir()) if p.name != "config.json"
+        }
         cfg_path.write_text(json.dumps(cfg, indent=2))
-        if path.exists():  # an old model (checked above): set it aside, move the new one in, delete the old
+        if (
+            path.exists()
+        ):  # an old model (checked above): set it aside, move the new one in, delete the old
             old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old-"))
             os.replace(path, old / "model")
             os.replace(tmp, path)
@@ -201,24 +222,32 @@ def read_model_config(path: str | Path, what: str = "model") -> dict:
     incomplete = f"{path} does not hold a complete cellflow {what}"
     cfg_path = path / "config.json"
     if path.exists() and not path.is_dir():
-        raise NotADirectoryError(f"{path} is a file; a {what} is saved to a folder (config.json, model.pt).")
+        raise NotADirectoryError(
+            f"{path} is a file; a {what} is saved to a folder (config.json, model.pt)."
+        )
     if not cfg_path.exists():
         raise FileNotFoundError(f"no config.json in {path}: is it a folder written by {what}.save?")
     try:
         cfg = json.loads(cfg_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise IncompleteModelError(f"{incomplete}: config.json is not valid JSON ({e}); save the model again.") from None
+        raise IncompleteModelError(
+            f"{incomplete}: config.json is not valid JSON ({e}); save the model again."
+        ) from None
     if not isinstance(cfg, dict):
-        raise IncompleteModelError(f"{incomplete}: config.json does not hold a settings object; save the model again.")
+        raise IncompleteModelError(
+            f"{incomplete}: config.json does not hold a settings object; save the model again."
+        )
     for name, rec in (cfg.get("files") or {}).items():
         f = path / name
         if not f.exists():
             raise IncompleteModelError(f"{incomplete}: {name} is missing.")
         got = _digest(f)
         if got["bytes"] != rec.get("bytes") or got["sha256"] != rec.get("sha256"):
-            raise IncompleteModelError(f"{incomplete}: {name} has {got['bytes']} bytes and another content than "
-                                       f"config.json records ({rec.get('bytes')} bytes); it was truncated or "
-                                       "replaced. Save the model again.")
+            raise IncompleteModelError(
+                f"{incomplete}: {name} has {got['bytes']} bytes and another content than "
+                f"config.json records ({rec.get('bytes')} bytes); it was truncated or "
+                "replaced. Save the model again."
+            )
     return cfg
 
 
@@ -230,14 +259,19 @@ def load_weights(path: str | Path, name: str, map_location=None, what: str = "mo
 
     f = Path(path) / name
     if not f.exists():
-        raise IncompleteModelError(f"{path} does not hold a complete cellflow {what}: {name} is missing.")
+        raise IncompleteModelError(
+            f"{path} does not hold a complete cellflow {what}: {name} is missing."
+        )
     try:
         return torch.load(f, weights_only=True, map_location=map_location)
     except pickle.UnpicklingError as e:
         if "Weights only load failed" in str(e):
             raise  # not plain tensors: torch's message explains the refusal
-        raise IncompleteModelError(f"{path} does not hold a complete cellflow {what}: {name} cannot be read "
-                                   f"({e}).") from None
+        raise IncompleteModelError(
+            f"{path} does not hold a complete cellflow {what}: {name} cannot be read ({e})."
+        ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise IncompleteModelError(f"{path} does not hold a complete cellflow {what}: {name} cannot be read "
-                                   f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}).") from None
+        raise IncompleteModelError(
+            f"{path} does not hold a complete cellflow {what}: {name} cannot be read "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})."
+        ) from None

@@ -33,24 +33,35 @@ import numpy as np
 import ot
 import pandas as pd
 
-from .adata._read import get_times, paper_n_pcs
-from .models.cells import CellFlow
-from ._defaults import BENCHMARK_METHODS, BENCHMARK_SEEDS, BENCHMARK_WHITEN, MAX_EVAL, STEPS, TIME_SCALE, USE_REP
+from ._defaults import (
+    BENCHMARK_METHODS,
+    BENCHMARK_SEEDS,
+    BENCHMARK_WHITEN,
+    MAX_EVAL,
+    STEPS,
+    TIME_SCALE,
+    USE_REP,
+)
 from ._types import TimeScale
-from .models._methods import cellflow_spec
+from .adata._read import get_times, paper_n_pcs
 from .flow.metrics import mmd, wasserstein
+from .models._methods import cellflow_spec
+from .models.cells import CellFlow
 
 __all__ = ["evaluate_holdout", "summarize_holdout"]
 
 
-
 def _scores(pred: np.ndarray, truth: np.ndarray, max_eval: int, seed: int) -> dict:
-    return dict(w1=wasserstein(pred, truth, p=1, max_samples=max_eval, seed=seed),
-                w2=wasserstein(pred, truth, p=2, max_samples=max_eval, seed=seed),
-                mmd=mmd(pred, truth, max_samples=min(max_eval, 2000), seed=seed))
+    return dict(
+        w1=wasserstein(pred, truth, p=1, max_samples=max_eval, seed=seed),
+        w2=wasserstein(pred, truth, p=2, max_samples=max_eval, seed=seed),
+        mmd=mmd(pred, truth, max_samples=min(max_eval, 2000), seed=seed),
+    )
 
 
-def _mccann(x0: np.ndarray, x2: np.ndarray, frac: float, max_eval: int, rng: np.random.Generator) -> np.ndarray:
+def _mccann(
+    x0: np.ndarray, x2: np.ndarray, frac: float, max_eval: int, rng: np.random.Generator
+) -> np.ndarray:
     n = min(len(x0), len(x2), max_eval)
     a = x0[rng.choice(len(x0), n, replace=False)]
     b = x2[rng.choice(len(x2), n, replace=False)]
@@ -60,13 +71,32 @@ def _mccann(x0: np.ndarray, x2: np.ndarray, frac: float, max_eval: int, rng: np.
     return (1 - frac) * a[i[pick]] + frac * b[j[pick]]
 
 
-def evaluate_holdout(adata, time_key: str, *, methods=BENCHMARK_METHODS, seeds=BENCHMARK_SEEDS,
-                     use_rep: str = USE_REP, n_pcs: int | None = None, whiten: bool = BENCHMARK_WHITEN,
-                     held_out=None, steps: int = STEPS, batch_size: int | None = None, sigma: float | None = None,
-                     time_scale: TimeScale = TIME_SCALE, ema_decay: float | None = None, per_interval: bool = False,
-                     max_eval: int = MAX_EVAL, fractions=None, baselines: bool = True, progress: bool = True,
-                     verbose: bool | None = None, device: str = "cpu", done: pd.DataFrame | None = None,
-                     on_row=None, **train_kwargs) -> pd.DataFrame:
+def evaluate_holdout(
+    adata,
+    time_key: str,
+    *,
+    methods=BENCHMARK_METHODS,
+    seeds=BENCHMARK_SEEDS,
+    use_rep: str = USE_REP,
+    n_pcs: int | None = None,
+    whiten: bool = BENCHMARK_WHITEN,
+    held_out=None,
+    steps: int = STEPS,
+    batch_size: int | None = None,
+    sigma: float | None = None,
+    time_scale: TimeScale = TIME_SCALE,
+    ema_decay: float | None = None,
+    per_interval: bool = False,
+    max_eval: int = MAX_EVAL,
+    fractions=None,
+    baselines: bool = True,
+    progress: bool = True,
+    verbose: bool | None = None,
+    device: str = "cpu",
+    done: pd.DataFrame | None = None,
+    on_row=None,
+    **train_kwargs,
+) -> pd.DataFrame:
     """Run the leave-one-time-point-out benchmark.
 
     Parameters
@@ -126,21 +156,27 @@ def evaluate_holdout(adata, time_key: str, *, methods=BENCHMARK_METHODS, seeds=B
     verbose = progress if verbose is None else verbose
     fracs = None if fractions is None else np.asarray(fractions, dtype=float).ravel()
     if fracs is not None and (fracs.size == 0 or not np.all((fracs >= 0) & (fracs <= 1))):
-        raise ValueError(f"fractions must be values in [0, 1] (parts of the merged interval), got {fractions!r}.")
+        raise ValueError(
+            f"fractions must be values in [0, 1] (parts of the merged interval), got {fractions!r}."
+        )
     _, times = get_times(adata, time_key, min_points=3)
     n_pcs = paper_n_pcs(adata, use_rep) if n_pcs is None else n_pcs
     methods = [methods] if isinstance(methods, str) else list(methods)
     if not methods:
-        raise ValueError("methods is empty: name at least one flow to evaluate, e.g. methods=['ot'] "
-                         "(the baselines are scored beside the flows, not instead of them).")
+        raise ValueError(
+            "methods is empty: name at least one flow to evaluate, e.g. methods=['ot'] "
+            "(the baselines are scored beside the flows, not instead of them)."
+        )
     for m in methods:  # a typo stops here, before any training
         cellflow_spec(m)
     seeds = [seeds] if np.isscalar(seeds) else list(seeds)
     if not seeds:
         raise ValueError("seeds is empty: give at least one, e.g. seeds=[0].")
     if isinstance(max_eval, bool) or not isinstance(max_eval, (int, np.integer)) or max_eval < 2:
-        raise ValueError(f"max_eval must be a whole number of cells >= 2 (each side of W1/W2 is subsampled to "
-                         f"it), got {max_eval!r}.")
+        raise ValueError(
+            f"max_eval must be a whole number of cells >= 2 (each side of W1/W2 is subsampled to "
+            f"it), got {max_eval!r}."
+        )
     held = list(times[1:-1]) if held_out is None else list(np.atleast_1d(held_out))
     for i, h in enumerate(held):
         h = h.item() if isinstance(h, np.generic) else h
@@ -149,23 +185,50 @@ def evaluate_holdout(adata, time_key: str, *, methods=BENCHMARK_METHODS, seeds=B
         except (TypeError, ValueError):
             held[i] = None
         if held[i] is None or held[i] not in times[1:-1]:
-            raise ValueError(f"held_out={h!r} is not an intermediate measured time; choose from "
-                             f"{times[1:-1].tolist()} (the values of obs[{time_key!r}], neither the first nor the last).")
+            raise ValueError(
+                f"held_out={h!r} is not an intermediate measured time; choose from "
+                f"{times[1:-1].tolist()} (the values of obs[{time_key!r}], neither the first nor the last)."
+            )
     done_keys, rows = _earlier_rows(done, fracs is not None)
-    fit = dict(use_rep=use_rep, n_pcs=n_pcs, whiten=whiten, time_scale=time_scale, per_interval=per_interval,
-               device=device)
+    fit = dict(
+        use_rep=use_rep,
+        n_pcs=n_pcs,
+        whiten=whiten,
+        time_scale=time_scale,
+        per_interval=per_interval,
+        device=device,
+    )
     train = dict(steps=steps, batch_size=batch_size, ema_decay=ema_decay, **train_kwargs)
 
     def model_for(m: str, seed: int) -> CellFlow:
-        own = cellflow_spec(m).coupling == "sinkhorn"  # SB-CFM's σ sets its coupling: it keeps its own
+        own = (
+            cellflow_spec(m).coupling == "sinkhorn"
+        )  # SB-CFM's σ sets its coupling: it keeps its own
         return CellFlow(adata, time_key, method=m, sigma=None if own else sigma, seed=seed, **fit)
 
-    todo = [(h, m, s) for h in held for m in methods for s in seeds if (cellflow_spec(m).label, h, s)
-            not in done_keys]
+    todo = [
+        (h, m, s)
+        for h in held
+        for m in methods
+        for s in seeds
+        if (cellflow_spec(m).label, h, s) not in done_keys
+    ]
     if verbose:
-        print(_plan_text(todo, len(held) * len(methods) * len(seeds), steps,
-                         _estimate_seconds(model_for, todo, train, max_eval) if todo else {}), flush=True)
-    base = CellFlow(adata, time_key, method="icfm", **{k: fit[k] for k in ("use_rep", "n_pcs", "whiten", "time_scale")})
+        print(
+            _plan_text(
+                todo,
+                len(held) * len(methods) * len(seeds),
+                steps,
+                _estimate_seconds(model_for, todo, train, max_eval) if todo else {},
+            ),
+            flush=True,
+        )
+    base = CellFlow(
+        adata,
+        time_key,
+        method="icfm",
+        **{k: fit[k] for k in ("use_rep", "n_pcs", "whiten", "time_scale")},
+    )
     sc = base.scaler.forward if whiten else np.asarray  # metrics in whitened or original units
 
     def add(row: dict) -> None:
@@ -176,16 +239,36 @@ def evaluate_holdout(adata, time_key: str, *, methods=BENCHMARK_METHODS, seeds=B
     for h in held:
         k = int(np.flatnonzero(times == h)[0])
         prev, nxt = times[k - 1], times[k + 1]
-        x_prev, x_true, x_next = sc(base.cells_at(prev)), sc(base.cells_at(h)), sc(base.cells_at(nxt))
-        frac = (base.model_time(h) - base.model_time(prev)) / (base.model_time(nxt) - base.model_time(prev))
+        x_prev, x_true, x_next = (
+            sc(base.cells_at(prev)),
+            sc(base.cells_at(h)),
+            sc(base.cells_at(nxt)),
+        )
+        frac = (base.model_time(h) - base.model_time(prev)) / (
+            base.model_time(nxt) - base.model_time(prev)
+        )
         if baselines and ("previous time point", h, 0) not in done_keys:
-            add(dict(method="previous time point", held_out_time=h, seed=0, seconds=0.0,
-                     **_scores(x_prev, x_true, max_eval, 0)))
+            add(
+                dict(
+                    method="previous time point",
+                    held_out_time=h,
+                    seed=0,
+                    seconds=0.0,
+                    **_scores(x_prev, x_true, max_eval, 0),
+                )
+            )
         if baselines and ("McCann OT interpolation", h, 0) not in done_keys:
             s = time.perf_counter()
             mid = _mccann(x_prev, x_next, frac, max_eval, np.random.default_rng(0))
-            add(dict(method="McCann OT interpolation", held_out_time=h, seed=0,
-                     seconds=time.perf_counter() - s, **_scores(mid, x_true, max_eval, 0)))
+            add(
+                dict(
+                    method="McCann OT interpolation",
+                    held_out_time=h,
+                    seed=0,
+                    seconds=time.perf_counter() - s,
+                    **_scores(mid, x_true, max_eval, 0),
+                )
+            )
         for m in methods:
             for seed in seeds:
                 if (cellflow_spec(m).label, h, seed) in done_keys:
@@ -195,17 +278,38 @@ def evaluate_holdout(adata, time_key: str, *, methods=BENCHMARK_METHODS, seeds=B
                 model.train(holdout=h, progress=progress, **train)
                 secs = time.perf_counter() - s
                 pred = sc(model.push(model.cells_at(prev), prev, h, solver="euler", steps=100))
-                row = dict(method=model.spec.label, held_out_time=h, seed=seed, seconds=secs,
-                           **_scores(pred, x_true, max_eval, seed))
+                row = dict(
+                    method=model.spec.label,
+                    held_out_time=h,
+                    seed=seed,
+                    seconds=secs,
+                    **_scores(pred, x_true, max_eval, seed),
+                )
                 if fracs is not None:  # the protocol's own place is scored already
-                    row.update(_best_fraction(model, prev, nxt, fracs, x_true, sc, max_eval, seed,
-                                              known=(frac, row["w1"])))
+                    row.update(
+                        _best_fraction(
+                            model,
+                            prev,
+                            nxt,
+                            fracs,
+                            x_true,
+                            sc,
+                            max_eval,
+                            seed,
+                            known=(frac, row["w1"]),
+                        )
+                    )
                 add(row)
                 if verbose:
-                    best = (f"  (best fraction {row['best_fraction']:g}: W1 {row['w1_best_fraction']:.3f})"
-                            if fracs is not None else "")
-                    print(f"held out {h:g}  {row['method']:<7} seed {seed}: W1 {row['w1']:.3f}  {secs:.0f}s{best}",
-                          flush=True)
+                    best = (
+                        f"  (best fraction {row['best_fraction']:g}: W1 {row['w1_best_fraction']:.3f})"
+                        if fracs is not None
+                        else ""
+                    )
+                    print(
+                        f"held out {h:g}  {row['method']:<7} seed {seed}: W1 {row['w1']:.3f}  {secs:.0f}s{best}",
+                        flush=True,
+                    )
     return _table(rows, fracs is not None)
 
 
@@ -224,8 +328,10 @@ def _earlier_rows(done: pd.DataFrame | None, fractions: bool) -> tuple[set, list
         return set(), []
     want = COLUMNS + (FRACTION_COLUMNS if fractions else [])
     if list(done.columns) != want:
-        raise ValueError(f"the earlier table's columns {list(done.columns)} are not this run's {want} "
-                         "(was it written with other fractions, or by another program?).")
+        raise ValueError(
+            f"the earlier table's columns {list(done.columns)} are not this run's {want} "
+            "(was it written with other fractions, or by another program?)."
+        )
     keys = {(str(r.method), float(r.held_out_time), int(r.seed)) for r in done.itertuples()}
     return keys, done.to_dict("records")
 
@@ -233,7 +339,9 @@ def _earlier_rows(done: pd.DataFrame | None, fractions: bool) -> tuple[set, list
 PROBE_STEPS = 20  # the timed part of the plan's short training runs
 
 
-def _estimate_seconds(model_for, todo: list, train: dict, max_eval: int, probe: int = PROBE_STEPS) -> dict[str, float]:
+def _estimate_seconds(
+    model_for, todo: list, train: dict, max_eval: int, probe: int = PROBE_STEPS
+) -> dict[str, float]:
     """Seconds one model of each method takes, end to end: two short trainings (2 and 2 +
     ``probe`` steps) give the seconds per step and the fixed cost, and one push and scoring of the
     probe model the rest. The first held-out time stands for all."""
@@ -251,7 +359,9 @@ def _estimate_seconds(model_for, todo: list, train: dict, max_eval: int, probe: 
         per_step = max(t[1] - t[0], 0.0) / probe
         i = int(np.searchsorted(model.times, h))
         s = time.perf_counter()
-        pred = model.push(model.cells_at(model.times[i - 1]), model.times[i - 1], h, solver="euler", steps=100)
+        pred = model.push(
+            model.cells_at(model.times[i - 1]), model.times[i - 1], h, solver="euler", steps=100
+        )
         _scores(pred, model.cells_at(h), max_eval, 0)
         out[m] = max(t[0] - 2 * per_step, 0.0) + train["steps"] * per_step + time.perf_counter() - s
     return out
@@ -266,9 +376,11 @@ def _plan_text(todo: list, total: int, steps: int, seconds: dict[str, float]) ->
     parts = ", ".join(f"{n} {cellflow_spec(m).label}" for m, n in per.items())
     est = sum(seconds.get(m, 0.0) * n for m, n in per.items())
     skipped = f" ({total - len(todo)} done earlier)" if len(todo) < total else ""
-    return (f"plan: {len(todo)} model{'s' if len(todo) > 1 else ''}{skipped} of {steps} steps each ({parts}), "
-            f"held out: {', '.join(f'{h:g}' for h in held)}; about {_duration(est)} on this machine "
-            f"(timed from a {2 + PROBE_STEPS}-step run of each method).")
+    return (
+        f"plan: {len(todo)} model{'s' if len(todo) > 1 else ''}{skipped} of {steps} steps each ({parts}), "
+        f"held out: {', '.join(f'{h:g}' for h in held)}; about {_duration(est)} on this machine "
+        f"(timed from a {2 + PROBE_STEPS}-step run of each method)."
+    )
 
 
 def _duration(seconds: float) -> str:
@@ -279,8 +391,17 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _best_fraction(model: CellFlow, prev: float, nxt: float, fracs: np.ndarray, x_true: np.ndarray, sc,
-                   max_eval: int, seed: int, known: tuple[float, float]) -> dict:
+def _best_fraction(
+    model: CellFlow,
+    prev: float,
+    nxt: float,
+    fracs: np.ndarray,
+    x_true: np.ndarray,
+    sc,
+    max_eval: int,
+    seed: int,
+    known: tuple[float, float],
+) -> dict:
     """Push the cells at ``prev`` to each fraction of the model time from ``prev`` to ``nxt``;
     the fraction of least W1 to ``x_true`` and that W1. ``known`` is a fraction already scored
     (the protocol's) with its W1, which is not pushed again."""
@@ -290,7 +411,9 @@ def _best_fraction(model: CellFlow, prev: float, nxt: float, fracs: np.ndarray, 
         if np.isclose(f, known[0], rtol=0.0, atol=1e-12):
             w1.append(known[1])
             continue
-        pred = sc(model.push(x0, prev, model.measured_time(t0 + f * (t1 - t0)), solver="euler", steps=100))
+        pred = sc(
+            model.push(x0, prev, model.measured_time(t0 + f * (t1 - t0)), solver="euler", steps=100)
+        )
         w1.append(wasserstein(pred, x_true, p=1, max_samples=max_eval, seed=seed))
     i = int(np.argmin(w1))
     return dict(best_fraction=float(fracs[i]), w1_best_fraction=float(w1[i]))
@@ -298,7 +421,9 @@ def _best_fraction(model: CellFlow, prev: float, nxt: float, fracs: np.ndarray, 
 
 def summarize_holdout(df: pd.DataFrame) -> pd.DataFrame:
     """Per method: W1/W2/MMD averaged over held-out times for each seed, then mean ± std over seeds."""
-    cols = ["w1", "w2", "mmd", "seconds"] + (["w1_best_fraction"] if "w1_best_fraction" in df else [])
+    cols = ["w1", "w2", "mmd", "seconds"] + (
+        ["w1_best_fraction"] if "w1_best_fraction" in df else []
+    )
     per_seed = df.groupby(["method", "seed"])[cols].mean()
     g = per_seed.groupby("method")
     mean = g.mean()

@@ -6,9 +6,8 @@ import pytest
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from cellflow.couplings import _auction
+from cellflow.couplings import ExactOT, _auction
 from cellflow.couplings.assignment import exact_assignment
-from cellflow.couplings import ExactOT
 
 
 def _optimum(C):
@@ -17,7 +16,9 @@ def _optimum(C):
     w = np.full(n, 1.0 / n)
     pot = ot.emd2(w, w, C - C.min(), numItermax=10**9) * n + n * C.min()
     rows, cols = linear_sum_assignment(C)
-    assert pot == pytest.approx(C[rows, cols].sum(), rel=1e-12, abs=1e-12 * max(float(np.abs(C).max()), 1.0))
+    assert pot == pytest.approx(
+        C[rows, cols].sum(), rel=1e-12, abs=1e-12 * max(float(np.abs(C).max()), 1.0)
+    )
     return pot
 
 
@@ -28,7 +29,9 @@ def _assert_optimal_with_proof(C, cols, u, v):
     assert C[np.arange(n), cols].sum() == pytest.approx(_optimum(C), rel=1e-10, abs=1e-10 * scale)
     reduced = C - u[:, None] - v[None, :]
     assert reduced.min() >= -1e-10 * scale  # dual feasible ...
-    assert np.abs(reduced[np.arange(n), cols]).max() <= 1e-10 * scale  # ... and tight on the assignment
+    assert (
+        np.abs(reduced[np.arange(n), cols]).max() <= 1e-10 * scale
+    )  # ... and tight on the assignment
 
 
 def _case(kind, n, rng):
@@ -48,8 +51,10 @@ def _case(kind, n, rng):
     return ot.dist(x, y)
 
 
-@pytest.mark.parametrize("kind", ["gaussian", "integer_ties", "identical_clouds", "far_clusters", "duplicates",
-                                  "negative"])
+@pytest.mark.parametrize(
+    "kind",
+    ["gaussian", "integer_ties", "identical_clouds", "far_clusters", "duplicates", "negative"],
+)
 @pytest.mark.parametrize("n", [1, 2, 7, 150])
 def test_auction_is_the_network_simplex_optimum(kind, n):
     C = _case(kind, n, np.random.default_rng(n))
@@ -92,15 +97,24 @@ def test_exact_ot_uses_the_auction_for_equal_uniform_batches_only(monkeypatch):
     import cellflow.couplings._exact as couplings  # where ExactOT looks its solvers up
 
     g = torch.Generator().manual_seed(0)
-    x0, x1 = torch.randn(200, 4, generator=g, dtype=torch.float64), torch.randn(200, 4, generator=g, dtype=torch.float64)
+    x0, x1 = (
+        torch.randn(200, 4, generator=g, dtype=torch.float64),
+        torch.randn(200, 4, generator=g, dtype=torch.float64),
+    )
     calls, real, real_points = [], couplings.exact_assignment, couplings.assign_points
     monkeypatch.setattr(couplings, "exact_assignment", lambda C: calls.append(C.shape) or real(C))
-    monkeypatch.setattr(couplings, "assign_points", lambda a, b: calls.append((len(a), len(b))) or real_points(a, b))
+    monkeypatch.setattr(
+        couplings, "assign_points", lambda a, b: calls.append((len(a), len(b))) or real_points(a, b)
+    )
     auction = ExactOT().plan(x0, x1)
     simplex = ExactOT(auction=False).plan(x0, x1)
-    torch.testing.assert_close(auction, simplex, rtol=0, atol=1e-15)  # unique optimum: the same plan
+    torch.testing.assert_close(
+        auction, simplex, rtol=0, atol=1e-15
+    )  # unique optimum: the same plan
     ExactOT().plan(x0, x1[:150])  # unequal sizes: network simplex
-    ExactOT().plan(x0, x1, a=torch.rand(200, generator=g), b=torch.rand(200, generator=g))  # weights
+    ExactOT().plan(
+        x0, x1, a=torch.rand(200, generator=g), b=torch.rand(200, generator=g)
+    )  # weights
     ExactOT(max_iter=10**7).plan(x0, x1)  # an explicit cap is the network simplex's
     assert calls == [(200, 200)]
     with pytest.raises(ValueError, match="equal, unweighted batches only"):
@@ -133,21 +147,33 @@ def test_bid_scan_equals_the_naive_cheapest_and_second_cheapest():
 
 def test_assign_points_equals_the_assignment_of_the_cost_matrix():
     # the costs computed inside the solver (direct differences) against squared_distances' matrix
-    from cellflow.couplings.assignment import POINTS_MAX_DIM, assign_points
     from cellflow.couplings import squared_distances
+    from cellflow.couplings.assignment import POINTS_MAX_DIM, assign_points
 
     g = torch.Generator().manual_seed(3)
-    for n, d, dtype in [(1, 2, torch.float32), (2, 1, torch.float64), (64, 2, torch.float32), (150, 5, torch.float64),
-                        (90, POINTS_MAX_DIM, torch.float32)]:
-        x0, x1 = torch.randn(n, d, generator=g, dtype=dtype), torch.randn(n, d, generator=g, dtype=dtype) + 1
+    for n, d, dtype in [
+        (1, 2, torch.float32),
+        (2, 1, torch.float64),
+        (64, 2, torch.float32),
+        (150, 5, torch.float64),
+        (90, POINTS_MAX_DIM, torch.float32),
+    ]:
+        x0, x1 = (
+            torch.randn(n, d, generator=g, dtype=dtype),
+            torch.randn(n, d, generator=g, dtype=dtype) + 1,
+        )
         C = squared_distances(x0, x1).numpy()
         res, ref = assign_points(x0.numpy(), x1.numpy()), exact_assignment(C)
         np.testing.assert_array_equal(res.cols, ref.cols)  # continuous data: one optimum
-        assert (C - res.u[:, None] - res.v[None, :] >= -1e-9 * max(np.ptp(C), 1.0)).all()  # its certificate
+        assert (
+            C - res.u[:, None] - res.v[None, :] >= -1e-9 * max(np.ptp(C), 1.0)
+        ).all()  # its certificate
     for dim in (2, POINTS_MAX_DIM + 1):  # ExactOT goes either way, with the same permutation
         x0, x1 = torch.randn(80, dim, generator=g), torch.randn(80, dim, generator=g)
         cols = ExactOT()._assignment(x0, x1).numpy()
-        np.testing.assert_array_equal(cols, exact_assignment(squared_distances(x0, x1).numpy()).cols)
+        np.testing.assert_array_equal(
+            cols, exact_assignment(squared_distances(x0, x1).numpy()).cols
+        )
     x16 = torch.randn(40, 3, generator=g).half()  # a dtype numba has no kernel for: float64
     assert sorted(ExactOT()._assignment(x16, x16.flip(0)).tolist()) == list(range(40))
     with pytest.raises(ValueError, match="one shape"):
@@ -158,12 +184,15 @@ def test_assign_points_equals_the_assignment_of_the_cost_matrix():
 
 
 def test_assign_point_stacks_solves_each_problem_as_assign_points_does():
-    from cellflow.couplings.assignment import assign_point_stacks, assign_points
     from cellflow.couplings import PointsSolve
+    from cellflow.couplings.assignment import assign_point_stacks, assign_points
 
     rng = np.random.default_rng(4)
     for k, n, d, dtype in [(1, 1, 2, np.float32), (5, 64, 2, np.float32), (3, 100, 5, np.float64)]:
-        x0, x1 = rng.normal(size=(k, n, d)).astype(dtype), (rng.normal(size=(k, n, d)) + 1).astype(dtype)
+        x0, x1 = (
+            rng.normal(size=(k, n, d)).astype(dtype),
+            (rng.normal(size=(k, n, d)) + 1).astype(dtype),
+        )
         cols = assign_point_stacks(x0, x1)
         assert cols.shape == (k, n) and cols.dtype == np.int64
         for q in range(k):
@@ -174,7 +203,9 @@ def test_assign_point_stacks_solves_each_problem_as_assign_points_does():
             np.testing.assert_array_equal(a, b)
     # jobs of different shapes (or dtypes) are solved one by one, still in order
     a = PointsSolve(rng.normal(size=(30, 2)), rng.normal(size=(30, 2)))
-    b = PointsSolve(rng.normal(size=(20, 2)).astype(np.float32), rng.normal(size=(20, 2)).astype(np.float32))
+    b = PointsSolve(
+        rng.normal(size=(20, 2)).astype(np.float32), rng.normal(size=(20, 2)).astype(np.float32)
+    )
     out = PointsSolve.together([a, b, a])
     assert [len(c) for c in out] == [30, 20, 30] and (out[0] == a()).all() and (out[1] == b()).all()
     with pytest.raises(ValueError, match="one shape"):

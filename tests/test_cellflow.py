@@ -41,7 +41,9 @@ def test_real_time_scale_and_whitening_return_original_units():
     adata = course(times=(2, 3, 4, 7), speed=1.0)
     model = cf.CellFlow(adata, "day", whiten=True, time_scale="real", seed=0)
     # real time in mean intervals (5/3 days) from day 2
-    assert model.model_time(3.0) == pytest.approx(0.6) and model.model_time(5.5) == pytest.approx(2.1)
+    assert model.model_time(3.0) == pytest.approx(0.6) and model.model_time(5.5) == pytest.approx(
+        2.1
+    )
     model.train(steps=300, batch_size=128, progress=False)
     pred = model.push(model.cells_at(4.0), 4.0, 7.0)
     assert abs(pred[:, 0].mean() - model.cells_at(7.0)[:, 0].mean()) < 0.5
@@ -60,21 +62,56 @@ def test_categorical_numeric_labels_are_accepted():
     assert cf.CellFlow(adata, "day").times.tolist() == [0.0, 1.0, 2.0, 3.0]
 
 
-@pytest.mark.parametrize("mutate,kwargs,exc,match", [
-    (lambda a: None, dict(time_key="time"), KeyError, "is not a column of adata.obs"),
-    (lambda a: None, dict(use_rep="X_umap"), KeyError, "is not in adata.obsm"),
-    (lambda a: setattr(a, "obs", a.obs.assign(day=1.0)), {}, ValueError, "at least 2 are needed"),
-    (lambda a: setattr(a, "obs", a.obs.assign(day=np.where(a.obs["day"] > 1, "late", "early"))), {}, ValueError,
-     "must hold numbers"),
-    (lambda a: setattr(a, "obs", a.obs.assign(day=a.obs["day"] > 1)), {}, ValueError, "holds booleans"),
-    (lambda a: setattr(a, "obs", a.obs.assign(day=np.where(np.arange(a.n_obs) == 3, np.inf, a.obs["day"]))), {},
-     ValueError, "has 1 infinite values"),
-    (lambda a: a.obsm["X_pca"].__setitem__((5, 1), np.nan), {}, ValueError, "NaN or inf in 1 cells"),
-    (lambda a: None, dict(n_pcs=10), ValueError, "n_pcs=10 but"),
-    (lambda a: None, dict(min_cells=200), ValueError, "fewer than min_cells=200"),
-    (lambda a: None, dict(method="fm"), ValueError, "supports method"),
-    (lambda a: None, dict(method="xyz"), ValueError, "unknown method 'xyz': CellFlow supports method='ot', 'sb', 'icfm' or 'mfm'"),
-])
+@pytest.mark.parametrize(
+    "mutate,kwargs,exc,match",
+    [
+        (lambda a: None, dict(time_key="time"), KeyError, "is not a column of adata.obs"),
+        (lambda a: None, dict(use_rep="X_umap"), KeyError, "is not in adata.obsm"),
+        (
+            lambda a: setattr(a, "obs", a.obs.assign(day=1.0)),
+            {},
+            ValueError,
+            "at least 2 are needed",
+        ),
+        (
+            lambda a: setattr(
+                a, "obs", a.obs.assign(day=np.where(a.obs["day"] > 1, "late", "early"))
+            ),
+            {},
+            ValueError,
+            "must hold numbers",
+        ),
+        (
+            lambda a: setattr(a, "obs", a.obs.assign(day=a.obs["day"] > 1)),
+            {},
+            ValueError,
+            "holds booleans",
+        ),
+        (
+            lambda a: setattr(
+                a, "obs", a.obs.assign(day=np.where(np.arange(a.n_obs) == 3, np.inf, a.obs["day"]))
+            ),
+            {},
+            ValueError,
+            "has 1 infinite values",
+        ),
+        (
+            lambda a: a.obsm["X_pca"].__setitem__((5, 1), np.nan),
+            {},
+            ValueError,
+            "NaN or inf in 1 cells",
+        ),
+        (lambda a: None, dict(n_pcs=10), ValueError, "n_pcs=10 but"),
+        (lambda a: None, dict(min_cells=200), ValueError, "fewer than min_cells=200"),
+        (lambda a: None, dict(method="fm"), ValueError, "supports method"),
+        (
+            lambda a: None,
+            dict(method="xyz"),
+            ValueError,
+            "unknown method 'xyz': CellFlow supports method='ot', 'sb', 'icfm' or 'mfm'",
+        ),
+    ],
+)
 def test_bad_input_names_the_problem(mutate, kwargs, exc, match):
     adata = course()
     mutate(adata)
@@ -92,7 +129,9 @@ def test_bad_holdout_and_times():
     with pytest.raises(ValueError, match="outside the measured range"):
         model.push(model.cells_at(0.0), 0.0, 9.0)
     with pytest.raises(ValueError, match="at least 3 are needed"):
-        cf.evaluate_holdout(course(times=(0, 1)), "day", methods=["ot"], seeds=[0], steps=1, progress=False)
+        cf.evaluate_holdout(
+            course(times=(0, 1)), "day", methods=["ot"], seeds=[0], steps=1, progress=False
+        )
 
 
 def test_user_anndata_is_not_modified():
@@ -122,18 +161,35 @@ def test_save_load_round_trip_and_wrong_anndata(tmp_path):
 
 
 def test_evaluate_holdout_table():
-    df = cf.evaluate_holdout(course(n=80), "day", methods=["ot", "icfm"], seeds=[0, 1], steps=150, batch_size=64,
-                             progress=False)
+    df = cf.evaluate_holdout(
+        course(n=80),
+        "day",
+        methods=["ot", "icfm"],
+        seeds=[0, 1],
+        steps=150,
+        batch_size=64,
+        progress=False,
+    )
     assert list(df.columns) == ["method", "held_out_time", "seed", "w1", "w2", "mmd", "seconds"]
     assert sorted(df.held_out_time.unique()) == [1.0, 2.0]
     assert set(df.method) == {"OT-CFM", "I-CFM", "previous time point", "McCann OT interpolation"}
     s = cf.summarize_holdout(df)
     assert s.loc["OT-CFM", "n_seeds"] == 2
     assert s.loc["OT-CFM", "w1_mean"] < s.loc["previous time point", "w1_mean"]
-    bare = cf.evaluate_holdout(course(n=80), "day", methods=["ot"], seeds=[0], steps=150, batch_size=64,
-                               baselines=False, progress=False)
+    bare = cf.evaluate_holdout(
+        course(n=80),
+        "day",
+        methods=["ot"],
+        seeds=[0],
+        steps=150,
+        batch_size=64,
+        baselines=False,
+        progress=False,
+    )
     assert set(bare.method) == {"OT-CFM"}  # the same flows, without the baselines
-    np.testing.assert_allclose(bare.w1.to_numpy(), df[(df.method == "OT-CFM") & (df.seed == 0)].w1.to_numpy())
+    np.testing.assert_allclose(
+        bare.w1.to_numpy(), df[(df.method == "OT-CFM") & (df.seed == 0)].w1.to_numpy()
+    )
 
 
 def test_evaluate_holdout_best_fraction_finds_an_uneven_pace():
@@ -143,8 +199,16 @@ def test_evaluate_holdout_best_fraction_finds_an_uneven_pace():
     day = adata.obs["day"].to_numpy()
     adata.obsm["X_pca"][:, 0] += np.where(day == 1, 0.6, 0.0)
     before = adata.obsm["X_pca"].copy()
-    df = cf.evaluate_holdout(adata, "day", methods=["ot"], seeds=[0], steps=300, batch_size=128,
-                             fractions=[0.2, 0.5, 0.8], progress=False)
+    df = cf.evaluate_holdout(
+        adata,
+        "day",
+        methods=["ot"],
+        seeds=[0],
+        steps=300,
+        batch_size=128,
+        fractions=[0.2, 0.5, 0.8],
+        progress=False,
+    )
     assert list(df.columns)[-2:] == ["best_fraction", "w1_best_fraction"]
     flow = df[df.method == "OT-CFM"].iloc[0]
     assert flow.best_fraction == 0.8
@@ -153,7 +217,9 @@ def test_evaluate_holdout_best_fraction_finds_an_uneven_pace():
     assert "w1_best_fraction_mean" in cf.summarize_holdout(df)
     np.testing.assert_array_equal(adata.obsm["X_pca"], before)
     with pytest.raises(ValueError, match=r"fractions must be values in \[0, 1\]"):
-        cf.evaluate_holdout(adata, "day", methods=["ot"], seeds=[0], steps=1, fractions=[1.5], progress=False)
+        cf.evaluate_holdout(
+            adata, "day", methods=["ot"], seeds=[0], steps=1, fractions=[1.5], progress=False
+        )
 
 
 def test_sb_sde_push_reaches_the_marginals_and_spreads_single_cells(tmp_path):
@@ -170,18 +236,33 @@ def test_sb_sde_push_reaches_the_marginals_and_spreads_single_cells(tmp_path):
     one = np.repeat(X0[:1], 200, axis=0)
     assert model.push(one, 0.0, 1.0, sde=True).std(0).min() > 0.05  # stochastic: one cell spreads
     assert model.push(one, 0.0, 1.0).std(0).max() < 1e-9  # the ODE is deterministic
-    np.testing.assert_array_equal(model.push(one, 0.0, 1.0, sde=True, seed=3),
-                                  model.push(one, 0.0, 1.0, sde=True, seed=3))
-    P, P_ode = model.transition_matrix(0.0, 1.0, sde=True, n_samples=4), model.transition_matrix(0.0, 1.0)
+    np.testing.assert_array_equal(
+        model.push(one, 0.0, 1.0, sde=True, seed=3), model.push(one, 0.0, 1.0, sde=True, seed=3)
+    )
+    P, P_ode = (
+        model.transition_matrix(0.0, 1.0, sde=True, n_samples=4),
+        model.transition_matrix(0.0, 1.0),
+    )
     assert P.shape == (300, 300) and np.allclose(np.asarray(P.sum(1)).ravel(), 1.0)
     assert (P > 0).sum() > 2 * (P_ode > 0).sum()  # each row averages 4 stochastic landings
-    cf.tl.pull(adata, model, {"day": 1.0}, t_from=0.0, t_to=1.0, sde=True, normalize=False, key_added="reach")
+    cf.tl.pull(
+        adata,
+        model,
+        {"day": 1.0},
+        t_from=0.0,
+        t_to=1.0,
+        sde=True,
+        normalize=False,
+        key_added="reach",
+    )
     np.testing.assert_allclose(adata.obs["reach"][adata.obs.day == 0], 1.0)
     traj = model.push(X0[:5], 0.0, 2.0, sde=True, n_points=5)
     assert traj.shape == (5, 5, 2) and np.allclose(traj[0], X0[:5])
     model.save(tmp_path / "sb")
     loaded = cf.CellFlow.load(tmp_path / "sb", adata)
-    np.testing.assert_allclose(loaded.push(one, 0.0, 1.0, sde=True), model.push(one, 0.0, 1.0, sde=True))
+    np.testing.assert_allclose(
+        loaded.push(one, 0.0, 1.0, sde=True), model.push(one, 0.0, 1.0, sde=True)
+    )
     ot = cf.CellFlow(adata, "day", method="ot")
     with pytest.raises(ValueError, match="sde=True needs an SB model"):
         ot.push(X0, 0.0, 1.0, sde=True)
@@ -195,7 +276,9 @@ def test_default_sigma_follows_the_documented_rule():
     assert cf.CellFlow(high, "day", whiten=True).sigma == 0.1  # whitened PCs: the paper's σ
     assert cf.CellFlow(high, "day").sigma == 1.0  # ≥ 20 unwhitened PCs: OT-CFM's wider path
     assert cf.CellFlow(high, "day", method="mfm").sigma == 1.0  # OT-MFM pairs like OT-CFM
-    assert cf.CellFlow(high, "day", method="mfm", whiten=True).sigma == 0.3  # OT-MFM's measured whitened σ
+    assert (
+        cf.CellFlow(high, "day", method="mfm", whiten=True).sigma == 0.3
+    )  # OT-MFM's measured whitened σ
     assert cf.CellFlow(low, "day", method="mfm").sigma == 0.1
     assert cf.CellFlow(high, "day", method="icfm").sigma == 0.1
     assert cf.CellFlow(high, "day", method="sb").sigma == 1.0

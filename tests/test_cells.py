@@ -21,8 +21,11 @@ def counts_course(n=120, genes=12, times=(0, 1, 2), seed=0):
     rate[:, :3] += 1.5 * t[:, None]
     X = rng.poisson(rate).astype(np.float32)
     X[X < 1] = 0
-    a = ad.AnnData(sp.csr_matrix(X), obs=pd.DataFrame({"day": t}, index=[f"c{i}" for i in range(len(t))]),
-                   var=pd.DataFrame(index=[f"g{j}" for j in range(genes)]))
+    a = ad.AnnData(
+        sp.csr_matrix(X),
+        obs=pd.DataFrame({"day": t}, index=[f"c{i}" for i in range(len(t))]),
+        var=pd.DataFrame(index=[f"g{j}" for j in range(genes)]),
+    )
     a.obsm["dense"] = X.astype(np.float64)
     return a
 
@@ -59,7 +62,9 @@ def x_form(request, tmp_path):
 def test_row_source_reads_match_the_dense_matrix(x_form):
     dense = np.asarray(x_form.obsm["dense"])
     src = RowSource.from_adata(x_form, "X", None)
-    idx = np.array([7, 3, 3, 200, 0, 7])  # unsorted, repeated: on-disk reads need sorted unique rows
+    idx = np.array(
+        [7, 3, 3, 200, 0, 7]
+    )  # unsorted, repeated: on-disk reads need sorted unique rows
     np.testing.assert_array_equal(src.rows(idx), dense[idx])
     mean, var = src.moments()
     np.testing.assert_allclose(mean, dense.mean(0), rtol=1e-12)
@@ -106,8 +111,9 @@ def test_tl_functions_on_a_backed_sparse_x(tmp_path):
     out = backed
     V = out.layers["velocity"]
     assert V.shape == a.shape and not np.any(V[:, 6:])
-    np.testing.assert_allclose(V[:, :6], model.velocity(a.obsm["dense"][:, :6], model.cell_times()), rtol=1e-5,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        V[:, :6], model.velocity(a.obsm["dense"][:, :6], model.cell_times()), rtol=1e-5, atol=1e-5
+    )
     assert out.var["velocity_genes"].tolist() == [True] * 6 + [False] * 6
     assert V[:, :3].mean() > 0.5 and abs(V[:, 3:6].mean()) < 0.3  # the rising genes rise
     assert not any(k.startswith("velocity") for k in out.obsm)
@@ -119,12 +125,15 @@ def test_tl_functions_on_a_backed_sparse_x(tmp_path):
     out.to_memory().write_h5ad(tmp_path / "with_velocity.h5ad")
     # interpolation returns expression in X
     pred = cf.tl.interpolate(backed, model, time=1.5, n_cells=50)
-    assert pred.X.shape == (50, 6) and list(pred.var_names) == list(a.var_names[:6]) and not pred.obsm
+    assert (
+        pred.X.shape == (50, 6) and list(pred.var_names) == list(a.var_names[:6]) and not pred.obsm
+    )
     # persistence against the backed file, and the mismatch message
     model.save(tmp_path / "m")
     loaded = cf.CellFlow.load(tmp_path / "m", backed)
-    np.testing.assert_allclose(loaded.push(loaded.cells_at(0.0), 0, 2), model.push(model.cells_at(0.0), 0, 2),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        loaded.push(loaded.cells_at(0.0), 0, 2), model.push(model.cells_at(0.0), 0, 2), rtol=1e-5
+    )
     with pytest.raises(ValueError, match="shape of X"):
         cf.CellFlow.load(tmp_path / "m", a[:, :10].copy())
 
@@ -139,12 +148,21 @@ def test_velocity_projection_reads_x_a_chunk_at_a_time(monkeypatch):
     # neighbours computed on the sparse X (never densified) are as near as those on the dense copy
     idx = _velocity._neighbor_indices(a, dense, 10)
     idx_x = _velocity._neighbor_indices(a, RowSource(a.X), 10)
-    dist = lambda ix: np.sort(np.linalg.norm(dense[ix] - dense[:, None, :], axis=2), axis=1)
+
+    def dist(ix):
+        return np.sort(np.linalg.norm(dense[ix] - dense[:, None, :], axis=2), axis=1)
+
     np.testing.assert_allclose(dist(idx_x), dist(idx), atol=1e-9)
-    monkeypatch.setattr(_velocity, "_CHUNK_BYTES", 8 * 12 * 11 * 7)  # 7 cells (and their neighbours) per chunk
+    monkeypatch.setattr(
+        _velocity, "_CHUNK_BYTES", 8 * 12 * 11 * 7
+    )  # 7 cells (and their neighbours) per chunk
     src = RowSource(CountingMatrix(a.X))
-    np.testing.assert_allclose(_velocity._project(src, V, E, idx, 0.1), _velocity._project(dense, V, E, idx, 0.1),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        _velocity._project(src, V, E, idx, 0.1),
+        _velocity._project(dense, V, E, idx, 0.1),
+        rtol=1e-5,
+        atol=1e-6,
+    )
     assert 0 < src.M.max_rows <= 7 * 11
 
 
@@ -169,9 +187,30 @@ def test_cli_fit_on_backed_x(tmp_path):
     del a.obsm["dense"]
     a.write_h5ad(tmp_path / "in.h5ad")
     out = tmp_path / "out.h5ad"
-    assert main(["fit", str(tmp_path / "in.h5ad"), "--time-key", "day", "--use-rep", "X", "--backed", "--out",
-                 str(out), "--steps", "30", "--batch-size", "32", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                str(tmp_path / "in.h5ad"),
+                "--time-key",
+                "day",
+                "--use-rep",
+                "X",
+                "--backed",
+                "--out",
+                str(out),
+                "--steps",
+                "30",
+                "--batch-size",
+                "32",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     res = ad.read_h5ad(out)
     assert res.layers["velocity"].shape == a.shape and res.uns["velocity_params"]["use_rep"] == "X"
     assert res.uns["cellflow"]["use_rep"] == "X"
-    np.testing.assert_array_equal(res.X.toarray(), a.X.toarray())  # the written file keeps X as it was
+    np.testing.assert_array_equal(
+        res.X.toarray(), a.X.toarray()
+    )  # the written file keeps X as it was

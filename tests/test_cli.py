@@ -32,15 +32,51 @@ def h5ad(tmp_path):
 
 def test_fit_writes_velocities_and_model(h5ad, tmp_path):
     out = tmp_path / "out.h5ad"
-    assert main([ "fit", str(h5ad), "--time-key", "day", "--out", str(out), "--steps", "30", "--batch-size", "32",
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                str(h5ad),
+                "--time-key",
+                "day",
+                "--out",
+                str(out),
+                "--steps",
+                "30",
+                "--batch-size",
+                "32",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     b = ad.read_h5ad(out)
     assert b.obsm["velocity_pca"].shape == (240, 3) and b.obsm["velocity_umap"].shape == (240, 2)
     assert (tmp_path / "out_model" / "model.pt").exists()
-    assert main(["fit", str(h5ad), "--time-key", "day", "--out", str(out), "--steps", "5", "--quiet"]) == 2  # exists
+    assert (
+        main(["fit", str(h5ad), "--time-key", "day", "--out", str(out), "--steps", "5", "--quiet"])
+        == 2
+    )  # exists
     per = tmp_path / "per.h5ad"
-    assert main(["fit", str(h5ad), "--time-key", "day", "--out", str(per), "--steps", "5", "--batch-size", "16",
-                 "--per-interval", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                str(h5ad),
+                "--time-key",
+                "day",
+                "--out",
+                str(per),
+                "--steps",
+                "5",
+                "--batch-size",
+                "16",
+                "--per-interval",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert ad.read_h5ad(per).uns["cellflow"]["per_interval"]
     model = CellFlow.load(tmp_path / "per_model", ad.read_h5ad(h5ad))
     assert model.per_interval and model.net.config["knots"] == [0.0, 1.0, 2.0, 3.0]
@@ -64,18 +100,27 @@ def test_fit_preprocess_starts_from_raw_counts(tmp_path, capsys):
     b = ad.read_h5ad(out)
     p = b.uns["cellflow"]["preprocess"]
     assert list(p["steps"]) == ["normalize_total", "log1p", "highly_variable_genes", "pca"]
-    assert b.obsm["X_pca"].shape[1] == p["n_comps"] and b.var["highly_variable"].sum() == p["n_top_genes"]
+    assert (
+        b.obsm["X_pca"].shape[1] == p["n_comps"]
+        and b.var["highly_variable"].sum() == p["n_top_genes"]
+    )
     np.testing.assert_array_equal(np.asarray(b.layers["counts"]), np.asarray(counts))
-    assert np.allclose(np.expm1(b.X).sum(1), np.median(np.asarray(counts).sum(1)))  # normalised, then log1p
+    assert np.allclose(
+        np.expm1(b.X).sum(1), np.median(np.asarray(counts).sum(1))
+    )  # normalised, then log1p
     assert b.layers["velocity"].shape == b.shape
-    assert b.uns["velocity_params"]["unit"] == ("X_pca units per interval between consecutive time points of "
-                                                "obs['day']")
+    assert b.uns["velocity_params"]["unit"] == (
+        "X_pca units per interval between consecutive time points of obs['day']"
+    )
     again = tmp_path / "again.h5ad"
     assert main([*base[:1], str(out), *base[2:], "--out", str(again), "--preprocess"]) == 2
     assert "already holds obsm['X_pca']; drop --preprocess" in capsys.readouterr().err
     del b.obsm["X_pca"]
     b.write_h5ad(again)
-    assert main([*base[:1], str(again), *base[2:], "--out", str(tmp_path / "x.h5ad"), "--preprocess"]) == 2
+    assert (
+        main([*base[:1], str(again), *base[2:], "--out", str(tmp_path / "x.h5ad"), "--preprocess"])
+        == 2
+    )
     assert "X holds non-integer values (already processed?)" in capsys.readouterr().err
     slim = tmp_path / "slim.h5ad"
     assert main([*base, "--out", str(slim), "--preprocess", "--no-gene-velocity"]) == 0
@@ -85,8 +130,29 @@ def test_fit_preprocess_starts_from_raw_counts(tmp_path, capsys):
 
 def test_evaluate_writes_a_tidy_table(h5ad, tmp_path, capsys):
     out = tmp_path / "t.csv"
-    rc = main(["evaluate", str(h5ad), "--time-key", "day", "--out", str(out), "--methods", "ot", "icfm", "mfm",
-               "--seeds", "0", "--n-pcs", "2", "--steps", "20", "--batch-size", "32", "--quiet"])
+    rc = main(
+        [
+            "evaluate",
+            str(h5ad),
+            "--time-key",
+            "day",
+            "--out",
+            str(out),
+            "--methods",
+            "ot",
+            "icfm",
+            "mfm",
+            "--seeds",
+            "0",
+            "--n-pcs",
+            "2",
+            "--steps",
+            "20",
+            "--batch-size",
+            "32",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     df = pd.read_csv(out)
     assert {"method", "held_out_time", "seed", "w1", "w2", "mmd", "seconds"} <= set(df.columns)
@@ -95,26 +161,78 @@ def test_evaluate_writes_a_tidy_table(h5ad, tmp_path, capsys):
     assert "OT-CFM" in printed and set(df.method) >= {"OT-CFM", "I-CFM", "OT-MFM"}
     assert "held out 1  OT-CFM  seed 0: W1" in printed  # one line per model, even with --quiet
     out2 = tmp_path / "f.csv"
-    assert main(["evaluate", str(h5ad), "--time-key", "day", "--out", str(out2), "--methods", "ot", "--seeds", "0",
-                 "--n-pcs", "2", "--steps", "20", "--batch-size", "32", "--held-out", "1", "--fractions", "0.25",
-                 "0.5", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(h5ad),
+                "--time-key",
+                "day",
+                "--out",
+                str(out2),
+                "--methods",
+                "ot",
+                "--seeds",
+                "0",
+                "--n-pcs",
+                "2",
+                "--steps",
+                "20",
+                "--batch-size",
+                "32",
+                "--held-out",
+                "1",
+                "--fractions",
+                "0.25",
+                "0.5",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     f = pd.read_csv(out2).set_index("method")
-    assert f.loc["OT-CFM", "best_fraction"] in (0.25, 0.5) and "best fraction" in capsys.readouterr().out
+    assert (
+        f.loc["OT-CFM", "best_fraction"] in (0.25, 0.5)
+        and "best fraction" in capsys.readouterr().out
+    )
 
 
-def test_evaluate_prints_its_plan_keeps_finished_rows_and_resumes(h5ad, tmp_path, monkeypatch, capsys):
+def test_evaluate_prints_its_plan_keeps_finished_rows_and_resumes(
+    h5ad, tmp_path, monkeypatch, capsys
+):
     """The plan (models, steps, an estimate) comes before any model trains; a run stopped after
     its second model leaves those rows in the CSV; --resume trains only what is missing and ends
     with the table an unbroken run writes; other settings are refused."""
     import cellflow.models.cells as cellflow_module
 
-    args = ["evaluate", str(h5ad), "--time-key", "day", "--methods", "ot", "icfm", "--seeds", "0", "1",
-            "--held-out", "1", "--n-pcs", "2", "--steps", "15", "--batch-size", "16", "--quiet"]
+    args = [
+        "evaluate",
+        str(h5ad),
+        "--time-key",
+        "day",
+        "--methods",
+        "ot",
+        "icfm",
+        "--seeds",
+        "0",
+        "1",
+        "--held-out",
+        "1",
+        "--n-pcs",
+        "2",
+        "--steps",
+        "15",
+        "--batch-size",
+        "16",
+        "--quiet",
+    ]
     whole = tmp_path / "whole.csv"
     assert main([*args, "--out", str(whole)]) == 0
     printed = capsys.readouterr().out
     plan = printed.splitlines()[0]
-    assert plan.startswith("plan: 4 models of 15 steps each (2 OT-CFM, 2 I-CFM), held out: 1; about ")
+    assert plan.startswith(
+        "plan: 4 models of 15 steps each (2 OT-CFM, 2 I-CFM), held out: 1; about "
+    )
     assert printed.count("seed ") == 4
 
     out = tmp_path / "t.csv"
@@ -131,7 +249,12 @@ def test_evaluate_prints_its_plan_keeps_finished_rows_and_resumes(h5ad, tmp_path
     with pytest.raises(KeyboardInterrupt):
         main([*args, "--out", str(out)])
     kept = pd.read_csv(out)
-    assert list(kept.method) == ["previous time point", "McCann OT interpolation", "OT-CFM", "OT-CFM"]
+    assert list(kept.method) == [
+        "previous time point",
+        "McCann OT interpolation",
+        "OT-CFM",
+        "OT-CFM",
+    ]
     assert (tmp_path / "t.settings.json").exists()
     monkeypatch.undo()
     capsys.readouterr()
@@ -143,9 +266,11 @@ def test_evaluate_prints_its_plan_keeps_finished_rows_and_resumes(h5ad, tmp_path
     assert printed.startswith("plan: 2 models (2 done earlier) of 15 steps each (2 I-CFM)")
     assert printed.count("seed ") == 2
     resumed = pd.read_csv(out)
-    pd.testing.assert_frame_equal(resumed.drop(columns="seconds"), pd.read_csv(whole).drop(columns="seconds"))
+    pd.testing.assert_frame_equal(
+        resumed.drop(columns="seconds"), pd.read_csv(whole).drop(columns="seconds")
+    )
     steps = args.index("--steps") + 1
-    assert main([*args[:steps], "30", *args[steps + 1:], "--out", str(out), "--resume"]) == 2
+    assert main([*args[:steps], "30", *args[steps + 1 :], "--out", str(out), "--resume"]) == 2
     assert "other settings (steps: 15 then, 30 now)" in capsys.readouterr().err
 
 
@@ -154,13 +279,20 @@ def test_help_shows_every_default(capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for shown in ("(default: ot sb icfm)", "(default: 0 1 2 3 4)", "(default: 2000)", "(default: X_pca)",
-                  "(default: 512, or the smallest", "(default: 4000)"):
+    for shown in (
+        "(default: ot sb icfm)",
+        "(default: 0 1 2 3 4)",
+        "(default: 2000)",
+        "(default: X_pca)",
+        "(default: 512, or the smallest",
+        "(default: 4000)",
+    ):
         assert shown in text, shown
 
 
-def test_evaluate_takes_five_pcs_or_every_column_of_a_narrower_representation(h5ad, tmp_path, monkeypatch,
-                                                                              capsys):
+def test_evaluate_takes_five_pcs_or_every_column_of_a_narrower_representation(
+    h5ad, tmp_path, monkeypatch, capsys
+):
     """Without --n-pcs, a 2-D layout is evaluated on its 2 columns instead of failing on the paper's
     5; an explicit --n-pcs beyond the representation still stops with the fix."""
     import cellflow.evaluate
@@ -178,18 +310,85 @@ def test_evaluate_takes_five_pcs_or_every_column_of_a_narrower_representation(h5
     monkeypatch.setattr(cellflow.evaluate, "CellFlow", Recorded)
     for rep in ("X_umap", "X_pca", "X_wide"):
         seen.append(set())
-        assert main(["evaluate", str(h5ad), "--time-key", "day", "--out", str(tmp_path / f"{rep}.csv"),
-                     "--use-rep", rep, "--methods", "icfm", "--seeds", "0", "--steps", "1", "--batch-size", "8",
-                     "--held-out", "1", "--quiet"]) == 0
+        assert (
+            main(
+                [
+                    "evaluate",
+                    str(h5ad),
+                    "--time-key",
+                    "day",
+                    "--out",
+                    str(tmp_path / f"{rep}.csv"),
+                    "--use-rep",
+                    rep,
+                    "--methods",
+                    "icfm",
+                    "--seeds",
+                    "0",
+                    "--steps",
+                    "1",
+                    "--batch-size",
+                    "8",
+                    "--held-out",
+                    "1",
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
     assert seen == [{2}, {3}, {5}]  # all 2 and 3 columns, the paper's 5 of 9
     monkeypatch.undo()
     out = tmp_path / "umap.csv"
-    assert main(["evaluate", str(h5ad), "--time-key", "day", "--out", str(out), "--use-rep", "X_umap", "--methods",
-                 "icfm", "--seeds", "0", "--steps", "5", "--batch-size", "16", "--held-out", "1", "--quiet"]) == 0
-    assert set(pd.read_csv(out).method) == {"I-CFM", "previous time point", "McCann OT interpolation"}
+    assert (
+        main(
+            [
+                "evaluate",
+                str(h5ad),
+                "--time-key",
+                "day",
+                "--out",
+                str(out),
+                "--use-rep",
+                "X_umap",
+                "--methods",
+                "icfm",
+                "--seeds",
+                "0",
+                "--steps",
+                "5",
+                "--batch-size",
+                "16",
+                "--held-out",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert set(pd.read_csv(out).method) == {
+        "I-CFM",
+        "previous time point",
+        "McCann OT interpolation",
+    }
     capsys.readouterr()
-    assert main(["evaluate", str(h5ad), "--time-key", "day", "--out", str(tmp_path / "e.csv"), "--use-rep", "X_umap",
-                 "--n-pcs", "5", "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                str(h5ad),
+                "--time-key",
+                "day",
+                "--out",
+                str(tmp_path / "e.csv"),
+                "--use-rep",
+                "X_umap",
+                "--n-pcs",
+                "5",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "n_pcs=5 but adata.obsm['X_umap'] has 2 columns" in capsys.readouterr().err
 
 
@@ -197,32 +396,129 @@ def test_metric_eps_reaches_ot_mfm_metrics(h5ad, tmp_path, monkeypatch):
     from cellflow.flow.geodesics import RBFMetric
 
     seen, fit = [], RBFMetric.fit.__func__
-    monkeypatch.setattr(RBFMetric, "fit", classmethod(lambda cls, X, **kw: seen.append(kw["eps"]) or fit(cls, X, **kw)))
+    monkeypatch.setattr(
+        RBFMetric,
+        "fit",
+        classmethod(lambda cls, X, **kw: seen.append(kw["eps"]) or fit(cls, X, **kw)),
+    )
     out = tmp_path / "out.h5ad"
-    assert main(["fit", str(h5ad), "--time-key", "day", "--out", str(out), "--method", "mfm", "--metric-eps", "0.1",
-                 "--steps", "10", "--batch-size", "32", "--no-velocity", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                str(h5ad),
+                "--time-key",
+                "day",
+                "--out",
+                str(out),
+                "--method",
+                "mfm",
+                "--metric-eps",
+                "0.1",
+                "--steps",
+                "10",
+                "--batch-size",
+                "32",
+                "--no-velocity",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert seen == [0.1] * 3  # one metric per pair of consecutive days: 0-1, 1-2, 2-3
     seen.clear()
-    assert main(["evaluate", str(h5ad), "--time-key", "day", "--out", str(tmp_path / "t.csv"), "--methods", "mfm",
-                 "--metric-eps", "0.3", "--time-scale", "real", "--seeds", "0", "--n-pcs", "2", "--steps", "10", "--batch-size", "32",
-                 "--quiet"]) == 0
-    assert seen == [0.3] * 8  # the plan's two timing runs and days 1 and 2 held out in turn: two pairs per model
+    assert (
+        main(
+            [
+                "evaluate",
+                str(h5ad),
+                "--time-key",
+                "day",
+                "--out",
+                str(tmp_path / "t.csv"),
+                "--methods",
+                "mfm",
+                "--metric-eps",
+                "0.3",
+                "--time-scale",
+                "real",
+                "--seeds",
+                "0",
+                "--n-pcs",
+                "2",
+                "--steps",
+                "10",
+                "--batch-size",
+                "32",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert (
+        seen == [0.3] * 8
+    )  # the plan's two timing runs and days 1 and 2 held out in turn: two pairs per model
 
 
 def test_metric_land_and_its_gamma_reach_ot_mfm(h5ad, tmp_path, monkeypatch):
     from cellflow.flow.riemannian_metrics import LANDMetric
 
     seen, fit = [], LANDMetric.fit.__func__
-    monkeypatch.setattr(LANDMetric, "fit", classmethod(lambda cls, X, **kw: seen.append((kw["gamma"], kw["eps"]))
-                                                       or fit(cls, X, **kw)))
+    monkeypatch.setattr(
+        LANDMetric,
+        "fit",
+        classmethod(
+            lambda cls, X, **kw: seen.append((kw["gamma"], kw["eps"])) or fit(cls, X, **kw)
+        ),
+    )
     out = tmp_path / "out.h5ad"
-    assert main(["fit", str(h5ad), "--time-key", "day", "--out", str(out), "--method", "mfm", "--metric", "land",
-                 "--metric-gamma", "0.7", "--metric-eps", "0.2", "--steps", "10", "--batch-size", "32",
-                 "--no-velocity", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                str(h5ad),
+                "--time-key",
+                "day",
+                "--out",
+                str(out),
+                "--method",
+                "mfm",
+                "--metric",
+                "land",
+                "--metric-gamma",
+                "0.7",
+                "--metric-eps",
+                "0.2",
+                "--steps",
+                "10",
+                "--batch-size",
+                "32",
+                "--no-velocity",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert seen == [(0.7, 0.2)] * 3
     with pytest.raises(SystemExit, match="add --metric land"):
-        main(["fit", str(h5ad), "--time-key", "day", "--out", str(out), "--method", "mfm", "--metric-gamma", "0.7",
-              "--overwrite", "--steps", "10", "--quiet"])
+        main(
+            [
+                "fit",
+                str(h5ad),
+                "--time-key",
+                "day",
+                "--out",
+                str(out),
+                "--method",
+                "mfm",
+                "--metric-gamma",
+                "0.7",
+                "--overwrite",
+                "--steps",
+                "10",
+                "--quiet",
+            ]
+        )
 
 
 def test_whiten_reads_the_same_on_every_command_and_gamma_takes_auto():
@@ -232,29 +528,60 @@ def test_whiten_reads_the_same_on_every_command_and_gamma_takes_auto():
 
     parse = build_parser().parse_args
     common = ["IN.h5ad", "--time-key", "day", "--out", "o"]
-    assert parse(["fit", *common]).whiten is False and parse(["fit", *common, "--whiten"]).whiten is True
-    assert parse(["evaluate", *common]).whiten is True and parse(["evaluate", *common, "--no-whiten"]).whiten is False
+    assert (
+        parse(["fit", *common]).whiten is False
+        and parse(["fit", *common, "--whiten"]).whiten is True
+    )
+    assert (
+        parse(["evaluate", *common]).whiten is True
+        and parse(["evaluate", *common, "--no-whiten"]).whiten is False
+    )
     assert parse(["evaluate", *common, "--whiten"]).whiten is True
-    assert parse(["bench", "velocity", "IN.h5ad", "--time-key", "day", "--reference", "v", "--no-whiten"]).whiten is False
-    assert parse(["evaluate", *common, "--metric", "land", "--metric-gamma", "auto"]).metric_gamma == "auto"
+    assert (
+        parse(
+            ["bench", "velocity", "IN.h5ad", "--time-key", "day", "--reference", "v", "--no-whiten"]
+        ).whiten
+        is False
+    )
+    assert (
+        parse(["evaluate", *common, "--metric", "land", "--metric-gamma", "auto"]).metric_gamma
+        == "auto"
+    )
     assert parse(["fit", *common, "--metric", "land", "--metric-gamma", "0.4"]).metric_gamma == 0.4
     with pytest.raises(SystemExit):
         parse(["fit", *common, "--metric", "land", "--metric-gamma", "wide"])
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--time-key", "nope"], "time_key 'nope' is not a column"),
-    (["--time-key", "day", "--use-rep", "X_nope"], "use_rep 'X_nope' is not in adata.obsm"),
-    (["--time-key", "day", "--n-pcs", "9"], "n_pcs=9"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--time-key", "nope"], "time_key 'nope' is not a column"),
+        (["--time-key", "day", "--use-rep", "X_nope"], "use_rep 'X_nope' is not in adata.obsm"),
+        (["--time-key", "day", "--n-pcs", "9"], "n_pcs=9"),
+    ],
+)
 def test_bad_input_exits_2_with_the_fix(h5ad, tmp_path, capsys, args, message):
-    rc = main(["fit", str(h5ad), "--out", str(tmp_path / "o.h5ad"), "--steps", "5", "--quiet", *args])
+    rc = main(
+        ["fit", str(h5ad), "--out", str(tmp_path / "o.h5ad"), "--steps", "5", "--quiet", *args]
+    )
     assert rc == 2
     assert message in capsys.readouterr().err
 
 
 def test_missing_file_and_help(tmp_path, capsys):
-    assert main(["evaluate", str(tmp_path / "none.h5ad"), "--time-key", "d", "--out", str(tmp_path / "x.csv")]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                str(tmp_path / "none.h5ad"),
+                "--time-key",
+                "d",
+                "--out",
+                str(tmp_path / "x.csv"),
+            ]
+        )
+        == 2
+    )
     assert "does not exist" in capsys.readouterr().err
     for cmd in ("demo", "fit", "evaluate"):
         with pytest.raises(SystemExit) as e:
@@ -288,15 +615,48 @@ def test_bench_velocity_scores_against_a_reference(tmp_path, capsys):
     a.obsm["v_ref"] = np.tile([1.0, 0.0, 0.0], (len(t), 1))
     path, out = tmp_path / "v.h5ad", tmp_path / "v.csv"
     a.write_h5ad(path)
-    rc = main(["bench", "velocity", str(path), "--time-key", "day", "--reference", "v_ref", "--n-pcs", "3",
-               "--no-whiten", "--methods", "ot", "mfm", "--steps", "400", "--batch-size", "128", "--out", str(out),
-               "--quiet"])
+    rc = main(
+        [
+            "bench",
+            "velocity",
+            str(path),
+            "--time-key",
+            "day",
+            "--reference",
+            "v_ref",
+            "--n-pcs",
+            "3",
+            "--no-whiten",
+            "--methods",
+            "ot",
+            "mfm",
+            "--steps",
+            "400",
+            "--batch-size",
+            "128",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     df = pd.read_csv(out).set_index(["method", "time"])
-    drift = (X[t == 1].mean(0) - X[t == 0].mean(0)) @ [1, 0, 0] / np.linalg.norm(X[t == 1].mean(0) - X[t == 0].mean(0))
+    drift = (
+        (X[t == 1].mean(0) - X[t == 0].mean(0))
+        @ [1, 0, 0]
+        / np.linalg.norm(X[t == 1].mean(0) - X[t == 0].mean(0))
+    )
     assert df.loc[("population drift", "0"), "median_cosine"] == pytest.approx(drift)
-    assert df.loc[("ot", "all"), "median_cosine"] > 0.9 and df.loc[("mfm", "all"), "median_cosine"] > 0.9
-    assert main(["bench", "velocity", str(path), "--time-key", "day", "--reference", "nope", "--quiet"]) == 2
+    assert (
+        df.loc[("ot", "all"), "median_cosine"] > 0.9
+        and df.loc[("mfm", "all"), "median_cosine"] > 0.9
+    )
+    assert (
+        main(
+            ["bench", "velocity", str(path), "--time-key", "day", "--reference", "nope", "--quiet"]
+        )
+        == 2
+    )
     assert "obsm['nope'] not found" in capsys.readouterr().err
 
 
@@ -308,8 +668,31 @@ def test_bench_velocity_takes_every_column_of_a_2d_layout(tmp_path):
     a.obsm["v_umap"] = np.tile([1.0, 0.0], (a.n_obs, 1))
     path, out = tmp_path / "u.h5ad", tmp_path / "u.csv"
     a.write_h5ad(path)
-    assert main(["bench", "velocity", str(path), "--time-key", "day", "--reference", "v_umap", "--use-rep", "X_umap",
-                 "--methods", "icfm", "--steps", "5", "--batch-size", "16", "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "velocity",
+                str(path),
+                "--time-key",
+                "day",
+                "--reference",
+                "v_umap",
+                "--use-rep",
+                "X_umap",
+                "--methods",
+                "icfm",
+                "--steps",
+                "5",
+                "--batch-size",
+                "16",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert set(pd.read_csv(out).method) == {"population drift", "icfm"}
 
 
@@ -319,18 +702,54 @@ def test_bench_arch_scores_both_metrics_against_ot_cfm(tmp_path, monkeypatch, ca
     seen = []
     for cls in (RBFMetric, LANDMetric):
         fit = cls.fit.__func__
-        monkeypatch.setattr(cls, "fit", classmethod(
-            lambda c, X, _fit=fit, **kw: seen.append((c.__name__, kw["eps"])) or _fit(c, X, **kw)))
+        monkeypatch.setattr(
+            cls,
+            "fit",
+            classmethod(
+                lambda c, X, _fit=fit, **kw: (
+                    seen.append((c.__name__, kw["eps"])) or _fit(c, X, **kw)
+                )
+            ),
+        )
     out = tmp_path / "arch"
-    rc = main(["bench", "arch", "--n-cells", "200", "--seeds", "0", "1", "--steps", "60", "--batch-size", "64",
-               "--metric-eps", "0.05", "--out", str(out), "--quiet"])
+    rc = main(
+        [
+            "bench",
+            "arch",
+            "--n-cells",
+            "200",
+            "--seeds",
+            "0",
+            "1",
+            "--steps",
+            "60",
+            "--batch-size",
+            "64",
+            "--metric-eps",
+            "0.05",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert rc == 0
-    assert seen == [("RBFMetric", 0.05)] * 2 + [("LANDMetric", 0.05)] * 2  # one pair (0, 2) per model
-    assert "Arch, time 1 held out, 200 cells" in capsys.readouterr().out  # the summary, even when --quiet
+    assert (
+        seen == [("RBFMetric", 0.05)] * 2 + [("LANDMetric", 0.05)] * 2
+    )  # one pair (0, 2) per model
+    assert (
+        "Arch, time 1 held out, 200 cells" in capsys.readouterr().out
+    )  # the summary, even when --quiet
     df = pd.read_csv(out / "arch.csv")
-    assert set(df["method"]) == {"previous time point", "McCann OT interpolation", "OT-CFM", "OT-MFM",
-                                 "floor: a fresh sample of time 1"}
-    assert (df.loc[df["method"].str.startswith("floor"), "w1"] < 0.3).all()  # 200 fresh cells of time 1
+    assert set(df["method"]) == {
+        "previous time point",
+        "McCann OT interpolation",
+        "OT-CFM",
+        "OT-MFM",
+        "floor: a fresh sample of time 1",
+    }
+    assert (
+        df.loc[df["method"].str.startswith("floor"), "w1"] < 0.3
+    ).all()  # 200 fresh cells of time 1
     assert sorted(df.loc[df["method"] == "OT-MFM", "metric"].unique()) == ["land", "rbf"]
     assert len(df[df["method"] == "OT-MFM"]) == 4 and len(df[df["method"] == "OT-CFM"]) == 2
     # the straight line between the ends runs about a radius (in whitened units, more) under the held-out top
@@ -338,22 +757,51 @@ def test_bench_arch_scores_both_metrics_against_ot_cfm(tmp_path, monkeypatch, ca
     summary = pd.read_csv(out / "arch_summary.csv").set_index(["method", "metric"])
     mfm = df[df["method"] == "OT-MFM"].groupby("metric")["w1"].median()
     ot = df.loc[df["method"] == "OT-CFM", "w1"].median()
-    assert float(summary.loc[("OT-MFM", "rbf"), "vs_ot_cfm"]) == pytest.approx(mfm["rbf"] / ot, abs=1e-3)
+    assert float(summary.loc[("OT-MFM", "rbf"), "vs_ot_cfm"]) == pytest.approx(
+        mfm["rbf"] / ot, abs=1e-3
+    )
 
 
 def test_bench_arch_in_more_unwhitened_dimensions_scores_in_the_data_s_units(tmp_path, capsys):
-    from cellflow.evaluate import _scores
     from cellflow.datasets import arch_time_course
+    from cellflow.evaluate import _scores
 
     out = tmp_path / "arch"
-    assert main(["bench", "arch", "--n-cells", "150", "--seeds", "0", "--steps", "30", "--batch-size", "64",
-                 "--metrics", "rbf", "--n-dims", "3", "--no-whiten", "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "arch",
+                "--n-cells",
+                "150",
+                "--seeds",
+                "0",
+                "--steps",
+                "30",
+                "--batch-size",
+                "64",
+                "--metrics",
+                "rbf",
+                "--n-dims",
+                "3",
+                "--no-whiten",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "in 3 dimensions" in capsys.readouterr().out
     df = pd.read_csv(out / "arch.csv").set_index("method")
-    held, fresh = (a.obsm["X_arch"][a.obs["time"].to_numpy() == 1]
-                   for a in (arch_time_course(150, n_dims=3, seed=0), arch_time_course(150, n_dims=3, seed=1)))
+    held, fresh = (
+        a.obsm["X_arch"][a.obs["time"].to_numpy() == 1]
+        for a in (arch_time_course(150, n_dims=3, seed=0), arch_time_course(150, n_dims=3, seed=1))
+    )
     assert held.shape == (150, 3)
-    assert df.loc["floor: a fresh sample of time 1", "w1"] == pytest.approx(_scores(fresh, held, 4000, 0)["w1"])
+    assert df.loc["floor: a fresh sample of time 1", "w1"] == pytest.approx(
+        _scores(fresh, held, 4000, 0)["w1"]
+    )
     # unwhitened, the straight line runs about 0.9 (of a unit radius) under the held-out top
     assert 0.6 < df.loc["McCann OT interpolation", "w1"] < 1.2
 
@@ -361,8 +809,28 @@ def test_bench_arch_in_more_unwhitened_dimensions_scores_in_the_data_s_units(tmp
 def test_fit_on_a_2d_embedding_with_the_same_basis(h5ad, tmp_path):
     # use_rep X_umap and basis umap: the velocity is already velocity_umap; no projection, no clash
     out = tmp_path / "u.h5ad"
-    assert main(["fit", str(h5ad), "--time-key", "day", "--use-rep", "X_umap", "--basis", "umap", "--out", str(out),
-                 "--steps", "20", "--batch-size", "32", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                str(h5ad),
+                "--time-key",
+                "day",
+                "--use-rep",
+                "X_umap",
+                "--basis",
+                "umap",
+                "--out",
+                str(out),
+                "--steps",
+                "20",
+                "--batch-size",
+                "32",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert ad.read_h5ad(out).obsm["velocity_umap"].shape == (240, 2)
 
 
@@ -370,13 +838,28 @@ def test_bench_speed_quick_writes_json(tmp_path, capsys):
     import json
 
     out = tmp_path / "speed.json"
-    rc = main(["bench", "speed", "--quick", "--sections", "exact_ot", "sinkhorn", "push", "--repeats", "1",
-               "--out", str(out)])
+    rc = main(
+        [
+            "bench",
+            "speed",
+            "--quick",
+            "--sections",
+            "exact_ot",
+            "sinkhorn",
+            "push",
+            "--repeats",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     res = json.loads(out.read_text())
     assert set(res) == {"config", "exact_ot", "sinkhorn", "push"}
     ours = [r for r in res["exact_ot"] if r["solver"].startswith("cellflow ExactOT")]
-    assert len(ours) == 2 and all(abs(r["cost_over_optimum"]) < 1e-9 for r in ours)  # exact: the uncapped optimum
+    assert len(ours) == 2 and all(
+        abs(r["cost_over_optimum"]) < 1e-9 for r in ours
+    )  # exact: the uncapped optimum
     for r in res["sinkhorn"]:
         if r["solver"].startswith("cellflow"):
             assert r["finite"] and r["marginal_error"] <= 1e-6
@@ -390,20 +873,50 @@ def test_bench_throughput_times_every_method_and_the_ratio(capsys):
     df = run(steps=10, repeats=2, verbose=True, ot_groups=(1,))
     ours = df[df.library == "cellflow"]
     assert sorted(ours.method) == ["I-CFM", "OT-CFM", "SB-CFM"]
-    assert df[df.library == "cellflow, group 1"].method.tolist() == ["OT-CFM"]  # one step per worker task
+    assert df[df.library == "cellflow, group 1"].method.tolist() == [
+        "OT-CFM"
+    ]  # one step per worker task
     assert (df.steps_per_s > 0).all() and (df.runs == 2).all()
     assert "our OT-CFM / our I-CFM, per round" in capsys.readouterr().out
 
 
 def test_bench_scale_small_run(tmp_path):
     out = tmp_path / "scale.csv"
-    rc = main(["bench", "scale", "--n-cells", "3000", "--n-pcs", "4", "--small", "500", "--method", "icfm",
-               "--steps", "5", "--batch-size", "64", "--x-cells", "2000", "--x-genes", "50", "--out", str(out)])
+    rc = main(
+        [
+            "bench",
+            "scale",
+            "--n-cells",
+            "3000",
+            "--n-pcs",
+            "4",
+            "--small",
+            "500",
+            "--method",
+            "icfm",
+            "--steps",
+            "5",
+            "--batch-size",
+            "64",
+            "--x-cells",
+            "2000",
+            "--x-genes",
+            "50",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     df = pd.read_csv(out)
-    assert df["phase"].tolist() == ["build sparse X", "train icfm on sparse X in memory",
-                                    "train icfm on backed X on disk", "build AnnData", "train icfm", "train icfm",
-                                    "velocity, all cells"]
+    assert df["phase"].tolist() == [
+        "build sparse X",
+        "train icfm on sparse X in memory",
+        "train icfm on backed X on disk",
+        "build AnnData",
+        "train icfm",
+        "train icfm",
+        "velocity, all cells",
+    ]
     assert df["n_cells"].tolist() == [2000, 2000, 2000, 3000, 500, 3000, 3000]
     assert (df["peak_rss_gb"] > 0).all()
 
@@ -412,17 +925,66 @@ def test_train_tabular_writes_model_samples_metrics_and_resumes(tmp_path, capsys
     import json
 
     out = tmp_path / "tab"
-    assert main(["train", "tabular", "iris", "--label", "target", "--out", str(out), "--steps", "40",
-                 "--checkpoint-every", "20", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "tabular",
+                "iris",
+                "--label",
+                "target",
+                "--out",
+                str(out),
+                "--steps",
+                "40",
+                "--checkpoint-every",
+                "20",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     m = json.loads((out / "metrics.json").read_text())
     assert {"w1_mean", "correlation_distance", "ml_efficiency", "columns"} <= set(m)
     samples = pd.read_csv(out / "samples.csv")
     assert list(samples.columns)[-1] == "target" and len(samples) == 120
     assert (out / "checkpoints" / "checkpoint.pt").exists()
-    assert main(["train", "tabular", "iris", "--label", "target", "--out", str(out), "--steps", "40", "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "tabular",
+                "iris",
+                "--label",
+                "target",
+                "--out",
+                str(out),
+                "--steps",
+                "40",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "--resume" in capsys.readouterr().err
-    assert main(["train", "tabular", "iris", "--label", "target", "--out", str(out), "--steps", "60",
-                 "--quiet", "--resume"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "tabular",
+                "iris",
+                "--label",
+                "target",
+                "--out",
+                str(out),
+                "--steps",
+                "60",
+                "--quiet",
+                "--resume",
+            ]
+        )
+        == 0
+    )
     assert json.loads((out / "metrics.json").read_text())["steps"] == 60
     assert main(["train", "tabular", "nope.csv", "--out", str(tmp_path / "x")]) == 2
     assert "neither an embedded table" in capsys.readouterr().err
@@ -435,18 +997,67 @@ def test_train_images_digits_and_random_cifar_shaped(tmp_path, capsys, monkeypat
 
     # the scorer's 40 epochs are half this test's time; its accuracy is tested in test_images.py
     fast = images.train_digits_classifier
-    monkeypatch.setattr(images, "train_digits_classifier", lambda x, y, seed=0: fast(x, y, epochs=4, seed=seed))
+    monkeypatch.setattr(
+        images, "train_digits_classifier", lambda x, y, seed=0: fast(x, y, epochs=4, seed=seed)
+    )
     out = tmp_path / "img"
-    assert main(["train", "images", "--dataset", "digits", "--out", str(out), "--steps", "4", "--channels", "8",
-                 "--batch-size", "16", "--nfe", "2", "--no-dopri5", "--grid-steps", "3", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "images",
+                "--dataset",
+                "digits",
+                "--out",
+                str(out),
+                "--steps",
+                "4",
+                "--channels",
+                "8",
+                "--batch-size",
+                "16",
+                "--nfe",
+                "2",
+                "--no-dopri5",
+                "--grid-steps",
+                "3",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     m = json.loads((out / "metrics.json").read_text())
     assert [r["solver"] for r in m["digits"]] == ["real test digits", "euler"]
     assert m["digits"][1]["nfe"] == 2 and (out / "samples.png").stat().st_size > 0
     out2 = tmp_path / "rnd"
-    assert main(["train", "images", "--random-data", "16", "--preset", "cifar10", "--channels", "8", "--out",
-                 str(out2), "--steps", "2", "--batch-size", "4", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "images",
+                "--random-data",
+                "16",
+                "--preset",
+                "cifar10",
+                "--channels",
+                "8",
+                "--out",
+                str(out2),
+                "--steps",
+                "2",
+                "--batch-size",
+                "4",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     m2 = json.loads((out2 / "metrics.json").read_text())
-    assert m2["dataset"] == "random CIFAR-shaped" and m2["steps_per_second"] > 0 and m2["peak_rss_gb"] > 0
+    assert (
+        m2["dataset"] == "random CIFAR-shaped"
+        and m2["steps_per_second"] > 0
+        and m2["peak_rss_gb"] > 0
+    )
     assert main(["train", "images", "--dataset", "cifar10", "--out", str(tmp_path / "c")]) == 2
     assert "data_dir" in capsys.readouterr().err
     assert main(["train", "images", "--out", str(tmp_path / "g"), "--grid-steps", "0"]) == 2
@@ -457,8 +1068,24 @@ def test_bench_tabular_without_peer(tmp_path, capsys):
     import json
 
     out = tmp_path / "t.json"
-    assert main(["bench", "tabular", "--tables", "iris", "--methods", "icfm", "--steps", "30", "--no-peer",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "tabular",
+                "--tables",
+                "iris",
+                "--methods",
+                "icfm",
+                "--steps",
+                "30",
+                "--no-peer",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rows = json.loads(out.read_text())["rows"]
     assert [r["generator"] for r in rows] == ["real (test rows)", "cellflow-icfm"]
     assert "cellflow-icfm" in capsys.readouterr().out

@@ -6,12 +6,11 @@ import pytest
 import torch
 
 from cellflow.couplings import (
-    Coupling,
     ConvergenceError,
+    Coupling,
     ExactOT,
     IndependentCoupling,
     PartialOT,
-    SinkhornOT,
     sinkhorn_log,
     squared_distances,
 )
@@ -20,7 +19,9 @@ from cellflow.flow.matchers import make_matcher
 
 def pts(n, d, seed=0, shift=1.0):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, d, generator=g, dtype=torch.float64), torch.randn(n, d, generator=g, dtype=torch.float64) + shift
+    return torch.randn(n, d, generator=g, dtype=torch.float64), torch.randn(
+        n, d, generator=g, dtype=torch.float64
+    ) + shift
 
 
 @pytest.mark.parametrize("n0,n1", [(20, 20), (15, 25)])
@@ -83,11 +84,15 @@ def test_sparse_exact_plan_is_the_dense_optimum(case):
     if case == "weighted_rectangular":
         a, b = rng.dirichlet(np.ones(n)), rng.dirichlet(np.ones(m))
     if case == "far_clusters":
-        x[: n // 4] += 20.0  # a quarter of the sources far away, only a tenth of the targets near them
+        x[: n // 4] += (
+            20.0  # a quarter of the sources far away, only a tenth of the targets near them
+        )
         y[: m // 10] += 20.0
     C = ot.dist(x, y)
     G, code = sparse_exact_plan(a, b, C, k=5)
-    if case == "far_clusters":  # the first sparse optimum is not the dense one: pricing had work to do
+    if (
+        case == "far_clusters"
+    ):  # the first sparse optimum is not the dense one: pricing had work to do
         assert sparse_exact_plan(a, b, C, k=5, max_rounds=1)[0] is None
     G_ref = ot.emd(a, b, C, numItermax=10**8)
     assert code == 1
@@ -107,7 +112,9 @@ def test_exact_ot_solves_large_wide_batches_sparsely_and_keeps_the_permutation(m
         ExactOT(max_iter=10, sparse=True).plan(x0, x1)
     # the network simplex solves sparsely from SPARSE_FROM pairs in SPARSE_MIN_DIM dimensions only
     calls, real = [], couplings.sparse_exact_plan
-    monkeypatch.setattr(couplings, "sparse_exact_plan", lambda *a, **k: calls.append(a[2].shape) or real(*a, **k))
+    monkeypatch.setattr(
+        couplings, "sparse_exact_plan", lambda *a, **k: calls.append(a[2].shape) or real(*a, **k)
+    )
     ExactOT(auction=False).plan(*pts(1024, 20))
     ExactOT(auction=False).plan(*pts(1024, 5))
     ExactOT(auction=False).plan(*pts(1000, 20))
@@ -132,7 +139,15 @@ def test_sinkhorn_matches_pot():
     C = squared_distances(x0, x1)
     a = torch.full((60,), 1 / 60, dtype=torch.float64)
     P = sinkhorn_log(a, a, C, eps=0.5, tol=1e-10)
-    P_ref = ot.sinkhorn(a.numpy(), a.numpy(), C.numpy(), 0.5, method="sinkhorn_log", stopThr=1e-12, numItermax=100000)
+    P_ref = ot.sinkhorn(
+        a.numpy(),
+        a.numpy(),
+        C.numpy(),
+        0.5,
+        method="sinkhorn_log",
+        stopThr=1e-12,
+        numItermax=100000,
+    )
     np.testing.assert_allclose(P.numpy(), P_ref, atol=1e-9)
 
 
@@ -181,8 +196,17 @@ def test_unbalanced_matches_pot_and_relaxes_marginals():
     b = torch.linspace(0.5, 1.5, 40, dtype=torch.float64)
     b = b / b.sum() * 2  # twice the mass of a: growth
     P = sinkhorn_log(a, b, C, eps=0.5, reg_m=1.0, tol=1e-12, max_iter=100000)
-    P_ref = ot.unbalanced.sinkhorn_unbalanced(a.numpy(), b.numpy(), C.numpy(), 0.5, 1.0, reg_type="kl",
-                                              method="sinkhorn_stabilized", numItermax=100000, stopThr=1e-12)
+    P_ref = ot.unbalanced.sinkhorn_unbalanced(
+        a.numpy(),
+        b.numpy(),
+        C.numpy(),
+        0.5,
+        1.0,
+        reg_type="kl",
+        method="sinkhorn_stabilized",
+        numItermax=100000,
+        stopThr=1e-12,
+    )
     np.testing.assert_allclose(P.numpy(), P_ref, rtol=1e-5, atol=1e-10)
     # the marginals are relaxed, and tighten towards a and b as reg_m grows
     errs = []
@@ -211,16 +235,24 @@ def test_labels_follow_their_samples(method):
     s = fm.sample(x0, x1, generator=g)
     # the returned endpoints are exactly the indexed rows, so lab0[i0] / lab1[i1] are their labels
     assert torch.equal(s.x0, x0[s.i0]) and torch.equal(s.x1, x1[s.i1])
-    row0 = {tuple(r.tolist()): int(l) for r, l in zip(x0, lab0)}
+    row0 = {tuple(r.tolist()): int(lab) for r, lab in zip(x0, lab0)}
+    row1 = {tuple(r.tolist()): int(lab) for r, lab in zip(x1, lab1)}
     assert [row0[tuple(r.tolist())] for r in s.x0] == lab0[s.i0].tolist()
+    assert [row1[tuple(r.tolist())] for r in s.x1] == lab1[s.i1].tolist()
     if method != "icfm":
         assert bool((fm.coupling.plan(x0, x1)[s.i0, s.i1] > 0).all())
 
 
 def test_ot_batch_larger_than_training_batch():
     x0, x1 = pts(512, 2)
-    s = make_matcher("ot").sample(x0.float(), x1.float(), n=128, generator=torch.Generator().manual_seed(0))
-    assert s.x_t.shape == (128, 2) and len(set(s.i0.tolist())) == 128 and len(set(s.i1.tolist())) == 128
+    s = make_matcher("ot").sample(
+        x0.float(), x1.float(), n=128, generator=torch.Generator().manual_seed(0)
+    )
+    assert (
+        s.x_t.shape == (128, 2)
+        and len(set(s.i0.tolist())) == 128
+        and len(set(s.i1.tolist())) == 128
+    )
     # the 128 pairs are pairs of the full 512 x 512 optimal permutation
     full = ExactOT().pair(x0, x1)
     assert torch.equal(full.i1[s.i0], s.i1)
@@ -269,7 +301,10 @@ def test_row_sampling_when_the_uniform_rounds_up_to_the_row_total(monkeypatch):
 
     P = torch.tensor([[0.5, 0.5, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]], dtype=torch.float64)
     monkeypatch.setattr(torch, "rand", lambda *a, **k: torch.ones(2, 1, dtype=torch.float64))
-    assert _sample_rows(P, None).reshape(-1).tolist() == [1, 1]  # the last column with mass, not past the end
+    assert _sample_rows(P, None).reshape(-1).tolist() == [
+        1,
+        1,
+    ]  # the last column with mass, not past the end
 
 
 def test_pairs_drawn_with_replacement_follow_the_whole_plan():
@@ -304,7 +339,9 @@ def test_pairs_read_off_the_permutation_equal_the_pairs_drawn_from_the_plan(repl
     slow = Coupling.pair(c, x0, x1, n=n, generator=g2)
     assert fast.plan is None and slow.plan is not None
     assert torch.equal(fast.i0, slow.i0) and torch.equal(fast.i1, slow.i1)
-    assert torch.equal(torch.rand(4, generator=g1), torch.rand(4, generator=g2))  # the same draws used
+    assert torch.equal(
+        torch.rand(4, generator=g1), torch.rand(4, generator=g2)
+    )  # the same draws used
 
 
 def test_squared_distances_match_the_direct_differences():
@@ -317,7 +354,9 @@ def test_squared_distances_match_the_direct_differences():
         assert C.dtype == torch.float64 and C.shape == (n0, n1) and bool((C >= 0).all())
         assert torch.allclose(C, direct, rtol=1e-12, atol=1e-9)
     x = torch.randn(50, 4, generator=g)
-    assert float(squared_distances(x, x).diagonal().abs().max()) < 1e-12  # clamped, no negative rounding
+    assert (
+        float(squared_distances(x, x).diagonal().abs().max()) < 1e-12
+    )  # clamped, no negative rounding
 
 
 def test_defer_pair_is_pair_in_two_parts():
@@ -332,7 +371,9 @@ def test_defer_pair_is_pair_in_two_parts():
         solve, finish = c.defer_pair(x0, x1, n=n, generator=g2)
         got = finish(solve())
         assert torch.equal(got.i0, want.i0) and torch.equal(got.i1, want.i1) and got.plan is None
-        assert torch.equal(torch.rand(3, generator=g1), torch.rand(3, generator=g2))  # the generators agree after
+        assert torch.equal(
+            torch.rand(3, generator=g1), torch.rand(3, generator=g2)
+        )  # the generators agree after
     assert ExactOT().defer_pair(x0, x1[:80]) is None  # unequal: the network simplex, not deferred
     assert ExactOT().defer_pair(x0, x1, a=torch.rand(90)) is None  # weighted
     big = torch.randn(20, POINTS_MAX_DIM + 1)

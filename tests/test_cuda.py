@@ -7,15 +7,18 @@ The first test runs everywhere: asking for CUDA without one is a clear error.
 import numpy as np
 import pytest
 import torch
-
-import cellflow as cf
 from test_cellflow import course
 
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch.cuda.is_available() "
-                                                                       "is False)")
+import cellflow as cf
+
+needs_cuda = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU (torch.cuda.is_available() is False)"
+)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised where there is no CUDA GPU")
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="checks the error raised where there is no CUDA GPU"
+)
 def test_cuda_without_a_gpu_is_a_clear_error():
     with pytest.raises(ValueError, match="sees no CUDA GPU; use device='cpu'"):
         cf.CellFlow(course(), "day", device="cuda")
@@ -33,7 +36,9 @@ def test_cellflow_trains_on_cuda_and_loads_on_the_cpu(tmp_path, method):
     pred = model.push(model.cells_at(1.0), 1.0, 2.0)
     assert isinstance(pred, np.ndarray) and pred.shape == (150, 3)
     truth = model.cells_at(2.0)
-    assert cf.metrics.wasserstein(pred, truth, p=1) < 0.5 * cf.metrics.wasserstein(model.cells_at(1.0), truth, p=1)
+    assert cf.metrics.wasserstein(pred, truth, p=1) < 0.5 * cf.metrics.wasserstein(
+        model.cells_at(1.0), truth, p=1
+    )
     v = model.velocity(model.cells_at(1.0), 1.0)
     assert abs(v[:, 0].mean() - 1.0) < 0.3
     if method == "sb":
@@ -51,8 +56,13 @@ def test_cellflow_trains_on_cuda_and_loads_on_the_cpu(tmp_path, method):
 def test_flow_model_trains_on_cuda(method):
     g = torch.Generator().manual_seed(0)
     model = cf.FlowModel(2, method, device="cuda", seed=0)
-    model.fit(lambda n, gen: torch.randn(n, 2, generator=gen), lambda n, gen: torch.randn(n, 2, generator=gen) + 4,
-              steps=300, batch_size=128, progress=False)
+    model.fit(
+        lambda n, gen: torch.randn(n, 2, generator=gen),
+        lambda n, gen: torch.randn(n, 2, generator=gen) + 4,
+        steps=300,
+        batch_size=128,
+        progress=False,
+    )
     x1 = model.transport(torch.randn(500, 2, generator=g), 0.0, 1.0)
     assert x1.device.type == "cpu" and abs(float(x1.mean()) - 4.0) < 0.5
 
@@ -63,7 +73,10 @@ def test_sinkhorn_on_cuda_matches_the_cpu(d):
     from cellflow.couplings import sinkhorn_log, squared_distances
 
     rng = np.random.default_rng(d)
-    x0, x1 = torch.from_numpy(rng.standard_normal((512, d))), torch.from_numpy(rng.standard_normal((512, d)) + 0.5)
+    x0, x1 = (
+        torch.from_numpy(rng.standard_normal((512, d))),
+        torch.from_numpy(rng.standard_normal((512, d)) + 0.5),
+    )
     C = squared_distances(x0, x1)
     a = torch.full((512,), 1 / 512, dtype=torch.float64)
     P_cpu = sinkhorn_log(a, a, C, 2.0)

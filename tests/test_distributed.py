@@ -25,8 +25,16 @@ def _worker(rank: int, world: int, store: str, out: str, kind: str):
             model = cf.FlowModel(2, "ot", seed=0)
             src = lambda n, g: toy_sample("8gaussians", n, generator=g)  # noqa: E731
             tgt = lambda n, g: toy_sample("moons", n, generator=g)  # noqa: E731
-            hist = model.fit(src, tgt, steps=30, batch_size=64, progress=False, prefetch=2, workers=1,
-                             global_coupling=global_coupling)
+            hist = model.fit(
+                src,
+                tgt,
+                steps=30,
+                batch_size=64,
+                progress=False,
+                prefetch=2,
+                workers=1,
+                global_coupling=global_coupling,
+            )
             nets = {"net": model.net}
         else:  # a single-cell time course
             import anndata as ad
@@ -38,10 +46,14 @@ def _worker(rank: int, world: int, store: str, out: str, kind: str):
             adata = ad.AnnData(obs=pd.DataFrame({"day": t}, index=[f"c{i}" for i in range(len(t))]))
             adata.obsm["X_pca"] = rng.normal(scale=0.3, size=(len(t), 3)) + t[:, None]
             model = cf.CellFlow(adata, "day", method="ot", seed=0)
-            hist = model.train(steps=20, batch_size=32, progress=False, global_coupling=global_coupling)
+            hist = model.train(
+                steps=20, batch_size=32, progress=False, global_coupling=global_coupling
+            )
             nets = {"net": model.net}
-        torch.save({"state": {k: m.state_dict() for k, m in nets.items()}, "loss": hist.loss},
-                   os.path.join(out, f"rank{rank}.pt"))
+        torch.save(
+            {"state": {k: m.state_dict() for k, m in nets.items()}, "loss": hist.loss},
+            os.path.join(out, f"rank{rank}.pt"),
+        )
     finally:
         dist.destroy_process_group()
 
@@ -63,8 +75,13 @@ def test_ddp_two_gloo_ranks_hold_identical_weights(tmp_path, kind):
     if kind == "flow":
         # and the averaged gradients differ from a single process's run on rank 0's batches
         single = cf.FlowModel(2, "ot", seed=0)
-        single.fit(lambda n, g: toy_sample("8gaussians", n, generator=g),
-                   lambda n, g: toy_sample("moons", n, generator=g), steps=30, batch_size=64, progress=False)
+        single.fit(
+            lambda n, g: toy_sample("8gaussians", n, generator=g),
+            lambda n, g: toy_sample("moons", n, generator=g),
+            steps=30,
+            batch_size=64,
+            progress=False,
+        )
         assert single.history.loss[0] == pytest.approx(r0["loss"][0])  # same first batch on rank 0
         w = next(iter(r0["state"]["net"].values()))
         assert not torch.equal(w, next(iter(single.net.state_dict().values())))
@@ -95,7 +112,9 @@ def test_global_coupling_shares_partition_one_optimal_plan(monkeypatch, replace)
     shares = []
     for r in (0, 1):
         monkeypatch.setattr(distributed, "rank", lambda r=r: r)
-        s, _ = model._make_batch_fn(src, tgt, 32, None, None, global_coupling=True)(step_generator(0, 3))
+        s, _ = model._make_batch_fn(src, tgt, 32, None, None, global_coupling=True)(
+            step_generator(0, 3)
+        )
         assert s.x0.shape == (32, 2)
         shares.append(s)
     assert not torch.equal(shares[0].x0, shares[1].x0)
@@ -111,10 +130,13 @@ def test_global_coupling_shares_partition_one_optimal_plan(monkeypatch, replace)
     assert (P[i0.numpy(), i1.numpy()] > 0).all()
     if not replace:  # a permutation: its cost is the optimum
         assert sorted(i0.tolist()) == list(range(64))
-        assert float(M[i0, i1].mean()) == pytest.approx(ot.emd2(np.full(64, 1 / 64), np.full(64, 1 / 64), M.numpy()),
-                                                        rel=1e-9)
+        assert float(M[i0, i1].mean()) == pytest.approx(
+            ot.emd2(np.full(64, 1 / 64), np.full(64, 1 / 64), M.numpy()), rel=1e-9
+        )
     # one rank (world 1) keeps all pairs: the option changes nothing without a process group
     monkeypatch.setattr(distributed, "world_size", lambda: 1)
-    a, _ = model._make_batch_fn(src, tgt, 32, None, None, global_coupling=True)(step_generator(0, 3))
+    a, _ = model._make_batch_fn(src, tgt, 32, None, None, global_coupling=True)(
+        step_generator(0, 3)
+    )
     b, _ = model._make_batch_fn(src, tgt, 32, None, None)(step_generator(0, 3))
     assert torch.equal(a.x_t, b.x_t)

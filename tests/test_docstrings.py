@@ -8,7 +8,11 @@ import pytest
 
 import cellflow
 
-MODULES = sorted(m.name for m in pkgutil.walk_packages(cellflow.__path__, "cellflow.") if "__main__" not in m.name)
+MODULES = sorted(
+    m.name
+    for m in pkgutil.walk_packages(cellflow.__path__, "cellflow.")
+    if "__main__" not in m.name
+)
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -21,9 +25,8 @@ def test_module_examples(name):
 def test_the_readme_is_a_front_page():
     """At most 8 KB, no link to a folder outside the repository, and no run time that the
     benchmarks page does not hold."""
-    from pathlib import Path
-
     import re
+    from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
     text = (root / "README.md").read_text()
@@ -40,14 +43,30 @@ def test_the_module_names_of_the_flat_layout_still_import():
     ``from cellflow.assignment import ...``) gets the very module of the new layout."""
     import importlib
 
-    moved = {"paths": "flow.paths", "matchers": "flow.matchers", "networks": "flow.networks", "unet": "flow.unet",
-             "solvers": "flow.solvers", "likelihood": "flow.likelihood", "metrics": "flow.metrics",
-             "geodesics": "flow.geodesics", "riemannian_metrics": "flow.riemannian_metrics",
-             "assignment": "couplings.assignment", "sparse_ot": "couplings.sparse_ot", "training": "train.trainer",
-             "train_config": "train.config", "optim": "train.optim", "batch_workers": "train.batch_workers",
-             "distributed": "train.distributed", "threads": "train.threads", "model": "models.flow"}
+    moved = {
+        "paths": "flow.paths",
+        "matchers": "flow.matchers",
+        "networks": "flow.networks",
+        "unet": "flow.unet",
+        "solvers": "flow.solvers",
+        "likelihood": "flow.likelihood",
+        "metrics": "flow.metrics",
+        "geodesics": "flow.geodesics",
+        "riemannian_metrics": "flow.riemannian_metrics",
+        "assignment": "couplings.assignment",
+        "sparse_ot": "couplings.sparse_ot",
+        "training": "train.trainer",
+        "train_config": "train.config",
+        "optim": "train.optim",
+        "batch_workers": "train.batch_workers",
+        "distributed": "train.distributed",
+        "threads": "train.threads",
+        "model": "models.flow",
+    }
     for old, new in moved.items():
-        assert importlib.import_module(f"cellflow.{old}") is importlib.import_module(f"cellflow.{new}"), old
+        assert importlib.import_module(f"cellflow.{old}") is importlib.import_module(
+            f"cellflow.{new}"
+        ), old
         assert getattr(cellflow, old) is importlib.import_module(f"cellflow.{new}"), old
     from cellflow.model import FlowModel
     from cellflow.training import TrainConfig

@@ -61,7 +61,9 @@ def test_a_killed_fit_leaves_the_users_h5ad_whole(tmp_path):
         main(["fit", {str(path)!r}, "--time-key", "day", "--out", {str(path)!r}, "--overwrite",
               "--steps", "2", "--batch-size", "16", "--quiet", "--model-dir", {str(tmp_path / "m")!r}])
     """)
-    proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", child], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 9, proc.stderr[-2000:]
     assert path.read_bytes() == before  # the old file, byte for byte
     assert ad.read_h5ad(path).n_obs == 160
@@ -161,7 +163,9 @@ def test_load_compares_the_time_points(tmp_path, trained):
     model.save(tmp_path / "m")
     merged = adata.copy()
     merged.obs["day"] = merged.obs["day"].replace(3.0, 2.0)
-    with pytest.raises(ValueError, match="time points in obs\\['day'\\]: saved \\[0.0, 1.0, 2.0, 3.0\\]"):
+    with pytest.raises(
+        ValueError, match="time points in obs\\['day'\\]: saved \\[0.0, 1.0, 2.0, 3.0\\]"
+    ):
         cf.CellFlow.load(tmp_path / "m", merged)
 
 
@@ -191,8 +195,12 @@ def test_results_do_not_depend_on_the_time_unit():
         s = 1440.0 if name == "minutes" else 1.0
         out[name] = (m.push(m.cells_at(0.0), 0.0, 2 * s), m.velocity(m.cells_at(s), s))
     assert np.isfinite(out["minutes"][0]).all()
-    np.testing.assert_array_equal(out["minutes"][0], out["days"][0])  # the network sees the same clock
-    np.testing.assert_allclose(out["minutes"][1] * 1440.0, out["days"][1], rtol=1e-12)  # per minute, per day
+    np.testing.assert_array_equal(
+        out["minutes"][0], out["days"][0]
+    )  # the network sees the same clock
+    np.testing.assert_allclose(
+        out["minutes"][1] * 1440.0, out["days"][1], rtol=1e-12
+    )  # per minute, per day
 
 
 # ---------------------------------------------------------------- 8. smaller silent cases
@@ -204,8 +212,22 @@ def test_zero_steps_are_refused(trained, tmp_path):
         cf.FlowModel(2).fit(torch.randn(50, 2), torch.randn(50, 2), steps=0, progress=False)
     path = tmp_path / "in.h5ad"
     adata.write_h5ad(path)
-    assert cli_main(["fit", str(path), "--time-key", "day", "--out", str(tmp_path / "o.h5ad"), "--steps", "0",
-                     "--quiet"]) == 2
+    assert (
+        cli_main(
+            [
+                "fit",
+                str(path),
+                "--time-key",
+                "day",
+                "--out",
+                str(tmp_path / "o.h5ad"),
+                "--steps",
+                "0",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert not (tmp_path / "o.h5ad").exists()
 
 
@@ -227,7 +249,9 @@ def test_images_in_0_255_are_refused_with_the_rescaling():
 
 def test_resume_needs_a_matching_checkpoint(tmp_path):
     src, tgt = torch.randn(64, 2), torch.randn(64, 2) + 3
-    kw = dict(steps=10, batch_size=16, progress=False, checkpoint_dir=str(tmp_path), checkpoint_every=5)
+    kw = dict(
+        steps=10, batch_size=16, progress=False, checkpoint_dir=str(tmp_path), checkpoint_every=5
+    )
     with pytest.raises(FileNotFoundError, match="does not exist"):
         cf.FlowModel(2, "ot", seed=0).fit(src, tgt, resume=True, **kw)
     cf.FlowModel(2, "ot", seed=0).fit(src, tgt, **kw)
@@ -281,15 +305,34 @@ def test_fit_checks_every_output_before_training(tmp_path, trained, monkeypatch,
     adata, _ = trained
     path = tmp_path / "in.h5ad"
     adata.write_h5ad(path)
-    monkeypatch.setattr(cf.CellFlow, "train", lambda *a, **k: pytest.fail("trained before checking outputs"))
+    monkeypatch.setattr(
+        cf.CellFlow, "train", lambda *a, **k: pytest.fail("trained before checking outputs")
+    )
     (tmp_path / "out_model").mkdir()
     (tmp_path / "out_model" / "model.pt").write_bytes(b"x")
-    assert cli_main(["fit", str(path), "--time-key", "day", "--out", str(tmp_path / "out.h5ad"), "--quiet"]) == 2
+    assert (
+        cli_main(
+            ["fit", str(path), "--time-key", "day", "--out", str(tmp_path / "out.h5ad"), "--quiet"]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "out_model" in err and "--overwrite" in err and "overwrite=True" not in err
     (tmp_path / "afile").write_text("x")
-    assert cli_main(["fit", str(path), "--time-key", "day", "--out", str(tmp_path / "afile" / "o.h5ad"),
-                     "--quiet"]) == 2
+    assert (
+        cli_main(
+            [
+                "fit",
+                str(path),
+                "--time-key",
+                "day",
+                "--out",
+                str(tmp_path / "afile" / "o.h5ad"),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "afile is a file" in capsys.readouterr().err
 
 
@@ -324,24 +367,36 @@ def test_tables_with_integer_names_nullable_dtypes_and_no_rows():
     tf = TabularFlow(pd.DataFrame(rng.normal(size=(50, 3))), seed=0)
     tf.train(steps=3, batch_size=16, progress=False)
     assert list(tf.sample(4).columns) == [0, 1, 2]
-    df = pd.DataFrame({"x": rng.normal(size=50), "n": pd.array(np.arange(50) % 5, dtype="Int64"),
-                       "f": pd.array(rng.normal(size=50), dtype="Float64"),
-                       "b": pd.array(np.arange(50) % 2 == 0, dtype="boolean"),
-                       "s": pd.array(["u", "v"] * 25, dtype="string")})
+    df = pd.DataFrame(
+        {
+            "x": rng.normal(size=50),
+            "n": pd.array(np.arange(50) % 5, dtype="Int64"),
+            "f": pd.array(rng.normal(size=50), dtype="Float64"),
+            "b": pd.array(np.arange(50) % 2 == 0, dtype="boolean"),
+            "s": pd.array(["u", "v"] * 25, dtype="string"),
+        }
+    )
     tf = TabularFlow(df, seed=0)
     tf.train(steps=3, batch_size=16, progress=False)
     for n in (5, 0):
         out = tf.sample(n)
         assert len(out) == n and out.dtypes.to_dict() == df.dtypes.to_dict()
     with pytest.raises(TypeError, match="dates or durations"):
-        TabularFlow(pd.DataFrame({"x": rng.normal(size=10), "d": pd.date_range("2020", periods=10)}))
+        TabularFlow(
+            pd.DataFrame({"x": rng.normal(size=10), "d": pd.date_range("2020", periods=10)})
+        )
 
 
 # ---------------------------------------------------------------- 14. errors that name the argument
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(batch_size=0), "batch_size must be"), (dict(batch_size=-4), "batch_size must be"),
-    (dict(holdout="x"), "holdout='x' is not a measured time"), (dict(holdout=2.5), "holdout=2.5 is not a measured"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(batch_size=0), "batch_size must be"),
+        (dict(batch_size=-4), "batch_size must be"),
+        (dict(holdout="x"), "holdout='x' is not a measured time"),
+        (dict(holdout=2.5), "holdout=2.5 is not a measured"),
+    ],
+)
 def test_train_arguments_are_checked(trained, kwargs, match):
     adata, _ = trained
     with pytest.raises(ValueError, match=match):
@@ -355,9 +410,13 @@ def test_representation_arguments(trained):
     a = adata.copy()
     a.obsm["X_sparse"] = sp.csr_matrix(a.obsm["X_pca"])
     m = cf.CellFlow(a, "day", use_rep="X_sparse", n_pcs=2)
-    np.testing.assert_allclose(m.cells_at(0.0), a.obsm["X_pca"][:40, :2], atol=1e-6)  # float32 store
+    np.testing.assert_allclose(
+        m.cells_at(0.0), a.obsm["X_pca"][:40, :2], atol=1e-6
+    )  # float32 store
     m = cf.CellFlow(adata, "day", seed=0)
-    m.train(steps=5, batch_size=16, holdout="2", progress=False)  # a label of a time, as obs may hold it
+    m.train(
+        steps=5, batch_size=16, holdout="2", progress=False
+    )  # a label of a time, as obs may hold it
     assert m.holdout == 2.0
 
 
@@ -368,11 +427,14 @@ def test_push_without_time_passing_returns_the_cells(trained):
     assert model.push(X, 1.0, 1.0, n_points=3).shape == (3, 5, 3)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(held_out=[2.5]), "held_out=2.5 is not an intermediate measured time"),
-    (dict(held_out=[0]), "held_out=0 is not an intermediate"),
-    (dict(max_eval=0), "max_eval must be"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(held_out=[2.5]), "held_out=2.5 is not an intermediate measured time"),
+        (dict(held_out=[0]), "held_out=0 is not an intermediate"),
+        (dict(max_eval=0), "max_eval must be"),
+    ],
+)
 def test_evaluate_arguments(trained, kwargs, match):
     adata, _ = trained
     with pytest.raises(ValueError, match=match):
@@ -385,12 +447,17 @@ def test_damaged_model_folders_say_which_file_is_wrong(tmp_path, trained):
     cfg = (tmp_path / "m" / "config.json").read_text()
     pt = (tmp_path / "m" / "model.pt").read_bytes()
     (tmp_path / "m" / "config.json").write_text(cfg[: len(cfg) // 2])
-    with pytest.raises(ValueError, match="does not hold a complete cellflow CellFlow: config.json is not valid JSON"):
+    with pytest.raises(
+        ValueError,
+        match="does not hold a complete cellflow CellFlow: config.json is not valid JSON",
+    ):
         cf.CellFlow.load(tmp_path / "m", adata)
     (tmp_path / "m" / "config.json").write_text(cfg)
     for damaged in (pt[: len(pt) // 2], b""):
         (tmp_path / "m" / "model.pt").write_bytes(damaged)
-        with pytest.raises(ValueError, match="does not hold a complete cellflow CellFlow: model.pt"):
+        with pytest.raises(
+            ValueError, match="does not hold a complete cellflow CellFlow: model.pt"
+        ):
             cf.CellFlow.load(tmp_path / "m", adata)
     (tmp_path / "m" / "model.pt").write_bytes(pt)
     edited = json.loads(cfg)
@@ -414,7 +481,9 @@ def test_a_sampler_that_returns_nan_is_named():
 
     for method in ("ot", "icfm"):
         with pytest.raises(ValueError, match="the target sampler returned NaN"):
-            cf.FlowModel(2, method).fit(torch.randn(64, 2), bad, steps=2, batch_size=16, progress=False)
+            cf.FlowModel(2, method).fit(
+                torch.randn(64, 2), bad, steps=2, batch_size=16, progress=False
+            )
 
 
 def test_names_are_refused_when_obs_names_repeat(trained):
@@ -434,12 +503,18 @@ def test_a_batch_larger_than_a_time_point_warns_once_and_names_it():
     import warnings
 
     rng = np.random.default_rng(0)
-    adata = ad.AnnData(obs=pd.DataFrame({"day": np.repeat([0, 1, 2, 3], [90, 20, 49, 90])},
-                                        index=[f"c{i}" for i in range(249)]))
+    adata = ad.AnnData(
+        obs=pd.DataFrame(
+            {"day": np.repeat([0, 1, 2, 3], [90, 20, 49, 90])}, index=[f"c{i}" for i in range(249)]
+        )
+    )
     adata.obsm["X_pca"] = rng.normal(size=(249, 3))
     model = cf.CellFlow(adata, "day")
-    with pytest.warns(UserWarning, match=r"batch_size=64 is larger than the 20 cells of time point 1: .* "
-                                         r"batch_size=20 or less") as seen:
+    with pytest.warns(
+        UserWarning,
+        match=r"batch_size=64 is larger than the 20 cells of time point 1: .* "
+        r"batch_size=20 or less",
+    ) as seen:
         model.train(steps=1, batch_size=64, progress=False)
     assert len(seen) == 1 and seen[0].filename == __file__  # points at the caller's line
     with pytest.warns(UserWarning, match="the 49 cells of time point 2"):

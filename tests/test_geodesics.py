@@ -7,7 +7,12 @@ import pytest
 import torch
 
 import cellflow as cf
-from cellflow.flow.geodesics import GeodesicInterpolant, GeodesicPath, RBFMetric, fit_geodesic_interpolant
+from cellflow.flow.geodesics import (
+    GeodesicInterpolant,
+    GeodesicPath,
+    RBFMetric,
+    fit_geodesic_interpolant,
+)
 
 
 def annulus(n, lo, hi, rng, r0=0.5, r1=1.5):
@@ -37,7 +42,7 @@ def test_metric_is_one_on_the_cells_and_vanishes_away_from_them():
     assert float(metric.h(far).max()) < 0.05
     # the energy is the closed form |v|^2 / (h + eps)
     x, v = torch.tensor(X[:5], dtype=torch.float32), torch.randn(5, 2)
-    torch.testing.assert_close(metric.energy(x, v), (v ** 2).sum(1) / (metric.h(x) + metric.eps))
+    torch.testing.assert_close(metric.energy(x, v), (v**2).sum(1) / (metric.h(x) + metric.eps))
     with pytest.raises(ValueError, match="at least 2 cells"):
         RBFMetric.fit(X[:1])
 
@@ -58,9 +63,13 @@ def test_interpolant_hits_the_endpoints_and_its_velocity_is_the_time_derivative(
     interp = interp.double()
     _, ut = interp(x0.double(), x1.double(), t)
     h = 1e-6
-    fd = (interp(x0.double(), x1.double(), t + h)[0] - interp(x0.double(), x1.double(), t - h)[0]) / (2 * h)
+    fd = (
+        interp(x0.double(), x1.double(), t + h)[0] - interp(x0.double(), x1.double(), t - h)[0]
+    ) / (2 * h)
     torch.testing.assert_close(ut, fd, atol=1e-6, rtol=1e-6)
-    assert (interp(x0.double(), x1.double(), t)[0] - ((1 - t[:, None]) * x0 + t[:, None] * x1)).abs().max() > 0.01
+    assert (
+        interp(x0.double(), x1.double(), t)[0] - ((1 - t[:, None]) * x0 + t[:, None] * x1)
+    ).abs().max() > 0.01
 
 
 @pytest.mark.parametrize("time_varying", [True, False])
@@ -78,11 +87,15 @@ def test_interpolant_velocity_is_the_derivative_in_the_intervals_own_time(time_v
     with torch.no_grad():  # as in the batch workers
         torch.testing.assert_close(interp(x0, x1, t, 2.0, 3.0)[1], ut)
     moved = (interp(x0, x1, t, 2.0, 3.0)[0] - interp(x0, x1, t)[0]).abs().max()
-    assert (moved > 1e-3) == time_varying  # only a time-varying correction depends on where the interval lies
+    assert (
+        moved > 1e-3
+    ) == time_varying  # only a time-varying correction depends on where the interval lies
     back = GeodesicInterpolant.from_state_dict(interp.float().state_dict(), 3)
     assert back.time_varying == time_varying
-    torch.testing.assert_close(back(x0.float(), x1.float(), t.float(), 2.0, 3.0)[0],
-                               interp(x0.float(), x1.float(), t.float(), 2.0, 3.0)[0])
+    torch.testing.assert_close(
+        back(x0.float(), x1.float(), t.float(), 2.0, 3.0)[0],
+        interp(x0.float(), x1.float(), t.float(), 2.0, 3.0)[0],
+    )
 
 
 def test_geodesic_path_sample_is_the_interpolant_plus_noise():
@@ -104,20 +117,28 @@ def test_learned_paths_follow_a_curved_manifold():
     paths onto it, where straight lines cross the empty centre."""
     rng = np.random.default_rng(0)
     ring = torch.tensor(annulus(3000, 0, 180, rng), dtype=torch.float32)
-    groups = [torch.tensor(annulus(500, 150, 180, rng), dtype=torch.float32),
-              torch.tensor(annulus(500, 0, 30, rng), dtype=torch.float32)]
-    metric = RBFMetric.fit(ring, n_centers=60, eps=1e-2, seed=0)  # the paper's strong pull (default 0.1)
+    groups = [
+        torch.tensor(annulus(500, 150, 180, rng), dtype=torch.float32),
+        torch.tensor(annulus(500, 0, 30, rng), dtype=torch.float32),
+    ]
+    metric = RBFMetric.fit(
+        ring, n_centers=60, eps=1e-2, seed=0
+    )  # the paper's strong pull (default 0.1)
 
     def draw(i, n, g):
         return groups[i][torch.randint(len(groups[i]), (n,), generator=g)]
 
-    interp, hist = fit_geodesic_interpolant(draw, [(0, 1)], [metric], 2, steps=400, batch_size=128, seed=0)
+    interp, hist = fit_geodesic_interpolant(
+        draw, [(0, 1)], [metric], 2, steps=400, batch_size=128, seed=0
+    )
     assert hist[0] == 1.0 and np.median(hist[-20:]) < 0.3  # the metric energy falls by over 3x
     g = torch.Generator().manual_seed(1)
     x0, x1 = draw(0, 300, g), draw(1, 300, g)
     mid, _ = interp(x0, x1, torch.full((300,), 0.5))
     straight = (x0 + x1) / 2
-    assert float(straight[:, 1].mean()) < 0.35 and float(mid[:, 1].mean()) > 0.45  # up onto the ring
+    assert (
+        float(straight[:, 1].mean()) < 0.35 and float(mid[:, 1].mean()) > 0.45
+    )  # up onto the ring
     assert float(metric.h(mid).mean()) > 0.4 and float(metric.h(straight).mean()) < 0.15
 
 
@@ -125,7 +146,11 @@ def course_on_ring(n=400, seed=0):
     """Days 0, 1, 2 along a thick upper half ring, each day spread over 90 degrees."""
     rng = np.random.default_rng(seed)
     X = np.vstack([annulus(n, 90, 180, rng), annulus(n, 45, 135, rng), annulus(n, 0, 90, rng)])
-    a = ad.AnnData(obs=pd.DataFrame({"day": np.repeat([0.0, 1.0, 2.0], n)}, index=[f"c{i}" for i in range(3 * n)]))
+    a = ad.AnnData(
+        obs=pd.DataFrame(
+            {"day": np.repeat([0.0, 1.0, 2.0], n)}, index=[f"c{i}" for i in range(3 * n)]
+        )
+    )
     a.obsm["X_pca"] = X
     return a
 
@@ -138,7 +163,14 @@ def test_ot_mfm_predicts_a_held_out_day_on_a_curved_course_better_than_ot_cfm(tm
         for method in ("ot", "mfm"):
             m = cf.CellFlow(adata, "day", method=method, seed=seed)
             # the paper's ε = 1e-2: a thin, strongly curved course (the default 0.1 gave 0.257 against 0.319)
-            m.train(steps=400, batch_size=128, holdout=1.0, geodesic_steps=300, metric={"eps": 1e-2}, progress=False)
+            m.train(
+                steps=400,
+                batch_size=128,
+                holdout=1.0,
+                geodesic_steps=300,
+                metric={"eps": 1e-2},
+                progress=False,
+            )
             pred = m.push(m.cells_at(0.0), 0.0, 1.0)
             w1[method].append(cf.metrics.wasserstein(pred, m.cells_at(1.0), p=1))
     # one seed alone is not a test: OT-MFM's W1 moves by 0.19-0.31 over seeds and CPUs (seed 0
@@ -150,8 +182,9 @@ def test_ot_mfm_predicts_a_held_out_day_on_a_curved_course_better_than_ot_cfm(tm
     m.save(tmp_path / "m")
     back = cf.CellFlow.load(tmp_path / "m", adata)
     assert back.method == "mfm" and back.interpolant is not None
-    np.testing.assert_allclose(back.push(adata.obsm["X_pca"][:5], 0, 2), m.push(adata.obsm["X_pca"][:5], 0, 2),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        back.push(adata.obsm["X_pca"][:5], 0, 2), m.push(adata.obsm["X_pca"][:5], 0, 2), atol=1e-5
+    )
     assert adata.obsm["X_pca"].tobytes() == before.obsm["X_pca"].tobytes()
     assert repr(m).startswith("CellFlow(method='mfm'")
     with pytest.raises(ValueError, match="'ot', 'sb', 'icfm' or 'mfm'"):
@@ -172,11 +205,19 @@ def test_each_pair_gets_its_metric_and_model_time(monkeypatch):
     monkeypatch.setattr(cc, "fit_geodesic_interpolant", spy)
     fits = []
     real_fit = RBFMetric.fit.__func__
-    monkeypatch.setattr(RBFMetric, "fit",
-                        classmethod(lambda cls, X, **kw: fits.append(len(X)) or real_fit(cls, X, **kw)))
+    monkeypatch.setattr(
+        RBFMetric,
+        "fit",
+        classmethod(lambda cls, X, **kw: fits.append(len(X)) or real_fit(cls, X, **kw)),
+    )
     adata = course_on_ring(n=60)
-    adata.obs["day"] = np.repeat([0.0, 1.0, 2.0], 60) * np.r_[np.ones(120), 2 * np.ones(60)]  # days 0, 1, 4
+    adata.obs["day"] = (
+        np.repeat([0.0, 1.0, 2.0], 60) * np.r_[np.ones(120), 2 * np.ones(60)]
+    )  # days 0, 1, 4
     m = cf.CellFlow(adata, "day", method="mfm", seed=0, time_scale="real")
     m.train(steps=1, batch_size=8, geodesic_steps=1, progress=False)
-    assert seen["times"] == [(0.0, 0.5), (0.5, 1.5)] and fits == [120, 120]  # in mean intervals (2 days)
+    assert seen["times"] == [(0.0, 0.5), (0.5, 1.5)] and fits == [
+        120,
+        120,
+    ]  # in mean intervals (2 days)
     assert seen["metrics"][0] is not seen["metrics"][1]

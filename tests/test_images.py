@@ -8,9 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from cellflow.images import (ImageFlow, frechet_distance, load_images, read_cifar10, read_image_folder,
-                             train_digits_classifier)
 from cellflow.flow.unet import UNet
+from cellflow.images import (
+    ImageFlow,
+    frechet_distance,
+    load_images,
+    read_cifar10,
+    read_image_folder,
+    train_digits_classifier,
+)
 
 
 def _random_out(net):
@@ -22,7 +28,9 @@ def _random_out(net):
 
 
 def test_unet_shapes_flat_input_and_conditioning():
-    net = UNet(shape=(3, 16, 16), channels=16, channel_mult=(1, 2), attention_resolutions=(8,), n_classes=4)
+    net = UNet(
+        shape=(3, 16, 16), channels=16, channel_mult=(1, 2), attention_resolutions=(8,), n_classes=4
+    )
     _random_out(net)
     x = torch.randn(6, 3, 16, 16)
     t = torch.rand(6)
@@ -45,7 +53,9 @@ def test_unet_cifar_recipe_matches_torchcfm_size():
 
 
 def test_guided_field_combines_conditional_and_unconditional():
-    flow = ImageFlow((1, 8, 8), n_classes=3, network={"channels": 8, "channel_mult": (1, 2)}, seed=0)
+    flow = ImageFlow(
+        (1, 8, 8), n_classes=3, network={"channels": 8, "channel_mult": (1, 2)}, seed=0
+    )
     _random_out(flow.net)
     flow.net.eval()  # no dropout: the two evaluations must see the same network
     x, t, y = torch.randn(4, 1, 8, 8), torch.tensor(0.3), torch.tensor([0, 1, 2, 0])
@@ -59,7 +69,9 @@ def test_frechet_distance_closed_form():
 
     def exact(n, mean, std):
         z = rng.normal(size=(n, len(mean)))
-        z = (z - z.mean(0)) @ np.linalg.inv(np.linalg.cholesky(np.cov(z, rowvar=False))).T  # sample cov = I
+        z = (z - z.mean(0)) @ np.linalg.inv(
+            np.linalg.cholesky(np.cov(z, rowvar=False))
+        ).T  # sample cov = I
         return z * std + mean
 
     a = exact(500, [0.0, 1.0, 2.0], np.array([1.0, 2.0, 0.5]))
@@ -74,7 +86,9 @@ def test_frechet_distance_closed_form():
         warnings.simplefilter("error")
         assert frechet_distance(s, s) == pytest.approx(0.0, abs=1e-6)
         # a scaled copy: Sigma_b = 4 Sigma_a, so tr(Sa + Sb - 2 (Sa Sb)^1/2) = tr(Sa) (1 + 4 - 4)
-        assert frechet_distance(s, 2 * s) == pytest.approx(((s.mean(0)) ** 2).sum() + np.trace(np.cov(s, rowvar=False)), rel=1e-6)
+        assert frechet_distance(s, 2 * s) == pytest.approx(
+            ((s.mean(0)) ** 2).sum() + np.trace(np.cov(s, rowvar=False)), rel=1e-6
+        )
 
 
 def test_digits_classifier_scores_held_out_writers():
@@ -118,26 +132,43 @@ def test_image_folder_reader(tmp_path):
     for k, cls in enumerate(["cats", "dogs"]):
         (tmp_path / cls).mkdir()
         for i in range(3):
-            Image.fromarray(np.full((4, 6), 40 * (k + i), dtype=np.uint8), mode="L").save(tmp_path / cls / f"{i}.png")
+            Image.fromarray(np.full((4, 6), 40 * (k + i), dtype=np.uint8), mode="L").save(
+                tmp_path / cls / f"{i}.png"
+            )
     x, y, classes = read_image_folder(tmp_path)
-    assert x.shape == (6, 1, 4, 6) and classes == ["cats", "dogs"] and y.tolist() == [0, 0, 0, 1, 1, 1]
+    assert (
+        x.shape == (6, 1, 4, 6) and classes == ["cats", "dogs"] and y.tolist() == [0, 0, 0, 1, 1, 1]
+    )
     assert float(x[4, 0, 0, 0]) == pytest.approx(80 / 127.5 - 1)
 
 
 @pytest.mark.slow
 def test_tiny_training_beats_untrained_and_labels_condition(tmp_path):
     x, y, _ = load_images("digits")
-    small = {"channels": 16, "channel_mult": (1, 2), "attention_resolutions": (), "num_res_blocks": 1, "dropout": 0.0}
+    small = {
+        "channels": 16,
+        "channel_mult": (1, 2),
+        "attention_resolutions": (),
+        "num_res_blocks": 1,
+        "dropout": 0.0,
+    }
     flow = ImageFlow((1, 8, 8), n_classes=10, network=small, seed=0)
     labels = torch.arange(10).repeat_interleave(30)
     before = frechet_distance(x, flow.sample(labels=labels, steps=10, seed=1))
-    flow.train(x, y, steps=150, batch_size=64, lr=2e-3, warmup_steps=20, ema_decay=0.99, progress=False)
+    flow.train(
+        x, y, steps=150, batch_size=64, lr=2e-3, warmup_steps=20, ema_decay=0.99, progress=False
+    )
     samples = flow.sample(labels=labels, steps=10, seed=1)
     after = frechet_distance(x, samples)  # in pixel space (64-d)
     assert after < 0.5 * before, (before, after)
     # the same noise with different labels gives different images
-    a, b = flow.sample(labels=[0] * 8, steps=10, seed=2), flow.sample(labels=[7] * 8, steps=10, seed=2)
+    a, b = (
+        flow.sample(labels=[0] * 8, steps=10, seed=2),
+        flow.sample(labels=[7] * 8, steps=10, seed=2),
+    )
     assert (a - b).abs().mean() > 0.1
     flow.save(tmp_path / "m")
     again = ImageFlow.load(tmp_path / "m")
-    assert torch.allclose(again.sample(labels=[3, 4], steps=5, seed=3), flow.sample(labels=[3, 4], steps=5, seed=3))
+    assert torch.allclose(
+        again.sample(labels=[3, 4], steps=5, seed=3), flow.sample(labels=[3, 4], steps=5, seed=3)
+    )

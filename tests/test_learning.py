@@ -13,7 +13,9 @@ def gaussian_kl(mu0, S0, mu1, S1) -> float:
     d = len(mu0)
     S1i = np.linalg.inv(S1)
     dm = mu1 - mu0
-    return 0.5 * (np.trace(S1i @ S0) + dm @ S1i @ dm - d + np.log(np.linalg.det(S1) / np.linalg.det(S0)))
+    return 0.5 * (
+        np.trace(S1i @ S0) + dm @ S1i @ dm - d + np.log(np.linalg.det(S1) / np.linalg.det(S0))
+    )
 
 
 def random_gaussians(d, seed):

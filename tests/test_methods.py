@@ -21,13 +21,20 @@ def _choices(*path):
 
 
 def test_every_matcher_is_built_from_its_row():
-    paths = {"straight": StraightPath, "geodesic": StraightPath, "brownian_bridge": BrownianBridgePath,
-             "lipman": LipmanPath, "vp": VPPath}
+    paths = {
+        "straight": StraightPath,
+        "geodesic": StraightPath,
+        "brownian_bridge": BrownianBridgePath,
+        "lipman": LipmanPath,
+        "vp": VPPath,
+    }
     couplings = {"exact": ExactOT, "sinkhorn": SinkhornOT, "independent": IndependentCoupling}
     for name, spec in METHODS.items():
         front = "cells" if "vectors" not in spec.fronts else "vectors"
         m = cf.make_matcher(name, front=front)
-        assert type(m.path) is paths[spec.path] and type(m.coupling) is couplings[spec.coupling], name
+        assert type(m.path) is paths[spec.path] and type(m.coupling) is couplings[spec.coupling], (
+            name
+        )
         assert m.path.sigma == pytest.approx(spec.sigma) or spec.sigma == 0.0
         assert m.name == spec.label and m.has_score == spec.has_score
         for alias in spec.aliases:
@@ -35,8 +42,12 @@ def test_every_matcher_is_built_from_its_row():
 
 
 def test_the_command_line_offers_what_the_table_offers():
-    for path, dest, front in ((("fit",), "method", "cells"), (("evaluate",), "methods", "cells"),
-                              (("train", "tabular"), "method", "tables"), (("train", "images"), "method", "images")):
+    for path, dest, front in (
+        (("fit",), "method", "cells"),
+        (("evaluate",), "methods", "cells"),
+        (("train", "tabular"), "method", "tables"),
+        (("train", "images"), "method", "images"),
+    ):
         action = next(a for a in _choices(*path)._actions if a.dest == dest)
         assert tuple(action.choices) == methods_for(front), path
 
@@ -60,8 +71,13 @@ def test_the_command_line_and_the_python_api_share_their_defaults():
     def defaults(*functions):
         out = {}
         for f in functions:
-            out.update({k: p.default for k, p in inspect.signature(f).parameters.items()
-                        if p.default is not inspect.Parameter.empty})
+            out.update(
+                {
+                    k: p.default
+                    for k, p in inspect.signature(f).parameters.items()
+                    if p.default is not inspect.Parameter.empty
+                }
+            )
         return out
 
     def cli(command):
@@ -69,14 +85,40 @@ def test_the_command_line_and_the_python_api_share_their_defaults():
 
     fit_api = defaults(cf.CellFlow.__init__, cf.CellFlow.train)
     fit_cli = cli("fit")
-    shared = {"use_rep", "n_pcs", "whiten", "method", "sigma", "time_scale", "steps", "batch_size",
-              "ot_batch_size", "seed", "per_interval", "device"}
+    shared = {
+        "use_rep",
+        "n_pcs",
+        "whiten",
+        "method",
+        "sigma",
+        "time_scale",
+        "steps",
+        "batch_size",
+        "ot_batch_size",
+        "seed",
+        "per_interval",
+        "device",
+    }
     assert {k: fit_cli[k] for k in shared} == {k: fit_api[k] for k in shared}
     assert fit_cli["ema"] == fit_api["ema_decay"] == D.MODEL_EMA_DECAY
     ev_api, ev_cli = defaults(cf.evaluate_holdout), cli("evaluate")
-    shared = {"use_rep", "n_pcs", "whiten", "held_out", "steps", "batch_size", "sigma", "time_scale",
-              "per_interval", "max_eval", "fractions", "device"}
+    shared = {
+        "use_rep",
+        "n_pcs",
+        "whiten",
+        "held_out",
+        "steps",
+        "batch_size",
+        "sigma",
+        "time_scale",
+        "per_interval",
+        "max_eval",
+        "fractions",
+        "device",
+    }
     assert {k: ev_cli[k] for k in shared} == {k: ev_api[k] for k in shared}
-    assert tuple(ev_cli["methods"]) == tuple(ev_api["methods"]) and tuple(ev_cli["seeds"]) == tuple(ev_api["seeds"])
+    assert tuple(ev_cli["methods"]) == tuple(ev_api["methods"]) and tuple(ev_cli["seeds"]) == tuple(
+        ev_api["seeds"]
+    )
     assert ev_cli["ema"] == ev_api["ema_decay"] is None
     assert (fit_api["whiten"], ev_api["whiten"]) == (D.MODEL_WHITEN, D.BENCHMARK_WHITEN)

@@ -22,7 +22,9 @@ def test_w1_w2_agree_with_pot():
     w1 = ot.emd2(ot.unif(len(x)), ot.unif(len(y)), ot.dist(x, y, metric="euclidean"))
     w2 = math.sqrt(ot.emd2(ot.unif(len(x)), ot.unif(len(y)), ot.dist(x, y)))
     assert metrics.wasserstein(x, y, p=1) == pytest.approx(w1, rel=1e-10)
-    assert metrics.wasserstein(torch.tensor(x), torch.tensor(y), p=2) == pytest.approx(w2, rel=1e-10)
+    assert metrics.wasserstein(torch.tensor(x), torch.tensor(y), p=2) == pytest.approx(
+        w2, rel=1e-10
+    )
 
 
 def test_w2_between_gaussian_translates_is_the_shift():
@@ -53,7 +55,11 @@ def test_mmd_against_numpy_u_statistic():
         return sum(np.exp(-d2 / (2 * h * h)) for h in hs)
 
     kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
-    ref = (kxx.sum() - np.trace(kxx)) / (20 * 19) + (kyy.sum() - np.trace(kyy)) / (15 * 14) - 2 * kxy.mean()
+    ref = (
+        (kxx.sum() - np.trace(kxx)) / (20 * 19)
+        + (kyy.sum() - np.trace(kyy)) / (15 * 14)
+        - 2 * kxy.mean()
+    )
     assert metrics.mmd(x, y, bandwidths=hs) == pytest.approx(ref, rel=1e-10)
     # unbiased: two samples of one distribution give ~0, a shift gives clearly more
     z = np.random.default_rng(5).normal(size=(400, 3))
@@ -65,7 +71,9 @@ def test_energy_distance_matches_scipy_in_1d():
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(50, 1)), rng.normal(size=(60, 1)) + 0.5
     # scipy returns the square root of 2E|X-Y| - E|X-X'| - E|Y-Y'|
-    assert metrics.energy_distance(x, y) == pytest.approx(scipy_energy(x[:, 0], y[:, 0]) ** 2, rel=1e-10)
+    assert metrics.energy_distance(x, y) == pytest.approx(
+        scipy_energy(x[:, 0], y[:, 0]) ** 2, rel=1e-10
+    )
 
 
 def test_path_energy_and_npe_of_straight_flow_are_exact():
@@ -73,7 +81,9 @@ def test_path_energy_and_npe_of_straight_flow_are_exact():
     x0 = torch.randn(100, 2, dtype=torch.float64)
     shift = torch.tensor([3.0, 4.0], dtype=torch.float64)
     field = lambda t, x: shift.expand_as(x)  # noqa: E731
-    tr = integrate_ode(field, x0, torch.linspace(0, 1, 11, dtype=torch.float64), solver="euler", steps=10)
+    tr = integrate_ode(
+        field, x0, torch.linspace(0, 1, 11, dtype=torch.float64), solver="euler", steps=10
+    )
     e = metrics.path_energy(field, tr)
     assert e == pytest.approx(25.0)
     w2 = metrics.wasserstein(x0, tr.end, p=2)

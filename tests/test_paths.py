@@ -114,7 +114,9 @@ def test_explicit_t_is_honoured_and_default_is_uniform(method):
     assert torch.all(s.t == torch.tensor(0.3))
     tvec = torch.linspace(0.1, 0.9, 64)
     assert torch.equal(fm.sample(x0, x1, t=tvec).t, tvec)
-    ts = torch.cat([fm.sample(x0, x1, generator=torch.Generator().manual_seed(i)).t for i in range(40)])
+    ts = torch.cat(
+        [fm.sample(x0, x1, generator=torch.Generator().manual_seed(i)).t for i in range(40)]
+    )
     assert ts.min() >= 0 and ts.max() <= 1
     # uniform on [0, 1]: mean 1/2, variance 1/12 (2560 draws: 5 standard errors)
     assert abs(ts.mean() - 0.5) < 5 * math.sqrt(1 / 12 / len(ts))
@@ -132,4 +134,6 @@ def test_bad_shapes_and_t():
 
 
 def test_integer_sigma_is_a_float():
-    assert isinstance(StraightPath(1).sigma, float) and isinstance(BrownianBridgePath(1).sigma, float)
+    assert isinstance(StraightPath(1).sigma, float) and isinstance(
+        BrownianBridgePath(1).sigma, float
+    )

@@ -26,7 +26,9 @@ REFERENCE = Path(__file__).with_name("regression_reference.json")
 def _digest(tensors) -> str:
     h = hashlib.sha256()
     for t in tensors:
-        h.update(np.ascontiguousarray(t.detach().cpu().numpy() if torch.is_tensor(t) else t).tobytes())
+        h.update(
+            np.ascontiguousarray(t.detach().cpu().numpy() if torch.is_tensor(t) else t).tobytes()
+        )
     return h.hexdigest()
 
 
@@ -50,8 +52,11 @@ def _flow_models() -> dict:
         m = FlowModel(2, method=method, seed=0)
         m.fit(x0, x1, steps=15, batch_size=64, progress=False)
         pushed = m.transport(x0[:8], solver="euler", steps=10)
-        out[f"FlowModel/{method}"] = dict(weights=_digest(_weights(m.net, m.score_net)), head=_head(pushed),
-                                          digest=_digest([pushed]))
+        out[f"FlowModel/{method}"] = dict(
+            weights=_digest(_weights(m.net, m.score_net)),
+            head=_head(pushed),
+            digest=_digest([pushed]),
+        )
     return out
 
 
@@ -69,14 +74,21 @@ def _cell_flows() -> dict:
     adata = ad.AnnData(obs=pd.DataFrame({"day": t}, index=[f"c{i}" for i in range(len(t))]))
     adata.obsm["X_pca"] = X
     out = {}
-    for name, kw in {"ot": {}, "sb": {"method": "sb"}, "mfm": {"method": "mfm"},
-                     "ot-per-interval": {"per_interval": True}}.items():
+    for name, kw in {
+        "ot": {},
+        "sb": {"method": "sb"},
+        "mfm": {"method": "mfm"},
+        "ot-per-interval": {"per_interval": True},
+    }.items():
         m = CellFlow(adata, "day", seed=0, **kw)
         m.train(steps=12, batch_size=32, progress=False)
         pushed = m.push(X[:8], 0, 3, solver="euler", steps=20)
         vel = m.velocity(X[:8], 1.5)
-        out[f"CellFlow/{name}"] = dict(weights=_digest(_weights(m.net, getattr(m, "score_net", None))),
-                                       head=_head(pushed) + _head(vel, 4), digest=_digest([pushed, vel]))
+        out[f"CellFlow/{name}"] = dict(
+            weights=_digest(_weights(m.net, getattr(m, "score_net", None))),
+            head=_head(pushed) + _head(vel, 4),
+            digest=_digest([pushed, vel]),
+        )
     return out
 
 
@@ -87,7 +99,9 @@ def _image_flow() -> dict:
     flow = ImageFlow((1, 8, 8), n_classes=10, network={"channels": 16}, seed=0)
     flow.train(x[:256], y[:256], steps=3, batch_size=16, progress=False)
     s = flow.sample(4, labels=[0, 1, 2, 3], steps=3, seed=0)
-    return {"ImageFlow": dict(weights=_digest(_weights(flow.net)), head=_head(s), digest=_digest([s]))}
+    return {
+        "ImageFlow": dict(weights=_digest(_weights(flow.net)), head=_head(s), digest=_digest([s]))
+    }
 
 
 def _tabular_flow() -> dict:
@@ -99,8 +113,13 @@ def _tabular_flow() -> dict:
     tf.train(steps=20, progress=False)
     fake = tf.sample(6, seed=0)
     values = fake.drop(columns="target").to_numpy(dtype=np.float64)
-    return {"TabularFlow": dict(weights=_digest(_weights(tf.model.net)), head=_head(values),
-                                digest=_digest([values, fake["target"].to_numpy(np.int64)]))}
+    return {
+        "TabularFlow": dict(
+            weights=_digest(_weights(tf.model.net)),
+            head=_head(values),
+            digest=_digest([values, fake["target"].to_numpy(np.int64)]),
+        )
+    }
 
 
 def reference_outputs() -> dict:

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from test_geodesics import annulus, course_on_ring
 
 import cellflow as cf
 from cellflow.flow.geodesics import fit_geodesic_interpolant
 from cellflow.flow.riemannian_metrics import LANDMetric, RBFMetric, _gaussian, fit_metric
-from test_geodesics import annulus, course_on_ring
 
 
 def brute_force_h(landmarks, x, gamma):
@@ -20,7 +20,9 @@ def brute_force_h(landmarks, x, gamma):
 def test_the_metrics_kernel_is_exp_with_its_subnormal_tail_set_to_zero():
     """_gaussian(a) = exp(-a) wherever that is a normal float32 number (exp(-87) and up), exactly
     0 beyond, and its gradient is exp's there too."""
-    a = torch.cat([torch.linspace(0, 120, 20001), torch.tensor([1e4, float("inf")])]).requires_grad_(True)
+    a = torch.cat(
+        [torch.linspace(0, 120, 20001), torch.tensor([1e4, float("inf")])]
+    ).requires_grad_(True)
     k, ref = _gaussian(a), torch.exp(-a)
     normal = ref >= torch.finfo(torch.float32).tiny
     kept = a < 87
@@ -97,21 +99,27 @@ def test_land_paths_follow_a_curved_manifold():
     LAND metric fitted on the ring lifts the midpoints onto it, off the empty centre."""
     rng = np.random.default_rng(0)
     ring = torch.tensor(annulus(3000, 0, 180, rng), dtype=torch.float32)
-    groups = [torch.tensor(annulus(500, 150, 180, rng), dtype=torch.float32),
-              torch.tensor(annulus(500, 0, 30, rng), dtype=torch.float32)]
+    groups = [
+        torch.tensor(annulus(500, 150, 180, rng), dtype=torch.float32),
+        torch.tensor(annulus(500, 0, 30, rng), dtype=torch.float32),
+    ]
     metric = LANDMetric.fit(ring, gamma=0.1, eps=1e-2, seed=0)  # narrow: the centre is empty
 
     def draw(i, n, g):
         return groups[i][torch.randint(len(groups[i]), (n,), generator=g)]
 
-    interp, hist = fit_geodesic_interpolant(draw, [(0, 1)], [metric], 2, steps=400, batch_size=128, seed=0)
+    interp, hist = fit_geodesic_interpolant(
+        draw, [(0, 1)], [metric], 2, steps=400, batch_size=128, seed=0
+    )
     assert hist[0] == 1.0 and np.median(hist[-20:]) < 0.3
     g = torch.Generator().manual_seed(1)
     x0, x1 = draw(0, 300, g), draw(1, 300, g)
     mid, _ = interp(x0, x1, torch.full((300,), 0.5))
     straight = (x0 + x1) / 2
     assert float(straight[:, 1].mean()) < 0.35 and float(mid[:, 1].mean()) > 0.45
-    assert float(metric.h(mid).sum(1).mean()) > 2 * float(metric.h(straight).sum(1).mean())  # 2.08 vs 0.86
+    assert float(metric.h(mid).sum(1).mean()) > 2 * float(
+        metric.h(straight).sum(1).mean()
+    )  # 2.08 vs 0.86
 
 
 def test_cellflow_trains_ot_mfm_with_the_land_metric(tmp_path, monkeypatch):
@@ -119,13 +127,24 @@ def test_cellflow_trains_ot_mfm_with_the_land_metric(tmp_path, monkeypatch):
 
     kinds = []
     real = training.fit_metric
-    monkeypatch.setattr(training, "fit_metric", lambda X, kind, **kw: kinds.append((kind, kw["gamma"])) or
-                        real(X, kind, **kw))
+    monkeypatch.setattr(
+        training,
+        "fit_metric",
+        lambda X, kind, **kw: kinds.append((kind, kw["gamma"])) or real(X, kind, **kw),
+    )
     adata = course_on_ring(n=100)
     m = cf.CellFlow(adata, "day", method="mfm", seed=0)
-    m.train(steps=20, batch_size=32, geodesic_steps=20, metric={"kind": "land", "gamma": 0.5}, progress=False)
+    m.train(
+        steps=20,
+        batch_size=32,
+        geodesic_steps=20,
+        metric={"kind": "land", "gamma": 0.5},
+        progress=False,
+    )
     assert kinds == [("land", 0.5), ("land", 0.5)]  # one metric per pair of days
     assert m.interpolant is not None and len(m.geodesic_history) == 20
     m.save(tmp_path / "m")
     back = cf.CellFlow.load(tmp_path / "m", adata)
-    np.testing.assert_allclose(back.push(m.cells_at(0.0)[:5], 0, 2), m.push(m.cells_at(0.0)[:5], 0, 2), atol=1e-5)
+    np.testing.assert_allclose(
+        back.push(m.cells_at(0.0)[:5], 0, 2), m.push(m.cells_at(0.0)[:5], 0, 2), atol=1e-5
+    )

@@ -6,29 +6,47 @@ import pandas as pd
 import pytest
 
 from cellflow.datasets import load_table
-from cellflow.tabular import TabularEncoder, TabularFlow, column_distances, correlation_distance, ml_efficiency
+from cellflow.tabular import (
+    TabularEncoder,
+    TabularFlow,
+    column_distances,
+    correlation_distance,
+    ml_efficiency,
+)
 
 
 def _mixed(n=60, seed=0):
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "x": rng.normal(3.0, 2.0, n),
-        "f32": rng.uniform(-1, 1, n).astype(np.float32),
-        "count": rng.integers(0, 9, n),
-        "small": rng.integers(-3, 3, n).astype(np.int16),
-        "flag": rng.random(n) < 0.3,
-        "colour": rng.choice(["red", "green", "blue"], n),
-        "size": pd.Categorical(rng.choice(["S", "M", "L"], n), categories=["S", "M", "L"], ordered=True),
-        "code": rng.choice([10, 20, 30], n),
-    })
+    return pd.DataFrame(
+        {
+            "x": rng.normal(3.0, 2.0, n),
+            "f32": rng.uniform(-1, 1, n).astype(np.float32),
+            "count": rng.integers(0, 9, n),
+            "small": rng.integers(-3, 3, n).astype(np.int16),
+            "flag": rng.random(n) < 0.3,
+            "colour": rng.choice(["red", "green", "blue"], n),
+            "size": pd.Categorical(
+                rng.choice(["S", "M", "L"], n), categories=["S", "M", "L"], ordered=True
+            ),
+            "code": rng.choice([10, 20, 30], n),
+        }
+    )
 
 
 def test_round_trip_every_kind():
     df = _mixed()
     enc = TabularEncoder(categorical=["code"]).fit(df)
     kinds = {c.name: c.kind for c in enc.columns}
-    assert kinds == {"x": "continuous", "f32": "continuous", "count": "integer", "small": "integer",
-                     "flag": "categorical", "colour": "categorical", "size": "categorical", "code": "categorical"}
+    assert kinds == {
+        "x": "continuous",
+        "f32": "continuous",
+        "count": "integer",
+        "small": "integer",
+        "flag": "categorical",
+        "colour": "categorical",
+        "size": "categorical",
+        "code": "categorical",
+    }
     z = enc.encode(df)
     assert z.dtype == np.float32 and z.shape == (60, 1 + 1 + 1 + 1 + 2 + 3 + 3 + 3)
     back = enc.decode(z)
@@ -82,7 +100,9 @@ def test_column_distances_closed_forms():
     real = pd.DataFrame({"x": rng.normal(0, 2, 500), "c": ["a"] * 250 + ["b"] * 250})
     synth = pd.DataFrame({"x": real["x"] + 1.5, "c": ["a"] * 400 + ["b"] * 100})
     d = column_distances(real, synth).set_index("column")
-    assert d.loc["x", "w1"] == pytest.approx(1.5 / real["x"].std(ddof=0))  # a shift moves W1 by the shift
+    assert d.loc["x", "w1"] == pytest.approx(
+        1.5 / real["x"].std(ddof=0)
+    )  # a shift moves W1 by the shift
     assert d.loc["c", "tvd"] == pytest.approx(0.3)  # 0.5 * (|0.5 - 0.8| + |0.5 - 0.2|)
     assert correlation_distance(real, real) == pytest.approx(0.0, abs=1e-12)
 

@@ -36,7 +36,15 @@ def _spy_fit(threads=None, fail=False, **kw):
         return real(batch)
 
     m.loss = loss
-    m.fit(torch.randn(64, 2), torch.randn(64, 2), steps=3, batch_size=16, progress=False, threads=threads, **kw)
+    m.fit(
+        torch.randn(64, 2),
+        torch.randn(64, 2),
+        steps=3,
+        batch_size=16,
+        progress=False,
+        threads=threads,
+        **kw,
+    )
     return seen
 
 
@@ -90,11 +98,17 @@ def _course():
 
 def test_a_seed_gives_the_same_weights_in_a_fresh_process_under_the_policy():
     """Same seed, same weights, bit for bit, in two processes that both run under the policy."""
-    code = ("import torch, cellflow as cf; m = cf.FlowModel(2, 'sb', seed=3); "
-            "m.fit(torch.randn(128, 2, generator=torch.Generator().manual_seed(0)), "
-            "torch.randn(128, 2, generator=torch.Generator().manual_seed(1)) + 2, steps=30, batch_size=64, "
-            "progress=False); print(repr(torch.cat([p.flatten() for p in m.net.parameters()]).sum().item()))")
+    code = (
+        "import torch, cellflow as cf; m = cf.FlowModel(2, 'sb', seed=3); "
+        "m.fit(torch.randn(128, 2, generator=torch.Generator().manual_seed(0)), "
+        "torch.randn(128, 2, generator=torch.Generator().manual_seed(1)) + 2, steps=30, batch_size=64, "
+        "progress=False); print(repr(torch.cat([p.flatten() for p in m.net.parameters()]).sum().item()))"
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    outs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300).stdout
-            for _ in range(2)]
+    outs = [
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+        ).stdout
+        for _ in range(2)
+    ]
     assert outs[0] and outs[0] == outs[1]

@@ -22,7 +22,9 @@ def fitted(tmp_path_factory):
     sc.pp.highly_variable_genes(adata, n_top_genes=40)
     sc.pp.pca(adata, n_comps=10)
     sc.pp.neighbors(adata, n_pcs=10, n_neighbors=15)
-    adata.obsm["X_umap"] = adata.obsm["X_pca"][:, :2].copy()  # a stand-in embedding (no UMAP compile in tests)
+    adata.obsm["X_umap"] = adata.obsm["X_pca"][
+        :, :2
+    ].copy()  # a stand-in embedding (no UMAP compile in tests)
     model = cf.CellFlow(adata, "day", n_pcs=5, seed=0)
     model.train(steps=1500, progress=False)
     return adata, model
@@ -39,7 +41,9 @@ def test_arch_follows_its_closed_form(tmp_path):
     t, s, X = a.obs["time"].to_numpy(), a.obs["arc_position"].to_numpy(), a.obsm["X_arch"]
     assert X.shape == (6000, 2) and np.bincount(t).tolist() == [2000, 2000, 2000]
     r, angle = np.hypot(X[:, 0], X[:, 1]), np.arctan2(X[:, 1], X[:, 0])
-    np.testing.assert_allclose(angle, np.pi * (1 - s), atol=1e-12)  # on the upper half circle, at angle pi(1 - s)
+    np.testing.assert_allclose(
+        angle, np.pi * (1 - s), atol=1e-12
+    )  # on the upper half circle, at angle pi(1 - s)
     assert abs(r.mean() - 1) < 4 * 0.1 / np.sqrt(6000) and abs(r.std() - 0.1) < 0.005
     # the ends are half-normal with scale 1/(2 pi): mean sqrt(2/pi)/(2 pi) = 0.127
     sd = 1 / (2 * np.pi)
@@ -59,7 +63,9 @@ def test_arch_follows_its_closed_form(tmp_path):
     c = cf.datasets.arch_time_course(2000, noise=0.1, n_dims=6, seed=3)
     Q = c.uns["arch"]["rotation"]
     np.testing.assert_allclose(Q @ Q.T, np.eye(6), atol=1e-12)
-    np.testing.assert_array_equal(Q, cf.datasets.arch_time_course(5, n_dims=6, seed=9).uns["arch"]["rotation"])
+    np.testing.assert_array_equal(
+        Q, cf.datasets.arch_time_course(5, n_dims=6, seed=9).uns["arch"]["rotation"]
+    )
     Y = c.obsm["X_arch"] @ Q
     np.testing.assert_allclose(Y[:, :2], X, atol=1e-12)
     assert np.abs(Y[:, 2:].mean(0)).max() < 4 * 0.1 / np.sqrt(6000)
@@ -92,7 +98,9 @@ def test_true_velocity_is_the_derivative_of_expected_log_expression():
     z, f = a.obsm["X_latent"].astype(np.float64), a.obsm["velocity_latent"].astype(np.float64)
     W, b = a.uns["simulation"]["loadings"], a.uns["simulation"]["base"]
     h = 1e-5
-    fd = (expected_log_expression(z + h * f, W, b) - expected_log_expression(z - h * f, W, b)) / (2 * h)
+    fd = (expected_log_expression(z + h * f, W, b) - expected_log_expression(z - h * f, W, b)) / (
+        2 * h
+    )
     np.testing.assert_allclose(a.layers["velocity_true"], fd, rtol=1e-3, atol=1e-4)
 
 
@@ -151,7 +159,11 @@ def test_velocity_embedding_on_a_line_points_along_the_flow():
 def test_interpolate_decodes_with_pcs_and_mean(fitted):
     adata, model = fresh(fitted)
     pred = cf.tl.interpolate(adata, model, time=2.5, n_cells=50)
-    assert pred.n_obs == 50 and (pred.obs["day"] == 2.5).all() and (pred.obs["cellflow_from_time"] == 2).all()
+    assert (
+        pred.n_obs == 50
+        and (pred.obs["day"] == 2.5).all()
+        and (pred.obs["cellflow_from_time"] == 2).all()
+    )
     Z = pred.obsm["X_pca"]
     expected = Z @ adata.varm["PCs"][:, :5].T + np.asarray(adata.X.mean(0)).ravel()
     np.testing.assert_allclose(pred.X, expected, rtol=1e-5, atol=1e-5)
@@ -181,7 +193,9 @@ def test_velocity_keys_shapes_and_accuracy(fitted, tmp_path):
     V = adata.obsm["velocity_pca"]
     assert V.shape == adata.obsm["X_pca"].shape and np.all(V[:, 5:] == 0)
     assert adata.layers["velocity"].shape == adata.shape
-    np.testing.assert_allclose(adata.layers["velocity"], V[:, :5] @ adata.varm["PCs"][:, :5].T, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        adata.layers["velocity"], V[:, :5] @ adata.varm["PCs"][:, :5].T, rtol=1e-4, atol=1e-5
+    )
     assert adata.var["velocity_genes"].sum() == 40  # the HVGs carry the PCA loadings
     # documented keys only
     assert set(adata.obsm) - set(before.obsm) == {"velocity_pca"}
@@ -196,7 +210,9 @@ def test_velocity_keys_shapes_and_accuracy(fitted, tmp_path):
     adata.write_h5ad(tmp_path / "v2.h5ad")
     with pytest.raises(ValueError, match="already exist.*overwrite=True"):
         cf.tl.velocity(adata, model)
-    with pytest.raises(ValueError, match="already exists?; pass overwrite=True to replace (it|them)"):
+    with pytest.raises(
+        ValueError, match="already exists?; pass overwrite=True to replace (it|them)"
+    ):
         cf.tl.velocity_embedding(adata, basis="umap")
     cf.tl.velocity(adata, model, overwrite=True)
 
@@ -234,20 +250,27 @@ def test_push_pull_and_couplings(fitted, tmp_path):
     assert a_to_a > 0.5 and a_to_a > b_to_a + 0.3
     cf.tl.pull(adata, model, {"branch": "A"}, t_from=2, t_to=5)  # default: per-cell probabilities
     p = adata.obs["pull"]
-    cf.tl.pull(adata, model, {"branch": "A"}, t_from=2, t_to=5, normalize=True, key_added="pull_dist")
+    cf.tl.pull(
+        adata, model, {"branch": "A"}, t_from=2, t_to=5, normalize=True, key_added="pull_dist"
+    )
     at = adata.obs["day"] == 2
     assert adata.obs.loc[at, "pull_dist"].sum() == pytest.approx(1.0)
     np.testing.assert_allclose(adata.obs.loc[at, "pull_dist"], p[at] / p[at].sum())
     at2 = (adata.obs["day"] == 2).to_numpy()
     assert p[at2].between(0, 1).all() and p[~at2].isna().all()
-    assert p[at2 & (adata.obs["branch"] == "A")].mean() > p[at2 & (adata.obs["branch"] == "B")].mean() + 0.5
+    assert (
+        p[at2 & (adata.obs["branch"] == "A")].mean()
+        > p[at2 & (adata.obs["branch"] == "B")].mean() + 0.5
+    )
     # fate probabilities over both branches: rows sum to 1, agree with pull, and separate the branches
     cf.tl.fates(adata, model, "branch", t_from=2, t_to=5)
     F = adata.obsm["fates_branch"]
     assert sorted(F.columns) == sorted(adata.obs.loc[at5, "branch"].astype(str).unique())
     np.testing.assert_allclose(F[at2].sum(1), 1.0)
     assert F[~at2].isna().all().all()
-    np.testing.assert_allclose(F.loc[at2, "A"], p[at2], atol=1e-9)  # pull(normalize=False) is one column
+    np.testing.assert_allclose(
+        F.loc[at2, "A"], p[at2], atol=1e-9
+    )  # pull(normalize=False) is one column
     assert F.loc[at2 & (adata.obs["branch"] == "A"), "A"].mean() > 0.75
     cf.tl.fates(adata, model, "branch", t_from=2, t_to=5, groups=["B"], key_added="fate_B")
     assert list(adata.obsm["fate_B"].columns) == ["B", "other"]
@@ -277,7 +300,9 @@ def test_gene_trends_closed_form_and_against_the_measured_means(fitted, tmp_path
     adata, model = fresh(fitted)
     hv = list(adata.var_names[adata.var["highly_variable"]])
     before = set(adata.uns)
-    cf.tl.gene_trends(adata, model, hv, t_from=3, t_to=5, groupby="branch", groups=["A", "B"], n_points=11)
+    cf.tl.gene_trends(
+        adata, model, hv, t_from=3, t_to=5, groupby="branch", groups=["A", "B"], n_points=11
+    )
     assert set(adata.uns) - before == {"gene_trends"} and set(before) <= set(adata.uns)
     r = adata.uns["gene_trends"]
     assert r["mean"].shape == r["std"].shape == (2, 11, len(hv)) and list(r["groups"]) == ["A", "B"]
@@ -288,7 +313,9 @@ def test_gene_trends_closed_form_and_against_the_measured_means(fitted, tmp_path
     X0 = model.cells_at(3)
     paths = model.push(X0, 3, 5, n_points=11)
     expr = paths @ W.T + mu
-    P = knn_assignment(model.scaler.forward(paths[-1]), model.scaler.forward(model.cells_at(5)), k=30)
+    P = knn_assignment(
+        model.scaler.forward(paths[-1]), model.scaler.forward(model.cells_at(5)), k=30
+    )
     labels = adata.obs["branch"].astype(str).to_numpy()[model.cell_times() == 5]
     for j, g in enumerate(["A", "B"]):
         w = np.asarray(P[:, labels == g].sum(1)).ravel()
@@ -300,7 +327,9 @@ def test_gene_trends_closed_form_and_against_the_measured_means(fitted, tmp_path
     assert r["weight"].sum() == pytest.approx(len(X0))  # every path's mass lands on A or B at day 5
     # learned: the A-B difference at day 5 follows the measured branches' difference
     d, br = adata.obs["day"].to_numpy(), adata.obs["branch"].to_numpy()
-    branch_mean = {g: np.asarray(adata.X[(d == 5) & (br == g)][:, idx].mean(0)).ravel() for g in "AB"}
+    branch_mean = {
+        g: np.asarray(adata.X[(d == 5) & (br == g)][:, idx].mean(0)).ravel() for g in "AB"
+    }
     diff_obs, diff_pred = branch_mean["A"] - branch_mean["B"], r["mean"][0, -1] - r["mean"][1, -1]
     assert np.corrcoef(diff_obs, diff_pred)[0, 1] > 0.95
     assert 0.6 < diff_pred @ diff_obs / (diff_obs @ diff_obs) < 1.4
@@ -333,7 +362,9 @@ def test_gene_trends_closed_form_and_against_the_measured_means(fitted, tmp_path
     with pytest.raises(ValueError, match="not a measured time"):
         cf.tl.gene_trends(adata, model, hv[:2], t_from=3.5, t_to=5, key_added="x")
     with pytest.raises(ValueError, match="groups \\['C'\\] have no cell"):
-        cf.tl.gene_trends(adata, model, hv[:2], t_from=3, t_to=5, groupby="branch", groups=["C"], key_added="x")
+        cf.tl.gene_trends(
+            adata, model, hv[:2], t_from=3, t_to=5, groupby="branch", groups=["C"], key_added="x"
+        )
     on_umap = cf.CellFlow(adata, "day", use_rep="X_umap")
     with pytest.raises(ValueError, match="needs a model on 'X_pca'"):
         cf.tl.gene_trends(adata, on_umap, hv[:2], t_from=3, t_to=5, key_added="x")
@@ -349,9 +380,13 @@ def test_gene_trends_plot_draws_and_leaves_the_anndata_as_it_was(fitted, tmp_pat
         cf.pl.gene_trends(adata)
     hv = list(adata.var_names[adata.var["highly_variable"]])[:5]
     cf.tl.gene_trends(adata, model, hv, t_from=2, t_to=5, groupby="branch", groups=["A", "B"])
-    before = {k: np.array(v, copy=True) for k, v in adata.uns["gene_trends"].items() if k != "params"}
+    before = {
+        k: np.array(v, copy=True) for k, v in adata.uns["gene_trends"].items() if k != "params"
+    }
     axes = cf.pl.gene_trends(adata, save=str(tmp_path / "t.png"))
-    assert axes.size == 8 and sum(ax.get_visible() for ax in axes.flat) == 5  # 5 genes on a 2 x 4 grid
+    assert (
+        axes.size == 8 and sum(ax.get_visible() for ax in axes.flat) == 5
+    )  # 5 genes on a 2 x 4 grid
     assert len(axes.flat[0].lines) == 2 and (tmp_path / "t.png").exists()
     cf.pl.gene_trends(adata, hv[1], groups="A", band=False, observed=False)
     for k, v in before.items():
@@ -373,11 +408,20 @@ def test_plots_draw(fitted, tmp_path):
     matplotlib.use("Agg")
     adata, model = fresh(fitted)
     pred = cf.tl.interpolate(adata, model, time=3, n_cells=40)
-    assert cf.pl.trajectories(adata, model, n_cells=20, n_points=5, save=str(tmp_path / "t.png")) is not None
+    assert (
+        cf.pl.trajectories(adata, model, n_cells=20, n_points=5, save=str(tmp_path / "t.png"))
+        is not None
+    )
     cf.pl.trajectories(adata, model, n_cells=20, n_points=5, basis="umap")
     cf.pl.prediction(adata, model, pred, time=3, basis="umap")
-    df = pd.DataFrame({"method": ["a", "a", "b", "b"], "held_out_time": [1, 1, 1, 1], "seed": [0, 1, 0, 1],
-                       "w1": [1.0, 1.2, 0.8, 0.9]})
+    df = pd.DataFrame(
+        {
+            "method": ["a", "a", "b", "b"],
+            "held_out_time": [1, 1, 1, 1],
+            "seed": [0, 1, 0, 1],
+            "w1": [1.0, 1.2, 0.8, 0.9],
+        }
+    )
     cf.pl.evaluation(df, save=str(tmp_path / "e.png"))
     assert (tmp_path / "t.png").exists() and (tmp_path / "e.png").exists()
 
@@ -391,7 +435,9 @@ def test_the_evaluation_figure_keeps_its_bars_with_one_held_out_time():
     import matplotlib.pyplot as plt
 
     methods = ["OT-CFM", "I-CFM", "McCann OT interpolation", "previous time point"]
-    df = pd.DataFrame({"method": methods, "held_out_time": 3.0, "seed": 0, "w1": [0.6, 0.7, 0.9, 1.3]})
+    df = pd.DataFrame(
+        {"method": methods, "held_out_time": 3.0, "seed": 0, "w1": [0.6, 0.7, 0.9, 1.3]}
+    )
     ax = cf.pl.evaluation(df)
     fig = ax.figure
     fig.canvas.draw()
@@ -419,7 +465,9 @@ def test_velocity_grid_closed_forms():
     expect = np.stack([gx, gy], -1) @ A.T
     assert np.abs(lin.U[core] - expect[core][:, 0]).max() < 0.02
     assert np.abs(lin.V[core] - expect[core][:, 1]).max() < 0.02
-    two = np.concatenate([rng.normal(size=(500, 2)) * 0.1 - [3, 0], rng.normal(size=(500, 2)) * 0.1 + [3, 0]])
+    two = np.concatenate(
+        [rng.normal(size=(500, 2)) * 0.1 - [3, 0], rng.normal(size=(500, 2)) * 0.1 + [3, 0]]
+    )
     two[0] = np.nan
     g = velocity_grid(two, np.ones_like(two), grid_size=40)
     j = np.argmin(np.abs(g.x)), np.argmin(np.abs(g.y))
@@ -447,7 +495,9 @@ def test_velocity_plot_draws_and_leaves_the_anndata_as_it_was(fitted, tmp_path):
     q = next(c for c in ax.collections if isinstance(c, matplotlib.quiver.Quiver))
     g = cf.pl.velocity_grid(adata.obsm["X_umap"], adata.obsm["velocity_umap"])
     arrow = np.hypot(q.U, q.V) / q.scale  # data units (scale_units="xy")
-    assert np.percentile(arrow, 95) == pytest.approx(min(g.x[1] - g.x[0], g.y[1] - g.y[0]), rel=1e-6)
+    assert np.percentile(arrow, 95) == pytest.approx(
+        min(g.x[1] - g.x[0], g.y[1] - g.y[0]), rel=1e-6
+    )
     cf.pl.velocity(adata, "umap")
     assert (tmp_path / "v.png").exists()
     assert set(adata.obsm) == set(before.obsm) and set(adata.uns) == set(before.uns)
@@ -461,7 +511,9 @@ def test_velocity_plot_draws_and_leaves_the_anndata_as_it_was(fitted, tmp_path):
 
 # ----------------------------------------------------------------------------- scVelo and CellRank themselves
 def test_scvelo_plots_without_recomputing(fitted):
-    scv = pytest.importorskip("scvelo", reason="scvelo is in the test extra: pip install -e '.[test]'")
+    scv = pytest.importorskip(
+        "scvelo", reason="scvelo is in the test extra: pip install -e '.[test]'"
+    )
     import matplotlib
 
     matplotlib.use("Agg")
@@ -482,7 +534,9 @@ def test_scvelo_plots_a_2d_representation_velocity_as_it_is(fitted):
     """A flow fitted on a 2-D layout (LARRY's X_spring): scVelo's stream plot uses
     obsm["velocity_spring"] directly instead of recomputing it from gene velocities (which do
     not exist here, so recomputing raised KeyError 'velocity')."""
-    scv = pytest.importorskip("scvelo", reason="scvelo is in the test extra: pip install -e '.[test]'")
+    scv = pytest.importorskip(
+        "scvelo", reason="scvelo is in the test extra: pip install -e '.[test]'"
+    )
     import matplotlib
 
     matplotlib.use("Agg")
@@ -503,7 +557,9 @@ def test_scvelo_plots_a_2d_representation_velocity_as_it_is(fitted):
 
 
 def test_cellrank_kernels_accept_the_exports(fitted):
-    cr = pytest.importorskip("cellrank", reason="cellrank is in the test extra: pip install -e '.[test]'")
+    cr = pytest.importorskip(
+        "cellrank", reason="cellrank is in the test extra: pip install -e '.[test]'"
+    )
     adata, model = fresh(fitted)
     cf.tl.velocity(adata, model)
     with warnings.catch_warnings():
@@ -512,7 +568,9 @@ def test_cellrank_kernels_accept_the_exports(fitted):
         vk.compute_transition_matrix(show_progress_bar=False)
         assert vk.transition_matrix.shape == (adata.n_obs, adata.n_obs)
         adata.obs["day_cat"] = adata.obs["day"].astype("category")
-        rk = cr.kernels.RealTimeKernel(adata, time_key="day_cat", couplings=cf.tl.couplings(adata, model))
+        rk = cr.kernels.RealTimeKernel(
+            adata, time_key="day_cat", couplings=cf.tl.couplings(adata, model)
+        )
         rk.compute_transition_matrix(self_transitions="all", conn_weight=0.2, threshold="auto")
     np.testing.assert_allclose(np.asarray(rk.transition_matrix.sum(1)).ravel(), 1.0, atol=1e-6)
 
@@ -520,7 +578,9 @@ def test_cellrank_kernels_accept_the_exports(fitted):
 def test_sanitize_makes_cellrank_fates_writable(tmp_path):
     """CellRank's Lineage in obsm makes write_h5ad fail; after cf.tl.sanitize the file is written,
     the values are those CellRank gave, and the Lineage can be rebuilt from uns."""
-    cr = pytest.importorskip("cellrank", reason="cellrank is in the scverse extra: pip install -e '.[scverse]'")
+    cr = pytest.importorskip(
+        "cellrank", reason="cellrank is in the scverse extra: pip install -e '.[scverse]'"
+    )
     import anndata as ad
 
     rng = np.random.default_rng(0)
@@ -547,7 +607,9 @@ def test_the_scverse_extra_pins_a_set_that_is_installed_here():
     extra = [Requirement(r) for r in requires("cellflow-cfm") or []]
     extra = [r for r in extra if r.marker is not None and r.marker.evaluate({"extra": "scverse"})]
     assert {r.name for r in extra} >= {"scvelo", "cellrank", "numpy"}
-    pytest.importorskip("cellrank", reason="the scverse extra is not installed: pip install -e '.[scverse]'")
+    pytest.importorskip(
+        "cellrank", reason="the scverse extra is not installed: pip install -e '.[scverse]'"
+    )
     for r in extra:
         assert r.specifier.contains(version(r.name), prereleases=True), (r, version(r.name))
 
@@ -557,7 +619,9 @@ def test_shared_eb_file_loads_when_present():
 
     root = Path(__file__).resolve().parents[2] / "shared" / "datasets"
     if not (root / "eb.h5ad").exists():
-        pytest.skip(f"{root / 'eb.h5ad'} is absent (the shared benchmark data sit beside the checkout)")
+        pytest.skip(
+            f"{root / 'eb.h5ad'} is absent (the shared benchmark data sit beside the checkout)"
+        )
     a = cf.datasets.load("eb", data_dir=root)
     info = a.uns["cellflow_dataset"]
     model = cf.CellFlow(a, info["time_key"], use_rep=info["use_rep"], n_pcs=5, whiten=True)

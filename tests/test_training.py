@@ -21,16 +21,29 @@ def test_toy_samplers_follow_their_definitions():
     idx, z = torch.randint(8, (n,), generator=g), torch.randn(n, 2, generator=g)
     ang = idx.double() * math.pi / 4
     want = 5 * torch.stack([ang.cos(), ang.sin()], 1) + math.sqrt(math.sqrt(0.1)) * z.double()
-    torch.testing.assert_close(toy_sample("8gaussians", n, generator=torch.Generator().manual_seed(5)).double(), want,
-                               rtol=0, atol=1e-5)
+    torch.testing.assert_close(
+        toy_sample("8gaussians", n, generator=torch.Generator().manual_seed(5)).double(),
+        want,
+        rtol=0,
+        atol=1e-5,
+    )
     g = torch.Generator().manual_seed(6)
     a_out = torch.rand(n // 2, generator=g).double() * math.pi
     a_in = torch.rand(n - n // 2, generator=g).double() * math.pi
     perm, shift = torch.randperm(n, generator=g), torch.rand(n, 1, generator=g).double()
-    pts = torch.cat([torch.stack([a_out.cos(), a_out.sin()], 1), torch.stack([1 - a_in.cos(), 0.5 - a_in.sin()], 1)])
+    pts = torch.cat(
+        [
+            torch.stack([a_out.cos(), a_out.sin()], 1),
+            torch.stack([1 - a_in.cos(), 0.5 - a_in.sin()], 1),
+        ]
+    )
     want = (pts[perm] + 0.2 * shift) * 3 - 1
-    torch.testing.assert_close(toy_sample("moons", n, generator=torch.Generator().manual_seed(6)).double(), want,
-                               rtol=0, atol=1e-5)
+    torch.testing.assert_close(
+        toy_sample("moons", n, generator=torch.Generator().manual_seed(6)).double(),
+        want,
+        rtol=0,
+        atol=1e-5,
+    )
 
 
 def weights(model):
@@ -111,7 +124,12 @@ def test_grouped_worker_tasks_hand_out_every_step_s_batch_in_order():
         return Job(x), (lambda v: v * 2)
 
     make_batch.prepare = prepare
-    for first, last, depth, group, workers in [(0, 37, 4, 16, 2), (5, 23, 8, 4, 1), (0, 3, 2, 16, 2), (2, 9, 1, 1, 2)]:
+    for first, last, depth, group, workers in [
+        (0, 37, 4, 16, 2),
+        (5, 23, 8, 4, 1),
+        (0, 3, 2, 16, 2),
+        (2, 9, 1, 1, 2),
+    ]:
         tasks.clear()
         pool = training._BatchPool(make_batch, 7, first, last, depth, workers, group=group)
         try:
@@ -163,7 +181,9 @@ def test_save_load_round_trip(tmp_path):
     x = torch.randn(16, 2)
     assert torch.equal(m.velocity(0.3, x), m2.velocity(0.3, x))
     assert torch.equal(m.score(0.3, x), m2.score(0.3, x))
-    assert torch.equal(m.transport(x, solver="euler", steps=10), m2.transport(x, solver="euler", steps=10))
+    assert torch.equal(
+        m.transport(x, solver="euler", steps=10), m2.transport(x, solver="euler", steps=10)
+    )
     with pytest.raises(FileExistsError, match="overwrite=True"):
         m.save(tmp_path / "model")
     with pytest.raises(FileNotFoundError, match="config.json"):
@@ -174,11 +194,30 @@ def test_resume_from_checkpoint_equals_uninterrupted(tmp_path):
     full = cf.FlowModel(2, "ot", seed=1)
     full.fit(SRC, TGT, steps=40, batch_size=32, progress=False, ema_decay=0.9, warmup_steps=5)
     part = cf.FlowModel(2, "ot", seed=1)
-    part.fit(SRC, TGT, steps=20, batch_size=32, progress=False, ema_decay=0.9, warmup_steps=5,
-             checkpoint_dir=str(tmp_path), checkpoint_every=20)
+    part.fit(
+        SRC,
+        TGT,
+        steps=20,
+        batch_size=32,
+        progress=False,
+        ema_decay=0.9,
+        warmup_steps=5,
+        checkpoint_dir=str(tmp_path),
+        checkpoint_every=20,
+    )
     resumed = cf.FlowModel(2, "ot", seed=1)
-    resumed.fit(SRC, TGT, steps=40, batch_size=32, progress=False, ema_decay=0.9, warmup_steps=5,
-                checkpoint_dir=str(tmp_path), checkpoint_every=20, resume=True)
+    resumed.fit(
+        SRC,
+        TGT,
+        steps=40,
+        batch_size=32,
+        progress=False,
+        ema_decay=0.9,
+        warmup_steps=5,
+        checkpoint_dir=str(tmp_path),
+        checkpoint_every=20,
+        resume=True,
+    )
     assert resumed.history.steps == 40
     assert torch.equal(weights(full), weights(resumed))
 
@@ -199,7 +238,9 @@ def test_early_stopping_restores_the_best_weights():
         return [3.0, 1.0, 2.0, 2.5, 2.7, 2.9][len(calls) - 1]
 
     m = cf.FlowModel(2, "icfm", seed=0)
-    hist = m.fit(SRC, TGT, steps=600, batch_size=32, progress=False, val_fn=val, val_every=10, patience=3)
+    hist = m.fit(
+        SRC, TGT, steps=600, batch_size=32, progress=False, val_fn=val, val_every=10, patience=3
+    )
     assert hist.stopped_early and hist.steps == 50 and hist.best_step == 20
     assert torch.equal(weights(m), calls[1])
 
@@ -220,10 +261,18 @@ def test_class_conditioning_follows_the_pairing():
     # two classes at x = -3 and x = +3; a conditional model must send noise to the right one
     g = torch.Generator().manual_seed(0)
     labels = torch.randint(2, (2000,), generator=g)
-    target = torch.stack([labels.float() * 6 - 3, torch.zeros(2000)], 1) + 0.1 * torch.randn(2000, 2, generator=g)
+    target = torch.stack([labels.float() * 6 - 3, torch.zeros(2000)], 1) + 0.1 * torch.randn(
+        2000, 2, generator=g
+    )
     m = cf.FlowModel(2, "ot", n_classes=2, seed=0)
-    m.fit(lambda n, g: torch.randn(n, 2, generator=g), target, target_cond=labels, steps=600, batch_size=128,
-          progress=False)
+    m.fit(
+        lambda n, g: torch.randn(n, 2, generator=g),
+        target,
+        target_cond=labels,
+        steps=600,
+        batch_size=128,
+        progress=False,
+    )
     x0 = torch.randn(500, 2)
     for c, sign in [(0, -1), (1, 1)]:
         out = m.transport(x0, cond=torch.full((500,), c))
@@ -244,7 +293,11 @@ def test_warm_ema_matches_its_formula():
             p.fill_(value)
         avg.update_parameters(holder)
         # the first update copies; update n (n >= 1 averaged before it) decays by min(0.99, (1 + n) / (10 + n))
-        expected = value if n == 0 else (lambda d: d * expected + (1 - d) * value)(min(0.99, (1 + n) / (10 + n)))
+        expected = (
+            value
+            if n == 0
+            else (lambda d: d * expected + (1 - d) * value)(min(0.99, (1 + n) / (10 + n)))
+        )
         assert float(avg.module[0]) == pytest.approx(expected)
 
 
@@ -253,7 +306,9 @@ def test_labelled_ot_couples_within_each_class():
 
     model = cf.FlowModel(2, "ot", n_classes=3, seed=0)
     g = torch.Generator().manual_seed(0)
-    x1 = torch.randn(300, 2, generator=g) * 0.3 + torch.arange(300).remainder(3).float()[:, None] * 4
+    x1 = (
+        torch.randn(300, 2, generator=g) * 0.3 + torch.arange(300).remainder(3).float()[:, None] * 4
+    )
     labels = torch.arange(300).remainder(3)
     make = model._make_batch_fn(lambda n, g: torch.randn(n, 2, generator=g), x1, 90, None, labels)
     s, cond = make(torch.Generator().manual_seed(1))
@@ -268,8 +323,14 @@ def test_labelled_ot_couples_within_each_class():
         pair_cost = (a - b).pow(2).sum(1).mean()
         opt = ot.emd2([], [], torch.cdist(a, b).pow(2).numpy())
         assert float(pair_cost) == pytest.approx(opt, rel=1e-9)
-    pooled = model._make_batch_fn(lambda n, g: torch.randn(n, 2, generator=g), x1, 90, None, labels,
-                                  couple_within_labels=False)
+    pooled = model._make_batch_fn(
+        lambda n, g: torch.randn(n, 2, generator=g),
+        x1,
+        90,
+        None,
+        labels,
+        couple_within_labels=False,
+    )
     s2, cond2 = pooled(torch.Generator().manual_seed(1))
     assert len(cond2) == 90
 
@@ -282,8 +343,14 @@ def test_ot_workers_get_the_cores_and_the_thread_count_is_restored():
     torch.set_num_threads(2)
     try:
         ot = ExactOT()
-        assert worker_step_threads(ot, 4, 2) == 1 and worker_step_threads(ot, 4, 1) == 1 and worker_step_threads(ot, 0, 2) is None
-        assert worker_step_threads(IndependentCoupling(), 4, 2) is None  # no solve to give a core to
+        assert (
+            worker_step_threads(ot, 4, 2) == 1
+            and worker_step_threads(ot, 4, 1) == 1
+            and worker_step_threads(ot, 0, 2) is None
+        )
+        assert (
+            worker_step_threads(IndependentCoupling(), 4, 2) is None
+        )  # no solve to give a core to
         net, seen = torch.nn.Linear(2, 2), []
 
         def loss_fn(batch):
@@ -292,10 +359,16 @@ def test_ot_workers_get_the_cores_and_the_thread_count_is_restored():
 
         cfg = TrainConfig(steps=5, prefetch=2, workers=1, step_threads=1, progress=False)
         Trainer({"net": net}, lambda g: torch.randn(8, 2, generator=g), loss_fn, cfg).run()
-        assert seen == [1] * 5 and torch.get_num_threads() == 2  # one thread while the workers run, then restored
+        assert (
+            seen == [1] * 5 and torch.get_num_threads() == 2
+        )  # one thread while the workers run, then restored
         seen.clear()
-        Trainer({"net": net}, lambda g: torch.randn(8, 2, generator=g), loss_fn,
-                TrainConfig(steps=3, progress=False, threads=2)).run()
+        Trainer(
+            {"net": net},
+            lambda g: torch.randn(8, 2, generator=g),
+            loss_fn,
+            TrainConfig(steps=3, progress=False, threads=2),
+        ).run()
         assert seen == [2] * 3  # inline training on the threads asked for
     finally:
         torch.set_num_threads(before)
@@ -331,8 +404,9 @@ def test_a_slow_first_batch_stays_out_of_the_progress_bar_s_rate(monkeypatch):
 
 
 def test_history_prints_a_summary_not_every_loss():
-    h = cf.FlowModel(2, "icfm", seed=0).fit(torch.randn(64, 2), torch.randn(64, 2), steps=120, batch_size=16,
-                                            progress=False)
+    h = cf.FlowModel(2, "icfm", seed=0).fit(
+        torch.randn(64, 2), torch.randn(64, 2), steps=120, batch_size=16, progress=False
+    )
     text = repr(h)
     assert text.startswith("TrainHistory(steps=120, loss first=") and len(text) < 150
     assert repr(cf.training.TrainHistory()) == "TrainHistory(steps=0)"

@@ -14,15 +14,22 @@ DATA_DIR = Path(os.environ.get("CELLFLOW_DATA_DIR", ROOT.parent / "shared" / "da
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(path, tmp_path, monkeypatch):
-    nbformat = pytest.importorskip("nbformat", reason="nbformat is in the test extra: pip install -e '.[test]'")
-    nbclient = pytest.importorskip("nbclient", reason="nbclient is in the test extra: pip install -e '.[test]'")
+    nbformat = pytest.importorskip(
+        "nbformat", reason="nbformat is in the test extra: pip install -e '.[test]'"
+    )
+    nbclient = pytest.importorskip(
+        "nbclient", reason="nbclient is in the test extra: pip install -e '.[test]'"
+    )
     nb = nbformat.read(path, as_version=4)
-    missing = [f for f in nb.metadata.get("cellflow", {}).get("data", []) if not (DATA_DIR / f).exists()]
+    missing = [
+        f for f in nb.metadata.get("cellflow", {}).get("data", []) if not (DATA_DIR / f).exists()
+    ]
     if missing:
         pytest.skip(f"{path.name} needs {missing} in {DATA_DIR} (set CELLFLOW_DATA_DIR)")
     monkeypatch.setenv("CELLFLOW_FAST", "1")
     monkeypatch.setenv("CELLFLOW_DATA_DIR", str(DATA_DIR))
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    client = nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",
-                                     resources={"metadata": {"path": str(tmp_path)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .._defaults import BENCHMARK_N_PCS as PAPER_N_PCS
+
 
 def get_times(adata, time_key: str, *, min_points: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """Per-cell sampling times as floats, and the sorted distinct times.
@@ -15,35 +17,44 @@ def get_times(adata, time_key: str, *, min_points: int = 2) -> tuple[np.ndarray,
     """
     if time_key not in adata.obs:
         cols = ", ".join(map(repr, list(adata.obs.columns)[:20])) or "none"
-        raise KeyError(f"time_key {time_key!r} is not a column of adata.obs (columns: {cols}). "
-                       "Pass the column that holds each cell's sampling time, e.g. time_key='day'.")
+        raise KeyError(
+            f"time_key {time_key!r} is not a column of adata.obs (columns: {cols}). "
+            "Pass the column that holds each cell's sampling time, e.g. time_key='day'."
+        )
     col = adata.obs[time_key]
     if pd.api.types.is_bool_dtype(col.dtype):
-        raise ValueError(f"adata.obs[{time_key!r}] holds booleans, not sampling times; pass the column of "
-                         "times (numbers, or categories labelled by numbers).")
+        raise ValueError(
+            f"adata.obs[{time_key!r}] holds booleans, not sampling times; pass the column of "
+            "times (numbers, or categories labelled by numbers)."
+        )
     values = col.astype(str) if isinstance(col.dtype, pd.CategoricalDtype) else col
     numeric = pd.to_numeric(values, errors="coerce")
     bad = numeric.isna() & col.notna()
     if bad.any():
         examples = ", ".join(map(repr, pd.unique(col[bad].astype(str))[:5]))
-        raise ValueError(f"adata.obs[{time_key!r}] must hold numbers (or categories labelled by numbers); "
-                         f"found {examples}. Map the labels to numbers first, e.g. "
-                         f"adata.obs['day'] = adata.obs[{time_key!r}].map({{'Day 0': 0, ...}}).")
+        raise ValueError(
+            f"adata.obs[{time_key!r}] must hold numbers (or categories labelled by numbers); "
+            f"found {examples}. Map the labels to numbers first, e.g. "
+            f"adata.obs['day'] = adata.obs[{time_key!r}].map({{'Day 0': 0, ...}})."
+        )
     if numeric.isna().any():
-        raise ValueError(f"adata.obs[{time_key!r}] has {int(numeric.isna().sum())} missing values; "
-                         "drop those cells first (adata = adata[adata.obs[time_key].notna()].copy()).")
+        raise ValueError(
+            f"adata.obs[{time_key!r}] has {int(numeric.isna().sum())} missing values; "
+            "drop those cells first (adata = adata[adata.obs[time_key].notna()].copy())."
+        )
     t = numeric.to_numpy(dtype=float)
     if not np.isfinite(t).all():
-        raise ValueError(f"adata.obs[{time_key!r}] has {int((~np.isfinite(t)).sum())} infinite values; "
-                         "drop those cells first (adata = adata[np.isfinite(adata.obs[time_key])].copy()).")
+        raise ValueError(
+            f"adata.obs[{time_key!r}] has {int((~np.isfinite(t)).sum())} infinite values; "
+            "drop those cells first (adata = adata[np.isfinite(adata.obs[time_key])].copy())."
+        )
     times = np.unique(t)
     if len(times) < min_points:
-        raise ValueError(f"adata.obs[{time_key!r}] has {len(times)} distinct time point(s) {times.tolist()}; "
-                         f"at least {min_points} are needed.")
+        raise ValueError(
+            f"adata.obs[{time_key!r}] has {len(times)} distinct time point(s) {times.tolist()}; "
+            f"at least {min_points} are needed."
+        )
     return t, times
-
-
-from .._defaults import BENCHMARK_N_PCS as PAPER_N_PCS
 
 
 def paper_n_pcs(adata, use_rep: str) -> int:
@@ -59,8 +70,10 @@ def check_n_pcs(n_pcs) -> int | None:
     if n_pcs is None:
         return None
     if isinstance(n_pcs, bool) or not isinstance(n_pcs, (int, np.integer)) or n_pcs < 1:
-        raise ValueError(f"n_pcs must be a whole number of leading columns (>= 1) or None for all of them; "
-                         f"got {n_pcs!r}.")
+        raise ValueError(
+            f"n_pcs must be a whole number of leading columns (>= 1) or None for all of them; "
+            f"got {n_pcs!r}."
+        )
     return int(n_pcs)
 
 
@@ -85,19 +98,27 @@ def get_representation(adata, use_rep: str, n_pcs: int | None) -> np.ndarray:
         raise KeyError(f"use_rep {use_rep!r} is not in adata.obsm (keys: {keys}).{hint}")
     M = adata.obsm[use_rep]
     if np.ndim(M) != 2 and not hasattr(M, "toarray"):
-        raise ValueError(f"adata.obsm[{use_rep!r}] must be 2-D (cells x features), got shape {np.shape(M)}.")
+        raise ValueError(
+            f"adata.obsm[{use_rep!r}] must be 2-D (cells x features), got shape {np.shape(M)}."
+        )
     n_col = M.shape[1]
     if n_pcs is not None and n_pcs > n_col:
-        raise ValueError(f"n_pcs={n_pcs} but adata.obsm[{use_rep!r}] has {n_col} columns; "
-                         f"choose 1 <= n_pcs <= {n_col} (or recompute it with more components).")
+        raise ValueError(
+            f"n_pcs={n_pcs} but adata.obsm[{use_rep!r}] has {n_col} columns; "
+            f"choose 1 <= n_pcs <= {n_col} (or recompute it with more components)."
+        )
     try:
         X = dense_columns(M, n_pcs)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"adata.obsm[{use_rep!r}] must hold numbers; converting it failed ({e}).") from None
+        raise ValueError(
+            f"adata.obsm[{use_rep!r}] must hold numbers; converting it failed ({e})."
+        ) from None
     finite = np.isfinite(X).all(1)
     if not finite.all():
-        raise ValueError(f"adata.obsm[{use_rep!r}] has NaN or inf in {int((~finite).sum())} cells; "
-                         "remove those cells or recompute the representation.")
+        raise ValueError(
+            f"adata.obsm[{use_rep!r}] has NaN or inf in {int((~finite).sum())} cells; "
+            "remove those cells or recompute the representation."
+        )
     return X
 
 

@@ -24,7 +24,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["RowSource", "CellStore", "has_representation", "read_representation", "representation_shape"]
+__all__ = [
+    "RowSource",
+    "CellStore",
+    "has_representation",
+    "read_representation",
+    "representation_shape",
+]
 
 _BLOCK_BYTES = 64 * 2**20  # densified block size when X is read in passes
 
@@ -58,14 +64,20 @@ class RowSource:
     @classmethod
     def from_adata(cls, adata, use_rep: str, n_cols: int | None) -> "RowSource":
         if use_rep != "X":
-            raise ValueError("RowSource reads adata.X; obsm representations are read with get_representation.")
+            raise ValueError(
+                "RowSource reads adata.X; obsm representations are read with get_representation."
+            )
         if adata.X is None or 0 in adata.shape:
-            raise ValueError("use_rep='X' but adata.X is empty; pass the obsm key of a representation "
-                             "(e.g. use_rep='X_pca' after sc.pp.pca) or load the expression matrix.")
+            raise ValueError(
+                "use_rep='X' but adata.X is empty; pass the obsm key of a representation "
+                "(e.g. use_rep='X_pca' after sc.pp.pca) or load the expression matrix."
+            )
         d = adata.n_vars
         if n_cols is not None and not 1 <= n_cols <= d:
-            raise ValueError(f"n_pcs={n_cols} but adata.X has {d} columns; choose 1 <= n_pcs <= {d} "
-                             "(with use_rep='X', n_pcs keeps the leading genes).")
+            raise ValueError(
+                f"n_pcs={n_cols} but adata.X has {d} columns; choose 1 <= n_pcs <= {d} "
+                "(with use_rep='X', n_pcs keeps the leading genes)."
+            )
         return cls((lambda: adata.X) if adata.isbacked else adata.X, n_cols)
 
     @property
@@ -74,7 +86,7 @@ class RowSource:
 
     def _dense(self, block) -> np.ndarray:
         block = block.toarray() if hasattr(block, "toarray") else np.asarray(block)
-        block = block if self._all_cols else block[:, :self.n_cols]
+        block = block if self._all_cols else block[:, : self.n_cols]
         return block.astype(np.float64, copy=False)
 
     def rows(self, idx: np.ndarray) -> np.ndarray:
@@ -92,7 +104,7 @@ class RowSource:
         M = self.M
         if sparse.issparse(M):
             M = M.tocsr()
-            return M if self._all_cols else M[:, :self.n_cols]
+            return M if self._all_cols else M[:, : self.n_cols]
         return sparse.vstack([sparse.csr_matrix(b) for _, b in self.blocks()], format="csr")
 
     def blocks(self, rows: np.ndarray | None = None, block_rows: int | None = None):
@@ -101,9 +113,13 @@ class RowSource:
         rows = np.arange(self.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
         step = block_rows or max(1, _BLOCK_BYTES // (8 * self.n_cols))
         for start in range(0, len(rows), step):
-            sel = rows[start:start + step]
+            sel = rows[start : start + step]
             contiguous = len(sel) > 0 and sel[-1] - sel[0] == len(sel) - 1
-            block = self._dense(self.M[int(sel[0]):int(sel[-1]) + 1]) if contiguous else self.rows(sel)
+            block = (
+                self._dense(self.M[int(sel[0]) : int(sel[-1]) + 1])
+                if contiguous
+                else self.rows(sel)
+            )
             yield slice(start, start + len(sel)), block
 
     def moments(self) -> tuple[np.ndarray, np.ndarray]:
@@ -119,7 +135,9 @@ class RowSource:
                 s1 += block.sum(0)
                 s2 += np.square(block).sum(0)
         if bad:
-            raise ValueError(f"adata.{self.name} has NaN or inf in {bad} cells; remove those cells or fix the matrix.")
+            raise ValueError(
+                f"adata.{self.name} has NaN or inf in {bad} cells; remove those cells or fix the matrix."
+            )
         mean = s1 / n
         return mean, np.maximum(s2 / n - mean**2, 0.0)
 
@@ -130,7 +148,11 @@ def read_representation(adata, use_rep: str, n_cols: int | None = None, rows=Non
     if use_rep == "X":
         source = RowSource.from_adata(adata, "X", n_cols)
         if rows is None:
-            return np.concatenate([b for _, b in source.blocks()]) if source.shape[0] else np.zeros((0, source.n_cols))
+            return (
+                np.concatenate([b for _, b in source.blocks()])
+                if source.shape[0]
+                else np.zeros((0, source.n_cols))
+            )
         return source.rows(np.asarray(rows))
     X = np.asarray(adata.obsm[use_rep])
     X = X[:, :n_cols] if n_cols is not None else X
@@ -145,8 +167,13 @@ class CellStore:
     reads drawn rows from ``source`` (a :class:`RowSource`) at every draw.
     """
 
-    def __init__(self, groups: list[np.ndarray], scaler, source: RowSource | None = None,
-                 dense: np.ndarray | None = None):
+    def __init__(
+        self,
+        groups: list[np.ndarray],
+        scaler,
+        source: RowSource | None = None,
+        dense: np.ndarray | None = None,
+    ):
         self.scaler, self.source = scaler, source
         self.groups = [np.asarray(g, dtype=np.int64) for g in groups]
         self._tensors = None

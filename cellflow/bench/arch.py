@@ -26,31 +26,55 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from .._io import write_csv
 
 METRICS = ("rbf", "land")
 
 
-def run(*, n_cells: int = 5000, seeds=(0, 1, 2), metrics=METRICS, metric_eps: float | None = None,
-        n_dims: int = 2, whiten: bool = True, steps: int = 2000, batch_size: int = 512, data_seed: int = 0,
-        out: str | None = None, progress: bool = True, verbose: bool = True) -> pd.DataFrame:
+def run(
+    *,
+    n_cells: int = 5000,
+    seeds=(0, 1, 2),
+    metrics=METRICS,
+    metric_eps: float | None = None,
+    n_dims: int = 2,
+    whiten: bool = True,
+    steps: int = 2000,
+    batch_size: int = 512,
+    data_seed: int = 0,
+    out: str | None = None,
+    progress: bool = True,
+    verbose: bool = True,
+) -> pd.DataFrame:
     """Run the benchmark; returns the per-seed table (``method, metric, seed, w1, w2, mmd,
     seconds``), writes ``arch.csv`` and ``arch_summary.csv`` to ``out`` if given, and prints the
     summary if ``verbose``. ``metric_eps`` is the metrics' floor ε (default that of
     :func:`cellflow.flow.riemannian_metrics.fit_metric`, 0.1); ``n_dims`` is the width of the data
     (:func:`cellflow.datasets.arch_time_course`) and ``whiten`` the protocol's scaling (W1 in
     whitened units, or in the data's own); ``progress`` shows each model's training."""
-    from ..evaluate import evaluate_holdout
     from ..datasets import arch_time_course
+    from ..evaluate import evaluate_holdout
 
     adata = arch_time_course(n_cells, n_dims=n_dims, seed=data_seed)
-    common = dict(use_rep="X_arch", whiten=whiten, held_out=[1], seeds=list(seeds), steps=steps,
-                  batch_size=batch_size, progress=progress, verbose=progress)
+    common = dict(
+        use_rep="X_arch",
+        whiten=whiten,
+        held_out=[1],
+        seeds=list(seeds),
+        steps=steps,
+        batch_size=batch_size,
+        progress=progress,
+        verbose=progress,
+    )
     tables = [evaluate_holdout(adata, "time", methods=["ot"], **common).assign(metric="")]
     for kind in metrics:
         metric = {"kind": kind} if metric_eps is None else {"kind": kind, "eps": float(metric_eps)}
-        tables.append(evaluate_holdout(adata, "time", methods=["mfm"], metric=metric, baselines=False, **common)
-                      .assign(metric=kind))
+        tables.append(
+            evaluate_holdout(
+                adata, "time", methods=["mfm"], metric=metric, baselines=False, **common
+            ).assign(metric=kind)
+        )
     fresh = arch_time_course(n_cells, n_dims=n_dims, seed=data_seed + 1)
     tables.append(sampling_floor(adata, fresh, seeds, whiten=whiten).assign(metric=""))
     df = pd.concat(tables, ignore_index=True)
@@ -62,13 +86,19 @@ def run(*, n_cells: int = 5000, seeds=(0, 1, 2), metrics=METRICS, metric_eps: fl
         write_csv(summary, Path(out) / "arch_summary.csv", index=False)
     if verbose:
         units = "whitened units" if whiten else "the data's units, unwhitened"
-        print(f"\nArch, time 1 held out, {n_cells} cells per time point in {n_dims} dimensions, {len(seeds)} seeds, "
-              f"{steps} steps (W1 in {units}" + ("" if metric_eps is None else f"; metric eps {metric_eps}") + "):")
+        print(
+            f"\nArch, time 1 held out, {n_cells} cells per time point in {n_dims} dimensions, {len(seeds)} seeds, "
+            f"{steps} steps (W1 in {units}"
+            + ("" if metric_eps is None else f"; metric eps {metric_eps}")
+            + "):"
+        )
         print(summary.to_string(index=False))
     return df
 
 
-def sampling_floor(adata, fresh, seeds, max_eval: int = 4000, *, whiten: bool = True) -> pd.DataFrame:
+def sampling_floor(
+    adata, fresh, seeds, max_eval: int = 4000, *, whiten: bool = True
+) -> pd.DataFrame:
     """What a perfect prediction would score: W1 (and W2, MMD) between the held-out cells and as
     many cells drawn afresh from the same time point, in the same units (whitened, or the data's
     own) and with the same subsampling as :func:`cellflow.evaluate_holdout` (one row per seed of
@@ -76,10 +106,21 @@ def sampling_floor(adata, fresh, seeds, max_eval: int = 4000, *, whiten: bool = 
     from ..adata._read import Standardizer
     from ..evaluate import _scores
 
-    scale = Standardizer.fit(adata.obsm["X_arch"], whiten=True).forward if whiten else np.asarray  # as evaluate_holdout
+    scale = (
+        Standardizer.fit(adata.obsm["X_arch"], whiten=True).forward if whiten else np.asarray
+    )  # as evaluate_holdout
     held, new = (scale(a.obsm["X_arch"][a.obs["time"].to_numpy() == 1]) for a in (adata, fresh))
-    return pd.DataFrame([dict(method="floor: a fresh sample of time 1", seed=seed, seconds=0.0,
-                              **_scores(new, held, max_eval, seed)) for seed in seeds])
+    return pd.DataFrame(
+        [
+            dict(
+                method="floor: a fresh sample of time 1",
+                seed=seed,
+                seconds=0.0,
+                **_scores(new, held, max_eval, seed),
+            )
+            for seed in seeds
+        ]
+    )
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
@@ -88,12 +129,20 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     ot = df[df["method"] == "OT-CFM"].set_index("seed")["w1"]
     rows = []
     for (method, metric), g in df.groupby(["method", "metric"], sort=False):
-        row = dict(method=method, metric=metric, w1=f"{g['w1'].mean():.3f} ± {g['w1'].std(ddof=1) if len(g) > 1 else 0:.3f}",
-                   w1_median=round(float(g["w1"].median()), 3), seconds_median=round(float(g["seconds"].median()), 1),
-                   vs_ot_cfm="", seeds_lower="")
+        row = dict(
+            method=method,
+            metric=metric,
+            w1=f"{g['w1'].mean():.3f} ± {g['w1'].std(ddof=1) if len(g) > 1 else 0:.3f}",
+            w1_median=round(float(g["w1"].median()), 3),
+            seconds_median=round(float(g["seconds"].median()), 1),
+            vs_ot_cfm="",
+            seeds_lower="",
+        )
         if method == "OT-MFM":
             paired = g.set_index("seed")["w1"]
             row["vs_ot_cfm"] = f"{paired.median() / ot.median():.3f}"
-            row["seeds_lower"] = f"{int((paired < ot.reindex(paired.index)).sum())} of {len(paired)}"
+            row["seeds_lower"] = (
+                f"{int((paired < ot.reindex(paired.index)).sum())} of {len(paired)}"
+            )
         rows.append(row)
     return pd.DataFrame(rows)

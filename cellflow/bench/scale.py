@@ -27,6 +27,7 @@ import time
 
 import numpy as np
 import pandas as pd
+
 from .._io import write_h5ad
 
 
@@ -47,8 +48,10 @@ def synthetic_time_course(n_cells: int, n_pcs: int, n_times: int = 3, seed: int 
     drift[0], drift[1 % n_pcs] = 2.0, 1.0
     chunk = 200_000
     for s in range(0, n_cells, chunk):
-        d = day[s:s + chunk].astype(np.float32)[:, None]
-        X[s:s + chunk] = rng.standard_normal((len(d), n_pcs), dtype=np.float32) * (1 + 0.3 * d) + d * drift
+        d = day[s : s + chunk].astype(np.float32)[:, None]
+        X[s : s + chunk] = (
+            rng.standard_normal((len(d), n_pcs), dtype=np.float32) * (1 + 0.3 * d) + d * drift
+        )
     adata = ad.AnnData(obs=pd.DataFrame({"day": day}, index=pd.RangeIndex(n_cells).astype(str)))
     adata.obsm["X_pca"] = X
     return adata
@@ -76,7 +79,9 @@ def _proc_status_gb(field: str) -> float | None:
     return None
 
 
-def synthetic_counts(n_cells: int, n_genes: int, density: float = 0.05, n_times: int = 3, seed: int = 0):
+def synthetic_counts(
+    n_cells: int, n_genes: int, density: float = 0.05, n_times: int = 3, seed: int = 0
+):
     """AnnData with a sparse CSR count matrix ``X`` (float32; about ``density`` of the entries
     non-zero) and ``obs["day"]``; the first 10 genes rise with the day. Built a block of rows
     at a time, so no dense ``n_cells × n_genes`` array ever exists."""
@@ -88,7 +93,7 @@ def synthetic_counts(n_cells: int, n_genes: int, density: float = 0.05, n_times:
     blocks = []
     step = max(1, 2**24 // n_genes)
     for s in range(0, n_cells, step):
-        d = day[s:s + step]
+        d = day[s : s + step]
         block = (rng.random((len(d), n_genes), dtype=np.float32) < density).astype(np.float32)
         block *= rng.poisson(2.0, size=block.shape).astype(np.float32) + 1
         k = min(10, n_genes)
@@ -99,9 +104,18 @@ def synthetic_counts(n_cells: int, n_genes: int, density: float = 0.05, n_times:
     return ad.AnnData(sp.vstack(blocks, format="csr"), obs=obs, var=var)
 
 
-def sparse_x_phases(*, n_cells: int = 200_000, n_genes: int = 2000, density: float = 0.05, method: str = "ot",
-                    steps: int = 50, batch_size: int = 512, seed: int = 0, workdir: str | None = None,
-                    verbose: bool = True) -> list[dict]:
+def sparse_x_phases(
+    *,
+    n_cells: int = 200_000,
+    n_genes: int = 2000,
+    density: float = 0.05,
+    method: str = "ot",
+    steps: int = 50,
+    batch_size: int = 512,
+    seed: int = 0,
+    workdir: str | None = None,
+    verbose: bool = True,
+) -> list[dict]:
     """Train on a sparse ``X`` in memory and on the same ``X`` on disk (a backed ``.h5ad``),
     with ``use_rep="X"``. Each phase reports its own peak memory above the memory held
     before it (Linux resets the high-water mark), to compare with the size X would have dense."""
@@ -117,9 +131,15 @@ def sparse_x_phases(*, n_cells: int = 200_000, n_genes: int = 2000, density: flo
     adata = synthetic_counts(n_cells, n_genes, density, seed=seed)
     dense_gb = n_cells * n_genes * 4 / 1024**3
     nnz = int(adata.X.nnz)
-    rows.append(dict(phase="build sparse X", n_cells=n_cells, seconds=time.perf_counter() - t0,
-                     peak_rss_gb=_peak_gb(), note=f"{n_genes} genes, {nnz:,} non-zeros; dense float32 "
-                                                  f"would be {dense_gb:.2f} GB"))
+    rows.append(
+        dict(
+            phase="build sparse X",
+            n_cells=n_cells,
+            seconds=time.perf_counter() - t0,
+            peak_rss_gb=_peak_gb(),
+            note=f"{n_genes} genes, {nnz:,} non-zeros; dense float32 would be {dense_gb:.2f} GB",
+        )
+    )
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         path = Path(tmp) / "sparse_x.h5ad"
         write_h5ad(adata, path)
@@ -137,9 +157,17 @@ def sparse_x_phases(*, n_cells: int = 200_000, n_genes: int = 2000, density: flo
             model.train(steps=steps, batch_size=batch_size, progress=False)
             train = time.perf_counter() - t0
             peak = (_proc_status_gb("VmHWM") if exact else None) or _peak_gb()
-            rows.append(dict(phase=f"train {method} on {label}", n_cells=n_cells, seconds=train, setup_s=setup,
-                             ms_per_step=1e3 * train / steps, peak_rss_gb=peak,
-                             note=f"peak {peak - base:+.2f} GB above the {base:.2f} GB held before"))
+            rows.append(
+                dict(
+                    phase=f"train {method} on {label}",
+                    n_cells=n_cells,
+                    seconds=train,
+                    setup_s=setup,
+                    ms_per_step=1e3 * train / steps,
+                    peak_rss_gb=peak,
+                    note=f"peak {peak - base:+.2f} GB above the {base:.2f} GB held before",
+                )
+            )
             if verbose:
                 print(rows[-1], flush=True)
             del model
@@ -148,9 +176,20 @@ def sparse_x_phases(*, n_cells: int = 200_000, n_genes: int = 2000, density: flo
     return rows
 
 
-def run(*, n_cells: int = 1_000_000, n_pcs: int = 50, small: int = 10_000, method: str = "ot", steps: int = 50,
-        batch_size: int = 512, seed: int = 0, x_cells: int = 0, x_genes: int = 2000, x_density: float = 0.05,
-        verbose: bool = True) -> pd.DataFrame:
+def run(
+    *,
+    n_cells: int = 1_000_000,
+    n_pcs: int = 50,
+    small: int = 10_000,
+    method: str = "ot",
+    steps: int = 50,
+    batch_size: int = 512,
+    seed: int = 0,
+    x_cells: int = 0,
+    x_genes: int = 2000,
+    x_density: float = 0.05,
+    verbose: bool = True,
+) -> pd.DataFrame:
     """Train on ``small`` and on ``n_cells`` cells, then compute every cell's velocity; with
     ``x_cells > 0``, first train on a sparse ``X`` of ``x_cells × x_genes``, in memory and
     backed on disk (:func:`sparse_x_phases`)."""
@@ -158,12 +197,29 @@ def run(*, n_cells: int = 1_000_000, n_pcs: int = 50, small: int = 10_000, metho
 
     rows = []
     if x_cells:
-        rows += sparse_x_phases(n_cells=x_cells, n_genes=x_genes, density=x_density, method=method, steps=steps,
-                                batch_size=batch_size, seed=seed, verbose=verbose)
+        rows += sparse_x_phases(
+            n_cells=x_cells,
+            n_genes=x_genes,
+            density=x_density,
+            method=method,
+            steps=steps,
+            batch_size=batch_size,
+            seed=seed,
+            verbose=verbose,
+        )
     t0 = time.perf_counter()
     big = synthetic_time_course(n_cells, n_pcs, seed=seed)
-    rows.append(dict(phase="build AnnData", n_cells=n_cells, seconds=time.perf_counter() - t0, peak_rss_gb=_peak_gb()))
-    sub = big[np.random.default_rng(seed).choice(n_cells, min(small, n_cells), replace=False)].copy()
+    rows.append(
+        dict(
+            phase="build AnnData",
+            n_cells=n_cells,
+            seconds=time.perf_counter() - t0,
+            peak_rss_gb=_peak_gb(),
+        )
+    )
+    sub = big[
+        np.random.default_rng(seed).choice(n_cells, min(small, n_cells), replace=False)
+    ].copy()
     for adata in (sub, big):
         n = adata.n_obs
         t0 = time.perf_counter()
@@ -172,17 +228,33 @@ def run(*, n_cells: int = 1_000_000, n_pcs: int = 50, small: int = 10_000, metho
         t0 = time.perf_counter()
         model.train(steps=steps, batch_size=batch_size, progress=False)
         train = time.perf_counter() - t0
-        rows.append(dict(phase=f"train {method}", n_cells=n, seconds=train, setup_s=setup,
-                         ms_per_step=1e3 * train / steps, peak_rss_gb=_peak_gb()))
+        rows.append(
+            dict(
+                phase=f"train {method}",
+                n_cells=n,
+                seconds=train,
+                setup_s=setup,
+                ms_per_step=1e3 * train / steps,
+                peak_rss_gb=_peak_gb(),
+            )
+        )
         if verbose:
             print(rows[-1], flush=True)
     t0 = time.perf_counter()
     X = big.obsm["X_pca"]
     V = model.velocity(X, big.obs["day"].to_numpy(dtype=float))
-    rows.append(dict(phase="velocity, all cells", n_cells=len(V), seconds=time.perf_counter() - t0,
-                     peak_rss_gb=_peak_gb()))
+    rows.append(
+        dict(
+            phase="velocity, all cells",
+            n_cells=len(V),
+            seconds=time.perf_counter() - t0,
+            peak_rss_gb=_peak_gb(),
+        )
+    )
     df = pd.DataFrame(rows)
     if verbose:
-        print(f"\n{n_cells:,} cells × {n_pcs} PCs, {steps} steps of batch {batch_size} per time point")
+        print(
+            f"\n{n_cells:,} cells × {n_pcs} PCs, {steps} steps of batch {batch_size} per time point"
+        )
         print(df.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     return df

@@ -37,12 +37,15 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import torch
+
 from .._io import write_json
 
 SECTIONS = ("throughput", "exact_ot", "sinkhorn", "push")
 
 
-def _time_in_turns(jobs: dict[str, tuple[Callable[[], object], int]]) -> dict[str, tuple[float, object]]:
+def _time_in_turns(
+    jobs: dict[str, tuple[Callable[[], object], int]],
+) -> dict[str, tuple[float, object]]:
     """Run each ``name: (fn, repeats)`` job its number of times, the jobs taking turns so that
     slow phases of a shared machine hit them alike; the median seconds and last output of each.
     Library warnings (POT's, torchcfm's) are silenced: the tables report the outcome."""
@@ -76,17 +79,21 @@ def exact_ot(n: int = 4096, d: int = 50, repeats: int = 3) -> pd.DataFrame:
     C = ot.dist(x0, x1)
     a = np.full(n, 1.0 / n)
     solvers = {
-        "cellflow ExactOT": lambda: ExactOT().plan(torch.from_numpy(x0), torch.from_numpy(x1)).numpy(),
-        "cellflow ExactOT(auction=False)": lambda: ExactOT(auction=False).plan(torch.from_numpy(x0),
-                                                                               torch.from_numpy(x1)).numpy(),
+        "cellflow ExactOT": lambda: (
+            ExactOT().plan(torch.from_numpy(x0), torch.from_numpy(x1)).numpy()
+        ),
+        "cellflow ExactOT(auction=False)": lambda: (
+            ExactOT(auction=False).plan(torch.from_numpy(x0), torch.from_numpy(x1)).numpy()
+        ),
         "POT emd, uncapped": lambda: ot.emd(a, a, C, numItermax=2**31 - 1),
     }
     try:
         from torchcfm.optimal_transport import OTPlanSampler
 
         sampler = OTPlanSampler(method="exact")
-        solvers["torchcfm 1.0.7 (emd capped at 1e5)"] = lambda: sampler.get_map(torch.from_numpy(x0),
-                                                                                torch.from_numpy(x1))
+        solvers["torchcfm 1.0.7 (emd capped at 1e5)"] = lambda: sampler.get_map(
+            torch.from_numpy(x0), torch.from_numpy(x1)
+        )
     except ImportError:
         pass
     timed = _time_in_turns({name: (fn, repeats) for name, fn in solvers.items()})
@@ -96,16 +103,30 @@ def exact_ot(n: int = 4096, d: int = 50, repeats: int = 3) -> pd.DataFrame:
         cost = float((P * C).sum() / P.sum())
         if name.startswith("POT"):
             optimum = cost
-        rows.append(dict(solver=name, n=n, d=d, seconds=seconds,
-                         marginal_error=float(np.abs(P.sum(1) / P.sum() - a).sum() + np.abs(P.sum(0) / P.sum() - a).sum()),
-                         cost=cost))
+        rows.append(
+            dict(
+                solver=name,
+                n=n,
+                d=d,
+                seconds=seconds,
+                marginal_error=float(
+                    np.abs(P.sum(1) / P.sum() - a).sum() + np.abs(P.sum(0) / P.sum() - a).sum()
+                ),
+                cost=cost,
+            )
+        )
     df = pd.DataFrame(rows)
     df["cost_over_optimum"] = df["cost"] / optimum - 1.0
     return df
 
 
-def sinkhorn(n: int = 4096, dims: tuple[int, ...] = (2, 50), eps: float = 2.0, repeats: int = 3,
-             device: str = "cpu") -> pd.DataFrame:
+def sinkhorn(
+    n: int = 4096,
+    dims: tuple[int, ...] = (2, 50),
+    eps: float = 2.0,
+    repeats: int = 3,
+    device: str = "cpu",
+) -> pd.DataFrame:
     """Balanced Sinkhorn on raw costs: ours (on ``device``, its first run untimed there) and
     POT's default ``ot.sinkhorn`` (on the CPU, run once)."""
     import ot
@@ -130,19 +151,38 @@ def sinkhorn(n: int = 4096, dims: tuple[int, ...] = (2, 50), eps: float = 2.0, r
             ours()  # CUDA context, kernels and caching allocator warmed up
         jobs = {
             "cellflow sinkhorn_log" + (f" ({device})" if device != "cpu" else ""): (ours, repeats),
-            "POT ot.sinkhorn (defaults)": (lambda: torch.from_numpy(ot.sinkhorn(a.numpy(), a.numpy(), C.numpy(), eps)), 1),
+            "POT ot.sinkhorn (defaults)": (
+                lambda: torch.from_numpy(ot.sinkhorn(a.numpy(), a.numpy(), C.numpy(), eps)),
+                1,
+            ),
         }
         for name, (seconds, P) in _time_in_turns(jobs).items():
             reps = jobs[name][1]
             err = float((P.sum(1) - a).abs().sum() + (P.sum(0) - a).abs().sum())
-            rows.append(dict(solver=name, device=device if name.startswith("cellflow") else "cpu", n=n, d=d, eps=eps,
-                             seconds=seconds, runs=reps, marginal_error=err,
-                             finite=bool(torch.isfinite(P).all()), kernel_underflow_f32=underflow))
+            rows.append(
+                dict(
+                    solver=name,
+                    device=device if name.startswith("cellflow") else "cpu",
+                    n=n,
+                    d=d,
+                    eps=eps,
+                    seconds=seconds,
+                    runs=reps,
+                    marginal_error=err,
+                    finite=bool(torch.isfinite(P).all()),
+                    kernel_underflow_f32=underflow,
+                )
+            )
     return pd.DataFrame(rows)
 
 
-def push(n_cells: int = 100_000, dims: tuple[int, ...] = (5, 50), steps: int = 100, repeats: int = 3,
-         device: str = "cpu") -> pd.DataFrame:
+def push(
+    n_cells: int = 100_000,
+    dims: tuple[int, ...] = (5, 50),
+    steps: int = 100,
+    repeats: int = 3,
+    device: str = "cpu",
+) -> pd.DataFrame:
     """Time to push ``n_cells`` (from and back to the CPU) across one interval with ``steps``
     Euler steps on ``device``."""
     from ..models.flow import FlowModel
@@ -153,29 +193,58 @@ def push(n_cells: int = 100_000, dims: tuple[int, ...] = (5, 50), steps: int = 1
         x = torch.randn(n_cells, d)
         if device != "cpu":
             model.transport(x[:1000], 0.0, 1.0, solver="euler", steps=steps)  # warm-up
-        timed = _time_in_turns({"push": (lambda: model.transport(x, 0.0, 1.0, solver="euler", steps=steps), repeats)})
+        timed = _time_in_turns(
+            {"push": (lambda: model.transport(x, 0.0, 1.0, solver="euler", steps=steps), repeats)}
+        )
         seconds = timed["push"][0]
-        rows.append(dict(device=device, n_cells=n_cells, d=d, euler_steps=steps, seconds=seconds,
-                         cells_per_s=n_cells / seconds))
+        rows.append(
+            dict(
+                device=device,
+                n_cells=n_cells,
+                d=d,
+                euler_steps=steps,
+                seconds=seconds,
+                cells_per_s=n_cells / seconds,
+            )
+        )
     return pd.DataFrame(rows)
 
 
-def throughput(steps: int = 1000, repeats: int = 3, accuracy_steps: int = 0, threads: int = 2,
-               device: str = "cpu") -> pd.DataFrame:
+def throughput(
+    steps: int = 1000,
+    repeats: int = 3,
+    accuracy_steps: int = 0,
+    threads: int = 2,
+    device: str = "cpu",
+) -> pd.DataFrame:
     """Training steps/s, with our OT-CFM's ratio to torchcfm's OT-CFM and to our I-CFM."""
     from .throughput import run as run_throughput
 
-    df = run_throughput(steps=steps, repeats=repeats, threads=threads, accuracy_steps=accuracy_steps, verbose=False,
-                        device=device)
+    df = run_throughput(
+        steps=steps,
+        repeats=repeats,
+        threads=threads,
+        accuracy_steps=accuracy_steps,
+        verbose=False,
+        device=device,
+    )
     rate = {(r.library, r.method): r.steps_per_s for r in df.itertuples()}
     ours_ot = rate[("cellflow", "OT-CFM")]
     df["ours_ot_over_this"] = [ours_ot / r for r in df["steps_per_s"]]
     return df
 
 
-def run(*, sections: tuple[str, ...] = SECTIONS, quick: bool = False, repeats: int = 3, threads: int = 2,
-        accuracy_steps: int = 0, out: str | None = None, verbose: bool = True,
-        device: str = "cpu") -> dict[str, pd.DataFrame]:
+def run(
+    *,
+    sections: tuple[str, ...] = SECTIONS,
+    quick: bool = False,
+    repeats: int = 3,
+    threads: int = 2,
+    accuracy_steps: int = 0,
+    out: str | None = None,
+    verbose: bool = True,
+    device: str = "cpu",
+) -> dict[str, pd.DataFrame]:
     """Run the chosen sections, print a table for each and write them to ``out`` as JSON.
 
     ``device="cuda"`` runs our networks (``throughput``, ``push``) and our Sinkhorn on the GPU;
@@ -190,8 +259,13 @@ def run(*, sections: tuple[str, ...] = SECTIONS, quick: bool = False, repeats: i
     torch.set_num_threads(threads)
     n = 1024 if quick else 4096
     jobs = {
-        "throughput": lambda: throughput(steps=200 if quick else 1000, repeats=repeats, threads=threads,
-                                         accuracy_steps=accuracy_steps, device=device),
+        "throughput": lambda: throughput(
+            steps=200 if quick else 1000,
+            repeats=repeats,
+            threads=threads,
+            accuracy_steps=accuracy_steps,
+            device=device,
+        ),
         "exact_ot": lambda: exact_ot(n=n, repeats=repeats),
         "sinkhorn": lambda: sinkhorn(n=n, repeats=repeats, device=device),
         "push": lambda: push(n_cells=10_000 if quick else 100_000, repeats=repeats, device=device),
@@ -205,10 +279,18 @@ def run(*, sections: tuple[str, ...] = SECTIONS, quick: bool = False, repeats: i
             print(f"\n== {name} (median of {repeats} runs, {threads} threads)", flush=True)
             print(df.to_string(index=False, float_format=lambda v: f"{v:.4g}"), flush=True)
     if out:
-        payload = dict(config=dict(quick=quick, repeats=repeats, threads=threads, accuracy_steps=accuracy_steps,
-                                   torch=torch.__version__, device=device,
-                                   gpu=torch.cuda.get_device_name() if device.startswith("cuda") else None),
-                       **{k: v.to_dict(orient="records") for k, v in results.items()})
+        payload = dict(
+            config=dict(
+                quick=quick,
+                repeats=repeats,
+                threads=threads,
+                accuracy_steps=accuracy_steps,
+                torch=torch.__version__,
+                device=device,
+                gpu=torch.cuda.get_device_name() if device.startswith("cuda") else None,
+            ),
+            **{k: v.to_dict(orient="records") for k, v in results.items()},
+        )
         write_json(out, payload)
         if verbose:
             print(f"\nwrote {out}")

@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 import pandas as pd
+
 from .._io import write_json
 
 __all__ = ["run"]
@@ -31,10 +32,18 @@ def _score(name, synth, train, test, label, seconds, seed) -> dict:
 
     me = ml_efficiency(synth, train, test, label, seed=seed)
     cd = column_distances(train.drop(columns=[label]), synth.drop(columns=[label]))
-    return {"generator": name, "mle_ratio": me["ratio"], "mle_logistic": me["logistic"]["ratio"],
-            "mle_forest": me["forest"]["ratio"], "acc_real_logistic": me["logistic"]["real"],
-            "acc_real_forest": me["forest"]["real"], "w1_mean": float(cd["w1"].mean()),
-            "ks_mean": float(cd["ks"].mean()), "corr_dist": correlation_distance(train, synth), "seconds": seconds}
+    return {
+        "generator": name,
+        "mle_ratio": me["ratio"],
+        "mle_logistic": me["logistic"]["ratio"],
+        "mle_forest": me["forest"]["ratio"],
+        "acc_real_logistic": me["logistic"]["real"],
+        "acc_real_forest": me["forest"]["real"],
+        "w1_mean": float(cd["w1"].mean()),
+        "ks_mean": float(cd["ks"].mean()),
+        "corr_dist": correlation_distance(train, synth),
+        "seconds": seconds,
+    }
 
 
 def _ours(train, label, method, steps, seed, progress):
@@ -51,9 +60,21 @@ def _forest_diffusion(train, label, seed, n_jobs, duplicate_k: int = 100):
 
     t = time.perf_counter()
     X = train.drop(columns=[label]).to_numpy(float)
-    ints = [i for i, c in enumerate(train.drop(columns=[label]).columns) if pd.api.types.is_integer_dtype(train[c])]
-    fd = ForestDiffusionModel(X, label_y=train[label].to_numpy(), n_t=50, duplicate_K=duplicate_k, diffusion_type="flow",
-                              int_indexes=ints, n_jobs=n_jobs, seed=seed)
+    ints = [
+        i
+        for i, c in enumerate(train.drop(columns=[label]).columns)
+        if pd.api.types.is_integer_dtype(train[c])
+    ]
+    fd = ForestDiffusionModel(
+        X,
+        label_y=train[label].to_numpy(),
+        n_t=50,
+        duplicate_K=duplicate_k,
+        diffusion_type="flow",
+        int_indexes=ints,
+        n_jobs=n_jobs,
+        seed=seed,
+    )
     out = fd.generate(batch_size=len(train))
     seconds = time.perf_counter() - t
     synth = pd.DataFrame(out[:, :-1], columns=train.drop(columns=[label]).columns)
@@ -63,9 +84,19 @@ def _forest_diffusion(train, label, seed, n_jobs, duplicate_k: int = 100):
     return synth[train.columns], seconds
 
 
-def run(tables=("wine", "breast_cancer"), *, methods=("icfm", "ot"), steps: int = 5000, seeds=(0,),
-        peer: bool = True, n_jobs: int = 2, peer_duplicate_k: int = 100, label: str = "target",
-        progress: bool = False, out: str | None = None) -> pd.DataFrame:
+def run(
+    tables=("wine", "breast_cancer"),
+    *,
+    methods=("icfm", "ot"),
+    steps: int = 5000,
+    seeds=(0,),
+    peer: bool = True,
+    n_jobs: int = 2,
+    peer_duplicate_k: int = 100,
+    label: str = "target",
+    progress: bool = False,
+    out: str | None = None,
+) -> pd.DataFrame:
     """Run the comparison; returns one row per (table, seed, generator) and prints medians."""
     from sklearn.model_selection import train_test_split
 
@@ -75,7 +106,9 @@ def run(tables=("wine", "breast_cancer"), *, methods=("icfm", "ot"), steps: int 
         try:
             import ForestDiffusion  # noqa: F401
         except ImportError:
-            print("ForestDiffusion is not installed (pip install forestdiffusion): running cellflow alone.")
+            print(
+                "ForestDiffusion is not installed (pip install forestdiffusion): running cellflow alone."
+            )
             peer = False
     rows = []
     for name in tables:
@@ -85,20 +118,40 @@ def run(tables=("wine", "breast_cancer"), *, methods=("icfm", "ot"), steps: int 
             train, test = train.reset_index(drop=True), test.reset_index(drop=True)
             # the floor: real held-out rows scored as if they were synthetic (sampling noise alone)
             floor = _score("real (test rows)", test, train, test, label, 0.0, seed)
-            floor.update({k: float("nan") for k in ("mle_ratio", "mle_logistic", "mle_forest")})  # tested on itself
+            floor.update(
+                {k: float("nan") for k in ("mle_ratio", "mle_logistic", "mle_forest")}
+            )  # tested on itself
             rows.append({"table": name, "seed": seed, **floor})
             print(_line(rows[-1]), flush=True)
             for method in methods:
                 synth, sec = _ours(train, label, method, steps, seed, progress)
-                rows.append({"table": name, "seed": seed, **_score(f"cellflow-{method}", synth, train, test, label, sec, seed)})
+                rows.append(
+                    {
+                        "table": name,
+                        "seed": seed,
+                        **_score(f"cellflow-{method}", synth, train, test, label, sec, seed),
+                    }
+                )
                 print(_line(rows[-1]), flush=True)
             if peer:
                 synth, sec = _forest_diffusion(train, label, seed, n_jobs, peer_duplicate_k)
-                fd = "ForestDiffusion" + (f" (K={peer_duplicate_k})" if peer_duplicate_k != 100 else "")
-                rows.append({"table": name, "seed": seed, **_score(fd, synth, train, test, label, sec, seed)})
+                fd = "ForestDiffusion" + (
+                    f" (K={peer_duplicate_k})" if peer_duplicate_k != 100 else ""
+                )
+                rows.append(
+                    {
+                        "table": name,
+                        "seed": seed,
+                        **_score(fd, synth, train, test, label, sec, seed),
+                    }
+                )
                 print(_line(rows[-1]), flush=True)
     res = pd.DataFrame(rows)
-    summary = res.groupby(["table", "generator"], sort=False).median(numeric_only=True).drop(columns="seed")
+    summary = (
+        res.groupby(["table", "generator"], sort=False)
+        .median(numeric_only=True)
+        .drop(columns="seed")
+    )
     print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
     if out:
         write_json(out, {"rows": rows, "steps": steps, "seeds": list(seeds)})
@@ -106,9 +159,11 @@ def run(tables=("wine", "breast_cancer"), *, methods=("icfm", "ot"), steps: int 
 
 
 def _line(r: dict) -> str:
-    return (f"{r['table']:<14} seed {r['seed']} {r['generator']:<16} MLE {r['mle_ratio']:.3f} "
-            f"(logistic {r['mle_logistic']:.3f}, forest {r['mle_forest']:.3f})  W1 {r['w1_mean']:.3f}  "
-            f"KS {r['ks_mean']:.3f}  corr {r['corr_dist']:.4f}  {r['seconds']:.1f} s")
+    return (
+        f"{r['table']:<14} seed {r['seed']} {r['generator']:<16} MLE {r['mle_ratio']:.3f} "
+        f"(logistic {r['mle_logistic']:.3f}, forest {r['mle_forest']:.3f})  W1 {r['w1_mean']:.3f}  "
+        f"KS {r['ks_mean']:.3f}  corr {r['corr_dist']:.4f}  {r['seconds']:.1f} s"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

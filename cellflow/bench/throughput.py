@@ -25,10 +25,12 @@ import pandas as pd
 import torch
 
 from ..datasets import toy_sample
+from ..flow.methods import (
+    method_spec,  # σ: OT-CFM, I-CFM 0.1; SB 1.0 (entropic OT at ε = 2σ² = 2, as torchcfm's)
+)
 from ..flow.metrics import wasserstein
-from ..flow.methods import method_spec  # σ: OT-CFM, I-CFM 0.1; SB 1.0 (entropic OT at ε = 2σ² = 2, as torchcfm's)
-from ..models.flow import FlowModel
 from ..flow.solvers import integrate_ode
+from ..models.flow import FlowModel
 from ..train.threads import resolve_threads
 from ..train.trainer import TrainConfig
 from .toy import LABEL
@@ -39,21 +41,41 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _ours(method: str, steps: int, batch: int, seed: int, device: str = "cpu", group: int = TrainConfig.group,
-          threads: int | None = None):
+def _ours(
+    method: str,
+    steps: int,
+    batch: int,
+    seed: int,
+    device: str = "cpu",
+    group: int = TrainConfig.group,
+    threads: int | None = None,
+):
     # SB: the flow only, no score network, as torchcfm's sample_location_and_conditional_flow
-    model = FlowModel(2, method, sigma=method_spec(method).sigma, seed=seed, device=device, train_score=False)
+    model = FlowModel(
+        2, method, sigma=method_spec(method).sigma, seed=seed, device=device, train_score=False
+    )
     t0 = time.perf_counter()
-    model.fit(lambda n, g: toy_sample("8gaussians", n, generator=g), lambda n, g: toy_sample("moons", n, generator=g),
-              steps=steps, batch_size=batch, progress=False, group=group, threads=threads)
+    model.fit(
+        lambda n, g: toy_sample("8gaussians", n, generator=g),
+        lambda n, g: toy_sample("moons", n, generator=g),
+        steps=steps,
+        batch_size=batch,
+        progress=False,
+        group=group,
+        threads=threads,
+    )
     _sync(device)
-    return time.perf_counter() - t0, lambda t, x: model.velocity(torch.as_tensor(t).to(device), x.to(device)).cpu()
+    return time.perf_counter() - t0, lambda t, x: model.velocity(
+        torch.as_tensor(t).to(device), x.to(device)
+    ).cpu()
 
 
 def _torchcfm(method: str, steps: int, batch: int, seed: int, device: str = "cpu"):
-    from torchcfm.conditional_flow_matching import (ConditionalFlowMatcher,
-                                                    ExactOptimalTransportConditionalFlowMatcher,
-                                                    SchrodingerBridgeConditionalFlowMatcher)
+    from torchcfm.conditional_flow_matching import (
+        ConditionalFlowMatcher,
+        ExactOptimalTransportConditionalFlowMatcher,
+        SchrodingerBridgeConditionalFlowMatcher,
+    )
     from torchcfm.models.models import MLP
     from torchcfm.utils import sample_8gaussians, sample_moons
 
@@ -91,7 +113,9 @@ class busy_processes:
         import subprocess
         import sys
 
-        self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(self.n)]
+        self.procs = [
+            subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(self.n)
+        ]
         time.sleep(0.2 if self.n else 0.0)  # let them reach the scheduler
         return self
 
@@ -103,32 +127,53 @@ class busy_processes:
         self.procs = []
 
 
-def run(*, steps: int = 1000, repeats: int = 3, batch: int = 256, threads: int = 2, accuracy_steps: int = 0,
-        n_test: int = 2000, verbose: bool = True, device: str = "cpu",
-        methods: tuple[str, ...] = ("ot", "icfm", "sb"), ot_groups: tuple[int, ...] = (),
-        busy: int = 0, ours_threads: tuple[int, ...] = ()) -> pd.DataFrame:
+def run(
+    *,
+    steps: int = 1000,
+    repeats: int = 3,
+    batch: int = 256,
+    threads: int = 2,
+    accuracy_steps: int = 0,
+    n_test: int = 2000,
+    verbose: bool = True,
+    device: str = "cpu",
+    methods: tuple[str, ...] = ("ot", "icfm", "sb"),
+    ot_groups: tuple[int, ...] = (),
+    busy: int = 0,
+    ours_threads: tuple[int, ...] = (),
+) -> pd.DataFrame:
     """``threads`` is torch's count for torchcfm (ours follows :mod:`cellflow.train.threads`; add rows
     of ours on a fixed count with ``ours_threads``). ``busy=N`` times every contender alone and
     beside N CPU-bound processes, in turns, and adds ``steps_per_s_busy`` and ``busy_ratio``."""
     torch.set_num_threads(threads)
     libs = {"cellflow": _ours}
-    libs.update({f"cellflow, {n} threads": functools.partial(_ours, threads=n) for n in ours_threads})
+    libs.update(
+        {f"cellflow, {n} threads": functools.partial(_ours, threads=n) for n in ours_threads}
+    )
     try:
         import torchcfm  # noqa: F401
 
         libs["torchcfm 1.0.7"] = _torchcfm
     except ImportError:
         if verbose:
-            print("torchcfm not installed: measuring cellflow only "
-                  "(pip install --no-deps torchcfm==1.0.7 torchdyn==1.0.6)")
+            print(
+                "torchcfm not installed: measuring cellflow only "
+                "(pip install --no-deps torchcfm==1.0.7 torchdyn==1.0.6)"
+            )
     contenders = [(method, lib, fn) for method in methods for lib, fn in libs.items()]
-    if "ot" in methods:  # our OT-CFM again, its worker tasks solving `group` steps each (default 16)
-        contenders += [("ot", f"cellflow, group {g}", functools.partial(_ours, group=g)) for g in ot_groups]
+    if (
+        "ot" in methods
+    ):  # our OT-CFM again, its worker tasks solving `group` steps each (default 16)
+        contenders += [
+            ("ot", f"cellflow, group {g}", functools.partial(_ours, group=g)) for g in ot_groups
+        ]
     for method, lib, fn in contenders:  # untimed warm-up: first-call costs (and the CUDA context)
         fn(method, 20, batch, 0, device)
     times: dict = {(method, lib): [] for method, lib, _ in contenders}
     loaded: dict = {(method, lib): [] for method, lib, _ in contenders}
-    for seed in range(repeats):  # interleaved, so that drifting machine load hits every contender alike
+    for seed in range(
+        repeats
+    ):  # interleaved, so that drifting machine load hits every contender alike
         for method, lib, fn in contenders:
             times[method, lib].append(fn(method, steps, batch, seed, device)[0])
             if busy:  # the same run beside `busy` competitors, right after
@@ -136,28 +181,42 @@ def run(*, steps: int = 1000, repeats: int = 3, batch: int = 256, threads: int =
                     loaded[method, lib].append(fn(method, steps, batch, seed, device)[0])
     rows = []
     for method, lib, fn in contenders:
-        row = dict(library=lib, method=LABEL[method], device=device,
-                   steps_per_s=steps / statistics.median(times[method, lib]), runs=repeats)
+        row = dict(
+            library=lib,
+            method=LABEL[method],
+            device=device,
+            steps_per_s=steps / statistics.median(times[method, lib]),
+            runs=repeats,
+        )
         if busy:
             row["steps_per_s_busy"] = steps / statistics.median(loaded[method, lib])
             row["busy_ratio"] = row["steps_per_s_busy"] / row["steps_per_s"]
         if accuracy_steps:
             seconds, field = fn(method, accuracy_steps, batch, 0, device)
             g = torch.Generator().manual_seed(123)
-            x0, x1 = toy_sample("8gaussians", n_test, generator=g), toy_sample("moons", n_test, generator=g)
+            x0, x1 = (
+                toy_sample("8gaussians", n_test, generator=g),
+                toy_sample("moons", n_test, generator=g),
+            )
             with torch.no_grad():
                 tr = integrate_ode(field, x0, solver="dopri5")
             row.update(w2=wasserstein(tr.end, x1), nfe=tr.nfe, train_s=seconds)
         rows.append(row)
         if verbose:
-            print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+            print(
+                {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()},
+                flush=True,
+            )
     if verbose and "cellflow" in libs and {"ot", "icfm"} <= set(methods):
         ratios = [o / i for o, i in zip(times["icfm", "cellflow"], times["ot", "cellflow"])]
         print(f"our OT-CFM / our I-CFM, per round: {', '.join(f'{r:.3f}' for r in ratios)}")
     df = pd.DataFrame(rows)
     if verbose:
-        print(f"\nmedian of {repeats} runs of {steps} steps, batch {batch}, on {device} (torchcfm on {threads} "
-              f"threads, ours on {resolve_threads()} by cellflow.train.threads)" + (f"; busy: beside {busy} CPU-bound processes" if busy else "")
-              + (f"; W2 on {n_test} samples after {accuracy_steps} steps" if accuracy_steps else ""))
+        print(
+            f"\nmedian of {repeats} runs of {steps} steps, batch {batch}, on {device} (torchcfm on {threads} "
+            f"threads, ours on {resolve_threads()} by cellflow.train.threads)"
+            + (f"; busy: beside {busy} CPU-bound processes" if busy else "")
+            + (f"; W2 on {n_test} samples after {accuracy_steps} steps" if accuracy_steps else "")
+        )
         print(df.to_string(index=False))
     return df

@@ -17,7 +17,9 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cellflow", description="Conditional flow matching for cells and beyond.")
+    p = argparse.ArgumentParser(
+        prog="cellflow", description="Conditional flow matching for cells and beyond."
+    )
     p.add_argument("--version", action="version", version=f"cellflow {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     _cells.add_commands(sub)
@@ -43,8 +45,14 @@ def _show_defaults(parser: argparse.ArgumentParser) -> None:
     for p in _parsers(parser):
         for action in p._actions:
             d = action.default
-            if (not action.option_strings or d is None or d is False or d == argparse.SUPPRESS
-                    or "default" in (action.help or "").lower() or action.help == argparse.SUPPRESS):
+            if (
+                not action.option_strings
+                or d is None
+                or d is False
+                or d == argparse.SUPPRESS
+                or "default" in (action.help or "").lower()
+                or action.help == argparse.SUPPRESS
+            ):
                 continue
             shown = " ".join(map(str, d)) if isinstance(d, (list, tuple)) else str(d)
             action.help = f"{action.help or ''} (default: {shown.replace('%', '%%')})".lstrip()
@@ -52,7 +60,10 @@ def _show_defaults(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("train", "fit"):  # under torchrun: join the process group (see cellflow.train.distributed)
+    if args.command in (
+        "train",
+        "fit",
+    ):  # under torchrun: join the process group (see cellflow.train.distributed)
         from ..train.distributed import init_from_env
 
         init_from_env(getattr(args, "device", "cpu"))

@@ -5,53 +5,98 @@ from __future__ import annotations
 import argparse
 from typing import get_args
 
+from .._io import write_csv
 from .._types import MetricKind
 from ..flow.methods import methods_for
 from ..models._methods import METHODS as CELLFLOW_METHODS
 
 # the methods torchcfm also has, which the speed benchmarks compare
 TORCHCFM_METHODS = methods_for("tables")
-from .._io import write_csv
+
 
 def _bench_toy(args) -> int:
     from ..bench.toy import run
 
-    run(steps=args.steps, seeds=args.seeds, methods=args.methods, batch_size=args.batch_size, n_test=args.n_test,
-        sigma=args.sigma, sb_sigma=args.sb_sigma, out=args.out)
+    run(
+        steps=args.steps,
+        seeds=args.seeds,
+        methods=args.methods,
+        batch_size=args.batch_size,
+        n_test=args.n_test,
+        sigma=args.sigma,
+        sb_sigma=args.sb_sigma,
+        out=args.out,
+    )
     return 0
 
 
 def _bench_arch(args) -> int:
     from ..bench.arch import run
 
-    run(n_cells=args.n_cells, seeds=args.seeds, metrics=args.metrics, metric_eps=args.metric_eps, n_dims=args.n_dims,
-        whiten=not args.no_whiten, steps=args.steps, batch_size=args.batch_size, out=args.out, progress=not args.quiet)
+    run(
+        n_cells=args.n_cells,
+        seeds=args.seeds,
+        metrics=args.metrics,
+        metric_eps=args.metric_eps,
+        n_dims=args.n_dims,
+        whiten=not args.no_whiten,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        out=args.out,
+        progress=not args.quiet,
+    )
     return 0
 
 
 def _bench_throughput(args) -> int:
     from ..bench.throughput import run
 
-    run(steps=args.steps, repeats=args.repeats, batch=args.batch_size, threads=args.threads,
-        accuracy_steps=args.accuracy_steps, n_test=args.n_test, device=args.device, methods=tuple(args.methods),
-        ot_groups=tuple(args.ot_groups), busy=args.busy, ours_threads=tuple(args.ours_threads))
+    run(
+        steps=args.steps,
+        repeats=args.repeats,
+        batch=args.batch_size,
+        threads=args.threads,
+        accuracy_steps=args.accuracy_steps,
+        n_test=args.n_test,
+        device=args.device,
+        methods=tuple(args.methods),
+        ot_groups=tuple(args.ot_groups),
+        busy=args.busy,
+        ours_threads=tuple(args.ours_threads),
+    )
     return 0
 
 
 def _bench_speed(args) -> int:
     from ..bench.speed import run
 
-    run(sections=tuple(args.sections), quick=args.quick, repeats=args.repeats, threads=args.threads,
-        accuracy_steps=args.accuracy_steps, out=args.out, device=args.device)
+    run(
+        sections=tuple(args.sections),
+        quick=args.quick,
+        repeats=args.repeats,
+        threads=args.threads,
+        accuracy_steps=args.accuracy_steps,
+        out=args.out,
+        device=args.device,
+    )
     return 0
 
 
 def _bench_scale(args) -> int:
     from ..bench.scale import run
 
-    df = run(n_cells=args.n_cells, n_pcs=args.n_pcs, small=args.small, method=args.method, steps=args.steps,
-             batch_size=args.batch_size, seed=args.seed, x_cells=args.x_cells, x_genes=args.x_genes,
-             x_density=args.x_density)
+    df = run(
+        n_cells=args.n_cells,
+        n_pcs=args.n_pcs,
+        small=args.small,
+        method=args.method,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        x_cells=args.x_cells,
+        x_genes=args.x_genes,
+        x_density=args.x_density,
+    )
     if args.out:
         write_csv(df, args.out, index=False)
         print(f"wrote {args.out}")
@@ -61,25 +106,51 @@ def _bench_scale(args) -> int:
 def _bench_velocity(args) -> int:
     from ..bench.velocity import run
 
-    run(args.input, args.time_key, args.reference, use_rep=args.use_rep, n_pcs=args.n_pcs,
-        whiten=args.whiten, methods=args.methods, seeds=args.seeds, steps=args.steps,
-        batch_size=args.batch_size, out=args.out, progress=not args.quiet)
+    run(
+        args.input,
+        args.time_key,
+        args.reference,
+        use_rep=args.use_rep,
+        n_pcs=args.n_pcs,
+        whiten=args.whiten,
+        methods=args.methods,
+        seeds=args.seeds,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        out=args.out,
+        progress=not args.quiet,
+    )
     return 0
 
 
 def _bench_tabular(args) -> int:
     from ..bench.tabular import run
 
-    run(tuple(args.tables), methods=tuple(args.methods), steps=args.steps, seeds=tuple(args.seeds),
-        peer=not args.no_peer, n_jobs=args.threads, peer_duplicate_k=args.peer_duplicate_k, out=args.out)
+    run(
+        tuple(args.tables),
+        methods=tuple(args.methods),
+        steps=args.steps,
+        seeds=tuple(args.seeds),
+        peer=not args.no_peer,
+        n_jobs=args.threads,
+        peer_duplicate_k=args.peer_duplicate_k,
+        out=args.out,
+    )
     return 0
 
 
 def _bench_images(args) -> int:
     from ..bench.images import run
 
-    run(tuple(args.methods), steps=args.steps, batch_size=args.batch_size, nfe=tuple(args.nfe), seed=args.seed,
-        progress=not args.quiet, out=args.out)
+    run(
+        tuple(args.methods),
+        steps=args.steps,
+        batch_size=args.batch_size,
+        nfe=tuple(args.nfe),
+        seed=args.seed,
+        progress=not args.quiet,
+        out=args.out,
+    )
     return 0
 
 
@@ -92,61 +163,115 @@ def add_commands(sub) -> None:
     t.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     t.add_argument("--methods", nargs="+", default=["icfm", "ot", "sb", "fm"])
     t.add_argument("--batch-size", type=int, default=256)
-    t.add_argument("--n-test", type=int, default=2000, help="test samples per side for W2 (up to 10000)")
+    t.add_argument(
+        "--n-test", type=int, default=2000, help="test samples per side for W2 (up to 10000)"
+    )
     t.add_argument("--sigma", type=float, default=0.1, help="sigma of I-CFM and OT-CFM")
     t.add_argument("--sb-sigma", type=float, default=0.5)
     t.add_argument("--out", default="bench_out", help="folder for toy.csv and toy_summary.csv")
     t.set_defaults(func=_bench_toy)
-    a = bsub.add_parser("arch", help="OT-MFM against OT-CFM on the arch, where straight paths leave the data",
-                        description="Hold out the middle of three time points along a half circle "
-                                    "(cellflow.datasets.arch_time_course) and score OT-CFM and OT-MFM with each "
-                                    "metric by the paper's protocol, with the baselines.")
+    a = bsub.add_parser(
+        "arch",
+        help="OT-MFM against OT-CFM on the arch, where straight paths leave the data",
+        description="Hold out the middle of three time points along a half circle "
+        "(cellflow.datasets.arch_time_course) and score OT-CFM and OT-MFM with each "
+        "metric by the paper's protocol, with the baselines.",
+    )
     a.add_argument("--n-cells", type=int, default=5000, help="cells per time point")
     a.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     a.add_argument("--metrics", nargs="+", default=["rbf", "land"], choices=get_args(MetricKind))
-    a.add_argument("--metric-eps", type=float, default=None,
-                   help="the metrics' floor eps in G = I / (h + eps) (default 0.1; the MFM paper's 0.01 pulls harder)")
-    a.add_argument("--n-dims", type=int, default=2,
-                   help="embed the arch in this many dimensions (a random rotation; N(0, 0.1^2) in the added ones)")
-    a.add_argument("--no-whiten", action="store_true",
-                   help="the protocol's unwhitened setting (sigma 1.0 from 20 dimensions, W1 in the data's units)")
+    a.add_argument(
+        "--metric-eps",
+        type=float,
+        default=None,
+        help="the metrics' floor eps in G = I / (h + eps) (default 0.1; the MFM paper's 0.01 pulls harder)",
+    )
+    a.add_argument(
+        "--n-dims",
+        type=int,
+        default=2,
+        help="embed the arch in this many dimensions (a random rotation; N(0, 0.1^2) in the added ones)",
+    )
+    a.add_argument(
+        "--no-whiten",
+        action="store_true",
+        help="the protocol's unwhitened setting (sigma 1.0 from 20 dimensions, W1 in the data's units)",
+    )
     a.add_argument("--steps", type=int, default=2000)
     a.add_argument("--batch-size", type=int, default=512)
     a.add_argument("--out", default=None, help="folder for arch.csv and arch_summary.csv")
-    a.add_argument("--quiet", action="store_true", help="no progress bars (the summary is still printed)")
+    a.add_argument(
+        "--quiet", action="store_true", help="no progress bars (the summary is still printed)"
+    )
     a.set_defaults(func=_bench_arch)
     s = bsub.add_parser("throughput", help="training steps/s, ours next to torchcfm (if installed)")
     s.add_argument("--steps", type=int, default=1000)
     s.add_argument("--repeats", type=int, default=3)
     s.add_argument("--batch-size", type=int, default=256)
     s.add_argument("--threads", type=int, default=2)
-    s.add_argument("--accuracy-steps", type=int, default=0, help="also train this long and report W2 and NFE")
+    s.add_argument(
+        "--accuracy-steps", type=int, default=0, help="also train this long and report W2 and NFE"
+    )
     s.add_argument("--n-test", type=int, default=2000)
-    s.add_argument("--device", default="cpu", help="cpu (default) or cuda: where the networks train")
+    s.add_argument(
+        "--device", default="cpu", help="cpu (default) or cuda: where the networks train"
+    )
     s.add_argument("--methods", nargs="+", choices=TORCHCFM_METHODS, default=["ot", "icfm", "sb"])
-    s.add_argument("--ot-groups", nargs="+", type=int, default=[], metavar="G",
-                   help="also time our OT-CFM with its worker tasks solving G steps each (default 16)")
-    s.add_argument("--busy", type=int, default=0, metavar="N",
-                   help="also time every contender beside N CPU-bound processes, in turns with the runs alone")
-    s.add_argument("--ours-threads", nargs="+", type=int, default=[], metavar="T",
-                   help="also time ours on T torch threads (default: cellflow.train.threads' policy, one thread)")
+    s.add_argument(
+        "--ot-groups",
+        nargs="+",
+        type=int,
+        default=[],
+        metavar="G",
+        help="also time our OT-CFM with its worker tasks solving G steps each (default 16)",
+    )
+    s.add_argument(
+        "--busy",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time every contender beside N CPU-bound processes, in turns with the runs alone",
+    )
+    s.add_argument(
+        "--ours-threads",
+        nargs="+",
+        type=int,
+        default=[],
+        metavar="T",
+        help="also time ours on T torch threads (default: cellflow.train.threads' policy, one thread)",
+    )
     s.set_defaults(func=_bench_throughput)
     from ..bench.speed import SECTIONS
 
-    sp = bsub.add_parser("speed", help="training steps/s, exact OT and Sinkhorn at n=4096, pushing 100k cells; "
-                                       "next to POT and torchcfm, written to JSON")
+    sp = bsub.add_parser(
+        "speed",
+        help="training steps/s, exact OT and Sinkhorn at n=4096, pushing 100k cells; "
+        "next to POT and torchcfm, written to JSON",
+    )
     sp.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     sp.add_argument("--quick", action="store_true", help="small problems, for a smoke run")
-    sp.add_argument("--repeats", type=int, default=3, help="timed runs per figure (the median is reported)")
+    sp.add_argument(
+        "--repeats", type=int, default=3, help="timed runs per figure (the median is reported)"
+    )
     sp.add_argument("--threads", type=int, default=2)
-    sp.add_argument("--accuracy-steps", type=int, default=0,
-                    help="also train the throughput models this long and report W2 and dopri5 NFE")
+    sp.add_argument(
+        "--accuracy-steps",
+        type=int,
+        default=0,
+        help="also train the throughput models this long and report W2 and dopri5 NFE",
+    )
     sp.add_argument("--out", default="speed.json", help="JSON file for all tables")
-    sp.add_argument("--device", default="cpu",
-                    help="cpu (default) or cuda: where our networks and our Sinkhorn run (exact OT stays on the CPU)")
+    sp.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu (default) or cuda: where our networks and our Sinkhorn run (exact OT stays on the CPU)",
+    )
     sp.set_defaults(func=_bench_speed)
-    sc = bsub.add_parser("scale", help="a synthetic million-cell time course: step time vs number of cells, "
-                                       "velocities of all cells, peak memory")
+    sc = bsub.add_parser(
+        "scale",
+        help="a synthetic million-cell time course: step time vs number of cells, "
+        "velocities of all cells, peak memory",
+    )
     sc.add_argument("--n-cells", type=int, default=1_000_000)
     sc.add_argument("--n-pcs", type=int, default=50)
     sc.add_argument("--small", type=int, default=10_000, help="cells of the comparison run")
@@ -154,22 +279,40 @@ def add_commands(sub) -> None:
     sc.add_argument("--steps", type=int, default=50)
     sc.add_argument("--batch-size", type=int, default=512)
     sc.add_argument("--seed", type=int, default=0)
-    sc.add_argument("--x-cells", type=int, default=200_000,
-                    help="first train on a sparse X of this many cells (use_rep='X'), in memory and backed on "
-                         "disk; 0 skips it")
+    sc.add_argument(
+        "--x-cells",
+        type=int,
+        default=200_000,
+        help="first train on a sparse X of this many cells (use_rep='X'), in memory and backed on "
+        "disk; 0 skips it",
+    )
     sc.add_argument("--x-genes", type=int, default=2000)
-    sc.add_argument("--x-density", type=float, default=0.05, help="fraction of non-zero entries of X")
+    sc.add_argument(
+        "--x-density", type=float, default=0.05, help="fraction of non-zero entries of X"
+    )
     sc.add_argument("--out", default=None, help="CSV of the table")
     sc.set_defaults(func=_bench_scale)
-    v = bsub.add_parser("velocity", help="cosine between the learned velocity and a reference velocity in obsm")
+    v = bsub.add_parser(
+        "velocity", help="cosine between the learned velocity and a reference velocity in obsm"
+    )
     v.add_argument("input", metavar="IN.h5ad")
     v.add_argument("--time-key", required=True)
-    v.add_argument("--reference", required=True, help="obsm key of the reference velocity (e.g. velocity_pca)")
+    v.add_argument(
+        "--reference", required=True, help="obsm key of the reference velocity (e.g. velocity_pca)"
+    )
     v.add_argument("--use-rep", default="X_pca")
-    v.add_argument("--n-pcs", type=int, default=None,
-                   help="leading PCs (default 5, or every column of a narrower representation such as a 2-D layout)")
-    v.add_argument("--whiten", action=argparse.BooleanOptionalAction, default=True,
-                   help="standardise each PC (default); --no-whiten: the PCs as they are")
+    v.add_argument(
+        "--n-pcs",
+        type=int,
+        default=None,
+        help="leading PCs (default 5, or every column of a narrower representation such as a 2-D layout)",
+    )
+    v.add_argument(
+        "--whiten",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="standardise each PC (default); --no-whiten: the PCs as they are",
+    )
     v.add_argument("--methods", nargs="+", default=["ot", "icfm"], choices=list(CELLFLOW_METHODS))
     v.add_argument("--seeds", type=int, nargs="+", default=[0])
     v.add_argument("--steps", type=int, default=2000)
@@ -177,24 +320,36 @@ def add_commands(sub) -> None:
     v.add_argument("--out", default=None, metavar="TABLE.csv")
     v.add_argument("--quiet", action="store_true")
     v.set_defaults(func=_bench_velocity)
-    bt = bsub.add_parser("tabular", help="TabularFlow next to ForestDiffusion (if installed) on the same splits",
-                         description="Machine-learning efficiency, per-column W1 and KS, correlation distance and "
-                                     "wall time, for our generators and ForestDiffusion (flow mode) in one run.")
-    bt.add_argument("--tables", nargs="+", default=["wine", "breast_cancer"], help="embedded names or CSV paths")
+    bt = bsub.add_parser(
+        "tabular",
+        help="TabularFlow next to ForestDiffusion (if installed) on the same splits",
+        description="Machine-learning efficiency, per-column W1 and KS, correlation distance and "
+        "wall time, for our generators and ForestDiffusion (flow mode) in one run.",
+    )
+    bt.add_argument(
+        "--tables", nargs="+", default=["wine", "breast_cancer"], help="embedded names or CSV paths"
+    )
     bt.add_argument("--methods", nargs="+", default=["icfm", "ot"], choices=methods_for("tables"))
     bt.add_argument("--steps", type=int, default=5000)
     bt.add_argument("--seeds", type=int, nargs="+", default=[0])
     bt.add_argument("--threads", type=int, default=2, help="n_jobs of ForestDiffusion (default 2)")
     bt.add_argument("--no-peer", action="store_true", help="skip ForestDiffusion")
-    bt.add_argument("--peer-duplicate-k", type=int, default=100,
-                    help="ForestDiffusion's noise duplication (its default 100; lower it for large tables)")
+    bt.add_argument(
+        "--peer-duplicate-k",
+        type=int,
+        default=100,
+        help="ForestDiffusion's noise duplication (its default 100; lower it for large tables)",
+    )
     bt.add_argument("--out", default=None, metavar="RESULTS.json")
     bt.set_defaults(func=_bench_tabular)
 
-    bi = bsub.add_parser("images", help="class-conditional digits: OT-CFM next to I-CFM at fixed Euler NFE and dopri5",
-                         description="Train each method on the digits with the same seed and steps; score the accuracy "
-                                     "of a classifier trained on real digits on the samples, and the Frechet distance "
-                                     "in its features, at each Euler NFE and with dopri5.")
+    bi = bsub.add_parser(
+        "images",
+        help="class-conditional digits: OT-CFM next to I-CFM at fixed Euler NFE and dopri5",
+        description="Train each method on the digits with the same seed and steps; score the accuracy "
+        "of a classifier trained on real digits on the samples, and the Frechet distance "
+        "in its features, at each Euler NFE and with dopri5.",
+    )
     bi.add_argument("--methods", nargs="+", default=["ot", "icfm"], choices=methods_for("images"))
     bi.add_argument("--steps", type=int, default=3000)
     bi.add_argument("--batch-size", type=int, default=128)

@@ -26,14 +26,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from .._io import check_output_folder, save_figure, write_csv, write_h5ad
 
+from .._io import check_output_folder, save_figure, write_csv, write_h5ad
 
 FILES = [  # what the demo writes, in the order a reader should look at it
     ("trajectories.png", "cells pushed along the learned flow, on the UMAP (start here)"),
     ("velocity.png", "the learned velocity field, coloured by day"),
     ("fate.png", "each day-2 cell's probability of reaching branch A"),
-    ("prediction.png", "cells predicted at day 3 by a flow that never saw it, beside the measured ones"),
+    (
+        "prediction.png",
+        "cells predicted at day 3 by a flow that never saw it, beside the measured ones",
+    ),
     ("evaluation.png", "held-out day 3: W1 of each method and baseline (lower is better)"),
     ("umap.png", "the time course: day and branch"),
     ("results.h5ad", "the AnnData with velocities (obsm, layers), fates (obs) and the UMAP"),
@@ -48,20 +51,29 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def run_demo(out: str | Path = "cellflow_out", *, steps: int = 1500, seed: int = 0, progress: bool = True,
-             overwrite: bool = False, n_cells_per_time: int = 250) -> pd.DataFrame:
+def run_demo(
+    out: str | Path = "cellflow_out",
+    *,
+    steps: int = 1500,
+    seed: int = 0,
+    progress: bool = True,
+    overwrite: bool = False,
+    n_cells_per_time: int = 250,
+) -> pd.DataFrame:
     """Run the demo pipeline and return the evaluation summary (see the module docstring)."""
     import scanpy as sc
 
     from .. import pl, tl
-    from ..models.cells import CellFlow
-    from ..evaluate import evaluate_holdout, summarize_holdout
     from ..datasets import simulated_differentiation, true_velocity_pca
+    from ..evaluate import evaluate_holdout, summarize_holdout
     from ..flow.metrics import velocity_cosine
+    from ..models.cells import CellFlow
 
     out = check_output_folder(out)
     if (out / "results.h5ad").exists() and not overwrite:
-        raise FileExistsError(f"{out} already holds demo results; pass --overwrite or choose another --out.")
+        raise FileExistsError(
+            f"{out} already holds demo results; pass --overwrite or choose another --out."
+        )
     out.mkdir(parents=True, exist_ok=True)
     say = print if progress else (lambda *a, **k: None)
     t_start = time.perf_counter()
@@ -82,8 +94,17 @@ def run_demo(out: str | Path = "cellflow_out", *, steps: int = 1500, seed: int =
     model.save(out / "model", overwrite=overwrite)
 
     say("4/6 held-out evaluation of day 3: OT-CFM vs I-CFM vs baselines on 5 whitened PCs ...")
-    df = evaluate_holdout(adata, "day", methods=["ot", "icfm"], seeds=[seed], n_pcs=5, whiten=True, steps=steps,
-                          held_out=[3], progress=progress)
+    df = evaluate_holdout(
+        adata,
+        "day",
+        methods=["ot", "icfm"],
+        seeds=[seed],
+        n_pcs=5,
+        whiten=True,
+        steps=steps,
+        held_out=[3],
+        progress=progress,
+    )
     summary = summarize_holdout(df)
     write_csv(df, out / "evaluation.csv", index=False)
     write_csv(summary, out / "summary.csv")
@@ -93,7 +114,11 @@ def run_demo(out: str | Path = "cellflow_out", *, steps: int = 1500, seed: int =
     tl.velocity_embedding(adata, basis="umap")
     cos = velocity_cosine(adata.obsm["velocity_pca"][:, :10], true_velocity_pca(adata)[:, :10])
     adata.obs["velocity_cosine_to_truth"] = cos
-    vel = pd.DataFrame({"day": adata.obs["day"].to_numpy(), "cosine": cos}).groupby("day")["cosine"].median()
+    vel = (
+        pd.DataFrame({"day": adata.obs["day"].to_numpy(), "cosine": cos})
+        .groupby("day")["cosine"]
+        .median()
+    )
     vel.loc["all"] = float(np.median(cos))
     write_csv(vel.to_frame("median cosine(learned, true velocity), 10 PCs"), out / "velocity.csv")
 
@@ -109,23 +134,42 @@ def run_demo(out: str | Path = "cellflow_out", *, steps: int = 1500, seed: int =
     _save(fig, out / "umap.png")
     ax = pl.trajectories(adata, model, basis="umap", n_cells=150)
     _save(ax.figure, out / "trajectories.png")
-    ax = pl.velocity(adata, "umap", color="day",
-                     title=f"learned velocity on UMAP (median cosine to truth {np.median(cos):.2f})")
+    ax = pl.velocity(
+        adata,
+        "umap",
+        color="day",
+        title=f"learned velocity on UMAP (median cosine to truth {np.median(cos):.2f})",
+    )
     _save(ax.figure, out / "velocity.png")
-    fig = sc.pl.umap(adata, color="fate_A", color_map="magma", show=False, return_fig=True,
-                     title="P(day-2 cell reaches branch A)")
+    fig = sc.pl.umap(
+        adata,
+        color="fate_A",
+        color_map="magma",
+        show=False,
+        return_fig=True,
+        title="P(day-2 cell reaches branch A)",
+    )
     _save(fig, out / "fate.png")
     ax = pl.prediction(adata, held, pred, time=3, basis="umap")
     _save(ax.figure, out / "prediction.png")
     ax = pl.evaluation(df)
     _save(ax.figure, out / "evaluation.png")
 
-    adata.uns["cellflow_demo"] = {"steps": int(steps), "seed": int(seed),
-                                  "velocity_median_cosine": float(np.median(cos))}
+    adata.uns["cellflow_demo"] = {
+        "steps": int(steps),
+        "seed": int(seed),
+        "velocity_median_cosine": float(np.median(cos)),
+    }
     write_h5ad(adata, out / "results.h5ad")
     secs = time.perf_counter() - t_start
-    say("\nheld-out day 3, 5 whitened PCs (W1, W2, MMD: distance to the measured cells, lower is better):")
-    say(summary[["w1_mean", "w2_mean", "mmd_mean", "seconds_mean"]].to_string(float_format=lambda v: f"{v:.3f}"))
+    say(
+        "\nheld-out day 3, 5 whitened PCs (W1, W2, MMD: distance to the measured cells, lower is better):"
+    )
+    say(
+        summary[["w1_mean", "w2_mean", "mmd_mean", "seconds_mean"]].to_string(
+            float_format=lambda v: f"{v:.3f}"
+        )
+    )
     say(f"\nvelocity: median cosine to the true velocity {np.median(cos):.3f} (1 is perfect)")
     say(f"\nwrote to {out}/ in {secs:.0f} s:")
     for name, what in FILES:

@@ -7,8 +7,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .._defaults import (BENCHMARK_METHODS, BENCHMARK_SEEDS, BENCHMARK_WHITEN, MAX_EVAL, MODEL_EMA_DECAY,
-                         MODEL_WHITEN, STEPS, TIME_SCALE, USE_REP)
+from .._defaults import (
+    BENCHMARK_METHODS,
+    BENCHMARK_SEEDS,
+    BENCHMARK_WHITEN,
+    MAX_EVAL,
+    MODEL_EMA_DECAY,
+    MODEL_WHITEN,
+    STEPS,
+    TIME_SCALE,
+    USE_REP,
+)
 from .._io import check_model_folder, check_output_file, write_csv, write_h5ad, write_json
 
 
@@ -24,7 +33,10 @@ def read_h5ad(path: str | Path, backed: bool = False):
     return ad.read_h5ad(path, backed="r") if backed else ad.read_h5ad(path)
 
 
-PREPROCESS_GENES, PREPROCESS_PCS = 2000, 50  # scanpy's tutorial choices: 2,000 variable genes, 50 PCs
+PREPROCESS_GENES, PREPROCESS_PCS = (
+    2000,
+    50,
+)  # scanpy's tutorial choices: 2,000 variable genes, 50 PCs
 
 
 def _counts_check(adata, flag: str) -> None:
@@ -37,13 +49,16 @@ def _counts_check(adata, flag: str) -> None:
     X = adata.X[rows]
     vals = X.data if sp.issparse(X) else np.asarray(X).ravel()
     if vals.size and (vals.min() < 0 or not np.all(np.equal(np.mod(vals, 1), 0))):
-        raise ValueError(f"{flag} normalises and log-transforms raw counts, but X holds "
-                         f"{'negative' if vals.min() < 0 else 'non-integer'} values (already processed?); "
-                         "drop it and give the representation with --use-rep.")
+        raise ValueError(
+            f"{flag} normalises and log-transforms raw counts, but X holds "
+            f"{'negative' if vals.min() < 0 else 'non-integer'} values (already processed?); "
+            "drop it and give the representation with --use-rep."
+        )
 
 
-def preprocess_counts(adata, *, n_top_genes: int = PREPROCESS_GENES, n_comps: int = PREPROCESS_PCS,
-                      seed: int = 0) -> dict:
+def preprocess_counts(
+    adata, *, n_top_genes: int = PREPROCESS_GENES, n_comps: int = PREPROCESS_PCS, seed: int = 0
+) -> dict:
     """scanpy's standard preprocessing of raw counts, in place: the counts are kept in
     ``layers["counts"]``; ``X`` becomes ``log1p`` of counts normalised to each cell's median
     total (``sc.pp.normalize_total``, ``sc.pp.log1p``); ``var["highly_variable"]`` marks the
@@ -59,19 +74,47 @@ def preprocess_counts(adata, *, n_top_genes: int = PREPROCESS_GENES, n_comps: in
     sc.pp.log1p(adata)
     sc.pp.highly_variable_genes(adata, n_top_genes=n_top_genes)
     sc.pp.pca(adata, n_comps=n_comps, mask_var="highly_variable", random_state=seed)
-    return {"steps": ["normalize_total", "log1p", "highly_variable_genes", "pca"], "target_sum": "median",
-            "n_top_genes": int(n_top_genes), "hvg_flavor": "seurat", "n_comps": int(n_comps),
-            "counts_layer": "counts"}
+    return {
+        "steps": ["normalize_total", "log1p", "highly_variable_genes", "pca"],
+        "target_sum": "median",
+        "n_top_genes": int(n_top_genes),
+        "hvg_flavor": "seurat",
+        "n_comps": int(n_comps),
+        "counts_layer": "counts",
+    }
 
 
-def fit_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, use_rep: str = USE_REP,
-             n_pcs: int | None = None, whiten: bool = MODEL_WHITEN, method: str = "ot", sigma: float | None = None,
-             time_scale: str = TIME_SCALE, steps: int = STEPS, batch_size: int | None = None, ot_batch_size: int | None = None, seed: int = 0,
-             model_dir: str | Path | None = None,
-             velocity: bool = True, basis: str | None = "umap", overwrite: bool = False, global_coupling: bool = False,
-             backed: bool = False, progress: bool = True, metric: dict | None = None, device: str = "cpu",
-             ema_decay: float | None = MODEL_EMA_DECAY, per_interval: bool = False, preprocess: bool = False,
-             gene_velocity: bool = True, flag: str = "overwrite=True", preprocess_flag: str = "preprocess=True"):
+def fit_h5ad(
+    path_in: str | Path,
+    path_out: str | Path,
+    *,
+    time_key: str,
+    use_rep: str = USE_REP,
+    n_pcs: int | None = None,
+    whiten: bool = MODEL_WHITEN,
+    method: str = "ot",
+    sigma: float | None = None,
+    time_scale: str = TIME_SCALE,
+    steps: int = STEPS,
+    batch_size: int | None = None,
+    ot_batch_size: int | None = None,
+    seed: int = 0,
+    model_dir: str | Path | None = None,
+    velocity: bool = True,
+    basis: str | None = "umap",
+    overwrite: bool = False,
+    global_coupling: bool = False,
+    backed: bool = False,
+    progress: bool = True,
+    metric: dict | None = None,
+    device: str = "cpu",
+    ema_decay: float | None = MODEL_EMA_DECAY,
+    per_interval: bool = False,
+    preprocess: bool = False,
+    gene_velocity: bool = True,
+    flag: str = "overwrite=True",
+    preprocess_flag: str = "preprocess=True",
+):
     """Fit a :class:`cellflow.CellFlow`, save it, add velocities, write ``path_out``.
 
     ``backed=True`` leaves ``X`` on disk, for ``use_rep="X"`` on files larger than memory;
@@ -95,29 +138,62 @@ def fit_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, use_re
     choices = None
     if preprocess:
         if use_rep != "X_pca" or backed:
-            raise ValueError(f"{preprocess_flag} computes obsm['X_pca'] from X in memory; it does not go with "
-                             f"{'--backed' if backed else 'use_rep=' + repr(use_rep)}.")
+            raise ValueError(
+                f"{preprocess_flag} computes obsm['X_pca'] from X in memory; it does not go with "
+                f"{'--backed' if backed else 'use_rep=' + repr(use_rep)}."
+            )
         if "X_pca" in adata.obsm and not overwrite:
-            raise FileExistsError(f"{path_in} already holds obsm['X_pca']; drop {preprocess_flag} to fit on it, "
-                                  f"or pass {flag} to compute it again from the counts in X.")
+            raise FileExistsError(
+                f"{path_in} already holds obsm['X_pca']; drop {preprocess_flag} to fit on it, "
+                f"or pass {flag} to compute it again from the counts in X."
+            )
         _counts_check(adata, preprocess_flag)
         choices = preprocess_counts(adata, seed=seed)
     elif use_rep == "X_pca" and "X_pca" not in adata.obsm:
-        raise KeyError(f"{path_in} has no obsm['X_pca']; add {preprocess_flag} to compute it from the raw counts "
-                       f"in X (normalize_total, log1p, {PREPROCESS_GENES} highly variable genes, {PREPROCESS_PCS} "
-                       f"PCs), or name another representation (obsm holds: {', '.join(adata.obsm) or 'nothing'}).")
-    if velocity and not overwrite:  # tl.velocity and tl.velocity_embedding would refuse these after training
+        raise KeyError(
+            f"{path_in} has no obsm['X_pca']; add {preprocess_flag} to compute it from the raw counts "
+            f"in X (normalize_total, log1p, {PREPROCESS_GENES} highly variable genes, {PREPROCESS_PCS} "
+            f"PCs), or name another representation (obsm holds: {', '.join(adata.obsm) or 'nothing'})."
+        )
+    if (
+        velocity and not overwrite
+    ):  # tl.velocity and tl.velocity_embedding would refuse these after training
         from ..tl._velocity import existing_velocity_keys
 
         found = existing_velocity_keys(adata, use_rep, genes=gene_velocity)
-        if basis and f"X_{basis}" in adata.obsm and f"velocity_{basis}" in adata.obsm and f"X_{basis}" != use_rep:
+        if (
+            basis
+            and f"X_{basis}" in adata.obsm
+            and f"velocity_{basis}" in adata.obsm
+            and f"X_{basis}" != use_rep
+        ):
             found.append(f"obsm['velocity_{basis}']")
         if found:
-            raise FileExistsError(f"{path_in} already holds {', '.join(found)}; pass {flag} to replace them.")
-    model = CellFlow(adata, time_key, use_rep=use_rep, n_pcs=n_pcs, whiten=whiten, method=method, sigma=sigma,
-                     time_scale=time_scale, per_interval=per_interval, seed=seed, device=device)
-    model.train(steps=steps, batch_size=batch_size, ot_batch_size=ot_batch_size, global_coupling=global_coupling,
-                ema_decay=ema_decay or None, progress=progress, metric=metric)
+            raise FileExistsError(
+                f"{path_in} already holds {', '.join(found)}; pass {flag} to replace them."
+            )
+    model = CellFlow(
+        adata,
+        time_key,
+        use_rep=use_rep,
+        n_pcs=n_pcs,
+        whiten=whiten,
+        method=method,
+        sigma=sigma,
+        time_scale=time_scale,
+        per_interval=per_interval,
+        seed=seed,
+        device=device,
+    )
+    model.train(
+        steps=steps,
+        batch_size=batch_size,
+        ot_batch_size=ot_batch_size,
+        global_coupling=global_coupling,
+        ema_decay=ema_decay or None,
+        progress=progress,
+        metric=metric,
+    )
     from ..train import distributed
 
     if not distributed.is_main():  # under torchrun, rank 0 writes the results
@@ -128,23 +204,46 @@ def fit_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, use_re
         # the velocity is already in obsm[f"velocity_{basis}"] when the embedding is the representation
         if basis and f"X_{basis}" in adata.obsm and f"X_{basis}" != use_rep:
             tl.velocity_embedding(adata, basis=basis, overwrite=overwrite)
-    adata.uns["cellflow"] = {"model_dir": str(model_dir), "method": model.method, "time_key": time_key,
-                             "use_rep": use_rep, "n_pcs": int(model.n_pcs), "whiten": bool(whiten),
-                             "steps": int(steps), "batch_size": int(model.batch_size), "seed": int(seed),
-                             "per_interval": bool(per_interval),
-                             "final_loss": float(np.mean(model.history.loss[-50:]))}
+    adata.uns["cellflow"] = {
+        "model_dir": str(model_dir),
+        "method": model.method,
+        "time_key": time_key,
+        "use_rep": use_rep,
+        "n_pcs": int(model.n_pcs),
+        "whiten": bool(whiten),
+        "steps": int(steps),
+        "batch_size": int(model.batch_size),
+        "seed": int(seed),
+        "per_interval": bool(per_interval),
+        "final_loss": float(np.mean(model.history.loss[-50:])),
+    }
     if choices is not None:
         adata.uns["cellflow"]["preprocess"] = choices
     write_h5ad(adata, path_out)
     return adata, model
 
 
-def evaluate_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, methods=BENCHMARK_METHODS,
-                  seeds=BENCHMARK_SEEDS, use_rep: str = USE_REP, n_pcs: int | None = None,
-                  whiten: bool = BENCHMARK_WHITEN, held_out=None, steps: int = STEPS, batch_size: int | None = None,
-                  max_eval: int = MAX_EVAL,
-                  progress: bool = True, overwrite: bool = False, resume: bool = False,
-                  flag: str = "overwrite=True", resume_flag: str = "resume=True", **train_kwargs):
+def evaluate_h5ad(
+    path_in: str | Path,
+    path_out: str | Path,
+    *,
+    time_key: str,
+    methods=BENCHMARK_METHODS,
+    seeds=BENCHMARK_SEEDS,
+    use_rep: str = USE_REP,
+    n_pcs: int | None = None,
+    whiten: bool = BENCHMARK_WHITEN,
+    held_out=None,
+    steps: int = STEPS,
+    batch_size: int | None = None,
+    max_eval: int = MAX_EVAL,
+    progress: bool = True,
+    overwrite: bool = False,
+    resume: bool = False,
+    flag: str = "overwrite=True",
+    resume_flag: str = "resume=True",
+    **train_kwargs,
+):
     """Run :func:`cellflow.evaluate_holdout` on a file; write the table as CSV and return it with
     its summary. ``n_pcs=None`` takes the paper's 5 leading columns of ``use_rep``, or all of a
     narrower representation (a 2-D layout such as ``X_spring``).
@@ -156,22 +255,50 @@ def evaluate_h5ad(path_in: str | Path, path_out: str | Path, *, time_key: str, m
 
     path_out = Path(path_out)
     settings_path = path_out.with_name(path_out.stem + ".settings.json")
-    settings = dict(input=str(Path(path_in).resolve()), time_key=time_key, use_rep=use_rep, n_pcs=n_pcs,
-                    whiten=bool(whiten), held_out=None if held_out is None else [float(h) for h in held_out],
-                    steps=int(steps), batch_size=batch_size, max_eval=int(max_eval),
-                    **{k: v for k, v in train_kwargs.items() if k != "device"})
-    done = _earlier_table(path_out, settings_path, settings, resume_flag) if resume and path_out.exists() else None
+    settings = dict(
+        input=str(Path(path_in).resolve()),
+        time_key=time_key,
+        use_rep=use_rep,
+        n_pcs=n_pcs,
+        whiten=bool(whiten),
+        held_out=None if held_out is None else [float(h) for h in held_out],
+        steps=int(steps),
+        batch_size=batch_size,
+        max_eval=int(max_eval),
+        **{k: v for k, v in train_kwargs.items() if k != "device"},
+    )
+    done = (
+        _earlier_table(path_out, settings_path, settings, resume_flag)
+        if resume and path_out.exists()
+        else None
+    )
     if done is None:
         if path_out.exists() and not overwrite and not path_out.is_dir():
-            raise FileExistsError(f"{path_out} exists; pass {flag} to replace it, or {resume_flag} to continue "
-                                  "the run that wrote it.")
+            raise FileExistsError(
+                f"{path_out} exists; pass {flag} to replace it, or {resume_flag} to continue "
+                "the run that wrote it."
+            )
         check_output_file(path_out, overwrite, flag)
     adata = read_h5ad(path_in)
     write_json(settings_path, settings, default=str)
-    df = evaluate_holdout(adata, time_key, methods=methods, seeds=seeds, use_rep=use_rep, n_pcs=n_pcs, whiten=whiten,
-                          held_out=held_out, steps=steps, batch_size=batch_size, max_eval=max_eval, progress=progress,
-                          verbose=True, done=done, on_row=lambda table: write_csv(table, path_out, index=False),
-                          **train_kwargs)
+    df = evaluate_holdout(
+        adata,
+        time_key,
+        methods=methods,
+        seeds=seeds,
+        use_rep=use_rep,
+        n_pcs=n_pcs,
+        whiten=whiten,
+        held_out=held_out,
+        steps=steps,
+        batch_size=batch_size,
+        max_eval=max_eval,
+        progress=progress,
+        verbose=True,
+        done=done,
+        on_row=lambda table: write_csv(table, path_out, index=False),
+        **train_kwargs,
+    )
     write_csv(df, path_out, index=False)
     return df, summarize_holdout(df)
 
@@ -184,13 +311,20 @@ def _earlier_table(path: Path, settings_path: Path, settings: dict, flag: str):
     import pandas as pd
 
     if not settings_path.exists():
-        raise FileNotFoundError(f"{path} has no {settings_path.name} beside it, so its settings are unknown; "
-                                f"{flag} continues only a table that cellflow evaluate wrote.")
+        raise FileNotFoundError(
+            f"{path} has no {settings_path.name} beside it, so its settings are unknown; "
+            f"{flag} continues only a table that cellflow evaluate wrote."
+        )
     before = json.loads(json.dumps(settings, default=str))
     saved = json.loads(settings_path.read_text())
-    differ = [f"{k}: {saved.get(k)!r} then, {before.get(k)!r} now" for k in sorted(set(saved) | set(before))
-              if saved.get(k) != before.get(k)]
+    differ = [
+        f"{k}: {saved.get(k)!r} then, {before.get(k)!r} now"
+        for k in sorted(set(saved) | set(before))
+        if saved.get(k) != before.get(k)
+    ]
     if differ:
-        raise ValueError(f"{path} was written with other settings ({'; '.join(differ)}); rerun with those, "
-                         "or write to another --out.")
+        raise ValueError(
+            f"{path} was written with other settings ({'; '.join(differ)}); rerun with those, "
+            "or write to another --out."
+        )
     return pd.read_csv(path)

@@ -40,9 +40,21 @@ from ._independent import IndependentCoupling
 from ._partial import PartialOT
 from ._sinkhorn import SinkhornOT, sinkhorn_log
 
-for _public in (ConvergenceError, Pairing, Coupling, IndependentCoupling, ExactOT, PointsSolve, SinkhornOT,
-                PartialOT, squared_distances, sinkhorn_log):
-    _public.__module__ = __name__  # documented, and shown in tracebacks and reprs, as cellflow.couplings.X
+for _public in (
+    ConvergenceError,
+    Pairing,
+    Coupling,
+    IndependentCoupling,
+    ExactOT,
+    PointsSolve,
+    SinkhornOT,
+    PartialOT,
+    squared_distances,
+    sinkhorn_log,
+):
+    _public.__module__ = (
+        __name__  # documented, and shown in tracebacks and reprs, as cellflow.couplings.X
+    )
 del _public
 
 __all__ = [

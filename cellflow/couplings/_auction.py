@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+
 @njit(cache=True, nogil=True)
 def _reduce(C, R):
     """``R = C - rowmin - colmin`` (float64; ``R`` may be ``C`` itself) with the two offset
@@ -291,5 +292,7 @@ def _solve_point_stacks(x0, x1t, eps_final, theta, max_scans, max_bids, tol, ret
     k, n = x0.shape[0], x0.shape[1]
     cols = np.empty((k, n), np.int64)
     for q in range(k):
-        cols[q] = _solve_points(x0[q], x1t[q], eps_final, theta, max_scans, max_bids, tol, retries)[0]
+        cols[q] = _solve_points(x0[q], x1t[q], eps_final, theta, max_scans, max_bids, tol, retries)[
+            0
+        ]
     return cols

@@ -70,7 +70,9 @@ class Coupling(ABC):
     """
 
     joint_by_default = False
-    solves_on_cpu = False  # the plan is a CPU solver call that releases the GIL (batch workers need cores)
+    solves_on_cpu = (
+        False  # the plan is a CPU solver call that releases the GIL (batch workers need cores)
+    )
 
     def __init__(self, replace: bool | None = None):
         self.replace = self.joint_by_default if replace is None else bool(replace)

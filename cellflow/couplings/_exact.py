@@ -12,9 +12,9 @@ import ot
 import torch
 from torch import Tensor
 
+from ._base import Coupling, Pairing, _fail, _sample_rows, _source_rows, _weights, squared_distances
 from .assignment import POINTS_MAX_DIM, assign_point_stacks, assign_points, exact_assignment
 from .sparse_ot import MAX_ITER_REACHED, SPARSE_FROM, SPARSE_MIN_DIM, sparse_exact_plan
-from ._base import Coupling, Pairing, _fail, _sample_rows, _source_rows, _weights, squared_distances
 
 
 @dataclass(frozen=True)
@@ -37,10 +37,16 @@ class PointsSolve:
         """``[job() for job in jobs]``, the same permutations, by one call of
         :func:`~cellflow.couplings.assignment.assign_point_stacks` where the jobs share shape and dtype."""
         first = jobs[0]
-        if len(jobs) == 1 or any(j.x0.shape != first.x0.shape or j.x0.dtype != first.x0.dtype
-                                 or j.x1.dtype != first.x1.dtype for j in jobs):
+        if len(jobs) == 1 or any(
+            j.x0.shape != first.x0.shape
+            or j.x0.dtype != first.x0.dtype
+            or j.x1.dtype != first.x1.dtype
+            for j in jobs
+        ):
             return [job() for job in jobs]
-        return list(assign_point_stacks(np.stack([j.x0 for j in jobs]), np.stack([j.x1 for j in jobs])))
+        return list(
+            assign_point_stacks(np.stack([j.x0 for j in jobs]), np.stack([j.x1 for j in jobs]))
+        )
 
 
 class ExactOT(Coupling):
@@ -74,8 +80,15 @@ class ExactOT(Coupling):
 
     solves_on_cpu = True
 
-    def __init__(self, replace: bool | None = None, *, max_iter: int | None = None, on_fail: str = "raise",
-                 sparse: bool | None = None, auction: bool | None = None):
+    def __init__(
+        self,
+        replace: bool | None = None,
+        *,
+        max_iter: int | None = None,
+        on_fail: str = "raise",
+        sparse: bool | None = None,
+        auction: bool | None = None,
+    ):
         super().__init__(replace)
         self.max_iter = max_iter
         self.on_fail = on_fail
@@ -85,9 +98,11 @@ class ExactOT(Coupling):
     def _use_auction(self, n0: int, n1: int, a, b) -> bool:
         fits = n0 == n1 and a is None and b is None
         if self.auction is True and not fits:
-            raise ValueError("ExactOT(auction=True) solves equal, unweighted batches only; got "
-                             f"{n0} and {n1} samples{' with weights' if a is not None or b is not None else ''}. "
-                             "Use auction=None to let weighted or unequal batches go to the network simplex.")
+            raise ValueError(
+                "ExactOT(auction=True) solves equal, unweighted batches only; got "
+                f"{n0} and {n1} samples{' with weights' if a is not None or b is not None else ''}. "
+                "Use auction=None to let weighted or unequal batches go to the network simplex."
+            )
         if self.auction is None:
             return fits and self.max_iter is None and self.sparse is not True
         return self.auction
@@ -180,19 +195,28 @@ class ExactOT(Coupling):
         max_iter = self.max_iter if self.max_iter is not None else 2**31 - 1
         C = C.cpu().numpy()
         dim = math.prod(x0.shape[1:])
-        sparse = (C.size >= SPARSE_FROM and dim >= SPARSE_MIN_DIM) if self.sparse is None else self.sparse
+        sparse = (
+            (C.size >= SPARSE_FROM and dim >= SPARSE_MIN_DIM)
+            if self.sparse is None
+            else self.sparse
+        )
         if sparse and (a > 0).all() and (b > 0).all():
             G, code = sparse_exact_plan(a, b, C, max_iter=max_iter)
             if G is not None:
                 return torch.from_numpy(G).to(x0.device)
             if code == MAX_ITER_REACHED:
-                _fail(f"exact OT did not reach the optimum (max_iter={max_iter} reached); raise max_iter or "
-                      "leave it at None.", self.on_fail)
+                _fail(
+                    f"exact OT did not reach the optimum (max_iter={max_iter} reached); raise max_iter or "
+                    "leave it at None.",
+                    self.on_fail,
+                )
             # otherwise no proven optimum within its rounds: solve the dense problem, as exact
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # we check the result code ourselves
             # the marginals are equal by construction and the duals are not used: skip both steps
-            G, log = ot.emd(a, b, C, numItermax=max_iter, log=True, center_dual=False, check_marginals=False)
+            G, log = ot.emd(
+                a, b, C, numItermax=max_iter, log=True, center_dual=False, check_marginals=False
+            )
         if log["result_code"] != 1:
             _fail(
                 f"exact OT did not reach the optimum ({log['warning']}); raise max_iter "

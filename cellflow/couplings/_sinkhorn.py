@@ -9,8 +9,9 @@ from torch import Tensor
 
 from ._base import Coupling, _fail, _weights, squared_distances
 
-
-_KERNEL_RANGE = 100.0  # largest (C - min C)/ε of a first-stage kernel: exp(-100) ≈ 4e-44, no underflow
+_KERNEL_RANGE = (
+    100.0  # largest (C - min C)/ε of a first-stage kernel: exp(-100) ≈ 4e-44, no underflow
+)
 _OMEGA = 1.9  # over-relaxation of the scaling iterations at the final ε
 _ABSORB_AT = 50.0  # move the scalings into the potentials when |log u| or |log v| passes this
 _ABSORB_LO, _ABSORB_HI = math.exp(-_ABSORB_AT), math.exp(_ABSORB_AT)
@@ -254,5 +255,12 @@ class SinkhornOT(Coupling):
         a = _weights(a, x0.shape[0], C.device)
         b = _weights(b, x1.shape[0], C.device)
         return sinkhorn_log(
-            a, b, C, self.eps, reg_m=self.reg_m, tol=self.tol, max_iter=self.max_iter, on_fail=self.on_fail
+            a,
+            b,
+            C,
+            self.eps,
+            reg_m=self.reg_m,
+            tol=self.tol,
+            max_iter=self.max_iter,
+            on_fail=self.on_fail,
         )

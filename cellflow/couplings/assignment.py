@@ -58,15 +58,26 @@ import numpy as np
 
 from ._auction import _solve, _solve_point_stacks, _solve_points
 
-__all__ = ["Assignment", "exact_assignment", "assign_points", "assign_point_stacks", "POINTS_MAX_DIM", "EPS_FINAL", "THETA", "MAX_SCANS",
-           "RETRIES"]
+__all__ = [
+    "Assignment",
+    "exact_assignment",
+    "assign_points",
+    "assign_point_stacks",
+    "POINTS_MAX_DIM",
+    "EPS_FINAL",
+    "THETA",
+    "MAX_SCANS",
+    "RETRIES",
+]
 
 EPS_FINAL = 1e-7  # last auction ε, relative to the reduced cost range (measured: no repair needed)
 THETA = 4.0  # ε shrinks by this factor per scaling phase
 MAX_SCANS = 8  # label-correcting row scans allowed, per row, before the proof gives up
 MAX_BIDS = 2000  # bids allowed per row and phase before the auction gives up (never reached)
 RETRIES = 3  # finer auction phases tried, each ε/64, when the proof fails, before the repair
-POINTS_MAX_DIM = 16  # assign_points computes costs itself up to this many features (faster than a matmul there)
+POINTS_MAX_DIM = (
+    16  # assign_points computes costs itself up to this many features (faster than a matmul there)
+)
 _TOL = 1e-13  # reduced costs down to -_TOL * range count as feasible (float64 rounding)
 
 
@@ -114,7 +125,9 @@ def exact_assignment(C: np.ndarray) -> Assignment:
     if C.shape[0] == 0:
         e = np.empty(0)
         return Assignment(np.empty(0, np.int64), e, e, 0, 0, 0)
-    cols, u, v, bids, scans, repaired = _solve(C, EPS_FINAL, THETA, MAX_SCANS, MAX_BIDS, _TOL, RETRIES)
+    cols, u, v, bids, scans, repaired = _solve(
+        C, EPS_FINAL, THETA, MAX_SCANS, MAX_BIDS, _TOL, RETRIES
+    )
     return Assignment(cols, u, v, int(bids), int(scans), int(repaired))
 
 
@@ -140,14 +153,20 @@ def assign_points(x0: np.ndarray, x1: np.ndarray) -> Assignment:
     """
     x0, x1 = np.asarray(x0), np.asarray(x1)
     if x0.ndim != 2 or x1.ndim != 2 or x0.shape != x1.shape:
-        raise ValueError(f"assign_points needs two (n, d) arrays of one shape, got {x0.shape} and {x1.shape}.")
-    dtype = x0.dtype if x0.dtype == x1.dtype and x0.dtype in (np.float32, np.float64) else np.float64
+        raise ValueError(
+            f"assign_points needs two (n, d) arrays of one shape, got {x0.shape} and {x1.shape}."
+        )
+    dtype = (
+        x0.dtype if x0.dtype == x1.dtype and x0.dtype in (np.float32, np.float64) else np.float64
+    )
     x0 = np.ascontiguousarray(x0, dtype=dtype)
     x1t = np.ascontiguousarray(x1.T, dtype=dtype)
     if x0.shape[0] == 0:
         e = np.empty(0)
         return Assignment(np.empty(0, np.int64), e, e, 0, 0, 0)
-    cols, u, v, bids, scans, repaired = _solve_points(x0, x1t, EPS_FINAL, THETA, MAX_SCANS, MAX_BIDS, _TOL, RETRIES)
+    cols, u, v, bids, scans, repaired = _solve_points(
+        x0, x1t, EPS_FINAL, THETA, MAX_SCANS, MAX_BIDS, _TOL, RETRIES
+    )
     return Assignment(cols, u, v, int(bids), int(scans), int(repaired))
 
 
@@ -181,8 +200,12 @@ def assign_point_stacks(x0: np.ndarray, x1: np.ndarray) -> np.ndarray:
     """
     x0, x1 = np.asarray(x0), np.asarray(x1)
     if x0.ndim != 3 or x0.shape != x1.shape:
-        raise ValueError(f"assign_point_stacks needs two (k, n, d) arrays of one shape, got {x0.shape} and {x1.shape}.")
-    dtype = x0.dtype if x0.dtype == x1.dtype and x0.dtype in (np.float32, np.float64) else np.float64
+        raise ValueError(
+            f"assign_point_stacks needs two (k, n, d) arrays of one shape, got {x0.shape} and {x1.shape}."
+        )
+    dtype = (
+        x0.dtype if x0.dtype == x1.dtype and x0.dtype in (np.float32, np.float64) else np.float64
+    )
     x0 = np.ascontiguousarray(x0, dtype=dtype)
     x1t = np.ascontiguousarray(x1.transpose(0, 2, 1), dtype=dtype)
     if x0.shape[1] == 0:

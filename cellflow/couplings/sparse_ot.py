@@ -70,8 +70,16 @@ def _north_west_corner(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.nda
     return np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
 
 
-def sparse_exact_plan(a: np.ndarray, b: np.ndarray, C: np.ndarray, *, k: int = 20, max_iter: int = 2**31 - 1,
-                      max_rounds: int = 50, tol: float = 1e-10) -> tuple[np.ndarray | None, int]:
+def sparse_exact_plan(
+    a: np.ndarray,
+    b: np.ndarray,
+    C: np.ndarray,
+    *,
+    k: int = 20,
+    max_iter: int = 2**31 - 1,
+    max_rounds: int = 50,
+    tol: float = 1e-10,
+) -> tuple[np.ndarray | None, int]:
     """Exact OT plan between histograms ``a``, ``b`` (positive, equal sums) for the cost ``C``.
 
     Parameters
@@ -100,15 +108,29 @@ def sparse_exact_plan(a: np.ndarray, b: np.ndarray, C: np.ndarray, *, k: int = 2
     near_r = np.argpartition(C, kr - 1, axis=1)[:, :kr]
     near_c = np.argpartition(C, kc - 1, axis=0)[:kc]
     nw_r, nw_c = _north_west_corner(a, b)
-    key = np.unique(np.concatenate([np.repeat(np.arange(n), kr) * m + near_r.ravel(),
-                                    near_c.T.ravel() * m + np.repeat(np.arange(m), kc), nw_r * m + nw_c]))
+    key = np.unique(
+        np.concatenate(
+            [
+                np.repeat(np.arange(n), kr) * m + near_r.ravel(),
+                near_c.T.ravel() * m + np.repeat(np.arange(m), kc),
+                nw_r * m + nw_c,
+            ]
+        )
+    )
     flat = C.ravel()
     threshold = -tol * max(float(np.abs(C).max()), 1.0)
     warm: tuple = ()
     code = 0
     for _ in range(max_rounds):
-        fs, ft, fv, _cost, u, v, code = emd_c_sparse(a, b, (key // m).astype(np.uint64), (key % m).astype(np.uint64),
-                                                     flat[key], max_iter, *warm)
+        fs, ft, fv, _cost, u, v, code = emd_c_sparse(
+            a,
+            b,
+            (key // m).astype(np.uint64),
+            (key % m).astype(np.uint64),
+            flat[key],
+            max_iter,
+            *warm,
+        )
         if code != _OPTIMAL:
             return (None, code)
         reduced = C - u[:, None]

@@ -3,9 +3,20 @@ time courses, 2-D toy distributions and the arch time course for benchmarks, and
 
 from ._arch import arch_time_course
 from ._loaders import DATA_DIR_ENV, available, load
-from ._sklearn import TABLES, load_digits_images, load_table
 from ._simulated import simulated_differentiation, true_velocity_pca
+from ._sklearn import TABLES, load_digits_images, load_table
 from ._toy import TOY_DISTRIBUTIONS, toy_sample
 
-__all__ = ["simulated_differentiation", "true_velocity_pca", "load", "available", "DATA_DIR_ENV",
-           "toy_sample", "TOY_DISTRIBUTIONS", "arch_time_course", "load_table", "load_digits_images", "TABLES"]
+__all__ = [
+    "simulated_differentiation",
+    "true_velocity_pca",
+    "load",
+    "available",
+    "DATA_DIR_ENV",
+    "toy_sample",
+    "TOY_DISTRIBUTIONS",
+    "arch_time_course",
+    "load_table",
+    "load_digits_images",
+    "TABLES",
+]

@@ -39,7 +39,9 @@ from scipy.stats import ortho_group
 __all__ = ["arch_time_course"]
 
 
-def arch_time_course(n_cells: int = 5000, *, noise: float = 0.1, n_dims: int = 2, seed: int = 0) -> ad.AnnData:
+def arch_time_course(
+    n_cells: int = 5000, *, noise: float = 0.1, n_dims: int = 2, seed: int = 0
+) -> ad.AnnData:
     """Draw the arch: ``n_cells`` cells at each of the times 0, 1 and 2 (module docstring).
 
     Parameters
@@ -69,25 +71,37 @@ def arch_time_course(n_cells: int = 5000, *, noise: float = 0.1, n_dims: int = 2
     if not noise >= 0:
         raise ValueError(f"noise must be non-negative, got {noise}.")
     if int(n_dims) != n_dims or n_dims < 2:
-        raise ValueError(f"n_dims must be an integer of at least 2 (the arch's plane), got {n_dims}.")
+        raise ValueError(
+            f"n_dims must be an integer of at least 2 (the arch's plane), got {n_dims}."
+        )
     n_dims = int(n_dims)
     rng = np.random.default_rng(seed)
     s0 = np.abs(rng.normal(0.0, 1 / (2 * np.pi), n_cells))
     s2 = 1.0 - np.abs(rng.normal(0.0, 1 / (2 * np.pi), n_cells))
-    s1 = (np.sort(s0) + np.sort(s2)) / 2  # exact OT between equal-weight samples on a line: sorted pairs
+    s1 = (
+        np.sort(s0) + np.sort(s2)
+    ) / 2  # exact OT between equal-weight samples on a line: sorted pairs
     s1 = s1[rng.permutation(n_cells)]
     s = np.concatenate([s0, s1, s2])
     angle = np.pi * (1.0 - s)
     radius = 1.0 + rng.normal(0.0, noise, len(s))
-    obs = pd.DataFrame({"time": np.repeat([0, 1, 2], n_cells), "arc_position": s},
-                       index=[f"cell{i}" for i in range(len(s))])
+    obs = pd.DataFrame(
+        {"time": np.repeat([0, 1, 2], n_cells), "arc_position": s},
+        index=[f"cell{i}" for i in range(len(s))],
+    )
     adata = ad.AnnData(obs=obs)
     X = np.c_[radius * np.cos(angle), radius * np.sin(angle)]
-    adata.uns["arch"] = {"n_cells": int(n_cells), "noise": float(noise), "n_dims": n_dims, "seed": int(seed)}
+    adata.uns["arch"] = {
+        "n_cells": int(n_cells),
+        "noise": float(noise),
+        "n_dims": n_dims,
+        "seed": int(seed),
+    }
     if n_dims > 2:
-        Q = ortho_group.rvs(n_dims, random_state=np.random.default_rng(n_dims))  # Haar, shared by each width
+        Q = ortho_group.rvs(
+            n_dims, random_state=np.random.default_rng(n_dims)
+        )  # Haar, shared by each width
         X = np.hstack([X, rng.normal(0.0, noise, (len(X), n_dims - 2))]) @ Q.T
         adata.uns["arch"]["rotation"] = Q
     adata.obsm["X_arch"] = X
     return adata
-

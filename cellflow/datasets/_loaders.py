@@ -28,17 +28,33 @@ class _Entry:
 
 
 REGISTRY: dict[str, _Entry] = {
-    "eb": _Entry("eb.h5ad", "time_point", "X_pca",
-                 "Embryoid body differentiation (Moon et al. 2019), the 100 PCs of eb_velocity_v5.npz used by "
-                 "TrajectoryNet and Tong et al. 2024, with RNA velocity in obsm['velocity_pca']"),
-    "cite": _Entry("cite.h5ad", "day", "X_pca",
-                   "CITE-seq CD34+ HSPCs, NeurIPS 2022 Open Problems multimodal challenge, days 2/3/4/7, PCs as "
-                   "published with the LightSB code"),
-    "multi": _Entry("multi.h5ad", "day", "X_pca",
-                    "Multiome CD34+ HSPCs, NeurIPS 2022 Open Problems multimodal challenge, days 2/3/4/7"),
-    "larry": _Entry("weinreb_larry.h5ad", "day", "X_spring",
-                    "LARRY in vitro haematopoiesis (Weinreb et al. 2020), days 2/4/6, SPRING layout, as published "
-                    "in scDiffEq/LARRY-dataset"),
+    "eb": _Entry(
+        "eb.h5ad",
+        "time_point",
+        "X_pca",
+        "Embryoid body differentiation (Moon et al. 2019), the 100 PCs of eb_velocity_v5.npz used by "
+        "TrajectoryNet and Tong et al. 2024, with RNA velocity in obsm['velocity_pca']",
+    ),
+    "cite": _Entry(
+        "cite.h5ad",
+        "day",
+        "X_pca",
+        "CITE-seq CD34+ HSPCs, NeurIPS 2022 Open Problems multimodal challenge, days 2/3/4/7, PCs as "
+        "published with the LightSB code",
+    ),
+    "multi": _Entry(
+        "multi.h5ad",
+        "day",
+        "X_pca",
+        "Multiome CD34+ HSPCs, NeurIPS 2022 Open Problems multimodal challenge, days 2/3/4/7",
+    ),
+    "larry": _Entry(
+        "weinreb_larry.h5ad",
+        "day",
+        "X_spring",
+        "LARRY in vitro haematopoiesis (Weinreb et al. 2020), days 2/4/6, SPRING layout, as published "
+        "in scDiffEq/LARRY-dataset",
+    ),
 }
 
 
@@ -56,7 +72,13 @@ def available(data_dir: str | os.PathLike | None = None) -> dict[str, bool]:
     return {name: (root / e.file).exists() for name, e in REGISTRY.items()}
 
 
-def load(name: str, data_dir: str | os.PathLike | None = None, *, url: str | None = None, backed: bool = False):
+def load(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    url: str | None = None,
+    backed: bool = False,
+):
     """Read a registered time course (``"eb"``, ``"cite"``, ``"multi"``, ``"larry"``) as AnnData.
 
     Parameters
@@ -86,17 +108,24 @@ def load(name: str, data_dir: str | os.PathLike | None = None, *, url: str | Non
         if url is None:
             raise FileNotFoundError(
                 f"{entry.file} is not in {root}. Place it there, or pass data_dir= or set ${DATA_DIR_ENV} to the "
-                f"folder that holds it, or pass url= to download it. Source: {entry.source}.")
+                f"folder that holds it, or pass url= to download it. Source: {entry.source}."
+            )
         root.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".part")
         try:
             urllib.request.urlretrieve(url, tmp)
         except OSError as err:
             tmp.unlink(missing_ok=True)
-            raise FileNotFoundError(f"{entry.file} is not in {root} and downloading {url} failed ({err}). "
-                                    f"If you are offline, copy the file there or set ${DATA_DIR_ENV}.") from err
+            raise FileNotFoundError(
+                f"{entry.file} is not in {root} and downloading {url} failed ({err}). "
+                f"If you are offline, copy the file there or set ${DATA_DIR_ENV}."
+            ) from err
         tmp.rename(path)
     adata = ad.read_h5ad(path, backed="r" if backed else None)
     if not backed:
-        adata.uns["cellflow_dataset"] = {"name": name, "time_key": entry.time_key, "use_rep": entry.use_rep}
+        adata.uns["cellflow_dataset"] = {
+            "name": name,
+            "time_key": entry.time_key,
+            "use_rep": entry.use_rep,
+        }
     return adata

@@ -38,9 +38,9 @@ def _sig(u):
 def _programmes(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """φ(z), shape (n, 5), and its Jacobian, shape (n, 5, 2)."""
     z1, z2 = z[:, 0], z[:, 1]
-    m = _sig(z1 - 2.0)                        # maturation
+    m = _sig(z1 - 2.0)  # maturation
     dm = m * (1 - m)
-    a, b = _sig(3.0 * z2), _sig(-3.0 * z2)    # branch identity
+    a, b = _sig(3.0 * z2), _sig(-3.0 * z2)  # branch identity
     da, db = 3.0 * a * (1 - a), -3.0 * b * (1 - b)
     phi = np.stack([1.0 - m, m, a * m, b * m, np.tanh(z1 / 2.5)], 1)
     J = np.zeros((len(z), 5, 2))
@@ -51,8 +51,14 @@ def _programmes(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return phi, J
 
 
-def simulated_differentiation(n_cells_per_time: int = 300, times=(0, 1, 2, 3, 4, 5), n_genes: int = 60, *,
-                              library_size: float = 3000.0, random_state: int = 0):
+def simulated_differentiation(
+    n_cells_per_time: int = 300,
+    times=(0, 1, 2, 3, 4, 5),
+    n_genes: int = 60,
+    *,
+    library_size: float = 3000.0,
+    random_state: int = 0,
+):
     """Simulate a branching differentiation time course (counts, no download).
 
     Parameters
@@ -105,22 +111,24 @@ def simulated_differentiation(n_cells_per_time: int = 300, times=(0, 1, 2, 3, 4,
     t = times[0]
     while t < times[-1] - 1e-12:
         h = min(dt, times[-1] - t)
-        move = day > t + 1e-12          # cells not yet sampled keep evolving
+        move = day > t + 1e-12  # cells not yet sampled keep evolving
         noise = rng.normal(size=(int(move.sum()), 2)) * np.array([s1, s2]) * np.sqrt(h)
         z[move] += drift(z[move]) * h + noise
         t += h
 
     # gene programmes: 5 programmes with the remaining genes housekeeping
-    programme_names = np.array(["progenitor", "maturation", "branch_A", "branch_B", "timer", "housekeeping"])
+    programme_names = np.array(
+        ["progenitor", "maturation", "branch_A", "branch_B", "timer", "housekeeping"]
+    )
     n_prog = max(4, (n_genes - 8) // 5)
     labels = np.full(n_genes, 5)
     for k in range(5):
-        labels[k * n_prog:(k + 1) * n_prog] = k
+        labels[k * n_prog : (k + 1) * n_prog] = k
     W = np.zeros((n_genes, 5))
     for g in range(n_genes):
         if labels[g] < 5:
             W[g, labels[g]] = rng.uniform(2.0, 4.0)
-            W[g, rng.integers(5)] += rng.normal(0.0, 0.5)   # some cross-talk
+            W[g, rng.integers(5)] += rng.normal(0.0, 0.5)  # some cross-talk
     base = rng.normal(0.0, 0.7, n_genes)
 
     phi, J = _programmes(z)
@@ -136,19 +144,33 @@ def simulated_differentiation(n_cells_per_time: int = 300, times=(0, 1, 2, 3, 4,
     ydot = w * (xdot - (p * xdot).sum(1, keepdims=True))
 
     branch = np.where(z[:, 0] < zb + 0.5, "progenitor", np.where(z[:, 1] > 0, "A", "B"))
-    obs = pd.DataFrame({"day": day.astype(int) if np.all(times == times.astype(int)) else day,
-                        "branch": pd.Categorical(branch, categories=["progenitor", "A", "B"]),
-                        "latent_time": z[:, 0]}, index=[f"cell{i}" for i in range(n)])
-    var = pd.DataFrame({"programme": pd.Categorical(programme_names[labels])},
-                       index=[f"gene{g}" for g in range(n_genes)])
+    obs = pd.DataFrame(
+        {
+            "day": day.astype(int) if np.all(times == times.astype(int)) else day,
+            "branch": pd.Categorical(branch, categories=["progenitor", "A", "B"]),
+            "latent_time": z[:, 0],
+        },
+        index=[f"cell{i}" for i in range(n)],
+    )
+    var = pd.DataFrame(
+        {"programme": pd.Categorical(programme_names[labels])},
+        index=[f"gene{g}" for g in range(n_genes)],
+    )
     adata = ad.AnnData(X=counts, obs=obs, var=var)
     adata.layers["counts"] = counts.copy()
     adata.layers["velocity_true"] = ydot.astype(np.float32)
     adata.obsm["X_latent"] = z.astype(np.float32)
     adata.obsm["velocity_latent"] = f.astype(np.float32)
-    adata.uns["simulation"] = {"rate": rate, "bifurcation_z1": zb, "pitchfork_a": a, "noise": [s1, s2],
-                               "target_sum": TARGET_SUM, "random_state": int(random_state),
-                               "loadings": W.astype(np.float64), "base": base.astype(np.float64)}
+    adata.uns["simulation"] = {
+        "rate": rate,
+        "bifurcation_z1": zb,
+        "pitchfork_a": a,
+        "noise": [s1, s2],
+        "target_sum": TARGET_SUM,
+        "random_state": int(random_state),
+        "loadings": W.astype(np.float64),
+        "base": base.astype(np.float64),
+    }
     return adata
 
 
@@ -168,7 +190,9 @@ def true_velocity_pca(adata, *, layer: str = "velocity_true", use_rep: str = "X_
     (with or without ``highly_variable`` genes), without ``sc.pp.scale``.
     """
     if layer not in adata.layers:
-        raise KeyError(f"adata.layers has no {layer!r}; simulate with cellflow.datasets.simulated_differentiation.")
+        raise KeyError(
+            f"adata.layers has no {layer!r}; simulate with cellflow.datasets.simulated_differentiation."
+        )
     if "PCs" not in adata.varm:
         raise KeyError("adata.varm has no 'PCs'; run sc.pp.pca(adata) first.")
     V = np.asarray(adata.layers[layer], dtype=np.float64)

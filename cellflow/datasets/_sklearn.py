@@ -33,8 +33,10 @@ def load_table(name: str) -> pd.DataFrame:
     from sklearn import datasets
 
     if name not in TABLES:
-        raise ValueError(f"unknown table {name!r}; the embedded tables are {', '.join(TABLES)} "
-                         "(or pass a CSV path where a path is accepted).")
+        raise ValueError(
+            f"unknown table {name!r}; the embedded tables are {', '.join(TABLES)} "
+            "(or pass a CSV path where a path is accepted)."
+        )
     bunch = getattr(datasets, f"load_{name}")(as_frame=True)
     return bunch.frame.reset_index(drop=True)
 

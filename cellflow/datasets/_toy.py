@@ -33,7 +33,9 @@ def _normal(n, g):
 
 
 _ANGLES = torch.arange(8) * (math.pi / 4)
-_CENTERS = torch.stack([torch.cos(_ANGLES), torch.sin(_ANGLES)], 1)  # computed once (the draws are per call)
+_CENTERS = torch.stack(
+    [torch.cos(_ANGLES), torch.sin(_ANGLES)], 1
+)  # computed once (the draws are per call)
 
 
 def _eight_gaussians(n, g, scale=5.0, cov=math.sqrt(0.1)):
@@ -62,12 +64,21 @@ def _scurve(n, g, noise=0.1):
     return pts * 1.5
 
 
-TOY_DISTRIBUTIONS = {"normal": _normal, "8gaussians": _eight_gaussians, "moons": _moons, "scurve": _scurve}
+TOY_DISTRIBUTIONS = {
+    "normal": _normal,
+    "8gaussians": _eight_gaussians,
+    "moons": _moons,
+    "scurve": _scurve,
+}
 
 
 def toy_sample(name: str, n: int, *, generator: torch.Generator | None = None) -> Tensor:
     """``n`` samples (float32, shape ``(n, 2)``) of a toy distribution by name."""
-    key = {"n": "normal", "gaussian": "normal", "8gauss": "8gaussians"}.get(name.lower(), name.lower())
+    key = {"n": "normal", "gaussian": "normal", "8gauss": "8gaussians"}.get(
+        name.lower(), name.lower()
+    )
     if key not in TOY_DISTRIBUTIONS:
-        raise ValueError(f"unknown toy distribution {name!r}; choose from {sorted(TOY_DISTRIBUTIONS)}.")
+        raise ValueError(
+            f"unknown toy distribution {name!r}; choose from {sorted(TOY_DISTRIBUTIONS)}."
+        )
     return TOY_DISTRIBUTIONS[key](int(n), generator).float()

@@ -82,11 +82,18 @@ class GeodesicInterpolant(nn.Module):
     untrained interpolant is the straight line of OT-CFM.
     """
 
-    def __init__(self, dim: int, hidden: Sequence[int] = (64, 64, 64), activation: str = "selu",
-                 time_varying: bool = False):
+    def __init__(
+        self,
+        dim: int,
+        hidden: Sequence[int] = (64, 64, 64),
+        activation: str = "selu",
+        time_varying: bool = False,
+    ):
         super().__init__()
         self.time_varying = bool(time_varying)
-        self.phi = MLP(dim, hidden=hidden, activation=activation, time_varying=self.time_varying, cond_dim=dim)
+        self.phi = MLP(
+            dim, hidden=hidden, activation=activation, time_varying=self.time_varying, cond_dim=dim
+        )
         nn.init.zeros_(self.phi.net[-1].weight)
         nn.init.zeros_(self.phi.net[-1].bias)
 
@@ -101,14 +108,18 @@ class GeodesicInterpolant(nn.Module):
         r""":math:`\varphi_\eta(x_0, x_1, \tau)`."""
         return self.phi(tau, x0, cond=x1)
 
-    def forward(self, x0: Tensor, x1: Tensor, t: Tensor, start: float = 0.0,
-                span: float = 1.0) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, x0: Tensor, x1: Tensor, t: Tensor, start: float = 0.0, span: float = 1.0
+    ) -> tuple[Tensor, Tensor]:
         t = torch.as_tensor(t, dtype=x0.dtype, device=x0.device).expand(len(x0))
         tau = start + span * t
         if self.time_varying:
-            with _FORWARD_AD_LOCK:  # forward-mode levels are process-wide; batch workers call this in threads
-                p, dp = torch.func.jvp(lambda s: self.correction(x0, x1, s), (tau,),
-                                       (torch.full_like(tau, span),))
+            with (
+                _FORWARD_AD_LOCK
+            ):  # forward-mode levels are process-wide; batch workers call this in threads
+                p, dp = torch.func.jvp(
+                    lambda s: self.correction(x0, x1, s), (tau,), (torch.full_like(tau, span),)
+                )
         else:
             p, dp = self.correction(x0, x1), None
         t = _expand(t, x0)
@@ -123,7 +134,13 @@ class GeodesicPath(StraightPath):
     :math:`x_t = \mu_t(x_0, x_1) + \sigma\varepsilon`, :math:`u_t = \dot\mu_t(x_0, x_1)`, with
     :math:`\mu_t` a (trained, frozen) :class:`GeodesicInterpolant`."""
 
-    def __init__(self, interpolant: GeodesicInterpolant, sigma: float = 0.1, start: float = 0.0, span: float = 1.0):
+    def __init__(
+        self,
+        interpolant: GeodesicInterpolant,
+        sigma: float = 0.1,
+        start: float = 0.0,
+        span: float = 1.0,
+    ):
         super().__init__(sigma)
         self.interpolant = interpolant
         self.start, self.span = float(start), float(span)
@@ -132,13 +149,23 @@ class GeodesicPath(StraightPath):
         with torch.no_grad():
             return self.interpolant(x0, x1, t, self.start, self.span)[0]
 
-    def sample(self, x0: Tensor, x1: Tensor, t: Tensor | float | None = None, *, eps: Tensor | None = None,
-               generator: torch.Generator | None = None) -> PathSample:
+    def sample(
+        self,
+        x0: Tensor,
+        x1: Tensor,
+        t: Tensor | float | None = None,
+        *,
+        eps: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> PathSample:
         self.check_pair(x0, x1)
         t = self._as_t(t, x0, generator)
         if eps is None:
-            eps = (torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device) if self.has_noise
-                   else torch.zeros_like(x0))
+            eps = (
+                torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+                if self.has_noise
+                else torch.zeros_like(x0)
+            )
         with torch.no_grad():
             mu, u = self.interpolant(x0, x1, t, self.start, self.span)
         return PathSample(t=t, x_t=mu + self.sigma * eps, u_t=u, eps=eps, x0=x0, x1=x1)
@@ -193,14 +220,24 @@ def fit_geodesic_interpolant(
     straight line's at the first step.
     """
     if len(pairs) != len(metrics):
-        raise ValueError(f"{len(pairs)} pairs but {len(metrics)} metrics: give one metric per pair.")
-    times = [(float(p), 1.0) for p in range(len(pairs))] if times is None else [tuple(map(float, s)) for s in times]
+        raise ValueError(
+            f"{len(pairs)} pairs but {len(metrics)} metrics: give one metric per pair."
+        )
+    times = (
+        [(float(p), 1.0) for p in range(len(pairs))]
+        if times is None
+        else [tuple(map(float, s)) for s in times]
+    )
     if len(times) != len(pairs):
-        raise ValueError(f"{len(pairs)} pairs but {len(times)} (start, span) times: give one per pair.")
+        raise ValueError(
+            f"{len(pairs)} pairs but {len(times)} (start, span) times: give one per pair."
+        )
     from tqdm.auto import tqdm
 
     coupling = coupling or ExactOT(replace=True)
-    with torch.random.fork_rng(devices=[]):  # seeded initialisation; the caller's global RNG is untouched
+    with torch.random.fork_rng(
+        devices=[]
+    ):  # seeded initialisation; the caller's global RNG is untouched
         torch.manual_seed(seed)
         interp = GeodesicInterpolant(dim, time_varying=time_varying)
     g = torch.Generator().manual_seed(seed)

@@ -35,7 +35,9 @@ from .solvers import FIXED_STEP, solver_argument
 __all__ = ["log_likelihood", "divergence"]
 
 
-def divergence(v: Tensor, x: Tensor, *, probes: Tensor | None = None, create_graph: bool = False) -> Tensor:
+def divergence(
+    v: Tensor, x: Tensor, *, probes: Tensor | None = None, create_graph: bool = False
+) -> Tensor:
     """Divergence of ``v`` (a function of ``x`` in the autograd graph), per sample.
 
     ``probes=None``: exact, one backward pass per dimension. Otherwise Hutchinson's
@@ -46,7 +48,9 @@ def divergence(v: Tensor, x: Tensor, *, probes: Tensor | None = None, create_gra
         flat = v.reshape(n, -1)
         div = torch.zeros(n, dtype=x.dtype, device=x.device)
         for i in range(flat.shape[1]):
-            g = torch.autograd.grad(flat[:, i].sum(), x, create_graph=create_graph, retain_graph=True)[0]
+            g = torch.autograd.grad(
+                flat[:, i].sum(), x, create_graph=create_graph, retain_graph=True
+            )[0]
             div = div + g.reshape(n, -1)[:, i]
         return div
     total = torch.zeros(n, dtype=x.dtype, device=x.device)

@@ -30,17 +30,30 @@ import torch
 from torch import Tensor
 
 from ..couplings import Coupling, ExactOT, IndependentCoupling, SinkhornOT
-from .methods import METHODS as _TABLE, canonical_method, method_spec, methods_for
+from .methods import METHODS as _TABLE
+from .methods import canonical_method, method_spec, methods_for
 from .paths import BrownianBridgePath, LipmanPath, PathSample, ProbPath, StraightPath, VPPath
 
-__all__ = ["MatchedSample", "FlowMatcher", "make_matcher", "METHODS", "DEFAULT_SIGMA", "canonical_method"]
+__all__ = [
+    "MatchedSample",
+    "FlowMatcher",
+    "make_matcher",
+    "METHODS",
+    "DEFAULT_SIGMA",
+    "canonical_method",
+]
 
 #: the methods of :class:`cellflow.FlowModel` and their default σ, read from :mod:`cellflow.flow.methods`
 METHODS = methods_for("vectors")
 DEFAULT_SIGMA = {name: _TABLE[name].sigma for name in METHODS}
 # a geodesic path starts from the straight one; OT-MFM's interpolant bends it during training
-_PATHS = {"straight": StraightPath, "geodesic": StraightPath, "brownian_bridge": BrownianBridgePath,
-          "lipman": LipmanPath, "vp": VPPath}
+_PATHS = {
+    "straight": StraightPath,
+    "geodesic": StraightPath,
+    "brownian_bridge": BrownianBridgePath,
+    "lipman": LipmanPath,
+    "vp": VPPath,
+}
 
 
 @dataclass
@@ -54,7 +67,9 @@ class MatchedSample(PathSample):
 
 def _check_shapes(x0: Tensor, x1: Tensor) -> None:
     if x0.shape[1:] != x1.shape[1:]:
-        raise ValueError(f"source and target samples differ in shape: {tuple(x0.shape[1:])} vs {tuple(x1.shape[1:])}.")
+        raise ValueError(
+            f"source and target samples differ in shape: {tuple(x0.shape[1:])} vs {tuple(x1.shape[1:])}."
+        )
 
 
 class FlowMatcher:
@@ -120,7 +135,9 @@ class FlowMatcher:
         if groups is not None and not isinstance(self.coupling, IndependentCoupling):
             if a is not None or b is not None:
                 raise ValueError("sample weights a, b cannot be combined with groups.")
-            i0, i1 = self._pair_within_groups(x0, x1, groups, len(x0) if n is None else n, generator)
+            i0, i1 = self._pair_within_groups(
+                x0, x1, groups, len(x0) if n is None else n, generator
+            )
         else:
             p = self.coupling.pair(x0, x1, a=a, b=b, n=n, generator=generator)
             i0, i1 = p.i0, p.i1
@@ -130,7 +147,14 @@ class FlowMatcher:
         s = self.path.sample(x0[i0], x1[i1], t, generator=generator)
         return MatchedSample(**vars(s), i0=i0, i1=i1)
 
-    def defer_sample(self, x0: Tensor, x1: Tensor, *, n: int | None = None, generator: torch.Generator | None = None):
+    def defer_sample(
+        self,
+        x0: Tensor,
+        x1: Tensor,
+        *,
+        n: int | None = None,
+        generator: torch.Generator | None = None,
+    ):
         """:meth:`sample` in two parts, where the coupling can split its solve off
         (:meth:`cellflow.couplings.ExactOT.defer_pair`): ``(solve, finish)`` with
         ``finish(solve())`` equal to ``sample(x0, x1, n=n, generator=generator)``, bit for bit
@@ -176,8 +200,9 @@ class FlowMatcher:
         return f"FlowMatcher({self.name}: {self.path!r}, {self.coupling!r})"
 
 
-def make_matcher(method: str = "ot", sigma: float | None = None, *, front: str = "vectors",
-                 **coupling_kwargs) -> FlowMatcher:
+def make_matcher(
+    method: str = "ot", sigma: float | None = None, *, front: str = "vectors", **coupling_kwargs
+) -> FlowMatcher:
     """The flow matcher of a method by name (see the table above).
 
     Parameters

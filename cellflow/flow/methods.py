@@ -65,17 +65,58 @@ class MethodSpec:
 
 
 _ALL = frozenset({"cells", "vectors", "images", "tables"})
-METHODS: dict[str, MethodSpec] = {s.name: s for s in (
-    MethodSpec("ot", "OT-CFM", "straight", "exact", 0.1, aliases=("otcfm", "ot-cfm", "exact"), fronts=_ALL),
-    MethodSpec("sb", "SB-CFM", "brownian_bridge", "sinkhorn", 1.0, has_score=True, aliases=("sbcfm", "sb-cfm"),
-               fronts=frozenset({"cells", "vectors", "tables"})),
-    MethodSpec("icfm", "I-CFM", "straight", "independent", 0.1, aliases=("i", "cfm", "i-cfm"), fronts=_ALL),
-    MethodSpec("mfm", "OT-MFM", "geodesic", "exact", 0.1, aliases=("ot-mfm", "otmfm", "metric"),
-               fronts=frozenset({"cells"})),
-    MethodSpec("fm", "FM", "lipman", "independent", 0.0, aliases=("lipman",),
-               fronts=frozenset({"vectors", "images"})),
-    MethodSpec("vp", "VP-CFM", "vp", "independent", 0.1, aliases=("trig",)),
-)}
+METHODS: dict[str, MethodSpec] = {
+    s.name: s
+    for s in (
+        MethodSpec(
+            "ot",
+            "OT-CFM",
+            "straight",
+            "exact",
+            0.1,
+            aliases=("otcfm", "ot-cfm", "exact"),
+            fronts=_ALL,
+        ),
+        MethodSpec(
+            "sb",
+            "SB-CFM",
+            "brownian_bridge",
+            "sinkhorn",
+            1.0,
+            has_score=True,
+            aliases=("sbcfm", "sb-cfm"),
+            fronts=frozenset({"cells", "vectors", "tables"}),
+        ),
+        MethodSpec(
+            "icfm",
+            "I-CFM",
+            "straight",
+            "independent",
+            0.1,
+            aliases=("i", "cfm", "i-cfm"),
+            fronts=_ALL,
+        ),
+        MethodSpec(
+            "mfm",
+            "OT-MFM",
+            "geodesic",
+            "exact",
+            0.1,
+            aliases=("ot-mfm", "otmfm", "metric"),
+            fronts=frozenset({"cells"}),
+        ),
+        MethodSpec(
+            "fm",
+            "FM",
+            "lipman",
+            "independent",
+            0.0,
+            aliases=("lipman",),
+            fronts=frozenset({"vectors", "images"}),
+        ),
+        MethodSpec("vp", "VP-CFM", "vp", "independent", 0.1, aliases=("trig",)),
+    )
+}
 assert tuple(METHODS) == get_args(Method)
 _BY_NAME = {alias: s for s in METHODS.values() for alias in (s.name, s.label.lower(), *s.aliases)}
 
@@ -91,10 +132,17 @@ def method_spec(method: str, front: str = "vectors") -> MethodSpec:
     ``front``; otherwise a ``ValueError`` that lists the choices."""
     spec = _BY_NAME.get(str(method).lower())
     if spec is None or front not in spec.fronts:
-        where = {"cells": "CellFlow", "vectors": "FlowModel", "images": "ImageFlow", "tables": "TabularFlow"}[front]
+        where = {
+            "cells": "CellFlow",
+            "vectors": "FlowModel",
+            "images": "ImageFlow",
+            "tables": "TabularFlow",
+        }[front]
         names = [repr(m) for m in methods_for(front)]
-        raise ValueError(f"unknown method {method!r}: {where} supports method={', '.join(names[:-1])} or "
-                         f"{names[-1]}.")
+        raise ValueError(
+            f"unknown method {method!r}: {where} supports method={', '.join(names[:-1])} or "
+            f"{names[-1]}."
+        )
     return spec
 
 

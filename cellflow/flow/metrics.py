@@ -33,8 +33,15 @@ from torch import Tensor
 
 from ..couplings import sinkhorn_log, squared_distances
 
-__all__ = ["wasserstein", "sinkhorn_divergence", "mmd", "energy_distance", "normalized_path_energy",
-           "path_energy", "subsample"]
+__all__ = [
+    "wasserstein",
+    "sinkhorn_divergence",
+    "mmd",
+    "energy_distance",
+    "normalized_path_energy",
+    "path_energy",
+    "subsample",
+]
 
 Array = Tensor | np.ndarray
 
@@ -52,7 +59,9 @@ def subsample(x: Tensor, max_samples: int | None, seed: int = 0) -> Tensor:
     return x[torch.as_tensor(np.sort(idx))]
 
 
-def wasserstein(x: Array, y: Array, p: int = 2, *, max_samples: int | None = None, seed: int = 0) -> float:
+def wasserstein(
+    x: Array, y: Array, p: int = 2, *, max_samples: int | None = None, seed: int = 0
+) -> float:
     """Exact Wasserstein-``p`` distance (p = 1 or 2) between two empirical distributions.
 
     Parameters
@@ -72,14 +81,23 @@ def wasserstein(x: Array, y: Array, p: int = 2, *, max_samples: int | None = Non
         C = C.sqrt_()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cost, log = ot.emd2(ot.unif(len(x)), ot.unif(len(y)), C.numpy(), numItermax=2**31 - 1, log=True)
+        cost, log = ot.emd2(
+            ot.unif(len(x)), ot.unif(len(y)), C.numpy(), numItermax=2**31 - 1, log=True
+        )
     if log["result_code"] != 1:
         raise RuntimeError(f"exact OT failed: {log['warning']}")
     return float(cost) if p == 1 else math.sqrt(max(float(cost), 0.0))
 
 
-def sinkhorn_divergence(x: Array, y: Array, eps: float = 1.0, *, tol: float = 1e-9, max_samples: int | None = None,
-                        seed: int = 0) -> float:
+def sinkhorn_divergence(
+    x: Array,
+    y: Array,
+    eps: float = 1.0,
+    *,
+    tol: float = 1e-9,
+    max_samples: int | None = None,
+    seed: int = 0,
+) -> float:
     r"""Debiased Sinkhorn divergence with squared Euclidean cost and regularisation ``eps``
     (the same definition as POT's ``empirical_sinkhorn_divergence``)."""
     x, y = subsample(_as2d(x), max_samples, seed), subsample(_as2d(y), max_samples, seed + 1)
@@ -101,7 +119,9 @@ def _bandwidths(y: Tensor, bandwidths) -> list[float]:
     return [d * s for s in (0.25, 0.5, 1.0, 2.0, 4.0)]
 
 
-def mmd(x: Array, y: Array, bandwidths=None, *, max_samples: int | None = 5000, seed: int = 0) -> float:
+def mmd(
+    x: Array, y: Array, bandwidths=None, *, max_samples: int | None = 5000, seed: int = 0
+) -> float:
     r"""Unbiased squared maximum mean discrepancy with the kernel
     :math:`k(u,w) = \sum_h \exp(-\|u-w\|^2 / (2h^2))`.
 
@@ -133,7 +153,12 @@ def path_energy(field, traj) -> float:
     r""":math:`E\int\|v(t, x_t)\|^2 dt` along a :class:`~cellflow.flow.solvers.Trajectory`
     (trapezoidal rule on its time grid)."""
     with torch.no_grad():
-        sq = torch.stack([field(t, x).reshape(x.shape[0], -1).pow(2).sum(1).mean() for t, x in zip(traj.t, traj.xs)])
+        sq = torch.stack(
+            [
+                field(t, x).reshape(x.shape[0], -1).pow(2).sum(1).mean()
+                for t, x in zip(traj.t, traj.xs)
+            ]
+        )
     return float(torch.trapezoid(sq, traj.t).abs())
 
 
@@ -154,4 +179,3 @@ def velocity_cosine(V: np.ndarray, V_true: np.ndarray) -> np.ndarray:
         raise ValueError(f"velocity arrays differ in shape: {V.shape} vs {V_true.shape}.")
     num = (V * V_true).sum(1)
     return num / (np.linalg.norm(V, axis=1) * np.linalg.norm(V_true, axis=1) + 1e-300)
-

@@ -22,8 +22,15 @@ from torch import Tensor, nn
 
 __all__ = ["MLP", "IntervalMLP", "ACTIVATIONS", "build_network", "interval_index"]
 
-ACTIVATIONS = {"selu": nn.SELU, "relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU, "tanh": nn.Tanh,
-               "elu": nn.ELU, "leaky_relu": nn.LeakyReLU}
+ACTIVATIONS = {
+    "selu": nn.SELU,
+    "relu": nn.ReLU,
+    "silu": nn.SiLU,
+    "gelu": nn.GELU,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,
+    "leaky_relu": nn.LeakyReLU,
+}
 
 
 class MLP(nn.Module):
@@ -60,12 +67,20 @@ class MLP(nn.Module):
     ):
         super().__init__()
         if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; choose from {sorted(ACTIVATIONS)}.")
+            raise ValueError(
+                f"unknown activation {activation!r}; choose from {sorted(ACTIVATIONS)}."
+            )
         if cond_dim and n_classes:
             raise ValueError("give either cond_dim (covariates) or n_classes (labels), not both.")
-        self.config = dict(dim=int(dim), hidden=[int(h) for h in hidden], activation=activation,
-                           time_varying=bool(time_varying), cond_dim=int(cond_dim), n_classes=int(n_classes),
-                           out_dim=int(out_dim or dim))
+        self.config = dict(
+            dim=int(dim),
+            hidden=[int(h) for h in hidden],
+            activation=activation,
+            time_varying=bool(time_varying),
+            cond_dim=int(cond_dim),
+            n_classes=int(n_classes),
+            out_dim=int(out_dim or dim),
+        )
         width_in = dim + int(time_varying) + cond_dim + n_classes
         layers: list[nn.Module] = []
         for h in hidden:
@@ -84,11 +99,15 @@ class MLP(nn.Module):
             parts.append(t.reshape(-1, 1).expand(n, 1) if t.numel() in (1, n) else _bad_t(t, n))
         if c["n_classes"]:
             if cond is None:
-                raise ValueError(f"this network is conditioned on {c['n_classes']} classes: pass cond=labels.")
+                raise ValueError(
+                    f"this network is conditioned on {c['n_classes']} classes: pass cond=labels."
+                )
             parts.append(nn.functional.one_hot(cond.long().reshape(-1), c["n_classes"]).to(h.dtype))
         elif c["cond_dim"]:
             if cond is None:
-                raise ValueError(f"this network is conditioned on {c['cond_dim']} covariates: pass cond.")
+                raise ValueError(
+                    f"this network is conditioned on {c['cond_dim']} covariates: pass cond."
+                )
             parts.append(cond.reshape(n, -1).to(h.dtype))
         out = self.net(torch.cat(parts, 1))
         if out.shape[1] == math.prod(x.shape[1:]):
@@ -105,7 +124,9 @@ def interval_index(knots: Tensor, t: Tensor, side: str = "right") -> Tensor:
     """
     if side not in ("left", "right"):
         raise ValueError(f"side must be 'left' or 'right', got {side!r}.")
-    k = torch.searchsorted(knots, t.detach().to(knots).reshape(-1).contiguous(), right=side == "right")
+    k = torch.searchsorted(
+        knots, t.detach().to(knots).reshape(-1).contiguous(), right=side == "right"
+    )
     return (k - 1).clamp(0, len(knots) - 2)
 
 
@@ -132,22 +153,36 @@ class IntervalMLP(nn.Module):
         As for :class:`MLP`, for each interval's network.
     """
 
-    def __init__(self, dim: int, knots, hidden: tuple[int, ...] | list[int] = (64, 64, 64),
-                 activation: str = "selu"):
+    def __init__(
+        self,
+        dim: int,
+        knots,
+        hidden: tuple[int, ...] | list[int] = (64, 64, 64),
+        activation: str = "selu",
+    ):
         super().__init__()
         knots = [float(k) for k in knots]
         if len(knots) < 2 or any(b <= a for a, b in zip(knots[:-1], knots[1:])):
             raise ValueError(f"knots must be at least two increasing times, got {knots}.")
-        self.nets = nn.ModuleList(MLP(dim, hidden=hidden, activation=activation) for _ in knots[:-1])
+        self.nets = nn.ModuleList(
+            MLP(dim, hidden=hidden, activation=activation) for _ in knots[:-1]
+        )
         self.register_buffer("knots", torch.tensor(knots, dtype=torch.float64), persistent=False)
-        self.config = dict(kind="interval_mlp", dim=int(dim), knots=knots, hidden=[int(h) for h in hidden],
-                           activation=activation)
+        self.config = dict(
+            kind="interval_mlp",
+            dim=int(dim),
+            knots=knots,
+            hidden=[int(h) for h in hidden],
+            activation=activation,
+        )
 
     def interval(self, t: Tensor, side: str = "right") -> Tensor:
         """Index of the interval each time in ``t`` falls in (:func:`interval_index`)."""
         return interval_index(self.knots, t, side)
 
-    def forward(self, t: Tensor | float, x: Tensor, cond: Tensor | None = None, *, side: str = "right") -> Tensor:
+    def forward(
+        self, t: Tensor | float, x: Tensor, cond: Tensor | None = None, *, side: str = "right"
+    ) -> Tensor:
         n = x.shape[0]
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device).reshape(-1)
         if t.numel() not in (1, n):
@@ -174,7 +209,9 @@ class IntervalMLP(nn.Module):
 
 
 def _bad_t(t: Tensor, n: int):
-    raise ValueError(f"t has {t.numel()} entries for a batch of {n}: pass a scalar or one time per sample.")
+    raise ValueError(
+        f"t has {t.numel()} entries for a batch of {n}: pass a scalar or one time per sample."
+    )
 
 
 def build_network(config: dict) -> nn.Module:

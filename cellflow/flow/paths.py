@@ -103,7 +103,9 @@ class ProbPath(ABC):
         """Draw ``n`` times uniformly on [0, 1]."""
         return torch.rand(n, generator=generator, dtype=like.dtype, device=like.device)
 
-    def _as_t(self, t: Tensor | float | None, x0: Tensor, generator: torch.Generator | None) -> Tensor:
+    def _as_t(
+        self, t: Tensor | float | None, x0: Tensor, generator: torch.Generator | None
+    ) -> Tensor:
         n = x0.shape[0]
         if t is None:
             return self.sample_t(n, like=x0, generator=generator)
@@ -206,7 +208,9 @@ class StraightPath(ProbPath):
         t = self._as_t(t, x0, generator)
         eps = self._noise(x0, eps, generator)
         b = _expand(t, x0)
-        x_t = torch.rsub(b, 1) * x0 + b * x1 + self.sigma * eps  # (1 - b), without Tensor.__rsub__'s Python wrapper
+        x_t = (
+            torch.rsub(b, 1) * x0 + b * x1 + self.sigma * eps
+        )  # (1 - b), without Tensor.__rsub__'s Python wrapper
         return PathSample(t=t, x_t=x_t, u_t=x1 - x0, eps=eps, x0=x0, x1=x1)
 
 
@@ -290,7 +294,10 @@ class LipmanPath(ProbPath):
         mean_err = flat.mean(0).abs().max().item()
         var = flat.var(0)
         # 6 standard errors: a false alarm has probability < 1e-8 per coordinate
-        if mean_err > 6 / math.sqrt(n) or (var - 1).abs().max().item() > 6 * math.sqrt(2 / n) + 0.05:
+        if (
+            mean_err > 6 / math.sqrt(n)
+            or (var - 1).abs().max().item() > 6 * math.sqrt(2 / n) + 0.05
+        ):
             raise ValueError(
                 "Lipman flow matching (method='fm') is only valid from a standard normal source, "
                 f"but x0 has a mean of up to {mean_err:.3g} and variances in "

@@ -37,7 +37,9 @@ __all__ = ["RBFMetric", "LANDMetric", "fit_metric", "METRIC_KINDS"]
 
 MAX_METRIC_CELLS = 4000  # cells a metric is fitted on (a seeded subsample beyond that)
 METRIC_EPS = 0.1  # ε of G = I/(h + ε); the paper's 1e-2 measured worse on EB and Cite
-LAND_GAMMA = "auto"  # LAND's kernel width: the median distance between neighbouring cells (5 whitened
+LAND_GAMMA = (
+    "auto"  # LAND's kernel width: the median distance between neighbouring cells (5 whitened
+)
 # PCs: 0.29-0.46, where EB scored 0.841 and Cite 0.799; at a fixed 0.3 0.836 and 0.799; choosing_a_method.md)
 
 
@@ -64,13 +66,22 @@ class RBFMetric:
     r"""The diagonal metric :math:`G(x) = I/(h(x)+\varepsilon)` of a point cloud, with
     :math:`h` a sum of Gaussian bumps (see :mod:`cellflow.flow.geodesics`). Build it with :meth:`fit`."""
 
-    def __init__(self, centers: Tensor, bandwidths: Tensor, weights: Tensor, eps: float = METRIC_EPS):
+    def __init__(
+        self, centers: Tensor, bandwidths: Tensor, weights: Tensor, eps: float = METRIC_EPS
+    ):
         self.centers, self.bandwidths, self.weights = centers, bandwidths, weights
         self.eps = float(eps)
 
     @classmethod
-    def fit(cls, X: Tensor | np.ndarray, n_centers: int = 100, kappa: float = 1.0, eps: float = METRIC_EPS,
-            max_cells: int = MAX_METRIC_CELLS, seed: int = 0) -> RBFMetric:
+    def fit(
+        cls,
+        X: Tensor | np.ndarray,
+        n_centers: int = 100,
+        kappa: float = 1.0,
+        eps: float = METRIC_EPS,
+        max_cells: int = MAX_METRIC_CELLS,
+        seed: int = 0,
+    ) -> RBFMetric:
         """Fit centres (k-means), bandwidths (κ × cluster RMS spread) and NNLS weights.
 
         Parameters
@@ -99,15 +110,25 @@ class RBFMetric:
             X = X[rng.choice(len(X), max_cells, replace=False)]
         k = int(min(n_centers, len(np.unique(X, axis=0))))
         km = KMeans(k, n_init=1, random_state=seed).fit(X)
-        spread = np.array([np.sqrt(((X[km.labels_ == j] - km.cluster_centers_[j]) ** 2).mean())
-                           if (km.labels_ == j).sum() > 1 else 0.0 for j in range(k)])
+        spread = np.array(
+            [
+                np.sqrt(((X[km.labels_ == j] - km.cluster_centers_[j]) ** 2).mean())
+                if (km.labels_ == j).sum() > 1
+                else 0.0
+                for j in range(k)
+            ]
+        )
         keep = spread > 0
         if not keep.any():
             raise ValueError("every k-means cluster holds a single cell; use fewer centres.")
         centers = torch.tensor(km.cluster_centers_[keep], dtype=torch.float32)
         bandwidths = torch.tensor(kappa * spread[keep], dtype=torch.float32)
-        features = cls(centers, bandwidths, torch.ones(int(keep.sum())), eps).features(
-            torch.tensor(X, dtype=torch.float32)).double().numpy()
+        features = (
+            cls(centers, bandwidths, torch.ones(int(keep.sum())), eps)
+            .features(torch.tensor(X, dtype=torch.float32))
+            .double()
+            .numpy()
+        )
         w, _ = nnls(features, np.ones(len(X)))
         return cls(centers, bandwidths, torch.tensor(w, dtype=torch.float32), eps)
 
@@ -137,7 +158,9 @@ class LANDMetric:
     a constant factor, with its ρ equal to :math:`\varepsilon Z N`.) Build it with :meth:`fit`.
     """
 
-    def __init__(self, landmarks: Tensor, gamma: float, eps: float = METRIC_EPS, scale: float = 1.0):
+    def __init__(
+        self, landmarks: Tensor, gamma: float, eps: float = METRIC_EPS, scale: float = 1.0
+    ):
         if not gamma > 0:
             raise ValueError(f"LAND's kernel width gamma must be positive, got {gamma}.")
         self.landmarks = landmarks.to(torch.float32)
@@ -146,8 +169,14 @@ class LANDMetric:
         self._sq_norm = self._sq.sum(1)
 
     @classmethod
-    def fit(cls, X: Tensor | np.ndarray, gamma: float | str = LAND_GAMMA, eps: float = METRIC_EPS,
-            max_cells: int = MAX_METRIC_CELLS, seed: int = 0) -> LANDMetric:
+    def fit(
+        cls,
+        X: Tensor | np.ndarray,
+        gamma: float | str = LAND_GAMMA,
+        eps: float = METRIC_EPS,
+        max_cells: int = MAX_METRIC_CELLS,
+        seed: int = 0,
+    ) -> LANDMetric:
         """Keep (a seeded subsample of at most ``max_cells`` of) the cells as landmarks and set
         :math:`Z` on up to 1,000 of them.
 
@@ -177,15 +206,19 @@ class LANDMetric:
             if gamma != "auto":
                 raise ValueError(f"LAND's gamma is a positive number or 'auto', got {gamma!r}.")
             if not nn > 0:
-                raise ValueError("LANDMetric.fit with gamma='auto': most cells have an identical twin, so the "
-                                 "distance between neighbours is 0; pass a positive gamma.")
+                raise ValueError(
+                    "LANDMetric.fit with gamma='auto': most cells have an identical twin, so the "
+                    "distance between neighbours is 0; pass a positive gamma."
+                )
             gamma = nn
         metric = cls(landmarks, gamma, eps)
         z = float(metric.h(probe).median())
         if not z > 0:
-            raise ValueError(f"the cells have no neighbours within gamma={gamma}: raise gamma, e.g. to about the "
-                             f"median distance between neighbouring cells here, {nn:.3g} (in the "
-                             "standardised units; gamma='auto' uses it).")
+            raise ValueError(
+                f"the cells have no neighbours within gamma={gamma}: raise gamma, e.g. to about the "
+                f"median distance between neighbouring cells here, {nn:.3g} (in the "
+                "standardised units; gamma='auto' uses it)."
+            )
         metric.scale = z
         return metric
 

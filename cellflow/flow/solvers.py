@@ -22,7 +22,15 @@ from torchdiffeq import odeint
 
 from .._types import Solver
 
-__all__ = ["Trajectory", "integrate_ode", "integrate_sde", "ODE_METHODS", "FIXED_STEP", "solver_argument", "time_grid"]
+__all__ = [
+    "Trajectory",
+    "integrate_ode",
+    "integrate_sde",
+    "ODE_METHODS",
+    "FIXED_STEP",
+    "solver_argument",
+    "time_grid",
+]
 
 ODE_METHODS = get_args(Solver)  # the solvers integrate_ode takes; these with a fixed step:
 FIXED_STEP = ("euler", "midpoint", "rk4")
@@ -33,8 +41,12 @@ def solver_argument(solver: str, method: str | None, where: str) -> str:
     before ``method`` came to mean only the flow-matching method (with a ``FutureWarning``)."""
     if method is None:
         return solver
-    warnings.warn(f"{where}(method=...) is now {where}(solver=...): method= names the flow-matching method "
-                  "elsewhere in cellflow, and will stop working here.", FutureWarning, stacklevel=3)
+    warnings.warn(
+        f"{where}(method=...) is now {where}(solver=...): method= names the flow-matching method "
+        "elsewhere in cellflow, and will stop working here.",
+        FutureWarning,
+        stacklevel=3,
+    )
     return method
 
 

@@ -34,10 +34,22 @@ from torch.nn import functional as F
 
 __all__ = ["UNet", "CIFAR10_RECIPE", "DIGITS_RECIPE"]
 
-CIFAR10_RECIPE = dict(channels=128, channel_mult=(1, 2, 2, 2), num_res_blocks=2, attention_resolutions=(16,),
-                      dropout=0.1, num_heads=4)
-DIGITS_RECIPE = dict(channels=32, channel_mult=(1, 2, 2), num_res_blocks=2, attention_resolutions=(4,),
-                     dropout=0.1, num_heads=4)
+CIFAR10_RECIPE = dict(
+    channels=128,
+    channel_mult=(1, 2, 2, 2),
+    num_res_blocks=2,
+    attention_resolutions=(16,),
+    dropout=0.1,
+    num_heads=4,
+)
+DIGITS_RECIPE = dict(
+    channels=32,
+    channel_mult=(1, 2, 2),
+    num_res_blocks=2,
+    attention_resolutions=(4,),
+    dropout=0.1,
+    num_heads=4,
+)
 
 
 def _groups(ch: int) -> int:
@@ -59,7 +71,9 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tens
     r"""Sinusoidal features of :math:`1000\,t`: :math:`[\cos(1000\,t\,\omega_k), \sin(1000\,t\,\omega_k)]`
     with :math:`\omega_k = P^{-k/(d/2)}`."""
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    freqs = torch.exp(
+        -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half
+    )
     args = 1000.0 * t.float()[:, None] * freqs[None]
     emb = torch.cat([torch.cos(args), torch.sin(args)], 1)
     return F.pad(emb, (0, dim % 2))
@@ -70,10 +84,16 @@ class ResBlock(nn.Module):
 
     def __init__(self, cin: int, cout: int, emb_dim: int, dropout: float):
         super().__init__()
-        self.in_layers = nn.Sequential(nn.GroupNorm(_groups(cin), cin), nn.SiLU(), nn.Conv2d(cin, cout, 3, padding=1))
+        self.in_layers = nn.Sequential(
+            nn.GroupNorm(_groups(cin), cin), nn.SiLU(), nn.Conv2d(cin, cout, 3, padding=1)
+        )
         self.emb = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, cout))
-        self.out_layers = nn.Sequential(nn.GroupNorm(_groups(cout), cout), nn.SiLU(), nn.Dropout(dropout),
-                                        _zero(nn.Conv2d(cout, cout, 3, padding=1)))
+        self.out_layers = nn.Sequential(
+            nn.GroupNorm(_groups(cout), cout),
+            nn.SiLU(),
+            nn.Dropout(dropout),
+            _zero(nn.Conv2d(cout, cout, 3, padding=1)),
+        )
         self.skip = nn.Identity() if cin == cout else nn.Conv2d(cin, cout, 1)
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
@@ -86,7 +106,9 @@ class AttentionBlock(nn.Module):
 
     def __init__(self, ch: int, num_heads: int):
         super().__init__()
-        self.heads = max(1, min(num_heads, ch // 8)) if ch % max(1, min(num_heads, ch // 8)) == 0 else 1
+        self.heads = (
+            max(1, min(num_heads, ch // 8)) if ch % max(1, min(num_heads, ch // 8)) == 0 else 1
+        )
         self.norm = nn.GroupNorm(_groups(ch), ch)
         self.qkv = nn.Conv1d(ch, 3 * ch, 1)
         self.proj = _zero(nn.Conv1d(ch, ch, 1))
@@ -120,26 +142,47 @@ class UNet(nn.Module):
         ``cond=None``, means "no label" (for classifier-free guidance).
     """
 
-    def __init__(self, shape: tuple[int, int, int], channels: int = 64, channel_mult: tuple[int, ...] = (1, 2, 2),
-                 num_res_blocks: int = 2, attention_resolutions: tuple[int, ...] = (), dropout: float = 0.0,
-                 num_heads: int = 4, n_classes: int = 0, dim: int | None = None):
+    def __init__(
+        self,
+        shape: tuple[int, int, int],
+        channels: int = 64,
+        channel_mult: tuple[int, ...] = (1, 2, 2),
+        num_res_blocks: int = 2,
+        attention_resolutions: tuple[int, ...] = (),
+        dropout: float = 0.0,
+        num_heads: int = 4,
+        n_classes: int = 0,
+        dim: int | None = None,
+    ):
         super().__init__()
         shape = tuple(int(s) for s in shape)
         if len(shape) != 3:
             raise ValueError(f"shape must be (channels, height, width), got {shape}.")
         factor = 2 ** (len(channel_mult) - 1)
         if shape[1] % factor or shape[2] % factor:
-            raise ValueError(f"image size {shape[1:]} is not divisible by {factor}, which {len(channel_mult)} "
-                             "resolution levels need; use fewer channel_mult entries or pad the images.")
+            raise ValueError(
+                f"image size {shape[1:]} is not divisible by {factor}, which {len(channel_mult)} "
+                "resolution levels need; use fewer channel_mult entries or pad the images."
+            )
         if dim is not None and dim != math.prod(shape):
             raise ValueError(f"dim={dim} does not match shape {shape}.")
-        self.config = dict(kind="unet", shape=list(shape), dim=math.prod(shape), channels=int(channels),
-                           channel_mult=[int(m) for m in channel_mult], num_res_blocks=int(num_res_blocks),
-                           attention_resolutions=[int(r) for r in attention_resolutions], dropout=float(dropout),
-                           num_heads=int(num_heads), n_classes=int(n_classes))
+        self.config = dict(
+            kind="unet",
+            shape=list(shape),
+            dim=math.prod(shape),
+            channels=int(channels),
+            channel_mult=[int(m) for m in channel_mult],
+            num_res_blocks=int(num_res_blocks),
+            attention_resolutions=[int(r) for r in attention_resolutions],
+            dropout=float(dropout),
+            num_heads=int(num_heads),
+            n_classes=int(n_classes),
+        )
         self.shape = shape
         emb_dim = 4 * channels
-        self.time_embed = nn.Sequential(nn.Linear(channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.time_embed = nn.Sequential(
+            nn.Linear(channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
+        )
         self.label_embed = nn.Embedding(n_classes + 1, emb_dim) if n_classes else None
 
         self.input = nn.Conv2d(shape[0], channels, 3, padding=1)
@@ -157,12 +200,19 @@ class UNet(nn.Module):
                 self.down.append(nn.ModuleList([nn.Conv2d(ch, ch, 3, stride=2, padding=1)]))
                 skips.append(ch)
                 res //= 2
-        self.middle = nn.ModuleList([ResBlock(ch, ch, emb_dim, dropout), AttentionBlock(ch, num_heads),
-                                     ResBlock(ch, ch, emb_dim, dropout)])
+        self.middle = nn.ModuleList(
+            [
+                ResBlock(ch, ch, emb_dim, dropout),
+                AttentionBlock(ch, num_heads),
+                ResBlock(ch, ch, emb_dim, dropout),
+            ]
+        )
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(channel_mult))):
             for i in range(num_res_blocks + 1):
-                block = nn.ModuleList([ResBlock(ch + skips.pop(), channels * mult, emb_dim, dropout)])
+                block = nn.ModuleList(
+                    [ResBlock(ch + skips.pop(), channels * mult, emb_dim, dropout)]
+                )
                 ch = channels * mult
                 if res in attention_resolutions:
                     block.append(AttentionBlock(ch, num_heads))
@@ -171,7 +221,9 @@ class UNet(nn.Module):
                     block.append(nn.Conv2d(ch, ch, 3, padding=1))
                     res *= 2
                 self.up.append(block)
-        self.out = nn.Sequential(nn.GroupNorm(_groups(ch), ch), nn.SiLU(), _zero(nn.Conv2d(ch, shape[0], 3, padding=1)))
+        self.out = nn.Sequential(
+            nn.GroupNorm(_groups(ch), ch), nn.SiLU(), _zero(nn.Conv2d(ch, shape[0], 3, padding=1))
+        )
 
     @staticmethod
     def _run_block(block: nn.ModuleList, h: Tensor, emb: Tensor) -> Tensor:
@@ -187,7 +239,9 @@ class UNet(nn.Module):
         if t.numel() == 1:
             t = t.expand(n)
         elif t.numel() != n:
-            raise ValueError(f"t has {t.numel()} entries for a batch of {n}: pass a scalar or one time per sample.")
+            raise ValueError(
+                f"t has {t.numel()} entries for a batch of {n}: pass a scalar or one time per sample."
+            )
         emb = self.time_embed(timestep_embedding(t, self.config["channels"]).to(h.dtype))
         if self.label_embed is not None:
             null = self.config["n_classes"]

@@ -11,5 +11,16 @@ from ._data import CIFAR10_CLASSES, load_images, read_cifar10, read_image_folder
 from ._metrics import DigitsClassifier, frechet_distance, inception_fid, train_digits_classifier
 from ._model import PRESETS, ImageFlow, save_image_grid
 
-__all__ = ["ImageFlow", "PRESETS", "save_image_grid", "load_images", "read_cifar10", "read_image_folder",
-           "CIFAR10_CLASSES", "frechet_distance", "DigitsClassifier", "train_digits_classifier", "inception_fid"]
+__all__ = [
+    "ImageFlow",
+    "PRESETS",
+    "save_image_grid",
+    "load_images",
+    "read_cifar10",
+    "read_image_folder",
+    "CIFAR10_CLASSES",
+    "frechet_distance",
+    "DigitsClassifier",
+    "train_digits_classifier",
+    "inception_fid",
+]

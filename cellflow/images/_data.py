@@ -25,17 +25,32 @@ import torch
 
 __all__ = ["read_cifar10", "read_image_folder", "load_images", "CIFAR10_CLASSES"]
 
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
 
 # What CIFAR-10's python batches hold besides plain dicts, lists, bytes and numbers: NumPy arrays
 # (rebuilt by these functions, under NumPy 1's and 2's module names) and py2 strings (_codecs).
 _CIFAR_GLOBALS = {
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
     ("_codecs", "encode"),
 }
 
@@ -48,9 +63,11 @@ class _CifarUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) in _CIFAR_GLOBALS:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a CIFAR-10 python batch holds only "
-                                     "dicts, lists, bytes, numbers and NumPy arrays. Is this file from "
-                                     "cifar-10-python.tar.gz?")
+        raise pickle.UnpicklingError(
+            f"refusing to load {module}.{name}: a CIFAR-10 python batch holds only "
+            "dicts, lists, bytes, numbers and NumPy arrays. Is this file from "
+            "cifar-10-python.tar.gz?"
+        )
 
 
 def _to_unit_range(x_uint8: np.ndarray) -> torch.Tensor:
@@ -90,14 +107,17 @@ def read_cifar10(directory: str | Path, split: str = "train") -> tuple[torch.Ten
         data = batch.get(b"data", batch.get("data"))
         labels = batch.get(b"labels", batch.get("labels"))
         if data is None or labels is None:
-            raise ValueError(f"{f} is not a CIFAR-10 python batch (no 'data' and 'labels' entries).")
+            raise ValueError(
+                f"{f} is not a CIFAR-10 python batch (no 'data' and 'labels' entries)."
+            )
         xs.append(np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32))
         ys.append(np.asarray(labels, dtype=np.int64))
     return _to_unit_range(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
 
 
-def read_image_folder(path: str | Path, size: int | tuple[int, int] | None = None,
-                      mode: str | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def read_image_folder(
+    path: str | Path, size: int | tuple[int, int] | None = None, mode: str | None = None
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Read every image under ``path``; sub-folder names become the classes.
 
     Parameters
@@ -112,7 +132,9 @@ def read_image_folder(path: str | Path, size: int | tuple[int, int] | None = Non
     path = Path(path)
     files = sorted(p for p in path.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
     if not files:
-        raise FileNotFoundError(f"no image files ({', '.join(sorted(_IMAGE_SUFFIXES))}) under {path}.")
+        raise FileNotFoundError(
+            f"no image files ({', '.join(sorted(_IMAGE_SUFFIXES))}) under {path}."
+        )
     classes = sorted({p.parent.relative_to(path).as_posix() for p in files})
     arrays = []
     for f in files:
@@ -126,13 +148,16 @@ def read_image_folder(path: str | Path, size: int | tuple[int, int] | None = Non
         arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
-        raise ValueError(f"images under {path} have different sizes {sorted(shapes)[:3]}...; pass size=(H, W).")
+        raise ValueError(
+            f"images under {path} have different sizes {sorted(shapes)[:3]}...; pass size=(H, W)."
+        )
     labels = torch.tensor([classes.index(f.parent.relative_to(path).as_posix()) for f in files])
     return _to_unit_range(np.stack(arrays)), labels, classes
 
 
-def load_images(dataset: str | Path, *, data_dir: str | Path | None = None,
-                split: str = "train") -> tuple[torch.Tensor, torch.Tensor | None, list[str]]:
+def load_images(
+    dataset: str | Path, *, data_dir: str | Path | None = None, split: str = "train"
+) -> tuple[torch.Tensor, torch.Tensor | None, list[str]]:
     """Images, labels (or None) and class names of a data set by name or path.
 
     ``"cifar10"`` is read from ``data_dir`` or ``$CELLFLOW_DATA_DIR/cifar-10-batches-py``.
@@ -144,11 +169,17 @@ def load_images(dataset: str | Path, *, data_dir: str | Path | None = None,
         x, y = load_digits_images()
         if split == "test":  # the last 297 digits, the rest for training
             return x[1500:], y[1500:], [str(i) for i in range(10)]
-        return (x[:1500], y[:1500], [str(i) for i in range(10)]) if split == "train" else (x, y, [str(i) for i in range(10)])
+        return (
+            (x[:1500], y[:1500], [str(i) for i in range(10)])
+            if split == "train"
+            else (x, y, [str(i) for i in range(10)])
+        )
     if name == "cifar10":
         base = data_dir or os.environ.get("CELLFLOW_DATA_DIR")
         if base is None:
-            raise FileNotFoundError("cifar10 needs data_dir= (or $CELLFLOW_DATA_DIR) holding cifar-10-batches-py/.")
+            raise FileNotFoundError(
+                "cifar10 needs data_dir= (or $CELLFLOW_DATA_DIR) holding cifar-10-batches-py/."
+            )
         base = Path(base)
         folder = base / "cifar-10-batches-py" if (base / "cifar-10-batches-py").exists() else base
         x, y = read_cifar10(folder, split)
@@ -160,14 +191,24 @@ def load_images(dataset: str | Path, *, data_dir: str | Path | None = None,
     if path.suffix in (".npy", ".npz", ".pt"):
         if path.suffix == ".pt":
             obj = torch.load(path, weights_only=True)
-            x, y = (obj, None) if isinstance(obj, torch.Tensor) else (obj["images"], obj.get("labels"))
+            x, y = (
+                (obj, None) if isinstance(obj, torch.Tensor) else (obj["images"], obj.get("labels"))
+            )
         else:
             obj = np.load(path)
-            x, y = (obj, None) if isinstance(obj, np.ndarray) else (obj["images"], obj["labels"] if "labels" in obj else None)
+            x, y = (
+                (obj, None)
+                if isinstance(obj, np.ndarray)
+                else (obj["images"], obj["labels"] if "labels" in obj else None)
+            )
         x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
         if x.dim() != 4:
-            raise ValueError(f"{path} holds an array of shape {tuple(x.shape)}; expected (N, C, H, W) scaled to [-1, 1].")
+            raise ValueError(
+                f"{path} holds an array of shape {tuple(x.shape)}; expected (N, C, H, W) scaled to [-1, 1]."
+            )
         y = None if y is None else torch.as_tensor(np.asarray(y)).long()
         classes = [str(i) for i in range(int(y.max()) + 1)] if y is not None else []
         return x, y, classes
-    raise FileNotFoundError(f"{name!r} is not 'digits', 'cifar10', an image folder, or a .npy/.npz/.pt file.")
+    raise FileNotFoundError(
+        f"{name!r} is not 'digits', 'cifar10', an image folder, or a .npy/.npz/.pt file."
+    )

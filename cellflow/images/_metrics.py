@@ -32,7 +32,9 @@ from torch import Tensor, nn
 __all__ = ["frechet_distance", "DigitsClassifier", "train_digits_classifier", "inception_fid"]
 
 
-def frechet_distance(a, b, features: Callable[[Tensor], Tensor] | None = None, batch_size: int = 500) -> float:
+def frechet_distance(
+    a, b, features: Callable[[Tensor], Tensor] | None = None, batch_size: int = 500
+) -> float:
     """Fréchet distance between the feature distributions of ``a`` and ``b``.
 
     Parameters
@@ -51,7 +53,9 @@ def frechet_distance(a, b, features: Callable[[Tensor], Tensor] | None = None, b
         raise ValueError(f"feature widths differ: {a.shape[1]} vs {b.shape[1]}.")
     mu_a, mu_b = a.mean(0), b.mean(0)
     sa, sb = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(sa) + np.trace(sb) - 2 * _trace_sqrt_product(sa, sb))
+    return float(
+        ((mu_a - mu_b) ** 2).sum() + np.trace(sa) + np.trace(sb) - 2 * _trace_sqrt_product(sa, sb)
+    )
 
 
 def _trace_sqrt_product(sa: np.ndarray, sb: np.ndarray) -> float:
@@ -69,7 +73,11 @@ def _trace_sqrt_product(sa: np.ndarray, sb: np.ndarray) -> float:
 def _features(fn, x, batch_size):
     x = torch.as_tensor(x, dtype=torch.float32)
     with torch.no_grad():
-        return torch.cat([fn(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]).cpu().numpy()
+        return (
+            torch.cat([fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+            .cpu()
+            .numpy()
+        )
 
 
 class DigitsClassifier(nn.Module):
@@ -78,8 +86,16 @@ class DigitsClassifier(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
-                                  nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64 * 16, 128), nn.ReLU())
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(64 * 16, 128),
+            nn.ReLU(),
+        )
         self.head = nn.Linear(128, 10)
 
     def features(self, x: Tensor) -> Tensor:
@@ -92,10 +108,16 @@ class DigitsClassifier(nn.Module):
     def accuracy(self, x: Tensor, y: Tensor) -> float:
         """Fraction of ``x`` classified as ``y``."""
         self.eval()
-        return float((self(torch.as_tensor(x, dtype=torch.float32)).argmax(1) == torch.as_tensor(y)).float().mean())
+        return float(
+            (self(torch.as_tensor(x, dtype=torch.float32)).argmax(1) == torch.as_tensor(y))
+            .float()
+            .mean()
+        )
 
 
-def train_digits_classifier(x: Tensor, y: Tensor, *, epochs: int = 40, seed: int = 0) -> DigitsClassifier:
+def train_digits_classifier(
+    x: Tensor, y: Tensor, *, epochs: int = 40, seed: int = 0
+) -> DigitsClassifier:
     """Train :class:`DigitsClassifier` on real digits (Adam, lr 1e-3, batch 64, light noise)."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -106,7 +128,7 @@ def train_digits_classifier(x: Tensor, y: Tensor, *, epochs: int = 40, seed: int
     for _ in range(epochs):
         perm = torch.randperm(len(x), generator=g)
         for i in range(0, len(x), 64):
-            idx = perm[i:i + 64]
+            idx = perm[i : i + 64]
             xb = x[idx] + 0.05 * torch.randn(x[idx].shape, generator=g)
             loss = nn.functional.cross_entropy(clf(xb), y[idx])
             opt.zero_grad()
@@ -123,8 +145,10 @@ def inception_fid(real: Tensor, fake: Tensor, **kwargs) -> float:
     try:
         import torch_fidelity
     except ImportError as e:  # pragma: no cover - optional
-        raise ImportError("inception_fid needs torch-fidelity: pip install torch-fidelity (its Inception weights "
-                          "are downloaded on first use, or read from its cache).") from e
+        raise ImportError(
+            "inception_fid needs torch-fidelity: pip install torch-fidelity (its Inception weights "
+            "are downloaded on first use, or read from its cache)."
+        ) from e
     from PIL import Image
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -137,5 +161,7 @@ def inception_fid(real: Tensor, fake: Tensor, **kwargs) -> float:
                 im = np.repeat(im, 3, 0) if im.shape[0] == 1 else im
                 Image.fromarray(im.transpose(1, 2, 0)).save(d / f"{i:06d}.png")
             dirs.append(str(d))
-        m = torch_fidelity.calculate_metrics(input1=dirs[0], input2=dirs[1], fid=True, verbose=False, **kwargs)
+        m = torch_fidelity.calculate_metrics(
+            input1=dirs[0], input2=dirs[1], fid=True, verbose=False, **kwargs
+        )
     return float(m["frechet_inception_distance"])

@@ -31,11 +31,11 @@ import torch
 from torch import Tensor
 
 from .._io import atomic_path, model_folder, read_model_config, write_json
-from ..models.flow import FlowModel
 from ..flow.solvers import integrate_ode
-from ..train.trainer import TrainHistory
 from ..flow.unet import CIFAR10_RECIPE, DIGITS_RECIPE
+from ..models.flow import FlowModel
 from ..train.threads import scoped_threads
+from ..train.trainer import TrainHistory
 
 __all__ = ["ImageFlow", "PRESETS", "save_image_grid"]
 
@@ -65,9 +65,19 @@ class ImageFlow:
         Seed of weights and training draws; where the network trains and samples.
     """
 
-    def __init__(self, shape: tuple[int, int, int], n_classes: int = 0, *, method: str = "ot", sigma: float = 0.0,
-                 preset: str = "digits", network: dict | None = None, cond_drop: float = 0.1, seed: int = 0,
-                 device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        shape: tuple[int, int, int],
+        n_classes: int = 0,
+        *,
+        method: str = "ot",
+        sigma: float = 0.0,
+        preset: str = "digits",
+        network: dict | None = None,
+        cond_drop: float = 0.1,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+    ):
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}.")
         if not 0 <= cond_drop < 1:
@@ -75,8 +85,16 @@ class ImageFlow:
         self.shape = tuple(int(s) for s in shape)
         self.n_classes = int(n_classes)
         self.cond_drop = float(cond_drop)
-        cfg = {**PRESETS[preset], **(network or {}), "kind": "unet", "shape": list(self.shape), "n_classes": self.n_classes}
-        self.model = FlowModel(math.prod(self.shape), method, sigma, network=cfg, seed=seed, device=device)
+        cfg = {
+            **PRESETS[preset],
+            **(network or {}),
+            "kind": "unet",
+            "shape": list(self.shape),
+            "n_classes": self.n_classes,
+        }
+        self.model = FlowModel(
+            math.prod(self.shape), method, sigma, network=cfg, seed=seed, device=device
+        )
         self.preset = preset
 
     @property
@@ -87,7 +105,9 @@ class ImageFlow:
     def _target(self, images: Tensor, labels: Tensor | None):
         images = torch.as_tensor(images, dtype=torch.float32)
         if tuple(images.shape[1:]) != self.shape:
-            raise ValueError(f"images have shape {tuple(images.shape[1:])}, the model {self.shape}.")
+            raise ValueError(
+                f"images have shape {tuple(images.shape[1:])}, the model {self.shape}."
+            )
         if not torch.isfinite(images).all():
             raise ValueError("images contain NaN or inf values.")
         if self.n_classes and labels is None:
@@ -95,9 +115,13 @@ class ImageFlow:
         if labels is not None:
             labels = torch.as_tensor(labels).long()
             if labels.shape != (images.shape[0],):
-                raise ValueError(f"need one label per image: {tuple(labels.shape)} labels for {images.shape[0]} images.")
+                raise ValueError(
+                    f"need one label per image: {tuple(labels.shape)} labels for {images.shape[0]} images."
+                )
             if not self.n_classes:
-                raise ValueError("labels were given but the model is unconditional; build it with n_classes=...")
+                raise ValueError(
+                    "labels were given but the model is unconditional; build it with n_classes=..."
+                )
             if labels.min() < 0 or labels.max() >= self.n_classes:
                 raise ValueError(f"labels must lie in 0..{self.n_classes - 1}.")
         null, drop = self.n_classes, self.cond_drop
@@ -112,9 +136,20 @@ class ImageFlow:
 
         return draw
 
-    def train(self, images: Tensor, labels: Tensor | None = None, *, steps: int = 5000, batch_size: int = 128,
-              lr: float = 2e-4, warmup_steps: int = 500, grad_clip: float | None = 1.0,
-              ema_decay: float | None = 0.9999, progress: bool = True, **fit_kwargs) -> TrainHistory:
+    def train(
+        self,
+        images: Tensor,
+        labels: Tensor | None = None,
+        *,
+        steps: int = 5000,
+        batch_size: int = 128,
+        lr: float = 2e-4,
+        warmup_steps: int = 500,
+        grad_clip: float | None = 1.0,
+        ema_decay: float | None = 0.9999,
+        progress: bool = True,
+        **fit_kwargs,
+    ) -> TrainHistory:
         """Train on ``images`` (N, C, H, W) in [-1, 1] (and their ``labels``); images outside
         that range (8-bit pixels in [0, 255], say) are refused with the rescaling to apply.
 
@@ -129,16 +164,30 @@ class ImageFlow:
             if not (np.isfinite(lo) and np.isfinite(hi)):
                 raise ValueError("images contain NaN or inf.")
             if lo < -1.0 - 1e-6 or hi > 1.0 + 1e-6:
-                hint = (" They look like 8-bit pixels: pass images.float() / 127.5 - 1." if lo >= 0 and hi <= 255
-                        else " Rescale them to [-1, 1] first.")
-                raise ValueError(f"images must be in [-1, 1] (the range samples come back in), got values in "
-                                 f"[{lo:g}, {hi:g}].{hint}")
+                hint = (
+                    " They look like 8-bit pixels: pass images.float() / 127.5 - 1."
+                    if lo >= 0 and hi <= 255
+                    else " Rescale them to [-1, 1] first."
+                )
+                raise ValueError(
+                    f"images must be in [-1, 1] (the range samples come back in), got values in "
+                    f"[{lo:g}, {hi:g}].{hint}"
+                )
         shape = self.shape
         source = lambda n, g: torch.randn(n, *shape, generator=g)  # noqa: E731
         fit_kwargs.setdefault("weight_decay", 0.0)
-        return self.model.fit(source, self._target(images, labels), steps=steps, batch_size=batch_size, lr=lr,
-                              warmup_steps=warmup_steps, grad_clip=grad_clip, ema_decay=ema_decay, progress=progress,
-                              **fit_kwargs)
+        return self.model.fit(
+            source,
+            self._target(images, labels),
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            warmup_steps=warmup_steps,
+            grad_clip=grad_clip,
+            ema_decay=ema_decay,
+            progress=progress,
+            **fit_kwargs,
+        )
 
     # ------------------------------------------------------------------ sampling
     def field(self, labels: Tensor | None = None, guidance: float = 1.0):
@@ -156,9 +205,20 @@ class ImageFlow:
         return guided
 
     @scoped_threads
-    def sample(self, n: int | None = None, labels=None, *, guidance: float = 1.0, solver: str = "euler",
-               steps: int = 100, atol: float = 1e-5, rtol: float = 1e-5, seed: int | None = None,
-               batch_size: int = 1000, return_nfe: bool = False):
+    def sample(
+        self,
+        n: int | None = None,
+        labels=None,
+        *,
+        guidance: float = 1.0,
+        solver: str = "euler",
+        steps: int = 100,
+        atol: float = 1e-5,
+        rtol: float = 1e-5,
+        seed: int | None = None,
+        batch_size: int = 1000,
+        return_nfe: bool = False,
+    ):
         """Generate images (in [-1, 1], clipped).
 
         Parameters
@@ -196,9 +256,16 @@ class ImageFlow:
         out, nfes = [], []
         with torch.no_grad():
             for s in range(0, n, batch_size):
-                y = labels[s:s + batch_size].to(dev) if labels is not None else None
-                tr = integrate_ode(self.field(y, guidance), x0[s:s + batch_size].to(dev), (0.0, 1.0), solver=solver,
-                                   steps=None if solver == "dopri5" else steps, atol=atol, rtol=rtol)
+                y = labels[s : s + batch_size].to(dev) if labels is not None else None
+                tr = integrate_ode(
+                    self.field(y, guidance),
+                    x0[s : s + batch_size].to(dev),
+                    (0.0, 1.0),
+                    solver=solver,
+                    steps=None if solver == "dopri5" else steps,
+                    atol=atol,
+                    rtol=rtol,
+                )
                 out.append(tr.end.clamp(-1, 1).cpu())
                 nfes.append(tr.nfe)
         images = torch.cat(out)
@@ -209,8 +276,15 @@ class ImageFlow:
         """Write ``model.pt``, ``config.json`` and ``images.json`` to the folder ``path``."""
         with model_folder(path, overwrite) as tmp:
             self.model._write_files(tmp)
-            write_json(tmp / "images.json", {"shape": list(self.shape), "n_classes": self.n_classes,
-                                             "cond_drop": self.cond_drop, "preset": self.preset})
+            write_json(
+                tmp / "images.json",
+                {
+                    "shape": list(self.shape),
+                    "n_classes": self.n_classes,
+                    "cond_drop": self.cond_drop,
+                    "preset": self.preset,
+                },
+            )
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "ImageFlow":
@@ -218,7 +292,9 @@ class ImageFlow:
         path = Path(path)
         read_model_config(path, "ImageFlow")  # readable, and every file as it was saved
         if not (path / "images.json").exists():
-            raise FileNotFoundError(f"no images.json in {path}: is it a folder written by ImageFlow.save?")
+            raise FileNotFoundError(
+                f"no images.json in {path}: is it a folder written by ImageFlow.save?"
+            )
         meta = json.loads((path / "images.json").read_text())
         self = cls.__new__(cls)
         self.shape, self.n_classes = tuple(meta["shape"]), int(meta["n_classes"])
@@ -228,8 +304,10 @@ class ImageFlow:
 
     def __repr__(self) -> str:
         n = sum(p.numel() for p in self.net.parameters())
-        return (f"ImageFlow(shape={self.shape}, n_classes={self.n_classes}, method={self.model.method!r}, "
-                f"sigma={self.model.sigma}, {n / 1e6:.1f}M parameters)")
+        return (
+            f"ImageFlow(shape={self.shape}, n_classes={self.n_classes}, method={self.model.method!r}, "
+            f"sigma={self.model.sigma}, {n / 1e6:.1f}M parameters)"
+        )
 
 
 def save_image_grid(images: Tensor, path: str | Path, nrow: int | None = None) -> None:
@@ -243,7 +321,9 @@ def save_image_grid(images: Tensor, path: str | Path, nrow: int | None = None) -
     grid = np.ones((rows * (h + 1) + 1, nrow * (w + 1) + 1, c), dtype=np.float32)
     for i in range(n):
         r, k = divmod(i, nrow)
-        grid[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + k * (w + 1):1 + k * (w + 1) + w] = x[i].transpose(1, 2, 0)
+        grid[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + k * (w + 1) : 1 + k * (w + 1) + w] = x[
+            i
+        ].transpose(1, 2, 0)
     fmt = Path(path).suffix.lstrip(".") or "png"
     with atomic_path(path) as tmp:
         if c == 1:

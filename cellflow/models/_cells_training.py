@@ -20,12 +20,14 @@ import warnings
 
 import torch
 
-from ..train import distributed
 from .._defaults import BATCH_SIZE, MODEL_EMA_DECAY, STEPS
-from ..train.distributed import training_wrappers
 from ..flow.geodesics import GeodesicPath, fit_geodesic_interpolant
-from ..flow.riemannian_metrics import MAX_METRIC_CELLS, fit_metric
 from ..flow.matchers import FlowMatcher
+from ..flow.riemannian_metrics import MAX_METRIC_CELLS, fit_metric
+from ..train import distributed
+from ..train.config import check_batch_size, check_steps
+from ..train.distributed import training_wrappers
+from ..train.threads import resolve_threads, scoped_threads
 from ..train.trainer import (
     TrainConfig,
     Trainer,
@@ -34,8 +36,6 @@ from ..train.trainer import (
     seed_everything,
     worker_step_threads,
 )
-from ..train.threads import resolve_threads, scoped_threads
-from ..train.config import check_batch_size, check_steps
 
 __all__ = ["TrainingMixin"]
 
@@ -43,25 +43,44 @@ __all__ = ["TrainingMixin"]
 class TrainingMixin:
     """:meth:`train` for :class:`cellflow.CellFlow` (the multi-marginal objective)."""
 
-    def _warn_large_batch(self, n: int, used: list[int], sizes: list[int], name: str = "batch_size") -> None:
+    def _warn_large_batch(
+        self, n: int, used: list[int], sizes: list[int], name: str = "batch_size"
+    ) -> None:
         """Warn when a batch is larger than a trained time point: its cells are drawn with
         replacement, so every batch repeats them, and the coupling costs more without pairing
         more distinct cells."""
         small = min(used, key=lambda k: sizes[k])
         if n > sizes[small]:
-            warnings.warn(f"{name}={n} is larger than the {sizes[small]} cells of time point "
-                          f"{self.times[small]:g}: each batch draws them with replacement and repeats them. "
-                          f"{name}={sizes[small]} or less (or the default) pairs as many distinct cells at "
-                          "less cost.",
-                          UserWarning, stacklevel=4)
+            warnings.warn(
+                f"{name}={n} is larger than the {sizes[small]} cells of time point "
+                f"{self.times[small]:g}: each batch draws them with replacement and repeats them. "
+                f"{name}={sizes[small]} or less (or the default) pairs as many distinct cells at "
+                "less cost.",
+                UserWarning,
+                stacklevel=4,
+            )
 
     @scoped_threads
-    def train(self, steps: int = STEPS, batch_size: int | None = None, *, holdout: float | None = None,
-              ot_batch_size: int | None = None, lr: float = 1e-3,
-              weight_decay: float = 1e-5, ema_decay: float | None = MODEL_EMA_DECAY, grad_clip: float | None = None,
-              warmup_steps: int = 0, prefetch: int | None = None, workers: int = 2,
-              global_coupling: bool = False, geodesic_steps: int | None = None, metric: dict | None = None,
-              progress: bool = True, threads: int | None = None) -> TrainHistory:
+    def train(
+        self,
+        steps: int = STEPS,
+        batch_size: int | None = None,
+        *,
+        holdout: float | None = None,
+        ot_batch_size: int | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-5,
+        ema_decay: float | None = MODEL_EMA_DECAY,
+        grad_clip: float | None = None,
+        warmup_steps: int = 0,
+        prefetch: int | None = None,
+        workers: int = 2,
+        global_coupling: bool = False,
+        geodesic_steps: int | None = None,
+        metric: dict | None = None,
+        progress: bool = True,
+        threads: int | None = None,
+    ) -> TrainHistory:
         """Fit the flow on all consecutive pairs of time points (skipping ``holdout``).
 
         Parameters
@@ -120,8 +139,10 @@ class TrainingMixin:
         if holdout is not None:
             holdout = self._measured(holdout, "holdout")
             if holdout in (self.times[0], self.times[-1]):
-                raise ValueError("the first and last time points cannot be held out: nothing brackets them. "
-                                 f"Hold out one of {self.times[1:-1].tolist()}.")
+                raise ValueError(
+                    "the first and last time points cannot be held out: nothing brackets them. "
+                    f"Hold out one of {self.times[1:-1].tolist()}."
+                )
             if len(self.times) < 3:
                 raise ValueError("holding out a time point needs at least 3 time points.")
         knots_change = self.per_interval and holdout != self.holdout
@@ -141,15 +162,24 @@ class TrainingMixin:
         self.batch_size = batch_size
         if self.spec.geodesic:
             g_steps = max(1, steps // 2) if geodesic_steps is None else int(geodesic_steps)
-            matchers = self._fit_geodesics(pairs, [(taus[i], taus[j] - taus[i]) for i, j in pairs], g_steps,
-                                           metric or {}, progress)
+            matchers = self._fit_geodesics(
+                pairs,
+                [(taus[i], taus[j] - taus[i]) for i, j in pairs],
+                g_steps,
+                metric or {},
+                progress,
+            )
         else:
             matchers = [matcher] * len(pairs)
         world, share = distributed.coupling_group(global_coupling)
-        n = batch_size * world  # a global coupling draws all ranks' cells, then keeps this rank's share
+        n = (
+            batch_size * world
+        )  # a global coupling draws all ranks' cells, then keeps this rank's share
         if ot_batch_size is not None and int(ot_batch_size) < batch_size:
-            raise ValueError(f"ot_batch_size={ot_batch_size} is smaller than batch_size={batch_size}: the coupling "
-                             "draws at least the cells it pairs. Raise it, or leave it at None (= batch_size).")
+            raise ValueError(
+                f"ot_batch_size={ot_batch_size} is smaller than batch_size={batch_size}: the coupling "
+                "draws at least the cells it pairs. Raise it, or leave it at None (= batch_size)."
+            )
         n_ot = n if ot_batch_size is None else int(ot_batch_size) * world
         n_pairs = None if n_ot == n else n  # pairs drawn from the larger plan
 
@@ -159,16 +189,26 @@ class TrainingMixin:
                 x0 = store.draw(i, torch.randint(sizes[i], (n_ot,), generator=g))
                 x1 = store.draw(j, torch.randint(sizes[j], (n_ot,), generator=g))
                 s = pair_matcher.sample(x0, x1, n=n_pairs, generator=g)
-                out.append((distributed.rank_share(s, batch_size, share) if world > 1 else s, taus[i], taus[j] - taus[i]))
+                out.append(
+                    (
+                        distributed.rank_share(s, batch_size, share) if world > 1 else s,
+                        taus[i],
+                        taus[j] - taus[i],
+                    )
+                )
             return out
 
         def loss_fn(batch):
             # one network call over all pairs; the loss is the sum over pairs of each pair's mean
             dev = self.device  # batches are drawn on the CPU
-            tau = torch.cat([tau0 + span * s.t for s, tau0, span in batch]).to(dev, non_blocking=True)
+            tau = torch.cat([tau0 + span * s.t for s, tau0, span in batch]).to(
+                dev, non_blocking=True
+            )
             x = torch.cat([s.x_t for s, _, _ in batch]).to(dev, non_blocking=True)
             target = torch.cat([s.u_t / span for s, _, span in batch]).to(dev, non_blocking=True)
-            nets = getattr(self, "_train_modules", None) or {}  # DDP wrappers while training distributed
+            nets = (
+                getattr(self, "_train_modules", None) or {}
+            )  # DDP wrappers while training distributed
             err = (nets.get("net", self.net)(tau, x) - target).pow(2)
             loss = err.reshape(len(batch), -1).mean(1).sum()
             if self.score_net is not None:
@@ -184,12 +224,27 @@ class TrainingMixin:
         if prefetch is None:
             prefetch = default_prefetch(matcher.coupling)
         seed_everything(self.seed)
-        cfg = TrainConfig(steps=steps, lr=lr, weight_decay=weight_decay, ema_decay=ema_decay, grad_clip=grad_clip,
-                          warmup_steps=warmup_steps, prefetch=prefetch, workers=workers, progress=progress,
-                          shared_draws=global_coupling, threads=threads,
-                          step_threads=worker_step_threads(matcher.coupling, prefetch, workers,
-                                                           resolve_threads(threads)))
-        modules = {"net": self.net} if self.score_net is None else {"net": self.net, "score_net": self.score_net}
+        cfg = TrainConfig(
+            steps=steps,
+            lr=lr,
+            weight_decay=weight_decay,
+            ema_decay=ema_decay,
+            grad_clip=grad_clip,
+            warmup_steps=warmup_steps,
+            prefetch=prefetch,
+            workers=workers,
+            progress=progress,
+            shared_draws=global_coupling,
+            threads=threads,
+            step_threads=worker_step_threads(
+                matcher.coupling, prefetch, workers, resolve_threads(threads)
+            ),
+        )
+        modules = (
+            {"net": self.net}
+            if self.score_net is None
+            else {"net": self.net, "score_net": self.score_net}
+        )
         trainer = Trainer(modules, make_batch, loss_fn, cfg)
         with training_wrappers(self, ("net", "score_net")):
             self.history = trainer.run(seed=self.seed)
@@ -201,7 +256,9 @@ class TrainingMixin:
             module.eval()
         return self.history
 
-    def _fit_geodesics(self, pairs, times, steps: int, metric: dict, progress: bool) -> list[FlowMatcher]:
+    def _fit_geodesics(
+        self, pairs, times, steps: int, metric: dict, progress: bool
+    ) -> list[FlowMatcher]:
         """OT-MFM's first stage: one metric per pair, then the shared interpolant; one matcher per
         pair, on that pair's ``(start, span)`` of model time."""
         store, sizes = self._store, self._store.sizes()
@@ -213,10 +270,25 @@ class TrainingMixin:
 
         metric = dict(metric)
         kind = metric.pop("kind", "rbf")
-        metrics = [fit_metric(torch.cat([some_cells(i), some_cells(j)]), kind, seed=self.seed, **metric)
-                   for i, j in pairs]
+        metrics = [
+            fit_metric(torch.cat([some_cells(i), some_cells(j)]), kind, seed=self.seed, **metric)
+            for i, j in pairs
+        ]
         self.interpolant, self.geodesic_history = fit_geodesic_interpolant(
-            lambda i, n, gen: store.draw(i, torch.randint(sizes[i], (n,), generator=gen)), pairs, metrics,
-            self.n_pcs, steps=steps, times=times, seed=self.seed, progress=progress)
-        return [FlowMatcher(GeodesicPath(self.interpolant, self.sigma, start, span), self.matcher.coupling, "OT-MFM")
-                for start, span in times]
+            lambda i, n, gen: store.draw(i, torch.randint(sizes[i], (n,), generator=gen)),
+            pairs,
+            metrics,
+            self.n_pcs,
+            steps=steps,
+            times=times,
+            seed=self.seed,
+            progress=progress,
+        )
+        return [
+            FlowMatcher(
+                GeodesicPath(self.interpolant, self.sigma, start, span),
+                self.matcher.coupling,
+                "OT-MFM",
+            )
+            for start, span in times
+        ]

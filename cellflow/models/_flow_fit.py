@@ -19,7 +19,9 @@ from torch import Tensor
 
 from .._defaults import STEPS
 from ..train import distributed
+from ..train.config import check_batch_size
 from ..train.distributed import training_wrappers
+from ..train.threads import resolve_threads
 from ..train.trainer import (
     TrainConfig,
     Trainer,
@@ -28,8 +30,6 @@ from ..train.trainer import (
     seed_everything,
     worker_step_threads,
 )
-from ..train.threads import resolve_threads
-from ..train.config import check_batch_size
 
 if TYPE_CHECKING:
     from .flow import FlowModel
@@ -44,6 +44,7 @@ def as_sampler(data: Tensor | Sampler, name: str) -> tuple[Sampler, int | None]:
     sampler returning ``(samples, row_indices)`` for a tensor and ``(samples, conditions or
     None)`` for a callable (which may return ``samples`` or ``(samples, conditions)``)."""
     if callable(data) and not isinstance(data, Tensor):
+
         def draw(n, g):
             out = data(n, g)
             return out if isinstance(out, tuple) else (out, None)
@@ -51,7 +52,9 @@ def as_sampler(data: Tensor | Sampler, name: str) -> tuple[Sampler, int | None]:
         return draw, None
     x = torch.as_tensor(data)
     if x.dim() < 2 or x.shape[0] == 0:
-        raise ValueError(f"{name} must have shape (n_samples, ...) with n_samples > 0, got {tuple(x.shape)}.")
+        raise ValueError(
+            f"{name} must have shape (n_samples, ...) with n_samples > 0, got {tuple(x.shape)}."
+        )
     if not torch.isfinite(x).all():
         raise ValueError(f"{name} contains NaN or inf values; remove or impute them first.")
     x = x.float() if not x.is_floating_point() else x
@@ -67,8 +70,16 @@ class FitMixin:
     """Training for :class:`~cellflow.models.flow.FlowModel` (which sets ``net``, ``score_net``,
     ``matcher``, ``seed``, ``dim`` and ``modules``)."""
 
-    def _make_batch_fn(self, source, target, batch_size: int, ot_batch_size: int | None, target_cond: Tensor | None,
-                       couple_within_labels: bool = True, global_coupling: bool = False):
+    def _make_batch_fn(
+        self,
+        source,
+        target,
+        batch_size: int,
+        ot_batch_size: int | None,
+        target_cond: Tensor | None,
+        couple_within_labels: bool = True,
+        global_coupling: bool = False,
+    ):
         draw0, n0 = as_sampler(source, "source")
         draw1, n1 = as_sampler(target, "target")
         if target_cond is not None:
@@ -91,12 +102,16 @@ class FitMixin:
                 )
             # conditions of the target rows: looked up by row index for a tensor target, or
             # returned by a callable target along with its samples
-            cond1 = extra if n1 is None else (target_cond[extra] if target_cond is not None else None)
+            cond1 = (
+                extra if n1 is None else (target_cond[extra] if target_cond is not None else None)
+            )
             for name, x, n in (("source", x0, n0), ("target", x1, n1)):
                 # tensors are checked once by as_sampler; a callable's draws, here
                 if n is None and x.is_floating_point() and not torch.isfinite(x).all():
-                    raise ValueError(f"the {name} sampler returned NaN or inf ({int((~torch.isfinite(x)).sum())} "
-                                     f"values in a draw of {len(x)}); fix the {name} data or sampler.")
+                    raise ValueError(
+                        f"the {name} sampler returned NaN or inf ({int((~torch.isfinite(x)).sum())} "
+                        f"values in a draw of {len(x)}); fix the {name} data or sampler."
+                    )
             return x0, x1, cond1
 
         def finish(s, cond1):
@@ -105,7 +120,9 @@ class FitMixin:
             return s, (cond1[s.i1] if cond1 is not None else None)
 
         def couple(x0, x1, cond1, g):
-            s = matcher.sample(x0, x1, n=batch_size * world, groups=cond1 if within else None, generator=g)
+            s = matcher.sample(
+                x0, x1, n=batch_size * world, groups=cond1 if within else None, generator=g
+            )
             return finish(s, cond1)
 
         def prepare(g: torch.Generator):
@@ -138,7 +155,9 @@ class FitMixin:
         if s.x_t.device != self.device:
             s = type(s)(**{k: v.to(self.device, non_blocking=True) for k, v in vars(s).items()})
             cond = cond.to(self.device) if cond is not None else None
-        nets = getattr(self, "_train_modules", None) or {}  # DDP wrappers while training distributed
+        nets = (
+            getattr(self, "_train_modules", None) or {}
+        )  # DDP wrappers while training distributed
         v = nets.get("net", self.net)(s.t, s.x_t, cond)
         loss = (v - s.u_t).pow(2).mean()
         if self.score_net is not None:
@@ -215,20 +234,50 @@ class FitMixin:
             ot_batch_size = check_batch_size(ot_batch_size, "ot_batch_size")
         if prefetch is None:
             prefetch = default_prefetch(self.matcher.coupling)
-        cfg = TrainConfig(steps=steps, lr=lr, weight_decay=weight_decay, grad_clip=grad_clip, ema_decay=ema_decay,
-                          warmup_steps=warmup_steps, val_every=val_every, patience=patience, prefetch=prefetch, workers=workers,
-                          group=group, progress=progress, checkpoint_every=checkpoint_every, checkpoint_dir=checkpoint_dir,
-                          shared_draws=global_coupling, threads=threads,
-                          step_threads=worker_step_threads(self.matcher.coupling, prefetch, workers,
-                                                           resolve_threads(threads)))
+        cfg = TrainConfig(
+            steps=steps,
+            lr=lr,
+            weight_decay=weight_decay,
+            grad_clip=grad_clip,
+            ema_decay=ema_decay,
+            warmup_steps=warmup_steps,
+            val_every=val_every,
+            patience=patience,
+            prefetch=prefetch,
+            workers=workers,
+            group=group,
+            progress=progress,
+            checkpoint_every=checkpoint_every,
+            checkpoint_dir=checkpoint_dir,
+            shared_draws=global_coupling,
+            threads=threads,
+            step_threads=worker_step_threads(
+                self.matcher.coupling, prefetch, workers, resolve_threads(threads)
+            ),
+        )
         seed_everything(self.seed)
-        make_batch = self._make_batch_fn(source, target, batch_size, ot_batch_size, target_cond, couple_within_labels,
-                                         global_coupling)
-        trainer = Trainer(self.modules, make_batch, self.loss, cfg,
-                          val_fn=(lambda: val_fn(self)) if val_fn is not None else None)
+        make_batch = self._make_batch_fn(
+            source,
+            target,
+            batch_size,
+            ot_batch_size,
+            target_cond,
+            couple_within_labels,
+            global_coupling,
+        )
+        trainer = Trainer(
+            self.modules,
+            make_batch,
+            self.loss,
+            cfg,
+            val_fn=(lambda: val_fn(self)) if val_fn is not None else None,
+        )
         with training_wrappers(self, ("net", "score_net")):
-            self.history = trainer.run(seed=self.seed, resume=resume,
-                                       identity={"method": self.method, "sigma": float(self.sigma)})
+            self.history = trainer.run(
+                seed=self.seed,
+                resume=resume,
+                identity={"method": self.method, "sigma": float(self.sigma)},
+            )
         self.train_config = cfg
         self._ema_state = trainer.inference_state() if trainer.ema else None
         if self._ema_state is not None:

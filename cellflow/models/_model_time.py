@@ -51,17 +51,23 @@ class ModelTimeMixin:
         try:
             time = float(time)
         except (TypeError, ValueError):
-            raise ValueError(f"time {time!r} is not a number; times are in the units of "
-                             f"obs[{self.time_key!r}] (measured: {self.times.tolist()}).") from None
+            raise ValueError(
+                f"time {time!r} is not a number; times are in the units of "
+                f"obs[{self.time_key!r}] (measured: {self.times.tolist()})."
+            ) from None
         if not self.times[0] <= time <= self.times[-1]:
-            raise ValueError(f"time {time} is outside the measured range [{self.times[0]}, {self.times[-1]}].")
+            raise ValueError(
+                f"time {time} is outside the measured range [{self.times[0]}, {self.times[-1]}]."
+            )
         return float(np.interp(time, self.times, self._taus()))
 
     def measured_time(self, tau: float) -> float:
         """The measured time at model time ``tau``: the inverse of :meth:`model_time`."""
         taus = self._taus()
         if not taus[0] <= tau <= taus[-1]:
-            raise ValueError(f"model time {tau} is outside the trained range [{taus[0]}, {taus[-1]}].")
+            raise ValueError(
+                f"model time {tau} is outside the trained range [{taus[0]}, {taus[-1]}]."
+            )
         return float(np.interp(tau, taus, self.times))
 
     def _pairs(self, holdout: float | None) -> list[tuple[int, int]]:

@@ -14,13 +14,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._io import IncompleteModelError, load_weights, model_folder, read_model_config, write_json
 from ..adata._read import Standardizer, dense_columns, get_times
 from ..adata._store import has_representation, representation_shape
-from .._io import IncompleteModelError, load_weights, model_folder, read_model_config, write_json
 from ..flow.geodesics import GeodesicInterpolant
 
-__all__ = ["fingerprint", "fingerprint_differences", "mismatch_error", "representation_digest", "save_model",
-           "load_model"]
+__all__ = [
+    "fingerprint",
+    "fingerprint_differences",
+    "mismatch_error",
+    "representation_digest",
+    "save_model",
+    "load_model",
+]
 
 
 _DIGEST_ROWS, _DIGEST_BLOCK = 256, 32  # rows of X that its digest reads, and rows per read
@@ -45,7 +51,11 @@ def source_digest(source) -> str:
     rows = np.unique(np.linspace(0, n - 1, min(n, _DIGEST_ROWS)).round().astype(np.int64))
     h = hashlib.sha1()
     for start in range(0, len(rows), _DIGEST_BLOCK):
-        h.update(np.ascontiguousarray(source.rows(rows[start:start + _DIGEST_BLOCK]), dtype=np.float64).tobytes())
+        h.update(
+            np.ascontiguousarray(
+                source.rows(rows[start : start + _DIGEST_BLOCK]), dtype=np.float64
+            ).tobytes()
+        )
     return h.hexdigest()
 
 
@@ -54,12 +64,18 @@ def times_digest(t: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(t, dtype=np.float64).tobytes()).hexdigest()
 
 
-def fingerprint(adata, use_rep: str, time_key: str | None = None, n_cols: int | None = None) -> dict:
+def fingerprint(
+    adata, use_rep: str, time_key: str | None = None, n_cols: int | None = None
+) -> dict:
     """What identifies the AnnData a model was trained on: the number of cells, a hash of their
     names, the shape of the representation, and (given ``time_key`` and ``n_cols``) digests of
     the representation's values (:func:`representation_digest`) and of the cells' times."""
     names = hashlib.sha1("\n".join(map(str, adata.obs_names)).encode()).hexdigest()
-    fp = {"n_obs": int(adata.n_obs), "obs_names_sha1": names, "rep_shape": list(representation_shape(adata, use_rep))}
+    fp = {
+        "n_obs": int(adata.n_obs),
+        "obs_names_sha1": names,
+        "rep_shape": list(representation_shape(adata, use_rep)),
+    }
     if n_cols is not None:
         fp["n_cols"] = int(n_cols)
         fp["rep_sha1"] = representation_digest(adata, use_rep, n_cols)
@@ -70,35 +86,56 @@ def fingerprint(adata, use_rep: str, time_key: str | None = None, n_cols: int | 
     return fp
 
 
-def fingerprint_differences(adata, use_rep: str, saved: dict, time_key: str | None = None) -> list[str]:
+def fingerprint_differences(
+    adata, use_rep: str, saved: dict, time_key: str | None = None
+) -> list[str]:
     """What differs between ``adata`` and a saved fingerprint (empty when it is the same data).
 
     Fingerprints saved before the value digests existed are compared on what they hold."""
     rep = "X" if use_rep == "X" else f"obsm[{use_rep!r}]"
     fp = fingerprint(adata, use_rep)
-    out = [f"{label}: saved {saved[k]}, given {fp[k]}"
-           for k, label in [("n_obs", "number of cells"), ("obs_names_sha1", "cell names (obs_names)"),
-                            ("rep_shape", f"shape of {rep}")]
-           if fp[k] != saved[k]]
+    out = [
+        f"{label}: saved {saved[k]}, given {fp[k]}"
+        for k, label in [
+            ("n_obs", "number of cells"),
+            ("obs_names_sha1", "cell names (obs_names)"),
+            ("rep_shape", f"shape of {rep}"),
+        ]
+        if fp[k] != saved[k]
+    ]
     if out:
         return out
-    if "rep_sha1" in saved and representation_digest(adata, use_rep, saved["n_cols"]) != saved["rep_sha1"]:
-        out.append(f"the values of {rep} (its first {saved['n_cols']} columns) differ from those it was trained on "
-                   "(a rerun PCA flips signs; sc.pp.scale and other in-place steps change values)")
-    if time_key is not None and "times" in saved and time_key in adata.obs:  # a missing column: get_times says so
+    if (
+        "rep_sha1" in saved
+        and representation_digest(adata, use_rep, saved["n_cols"]) != saved["rep_sha1"]
+    ):
+        out.append(
+            f"the values of {rep} (its first {saved['n_cols']} columns) differ from those it was trained on "
+            "(a rerun PCA flips signs; sc.pp.scale and other in-place steps change values)"
+        )
+    if (
+        time_key is not None and "times" in saved and time_key in adata.obs
+    ):  # a missing column: get_times says so
         t, times = get_times(adata, time_key, min_points=1)
         if times.tolist() != saved["times"]:
-            out.append(f"the time points in obs[{time_key!r}]: saved {saved['times']}, given {times.tolist()}")
+            out.append(
+                f"the time points in obs[{time_key!r}]: saved {saved['times']}, given {times.tolist()}"
+            )
         elif "times_sha1" in saved and times_digest(t) != saved["times_sha1"]:
-            out.append(f"the cells' times in obs[{time_key!r}] (the same time points, given to other cells)")
+            out.append(
+                f"the cells' times in obs[{time_key!r}] (the same time points, given to other cells)"
+            )
     return out
 
 
 def mismatch_error(differences: list[str]) -> ValueError:
     """The error for an AnnData that is not the one a model was trained on."""
-    return ValueError("this AnnData is not the one the model was trained on: " + "; ".join(differences)
-                      + ". Pass the AnnData the model was trained on, as it was then, or train a new model on "
-                        "this one (cf.CellFlow(adata, ...).train()).")
+    return ValueError(
+        "this AnnData is not the one the model was trained on: "
+        + "; ".join(differences)
+        + ". Pass the AnnData the model was trained on, as it was then, or train a new model on "
+        "this one (cf.CellFlow(adata, ...).train())."
+    )
 
 
 def save_model(model, path: str | Path, overwrite: bool = False) -> None:
@@ -114,12 +151,26 @@ def save_model(model, path: str | Path, overwrite: bool = False) -> None:
             torch.save(cpu(model.score_net), tmp / "score.pt")
         if model.interpolant is not None:
             torch.save(model.interpolant.state_dict(), tmp / "geodesic.pt")
-        cfg = dict(class_="CellFlow", time_key=model.time_key, use_rep=model.use_rep, n_pcs=model.n_pcs,
-                   whiten=model.whiten, method=model.method, sigma=model.sigma, time_scale=model.time_scale,
-                   time_origin=model.time_origin, time_unit=model.time_unit,
-                   net=model.net.config, per_interval=model.per_interval, min_cells=model.min_cells, seed=model.seed,
-                   times=model.times.tolist(), scaler=model.scaler.to_dict(), fingerprint=model.fingerprint,
-                   holdout=model.holdout)
+        cfg = dict(
+            class_="CellFlow",
+            time_key=model.time_key,
+            use_rep=model.use_rep,
+            n_pcs=model.n_pcs,
+            whiten=model.whiten,
+            method=model.method,
+            sigma=model.sigma,
+            time_scale=model.time_scale,
+            time_origin=model.time_origin,
+            time_unit=model.time_unit,
+            net=model.net.config,
+            per_interval=model.per_interval,
+            min_cells=model.min_cells,
+            seed=model.seed,
+            times=model.times.tolist(),
+            scaler=model.scaler.to_dict(),
+            fingerprint=model.fingerprint,
+            holdout=model.holdout,
+        )
         write_json(tmp / "config.json", cfg)
 
 
@@ -130,24 +181,47 @@ def _load_state(module, path: Path, name: str, device) -> None:
     try:
         module.load_state_dict(state)
     except RuntimeError as e:
-        raise IncompleteModelError(f"{path} does not hold a complete cellflow CellFlow: {name} does not match the "
-                                   f"network config.json describes ({str(e).splitlines()[0]}).") from None
+        raise IncompleteModelError(
+            f"{path} does not hold a complete cellflow CellFlow: {name} does not match the "
+            f"network config.json describes ({str(e).splitlines()[0]})."
+        ) from None
 
 
 def load_model(cls, path: str | Path, adata, device="cpu"):
     """:meth:`cellflow.CellFlow.load` (``cls`` is the class to build)."""
     path = Path(path)
     cfg = read_model_config(path, "CellFlow")
-    missing = [k for k in ("class_", "time_key", "use_rep", "n_pcs", "method", "net", "times", "scaler", "fingerprint")
-               if k not in cfg]
+    missing = [
+        k
+        for k in (
+            "class_",
+            "time_key",
+            "use_rep",
+            "n_pcs",
+            "method",
+            "net",
+            "times",
+            "scaler",
+            "fingerprint",
+        )
+        if k not in cfg
+    ]
     if missing or cfg.get("class_") != "CellFlow":
-        what = f"its config.json lacks {', '.join(missing)}" if missing else f"it holds a {cfg.get('class_') or cfg.get('class')}"
-        raise ValueError(f"{path} does not hold a complete cellflow CellFlow: {what}. Save the model again.")
+        what = (
+            f"its config.json lacks {', '.join(missing)}"
+            if missing
+            else f"it holds a {cfg.get('class_') or cfg.get('class')}"
+        )
+        raise ValueError(
+            f"{path} does not hold a complete cellflow CellFlow: {what}. Save the model again."
+        )
     problems = []
     if cfg["time_key"] not in adata.obs:
         problems.append(f"obs has no column {cfg['time_key']!r}")
     if not has_representation(adata, cfg["use_rep"]):
-        problems.append("X is empty" if cfg["use_rep"] == "X" else f"obsm has no {cfg['use_rep']!r}")
+        problems.append(
+            "X is empty" if cfg["use_rep"] == "X" else f"obsm has no {cfg['use_rep']!r}"
+        )
     else:
         # models saved before the fingerprint held the times still compare the time points
         saved = {"times": cfg["times"], **cfg["fingerprint"]}
@@ -155,16 +229,31 @@ def load_model(cls, path: str | Path, adata, device="cpu"):
     if problems:
         raise mismatch_error(problems)
     net = cfg["net"]
-    model = cls(adata, cfg["time_key"], use_rep=cfg["use_rep"], n_pcs=cfg["n_pcs"], whiten=cfg["whiten"],
-                method=cfg["method"], sigma=cfg["sigma"], time_scale=cfg["time_scale"], hidden=net["hidden"],
-                activation=net["activation"], per_interval=cfg.get("per_interval", False), min_cells=cfg["min_cells"],
-                seed=cfg["seed"], device=device)
+    model = cls(
+        adata,
+        cfg["time_key"],
+        use_rep=cfg["use_rep"],
+        n_pcs=cfg["n_pcs"],
+        whiten=cfg["whiten"],
+        method=cfg["method"],
+        sigma=cfg["sigma"],
+        time_scale=cfg["time_scale"],
+        hidden=net["hidden"],
+        activation=net["activation"],
+        per_interval=cfg.get("per_interval", False),
+        min_cells=cfg["min_cells"],
+        seed=cfg["seed"],
+        device=device,
+    )
     model.scaler = Standardizer.from_dict(cfg["scaler"])
     model.holdout = cfg.get("holdout")
     if model.per_interval and model.holdout is not None:
         model._build_networks()  # a held-out time point is not a knot
     # models saved before time_unit existed ran real time unscaled
-    model.time_origin, model.time_unit = float(cfg.get("time_origin", 0.0)), float(cfg.get("time_unit", 1.0))
+    model.time_origin, model.time_unit = (
+        float(cfg.get("time_origin", 0.0)),
+        float(cfg.get("time_unit", 1.0)),
+    )
     _load_state(model.net, path, "model.pt", model.device)
     model.net.eval()
     if model.score_net is not None:
@@ -175,6 +264,7 @@ def load_model(cls, path: str | Path, adata, device="cpu"):
             model.score_net = None
     if model.spec.geodesic and (path / "geodesic.pt").exists():
         model.interpolant = GeodesicInterpolant.from_state_dict(
-            load_weights(path, "geodesic.pt", None, "CellFlow"), model.n_pcs)
+            load_weights(path, "geodesic.pt", None, "CellFlow"), model.n_pcs
+        )
         model.interpolant.eval()
     return model

@@ -38,26 +38,25 @@ Example
 
 from __future__ import annotations
 
-from typing import get_args
-
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import torch
 
-from ..adata._read import Standardizer, check_n_pcs, get_representation, get_times
-from ._cells_inference import InferenceMixin
-from ._cells_training import TrainingMixin
-from ..adata._store import CellStore, RowSource
 from .._defaults import MODEL_WHITEN, TIME_SCALE, USE_REP
 from .._types import Method, TimeScale
-from ._methods import cellflow_spec, default_sigma
-from ._model_time import ModelTimeMixin
-from ._persist import fingerprint, load_model, save_model, source_digest
+from ..adata._read import Standardizer, check_n_pcs, get_representation, get_times
+from ..adata._store import CellStore, RowSource
 from ..flow.geodesics import GeodesicInterpolant
 from ..flow.matchers import make_matcher
 from ..flow.networks import MLP, IntervalMLP
 from ..train.trainer import TrainHistory, check_device
+from ._cells_inference import InferenceMixin
+from ._cells_training import TrainingMixin
+from ._methods import cellflow_spec, default_sigma
+from ._model_time import ModelTimeMixin
+from ._persist import fingerprint, load_model, save_model, source_digest
 
 __all__ = ["CellFlow"]
 
@@ -112,11 +111,24 @@ class CellFlow(ModelTimeMixin, TrainingMixin, InferenceMixin):
         unless :meth:`load` is given a device.
     """
 
-    def __init__(self, adata, time_key: str, *, use_rep: str = USE_REP, n_pcs: int | None = None,
-                 whiten: bool = MODEL_WHITEN, method: Method = "ot", sigma: float | None = None,
-                 time_scale: TimeScale = TIME_SCALE,
-                 hidden=(64, 64, 64), activation: str = "selu", per_interval: bool = False, min_cells: int = 10,
-                 seed: int = 0, device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        adata,
+        time_key: str,
+        *,
+        use_rep: str = USE_REP,
+        n_pcs: int | None = None,
+        whiten: bool = MODEL_WHITEN,
+        method: Method = "ot",
+        sigma: float | None = None,
+        time_scale: TimeScale = TIME_SCALE,
+        hidden=(64, 64, 64),
+        activation: str = "selu",
+        per_interval: bool = False,
+        min_cells: int = 10,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+    ):
         if time_scale not in get_args(TimeScale):
             raise ValueError(f"time_scale must be 'index' or 'real', got {time_scale!r}.")
         self.time_key, self.use_rep, self.time_scale = time_key, use_rep, time_scale
@@ -126,7 +138,9 @@ class CellFlow(ModelTimeMixin, TrainingMixin, InferenceMixin):
         self.device = check_device(device)
         t, self.times = get_times(adata, time_key)
         n_pcs = check_n_pcs(n_pcs)
-        if use_rep == "X":  # sparse or on-disk X is read a minibatch at a time, never densified whole
+        if (
+            use_rep == "X"
+        ):  # sparse or on-disk X is read a minibatch at a time, never densified whole
             source = RowSource.from_adata(adata, "X", n_pcs)
             X = None
             self.n_pcs = source.n_cols
@@ -136,18 +150,27 @@ class CellFlow(ModelTimeMixin, TrainingMixin, InferenceMixin):
         counts = {float(s): int((t == s).sum()) for s in self.times}
         few = {k: v for k, v in counts.items() if v < min_cells}
         if few:
-            raise ValueError(f"time point(s) {few} have fewer than min_cells={min_cells} cells; drop them or "
-                             "lower min_cells.")
-        self.sigma = float(default_sigma(self.method, self.whiten, self.n_pcs) if sigma is None else sigma)
+            raise ValueError(
+                f"time point(s) {few} have fewer than min_cells={min_cells} cells; drop them or "
+                "lower min_cells."
+            )
+        self.sigma = float(
+            default_sigma(self.method, self.whiten, self.n_pcs) if sigma is None else sigma
+        )
         coupling = {"replace": True} if self.spec.pairs else {}
         # OT-MFM trains with OT-CFM's coupling; its path is learned in train()
         self.matcher = make_matcher(self.method, self.sigma, front="cells", **coupling)
         self.interpolant: GeodesicInterpolant | None = None
         self.geodesic_history: list[float] | None = None
-        self.scaler = (Standardizer.fit(X, self.whiten) if source is None
-                       else Standardizer.from_moments(*source.moments(), self.whiten))
+        self.scaler = (
+            Standardizer.fit(X, self.whiten)
+            if source is None
+            else Standardizer.from_moments(*source.moments(), self.whiten)
+        )
         self._cell_times = t
-        self._store = CellStore([np.flatnonzero(t == s) for s in self.times], self.scaler, source, X)
+        self._store = CellStore(
+            [np.flatnonzero(t == s) for s in self.times], self.scaler, source, X
+        )
         self.fingerprint = fingerprint(adata, use_rep, time_key, self.n_pcs)
         # the model's clock: measured time s sits at (s - time_origin) / time_unit (time_scale="real")
         self.time_origin = float(self.times[0])
@@ -187,8 +210,10 @@ class CellFlow(ModelTimeMixin, TrainingMixin, InferenceMixin):
     def _check_cells(self, X) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.n_pcs:
-            raise ValueError(f"cells must be an array of shape (n_cells, {self.n_pcs}) in the units of "
-                             f"obsm[{self.use_rep!r}][:, :{self.n_pcs}]; got shape {X.shape}.")
+            raise ValueError(
+                f"cells must be an array of shape (n_cells, {self.n_pcs}) in the units of "
+                f"obsm[{self.use_rep!r}][:, :{self.n_pcs}]; got shape {X.shape}."
+            )
         if not np.isfinite(X).all():
             raise ValueError("cells contain NaN or inf.")
         return X
@@ -202,10 +227,12 @@ class CellFlow(ModelTimeMixin, TrainingMixin, InferenceMixin):
         fp = self.fingerprint
         now = source_digest(self._store.source)
         if now != fp["rep_sha1"]:
-            raise ValueError("adata.X has changed since this model was built (e.g. sc.pp.scale(adata) or another "
-                             "in-place step), and a model with use_rep='X' reads its cells from it. Undo the "
-                             "change (work on adata.copy()), or build and train a new model on the AnnData as it "
-                             "is now.")
+            raise ValueError(
+                "adata.X has changed since this model was built (e.g. sc.pp.scale(adata) or another "
+                "in-place step), and a model with use_rep='X' reads its cells from it. Undo the "
+                "change (work on adata.copy()), or build and train a new model on the AnnData as it "
+                "is now."
+            )
 
     def cells_at(self, time: float) -> np.ndarray:
         """The observed cells at a measured time, in the representation's units."""
@@ -221,8 +248,10 @@ class CellFlow(ModelTimeMixin, TrainingMixin, InferenceMixin):
         except (TypeError, ValueError):
             value = None
         if value is None or value not in self.times:
-            raise ValueError(f"{name}={time!r} is not a measured time; choose from {self.times.tolist()} "
-                             f"(the values of obs[{self.time_key!r}]).")
+            raise ValueError(
+                f"{name}={time!r} is not a measured time; choose from {self.times.tolist()} "
+                f"(the values of obs[{self.time_key!r}])."
+            )
         return value
 
     # ------------------------------------------------------------------ persistence
@@ -243,6 +272,8 @@ class CellFlow(ModelTimeMixin, TrainingMixin, InferenceMixin):
         return load_model(cls, path, adata, device)
 
     def __repr__(self) -> str:
-        return (f"CellFlow(method={self.method!r}, time_key={self.time_key!r}, times={self.times.tolist()}, "
-                f"use_rep={self.use_rep!r}, n_pcs={self.n_pcs}, whiten={self.whiten}"
-                + (", per_interval=True)" if self.per_interval else ")"))
+        return (
+            f"CellFlow(method={self.method!r}, time_key={self.time_key!r}, times={self.times.tolist()}, "
+            f"use_rep={self.use_rep!r}, n_pcs={self.n_pcs}, whiten={self.whiten}"
+            + (", per_interval=True)" if self.per_interval else ")")
+        )

@@ -21,16 +21,16 @@ import torch
 from torch import Tensor
 from torch.distributions import Normal
 
-from ._flow_fit import FitMixin, Sampler, as_sampler
 from .._io import IncompleteModelError, load_weights, model_folder, read_model_config, write_json
+from .._types import Method, Solver
 from ..flow.likelihood import log_likelihood
 from ..flow.matchers import make_matcher
 from ..flow.methods import method_spec
 from ..flow.networks import build_network
-from .._types import Method, Solver
 from ..flow.solvers import FIXED_STEP, Trajectory, integrate_ode, integrate_sde, solver_argument
-from ..train.trainer import TrainConfig, TrainHistory, check_device
 from ..train.threads import scoped_threads
+from ..train.trainer import TrainConfig, TrainHistory, check_device
+from ._flow_fit import FitMixin, Sampler, as_sampler
 
 __all__ = ["FlowModel", "Sampler", "as_sampler"]
 
@@ -98,8 +98,13 @@ class FlowModel(FitMixin):
             net_cfg = dict(network)
             net_cfg.setdefault("dim", int(dim))
         else:
-            net_cfg = dict(dim=int(dim), hidden=list(hidden), activation=activation, cond_dim=cond_dim,
-                           n_classes=n_classes)
+            net_cfg = dict(
+                dim=int(dim),
+                hidden=list(hidden),
+                activation=activation,
+                cond_dim=cond_dim,
+                n_classes=n_classes,
+            )
         self.net = build_network(net_cfg).to(self.device)
         if self.dim != int(dim):
             raise ValueError(f"the network has {self.dim} features but dim={dim}.")
@@ -134,7 +139,6 @@ class FlowModel(FitMixin):
             "coupling_kwargs": self.coupling_kwargs,
         }
 
-
     # ------------------------------------------------------------------ inference
     def velocity(self, t: Tensor | float, x: Tensor, cond: Tensor | None = None) -> Tensor:
         """The learned vector field :math:`v_\\theta(t, x)`."""
@@ -143,7 +147,9 @@ class FlowModel(FitMixin):
     def score(self, t: Tensor | float, x: Tensor, cond: Tensor | None = None) -> Tensor:
         """The learned score :math:`s_\\theta(t, x)` (SB models with a score network)."""
         if self.score_net is None:
-            raise ValueError("this model has no score network; build it with method='sb', train_score=True.")
+            raise ValueError(
+                "this model has no score network; build it with method='sb', train_score=True."
+            )
         return self.score_net(t, x, cond)
 
     def _field(self, cond):
@@ -179,8 +185,16 @@ class FlowModel(FitMixin):
         cond = cond.to(self.device) if cond is not None else None
         grid = torch.linspace(t0, t1, n_points, dtype=x0.dtype) if n_points else (t0, t1)
         with torch.no_grad():
-            tr = integrate_ode(self._field(cond), x0, grid, solver=solver, steps=steps, atol=atol, rtol=rtol,
-                               save_every_step=bool(return_trajectory and solver in FIXED_STEP and not n_points))
+            tr = integrate_ode(
+                self._field(cond),
+                x0,
+                grid,
+                solver=solver,
+                steps=steps,
+                atol=atol,
+                rtol=rtol,
+                save_every_step=bool(return_trajectory and solver in FIXED_STEP and not n_points),
+            )
         tr = Trajectory(t=tr.t.to(home), xs=tr.xs.to(home), nfe=tr.nfe)
         return tr if return_trajectory else tr.end
 
@@ -209,13 +223,22 @@ class FlowModel(FitMixin):
         cond = cond.to(self.device) if cond is not None else None
         gen = torch.Generator(device=self.device).manual_seed(self.seed if seed is None else seed)
         with torch.no_grad():
-            tr = integrate_sde(drift, x0.to(self.device, torch.float32), (t0, t1), sigma=self.sigma, steps=steps,
-                               generator=gen, save_every_step=return_trajectory)
+            tr = integrate_sde(
+                drift,
+                x0.to(self.device, torch.float32),
+                (t0, t1),
+                sigma=self.sigma,
+                steps=steps,
+                generator=gen,
+                save_every_step=return_trajectory,
+            )
         tr = Trajectory(t=tr.t.to(home), xs=tr.xs.to(home), nfe=tr.nfe)
         return tr if return_trajectory else tr.end
 
     @scoped_threads
-    def log_likelihood(self, x1: Tensor, base_log_prob: Callable[[Tensor], Tensor] | None = None, **kwargs) -> Tensor:
+    def log_likelihood(
+        self, x1: Tensor, base_log_prob: Callable[[Tensor], Tensor] | None = None, **kwargs
+    ) -> Tensor:
         """Log-density of ``x1`` at t = 1 when the flow starts from ``base_log_prob`` at t = 0
         (default: standard normal). Keyword arguments go to
         :func:`cellflow.flow.likelihood.log_likelihood`."""
@@ -237,8 +260,11 @@ class FlowModel(FitMixin):
         torch.save({k: m.state_dict() for k, m in self.modules.items()}, folder / "model.pt")
         cfg = self.config
         if self.history is not None:
-            cfg["history"] = {"steps": self.history.steps, "seconds": self.history.seconds,
-                              "final_loss": self.history.loss[-1] if self.history.loss else None}
+            cfg["history"] = {
+                "steps": self.history.steps,
+                "seconds": self.history.seconds,
+                "final_loss": self.history.loss[-1] if self.history.loss else None,
+            }
         write_json(folder / "config.json", cfg)
 
     @classmethod
@@ -247,25 +273,37 @@ class FlowModel(FitMixin):
         ``device``; a damaged folder is refused with the file that is wrong."""
         cfg = read_model_config(path, cls.__name__)
         if cfg.get("class") != cls.__name__:
-            raise ValueError(f"{path} holds a {cfg.get('class') or cfg.get('class_')}, not a {cls.__name__}.")
+            raise ValueError(
+                f"{path} holds a {cfg.get('class') or cfg.get('class_')}, not a {cls.__name__}."
+            )
         try:
             net = cfg["net"]
-            model = cls(net["dim"], cfg["method"], cfg["sigma"], network=net, train_score=cfg["train_score"],
-                        seed=cfg["seed"], coupling_kwargs=cfg.get("coupling_kwargs"), device=device)
+            model = cls(
+                net["dim"],
+                cfg["method"],
+                cfg["sigma"],
+                network=net,
+                train_score=cfg["train_score"],
+                seed=cfg["seed"],
+                coupling_kwargs=cfg.get("coupling_kwargs"),
+                device=device,
+            )
         except (KeyError, TypeError, ValueError) as e:
-            raise IncompleteModelError(f"{path} does not hold a complete cellflow {cls.__name__}: its config.json "
-                                       f"is not one that save() writes ({type(e).__name__}: {e}).") from None
+            raise IncompleteModelError(
+                f"{path} does not hold a complete cellflow {cls.__name__}: its config.json "
+                f"is not one that save() writes ({type(e).__name__}: {e})."
+            ) from None
         state = load_weights(path, "model.pt", model.device, cls.__name__)
         for k, m in model.modules.items():
             try:
                 m.load_state_dict(state[k])
             except (KeyError, RuntimeError) as e:
-                raise IncompleteModelError(f"{path} does not hold a complete cellflow {cls.__name__}: model.pt does "
-                                           f"not match the network config.json describes ({str(e).splitlines()[0]})."
-                                           ) from None
+                raise IncompleteModelError(
+                    f"{path} does not hold a complete cellflow {cls.__name__}: model.pt does "
+                    f"not match the network config.json describes ({str(e).splitlines()[0]})."
+                ) from None
             m.eval()
         return model
 
     def __repr__(self) -> str:
         return f"FlowModel(dim={self.dim}, method={self.method!r}, sigma={self.sigma}, score={self.score_net is not None})"
-

@@ -5,4 +5,12 @@ from ._plots import evaluation, prediction, trajectories
 from ._trends import gene_trends
 from ._velocity import VelocityGrid, velocity, velocity_grid
 
-__all__ = ["trajectories", "velocity", "velocity_grid", "VelocityGrid", "prediction", "evaluation", "gene_trends"]
+__all__ = [
+    "trajectories",
+    "velocity",
+    "velocity_grid",
+    "VelocityGrid",
+    "prediction",
+    "evaluation",
+    "gene_trends",
+]

@@ -4,6 +4,7 @@ when not shown."""
 from __future__ import annotations
 
 import numpy as np
+
 from .._io import save_figure
 
 
@@ -39,7 +40,9 @@ def _axes(ax, figsize=(5, 4.5)):
 _MAX_REFERENCE = 20000
 
 
-def _to_embedding(adata, model, Y: np.ndarray, basis: str | None, k: int = 10) -> tuple[np.ndarray, np.ndarray, str]:
+def _to_embedding(
+    adata, model, Y: np.ndarray, basis: str | None, k: int = 10
+) -> tuple[np.ndarray, np.ndarray, str]:
     """Observed cells and points ``Y`` (any leading shape, last axis the representation) in 2-D:
     the representation's first two columns, or ``obsm[f"X_{basis}"]`` through a kNN average
     of the observed cells' embedding coordinates. On ``X`` (sparse or on disk) only the first
@@ -62,14 +65,28 @@ def _to_embedding(adata, model, Y: np.ndarray, basis: str | None, k: int = 10) -
         X = RowSource.from_adata(adata, "X", model.n_pcs).rows(ref)
     else:
         ref, X = slice(None), read_representation(adata, model.use_rep, model.n_pcs)
-    reg = KNeighborsRegressor(n_neighbors=k, weights="distance").fit(model.scaler.forward(X), E[ref])
+    reg = KNeighborsRegressor(n_neighbors=k, weights="distance").fit(
+        model.scaler.forward(X), E[ref]
+    )
     flat = Y.reshape(-1, Y.shape[-1])
     return E, reg.predict(model.scaler.forward(flat)).reshape(*Y.shape[:-1], 2), basis.upper()
 
 
-def trajectories(adata, model, *, t_from: float | None = None, t_to: float | None = None, n_cells: int = 200,
-                 n_points: int = 50, basis: str | None = None, color: str | None = None, seed: int = 0, ax=None,
-                 show: bool | None = None, save: str | None = None):
+def trajectories(
+    adata,
+    model,
+    *,
+    t_from: float | None = None,
+    t_to: float | None = None,
+    n_cells: int = 200,
+    n_points: int = 50,
+    basis: str | None = None,
+    color: str | None = None,
+    seed: int = 0,
+    ax=None,
+    show: bool | None = None,
+    save: str | None = None,
+):
     """Trajectories of ``n_cells`` cells from ``t_from`` to ``t_to`` (default: first to last
     time) over the observed cells coloured by time.
 
@@ -98,7 +115,9 @@ def trajectories(adata, model, *, t_from: float | None = None, t_to: float | Non
     for i in range(T.shape[1]):
         ax.plot(T[:, i, 0], T[:, i, 1], color="black", lw=0.4, alpha=0.35)
     ax.scatter(T[0, :, 0], T[0, :, 1], s=6, c="black", zorder=3)
-    ax.scatter(T[-1, :, 0], T[-1, :, 1], s=6, c="white", edgecolors="black", linewidths=0.3, zorder=3)
+    ax.scatter(
+        T[-1, :, 0], T[-1, :, 1], s=6, c="white", edgecolors="black", linewidths=0.3, zorder=3
+    )
     ax.set_xlabel(f"{label} 1")
     ax.set_ylabel(f"{label} 2")
     ax.set_xticks([])
@@ -108,8 +127,17 @@ def trajectories(adata, model, *, t_from: float | None = None, t_to: float | Non
     return _finish(fig, ax, show, save)
 
 
-def prediction(adata, model, predicted, *, time: float, basis: str | None = None, ax=None, show: bool | None = None,
-               save: str | None = None):
+def prediction(
+    adata,
+    model,
+    predicted,
+    *,
+    time: float,
+    basis: str | None = None,
+    ax=None,
+    show: bool | None = None,
+    save: str | None = None,
+):
     """Predicted cells (``cf.tl.interpolate`` output) over the observed cells at ``time``
     (held out or not), with all other cells in grey."""
     import matplotlib.pyplot as plt
@@ -123,7 +151,15 @@ def prediction(adata, model, predicted, *, time: float, basis: str | None = None
     at = cell_times(adata, model) == time
     fig, ax = _axes(ax)
     ax.scatter(E[~at, 0], E[~at, 1], s=3, c="lightgrey", linewidths=0, label="other times")
-    ax.scatter(E[at, 0], E[at, 1], s=5, c="tab:blue", alpha=0.6, linewidths=0, label=f"observed at {time:g}")
+    ax.scatter(
+        E[at, 0],
+        E[at, 1],
+        s=5,
+        c="tab:blue",
+        alpha=0.6,
+        linewidths=0,
+        label=f"observed at {time:g}",
+    )
     ax.scatter(P[:, 0], P[:, 1], s=5, c="tab:red", alpha=0.6, linewidths=0, label="predicted")
     ax.legend(markerscale=3, frameon=False, fontsize=8)
     ax.set_xlabel(f"{label} 1")
@@ -135,7 +171,9 @@ def prediction(adata, model, predicted, *, time: float, basis: str | None = None
     return _finish(fig, ax, show, save)
 
 
-def evaluation(df, *, metric: str = "w1", ax=None, show: bool | None = None, save: str | None = None):
+def evaluation(
+    df, *, metric: str = "w1", ax=None, show: bool | None = None, save: str | None = None
+):
     """Bar chart of a held-out evaluation table (:func:`cellflow.evaluate_holdout`): mean ±
     std over seeds of ``metric`` per method and held-out time; lower is better."""
     import matplotlib.pyplot as plt

@@ -47,8 +47,15 @@ class VelocityGrid:
     inside: np.ndarray
 
 
-def velocity_grid(E: np.ndarray, V: np.ndarray, *, grid_size: int = 40, smooth: float = 0.5,
-                  n_neighbors: int | None = None, min_density: float = 0.05) -> VelocityGrid:
+def velocity_grid(
+    E: np.ndarray,
+    V: np.ndarray,
+    *,
+    grid_size: int = 40,
+    smooth: float = 0.5,
+    n_neighbors: int | None = None,
+    min_density: float = 0.05,
+) -> VelocityGrid:
     """Average the 2-D velocities ``V`` of cells at ``E`` (both ``(n, 2)``) on a regular grid.
 
     Parameters
@@ -68,15 +75,19 @@ def velocity_grid(E: np.ndarray, V: np.ndarray, *, grid_size: int = 40, smooth: 
 
     E, V = np.asarray(E, dtype=np.float64), np.asarray(V, dtype=np.float64)
     if E.ndim != 2 or E.shape[1] < 2 or V.shape[0] != E.shape[0] or V.ndim != 2 or V.shape[1] < 2:
-        raise ValueError(f"E and V must be (n, 2) arrays of the same cells, got {E.shape} and {V.shape}.")
+        raise ValueError(
+            f"E and V must be (n, 2) arrays of the same cells, got {E.shape} and {V.shape}."
+        )
     E, V = E[:, :2], V[:, :2]
     ok = np.isfinite(E).all(1) & np.isfinite(V).all(1)
     if ok.sum() < 2:
         raise ValueError("fewer than 2 cells with finite coordinates and velocities.")
     E, V = E[ok], V[ok]
     if grid_size < 2 or not smooth > 0 or not 0 <= min_density < 1:
-        raise ValueError(f"need grid_size >= 2, smooth > 0 and 0 <= min_density < 1, got {grid_size}, {smooth}, "
-                         f"{min_density}.")
+        raise ValueError(
+            f"need grid_size >= 2, smooth > 0 and 0 <= min_density < 1, got {grid_size}, {smooth}, "
+            f"{min_density}."
+        )
     lo, hi = E.min(0), E.max(0)
     span = np.where(hi > lo, hi - lo, 1.0)
     step = span.max() / (grid_size - 1)
@@ -97,13 +108,32 @@ def velocity_grid(E: np.ndarray, V: np.ndarray, *, grid_size: int = 40, smooth: 
     inside = (rho >= min_density * np.percentile(rho, 99)) & (rho > 0)
     avg[~inside] = np.nan
     shape = gx.shape
-    return VelocityGrid(x, y, avg[:, 0].reshape(shape), avg[:, 1].reshape(shape), rho.reshape(shape),
-                        inside.reshape(shape))
+    return VelocityGrid(
+        x,
+        y,
+        avg[:, 0].reshape(shape),
+        avg[:, 1].reshape(shape),
+        rho.reshape(shape),
+        inside.reshape(shape),
+    )
 
 
-def velocity(adata, basis: str = "umap", *, vkey: str = "velocity", kind: str = "stream", color: str | None = None,
-             grid_size: int = 40, smooth: float = 0.5, min_density: float = 0.05, density: float = 1.5,
-             title: str | None = None, ax=None, show: bool | None = None, save: str | None = None):
+def velocity(
+    adata,
+    basis: str = "umap",
+    *,
+    vkey: str = "velocity",
+    kind: str = "stream",
+    color: str | None = None,
+    grid_size: int = 40,
+    smooth: float = 0.5,
+    min_density: float = 0.05,
+    density: float = 1.5,
+    title: str | None = None,
+    ax=None,
+    show: bool | None = None,
+    save: str | None = None,
+):
     """The velocity field projected onto an embedding, as streamlines or grid arrows, over
     the cells.
 
@@ -132,8 +162,13 @@ def velocity(adata, basis: str = "umap", *, vkey: str = "velocity", kind: str = 
     import pandas as pd
 
     ekey, vk = f"X_{basis}", f"{vkey}_{basis}"
-    for key, fix in [(ekey, f"compute the embedding first (e.g. sc.tl.{basis})"),
-                     (vk, f"run cf.tl.velocity(adata, model) and cf.tl.velocity_embedding(adata, basis={basis!r})")]:
+    for key, fix in [
+        (ekey, f"compute the embedding first (e.g. sc.tl.{basis})"),
+        (
+            vk,
+            f"run cf.tl.velocity(adata, model) and cf.tl.velocity_embedding(adata, basis={basis!r})",
+        ),
+    ]:
         if key not in adata.obsm:
             raise KeyError(f"adata.obsm has no {key!r}; {fix}.")
     if kind not in ("stream", "grid"):
@@ -141,8 +176,13 @@ def velocity(adata, basis: str = "umap", *, vkey: str = "velocity", kind: str = 
     if color is not None and color not in adata.obs:
         raise KeyError(f"adata.obs has no column {color!r}; columns: {list(adata.obs.columns)}.")
     E = np.asarray(adata.obsm[ekey], dtype=np.float64)[:, :2]
-    grid = velocity_grid(E, np.asarray(adata.obsm[vk], dtype=np.float64), grid_size=grid_size, smooth=smooth,
-                         min_density=min_density)
+    grid = velocity_grid(
+        E,
+        np.asarray(adata.obsm[vk], dtype=np.float64),
+        grid_size=grid_size,
+        smooth=smooth,
+        min_density=min_density,
+    )
     fig, ax = _axes(ax)
     kw = dict(s=5, linewidths=0, alpha=0.5, zorder=1)
     if color is None:
@@ -151,15 +191,32 @@ def velocity(adata, basis: str = "umap", *, vkey: str = "velocity", kind: str = 
         for cat, c in _category_colors(adata, color).items():
             at = (adata.obs[color].astype(str) == cat).to_numpy()
             ax.scatter(E[at, 0], E[at, 1], color=c, label=cat, **kw)
-        ax.legend(markerscale=3, frameon=False, fontsize=8, bbox_to_anchor=(1.0, 1.0), loc="upper left")
+        ax.legend(
+            markerscale=3, frameon=False, fontsize=8, bbox_to_anchor=(1.0, 1.0), loc="upper left"
+        )
     else:
-        sc_ = ax.scatter(E[:, 0], E[:, 1], c=np.asarray(adata.obs[color], dtype=float), cmap="viridis", **kw)
+        sc_ = ax.scatter(
+            E[:, 0], E[:, 1], c=np.asarray(adata.obs[color], dtype=float), cmap="viridis", **kw
+        )
         fig.colorbar(sc_, ax=ax, label=color, shrink=0.8)
     if kind == "stream":
         speed = np.hypot(grid.U, grid.V)
-        lw = np.nan_to_num(0.6 + 1.4 * speed / np.nanmax(speed), nan=0.6) if np.isfinite(speed).any() and np.nanmax(speed) > 0 else 1.0
-        ax.streamplot(grid.x, grid.y, np.ma.masked_invalid(grid.U), np.ma.masked_invalid(grid.V), color="black",
-                      linewidth=lw, density=density, arrowsize=1.0, zorder=2)
+        lw = (
+            np.nan_to_num(0.6 + 1.4 * speed / np.nanmax(speed), nan=0.6)
+            if np.isfinite(speed).any() and np.nanmax(speed) > 0
+            else 1.0
+        )
+        ax.streamplot(
+            grid.x,
+            grid.y,
+            np.ma.masked_invalid(grid.U),
+            np.ma.masked_invalid(grid.V),
+            color="black",
+            linewidth=lw,
+            density=density,
+            arrowsize=1.0,
+            zorder=2,
+        )
     else:
         gx, gy = np.meshgrid(grid.x, grid.y)
         m = grid.inside
@@ -167,8 +224,18 @@ def velocity(adata, basis: str = "umap", *, vkey: str = "velocity", kind: str = 
         speed = np.hypot(grid.U[m], grid.V[m])
         top = np.percentile(speed, 95) if speed.size and np.percentile(speed, 95) > 0 else 1.0
         # in data units, so that the 95th-percentile arrow spans one grid spacing
-        ax.quiver(gx[m], gy[m], grid.U[m], grid.V[m], angles="xy", scale_units="xy", scale=top / step,
-                  color="black", width=0.003, zorder=2)
+        ax.quiver(
+            gx[m],
+            gy[m],
+            grid.U[m],
+            grid.V[m],
+            angles="xy",
+            scale_units="xy",
+            scale=top / step,
+            color="black",
+            width=0.003,
+            zorder=2,
+        )
     ax.set_xlabel(f"{basis.upper()} 1")
     ax.set_ylabel(f"{basis.upper()} 2")
     ax.set_xticks([])

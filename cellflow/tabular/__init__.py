@@ -10,4 +10,11 @@ from ._encoder import ColumnSpec, TabularEncoder
 from ._metrics import column_distances, correlation_distance, ml_efficiency
 from ._model import TabularFlow
 
-__all__ = ["TabularEncoder", "ColumnSpec", "TabularFlow", "column_distances", "correlation_distance", "ml_efficiency"]
+__all__ = [
+    "TabularEncoder",
+    "ColumnSpec",
+    "TabularFlow",
+    "column_distances",
+    "correlation_distance",
+    "ml_efficiency",
+]

@@ -58,7 +58,11 @@ class ColumnSpec:
 
 
 def _kind_of(s: pd.Series) -> str:
-    if isinstance(s.dtype, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(s) or not pd.api.types.is_numeric_dtype(s):
+    if (
+        isinstance(s.dtype, pd.CategoricalDtype)
+        or pd.api.types.is_bool_dtype(s)
+        or not pd.api.types.is_numeric_dtype(s)
+    ):
         return "categorical"
     return "integer" if pd.api.types.is_integer_dtype(s) else "continuous"
 
@@ -98,15 +102,22 @@ class TabularEncoder:
             raise ValueError(f"need at least 2 rows and 1 column, got shape {df.shape}.")
         unknown = [c for c in self.categorical if c not in df.columns]
         if unknown:
-            raise KeyError(f"categorical columns {unknown} are not in the DataFrame; columns: {list(df.columns)}.")
+            raise KeyError(
+                f"categorical columns {unknown} are not in the DataFrame; columns: {list(df.columns)}."
+            )
         self.columns, self._fill = [], {}
         for name in df.columns:
             s = df[name]
-            if pd.api.types.is_datetime64_any_dtype(s) or pd.api.types.is_timedelta64_dtype(s) or \
-                    isinstance(s.dtype, pd.PeriodDtype):
-                raise TypeError(f"column {name!r} holds dates or durations ({s.dtype}), which the flow cannot "
-                                f"model as they are; turn them into numbers first, e.g. df[{name!r}] = "
-                                f"(df[{name!r}] - df[{name!r}].min()).dt.days, or drop the column.")
+            if (
+                pd.api.types.is_datetime64_any_dtype(s)
+                or pd.api.types.is_timedelta64_dtype(s)
+                or isinstance(s.dtype, pd.PeriodDtype)
+            ):
+                raise TypeError(
+                    f"column {name!r} holds dates or durations ({s.dtype}), which the flow cannot "
+                    f"model as they are; turn them into numbers first, e.g. df[{name!r}] = "
+                    f"(df[{name!r}] - df[{name!r}].min()).dt.days, or drop the column."
+                )
             kind = "categorical" if name in self.categorical else _kind_of(s)
             if s.isna().any():
                 if self.missing == "error":
@@ -114,7 +125,9 @@ class TabularEncoder:
                 if kind == "categorical":
                     self._fill[name] = _py(s.mode(dropna=True).iloc[0])
                 else:
-                    self._fill[name] = float(s.mean() if kind == "continuous" else np.round(s.median()))
+                    self._fill[name] = float(
+                        s.mean() if kind == "continuous" else np.round(s.median())
+                    )
                 s = s.fillna(self._fill[name])
             spec = ColumnSpec(name=str(name), kind=kind, dtype=str(s.dtype))
             if kind == "categorical":
@@ -122,9 +135,13 @@ class TabularEncoder:
                     spec.categories = [_py(c) for c in s.cat.categories]
                     spec.ordered = bool(s.cat.ordered)
                 else:
-                    spec.categories = sorted((_py(c) for c in pd.unique(s)), key=lambda v: (str(type(v)), v))
+                    spec.categories = sorted(
+                        (_py(c) for c in pd.unique(s)), key=lambda v: (str(type(v)), v)
+                    )
                 if len(spec.categories) < 2:
-                    spec.categories = spec.categories + [None]  # a constant column still decodes to itself
+                    spec.categories = spec.categories + [
+                        None
+                    ]  # a constant column still decodes to itself
             else:
                 x = s.to_numpy(dtype=float)
                 spec.mean, spec.std = float(x.mean()), float(x.std()) or 1.0
@@ -153,7 +170,9 @@ class TabularEncoder:
             raise RuntimeError("the encoder is not fitted; call fit(df) first.")
 
     # ------------------------------------------------------------------ encode / decode
-    def encode(self, df: pd.DataFrame, *, dequantize: bool = False, rng: np.random.Generator | None = None) -> np.ndarray:
+    def encode(
+        self, df: pd.DataFrame, *, dequantize: bool = False, rng: np.random.Generator | None = None
+    ) -> np.ndarray:
         """The float32 matrix of ``df`` (same columns as at fit time).
 
         ``dequantize=True`` adds the uniform noise described above (for training batches).
@@ -176,7 +195,9 @@ class TabularEncoder:
                 codes = s.map(lambda v: lookup.get(_py(v), -1)).to_numpy()
                 if (codes < 0).any():
                     new = sorted({str(v) for v, k in zip(s, codes) if k < 0})[:5]
-                    raise ValueError(f"column {c.name!r} has categories not seen at fit time: {new}.")
+                    raise ValueError(
+                        f"column {c.name!r} has categories not seen at fit time: {new}."
+                    )
                 block = -np.ones((len(s), c.width))
                 block[np.arange(len(s)), codes] = 1.0
                 if dequantize:
@@ -197,17 +218,21 @@ class TabularEncoder:
             raise ValueError(f"expected an array of shape (n, {self.dim}), got {z.shape}.")
         out, j = {}, 0
         for c in self.columns:
-            block = z[:, j:j + c.width]
+            block = z[:, j : j + c.width]
             j += c.width
             if c.kind == "categorical":
                 cats = c.categories[:-1] if c.categories[-1] is None else c.categories
-                values = [cats[k] for k in block[:, :len(cats)].argmax(1)]
+                values = [cats[k] for k in block[:, : len(cats)].argmax(1)]
                 if c.dtype == "category":
                     col = pd.Categorical(values, categories=cats, ordered=c.ordered)
                 elif c.dtype == "bool":
                     col = np.asarray(values, dtype=bool)
                 else:
-                    col = pd.array(values, dtype=c.dtype) if c.dtype not in ("object",) else np.asarray(values, dtype=object)
+                    col = (
+                        pd.array(values, dtype=c.dtype)
+                        if c.dtype not in ("object",)
+                        else np.asarray(values, dtype=object)
+                    )
             else:
                 x = np.clip(block[:, 0] * c.std + c.mean, c.low, c.high)
                 x = np.round(x).astype(np.int64) if c.kind == "integer" else x
@@ -218,8 +243,12 @@ class TabularEncoder:
 
     # ------------------------------------------------------------------ persistence
     def to_dict(self) -> dict:
-        return {"categorical": self.categorical, "missing": self.missing, "fill": self._fill,
-                "columns": [asdict(c) for c in self.columns]}
+        return {
+            "categorical": self.categorical,
+            "missing": self.missing,
+            "fill": self._fill,
+            "columns": [asdict(c) for c in self.columns],
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> "TabularEncoder":

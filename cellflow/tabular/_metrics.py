@@ -76,8 +76,15 @@ def _classifier(kind: str, seed: int):
     raise ValueError(f"unknown classifier {kind!r}; choose 'logistic' or 'forest'.")
 
 
-def ml_efficiency(synth: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame, label: str, *,
-                  classifiers: tuple[str, ...] = ("logistic", "forest"), seed: int = 0) -> dict:
+def ml_efficiency(
+    synth: pd.DataFrame,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    label: str,
+    *,
+    classifiers: tuple[str, ...] = ("logistic", "forest"),
+    seed: int = 0,
+) -> dict:
     """Train on synthetic rows, test on real ones, against training on the real rows.
 
     Returns
@@ -90,15 +97,23 @@ def ml_efficiency(synth: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame, 
         if label not in df.columns:
             raise KeyError(f"label {label!r} is not a column of the {name} table.")
     enc = TabularEncoder(missing="impute").fit(train.drop(columns=[label]))
-    X = {k: enc.encode(df.drop(columns=[label])) for k, df in (("synth", synth), ("train", train), ("test", test))}
-    y = {"synth": synth[label].astype(str).to_numpy(), "train": train[label].astype(str).to_numpy(),
-         "test": test[label].astype(str).to_numpy()}
+    X = {
+        k: enc.encode(df.drop(columns=[label]))
+        for k, df in (("synth", synth), ("train", train), ("test", test))
+    }
+    y = {
+        "synth": synth[label].astype(str).to_numpy(),
+        "train": train[label].astype(str).to_numpy(),
+        "test": test[label].astype(str).to_numpy(),
+    }
     out: dict = {}
     for kind in classifiers:
         res = {}
         for src, key in (("real", "train"), ("synthetic", "synth")):
             if len(np.unique(y[key])) < 2:
-                res[src] = float(np.mean(y["test"] == y[key][0]))  # a single class predicts that class
+                res[src] = float(
+                    np.mean(y["test"] == y[key][0])
+                )  # a single class predicts that class
                 continue
             clf = _classifier(kind, seed).fit(X[key], y[key])
             res[src] = float(np.mean(clf.predict(X["test"]) == y["test"]))

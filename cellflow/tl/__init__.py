@@ -8,4 +8,14 @@ from ._sanitize import sanitize
 from ._trends import gene_trends
 from ._velocity import velocity, velocity_embedding
 
-__all__ = ["interpolate", "velocity", "velocity_embedding", "push", "pull", "fates", "couplings", "gene_trends", "sanitize"]
+__all__ = [
+    "interpolate",
+    "velocity",
+    "velocity_embedding",
+    "push",
+    "pull",
+    "fates",
+    "couplings",
+    "gene_trends",
+    "sanitize",
+]

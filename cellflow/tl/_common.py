@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..models.cells import CellFlow
 from ..adata._read import get_times
-from ..models._persist import fingerprint_differences, mismatch_error
 from ..adata._store import has_representation
+from ..models._persist import fingerprint_differences, mismatch_error
+from ..models.cells import CellFlow
 
 
 def check_model(adata, model) -> None:
@@ -19,7 +19,9 @@ def check_model(adata, model) -> None:
     if not isinstance(model, CellFlow):
         raise TypeError(f"model must be a cellflow.CellFlow, got {type(model).__name__}.")
     if not has_representation(adata, model.use_rep):
-        where = "adata.X is empty" if model.use_rep == "X" else f"adata.obsm has no {model.use_rep!r}"
+        where = (
+            "adata.X is empty" if model.use_rep == "X" else f"adata.obsm has no {model.use_rep!r}"
+        )
         raise KeyError(f"{where}, the representation the model was trained on.")
     diff = fingerprint_differences(adata, model.use_rep, model.fingerprint, model.time_key)
     if diff:
@@ -49,14 +51,18 @@ def select_cells(adata, cells, what: str) -> np.ndarray:
             col = adata.obs[key]
             hit = col.isin(values).to_numpy()
             if not hit.any():
-                raise ValueError(f"{what}: no cell has adata.obs[{key!r}] in {values}; "
-                                 f"values present: {pd.unique(col.astype(str))[:10].tolist()}.")
+                raise ValueError(
+                    f"{what}: no cell has adata.obs[{key!r}] in {values}; "
+                    f"values present: {pd.unique(col.astype(str))[:10].tolist()}."
+                )
             mask &= hit
         return mask
     arr = np.asarray(cells)
     if arr.dtype == bool:
         if arr.shape != (adata.n_obs,):
-            raise ValueError(f"{what}: a boolean mask needs length n_obs={adata.n_obs}, got {arr.shape}.")
+            raise ValueError(
+                f"{what}: a boolean mask needs length n_obs={adata.n_obs}, got {arr.shape}."
+            )
         return arr
     if arr.dtype.kind in "iu":
         mask = np.zeros(adata.n_obs, dtype=bool)
@@ -64,9 +70,11 @@ def select_cells(adata, cells, what: str) -> np.ndarray:
         return mask
     if not adata.obs_names.is_unique:
         dup = int(adata.obs_names.duplicated().sum())
-        raise ValueError(f"{what}: cells are given by name, but adata.obs_names has {dup} duplicated names, so a "
-                         "name may mean several cells. Run adata.obs_names_make_unique() first (before training), "
-                         "or select the cells with a boolean mask or {obs_key: value}.")
+        raise ValueError(
+            f"{what}: cells are given by name, but adata.obs_names has {dup} duplicated names, so a "
+            "name may mean several cells. Run adata.obs_names_make_unique() first (before training), "
+            "or select the cells with a boolean mask or {obs_key: value}."
+        )
     mask = adata.obs_names.isin(arr.astype(str))
     if mask.sum() != len(np.unique(arr.astype(str))):
         raise KeyError(f"{what}: {len(arr) - int(mask.sum())} names are not in adata.obs_names.")
@@ -76,8 +84,10 @@ def select_cells(adata, cells, what: str) -> np.ndarray:
 def refuse_overwrite(existing: list[str], overwrite: bool) -> None:
     if existing and not overwrite:
         one = len(existing) == 1
-        raise ValueError(f"{', '.join(existing)} already exist{'s' if one else ''}; pass overwrite=True to replace "
-                         f"{'it' if one else 'them'}, or choose another key_added.")
+        raise ValueError(
+            f"{', '.join(existing)} already exist{'s' if one else ''}; pass overwrite=True to replace "
+            f"{'it' if one else 'them'}, or choose another key_added."
+        )
 
 
 def time_labels(adata, time_key: str, times: np.ndarray) -> dict[float, object]:

@@ -19,7 +19,9 @@ def _time_mask(adata, model, t: float, what: str) -> np.ndarray:
     return cell_times(adata, model) == model._measured(t, what)
 
 
-def _groups_at(adata, groupby: str, at_to: np.ndarray, groups, t_to: float) -> tuple[np.ndarray, list, list]:
+def _groups_at(
+    adata, groupby: str, at_to: np.ndarray, groups, t_to: float
+) -> tuple[np.ndarray, list, list]:
     """The labels of ``obs[groupby]`` at the cells of ``t_to``, the groups present there, and the
     groups asked for (default all present); raises if one asked for is absent. Cells without a
     label (NaN) belong to no group: their label is ``None``."""
@@ -30,12 +32,16 @@ def _groups_at(adata, groupby: str, at_to: np.ndarray, groups, t_to: float) -> t
     labels[col.isna().to_numpy()] = None  # a missing label is no group (never a group called "nan")
     present = list(pd.unique(labels[col.notna().to_numpy()]))
     if not present:
-        raise ValueError(f"obs[{groupby!r}] has no label at the cells of t_to={t_to}; label those cells first.")
+        raise ValueError(
+            f"obs[{groupby!r}] has no label at the cells of t_to={t_to}; label those cells first."
+        )
     names = present if groups is None else [str(g) for g in np.atleast_1d(groups)]
     missing = [g for g in names if g not in present]
     if missing:
-        raise ValueError(f"groups {missing} have no cell at t_to={t_to} in obs[{groupby!r}]; "
-                         f"present there: {present}.")
+        raise ValueError(
+            f"groups {missing} have no cell at t_to={t_to} in obs[{groupby!r}]; "
+            f"present there: {present}."
+        )
     return labels, present, names
 
 
@@ -43,16 +49,33 @@ def _prepare(adata, model, cells, what: str, t_from, t_to, key_added, overwrite,
     """Shared checks of push/pull; the selected cells at their time point and the transition matrix."""
     check_model(adata, model)
     refuse_overwrite([f"obs[{key_added!r}]"] * (key_added in adata.obs), overwrite)
-    at_from, at_to = _time_mask(adata, model, t_from, "t_from"), _time_mask(adata, model, t_to, "t_to")
+    at_from, at_to = (
+        _time_mask(adata, model, t_from, "t_from"),
+        _time_mask(adata, model, t_to, "t_to"),
+    )
     t_sel, at_sel = (t_from, at_from) if what == "source" else (t_to, at_to)
     sel = select_cells(adata, cells, what)[at_sel]
     if not sel.any():
-        raise ValueError(f"no {what} cell is measured at {'t_from' if what == 'source' else 't_to'}={t_sel}.")
+        raise ValueError(
+            f"no {what} cell is measured at {'t_from' if what == 'source' else 't_to'}={t_sel}."
+        )
     return at_from, at_to, sel, model.transition_matrix(t_from, t_to, k=k, steps=steps, sde=sde)
 
 
-def push(adata, model, source, *, t_from: float, t_to: float, key_added: str = "push", k: int = 30,
-         steps: int = 100, sde: bool = False, overwrite: bool = False, copy: bool = False):
+def push(
+    adata,
+    model,
+    source,
+    *,
+    t_from: float,
+    t_to: float,
+    key_added: str = "push",
+    k: int = 30,
+    steps: int = 100,
+    sde: bool = False,
+    overwrite: bool = False,
+    copy: bool = False,
+):
     """Push the mass of ``source`` cells at ``t_from`` to the observed cells at ``t_to``.
 
     Parameters
@@ -81,8 +104,9 @@ def push(adata, model, source, *, t_from: float, t_to: float, key_added: str = "
     ``None`` (or the copy); sets ``obs[key_added]``: the fraction of the source's mass that
     lands on each cell at ``t_to`` (sums to 1 there; NaN at other times, grey in plots).
     """
-    at_from, at_to, src, P = _prepare(adata, model, source, "source", t_from, t_to, key_added, overwrite, k, steps,
-                                     sde)
+    at_from, at_to, src, P = _prepare(
+        adata, model, source, "source", t_from, t_to, key_added, overwrite, k, steps, sde
+    )
     mass = np.asarray(P[src].sum(0)).ravel() / src.sum()
     adata = adata.copy() if copy else adata
     out = np.full(adata.n_obs, np.nan)
@@ -91,8 +115,21 @@ def push(adata, model, source, *, t_from: float, t_to: float, key_added: str = "
     return adata if copy else None
 
 
-def pull(adata, model, target, *, t_from: float, t_to: float, key_added: str = "pull", normalize: bool = False,
-         k: int = 30, steps: int = 100, sde: bool = False, overwrite: bool = False, copy: bool = False):
+def pull(
+    adata,
+    model,
+    target,
+    *,
+    t_from: float,
+    t_to: float,
+    key_added: str = "pull",
+    normalize: bool = False,
+    k: int = 30,
+    steps: int = 100,
+    sde: bool = False,
+    overwrite: bool = False,
+    copy: bool = False,
+):
     """Which cells at ``t_from`` end up in the ``target`` cells at ``t_to`` (fate towards a set).
 
     Each observed cell at ``t_from`` is pushed to ``t_to``; its value is the share of its
@@ -115,9 +152,12 @@ def pull(adata, model, target, *, t_from: float, t_to: float, key_added: str = "
     -------
     ``None`` (or the copy); sets ``obs[key_added]`` on the cells at ``t_from`` (NaN at other times).
     """
-    at_from, at_to, tgt, P = _prepare(adata, model, target, "target", t_from, t_to, key_added, overwrite, k, steps,
-                                     sde)
-    prob = np.clip(np.asarray(P @ tgt.astype(float)).ravel(), 0.0, 1.0)  # rows sum to 1 up to rounding
+    at_from, at_to, tgt, P = _prepare(
+        adata, model, target, "target", t_from, t_to, key_added, overwrite, k, steps, sde
+    )
+    prob = np.clip(
+        np.asarray(P @ tgt.astype(float)).ravel(), 0.0, 1.0
+    )  # rows sum to 1 up to rounding
     if normalize:
         if prob.sum() == 0:
             raise ValueError("no cell reaches the target; check t_from/t_to or the target set.")
@@ -129,8 +169,21 @@ def pull(adata, model, target, *, t_from: float, t_to: float, key_added: str = "
     return adata if copy else None
 
 
-def fates(adata, model, groupby: str, *, t_from: float, t_to: float, groups=None, key_added: str | None = None,
-          k: int = 30, steps: int = 100, sde: bool = False, overwrite: bool = False, copy: bool = False):
+def fates(
+    adata,
+    model,
+    groupby: str,
+    *,
+    t_from: float,
+    t_to: float,
+    groups=None,
+    key_added: str | None = None,
+    k: int = 30,
+    steps: int = 100,
+    sde: bool = False,
+    overwrite: bool = False,
+    copy: bool = False,
+):
     """Fate probabilities: for every cell at ``t_from``, the share of its landing kernel at
     ``t_to`` on each group of ``obs[groupby]`` (as CellRank's fate probabilities, one column
     per group, each row summing to 1).
@@ -165,15 +218,23 @@ def fates(adata, model, groupby: str, *, t_from: float, t_to: float, groups=None
     if groupby not in adata.obs:
         raise KeyError(f"groupby {groupby!r} is not a column of adata.obs.")
     key_added = key_added or f"fates_{groupby}"
-    refuse_overwrite([f"obsm[{key_added!r}]"] * (key_added in adata.obsm)
-                     + [f"uns[{key_added + '_params'!r}]"] * (f"{key_added}_params" in adata.uns), overwrite)
-    at_from, at_to = _time_mask(adata, model, t_from, "t_from"), _time_mask(adata, model, t_to, "t_to")
+    refuse_overwrite(
+        [f"obsm[{key_added!r}]"] * (key_added in adata.obsm)
+        + [f"uns[{key_added + '_params'!r}]"] * (f"{key_added}_params" in adata.uns),
+        overwrite,
+    )
+    at_from, at_to = (
+        _time_mask(adata, model, t_from, "t_from"),
+        _time_mask(adata, model, t_to, "t_to"),
+    )
     labels, present, names = _groups_at(adata, groupby, at_to, groups, t_to)
     columns = names + (["other"] if set(present) - set(names) else [])
     col = {g: i for i, g in enumerate(columns)}
     labelled = np.array([g is not None for g in labels])
     j = np.array([col.get(g, len(columns) - 1) for g in labels[labelled]], dtype=np.int64)
-    onehot = sp.csr_matrix((np.ones(len(j)), (np.flatnonzero(labelled), j)), shape=(len(labels), len(columns)))
+    onehot = sp.csr_matrix(
+        (np.ones(len(j)), (np.flatnonzero(labelled), j)), shape=(len(labels), len(columns))
+    )
     P = model.transition_matrix(t_from, t_to, k=k, steps=steps, sde=sde)
     F = np.asarray((P @ onehot).todense())
     total = F.sum(1, keepdims=True)
@@ -182,14 +243,22 @@ def fates(adata, model, groupby: str, *, t_from: float, t_to: float, groups=None
     if (total == 0).any():
         import warnings
 
-        warnings.warn(f"{int((total == 0).sum())} cells at t_from={t_from} land only on cells without a label in "
-                      f"obs[{groupby!r}]; their fates are NaN.", stacklevel=2)
+        warnings.warn(
+            f"{int((total == 0).sum())} cells at t_from={t_from} land only on cells without a label in "
+            f"obs[{groupby!r}]; their fates are NaN.",
+            stacklevel=2,
+        )
     adata = adata.copy() if copy else adata
     out = pd.DataFrame(np.nan, index=adata.obs_names, columns=columns)
     out.loc[at_from] = F
     adata.obsm[key_added] = out
-    adata.uns[f"{key_added}_params"] = {"groupby": groupby, "t_from": float(t_from), "t_to": float(t_to),
-                                        "k": int(k), "sde": bool(sde)}
+    adata.uns[f"{key_added}_params"] = {
+        "groupby": groupby,
+        "t_from": float(t_from),
+        "t_to": float(t_to),
+        "k": int(k),
+        "sde": bool(sde),
+    }
     return adata if copy else None
 
 
@@ -214,6 +283,8 @@ def couplings(adata, model, *, k: int = 30, steps: int = 100) -> dict:
     for a, b in zip(model.times[:-1], model.times[1:]):
         P = model.transition_matrix(float(a), float(b), k=k, steps=steps)
         out[(labels[float(a)], labels[float(b)])] = ad.AnnData(
-            X=P.astype(np.float64), obs=pd.DataFrame(index=adata.obs_names[t == a]),
-            var=pd.DataFrame(index=adata.obs_names[t == b]))
+            X=P.astype(np.float64),
+            obs=pd.DataFrame(index=adata.obs_names[t == a]),
+            var=pd.DataFrame(index=adata.obs_names[t == b]),
+        )
     return out

@@ -23,13 +23,27 @@ def _decode(adata, Z: np.ndarray, n_pcs: int, layer: str | None, genes: np.ndarr
         mean = mean if genes is None else mean[genes]
     else:
         mean = np.asarray((M if genes is None else M[:, genes]).mean(0)).ravel()
-    PCs = np.asarray(adata.varm["PCs"])[:, :n_pcs] if genes is None else np.asarray(adata.varm["PCs"])[genes, :n_pcs]
+    PCs = (
+        np.asarray(adata.varm["PCs"])[:, :n_pcs]
+        if genes is None
+        else np.asarray(adata.varm["PCs"])[genes, :n_pcs]
+    )
     return Z @ PCs.T + mean
 
 
-def interpolate(adata, model, time: float, *, n_cells: int | None = None, mode: str = "push",
-                from_time: float | None = None, steps: int = 100, decode: bool = True, layer: str | None = None,
-                seed: int | None = None):
+def interpolate(
+    adata,
+    model,
+    time: float,
+    *,
+    n_cells: int | None = None,
+    mode: str = "push",
+    from_time: float | None = None,
+    steps: int = 100,
+    decode: bool = True,
+    layer: str | None = None,
+    seed: int | None = None,
+):
     """Predict the cells at ``time`` and return them as a new AnnData.
 
     ``time`` may be a held-out time point or lie between measured times. With
@@ -74,22 +88,36 @@ def interpolate(adata, model, time: float, *, n_cells: int | None = None, mode: 
     check_model(adata, model)
     from_time = model.source_time(time) if from_time is None else float(from_time)
     Z = model.predict(time, n_cells=n_cells, mode=mode, from_time=from_time, steps=steps, seed=seed)
-    obs = pd.DataFrame({model.time_key: np.full(len(Z), float(time)),
-                        "cellflow_from_time": np.full(len(Z), float(from_time))},
-                       index=[f"pred_{time:g}_{i}" for i in range(len(Z))])
+    obs = pd.DataFrame(
+        {
+            model.time_key: np.full(len(Z), float(time)),
+            "cellflow_from_time": np.full(len(Z), float(from_time)),
+        },
+        index=[f"pred_{time:g}_{i}" for i in range(len(Z))],
+    )
     X, var = None, None
-    can_decode = (decode and model.use_rep == "X_pca" and "PCs" in adata.varm
-                  and np.shape(adata.varm["PCs"])[1] >= model.n_pcs
-                  and (layer is not None or (adata.X is not None and adata.n_vars > 0)))
+    can_decode = (
+        decode
+        and model.use_rep == "X_pca"
+        and "PCs" in adata.varm
+        and np.shape(adata.varm["PCs"])[1] >= model.n_pcs
+        and (layer is not None or (adata.X is not None and adata.n_vars > 0))
+    )
     if can_decode:
         if layer is not None and layer not in adata.layers:
             raise KeyError(f"adata.layers has no {layer!r}.")
         X, var = _decode(adata, Z, model.n_pcs, layer).astype(np.float32), adata.var.copy()
     if model.use_rep == "X":  # the flow lives in expression space: the prediction is X itself
-        pred = ad.AnnData(X=Z.astype(np.float32), obs=obs, var=adata.var.iloc[:model.n_pcs].copy())
+        pred = ad.AnnData(X=Z.astype(np.float32), obs=obs, var=adata.var.iloc[: model.n_pcs].copy())
     else:
         pred = ad.AnnData(X=X, obs=obs, var=var) if X is not None else ad.AnnData(obs=obs)
         pred.obsm[model.use_rep] = Z.astype(np.float32)
-    pred.uns["cellflow_prediction"] = {"time": float(time), "from_time": float(from_time), "mode": mode,
-                                       "steps": int(steps), "method": model.method, "decoded": bool(can_decode)}
+    pred.uns["cellflow_prediction"] = {
+        "time": float(time),
+        "from_time": float(from_time),
+        "mode": mode,
+        "steps": int(steps),
+        "method": model.method,
+        "decoded": bool(can_decode),
+    }
     return pred

@@ -34,14 +34,15 @@ from typing import Callable
 
 import numpy as np
 
-from ._knn import knn_assignment
 from ._common import cell_times, check_model, refuse_overwrite, select_cells
 from ._fate import _groups_at, _time_mask
 from ._interpolate import _decode
+from ._knn import knn_assignment
 
 
-def _gene_columns(adata, model, genes, layer: str | None
-                  ) -> tuple[list[str], np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+def _gene_columns(
+    adata, model, genes, layer: str | None
+) -> tuple[list[str], np.ndarray, Callable[[np.ndarray], np.ndarray]]:
     """The genes asked for, their columns, and a function from states ``(..., n_pcs)`` to their
     expression."""
     genes = [genes] if isinstance(genes, str) else [str(g) for g in genes]
@@ -54,22 +55,34 @@ def _gene_columns(adata, model, genes, layer: str | None
     if model.use_rep == "X":
         beyond = [g for g, i in zip(genes, idx) if i >= model.n_pcs]
         if beyond:
-            raise ValueError(f"the model flows in the first {model.n_pcs} columns of X only, which do not "
-                             f"include {beyond[:10]}.")
+            raise ValueError(
+                f"the model flows in the first {model.n_pcs} columns of X only, which do not "
+                f"include {beyond[:10]}."
+            )
         return genes, idx, lambda Z: Z[..., idx]
-    if model.use_rep != "X_pca" or "PCs" not in adata.varm or np.shape(adata.varm["PCs"])[1] < model.n_pcs:
-        raise ValueError(f"gene trends decode the flow to expression, which needs a model on 'X_pca' with "
-                         f"adata.varm['PCs'] (sc.pp.pca) holding at least its {model.n_pcs} PCs, or a model on "
-                         f"'X'; this model is on {model.use_rep!r}.")
+    if (
+        model.use_rep != "X_pca"
+        or "PCs" not in adata.varm
+        or np.shape(adata.varm["PCs"])[1] < model.n_pcs
+    ):
+        raise ValueError(
+            f"gene trends decode the flow to expression, which needs a model on 'X_pca' with "
+            f"adata.varm['PCs'] (sc.pp.pca) holding at least its {model.n_pcs} PCs, or a model on "
+            f"'X'; this model is on {model.use_rep!r}."
+        )
     if layer is not None and layer not in adata.layers:
         raise KeyError(f"adata.layers has no {layer!r}; layers: {list(adata.layers)}.")
     if layer is None and (adata.X is None or adata.n_vars == 0):
-        raise ValueError("adata.X is empty: the genes' mean, which decoding adds, cannot be read; pass layer=.")
-    W = np.asarray(adata.varm["PCs"])[idx, :model.n_pcs]
+        raise ValueError(
+            "adata.X is empty: the genes' mean, which decoding adds, cannot be read; pass layer=."
+        )
+    W = np.asarray(adata.varm["PCs"])[idx, : model.n_pcs]
     flat = [g for g, w in zip(genes, W) if not np.any(w)]
     if flat:
-        raise ValueError(f"{flat[:10]} have no loading on the PCs (not among the genes the PCA used, e.g. not "
-                         "highly variable), so their decoded trend would be flat; choose genes the PCA used.")
+        raise ValueError(
+            f"{flat[:10]} have no loading on the PCs (not among the genes the PCA used, e.g. not "
+            "highly variable), so their decoded trend would be flat; choose genes the PCA used."
+        )
     return genes, idx, lambda Z: _decode(adata, Z, model.n_pcs, layer, idx)
 
 
@@ -84,10 +97,25 @@ def _weighted_mean_std(X: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.nda
     return m, np.sqrt(np.maximum(var, 0.0))
 
 
-def gene_trends(adata, model, genes, *, t_from: float, t_to: float, cells=None, groupby: str | None = None,
-                groups=None, n_points: int = 50, n_cells: int | None = 2000, k: int = 30, steps: int = 100,
-                layer: str | None = None, key_added: str = "gene_trends", overwrite: bool = False,
-                copy: bool = False):
+def gene_trends(
+    adata,
+    model,
+    genes,
+    *,
+    t_from: float,
+    t_to: float,
+    cells=None,
+    groupby: str | None = None,
+    groups=None,
+    n_points: int = 50,
+    n_cells: int | None = 2000,
+    k: int = 30,
+    steps: int = 100,
+    layer: str | None = None,
+    key_added: str = "gene_trends",
+    overwrite: bool = False,
+    copy: bool = False,
+):
     """Expression of ``genes`` along the flow from ``t_from`` to ``t_to``, overall or per fate.
 
     Parameters
@@ -130,7 +158,10 @@ def gene_trends(adata, model, genes, *, t_from: float, t_to: float, cells=None, 
     """
     check_model(adata, model)
     refuse_overwrite([f"uns[{key_added!r}]"] * (key_added in adata.uns), overwrite)
-    at_from, at_to = _time_mask(adata, model, t_from, "t_from"), _time_mask(adata, model, t_to, "t_to")
+    at_from, at_to = (
+        _time_mask(adata, model, t_from, "t_from"),
+        _time_mask(adata, model, t_to, "t_to"),
+    )
     if t_from == t_to:
         raise ValueError("t_from and t_to are the same time; choose two different measured times.")
     if int(n_points) < 2:
@@ -145,14 +176,18 @@ def gene_trends(adata, model, genes, *, t_from: float, t_to: float, cells=None, 
     if n_cells is not None and len(rows) > int(n_cells):
         rows = np.sort(np.random.default_rng(model.seed).choice(rows, int(n_cells), replace=False))
     X0 = model.cells_at(t_from)[np.searchsorted(np.flatnonzero(at_from), rows)]
-    paths = model.push(X0, t_from, t_to, n_points=int(n_points), steps=steps)  # times × cells × n_pcs
+    paths = model.push(
+        X0, t_from, t_to, n_points=int(n_points), steps=steps
+    )  # times × cells × n_pcs
     expr = decode(paths)
     if groupby is None:
         names, W = ["all"], np.ones((1, len(rows)))
     else:
         labels, _, names = _groups_at(adata, groupby, at_to, groups, t_to)
         # the landing kernel of transition_matrix, on the end points already pushed
-        P = knn_assignment(model.scaler.forward(paths[-1]), model.scaler.forward(model.cells_at(t_to)), k=k)
+        P = knn_assignment(
+            model.scaler.forward(paths[-1]), model.scaler.forward(model.cells_at(t_to)), k=k
+        )
         W = np.stack([np.asarray(P[:, labels == g].sum(1)).ravel() for g in names])
     stats = [_weighted_mean_std(expr, w) for w in W]
     tau = np.linspace(model.model_time(t_from), model.model_time(t_to), int(n_points))
@@ -162,8 +197,12 @@ def gene_trends(adata, model, genes, *, t_from: float, t_to: float, cells=None, 
         obs_times = obs_times[::-1]
     cell_t = cell_times(adata, model)
     M = adata.layers[layer] if layer is not None and model.use_rep != "X" else adata.X
-    observed = np.stack([np.asarray(M[np.flatnonzero(cell_t == s)][:, idx].mean(0), dtype=np.float64).ravel()
-                         for s in obs_times])
+    observed = np.stack(
+        [
+            np.asarray(M[np.flatnonzero(cell_t == s)][:, idx].mean(0), dtype=np.float64).ravel()
+            for s in obs_times
+        ]
+    )
     adata = adata.copy() if copy else adata
     adata.uns[key_added] = {
         "time": np.array([model.measured_time(t) for t in tau]),
@@ -174,7 +213,15 @@ def gene_trends(adata, model, genes, *, t_from: float, t_to: float, cells=None, 
         "weight": W.sum(1),
         "observed_time": obs_times.astype(np.float64),
         "observed_mean": observed,
-        "params": {"t_from": float(t_from), "t_to": float(t_to), "groupby": groupby or "", "k": int(k),
-                   "steps": int(steps), "n_cells": int(len(rows)), "method": model.method, "layer": layer or ""},
+        "params": {
+            "t_from": float(t_from),
+            "t_to": float(t_to),
+            "groupby": groupby or "",
+            "k": int(k),
+            "steps": int(steps),
+            "n_cells": int(len(rows)),
+            "method": model.method,
+            "layer": layer or "",
+        },
     }
     return adata if copy else None

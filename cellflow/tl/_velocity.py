@@ -23,14 +23,20 @@ from ._common import cell_times, check_model, refuse_overwrite, rep_basis
 
 def _gene_velocities(adata, use_rep: str, genes: bool) -> bool:
     """Whether :func:`velocity` writes gene-space velocities (``layers``, ``var``)."""
-    return use_rep == "X" or (genes and use_rep == "X_pca" and "PCs" in adata.varm and adata.n_vars > 0)
+    return use_rep == "X" or (
+        genes and use_rep == "X_pca" and "PCs" in adata.varm and adata.n_vars > 0
+    )
 
 
-def existing_velocity_keys(adata, use_rep: str, key_added: str = "velocity", genes: bool = True) -> list[str]:
+def existing_velocity_keys(
+    adata, use_rep: str, key_added: str = "velocity", genes: bool = True
+) -> list[str]:
     """The keys :func:`velocity` would write that ``adata`` already holds (it refuses to
     replace them without ``overwrite=True``); ``cellflow fit`` checks them before training."""
     okey, pkey = f"{key_added}_{rep_basis(use_rep)}", f"{key_added}_params"
-    keys = [f"obsm[{okey!r}]"] * (okey in adata.obsm and use_rep != "X") + [f"uns[{pkey!r}]"] * (pkey in adata.uns)
+    keys = [f"obsm[{okey!r}]"] * (okey in adata.obsm and use_rep != "X") + [f"uns[{pkey!r}]"] * (
+        pkey in adata.uns
+    )
     if _gene_velocities(adata, use_rep, genes):
         keys += [f"layers[{key_added!r}]"] * (key_added in adata.layers)
         keys += [f"var[{key_added + '_genes'!r}]"] * (f"{key_added}_genes" in adata.var)
@@ -46,8 +52,16 @@ def velocity_unit(model) -> str:
     return f"{rep} units per interval between consecutive time points of obs[{model.time_key!r}]"
 
 
-def velocity(adata, model, *, key_added: str = "velocity", genes: bool = True, overwrite: bool = False,
-             chunk_size: int = CHUNK_SIZE, copy: bool = False):
+def velocity(
+    adata,
+    model,
+    *,
+    key_added: str = "velocity",
+    genes: bool = True,
+    overwrite: bool = False,
+    chunk_size: int = CHUNK_SIZE,
+    copy: bool = False,
+):
     """Write the learned velocity at each cell's own time into ``adata``.
 
     Parameters
@@ -101,24 +115,30 @@ def velocity(adata, model, *, key_added: str = "velocity", genes: bool = True, o
         times = cell_times(adata, model)
         V = np.zeros(adata.shape, dtype=np.float32)
         for sl, block in RowSource.from_adata(adata, "X", model.n_pcs).blocks():
-            V[sl, :model.n_pcs] = model.velocity(block, times[sl], chunk_size=chunk_size)
+            V[sl, : model.n_pcs] = model.velocity(block, times[sl], chunk_size=chunk_size)
         adata.layers[key_added] = V
         adata.var[f"{key_added}_genes"] = np.arange(adata.n_vars) < model.n_pcs
     else:
         X = np.asarray(adata.obsm[model.use_rep], dtype=np.float64)
-        V = model.velocity(X[:, :model.n_pcs], cell_times(adata, model), chunk_size=chunk_size)
+        V = model.velocity(X[:, : model.n_pcs], cell_times(adata, model), chunk_size=chunk_size)
         full = np.zeros(X.shape, dtype=np.float32)
-        full[:, :model.n_pcs] = V
+        full[:, : model.n_pcs] = V
         adata.obsm[okey] = full
     if do_genes and not on_x:
-        PCs = np.asarray(adata.varm["PCs"])[:, :model.n_pcs]
+        PCs = np.asarray(adata.varm["PCs"])[:, : model.n_pcs]
         adata.layers[key_added] = (V @ PCs.T).astype(np.float32)
         used = np.abs(PCs).sum(1) > 0
         adata.var[f"{key_added}_genes"] = used
-    adata.uns[pkey] = {"mode": "cellflow", "method": model.method, "use_rep": model.use_rep,
-                       "n_pcs": int(model.n_pcs), "time_key": model.time_key, "time_scale": model.time_scale,
-                       "unit": velocity_unit(model),
-                       "embeddings": [] if on_x else [basis]}  # a representation is its own embedding for scVelo
+    adata.uns[pkey] = {
+        "mode": "cellflow",
+        "method": model.method,
+        "use_rep": model.use_rep,
+        "n_pcs": int(model.n_pcs),
+        "time_key": model.time_key,
+        "time_scale": model.time_scale,
+        "unit": velocity_unit(model),
+        "embeddings": [] if on_x else [basis],
+    }  # a representation is its own embedding for scVelo
     return adata if copy else None
 
 
@@ -155,7 +175,11 @@ def _project(source, V, E, idx, temperature: float) -> np.ndarray:
     neighbours, so about 64 MB of rows are dense at once and no (n_obs × k × d) array is
     built."""
     n, d = (source.shape[0], source.n_cols) if isinstance(source, RowSource) else source.shape
-    rows = source.rows if isinstance(source, RowSource) else (lambda r: np.asarray(source[r], dtype=np.float64))
+    rows = (
+        source.rows
+        if isinstance(source, RowSource)
+        else (lambda r: np.asarray(source[r], dtype=np.float64))
+    )
     k = idx.shape[1]
     chunk = int(max(1, min(20000, _CHUNK_BYTES // (8 * d * (k + 1)))))
     out = np.empty((n, E.shape[1]), dtype=np.float32)
@@ -163,10 +187,11 @@ def _project(source, V, E, idx, temperature: float) -> np.ndarray:
         sl = np.arange(start, min(start + chunk, n))
         nb = idx[sl]
         Xn = rows(np.concatenate([sl, nb.ravel()]))  # RowSource.rows reads each distinct row once
-        dX = Xn[len(sl):].reshape(len(sl), k, d) - Xn[:len(sl), None, :]
+        dX = Xn[len(sl) :].reshape(len(sl), k, d) - Xn[: len(sl), None, :]
         v = V[sl]
-        cos = np.einsum("nkd,nd->nk", dX, v) / (np.linalg.norm(dX, axis=2) * np.linalg.norm(v, axis=1)[:, None]
-                                                + 1e-12)
+        cos = np.einsum("nkd,nd->nk", dX, v) / (
+            np.linalg.norm(dX, axis=2) * np.linalg.norm(v, axis=1)[:, None] + 1e-12
+        )
         logits = cos / temperature
         P = np.exp(logits - logits.max(1, keepdims=True))
         P /= P.sum(1, keepdims=True)
@@ -176,8 +201,16 @@ def _project(source, V, E, idx, temperature: float) -> np.ndarray:
     return out
 
 
-def velocity_embedding(adata, *, basis: str = "umap", vkey: str = "velocity", n_neighbors: int | None = None,
-                       temperature: float = 0.1, overwrite: bool = False, copy: bool = False):
+def velocity_embedding(
+    adata,
+    *,
+    basis: str = "umap",
+    vkey: str = "velocity",
+    n_neighbors: int | None = None,
+    temperature: float = 0.1,
+    overwrite: bool = False,
+    copy: bool = False,
+):
     """Project the velocities written by :func:`velocity` onto an embedding (e.g. UMAP).
 
     Parameters
@@ -205,13 +238,19 @@ def velocity_embedding(adata, *, basis: str = "umap", vkey: str = "velocity", n_
     """
     pkey = f"{vkey}_params"
     if pkey not in adata.uns or "use_rep" not in adata.uns[pkey]:
-        raise KeyError(f"adata.uns has no {pkey!r} from cellflow; run cf.tl.velocity(adata, model) first.")
+        raise KeyError(
+            f"adata.uns has no {pkey!r} from cellflow; run cf.tl.velocity(adata, model) first."
+        )
     if f"X_{basis}" not in adata.obsm:
-        raise KeyError(f"adata.obsm has no 'X_{basis}'; compute the embedding first (e.g. sc.tl.umap).")
+        raise KeyError(
+            f"adata.obsm has no 'X_{basis}'; compute the embedding first (e.g. sc.tl.umap)."
+        )
     params = adata.uns[pkey]
     rep, n_pcs = str(params["use_rep"]), int(params["n_pcs"])
     vrep = f"{vkey}_{rep_basis(rep)}"
-    vstore = adata.layers if rep == "X" else adata.obsm  # a flow on X writes gene velocities to layers
+    vstore = (
+        adata.layers if rep == "X" else adata.obsm
+    )  # a flow on X writes gene velocities to layers
     vname = vkey if rep == "X" else vrep
     if vname not in vstore:
         where = "layers" if rep == "X" else "obsm"
@@ -221,7 +260,11 @@ def velocity_embedding(adata, *, basis: str = "umap", vkey: str = "velocity", n_
     adata = adata.copy() if copy else adata
 
     # X (sparse or on disk) is read a chunk of rows at a time, never densified whole
-    source = RowSource.from_adata(adata, "X", n_pcs) if rep == "X" else read_representation(adata, rep, n_pcs)
+    source = (
+        RowSource.from_adata(adata, "X", n_pcs)
+        if rep == "X"
+        else read_representation(adata, rep, n_pcs)
+    )
     V = np.asarray(vstore[vname], dtype=np.float64)[:, :n_pcs]
     E = np.asarray(adata.obsm[f"X_{basis}"], dtype=np.float64)[:, :2]
     idx = _neighbor_indices(adata, source, n_neighbors)

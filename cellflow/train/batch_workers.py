@@ -30,7 +30,9 @@ def default_prefetch(coupling) -> int:
     return 4 if getattr(coupling, "solves_on_cpu", False) else 0
 
 
-def worker_step_threads(coupling, prefetch: int, workers: int, total: int | None = None) -> int | None:
+def worker_step_threads(
+    coupling, prefetch: int, workers: int, total: int | None = None
+) -> int | None:
     """Intra-op threads for the step while batch workers draw batches with ``coupling``: the
     cores the workers leave (at least 1) when its plan is CPU solver work
     (``coupling.solves_on_cpu``, exact OT), else ``None`` (unchanged), as for inline
@@ -41,7 +43,9 @@ def worker_step_threads(coupling, prefetch: int, workers: int, total: int | None
     return max(1, (torch.get_num_threads() if total is None else int(total)) - max(1, workers))
 
 
-def step_generator(seed: int, step: int, device: str | torch.device = "cpu", rank: int = 0) -> torch.Generator:
+def step_generator(
+    seed: int, step: int, device: str | torch.device = "cpu", rank: int = 0
+) -> torch.Generator:
     """The generator of one training step: seeded from ``(seed, step)`` alone, so a batch
     does not depend on which thread drew it, nor on how many were drawn ahead, and a run
     resumed at step k draws exactly what the uninterrupted run drew. In distributed training,
@@ -66,15 +70,28 @@ class _BatchPool:
     groups) are kept queued.
     """
 
-    def __init__(self, make_batch: Callable, seed: int, first: int, last: int, depth: int, workers: int, rank: int = 0,
-                 group: int = 1):
+    def __init__(
+        self,
+        make_batch: Callable,
+        seed: int,
+        first: int,
+        last: int,
+        depth: int,
+        workers: int,
+        rank: int = 0,
+        group: int = 1,
+    ):
         self.make_batch, self.seed, self.last, self.rank = make_batch, seed, last, rank
         self.prepare = getattr(make_batch, "prepare", None)
         self.group = max(1, int(group)) if self.prepare is not None else 1
         # grouped: at least two groups queued, so that one is solved while the other is used
         self.depth = max(1, depth) if self.group == 1 else max(depth, 2 * self.group)
-        self.pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="cellflow-batch")
-        self.pending: deque = deque()  # (future, index in its task's results or None, finish or None)
+        self.pool = ThreadPoolExecutor(
+            max_workers=max(1, workers), thread_name_prefix="cellflow-batch"
+        )
+        self.pending: deque = (
+            deque()
+        )  # (future, index in its task's results or None, finish or None)
         self.next = first
         try:
             self._fill()
@@ -83,7 +100,10 @@ class _BatchPool:
             raise
 
     def _fill(self):
-        while self.next < self.last and len(self.pending) + min(self.group, self.last - self.next) <= self.depth:
+        while (
+            self.next < self.last
+            and len(self.pending) + min(self.group, self.last - self.next) <= self.depth
+        ):
             self._submit()
 
     def _submit(self):
@@ -98,7 +118,11 @@ class _BatchPool:
             self.next += 1
         jobs = [job for job, _ in parts]
         together = getattr(jobs[0], "together", None)
-        if len(jobs) > 1 and together is not None and all(getattr(j, "together", None) == together for j in jobs):
+        if (
+            len(jobs) > 1
+            and together is not None
+            and all(getattr(j, "together", None) == together for j in jobs)
+        ):
             fut = self.pool.submit(together, jobs)
         else:
             fut = self.pool.submit(lambda: [job() for job in jobs])

@@ -30,21 +30,23 @@ def _whole(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-
-
 def check_batch_size(batch_size, name: str = "batch_size") -> int:
     """``batch_size`` as an int >= 1, or a ``ValueError`` that names the argument."""
     if not _whole(batch_size) or batch_size < 1:
-        raise ValueError(f"{name} must be a whole number >= 1 (cells drawn per time point per step), "
-                         f"got {batch_size!r}.")
+        raise ValueError(
+            f"{name} must be a whole number >= 1 (cells drawn per time point per step), "
+            f"got {batch_size!r}."
+        )
     return int(batch_size)
 
 
 def check_steps(steps) -> int:
     """``steps`` as an int >= 1: an untrained network's answers are noise."""
     if not _whole(steps) or steps < 1:
-        raise ValueError(f"steps must be a whole number >= 1 (an untrained network's answers are noise), "
-                         f"got {steps!r}.")
+        raise ValueError(
+            f"steps must be a whole number >= 1 (an untrained network's answers are noise), "
+            f"got {steps!r}."
+        )
     return int(steps)
 
 
@@ -148,8 +150,10 @@ class TrainHistory:
     def __repr__(self) -> str:  # the losses are in .loss; printing them all helps no one
         if not self.loss:
             return "TrainHistory(steps=0)"
-        tail = self.loss[-min(50, len(self.loss)):]
+        tail = self.loss[-min(50, len(self.loss)) :]
         extra = f", best_step={self.best_step}" if self.best_step is not None else ""
         extra += ", stopped_early=True" if self.stopped_early else ""
-        return (f"TrainHistory(steps={self.steps}, loss first={self.loss[0]:.4g}, "
-                f"last 50 mean={sum(tail) / len(tail):.4g}, seconds={self.seconds:.1f}{extra})")
+        return (
+            f"TrainHistory(steps={self.steps}, loss first={self.loss[0]:.4g}, "
+            f"last 50 mean={sum(tail) / len(tail):.4g}, seconds={self.seconds:.1f}{extra})"
+        )

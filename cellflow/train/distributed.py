@@ -36,8 +36,16 @@ import torch
 from torch import distributed as dist
 from torch import nn
 
-__all__ = ["init_from_env", "is_distributed", "rank", "world_size", "is_main", "wrap_modules", "coupling_group",
-           "rank_share"]
+__all__ = [
+    "init_from_env",
+    "is_distributed",
+    "rank",
+    "world_size",
+    "is_main",
+    "wrap_modules",
+    "coupling_group",
+    "rank_share",
+]
 
 
 def is_distributed() -> bool:

@@ -57,7 +57,9 @@ def _check(threads) -> int | None:
     if threads is None:
         return None
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be a whole number >= 1 or None (cellflow's policy), got {threads!r}.")
+        raise ValueError(
+            f"threads must be a whole number >= 1 or None (cellflow's policy), got {threads!r}."
+        )
     return threads
 
 
@@ -71,7 +73,11 @@ def resolve_threads(threads: int | None = None) -> int:
     if _DEFAULT is not None:
         return _DEFAULT
     current = torch.get_num_threads()
-    if os.environ.get("OMP_NUM_THREADS") or os.environ.get("MKL_NUM_THREADS") or current != _TORCH_AT_IMPORT:
+    if (
+        os.environ.get("OMP_NUM_THREADS")
+        or os.environ.get("MKL_NUM_THREADS")
+        or current != _TORCH_AT_IMPORT
+    ):
         return current
     return 1
 

@@ -37,15 +37,22 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
+from .._io import torch_save, write_json
 from . import distributed
 from .batch_workers import _BatchPool, default_prefetch, step_generator, worker_step_threads
+from .config import TrainConfig, TrainHistory
 from .optim import adamw, warm_ema
 from .threads import thread_scope
-from .config import TrainConfig, TrainHistory
-from .._io import torch_save, write_json
 
-__all__ = ["TrainConfig", "TrainHistory", "Trainer", "seed_everything", "step_generator", "default_prefetch",
-           "worker_step_threads"]  # the last three: from batch_workers; TrainConfig and TrainHistory: from
+__all__ = [
+    "TrainConfig",
+    "TrainHistory",
+    "Trainer",
+    "seed_everything",
+    "step_generator",
+    "default_prefetch",
+    "worker_step_threads",
+]  # the last three: from batch_workers; TrainConfig and TrainHistory: from
 # train_config; the optimiser and the weight average: cellflow.train.optim
 
 
@@ -64,13 +71,19 @@ def check_device(device: str | torch.device) -> torch.device:
     try:
         dev = torch.device(device)
     except RuntimeError as err:
-        raise ValueError(f"device={device!r} is not a torch device; use 'cpu', 'cuda' or 'cuda:N'.") from err
+        raise ValueError(
+            f"device={device!r} is not a torch device; use 'cpu', 'cuda' or 'cuda:N'."
+        ) from err
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device={device!r}, but this PyTorch ({torch.__version__}) sees no CUDA GPU; use "
-                             "device='cpu', or install a CUDA build of PyTorch on a machine with a GPU.")
+            raise ValueError(
+                f"device={device!r}, but this PyTorch ({torch.__version__}) sees no CUDA GPU; use "
+                "device='cpu', or install a CUDA build of PyTorch on a machine with a GPU."
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device={device!r}, but only {torch.cuda.device_count()} CUDA device(s) are visible.")
+            raise ValueError(
+                f"device={device!r}, but only {torch.cuda.device_count()} CUDA device(s) are visible."
+            )
     return dev
 
 
@@ -113,7 +126,10 @@ class Trainer:
         )
         self.ema: dict[str, AveragedModel] = {}
         if config.ema_decay is not None:
-            self.ema = {k: AveragedModel(m, multi_avg_fn=warm_ema(config.ema_decay)) for k, m in self.modules.items()}
+            self.ema = {
+                k: AveragedModel(m, multi_avg_fn=warm_ema(config.ema_decay))
+                for k, m in self.modules.items()
+            }
         self.step = 0
         self.history = TrainHistory()
 
@@ -149,8 +165,10 @@ class Trainer:
             "loss": torch.tensor(self.history.loss, dtype=torch.float64),
         }
         torch_save(state, path)
-        write_json(path.parent / "checkpoint.json", {"step": self.step, "val": self.history.val,
-                                                     "identity": identity or {}})
+        write_json(
+            path.parent / "checkpoint.json",
+            {"step": self.step, "val": self.history.val, "identity": identity or {}},
+        )
 
     def load_checkpoint(self, identity: dict | None = None) -> bool:
         """Restore the state written by :meth:`save_checkpoint`; ``False`` when there is none.
@@ -162,11 +180,16 @@ class Trainer:
         meta_path = path.parent / "checkpoint.json"
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
         saved = meta.get("identity") or {}
-        differ = [f"{k}: checkpoint {saved[k]!r}, this run {v!r}" for k, v in (identity or {}).items()
-                  if k in saved and saved[k] != v]
+        differ = [
+            f"{k}: checkpoint {saved[k]!r}, this run {v!r}"
+            for k, v in (identity or {}).items()
+            if k in saved and saved[k] != v
+        ]
         if differ:
-            raise ValueError(f"the checkpoint in {path.parent} was written by another run ({'; '.join(differ)}); "
-                             "resume with the same settings, or give another checkpoint_dir to start afresh.")
+            raise ValueError(
+                f"the checkpoint in {path.parent} was written by another run ({'; '.join(differ)}); "
+                "resume with the same settings, or give another checkpoint_dir to start afresh."
+            )
         state = torch.load(path, weights_only=True)
         for k, m in self.modules.items():
             m.load_state_dict(state["modules"][k])
@@ -181,7 +204,9 @@ class Trainer:
         return True
 
     # ------------------------------------------------------------------ loop
-    def run(self, seed: int = 0, *, resume: bool = False, identity: dict | None = None) -> TrainHistory:
+    def run(
+        self, seed: int = 0, *, resume: bool = False, identity: dict | None = None
+    ) -> TrainHistory:
         """Train for ``config.steps`` steps (from a checkpoint when ``resume``). ``identity``
         (e.g. method, σ, network) is written with each checkpoint, together with ``seed``, and a
         resumed run must match it. Runs on ``config.threads`` intra-op threads
@@ -195,30 +220,54 @@ class Trainer:
         self._identity = identity
         if resume:
             if not cfg.checkpoint_dir:
-                raise ValueError("resume=True needs checkpoint_dir, the folder the checkpoints are written to.")
+                raise ValueError(
+                    "resume=True needs checkpoint_dir, the folder the checkpoints are written to."
+                )
             if not self.load_checkpoint(identity):
-                raise FileNotFoundError(f"resume=True but {self._checkpoint_path()} does not exist; train without "
-                                        "resume to start afresh, or give the checkpoint_dir of the run to continue.")
+                raise FileNotFoundError(
+                    f"resume=True but {self._checkpoint_path()} does not exist; train without "
+                    "resume to start afresh, or give the checkpoint_dir of the run to continue."
+                )
         for m in self.modules.values():
             m.train()
         pool = None
         main = distributed.is_main()
         rank = 0 if cfg.shared_draws else distributed.rank()  # the generator of the step's draws
         if cfg.prefetch and self.step < cfg.steps:
-            pool = _BatchPool(self.make_batch, seed, self.step, cfg.steps, cfg.prefetch, cfg.workers, rank,
-                              cfg.group)
+            pool = _BatchPool(
+                self.make_batch,
+                seed,
+                self.step,
+                cfg.steps,
+                cfg.prefetch,
+                cfg.workers,
+                rank,
+                cfg.group,
+            )
         best, best_states, bad = float("inf"), None, 0
         threads = torch.get_num_threads()
-        if pool is not None and cfg.step_threads and all(
-                p.device.type == "cpu" for m in self.modules.values() for p in m.parameters()):
+        if (
+            pool is not None
+            and cfg.step_threads
+            and all(p.device.type == "cpu" for m in self.modules.values() for p in m.parameters())
+        ):
             torch.set_num_threads(min(int(cfg.step_threads), n_threads))
         start = time.perf_counter()
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=not (cfg.progress and main), desc="training",
-                   leave=False)
+        bar = tqdm(
+            total=cfg.steps,
+            initial=self.step,
+            disable=not (cfg.progress and main),
+            desc="training",
+            leave=False,
+        )
         first = self.step
         try:
             while self.step < cfg.steps:
-                batch = pool.get() if pool is not None else self.make_batch(step_generator(seed, self.step, rank=rank))
+                batch = (
+                    pool.get()
+                    if pool is not None
+                    else self.make_batch(step_generator(seed, self.step, rank=rank))
+                )
                 if self.step == first:
                     # the first batch may include one-off work (numba compiles the exact-OT solver on first
                     # use, about 10 s): keep it out of the bar's rate, which would show an ETA of hours
