@@ -118,7 +118,7 @@ def evaluate_holdout(
     ema_decay
         ``None`` (default): the last weights, as in the paper's protocol, although
         :meth:`cellflow.CellFlow.train` itself averages them (0.999); pass 0.999 to evaluate
-        that model (EB, seeds 0–2: W1 0.884 against 0.877 without; Cite 0.819 against 0.818).
+        that model (the two score alike here: method guide, "The weight average").
     baselines
         Also score the previous time point and McCann interpolation of the exact OT plan (default);
         ``False`` leaves them out, for a second call on the same data whose baselines are known.

@@ -30,7 +30,7 @@ def squared_distances(x0: Tensor, x1: Tensor) -> Tensor:
 
     :math:`\|a\|^2 + \|b\|^2 - 2ab` by one matrix product, clamped at 0: what
     ``torch.cdist`` computes for more than 25 rows, without its square root and our square
-    (256² in 2-D: 0.11 against 0.43 ms). Up to 25 rows on both sides, ``cdist`` takes the
+    (faster: ``tutorials/speed_history.md``). Up to 25 rows on both sides, ``cdist`` takes the
     differences directly, and so does this.
     """
     a = x0.reshape(x0.shape[0], -1).double()
@@ -119,9 +119,8 @@ def _sample_rows(P: Tensor, generator, k: int = 1) -> Tensor:
 
     Inverse-CDF sampling: uniforms on the row's total are located in the row's cumulative
     sums by binary search (columns without mass have empty intervals, so they are never
-    drawn). On a 256 × 256 plan, one per row: 0.1 ms against 1.4 ms for ``torch.multinomial``;
-    512 pairs from a whole 512 × 512 plan: 0.45 ms against 3.9 ms for finding the positive
-    entries and drawing among them.
+    drawn). Faster than ``torch.multinomial``, and than finding the positive entries and
+    drawing among them (``tutorials/speed_history.md``).
     """
     gen_dev = generator.device if generator is not None else torch.device("cpu")
     cum = P.cumsum(1)

@@ -13,15 +13,8 @@ for the dual of the dense problem and the primal is feasible and complementary).
 the violating pairs are added and the solve repeats, warm-started from :math:`u, v`. The
 result is the exact optimum, as the dense solve's, not an approximation.
 
-Measured (one run of each on 2 cores, squared Euclidean cost, uniform weights, ``k = 20``;
-the cost is identical to POT's dense ``emd`` in every case):
-
-- standard normal clouds, d = 50: n = 1024 81 ms against 143 ms; n = 2048 0.37 s against
-  1.02 s; n = 4096 2.0 s against 7.7 s;
-- Cite, days 3 and 4, 50 unwhitened PCs: n = 1024, 2048, 4096 0.73–0.78× the dense time;
-- Cite, 5 whitened PCs: 1.3–1.5× the dense time (slower), and at n = 256 on the 2-D toy
-  8.9 ms against 3.8 ms.
-
+It is faster than the dense solve on many pairs in many dimensions, and slower on few
+dimensions, where the nearest neighbours miss more of the plan (``tutorials/speed_history.md``).
 So :class:`cellflow.couplings.ExactOT` uses this path only from :data:`SPARSE_FROM` pairs
 and :data:`SPARSE_MIN_DIM` features.
 

@@ -17,8 +17,7 @@ where :math:`c_k` are k-means centres of the cells, :math:`s_k` the RMS spread o
 :math:`k` and the weights solve the non-negative least-squares problem
 :math:`\min_{w\ge0}\lVert \Phi w - 1\rVert^2` on the cells, so that :math:`h` is of order 1 on
 the data and :math:`h \to 0` away from it. With the default κ = 1 the kernels are narrow and
-:math:`h` stays a bumpy density proxy (on EB, 5 whitened PCs: median 0.40 on the cells, 5th
-percentile 0.03); wider kernels (κ = 2) make it flat at 1 on the cells. :class:`LANDMetric`
+:math:`h` stays a bumpy density proxy, well below 1 on many cells; wider kernels (κ = 2) make it flat at 1 on the cells. :class:`LANDMetric`
 instead takes :math:`h_d(x)` from the local spread of the cells along feature :math:`d`, so it
 also prefers the directions in which the cells nearby extend.
 
@@ -62,7 +61,7 @@ from torch import Tensor, nn
 from ..couplings import Coupling, ExactOT
 from .networks import MLP
 from .paths import PathSample, StraightPath, _expand
-from .riemannian_metrics import LANDMetric, RBFMetric  # RBFMetric lived here; still importable
+from .riemannian_metrics import LANDMetric, RBFMetric
 
 __all__ = ["GeodesicInterpolant", "GeodesicPath", "fit_geodesic_interpolant"]
 
@@ -208,9 +207,8 @@ def fit_geodesic_interpolant(
         (default: pair ``p`` covers ``[p, p + 1]``).
     time_varying
         Let the correction depend on model time (:class:`GeodesicInterpolant`), as in the
-        paper. Off by default: in ``CellFlow`` (5 whitened PCs, 2,000 steps, seeds 0–2) it gave
-        held-out W1 0.871 against the parabola's 0.861 on EB and 0.805 against 0.804 on Cite,
-        at 1.1× the time.
+        paper. Off by default: it predicted held-out time points no better, at more cost
+        (the method guide, ``tutorials/choosing_a_method.md``, "OT-MFM").
     seed
         Seeds the network and every draw.
 

@@ -36,11 +36,11 @@ from torch import Tensor
 __all__ = ["RBFMetric", "LANDMetric", "fit_metric", "METRIC_KINDS"]
 
 MAX_METRIC_CELLS = 4000  # cells a metric is fitted on (a seeded subsample beyond that)
-METRIC_EPS = 0.1  # ε of G = I/(h + ε); the paper's 1e-2 measured worse on EB and Cite
-LAND_GAMMA = (
-    "auto"  # LAND's kernel width: the median distance between neighbouring cells (5 whitened
-)
-# PCs: 0.29-0.46, where EB scored 0.841 and Cite 0.799; at a fixed 0.3 0.836 and 0.799; choosing_a_method.md)
+# ε of G = I/(h + ε): larger than the paper's 1e-2, which predicted held-out cells worse
+# (method guide, "OT-MFM")
+METRIC_EPS = 0.1
+# LAND's kernel width: the median distance between neighbouring cells, measured on the data
+LAND_GAMMA = "auto"
 
 
 _UNDERFLOW = 87.0  # exp(-87) = 1.6e-38, just above float32's smallest normal number
@@ -50,8 +50,7 @@ def _gaussian(a: Tensor) -> Tensor:
     r""":math:`e^{-a}` for :math:`a \ge 0`, with 0 wherever :math:`e^{-a}` falls below float32's
     smallest normal number (:math:`a > 87`). The same values as ``torch.exp(-a)`` up to those
     subnormal ones, but fast: on the CPU ``torch.exp`` of arguments past its underflow bound is
-    about 50 times slower, and at LAND's γ = 0.2 on EB's 5 whitened PCs a third of the weights lie
-    there (8 % subnormal, 27 % zero)."""
+    many times slower, and LAND's narrow kernels put a large share of the weights there."""
     return torch.where(a < _UNDERFLOW, torch.exp(-a.clamp_max(_UNDERFLOW)), 0.0)
 
 
@@ -94,8 +93,8 @@ class RBFMetric:
             Bandwidth multiplier κ.
         eps
             ε, which caps the cost of leaving the data at :math:`1/\\varepsilon` per unit speed².
-            The paper's 1e-2 pulls harder; on EB and Cite (5 whitened PCs, 5 seeds each) 0.1
-            gave lower held-out W1 (``tutorials/choosing_a_method.md``).
+            The paper's 1e-2 pulls harder, and predicted held-out cells worse (method guide,
+            ``tutorials/choosing_a_method.md``, "OT-MFM").
         max_cells
             Fit on a seeded subsample of at most this many cells.
         seed
@@ -188,8 +187,7 @@ class LANDMetric:
             Kernel width γ: the neighbourhood whose spread sets :math:`h`, in the units of ``X``
             (larger smooths the metric towards a constant). ``"auto"`` (default): the median
             distance from a landmark to its nearest other landmark, measured on up to 1,000 of
-            them, so that γ follows the spacing of the cells: about 0.3 on EB and Cite at 5
-            whitened PCs, 2.7 on Cite's 50 unwhitened PCs. The fitted value is ``.gamma``.
+            them, so that γ follows the spacing of the cells. The fitted value is ``.gamma``.
         eps
             ε, as for :class:`RBFMetric`.
         max_cells, seed

@@ -95,14 +95,13 @@ class TrainingMixin:
             Cells drawn per time point for the minibatch coupling, from whose plan
             ``batch_size`` pairs are then drawn (default: ``batch_size``, the paper's protocol).
             Larger batches bring the coupling closer to the OT plan between the whole time
-            points (exact OT at 1024² on 5 PCs: about 50 ms per pair of time points).
+            points, at the cost of a larger OT problem per pair of time points.
         holdout
             A measured time to leave out (not the first or last).
         prefetch, workers
             Batches drawn ahead by ``workers`` threads. Default: 4 ahead for OT-CFM, whose exact
-            OT solves run in parallel with the step (EB, 2 cores, median of 2: 10.0 steps/s vs
-            5.4 inline); none for SB-CFM and I-CFM, whose torch work only competes with the
-            step for the cores (inline vs 4 ahead: SB 28 vs 22, I-CFM 187 vs 165 steps/s).
+            OT solves run in parallel with the step; none for SB-CFM and I-CFM, whose torch work
+            only competes with the step for the cores (:func:`cellflow.train.batch_workers.default_prefetch`).
         global_coupling
             Distributed training only: every rank draws the same ``world_size × batch_size``
             cells per time point, couples them as one batch, and trains on its own share of the
@@ -120,10 +119,8 @@ class TrainingMixin:
             The network used after training is the exponential moving average of its weights
             with this decay (default 0.999; ``None``: the last weights). Pushing cells over
             several intervals compounds the step-to-step noise of the last weights; the average
-            keeps such paths on the measured time points (5 whitened PCs, 2,000 steps, medians of
-            seeds 0–2, W2 between the first time point pushed to the last and the cells measured there: EB
-            0.735 against 0.949, Cite 0.702 against 0.875), and one interval is as good as
-            without. :func:`cellflow.evaluate_holdout` follows the paper's protocol, without it.
+            keeps such paths on the measured time points, and one interval is as good as
+            without (method guide, "The weight average"). :func:`cellflow.evaluate_holdout` follows the paper's protocol, without it.
         lr, weight_decay, grad_clip, warmup_steps, progress
             See :class:`cellflow.train.trainer.TrainConfig`.
         threads

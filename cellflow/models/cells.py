@@ -85,8 +85,8 @@ class CellFlow(ModelTimeMixin, TrainingMixin, InferenceMixin):
         instead of running straight; σ is in the standardised units the network
         sees, and defaults to :func:`default_sigma` (0.1; SB 1.0; 1.0 for OT-CFM and OT-MFM on 20
         or more unwhitened dimensions). The OT and SB couplings draw the training pairs
-        from the whole minibatch plan with replacement, as torchcfm and the paper do (on EB at
-        k=1, 3 seeds: W1 0.845 against 0.871 when each source cell is used exactly once).
+        from the whole minibatch plan with replacement, as torchcfm and the paper do (better
+        than using each source cell exactly once, ``tutorials/speed_history.md``).
     time_scale
         ``"index"`` (default) or ``"real"``; see the module docstring.
     hidden, activation
@@ -95,8 +95,7 @@ class CellFlow(ModelTimeMixin, TrainingMixin, InferenceMixin):
         One network per interval between consecutive (trained) time points instead of one
         shared network (:class:`cellflow.flow.networks.IntervalMLP`), so the field may turn at a
         measured time point where a shared one blends the intervals on either side. Pushes
-        over several intervals drift less (W1 on unseen cells, the first time point pushed to
-        the last: EB 0.798 against 0.888, Cite 0.591 against 0.629); held-out time points,
+        over several intervals drift less; held-out time points,
         fates and velocities are no better, so it is not the default (choosing a method, "One
         network per interval"). Forward pushes take the interval that starts at a knot,
         backward pushes the one that ends there, and :meth:`velocity` their mean.

@@ -23,9 +23,7 @@ def default_prefetch(coupling) -> int:
     """Batches to draw ahead in worker threads by default: 4 when the coupling's plan is CPU
     solver work that releases the GIL (``coupling.solves_on_cpu``, exact OT), which then runs
     in parallel with the step; else 0 (inline), since the workers' torch work would only
-    compete with the step for the cores and the GIL. 2-D toy, batch 256, 2 cores, median of 5:
-    OT-CFM 296 steps/s with 4 ahead against 157 inline; I-CFM 726 inline against 407 with 4
-    ahead; SB-CFM 82 against 42. A batch function split between the threads (exact OT on
+    compete with the step for the cores and the GIL (``tutorials/speed_history.md``). A batch function split between the threads (exact OT on
     points) keeps at least two groups of :attr:`TrainConfig.group` steps queued instead."""
     return 4 if getattr(coupling, "solves_on_cpu", False) else 0
 
@@ -36,8 +34,8 @@ def worker_step_threads(
     """Intra-op threads for the step while batch workers draw batches with ``coupling``: the
     cores the workers leave (at least 1) when its plan is CPU solver work
     (``coupling.solves_on_cpu``, exact OT), else ``None`` (unchanged), as for inline
-    training. ``total``: the threads the run has (default: torch's current count). On 2 cores (``cellflow bench throughput``, 2-D toy, batch 256): OT-CFM 302
-    steps/s against 242 with the step on 2 threads."""
+    training. ``total``: the threads the run has (default: torch's current count). Leaving the workers their core
+    is faster on 2 cores (``cellflow bench throughput``)."""
     if not (prefetch and getattr(coupling, "solves_on_cpu", False)):
         return None
     return max(1, (torch.get_num_threads() if total is None else int(total)) - max(1, workers))
