@@ -26,16 +26,11 @@ from ..flow.matchers import FlowMatcher
 from ..flow.riemannian_metrics import MAX_METRIC_CELLS, fit_metric
 from ..train import distributed
 from ..train.config import check_batch_size, check_steps
-from ..train.distributed import training_wrappers
-from ..train.threads import resolve_threads, scoped_threads
+from ..train.threads import scoped_threads
 from ..train.trainer import (
-    TrainConfig,
-    Trainer,
     TrainHistory,
-    default_prefetch,
-    seed_everything,
-    worker_step_threads,
 )
+from ._base import module_in_training, run_training, training_config
 
 __all__ = ["TrainingMixin"]
 
@@ -203,10 +198,7 @@ class TrainingMixin:
             )
             x = torch.cat([s.x_t for s, _, _ in batch]).to(dev, non_blocking=True)
             target = torch.cat([s.u_t / span for s, _, span in batch]).to(dev, non_blocking=True)
-            nets = (
-                getattr(self, "_train_modules", None) or {}
-            )  # DDP wrappers while training distributed
-            err = (nets.get("net", self.net)(tau, x) - target).pow(2)
+            err = (module_in_training(self, "net")(tau, x) - target).pow(2)
             loss = err.reshape(len(batch), -1).mean(1).sum()
             if self.score_net is not None:
                 # λ(t)·s_θ against λ(t)·∇log p_t(x|x0,x1) = -2ε/σ² ([SF]2M); the score does not
@@ -214,41 +206,30 @@ class TrainingMixin:
                 scores = [matcher.score_target(s) for s, _, _ in batch]
                 lam = torch.cat([w for _, w in scores]).reshape(-1, 1).to(dev, non_blocking=True)
                 score = torch.cat([sc for sc, _ in scores]).to(dev, non_blocking=True)
-                serr = (lam * nets.get("score_net", self.score_net)(tau, x) - lam * score).pow(2)
+                serr = (lam * module_in_training(self, "score_net")(tau, x) - lam * score).pow(2)
                 loss = loss + serr.reshape(len(batch), -1).mean(1).sum()
             return loss
 
-        if prefetch is None:
-            prefetch = default_prefetch(matcher.coupling)
-        seed_everything(self.seed)
-        cfg = TrainConfig(
+        cfg = training_config(
+            matcher.coupling,
+            prefetch=prefetch,
+            workers=workers,
+            threads=threads,
+            global_coupling=global_coupling,
             steps=steps,
             lr=lr,
             weight_decay=weight_decay,
             ema_decay=ema_decay,
             grad_clip=grad_clip,
             warmup_steps=warmup_steps,
-            prefetch=prefetch,
-            workers=workers,
             progress=progress,
-            shared_draws=global_coupling,
-            threads=threads,
-            step_threads=worker_step_threads(
-                matcher.coupling, prefetch, workers, resolve_threads(threads)
-            ),
         )
         modules = (
             {"net": self.net}
             if self.score_net is None
             else {"net": self.net, "score_net": self.score_net}
         )
-        trainer = Trainer(modules, make_batch, loss_fn, cfg)
-        with training_wrappers(self, ("net", "score_net")):
-            self.history = trainer.run(seed=self.seed)
-        if trainer.ema:
-            state = trainer.inference_state()
-            for name, module in modules.items():
-                module.load_state_dict(state[name])
+        self.history, _ = run_training(self, modules, make_batch, loss_fn, cfg)
         for module in modules.values():
             module.eval()
         return self.history

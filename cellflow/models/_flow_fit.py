@@ -12,7 +12,7 @@ callables into the samplers it draws from.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -20,19 +20,11 @@ from torch import Tensor
 from .._defaults import STEPS
 from ..train import distributed
 from ..train.config import check_batch_size
-from ..train.distributed import training_wrappers
-from ..train.threads import resolve_threads
 from ..train.trainer import (
     TrainConfig,
-    Trainer,
     TrainHistory,
-    default_prefetch,
-    seed_everything,
-    worker_step_threads,
 )
-
-if TYPE_CHECKING:
-    from .flow import FlowModel
+from ._base import module_in_training, run_training, training_config
 
 __all__ = ["FitMixin", "Sampler", "as_sampler"]
 
@@ -155,15 +147,12 @@ class FitMixin:
         if s.x_t.device != self.device:
             s = type(s)(**{k: v.to(self.device, non_blocking=True) for k, v in vars(s).items()})
             cond = cond.to(self.device) if cond is not None else None
-        nets = (
-            getattr(self, "_train_modules", None) or {}
-        )  # DDP wrappers while training distributed
-        v = nets.get("net", self.net)(s.t, s.x_t, cond)
+        v = module_in_training(self, "net")(s.t, s.x_t, cond)
         loss = (v - s.u_t).pow(2).mean()
         if self.score_net is not None:
             score, lam = self.matcher.score_target(s)
             lam = lam.reshape(-1, *([1] * (score.dim() - 1)))
-            st = nets.get("score_net", self.score_net)(s.t, s.x_t, cond)
+            st = module_in_training(self, "score_net")(s.t, s.x_t, cond)
             loss = loss + (lam * st - lam * score).pow(2).mean()
         return loss
 
@@ -181,7 +170,7 @@ class FitMixin:
         grad_clip: float | None = None,
         ema_decay: float | None = None,
         warmup_steps: int = 0,
-        val_fn: Callable[["FlowModel"], float] | None = None,
+        val_fn: Callable[[FitMixin], float] | None = None,
         val_every: int = 0,
         patience: int | None = None,
         prefetch: int | None = None,
@@ -232,9 +221,12 @@ class FitMixin:
         batch_size = check_batch_size(batch_size)
         if ot_batch_size is not None:
             ot_batch_size = check_batch_size(ot_batch_size, "ot_batch_size")
-        if prefetch is None:
-            prefetch = default_prefetch(self.matcher.coupling)
-        cfg = TrainConfig(
+        cfg = training_config(
+            self.matcher.coupling,
+            prefetch=prefetch,
+            workers=workers,
+            threads=threads,
+            global_coupling=global_coupling,
             steps=steps,
             lr=lr,
             weight_decay=weight_decay,
@@ -243,19 +235,11 @@ class FitMixin:
             warmup_steps=warmup_steps,
             val_every=val_every,
             patience=patience,
-            prefetch=prefetch,
-            workers=workers,
             group=group,
             progress=progress,
             checkpoint_every=checkpoint_every,
             checkpoint_dir=checkpoint_dir,
-            shared_draws=global_coupling,
-            threads=threads,
-            step_threads=worker_step_threads(
-                self.matcher.coupling, prefetch, workers, resolve_threads(threads)
-            ),
         )
-        seed_everything(self.seed)
         make_batch = self._make_batch_fn(
             source,
             target,
@@ -265,22 +249,15 @@ class FitMixin:
             couple_within_labels,
             global_coupling,
         )
-        trainer = Trainer(
+        self.history, self._ema_state = run_training(
+            self,
             self.modules,
             make_batch,
             self.loss,
             cfg,
             val_fn=(lambda: val_fn(self)) if val_fn is not None else None,
+            resume=resume,
+            identity={"method": self.method, "sigma": float(self.sigma)},
         )
-        with training_wrappers(self, ("net", "score_net")):
-            self.history = trainer.run(
-                seed=self.seed,
-                resume=resume,
-                identity={"method": self.method, "sigma": float(self.sigma)},
-            )
         self.train_config = cfg
-        self._ema_state = trainer.inference_state() if trainer.ema else None
-        if self._ema_state is not None:
-            for k, m in self.modules.items():
-                m.load_state_dict(self._ema_state[k])
         return self.history
