@@ -410,3 +410,15 @@ def test_history_prints_a_summary_not_every_loss():
     text = repr(h)
     assert text.startswith("TrainHistory(steps=120, loss first=") and len(text) < 150
     assert repr(cf.training.TrainHistory()) == "TrainHistory(steps=0)"
+
+
+def test_every_model_trains_with_train_and_fit_is_the_same_method():
+    """One verb: FlowModel.train, as CellFlow, ImageFlow and TabularFlow; ``fit`` (its former
+    name) is the very same method, so code written with it gives the same weights."""
+    assert cf.FlowModel.fit is cf.FlowModel.train
+    x0, x1 = torch.randn(64, 2), torch.randn(64, 2) + 2
+    a, b = cf.FlowModel(2, method="icfm", seed=3), cf.FlowModel(2, method="icfm", seed=3)
+    a.train(x0, x1, steps=5, batch_size=16, progress=False)
+    b.fit(x0, x1, steps=5, batch_size=16, progress=False)
+    for p, q in zip(a.net.parameters(), b.net.parameters()):
+        assert torch.equal(p, q)

@@ -10,7 +10,7 @@ change in the shared machine's load does not fall on one contender only. With
 ``accuracy_steps > 0`` both libraries also train that long, and the table adds W2 on
 ``n_test`` held-out samples and the dopri5 NFE (both models integrated by the same
 torchdiffeq solver, atol = rtol = 1e-5). ``ot_groups`` adds rows of our OT-CFM whose batch
-workers solve that many steps per task (``FlowModel.fit(group=...)``; default 16).
+workers solve that many steps per task (``FlowModel.train(group=...)``; default 16).
 
 torchcfm is optional: ``pip install --no-deps torchcfm==1.0.7 torchdyn==1.0.6``.
 """
@@ -55,7 +55,7 @@ def _ours(
         2, method, sigma=method_spec(method).sigma, seed=seed, device=device, train_score=False
     )
     t0 = time.perf_counter()
-    model.fit(
+    model.train(
         lambda n, g: toy_sample("8gaussians", n, generator=g),
         lambda n, g: toy_sample("moons", n, generator=g),
         steps=steps,

@@ -66,7 +66,7 @@ def run_one(
 ) -> dict:
     model = FlowModel(2, method, sigma=sigma, seed=seed)
     t0 = time.perf_counter()
-    model.fit(
+    model.train(
         lambda n, g: toy_sample(src, n, generator=g),
         lambda n, g: toy_sample(tgt, n, generator=g),
         steps=steps,

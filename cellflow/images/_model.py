@@ -156,7 +156,7 @@ class ImageFlow:
         The defaults follow torchcfm's CIFAR-10 recipe (Adam-type lr 2e-4 with warm-up,
         gradient clipping 1.0, EMA 0.9999; the EMA is warmed up, see
         :func:`cellflow.train.optim.warm_ema`). Other keyword arguments (``checkpoint_dir``,
-        ``checkpoint_every``, ``resume``, ``weight_decay``...) go to :meth:`cellflow.FlowModel.fit`.
+        ``checkpoint_every``, ``resume``, ``weight_decay``...) go to :meth:`cellflow.FlowModel.train`.
         """
         images = torch.as_tensor(images)
         if images.numel():
@@ -176,7 +176,7 @@ class ImageFlow:
         shape = self.shape
         source = lambda n, g: torch.randn(n, *shape, generator=g)  # noqa: E731
         fit_kwargs.setdefault("weight_decay", 0.0)
-        return self.model.fit(
+        return self.model.train(
             source,
             self._target(images, labels),
             steps=steps,

@@ -6,7 +6,7 @@ the conditional flow-matching regression
           \lVert v_\theta(t, x_t) - u_t(x_t \mid x_0, x_1)\rVert^2,
 
 plus, for SB-CFM with a score network, the λ-weighted score regression. :class:`FitMixin` holds
-:meth:`~cellflow.models.flow.FlowModel.fit` and its loss; :func:`as_sampler` turns tensors and
+:meth:`~cellflow.models.flow.FlowModel.train` (also ``fit``) and its loss; :func:`as_sampler` turns tensors and
 callables into the samplers it draws from.
 """
 
@@ -156,7 +156,7 @@ class FitMixin:
             loss = loss + (lam * st - lam * score).pow(2).mean()
         return loss
 
-    def fit(
+    def train(
         self,
         source: Tensor | Sampler,
         target: Tensor | Sampler,
@@ -261,3 +261,6 @@ class FitMixin:
         )
         self.train_config = cfg
         return self.history
+
+    #: the same method under its former name: every cellflow model trains with ``train``
+    fit = train

@@ -6,7 +6,7 @@ Example
 >>> import cellflow as cf
 >>> from cellflow.datasets import toy_sample
 >>> model = cf.FlowModel(dim=2, method="ot", seed=0)
->>> hist = model.fit(lambda n, g: toy_sample("8gaussians", n, generator=g),
+>>> hist = model.train(lambda n, g: toy_sample("8gaussians", n, generator=g),
 ...                  lambda n, g: toy_sample("moons", n, generator=g), steps=20, progress=False)
 >>> model.transport(toy_sample("8gaussians", 10)).shape
 torch.Size([10, 2])

@@ -175,10 +175,10 @@ class TabularFlow:
         resume: bool = False,
         **fit_kwargs,
     ) -> TrainHistory:
-        """Train the field; keyword arguments go to :meth:`cellflow.FlowModel.fit`."""
+        """Train the field; keyword arguments go to :meth:`cellflow.FlowModel.train`."""
         d = self.encoder.dim
         source = lambda n, g: torch.randn(n, d, generator=g)  # noqa: E731
-        return self.model.fit(
+        return self.model.train(
             source,
             self._target(self._data),
             steps=steps,

@@ -5,7 +5,7 @@ Every model (:class:`~cellflow.FlowModel`, :class:`~cellflow.CellFlow`, and thro
 
 - each rank draws its own minibatch from the generator of ``(seed, step, rank)`` and couples
   it by itself (the per-rank OT batch), so ranks never wait for each other's OT solves;
-- or, with ``global_coupling=True`` (``FlowModel.fit``, ``CellFlow.train``), every rank draws
+- or, with ``global_coupling=True`` (``FlowModel.train``, ``CellFlow.train``), every rank draws
   the same global batch of ``world_size × batch_size`` rows from the generator of
   ``(seed, step)``, solves the one coupling of that batch and keeps its own share of the pairs
   (:func:`rank_share`). The ranks exchange nothing but gradients: each repeats the global
