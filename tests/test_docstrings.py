@@ -72,3 +72,50 @@ def test_the_module_names_of_the_flat_layout_still_import():
     from cellflow.training import TrainConfig
 
     assert FlowModel is cellflow.FlowModel and TrainConfig is cellflow.TrainConfig
+
+
+def test_each_layer_imports_only_the_layers_above_it():
+    """The layering that ``tutorials/api.md`` states: no package imports one listed after it."""
+    import ast
+    from pathlib import Path
+
+    order = [
+        "_types",
+        "_defaults",
+        "_io",
+        "couplings",
+        "flow",
+        "train",
+        "adata",
+        "models",
+        "evaluate",
+        "tl",
+        "pl",
+        "datasets",
+        "images",
+        "tabular",
+        "bench",
+        "cli",
+    ]
+    rank = {name: i for i, name in enumerate(order)}
+    root = Path(cellflow.__file__).parent
+    wrong = []
+    for f in root.rglob("*.py"):
+        parts = f.relative_to(root.parent).with_suffix("").parts  # ("cellflow", "flow", "paths")
+        here = parts[:-1] if parts[-1] == "__init__" else parts[:-1]
+        me = parts[1] if len(parts) > 1 and parts[1] not in ("__init__", "__main__") else None
+        if me not in rank:
+            continue
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = list(here[: len(here) - (node.level - 1)])
+                targets = (
+                    [base + node.module.split(".")]
+                    if node.module
+                    else [base + [a.name] for a in node.names]
+                )
+                for t in targets:
+                    other = t[1] if len(t) > 1 else None
+                    if other in rank and other != me and rank[other] > rank[me]:
+                        wrong.append(f"{f.relative_to(root.parent)} imports cellflow.{other}")
+    assert not wrong, wrong

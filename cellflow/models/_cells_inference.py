@@ -16,8 +16,8 @@ import torch
 from .._types import Solver
 from ..flow.networks import interval_index
 from ..flow.solvers import integrate_ode, integrate_sde, solver_argument
-from ..tl._knn import knn_assignment
 from ..train.threads import scoped_threads
+from ._knn import knn_assignment
 
 __all__ = ["InferenceMixin", "CHUNK_SIZE"]
 

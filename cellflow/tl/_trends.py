@@ -34,10 +34,10 @@ from typing import Callable
 
 import numpy as np
 
+from ..models._knn import knn_assignment
 from ._common import cell_times, check_model, refuse_overwrite, select_cells
 from ._fate import _groups_at, _time_mask
 from ._interpolate import _decode
-from ._knn import knn_assignment
 
 
 def _gene_columns(
