@@ -422,3 +422,16 @@ def test_every_model_trains_with_train_and_fit_is_the_same_method():
     b.fit(x0, x1, steps=5, batch_size=16, progress=False)
     for p, q in zip(a.net.parameters(), b.net.parameters()):
         assert torch.equal(p, q)
+
+
+def test_every_model_stands_on_one_base():
+    """FlowModel and CellFlow (and the image and table generators, through FlowModel) share one
+    base: the same save, the same training glue, the same networks by name."""
+    from cellflow.images import ImageFlow
+    from cellflow.models._base import ModelBase
+
+    assert issubclass(cf.FlowModel, ModelBase) and issubclass(cf.CellFlow, ModelBase)
+    assert cf.FlowModel.save is cf.CellFlow.save is ModelBase.save
+    assert cf.FlowModel._run_training is cf.CellFlow._run_training
+    flow = ImageFlow((1, 8, 8), network={"channels": 8}, seed=0)
+    assert isinstance(flow.model, ModelBase) and set(flow.model.modules) == {"net"}

@@ -1,16 +1,18 @@
-"""The training glue that every model shares, written once: the settings of a run
+"""What every cellflow model shares, written once: :class:`ModelBase`, the base of
+:class:`cellflow.FlowModel` and :class:`cellflow.CellFlow` (and, through ``FlowModel``, of the
+image and table generators), and the training glue it uses: the settings of a run
 (:func:`training_config`), the run itself with its seed, its distributed wrappers and the weight
 average copied back (:func:`run_training`), and the module a loss calls (:func:`module_in_training`).
 
-A model brings what is its own, its batches and its loss; :class:`cellflow.FlowModel` and
-:class:`cellflow.CellFlow` (and through ``FlowModel`` the image and table generators) hand them
-to these functions.
+A model brings what is its own, its batches, its loss and the files it saves.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
+from .._io import model_folder
 from ..train.distributed import training_wrappers
 from ..train.threads import resolve_threads
 from ..train.trainer import (
@@ -22,7 +24,48 @@ from ..train.trainer import (
     worker_step_threads,
 )
 
-__all__ = ["training_config", "run_training", "module_in_training"]
+__all__ = ["ModelBase", "training_config", "run_training", "module_in_training"]
+
+
+class ModelBase:
+    """The base of every cellflow model: its networks by name (:attr:`modules`: ``net`` and, for a
+    model that learns a score, ``score_net``), training through :func:`run_training`, and
+    :meth:`save`, which writes the folder whole or not at all. A model sets ``net``,
+    ``score_net`` and ``seed``, and writes its files in :meth:`_write_files`."""
+
+    net = None
+    score_net = None
+    seed: int = 0
+
+    @property
+    def modules(self) -> dict:
+        """The trained networks by name: ``{"net": ...}``, plus ``"score_net"`` when there is one."""
+        return (
+            {"net": self.net}
+            if self.score_net is None
+            else {"net": self.net, "score_net": self.score_net}
+        )
+
+    def _in_training(self, name: str):
+        """The network ``name`` as a loss must call it (:func:`module_in_training`)."""
+        return module_in_training(self, name)
+
+    def _run_training(self, make_batch: Callable, loss_fn: Callable, cfg: TrainConfig, **kwargs):
+        """:func:`run_training` on this model's :attr:`modules`."""
+        return run_training(self, self.modules, make_batch, loss_fn, cfg, **kwargs)
+
+    def save(self, path: str | Path, overwrite: bool = False) -> None:
+        """Write the model to the folder ``path``: ``config.json`` (settings, and for a
+        :class:`~cellflow.CellFlow` the fingerprint of its data) and the networks' state dicts,
+        which load with ``torch.load(..., weights_only=True)``. The folder is written whole
+        beside ``path`` and moved into place (:func:`cellflow._io.model_folder`): one that
+        holds a model is replaced only with ``overwrite=True``, with no file of the old model
+        left; one that holds other files is never replaced."""
+        with model_folder(path, overwrite) as tmp:
+            self._write_files(tmp)
+
+    def _write_files(self, folder: Path) -> None:
+        raise NotImplementedError
 
 
 def training_config(

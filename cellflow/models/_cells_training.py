@@ -30,7 +30,7 @@ from ..train.threads import scoped_threads
 from ..train.trainer import (
     TrainHistory,
 )
-from ._base import module_in_training, run_training, training_config
+from ._base import training_config
 
 __all__ = ["TrainingMixin"]
 
@@ -198,7 +198,7 @@ class TrainingMixin:
             )
             x = torch.cat([s.x_t for s, _, _ in batch]).to(dev, non_blocking=True)
             target = torch.cat([s.u_t / span for s, _, span in batch]).to(dev, non_blocking=True)
-            err = (module_in_training(self, "net")(tau, x) - target).pow(2)
+            err = (self._in_training("net")(tau, x) - target).pow(2)
             loss = err.reshape(len(batch), -1).mean(1).sum()
             if self.score_net is not None:
                 # λ(t)·s_θ against λ(t)·∇log p_t(x|x0,x1) = -2ε/σ² ([SF]2M); the score does not
@@ -206,7 +206,7 @@ class TrainingMixin:
                 scores = [matcher.score_target(s) for s, _, _ in batch]
                 lam = torch.cat([w for _, w in scores]).reshape(-1, 1).to(dev, non_blocking=True)
                 score = torch.cat([sc for sc, _ in scores]).to(dev, non_blocking=True)
-                serr = (lam * module_in_training(self, "score_net")(tau, x) - lam * score).pow(2)
+                serr = (lam * self._in_training("score_net")(tau, x) - lam * score).pow(2)
                 loss = loss + serr.reshape(len(batch), -1).mean(1).sum()
             return loss
 
@@ -224,13 +224,8 @@ class TrainingMixin:
             warmup_steps=warmup_steps,
             progress=progress,
         )
-        modules = (
-            {"net": self.net}
-            if self.score_net is None
-            else {"net": self.net, "score_net": self.score_net}
-        )
-        self.history, _ = run_training(self, modules, make_batch, loss_fn, cfg)
-        for module in modules.values():
+        self.history, _ = self._run_training(make_batch, loss_fn, cfg)
+        for module in self.modules.values():
             module.eval()
         return self.history
 

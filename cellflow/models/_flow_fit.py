@@ -24,7 +24,7 @@ from ..train.trainer import (
     TrainConfig,
     TrainHistory,
 )
-from ._base import module_in_training, run_training, training_config
+from ._base import training_config
 
 __all__ = ["FitMixin", "Sampler", "as_sampler"]
 
@@ -147,12 +147,12 @@ class FitMixin:
         if s.x_t.device != self.device:
             s = type(s)(**{k: v.to(self.device, non_blocking=True) for k, v in vars(s).items()})
             cond = cond.to(self.device) if cond is not None else None
-        v = module_in_training(self, "net")(s.t, s.x_t, cond)
+        v = self._in_training("net")(s.t, s.x_t, cond)
         loss = (v - s.u_t).pow(2).mean()
         if self.score_net is not None:
             score, lam = self.matcher.score_target(s)
             lam = lam.reshape(-1, *([1] * (score.dim() - 1)))
-            st = module_in_training(self, "score_net")(s.t, s.x_t, cond)
+            st = self._in_training("score_net")(s.t, s.x_t, cond)
             loss = loss + (lam * st - lam * score).pow(2).mean()
         return loss
 
@@ -249,9 +249,7 @@ class FitMixin:
             couple_within_labels,
             global_coupling,
         )
-        self.history, self._ema_state = run_training(
-            self,
-            self.modules,
+        self.history, self._ema_state = self._run_training(
             make_batch,
             self.loss,
             cfg,

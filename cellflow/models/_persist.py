@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._io import IncompleteModelError, load_weights, model_folder, read_model_config, write_json
+from .._io import IncompleteModelError, load_weights, read_model_config, write_json
 from ..adata._read import Standardizer, dense_columns, get_times
 from ..adata._store import has_representation, representation_shape
 from ..flow.geodesics import GeodesicInterpolant
@@ -24,7 +24,7 @@ __all__ = [
     "fingerprint_differences",
     "mismatch_error",
     "representation_digest",
-    "save_model",
+    "write_model_files",
     "load_model",
 ]
 
@@ -138,40 +138,40 @@ def mismatch_error(differences: list[str]) -> ValueError:
     )
 
 
-def save_model(model, path: str | Path, overwrite: bool = False) -> None:
-    """:meth:`cellflow.CellFlow.save`: the folder is written whole beside ``path`` and moved into
-    place (:func:`cellflow._io.model_folder`)."""
+def write_model_files(model, tmp: Path) -> None:
+    """The files of a saved :class:`cellflow.CellFlow`, written into ``tmp`` (the temporary folder
+    of :meth:`~cellflow.models._base.ModelBase.save`): ``model.pt``, ``score.pt`` (SB),
+    ``geodesic.pt`` (OT-MFM) and ``config.json``."""
 
     def cpu(module):  # saved on the CPU, so that any machine loads it
         return {k: v.detach().cpu() for k, v in module.state_dict().items()}
 
-    with model_folder(path, overwrite) as tmp:
-        torch.save(cpu(model.net), tmp / "model.pt")
-        if model.score_net is not None:
-            torch.save(cpu(model.score_net), tmp / "score.pt")
-        if model.interpolant is not None:
-            torch.save(model.interpolant.state_dict(), tmp / "geodesic.pt")
-        cfg = dict(
-            class_="CellFlow",
-            time_key=model.time_key,
-            use_rep=model.use_rep,
-            n_pcs=model.n_pcs,
-            whiten=model.whiten,
-            method=model.method,
-            sigma=model.sigma,
-            time_scale=model.time_scale,
-            time_origin=model.time_origin,
-            time_unit=model.time_unit,
-            net=model.net.config,
-            per_interval=model.per_interval,
-            min_cells=model.min_cells,
-            seed=model.seed,
-            times=model.times.tolist(),
-            scaler=model.scaler.to_dict(),
-            fingerprint=model.fingerprint,
-            holdout=model.holdout,
-        )
-        write_json(tmp / "config.json", cfg)
+    torch.save(cpu(model.net), tmp / "model.pt")
+    if model.score_net is not None:
+        torch.save(cpu(model.score_net), tmp / "score.pt")
+    if model.interpolant is not None:
+        torch.save(model.interpolant.state_dict(), tmp / "geodesic.pt")
+    cfg = dict(
+        class_="CellFlow",
+        time_key=model.time_key,
+        use_rep=model.use_rep,
+        n_pcs=model.n_pcs,
+        whiten=model.whiten,
+        method=model.method,
+        sigma=model.sigma,
+        time_scale=model.time_scale,
+        time_origin=model.time_origin,
+        time_unit=model.time_unit,
+        net=model.net.config,
+        per_interval=model.per_interval,
+        min_cells=model.min_cells,
+        seed=model.seed,
+        times=model.times.tolist(),
+        scaler=model.scaler.to_dict(),
+        fingerprint=model.fingerprint,
+        holdout=model.holdout,
+    )
+    write_json(tmp / "config.json", cfg)
 
 
 def _load_state(module, path: Path, name: str, device) -> None:

@@ -52,16 +52,17 @@ from ..flow.geodesics import GeodesicInterpolant
 from ..flow.matchers import make_matcher
 from ..flow.networks import MLP, IntervalMLP
 from ..train.trainer import TrainHistory, check_device
+from ._base import ModelBase
 from ._cells_inference import InferenceMixin
 from ._cells_training import TrainingMixin
 from ._methods import cellflow_spec, default_sigma
 from ._model_time import ModelTimeMixin
-from ._persist import fingerprint, load_model, save_model, source_digest
+from ._persist import fingerprint, load_model, source_digest, write_model_files
 
 __all__ = ["CellFlow"]
 
 
-class CellFlow(ModelTimeMixin, TrainingMixin, InferenceMixin):
+class CellFlow(ModelBase, ModelTimeMixin, TrainingMixin, InferenceMixin):
     """A flow between the time-point marginals of an AnnData.
 
     Parameters
@@ -254,13 +255,8 @@ class CellFlow(ModelTimeMixin, TrainingMixin, InferenceMixin):
         return value
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | Path, overwrite: bool = False) -> None:
-        """Write ``config.json`` and ``model.pt`` (a state dict) to the folder ``path``
-        (:mod:`cellflow.models._persist`), whole or not at all: the folder is written beside ``path``
-        and moved into place. A folder that holds a model is replaced only with
-        ``overwrite=True`` (no file of the old model is left); one that holds other files is
-        never replaced."""
-        save_model(self, path, overwrite)
+    def _write_files(self, folder: Path) -> None:
+        write_model_files(self, folder)
 
     @classmethod
     def load(cls, path: str | Path, adata, *, device: str | torch.device = "cpu") -> "CellFlow":

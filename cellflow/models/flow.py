@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Normal
 
-from .._io import IncompleteModelError, load_weights, model_folder, read_model_config, write_json
+from .._io import IncompleteModelError, load_weights, read_model_config, write_json
 from .._types import Method, Solver
 from ..flow.likelihood import log_likelihood
 from ..flow.matchers import make_matcher
@@ -30,6 +30,7 @@ from ..flow.networks import build_network
 from ..flow.solvers import FIXED_STEP, Trajectory, integrate_ode, integrate_sde, solver_argument
 from ..train.threads import scoped_threads
 from ..train.trainer import TrainConfig, TrainHistory, check_device
+from ._base import ModelBase
 from ._flow_fit import FitMixin, Sampler, as_sampler
 
 __all__ = ["FlowModel", "Sampler", "as_sampler"]
@@ -37,7 +38,7 @@ __all__ = ["FlowModel", "Sampler", "as_sampler"]
 FORMAT_VERSION = 1
 
 
-class FlowModel(FitMixin):
+class FlowModel(ModelBase, FitMixin):
     """A conditional flow-matching model for vectors: one network :math:`v_\\theta(t, x)` and,
     for SB-CFM, an optional score network :math:`s_\\theta(t, x)`.
 
@@ -117,13 +118,6 @@ class FlowModel(FitMixin):
     @property
     def dim(self) -> int:
         return self.net.config["dim"]
-
-    @property
-    def modules(self) -> dict:
-        m = {"net": self.net}
-        if self.score_net is not None:
-            m["score_net"] = self.score_net
-        return m
 
     @property
     def config(self) -> dict:
@@ -248,13 +242,6 @@ class FlowModel(FitMixin):
         return log_likelihood(lambda t, x: self.net(t, x), x1, base_log_prob, **kwargs)
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | Path, overwrite: bool = False) -> None:
-        """Write ``config.json`` and ``model.pt`` (state dicts only) to the folder ``path``,
-        whole or not at all (:func:`cellflow._io.model_folder`): a folder that already holds a
-        model is replaced only with ``overwrite=True``, one that holds other files never."""
-        with model_folder(path, overwrite) as tmp:
-            self._write_files(tmp)
-
     def _write_files(self, folder: Path) -> None:
         """``model.pt`` and ``config.json`` into ``folder`` (the temporary folder of a save)."""
         torch.save({k: m.state_dict() for k, m in self.modules.items()}, folder / "model.pt")
