@@ -91,9 +91,7 @@ def test_method_is_the_former_name_of_solver_and_warns():
 
     m = cf.FlowModel(2, method="icfm", seed=0)
     x = torch.randn(5, 2)
-    with pytest.warns(
-        FutureWarning, match=r"transport\(method=...\) is now transport\(solver=...\)"
-    ):
+    with pytest.warns(FutureWarning, match=r"push\(method=...\) is now push\(solver=...\)"):
         old = m.transport(x, method="euler", steps=5)
     assert torch.equal(old, m.transport(x, solver="euler", steps=5))
     with pytest.warns(FutureWarning, match="integrate_ode"):

@@ -416,6 +416,7 @@ def test_every_model_trains_with_train_and_fit_is_the_same_method():
     """One verb: FlowModel.train, as CellFlow, ImageFlow and TabularFlow; ``fit`` (its former
     name) is the very same method, so code written with it gives the same weights."""
     assert cf.FlowModel.fit is cf.FlowModel.train
+    assert cf.FlowModel.transport is cf.FlowModel.push  # points move with push, as CellFlow's cells
     x0, x1 = torch.randn(64, 2), torch.randn(64, 2) + 2
     a, b = cf.FlowModel(2, method="icfm", seed=3), cf.FlowModel(2, method="icfm", seed=3)
     a.train(x0, x1, steps=5, batch_size=16, progress=False)

@@ -192,9 +192,9 @@ def push(
         model = FlowModel(d, "ot", seed=0, device=device)
         x = torch.randn(n_cells, d)
         if device != "cpu":
-            model.transport(x[:1000], 0.0, 1.0, solver="euler", steps=steps)  # warm-up
+            model.push(x[:1000], 0.0, 1.0, solver="euler", steps=steps)  # warm-up
         timed = _time_in_turns(
-            {"push": (lambda: model.transport(x, 0.0, 1.0, solver="euler", steps=steps), repeats)}
+            {"push": (lambda: model.push(x, 0.0, 1.0, solver="euler", steps=steps), repeats)}
         )
         seconds = timed["push"][0]
         rows.append(

@@ -77,7 +77,7 @@ def run_one(
     seconds = time.perf_counter() - t0
     g = torch.Generator().manual_seed(10_000 + seed)
     x0, x1 = toy_sample(src, n_test, generator=g), toy_sample(tgt, n_test, generator=g)
-    tr = model.transport(x0, return_trajectory=True, n_points=101)
+    tr = model.push(x0, return_trajectory=True, n_points=101)
     nfe = tr.nfe  # dopri5 interpolates the grid points: the same evaluations as a 2-point solve
     w2 = wasserstein(tr.end, x1, p=2)
     energy = path_energy(lambda t, x: model.velocity(t, x), tr)

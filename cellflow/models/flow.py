@@ -8,7 +8,7 @@ Example
 >>> model = cf.FlowModel(dim=2, method="ot", seed=0)
 >>> hist = model.train(lambda n, g: toy_sample("8gaussians", n, generator=g),
 ...                  lambda n, g: toy_sample("moons", n, generator=g), steps=20, progress=False)
->>> model.transport(toy_sample("8gaussians", 10)).shape
+>>> model.push(toy_sample("8gaussians", 10)).shape
 torch.Size([10, 2])
 """
 
@@ -150,7 +150,7 @@ class FlowModel(ModelBase, FitMixin):
         return lambda t, x: self.net(t, x, cond)
 
     @scoped_threads
-    def transport(
+    def push(
         self,
         x0: Tensor,
         t0: float = 0.0,
@@ -172,7 +172,7 @@ class FlowModel(ModelBase, FitMixin):
         ``n_points`` saves that many evenly spaced states; ``return_trajectory`` returns the
         :class:`~cellflow.flow.solvers.Trajectory` (with the NFE) instead of the end points.
         """
-        solver = solver_argument(solver, method, "transport")
+        solver = solver_argument(solver, method, "push")
         x0 = torch.as_tensor(x0)
         home = x0.device
         x0 = x0.to(self.device, next(self.net.parameters()).dtype)
@@ -191,6 +191,9 @@ class FlowModel(ModelBase, FitMixin):
             )
         tr = Trajectory(t=tr.t.to(home), xs=tr.xs.to(home), nfe=tr.nfe)
         return tr if return_trajectory else tr.end
+
+    #: the same method under its former name; every cellflow model moves points with ``push``
+    transport = push
 
     @scoped_threads
     def sample_sde(

@@ -250,7 +250,7 @@ class TabularFlow:
         if n == 0:  # an empty table with the training columns and dtypes
             z = torch.zeros(0, self.encoder.dim)
         else:
-            z = self.model.transport(
+            z = self.model.push(
                 x0, solver=solver, steps=None if solver == "dopri5" else steps, cond=cond
             )
         df = self.encoder.decode(z.numpy())
