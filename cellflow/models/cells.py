@@ -1,27 +1,42 @@
 r"""`CellFlow`: one flow over all time points of a single-cell time course (multi-marginal CFM).
 
-One network :math:`v_\theta(\tau, x)` is trained on every pair of consecutive time points at
-once, with a minibatch coupling per pair (exact OT for OT-CFM, entropic for SB-CFM), as in
-Tong et al. (2024). Time point :math:`k` sits at model time :math:`\tau_k`:
+**Model time.** Time point :math:`k` (of the sorted measured times :math:`s_0 < \dots < s_{K-1}`)
+sits at model time :math:`\tau_k`:
 
 - ``time_scale="index"`` (default; the paper's protocol): :math:`\tau_k = k`, so every
   interval has unit length whatever the days between samples;
-- ``time_scale="real"``: :math:`\tau_k` keeps the measured spacing (days 2, 3, 4, 7 are not
-  evenly spaced), in mean intervals from the first time point so that the unit of time does
-  not matter (:mod:`cellflow.models._model_time`); velocities are per unit of real time.
+- ``time_scale="real"``: :math:`\tau_k = (s_k - s_0) / \bar\Delta`, with
+  :math:`\bar\Delta = (s_{K-1} - s_0) / (K - 1)` the mean interval. The network sees the same
+  clock (:math:`\tau \in [0, K-1]`) whether the times are given in days, hours or minutes, and
+  evenly spaced times give the clock of ``"index"``; velocities are converted back to per unit
+  of ``obs[time_key]`` (:meth:`CellFlow.velocity`).
 
-On a pair :math:`(k, l)` with span :math:`\Delta = \tau_l - \tau_k` the path sample at
-:math:`t \in [0, 1]` is placed at :math:`\tau = \tau_k + \Delta t` with target
-:math:`u_t / \Delta`. A held-out time point is skipped: its neighbours form one pair.
+Between time points, measured and model time are linearly interpolated. A held-out time point
+is skipped: its two neighbours form one interval.
 
-With ``per_interval=True`` the field is one network per interval instead
-(:class:`cellflow.flow.networks.IntervalMLP`), trained in the same steps on the same pairs. It may
-turn at a measured time point where a shared network must blend the intervals on either side.
+**Training** (:meth:`CellFlow.train`). Each optimiser step draws ``batch_size`` cells from every
+trained time point, couples each pair of consecutive time points :math:`(k, l)` with its own
+minibatch plan (exact OT for OT-CFM, entropic for SB-CFM, independent for I-CFM), samples the
+path at :math:`t \sim U[0, 1]` and regresses the one network on the pair's target, placed at
+:math:`\tau = \tau_k + \Delta t` with target :math:`u_t / \Delta`, :math:`\Delta = \tau_l - \tau_k`
+(Tong et al. 2024):
 
-This module builds the model (cells, scaling, networks) and saves it; model time and the trained
-intervals are in :mod:`cellflow.models._model_time`, training in :mod:`cellflow.models._cells_training`, and
-pushes, velocities and predictions in :mod:`cellflow.models._cells_inference`, as mixins of
-:class:`CellFlow` (the scvi-tools pattern).
+.. math:: \mathcal{L}(\theta) = \sum_{(k, l)} \mathbb{E}\,\lVert v_\theta(\tau, x_t) - u_t / \Delta \rVert^2 .
+
+SB models add the score regression of [SF]2M; OT-MFM first fits its geodesic interpolant
+(:mod:`cellflow.flow.geodesics`). With ``per_interval=True`` the field is one network per
+interval instead (:class:`cellflow.flow.networks.IntervalMLP`), trained in the same steps on the
+same pairs; it may turn at a measured time point where a shared network must blend the
+intervals on either side.
+
+**Inference** (:meth:`CellFlow.push`, :meth:`CellFlow.velocity`, :meth:`CellFlow.predict`,
+:meth:`CellFlow.transition_matrix`). Times in and out are measured times (``obs[time_key]``
+units); the flow runs in model time. Cells go in and come out in the representation's units;
+the networks see them standardised (:class:`cellflow.adata._read.Standardizer`). Pushes run
+forwards or backwards, along the ODE or, for SB models, the Schrödinger bridge SDE.
+
+Saving and loading with the data's fingerprint are in :mod:`cellflow.models._persist`; what every
+model shares, in :mod:`cellflow.models._base`.
 
 Example
 -------
@@ -34,35 +49,49 @@ Example
 >>> _ = model.train(steps=50, batch_size=64, progress=False)
 >>> model.push(adata.obsm["X_pca"][:5], 0, 2).shape
 (5, 3)
+>>> days = ad.AnnData(obs={"day": np.repeat([2, 3, 4, 7], 20)})
+>>> days.obsm["X_pca"] = rng.normal(size=(80, 2))
+>>> m = cf.CellFlow(days, time_key="day")
+>>> m.model_time(5.5), m.measured_time(2.5)  # days 2, 3, 4, 7 at model times 0, 1, 2, 3
+(2.5, 5.5)
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import get_args
 
 import numpy as np
 import torch
 
-from .._defaults import MODEL_WHITEN, TIME_SCALE, USE_REP
-from .._types import Method, TimeScale
+from .._defaults import BATCH_SIZE, MODEL_EMA_DECAY, MODEL_WHITEN, STEPS, TIME_SCALE, USE_REP
+from .._types import Method, Solver, TimeScale
 from ..adata._read import Standardizer, check_n_pcs, get_representation, get_times
 from ..adata._store import CellStore, RowSource
-from ..flow.geodesics import GeodesicInterpolant
-from ..flow.matchers import make_matcher
-from ..flow.networks import MLP, IntervalMLP
+from ..flow.geodesics import GeodesicInterpolant, GeodesicPath, fit_geodesic_interpolant
+from ..flow.matchers import FlowMatcher, make_matcher
+from ..flow.networks import MLP, IntervalMLP, interval_index
+from ..flow.riemannian_metrics import MAX_METRIC_CELLS, fit_metric
+from ..flow.solvers import integrate_ode, integrate_sde, solver_argument
+from ..train import distributed
+from ..train.config import check_batch_size, check_steps
+from ..train.threads import scoped_threads
 from ..train.trainer import TrainHistory, check_device
-from ._base import ModelBase
-from ._cells_inference import InferenceMixin
-from ._cells_training import TrainingMixin
+from ._base import ModelBase, training_config
+from ._knn import knn_assignment
 from ._methods import cellflow_spec, default_sigma
-from ._model_time import ModelTimeMixin
 from ._persist import fingerprint, load_model, source_digest, write_model_files
+
+# cells integrated at a time: on one thread, 8,192 rows keep a layer's activations in cache
+# (measured in choosing_a_method, "Threads")
+CHUNK_SIZE = 8192
+
 
 __all__ = ["CellFlow"]
 
 
-class CellFlow(ModelBase, ModelTimeMixin, TrainingMixin, InferenceMixin):
+class CellFlow(ModelBase):
     """A flow between the time-point marginals of an AnnData.
 
     Parameters
@@ -272,3 +301,496 @@ class CellFlow(ModelBase, ModelTimeMixin, TrainingMixin, InferenceMixin):
             f"use_rep={self.use_rep!r}, n_pcs={self.n_pcs}, whiten={self.whiten}"
             + (", per_interval=True)" if self.per_interval else ")")
         )
+
+    # ------------------------------------------------------------------ model time
+    def _taus(self) -> np.ndarray:
+        """Model time of each measured time point."""
+        if self.time_scale == "index":
+            return np.arange(len(self.times), dtype=float)
+        return (self.times - self.time_origin) / self.time_unit
+
+    def _time_unit(self) -> float:
+        """Measured time per unit of model time (for ``"real"``, the mean interval; ``"index"``
+        has no such unit, and its velocities are per interval)."""
+        return self.time_unit if self.time_scale == "real" else 1.0
+
+    def model_time(self, time: float) -> float:
+        """Model time τ of a measured time (linear interpolation between time points)."""
+        try:
+            time = float(time)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"time {time!r} is not a number; times are in the units of "
+                f"obs[{self.time_key!r}] (measured: {self.times.tolist()})."
+            ) from None
+        if not self.times[0] <= time <= self.times[-1]:
+            raise ValueError(
+                f"time {time} is outside the measured range [{self.times[0]}, {self.times[-1]}]."
+            )
+        return float(np.interp(time, self.times, self._taus()))
+
+    def measured_time(self, tau: float) -> float:
+        """The measured time at model time ``tau``: the inverse of :meth:`model_time`."""
+        taus = self._taus()
+        if not taus[0] <= tau <= taus[-1]:
+            raise ValueError(
+                f"model time {tau} is outside the trained range [{taus[0]}, {taus[-1]}]."
+            )
+        return float(np.interp(tau, taus, self.times))
+
+    def _pairs(self, holdout: float | None) -> list[tuple[int, int]]:
+        """Consecutive trained time points ``(i, j)`` (indices into :attr:`times`), skipping ``holdout``."""
+        keep = [i for i, s in enumerate(self.times) if holdout is None or s != holdout]
+        return list(zip(keep[:-1], keep[1:]))
+
+    def _intervals(self) -> list[tuple[float, float]]:
+        """The training intervals ``(τ_i, τ_j)`` in model time (skipping a held-out time)."""
+        taus = self._taus().tolist()
+        return [(taus[i], taus[j]) for i, j in self._pairs(self.holdout)]
+
+    def _knots(self) -> list[float]:
+        """The trained time points in model time (a held-out one is skipped): the ends of the intervals."""
+        intervals = self._intervals()
+        return [a for a, _ in intervals] + [intervals[-1][1]]
+
+    # ------------------------------------------------------------------ training
+    def _warn_large_batch(
+        self, n: int, used: list[int], sizes: list[int], name: str = "batch_size"
+    ) -> None:
+        """Warn when a batch is larger than a trained time point: its cells are drawn with
+        replacement, so every batch repeats them, and the coupling costs more without pairing
+        more distinct cells."""
+        small = min(used, key=lambda k: sizes[k])
+        if n > sizes[small]:
+            warnings.warn(
+                f"{name}={n} is larger than the {sizes[small]} cells of time point "
+                f"{self.times[small]:g}: each batch draws them with replacement and repeats them. "
+                f"{name}={sizes[small]} or less (or the default) pairs as many distinct cells at "
+                "less cost.",
+                UserWarning,
+                stacklevel=4,
+            )
+
+    @scoped_threads
+    def train(
+        self,
+        steps: int = STEPS,
+        batch_size: int | None = None,
+        *,
+        holdout: float | None = None,
+        ot_batch_size: int | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-5,
+        ema_decay: float | None = MODEL_EMA_DECAY,
+        grad_clip: float | None = None,
+        warmup_steps: int = 0,
+        prefetch: int | None = None,
+        workers: int = 2,
+        global_coupling: bool = False,
+        geodesic_steps: int | None = None,
+        metric: dict | None = None,
+        progress: bool = True,
+        threads: int | None = None,
+    ) -> TrainHistory:
+        """Fit the flow on all consecutive pairs of time points (skipping ``holdout``).
+
+        Parameters
+        ----------
+        steps
+            Optimiser steps; each sums the loss over all pairs.
+        batch_size
+            Cells drawn per time point per step (default: 512, or the cells of the smallest
+            trained time point if it has fewer). Cells are drawn with replacement, so a batch
+            larger than a time point only repeats its cells; an explicit one warns.
+        ot_batch_size
+            Cells drawn per time point for the minibatch coupling, from whose plan
+            ``batch_size`` pairs are then drawn (default: ``batch_size``, the paper's protocol).
+            Larger batches bring the coupling closer to the OT plan between the whole time
+            points, at the cost of a larger OT problem per pair of time points.
+        holdout
+            A measured time to leave out (not the first or last).
+        prefetch, workers
+            Batches drawn ahead by ``workers`` threads. Default: 4 ahead for OT-CFM, whose exact
+            OT solves run in parallel with the step; none for SB-CFM and I-CFM, whose torch work
+            only competes with the step for the cores (:func:`cellflow.train.batch_workers.default_prefetch`).
+        global_coupling
+            Distributed training only: every rank draws the same ``world_size × batch_size``
+            cells per time point, couples them as one batch, and trains on its own share of the
+            pairs (default: each rank couples its own batch; see :mod:`cellflow.train.distributed`).
+        geodesic_steps, metric
+            OT-MFM only: Adam steps for the geodesic interpolant (default ``steps // 2``, so
+            1,000 for the paper's 2,000), and the metric: ``kind`` (``"rbf"``, default, or
+            ``"land"``) and the keyword arguments of its ``fit``
+            (:func:`cellflow.flow.riemannian_metrics.fit_metric`: ``eps=0.1``; RBF ``n_centers=100,
+            kappa=1.0``; LAND ``gamma="auto"``, the median distance between neighbouring cells).
+            One metric is fitted per pair of consecutive (non-held-out) time points, on the
+            cells of those two time points only; the interpolant is kept in
+            :attr:`interpolant`, its relative energy per step in :attr:`geodesic_history`.
+        ema_decay
+            The network used after training is the exponential moving average of its weights
+            with this decay (default 0.999; ``None``: the last weights). Pushing cells over
+            several intervals compounds the step-to-step noise of the last weights; the average
+            keeps such paths on the measured time points, and one interval is as good as
+            without (method guide, "The weight average"). :func:`cellflow.evaluate_holdout` follows the paper's protocol, without it.
+        lr, weight_decay, grad_clip, warmup_steps, progress
+            See :class:`cellflow.train.trainer.TrainConfig`.
+        threads
+            Torch intra-op threads, for the metric and geodesic stage of OT-MFM too (``None``:
+            one unless you set more; :mod:`cellflow.train.threads`).
+        """
+        if batch_size is not None:
+            batch_size = check_batch_size(batch_size)
+        if ot_batch_size is not None:
+            ot_batch_size = check_batch_size(ot_batch_size, "ot_batch_size")
+        check_steps(steps)  # before any work: OT-MFM fits its metric first
+        self._check_source()
+        if holdout is not None:
+            holdout = self._measured(holdout, "holdout")
+            if holdout in (self.times[0], self.times[-1]):
+                raise ValueError(
+                    "the first and last time points cannot be held out: nothing brackets them. "
+                    f"Hold out one of {self.times[1:-1].tolist()}."
+                )
+            if len(self.times) < 3:
+                raise ValueError("holding out a time point needs at least 3 time points.")
+        knots_change = self.per_interval and holdout != self.holdout
+        self.holdout = holdout
+        if knots_change:  # a held-out time point is not a knot: new networks
+            self._build_networks()
+        pairs = self._pairs(holdout)
+        taus = self._taus().tolist()
+        store, sizes, matcher = self._store, self._store.sizes(), self.matcher
+        used = sorted({k for p in pairs for k in p})
+        if batch_size is None:
+            batch_size = min(BATCH_SIZE, *(sizes[k] for k in used))
+        else:
+            self._warn_large_batch(batch_size, used, sizes)
+        if ot_batch_size is not None:
+            self._warn_large_batch(ot_batch_size, used, sizes, "ot_batch_size")
+        self.batch_size = batch_size
+        if self.spec.geodesic:
+            g_steps = max(1, steps // 2) if geodesic_steps is None else int(geodesic_steps)
+            matchers = self._fit_geodesics(
+                pairs,
+                [(taus[i], taus[j] - taus[i]) for i, j in pairs],
+                g_steps,
+                metric or {},
+                progress,
+            )
+        else:
+            matchers = [matcher] * len(pairs)
+        world, share = distributed.coupling_group(global_coupling)
+        n = (
+            batch_size * world
+        )  # a global coupling draws all ranks' cells, then keeps this rank's share
+        if ot_batch_size is not None and int(ot_batch_size) < batch_size:
+            raise ValueError(
+                f"ot_batch_size={ot_batch_size} is smaller than batch_size={batch_size}: the coupling "
+                "draws at least the cells it pairs. Raise it, or leave it at None (= batch_size)."
+            )
+        n_ot = n if ot_batch_size is None else int(ot_batch_size) * world
+        n_pairs = None if n_ot == n else n  # pairs drawn from the larger plan
+
+        def make_batch(g):
+            out = []
+            for (i, j), pair_matcher in zip(pairs, matchers):
+                x0 = store.draw(i, torch.randint(sizes[i], (n_ot,), generator=g))
+                x1 = store.draw(j, torch.randint(sizes[j], (n_ot,), generator=g))
+                s = pair_matcher.sample(x0, x1, n=n_pairs, generator=g)
+                out.append(
+                    (
+                        distributed.rank_share(s, batch_size, share) if world > 1 else s,
+                        taus[i],
+                        taus[j] - taus[i],
+                    )
+                )
+            return out
+
+        def loss_fn(batch):
+            # one network call over all pairs; the loss is the sum over pairs of each pair's mean
+            dev = self.device  # batches are drawn on the CPU
+            tau = torch.cat([tau0 + span * s.t for s, tau0, span in batch]).to(
+                dev, non_blocking=True
+            )
+            x = torch.cat([s.x_t for s, _, _ in batch]).to(dev, non_blocking=True)
+            target = torch.cat([s.u_t / span for s, _, span in batch]).to(dev, non_blocking=True)
+            err = (self._in_training("net")(tau, x) - target).pow(2)
+            loss = err.reshape(len(batch), -1).mean(1).sum()
+            if self.score_net is not None:
+                # λ(t)·s_θ against λ(t)·∇log p_t(x|x0,x1) = -2ε/σ² ([SF]2M); the score does not
+                # depend on the time units
+                scores = [matcher.score_target(s) for s, _, _ in batch]
+                lam = torch.cat([w for _, w in scores]).reshape(-1, 1).to(dev, non_blocking=True)
+                score = torch.cat([sc for sc, _ in scores]).to(dev, non_blocking=True)
+                serr = (lam * self._in_training("score_net")(tau, x) - lam * score).pow(2)
+                loss = loss + serr.reshape(len(batch), -1).mean(1).sum()
+            return loss
+
+        cfg = training_config(
+            matcher.coupling,
+            prefetch=prefetch,
+            workers=workers,
+            threads=threads,
+            global_coupling=global_coupling,
+            steps=steps,
+            lr=lr,
+            weight_decay=weight_decay,
+            ema_decay=ema_decay,
+            grad_clip=grad_clip,
+            warmup_steps=warmup_steps,
+            progress=progress,
+        )
+        self.history, _ = self._run_training(make_batch, loss_fn, cfg)
+        for module in self.modules.values():
+            module.eval()
+        return self.history
+
+    def _fit_geodesics(
+        self, pairs, times, steps: int, metric: dict, progress: bool
+    ) -> list[FlowMatcher]:
+        """OT-MFM's first stage: one metric per pair, then the shared interpolant; one matcher per
+        pair, on that pair's ``(start, span)`` of model time."""
+        store, sizes = self._store, self._store.sizes()
+        g = torch.Generator().manual_seed(self.seed)
+        max_cells = int(metric.get("max_cells", MAX_METRIC_CELLS))
+
+        def some_cells(i):  # distinct cells of group i, at most max_cells of them
+            return store.draw(i, torch.randperm(sizes[i], generator=g)[:max_cells].sort().values)
+
+        metric = dict(metric)
+        kind = metric.pop("kind", "rbf")
+        metrics = [
+            fit_metric(torch.cat([some_cells(i), some_cells(j)]), kind, seed=self.seed, **metric)
+            for i, j in pairs
+        ]
+        self.interpolant, self.geodesic_history = fit_geodesic_interpolant(
+            lambda i, n, gen: store.draw(i, torch.randint(sizes[i], (n,), generator=gen)),
+            pairs,
+            metrics,
+            self.n_pcs,
+            steps=steps,
+            times=times,
+            seed=self.seed,
+            progress=progress,
+        )
+        return [
+            FlowMatcher(
+                GeodesicPath(self.interpolant, self.sigma, start, span),
+                self.matcher.coupling,
+                "OT-MFM",
+            )
+            for start, span in times
+        ]
+
+    # ------------------------------------------------------------------ inference
+    @scoped_threads
+    def push(
+        self,
+        X: np.ndarray,
+        t_from: float,
+        t_to: float,
+        *,
+        solver: Solver = "euler",
+        steps: int = 100,
+        n_points: int | None = None,
+        sde: bool = False,
+        seed: int | None = None,
+        chunk_size: int = CHUNK_SIZE,
+        method: str | None = None,
+    ) -> np.ndarray:
+        r"""Move cells (rows of ``X`` in the representation's units) from time ``t_from`` to
+        ``t_to`` (backwards if ``t_to < t_from``) along the learned ODE, or, for SB models with
+        ``sde=True``, along the learned Schrödinger bridge SDE (Euler–Maruyama, ``steps`` steps).
+
+        Times are in the units of ``obs[time_key]`` and may lie between measured times.
+        ``n_points`` returns the states at that many evenly spaced times, shape
+        ``(n_points, n_cells, n_pcs)``; otherwise the end points. Cells are integrated
+        ``chunk_size`` at a time, so memory does not grow with the number of cells. ``solver``
+        is the ODE solver (:func:`cellflow.flow.solvers.integrate_ode`; ``method=`` is its
+        former name).
+
+        The SDE in model time :math:`\tau`, on an interval of length :math:`\Delta` (1 for
+        ``time_scale="index"``), is :math:`dx = [v_\theta \pm \tfrac{g^2}{2} s_\theta]\,d\tau
+        + g\,dW` with :math:`g^2 = \sigma^2/\Delta`; the sign is + forwards and − backwards.
+        ``seed`` seeds its noise (default: the model's seed).
+        """
+        solver = solver_argument(solver, method, "push")
+        X = self._check_cells(X)
+        tau0, tau1 = self.model_time(t_from), self.model_time(t_to)
+        if (
+            tau0 == tau1 or len(X) == 0
+        ):  # no time passes, or no cell moves: the cells stay as they are
+            return np.repeat(X[None], n_points, axis=0) if n_points else X.copy()
+        grid = torch.linspace(tau0, tau1, n_points) if n_points else torch.tensor([tau0, tau1])
+        if sde:
+            if self.score_net is None:
+                raise ValueError(
+                    f"sde=True needs an SB model (method='sb'), which learns a score; this one is "
+                    f"{self.method!r}. Push along the ODE (sde=False) instead."
+                )
+            if solver != "euler":
+                raise ValueError("the SDE is integrated with Euler–Maruyama; leave solver='euler'.")
+            gen = torch.Generator(device=self.device).manual_seed(
+                self.seed if seed is None else int(seed)
+            )
+        outs = []
+        with torch.no_grad():
+            for start in range(0, max(len(X), 1), chunk_size):
+                z = torch.tensor(
+                    self.scaler.forward(X[start : start + chunk_size]),
+                    dtype=torch.float32,
+                    device=self.device,
+                )
+                if sde:
+                    outs.append(
+                        self._sde_path(z, grid, steps, gen).cpu().numpy().astype(np.float64)
+                    )
+                    continue
+                field = self._field(self.net, "right" if tau1 >= tau0 else "left")
+                tr = integrate_ode(field, z, grid.to(self.device), solver=solver, steps=steps)
+                outs.append(tr.xs.cpu().numpy().astype(np.float64))
+        out = np.concatenate(outs, axis=1) * self.scaler.scale + self.scaler.mean
+        return out if n_points else out[-1]
+
+    def _sde_path(
+        self, z: torch.Tensor, grid: torch.Tensor, steps: int, gen: torch.Generator
+    ) -> torch.Tensor:
+        """Euler–Maruyama through the points of ``grid`` (``steps`` steps over the whole span)."""
+        total = abs(float(grid[-1] - grid[0]))
+        forward = float(grid[-1]) >= float(grid[0])
+        sign = 1.0 if forward else -1.0
+        side = "right" if forward else "left"
+        intervals = self._intervals()  # g² depends on the length of the interval holding t
+        knots = torch.tensor(self._knots(), dtype=torch.float64)
+
+        def g2(t):
+            lo, hi = intervals[int(interval_index(knots, torch.as_tensor(float(t)), side))]
+            return self.sigma**2 / (hi - lo)
+
+        net, score = self._field(self.net, side), self._field(self.score_net, side)
+
+        def drift(t, x):
+            return net(t, x) + sign * 0.5 * g2(t) * score(t, x)
+
+        out = [z]
+        for a, b in zip(grid[:-1].tolist(), grid[1:].tolist()):
+            n = max(1, round(steps * abs(b - a) / total)) if total > 0 else 1
+            tr = integrate_sde(
+                drift,
+                out[-1],
+                (a, b),
+                sigma=lambda t: g2(t) ** 0.5,
+                steps=n,
+                generator=gen,
+                save_every_step=False,
+            )
+            out.append(tr.xs[-1])
+        return torch.stack(out)
+
+    @scoped_threads
+    def velocity(
+        self, X: np.ndarray, time: float | np.ndarray, *, chunk_size: int = CHUNK_SIZE
+    ) -> np.ndarray:
+        """The learned velocity at cells ``X`` and time(s) ``time`` (one per cell, or one for
+        all), in units of the representation per unit of model time (per time-point interval
+        for ``time_scale="index"``, per unit of ``obs[time_key]`` for ``"real"``). A
+        per-interval field (``per_interval=True``) may jump at a measured time point; there it
+        is the mean of the fields of the two intervals that meet."""
+        X = self._check_cells(X)
+        tau = np.vectorize(self.model_time, otypes=[float])(
+            np.broadcast_to(np.asarray(time, dtype=float), (len(X),))
+        )
+        out = np.empty_like(X)
+        with torch.no_grad():
+            for start in range(0, len(X), chunk_size):
+                sl = slice(start, start + chunk_size)
+                z = torch.tensor(
+                    self.scaler.forward(X[sl]), dtype=torch.float32, device=self.device
+                )
+                t = torch.tensor(tau[sl], dtype=torch.float32, device=self.device)
+                out[sl] = (
+                    self._field(self.net, "mean")(t, z).cpu().numpy()
+                )  # at a knot: both intervals
+        return out * self.scaler.scale / self._time_unit()
+
+    def predict(
+        self,
+        time: float,
+        *,
+        n_cells: int | None = None,
+        mode: str = "push",
+        from_time: float | None = None,
+        steps: int = 100,
+        seed: int | None = None,
+    ) -> np.ndarray:
+        """Cells at ``time`` (measured, held out or between measured times), in the
+        representation's units.
+
+        ``mode="push"`` (the paper's protocol) pushes the observed cells of the nearest earlier
+        trained time point (or ``from_time``) forward with ``steps`` Euler steps; ``n_cells``
+        subsamples them without replacement. ``mode="sample"`` draws ``n_cells`` new cells: it
+        resamples those cells with replacement, perturbs each with the path's Gaussian noise
+        (σ in model units), and pushes them.
+        """
+        if mode not in ("push", "sample"):
+            raise ValueError(f"mode must be 'push' or 'sample', got {mode!r}.")
+        if n_cells is not None and (
+            isinstance(n_cells, bool) or not isinstance(n_cells, (int, np.integer)) or n_cells < 0
+        ):
+            raise ValueError(f"n_cells must be a whole number >= 0 or None, got {n_cells!r}.")
+        self.model_time(time)
+        if from_time is None:
+            from_time = self.source_time(time)
+        X0 = self.cells_at(from_time)
+        rng = np.random.default_rng(self.seed if seed is None else seed)
+        if mode == "sample":
+            idx = rng.integers(len(X0), size=len(X0) if n_cells is None else int(n_cells))
+            noise = (
+                rng.normal(size=(len(idx), self.n_pcs)) * max(self.sigma, 1e-3) * self.scaler.scale
+            )
+            X0 = X0[idx] + noise
+        elif n_cells is not None and n_cells < len(X0):
+            X0 = X0[np.sort(rng.choice(len(X0), n_cells, replace=False))]
+        return self.push(X0, from_time, time, steps=steps)
+
+    def source_time(self, time: float) -> float:
+        """The nearest trained time point before ``time``: where predictions at ``time`` start."""
+        earlier = [s for s in self.times if s < time and s != self.holdout]
+        if not earlier:
+            raise ValueError(
+                f"no trained time point precedes {time}; predict times after {self.times[0]}."
+            )
+        return float(earlier[-1])
+
+    def transition_matrix(
+        self,
+        t_from: float,
+        t_to: float,
+        *,
+        cells: np.ndarray | None = None,
+        k: int = 30,
+        steps: int = 100,
+        sde: bool = False,
+        n_samples: int = 10,
+    ):
+        """Where cells at ``t_from`` land among the observed cells at ``t_to``.
+
+        Each cell (default: all observed at ``t_from``) is pushed to ``t_to`` and spread over
+        its ``k`` nearest observed cells there with Gaussian weights (bandwidth: the distance to
+        its ``k``-th neighbour / 2, in model units). With ``sde=True`` (SB models), each cell
+        follows ``n_samples`` SDE paths and its row is their average. Returns a sparse
+        row-stochastic matrix (cells at ``t_from`` × observed cells at ``t_to``, in ``obs`` order).
+        """
+        import scipy.sparse as sp
+
+        X0 = self.cells_at(t_from) if cells is None else self._check_cells(cells)
+        m = int(n_samples) if sde else 1
+        Y = self.push(np.repeat(X0, m, axis=0), t_from, t_to, steps=steps, sde=sde)
+        P = knn_assignment(self.scaler.forward(Y), self.scaler.forward(self.cells_at(t_to)), k=k)
+        if m == 1:
+            return P
+        mean = sp.csr_matrix(
+            (np.full(len(Y), 1.0 / m), np.arange(len(Y)), np.arange(0, len(Y) + 1, m)),
+            shape=(len(X0), len(Y)),
+        )
+        return (mean @ P).tocsr()

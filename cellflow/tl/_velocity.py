@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..adata._store import RowSource, read_representation
-from ..models._cells_inference import CHUNK_SIZE
+from ..models.cells import CHUNK_SIZE
 from ._common import cell_times, check_model, refuse_overwrite, rep_basis
 
 
