@@ -10,6 +10,12 @@ from cellflow import CellFlow
 from cellflow.cli import main
 
 
+def cli(*parts) -> int:
+    """``main`` on a command written as text: each string part is split at spaces, any other
+    part (a path) is one argument."""
+    return main([w for p in parts for w in (p.split() if isinstance(p, str) else [str(p)])])
+
+
 def drifting_cells(n: int, seed: int) -> ad.AnnData:
     """Days 0-3, ``n`` cells each, spread 0.3, drifting +1 per day along the first of 3 axes."""
     rng = np.random.default_rng(seed)
@@ -33,20 +39,8 @@ def h5ad(tmp_path):
 def test_fit_writes_velocities_and_model(h5ad, tmp_path):
     out = tmp_path / "out.h5ad"
     assert (
-        main(
-            [
-                "fit",
-                str(h5ad),
-                "--time-key",
-                "day",
-                "--out",
-                str(out),
-                "--steps",
-                "30",
-                "--batch-size",
-                "32",
-                "--quiet",
-            ]
+        cli(
+            "fit", str(h5ad), "--time-key day --out", str(out), "--steps 30 --batch-size 32 --quiet"
         )
         == 0
     )
@@ -54,26 +48,16 @@ def test_fit_writes_velocities_and_model(h5ad, tmp_path):
     assert b.obsm["velocity_pca"].shape == (240, 3) and b.obsm["velocity_umap"].shape == (240, 2)
     assert (tmp_path / "out_model" / "model.pt").exists()
     assert (
-        main(["fit", str(h5ad), "--time-key", "day", "--out", str(out), "--steps", "5", "--quiet"])
-        == 2
+        cli("fit", str(h5ad), "--time-key day --out", str(out), "--steps 5 --quiet") == 2
     )  # exists
     per = tmp_path / "per.h5ad"
     assert (
-        main(
-            [
-                "fit",
-                str(h5ad),
-                "--time-key",
-                "day",
-                "--out",
-                str(per),
-                "--steps",
-                "5",
-                "--batch-size",
-                "16",
-                "--per-interval",
-                "--quiet",
-            ]
+        cli(
+            "fit",
+            str(h5ad),
+            "--time-key day --out",
+            str(per),
+            "--steps 5 --batch-size 16 --per-interval --quiet",
         )
         == 0
     )
@@ -94,9 +78,9 @@ def test_fit_preprocess_starts_from_raw_counts(tmp_path, capsys):
     a.write_h5ad(raw)
     out = tmp_path / "out.h5ad"
     base = ["fit", str(raw), "--time-key", "day", "--steps", "5", "--batch-size", "16", "--quiet"]
-    assert main([*base, "--out", str(out)]) == 2
+    assert cli(*base, "--out", str(out)) == 2
     assert "add --preprocess to compute it from the raw counts in X" in capsys.readouterr().err
-    assert main([*base, "--out", str(out), "--preprocess"]) == 0
+    assert cli(*base, "--out", str(out), "--preprocess") == 0
     b = ad.read_h5ad(out)
     p = b.uns["cellflow"]["preprocess"]
     assert list(p["steps"]) == ["normalize_total", "log1p", "highly_variable_genes", "pca"]
@@ -113,45 +97,29 @@ def test_fit_preprocess_starts_from_raw_counts(tmp_path, capsys):
         "X_pca units per interval between consecutive time points of obs['day']"
     )
     again = tmp_path / "again.h5ad"
-    assert main([*base[:1], str(out), *base[2:], "--out", str(again), "--preprocess"]) == 2
+    assert cli(*base[:1], str(out), *base[2:], "--out", str(again), "--preprocess") == 2
     assert "already holds obsm['X_pca']; drop --preprocess" in capsys.readouterr().err
     del b.obsm["X_pca"]
     b.write_h5ad(again)
     assert (
-        main([*base[:1], str(again), *base[2:], "--out", str(tmp_path / "x.h5ad"), "--preprocess"])
+        cli(*base[:1], str(again), *base[2:], "--out", str(tmp_path / "x.h5ad"), "--preprocess")
         == 2
     )
     assert "X holds non-integer values (already processed?)" in capsys.readouterr().err
     slim = tmp_path / "slim.h5ad"
-    assert main([*base, "--out", str(slim), "--preprocess", "--no-gene-velocity"]) == 0
+    assert cli(*base, "--out", str(slim), "--preprocess --no-gene-velocity") == 0
     s = ad.read_h5ad(slim)
     assert "velocity" not in s.layers and s.obsm["velocity_pca"].shape == s.obsm["X_pca"].shape
 
 
 def test_evaluate_writes_a_tidy_table(h5ad, tmp_path, capsys):
     out = tmp_path / "t.csv"
-    rc = main(
-        [
-            "evaluate",
-            str(h5ad),
-            "--time-key",
-            "day",
-            "--out",
-            str(out),
-            "--methods",
-            "ot",
-            "icfm",
-            "mfm",
-            "--seeds",
-            "0",
-            "--n-pcs",
-            "2",
-            "--steps",
-            "20",
-            "--batch-size",
-            "32",
-            "--quiet",
-        ]
+    rc = cli(
+        "evaluate",
+        str(h5ad),
+        "--time-key day --out",
+        str(out),
+        "--methods ot icfm mfm --seeds 0 --n-pcs 2 --steps 20 --batch-size 32 --quiet",
     )
     assert rc == 0
     df = pd.read_csv(out)
@@ -162,31 +130,12 @@ def test_evaluate_writes_a_tidy_table(h5ad, tmp_path, capsys):
     assert "held out 1  OT-CFM  seed 0: W1" in printed  # one line per model, even with --quiet
     out2 = tmp_path / "f.csv"
     assert (
-        main(
-            [
-                "evaluate",
-                str(h5ad),
-                "--time-key",
-                "day",
-                "--out",
-                str(out2),
-                "--methods",
-                "ot",
-                "--seeds",
-                "0",
-                "--n-pcs",
-                "2",
-                "--steps",
-                "20",
-                "--batch-size",
-                "32",
-                "--held-out",
-                "1",
-                "--fractions",
-                "0.25",
-                "0.5",
-                "--quiet",
-            ]
+        cli(
+            "evaluate",
+            str(h5ad),
+            "--time-key day --out",
+            str(out2),
+            "--methods ot --seeds 0 --n-pcs 2 --steps 20 --batch-size 32 --held-out 1 --fractions 0.25 0.5 --quiet",
         )
         == 0
     )
@@ -227,7 +176,7 @@ def test_evaluate_prints_its_plan_keeps_finished_rows_and_resumes(
         "--quiet",
     ]
     whole = tmp_path / "whole.csv"
-    assert main([*args, "--out", str(whole)]) == 0
+    assert cli(*args, "--out", str(whole)) == 0
     printed = capsys.readouterr().out
     plan = printed.splitlines()[0]
     assert plan.startswith(
@@ -247,7 +196,7 @@ def test_evaluate_prints_its_plan_keeps_finished_rows_and_resumes(
 
     monkeypatch.setattr(cellflow_module.CellFlow, "train", train_then_stop)
     with pytest.raises(KeyboardInterrupt):
-        main([*args, "--out", str(out)])
+        cli(*args, "--out", str(out))
     kept = pd.read_csv(out)
     assert list(kept.method) == [
         "previous time point",
@@ -259,9 +208,9 @@ def test_evaluate_prints_its_plan_keeps_finished_rows_and_resumes(
     monkeypatch.undo()
     capsys.readouterr()
 
-    assert main([*args, "--out", str(out)]) == 2  # neither --overwrite nor --resume
+    assert cli(*args, "--out", str(out)) == 2  # neither --overwrite nor --resume
     assert "--overwrite to replace it, or --resume to continue" in capsys.readouterr().err
-    assert main([*args, "--out", str(out), "--resume"]) == 0
+    assert cli(*args, "--out", str(out), "--resume") == 0
     printed = capsys.readouterr().out
     assert printed.startswith("plan: 2 models (2 done earlier) of 15 steps each (2 I-CFM)")
     assert printed.count("seed ") == 2
@@ -270,14 +219,14 @@ def test_evaluate_prints_its_plan_keeps_finished_rows_and_resumes(
         resumed.drop(columns="seconds"), pd.read_csv(whole).drop(columns="seconds")
     )
     steps = args.index("--steps") + 1
-    assert main([*args[:steps], "30", *args[steps + 1 :], "--out", str(out), "--resume"]) == 2
+    assert cli(*args[:steps], "30", *args[steps + 1 :], "--out", str(out), "--resume") == 2
     assert "other settings (steps: 15 then, 30 now)" in capsys.readouterr().err
 
 
 def test_help_shows_every_default(capsys):
     """``--help`` ends each option with its default (argparse's ArgumentDefaultsHelpFormatter)."""
     with pytest.raises(SystemExit):
-        main(["evaluate", "--help"])
+        cli("evaluate --help")
     text = " ".join(capsys.readouterr().out.split())
     for shown in (
         "(default: ot sb icfm)",
@@ -311,28 +260,14 @@ def test_evaluate_takes_five_pcs_or_every_column_of_a_narrower_representation(
     for rep in ("X_umap", "X_pca", "X_wide"):
         seen.append(set())
         assert (
-            main(
-                [
-                    "evaluate",
-                    str(h5ad),
-                    "--time-key",
-                    "day",
-                    "--out",
-                    str(tmp_path / f"{rep}.csv"),
-                    "--use-rep",
-                    rep,
-                    "--methods",
-                    "icfm",
-                    "--seeds",
-                    "0",
-                    "--steps",
-                    "1",
-                    "--batch-size",
-                    "8",
-                    "--held-out",
-                    "1",
-                    "--quiet",
-                ]
+            cli(
+                "evaluate",
+                str(h5ad),
+                "--time-key day --out",
+                str(tmp_path / f"{rep}.csv"),
+                "--use-rep",
+                rep,
+                "--methods icfm --seeds 0 --steps 1 --batch-size 8 --held-out 1 --quiet",
             )
             == 0
         )
@@ -340,28 +275,12 @@ def test_evaluate_takes_five_pcs_or_every_column_of_a_narrower_representation(
     monkeypatch.undo()
     out = tmp_path / "umap.csv"
     assert (
-        main(
-            [
-                "evaluate",
-                str(h5ad),
-                "--time-key",
-                "day",
-                "--out",
-                str(out),
-                "--use-rep",
-                "X_umap",
-                "--methods",
-                "icfm",
-                "--seeds",
-                "0",
-                "--steps",
-                "5",
-                "--batch-size",
-                "16",
-                "--held-out",
-                "1",
-                "--quiet",
-            ]
+        cli(
+            "evaluate",
+            str(h5ad),
+            "--time-key day --out",
+            str(out),
+            "--use-rep X_umap --methods icfm --seeds 0 --steps 5 --batch-size 16 --held-out 1 --quiet",
         )
         == 0
     )
@@ -372,20 +291,12 @@ def test_evaluate_takes_five_pcs_or_every_column_of_a_narrower_representation(
     }
     capsys.readouterr()
     assert (
-        main(
-            [
-                "evaluate",
-                str(h5ad),
-                "--time-key",
-                "day",
-                "--out",
-                str(tmp_path / "e.csv"),
-                "--use-rep",
-                "X_umap",
-                "--n-pcs",
-                "5",
-                "--quiet",
-            ]
+        cli(
+            "evaluate",
+            str(h5ad),
+            "--time-key day --out",
+            str(tmp_path / "e.csv"),
+            "--use-rep X_umap --n-pcs 5 --quiet",
         )
         == 2
     )
@@ -403,55 +314,24 @@ def test_metric_eps_reaches_ot_mfm_metrics(h5ad, tmp_path, monkeypatch):
     )
     out = tmp_path / "out.h5ad"
     assert (
-        main(
-            [
-                "fit",
-                str(h5ad),
-                "--time-key",
-                "day",
-                "--out",
-                str(out),
-                "--method",
-                "mfm",
-                "--metric-eps",
-                "0.1",
-                "--steps",
-                "10",
-                "--batch-size",
-                "32",
-                "--no-velocity",
-                "--quiet",
-            ]
+        cli(
+            "fit",
+            str(h5ad),
+            "--time-key day --out",
+            str(out),
+            "--method mfm --metric-eps 0.1 --steps 10 --batch-size 32 --no-velocity --quiet",
         )
         == 0
     )
     assert seen == [0.1] * 3  # one metric per pair of consecutive days: 0-1, 1-2, 2-3
     seen.clear()
     assert (
-        main(
-            [
-                "evaluate",
-                str(h5ad),
-                "--time-key",
-                "day",
-                "--out",
-                str(tmp_path / "t.csv"),
-                "--methods",
-                "mfm",
-                "--metric-eps",
-                "0.3",
-                "--time-scale",
-                "real",
-                "--seeds",
-                "0",
-                "--n-pcs",
-                "2",
-                "--steps",
-                "10",
-                "--batch-size",
-                "32",
-                "--quiet",
-            ]
+        cli(
+            "evaluate",
+            str(h5ad),
+            "--time-key day --out",
+            str(tmp_path / "t.csv"),
+            "--methods mfm --metric-eps 0.3 --time-scale real --seeds 0 --n-pcs 2 --steps 10 --batch-size 32 --quiet",
         )
         == 0
     )
@@ -473,51 +353,23 @@ def test_metric_land_and_its_gamma_reach_ot_mfm(h5ad, tmp_path, monkeypatch):
     )
     out = tmp_path / "out.h5ad"
     assert (
-        main(
-            [
-                "fit",
-                str(h5ad),
-                "--time-key",
-                "day",
-                "--out",
-                str(out),
-                "--method",
-                "mfm",
-                "--metric",
-                "land",
-                "--metric-gamma",
-                "0.7",
-                "--metric-eps",
-                "0.2",
-                "--steps",
-                "10",
-                "--batch-size",
-                "32",
-                "--no-velocity",
-                "--quiet",
-            ]
+        cli(
+            "fit",
+            str(h5ad),
+            "--time-key day --out",
+            str(out),
+            "--method mfm --metric land --metric-gamma 0.7 --metric-eps 0.2 --steps 10 --batch-size 32 --no-velocity --quiet",
         )
         == 0
     )
     assert seen == [(0.7, 0.2)] * 3
     with pytest.raises(SystemExit, match="add --metric land"):
-        main(
-            [
-                "fit",
-                str(h5ad),
-                "--time-key",
-                "day",
-                "--out",
-                str(out),
-                "--method",
-                "mfm",
-                "--metric-gamma",
-                "0.7",
-                "--overwrite",
-                "--steps",
-                "10",
-                "--quiet",
-            ]
+        cli(
+            "fit",
+            str(h5ad),
+            "--time-key day --out",
+            str(out),
+            "--method mfm --metric-gamma 0.7 --overwrite --steps 10 --quiet",
         )
 
 
@@ -561,31 +413,20 @@ def test_whiten_reads_the_same_on_every_command_and_gamma_takes_auto():
     ],
 )
 def test_bad_input_exits_2_with_the_fix(h5ad, tmp_path, capsys, args, message):
-    rc = main(
-        ["fit", str(h5ad), "--out", str(tmp_path / "o.h5ad"), "--steps", "5", "--quiet", *args]
-    )
+    rc = cli("fit", str(h5ad), "--out", str(tmp_path / "o.h5ad"), "--steps 5 --quiet", *args)
     assert rc == 2
     assert message in capsys.readouterr().err
 
 
 def test_missing_file_and_help(tmp_path, capsys):
     assert (
-        main(
-            [
-                "evaluate",
-                str(tmp_path / "none.h5ad"),
-                "--time-key",
-                "d",
-                "--out",
-                str(tmp_path / "x.csv"),
-            ]
-        )
+        cli("evaluate", str(tmp_path / "none.h5ad"), "--time-key d --out", str(tmp_path / "x.csv"))
         == 2
     )
     assert "does not exist" in capsys.readouterr().err
     for cmd in ("demo", "fit", "evaluate"):
         with pytest.raises(SystemExit) as e:
-            main([cmd, "--help"])
+            cli(cmd, "--help")
         assert e.value.code == 0
 
 
@@ -596,7 +437,7 @@ def test_demo_runs_end_to_end_and_writes_every_output(tmp_path, capsys):
     import pandas as pd
 
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--steps", "40", "--quiet"]) == 0
+    assert cli("demo --out", str(out), "--steps 40 --quiet") == 0
     for name in ("results.h5ad", "evaluation.csv", "summary.csv", "velocity.csv"):
         assert (out / name).exists(), name
     assert len(list(out.glob("*.png"))) == 6
@@ -604,7 +445,7 @@ def test_demo_runs_end_to_end_and_writes_every_output(tmp_path, capsys):
     assert {"velocity_pca", "velocity_umap"} <= set(res.obsm)
     table = pd.read_csv(out / "evaluation.csv")
     assert {"method", "held_out_time", "seed", "w1", "w2", "mmd", "seconds"} <= set(table.columns)
-    assert main(["demo", "--out", str(out), "--steps", "40", "--quiet"]) == 2
+    assert cli("demo --out", str(out), "--steps 40 --quiet") == 2
     assert "--overwrite" in capsys.readouterr().err
 
 
@@ -615,29 +456,12 @@ def test_bench_velocity_scores_against_a_reference(tmp_path, capsys):
     a.obsm["v_ref"] = np.tile([1.0, 0.0, 0.0], (len(t), 1))
     path, out = tmp_path / "v.h5ad", tmp_path / "v.csv"
     a.write_h5ad(path)
-    rc = main(
-        [
-            "bench",
-            "velocity",
-            str(path),
-            "--time-key",
-            "day",
-            "--reference",
-            "v_ref",
-            "--n-pcs",
-            "3",
-            "--no-whiten",
-            "--methods",
-            "ot",
-            "mfm",
-            "--steps",
-            "400",
-            "--batch-size",
-            "128",
-            "--out",
-            str(out),
-            "--quiet",
-        ]
+    rc = cli(
+        "bench velocity",
+        str(path),
+        "--time-key day --reference v_ref --n-pcs 3 --no-whiten --methods ot mfm --steps 400 --batch-size 128 --out",
+        str(out),
+        "--quiet",
     )
     assert rc == 0
     df = pd.read_csv(out).set_index(["method", "time"])
@@ -651,12 +475,7 @@ def test_bench_velocity_scores_against_a_reference(tmp_path, capsys):
         df.loc[("ot", "all"), "median_cosine"] > 0.9
         and df.loc[("mfm", "all"), "median_cosine"] > 0.9
     )
-    assert (
-        main(
-            ["bench", "velocity", str(path), "--time-key", "day", "--reference", "nope", "--quiet"]
-        )
-        == 2
-    )
+    assert cli("bench velocity", str(path), "--time-key day --reference nope --quiet") == 2
     assert "obsm['nope'] not found" in capsys.readouterr().err
 
 
@@ -669,27 +488,12 @@ def test_bench_velocity_takes_every_column_of_a_2d_layout(tmp_path):
     path, out = tmp_path / "u.h5ad", tmp_path / "u.csv"
     a.write_h5ad(path)
     assert (
-        main(
-            [
-                "bench",
-                "velocity",
-                str(path),
-                "--time-key",
-                "day",
-                "--reference",
-                "v_umap",
-                "--use-rep",
-                "X_umap",
-                "--methods",
-                "icfm",
-                "--steps",
-                "5",
-                "--batch-size",
-                "16",
-                "--out",
-                str(out),
-                "--quiet",
-            ]
+        cli(
+            "bench velocity",
+            str(path),
+            "--time-key day --reference v_umap --use-rep X_umap --methods icfm --steps 5 --batch-size 16 --out",
+            str(out),
+            "--quiet",
         )
         == 0
     )
@@ -712,25 +516,10 @@ def test_bench_arch_scores_both_metrics_against_ot_cfm(tmp_path, monkeypatch, ca
             ),
         )
     out = tmp_path / "arch"
-    rc = main(
-        [
-            "bench",
-            "arch",
-            "--n-cells",
-            "200",
-            "--seeds",
-            "0",
-            "1",
-            "--steps",
-            "60",
-            "--batch-size",
-            "64",
-            "--metric-eps",
-            "0.05",
-            "--out",
-            str(out),
-            "--quiet",
-        ]
+    rc = cli(
+        "bench arch --n-cells 200 --seeds 0 1 --steps 60 --batch-size 64 --metric-eps 0.05 --out",
+        str(out),
+        "--quiet",
     )
     assert rc == 0
     assert (
@@ -768,27 +557,10 @@ def test_bench_arch_in_more_unwhitened_dimensions_scores_in_the_data_s_units(tmp
 
     out = tmp_path / "arch"
     assert (
-        main(
-            [
-                "bench",
-                "arch",
-                "--n-cells",
-                "150",
-                "--seeds",
-                "0",
-                "--steps",
-                "30",
-                "--batch-size",
-                "64",
-                "--metrics",
-                "rbf",
-                "--n-dims",
-                "3",
-                "--no-whiten",
-                "--out",
-                str(out),
-                "--quiet",
-            ]
+        cli(
+            "bench arch --n-cells 150 --seeds 0 --steps 30 --batch-size 64 --metrics rbf --n-dims 3 --no-whiten --out",
+            str(out),
+            "--quiet",
         )
         == 0
     )
@@ -810,24 +582,12 @@ def test_fit_on_a_2d_embedding_with_the_same_basis(h5ad, tmp_path):
     # use_rep X_umap and basis umap: the velocity is already velocity_umap; no projection, no clash
     out = tmp_path / "u.h5ad"
     assert (
-        main(
-            [
-                "fit",
-                str(h5ad),
-                "--time-key",
-                "day",
-                "--use-rep",
-                "X_umap",
-                "--basis",
-                "umap",
-                "--out",
-                str(out),
-                "--steps",
-                "20",
-                "--batch-size",
-                "32",
-                "--quiet",
-            ]
+        cli(
+            "fit",
+            str(h5ad),
+            "--time-key day --use-rep X_umap --basis umap --out",
+            str(out),
+            "--steps 20 --batch-size 32 --quiet",
         )
         == 0
     )
@@ -838,21 +598,7 @@ def test_bench_speed_quick_writes_json(tmp_path, capsys):
     import json
 
     out = tmp_path / "speed.json"
-    rc = main(
-        [
-            "bench",
-            "speed",
-            "--quick",
-            "--sections",
-            "exact_ot",
-            "sinkhorn",
-            "push",
-            "--repeats",
-            "1",
-            "--out",
-            str(out),
-        ]
-    )
+    rc = cli("bench speed --quick --sections exact_ot sinkhorn push --repeats 1 --out", str(out))
     assert rc == 0
     res = json.loads(out.read_text())
     assert set(res) == {"config", "exact_ot", "sinkhorn", "push"}
@@ -882,29 +628,9 @@ def test_bench_throughput_times_every_method_and_the_ratio(capsys):
 
 def test_bench_scale_small_run(tmp_path):
     out = tmp_path / "scale.csv"
-    rc = main(
-        [
-            "bench",
-            "scale",
-            "--n-cells",
-            "3000",
-            "--n-pcs",
-            "4",
-            "--small",
-            "500",
-            "--method",
-            "icfm",
-            "--steps",
-            "5",
-            "--batch-size",
-            "64",
-            "--x-cells",
-            "2000",
-            "--x-genes",
-            "50",
-            "--out",
-            str(out),
-        ]
+    rc = cli(
+        "bench scale --n-cells 3000 --n-pcs 4 --small 500 --method icfm --steps 5 --batch-size 64 --x-cells 2000 --x-genes 50 --out",
+        str(out),
     )
     assert rc == 0
     df = pd.read_csv(out)
@@ -926,21 +652,10 @@ def test_train_tabular_writes_model_samples_metrics_and_resumes(tmp_path, capsys
 
     out = tmp_path / "tab"
     assert (
-        main(
-            [
-                "train",
-                "tabular",
-                "iris",
-                "--label",
-                "target",
-                "--out",
-                str(out),
-                "--steps",
-                "40",
-                "--checkpoint-every",
-                "20",
-                "--quiet",
-            ]
+        cli(
+            "train tabular iris --label target --out",
+            str(out),
+            "--steps 40 --checkpoint-every 20 --quiet",
         )
         == 0
     )
@@ -949,44 +664,13 @@ def test_train_tabular_writes_model_samples_metrics_and_resumes(tmp_path, capsys
     samples = pd.read_csv(out / "samples.csv")
     assert list(samples.columns)[-1] == "target" and len(samples) == 120
     assert (out / "checkpoints" / "checkpoint.pt").exists()
-    assert (
-        main(
-            [
-                "train",
-                "tabular",
-                "iris",
-                "--label",
-                "target",
-                "--out",
-                str(out),
-                "--steps",
-                "40",
-                "--quiet",
-            ]
-        )
-        == 2
-    )
+    assert cli("train tabular iris --label target --out", str(out), "--steps 40 --quiet") == 2
     assert "--resume" in capsys.readouterr().err
     assert (
-        main(
-            [
-                "train",
-                "tabular",
-                "iris",
-                "--label",
-                "target",
-                "--out",
-                str(out),
-                "--steps",
-                "60",
-                "--quiet",
-                "--resume",
-            ]
-        )
-        == 0
+        cli("train tabular iris --label target --out", str(out), "--steps 60 --quiet --resume") == 0
     )
     assert json.loads((out / "metrics.json").read_text())["steps"] == 60
-    assert main(["train", "tabular", "nope.csv", "--out", str(tmp_path / "x")]) == 2
+    assert cli("train tabular nope.csv --out", str(tmp_path / "x")) == 2
     assert "neither an embedded table" in capsys.readouterr().err
 
 
@@ -1002,27 +686,10 @@ def test_train_images_digits_and_random_cifar_shaped(tmp_path, capsys, monkeypat
     )
     out = tmp_path / "img"
     assert (
-        main(
-            [
-                "train",
-                "images",
-                "--dataset",
-                "digits",
-                "--out",
-                str(out),
-                "--steps",
-                "4",
-                "--channels",
-                "8",
-                "--batch-size",
-                "16",
-                "--nfe",
-                "2",
-                "--no-dopri5",
-                "--grid-steps",
-                "3",
-                "--quiet",
-            ]
+        cli(
+            "train images --dataset digits --out",
+            str(out),
+            "--steps 4 --channels 8 --batch-size 16 --nfe 2 --no-dopri5 --grid-steps 3 --quiet",
         )
         == 0
     )
@@ -1031,24 +698,10 @@ def test_train_images_digits_and_random_cifar_shaped(tmp_path, capsys, monkeypat
     assert m["digits"][1]["nfe"] == 2 and (out / "samples.png").stat().st_size > 0
     out2 = tmp_path / "rnd"
     assert (
-        main(
-            [
-                "train",
-                "images",
-                "--random-data",
-                "16",
-                "--preset",
-                "cifar10",
-                "--channels",
-                "8",
-                "--out",
-                str(out2),
-                "--steps",
-                "2",
-                "--batch-size",
-                "4",
-                "--quiet",
-            ]
+        cli(
+            "train images --random-data 16 --preset cifar10 --channels 8 --out",
+            str(out2),
+            "--steps 2 --batch-size 4 --quiet",
         )
         == 0
     )
@@ -1058,9 +711,9 @@ def test_train_images_digits_and_random_cifar_shaped(tmp_path, capsys, monkeypat
         and m2["steps_per_second"] > 0
         and m2["peak_rss_gb"] > 0
     )
-    assert main(["train", "images", "--dataset", "cifar10", "--out", str(tmp_path / "c")]) == 2
+    assert cli("train images --dataset cifar10 --out", str(tmp_path / "c")) == 2
     assert "data_dir" in capsys.readouterr().err
-    assert main(["train", "images", "--out", str(tmp_path / "g"), "--grid-steps", "0"]) == 2
+    assert cli("train images --out", str(tmp_path / "g"), "--grid-steps 0") == 2
     assert "grid_steps must be at least 1" in capsys.readouterr().err
 
 
@@ -1069,22 +722,7 @@ def test_bench_tabular_without_peer(tmp_path, capsys):
 
     out = tmp_path / "t.json"
     assert (
-        main(
-            [
-                "bench",
-                "tabular",
-                "--tables",
-                "iris",
-                "--methods",
-                "icfm",
-                "--steps",
-                "30",
-                "--no-peer",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
+        cli("bench tabular --tables iris --methods icfm --steps 30 --no-peer --out", str(out)) == 0
     )
     rows = json.loads(out.read_text())["rows"]
     assert [r["generator"] for r in rows] == ["real (test rows)", "cellflow-icfm"]
