@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .._defaults import BENCHMARK_N_PCS as PAPER_N_PCS
+from .._defaults import BENCHMARK_N_PCS
 
 
 def get_times(adata, time_key: str, *, min_points: int = 2) -> tuple[np.ndarray, np.ndarray]:
@@ -62,7 +62,7 @@ def paper_n_pcs(adata, use_rep: str) -> int:
     layout such as ``X_spring``): the default width of the benchmark commands. A missing
     ``use_rep`` gives 5, and :func:`get_representation` then names the missing key."""
     rep = adata.X if use_rep == "X" else adata.obsm.get(use_rep)
-    return PAPER_N_PCS if rep is None else min(PAPER_N_PCS, rep.shape[1])
+    return BENCHMARK_N_PCS if rep is None else min(BENCHMARK_N_PCS, rep.shape[1])
 
 
 def check_n_pcs(n_pcs) -> int | None:

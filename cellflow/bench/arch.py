@@ -23,13 +23,16 @@ unwhitened dimensions)
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pandas as pd
 
 from .._io import write_csv
+from .._types import MetricKind
+from ..flow.methods import method_spec
 
-METRICS = ("rbf", "land")
+METRICS = get_args(MetricKind)
 
 
 def run(
@@ -126,7 +129,7 @@ def sampling_floor(
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
     """Per method and metric: W1 mean ± std and median; for OT-MFM, its median over OT-CFM's
     and the seeds on which it is lower than OT-CFM with the same seed."""
-    ot = df[df["method"] == "OT-CFM"].set_index("seed")["w1"]
+    ot = df[df["method"] == method_spec("ot").label].set_index("seed")["w1"]
     rows = []
     for (method, metric), g in df.groupby(["method", "metric"], sort=False):
         row = dict(
@@ -138,7 +141,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
             vs_ot_cfm="",
             seeds_lower="",
         )
-        if method == "OT-MFM":
+        if method == method_spec("mfm", "cells").label:
             paired = g.set_index("seed")["w1"]
             row["vs_ot_cfm"] = f"{paired.median() / ot.median():.3f}"
             row["seeds_lower"] = (

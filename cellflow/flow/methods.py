@@ -74,7 +74,7 @@ METHODS: dict[str, MethodSpec] = {
             "straight",
             "exact",
             0.1,
-            aliases=("otcfm", "ot-cfm", "exact"),
+            aliases=("otcfm", "exact"),
             fronts=_ALL,
         ),
         MethodSpec(
@@ -84,7 +84,7 @@ METHODS: dict[str, MethodSpec] = {
             "sinkhorn",
             1.0,
             has_score=True,
-            aliases=("sbcfm", "sb-cfm"),
+            aliases=("sbcfm",),
             fronts=frozenset({"cells", "vectors", "tables"}),
         ),
         MethodSpec(
@@ -93,7 +93,7 @@ METHODS: dict[str, MethodSpec] = {
             "straight",
             "independent",
             0.1,
-            aliases=("i", "cfm", "i-cfm"),
+            aliases=("i", "cfm"),
             fronts=_ALL,
         ),
         MethodSpec(
@@ -102,7 +102,7 @@ METHODS: dict[str, MethodSpec] = {
             "geodesic",
             "exact",
             0.1,
-            aliases=("ot-mfm", "otmfm", "metric"),
+            aliases=("otmfm", "metric"),
             fronts=frozenset({"cells"}),
         ),
         MethodSpec(

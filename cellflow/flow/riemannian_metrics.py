@@ -29,9 +29,13 @@ True
 
 from __future__ import annotations
 
+from typing import get_args
+
 import numpy as np
 import torch
 from torch import Tensor
+
+from .._types import MetricKind
 
 __all__ = ["RBFMetric", "LANDMetric", "fit_metric", "METRIC_KINDS"]
 
@@ -236,9 +240,12 @@ class LANDMetric:
 
 
 METRIC_KINDS = {"rbf": RBFMetric, "land": LANDMetric}
+assert tuple(METRIC_KINDS) == get_args(MetricKind)
 
 
-def fit_metric(X: Tensor | np.ndarray, kind: str = "rbf", **kwargs) -> RBFMetric | LANDMetric:
+def fit_metric(
+    X: Tensor | np.ndarray, kind: MetricKind = "rbf", **kwargs
+) -> RBFMetric | LANDMetric:
     """Fit the metric ``kind`` (``"rbf"`` or ``"land"``) to the cells ``X``; ``kwargs`` go to
     its ``fit`` (:meth:`RBFMetric.fit`: ``n_centers, kappa``; :meth:`LANDMetric.fit`:
     ``gamma``; both: ``eps, max_cells, seed``)."""

@@ -2,7 +2,8 @@
 :class:`cellflow.FlowModel` and :class:`cellflow.CellFlow` (and, through ``FlowModel``, of the
 image and table generators), and the training glue it uses: the settings of a run
 (:func:`training_config`), the run itself with its seed, its distributed wrappers and the weight
-average copied back (:func:`run_training`), and the module a loss calls (:func:`module_in_training`).
+average copied back (:meth:`ModelBase._run_training`), and the module a loss calls
+(:meth:`ModelBase._in_training`).
 
 A model brings what is its own, its batches, its loss and the files it saves.
 """
@@ -24,12 +25,12 @@ from ..train.trainer import (
     worker_step_threads,
 )
 
-__all__ = ["ModelBase", "training_config", "run_training", "module_in_training"]
+__all__ = ["ModelBase", "training_config"]
 
 
 class ModelBase:
     """The base of every cellflow model: its networks by name (:attr:`modules`: ``net`` and, for a
-    model that learns a score, ``score_net``), training through :func:`run_training`, and
+    model that learns a score, ``score_net``), training through :meth:`_run_training`, and
     :meth:`save`, which writes the folder whole or not at all. A model sets ``net``,
     ``score_net`` and ``seed``, and writes its files in :meth:`_write_files`."""
 
@@ -47,12 +48,35 @@ class ModelBase:
         )
 
     def _in_training(self, name: str):
-        """The network ``name`` as a loss must call it (:func:`module_in_training`)."""
-        return module_in_training(self, name)
+        """The network ``name`` as a loss must call it: its DDP wrapper while
+        :meth:`_run_training` trains distributed, else the network itself."""
+        return (getattr(self, "_train_modules", None) or {}).get(name, getattr(self, name))
 
-    def _run_training(self, make_batch: Callable, loss_fn: Callable, cfg: TrainConfig, **kwargs):
-        """:func:`run_training` on this model's :attr:`modules`."""
-        return run_training(self, self.modules, make_batch, loss_fn, cfg, **kwargs)
+    def _run_training(
+        self,
+        make_batch: Callable,
+        loss_fn: Callable,
+        cfg: TrainConfig,
+        *,
+        val_fn: Callable[[], float] | None = None,
+        resume: bool = False,
+        identity: dict | None = None,
+    ) -> tuple[TrainHistory, dict | None]:
+        """Train :attr:`modules` from ``self.seed``: every random generator is seeded, the loss
+        sees the distributed wrappers while the run lasts (:meth:`_in_training`), and afterwards
+        the modules hold the weight average when ``cfg.ema_decay`` asks for one. Returns the
+        history and that average's state (or ``None``). ``resume`` continues from
+        ``cfg.checkpoint_dir``, refusing a checkpoint whose ``identity`` (method, σ, ...) differs."""
+        modules = self.modules
+        seed_everything(self.seed)
+        trainer = Trainer(modules, make_batch, loss_fn, cfg, val_fn=val_fn)
+        with training_wrappers(self, tuple(modules)):
+            history = trainer.run(seed=self.seed, resume=resume, identity=identity)
+        state = trainer.inference_state() if trainer.ema else None
+        if state is not None:
+            for name, module in modules.items():
+                module.load_state_dict(state[name])
+        return history, state
 
     def save(self, path: str | Path, overwrite: bool = False) -> None:
         """Write the model to the folder ``path``: ``config.json`` (settings, and for a
@@ -94,37 +118,3 @@ def training_config(
         step_threads=step_threads,
         **fields,
     )
-
-
-def run_training(
-    owner,
-    modules: dict,
-    make_batch: Callable,
-    loss_fn: Callable,
-    cfg: TrainConfig,
-    *,
-    val_fn: Callable[[], float] | None = None,
-    resume: bool = False,
-    identity: dict | None = None,
-) -> tuple[TrainHistory, dict | None]:
-    """Train ``modules`` (``{"net": ..., "score_net": ...}``) of ``owner`` from ``owner.seed``:
-    every random generator is seeded, the loss sees the distributed wrappers while the run lasts
-    (:func:`module_in_training`), and afterwards the modules hold the weight average when
-    ``cfg.ema_decay`` asks for one. Returns the history and that average's state (or ``None``).
-    ``resume`` continues from ``cfg.checkpoint_dir``, refusing a checkpoint whose ``identity``
-    (method, σ, ...) differs."""
-    seed_everything(owner.seed)
-    trainer = Trainer(modules, make_batch, loss_fn, cfg, val_fn=val_fn)
-    with training_wrappers(owner, tuple(modules)):
-        history = trainer.run(seed=owner.seed, resume=resume, identity=identity)
-    state = trainer.inference_state() if trainer.ema else None
-    if state is not None:
-        for name, module in modules.items():
-            module.load_state_dict(state[name])
-    return history, state
-
-
-def module_in_training(owner, name: str):
-    """The module ``owner.<name>`` as a loss must call it: its DDP wrapper while
-    :func:`run_training` trains distributed, else the module itself."""
-    return (getattr(owner, "_train_modules", None) or {}).get(name, getattr(owner, name))

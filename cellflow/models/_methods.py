@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..flow.methods import MethodSpec, method_spec, methods_for
 
-__all__ = ["METHODS", "cellflow_method", "cellflow_spec", "default_sigma"]
+__all__ = ["METHODS", "cellflow_spec", "default_sigma"]
 
 METHODS = methods_for("cells")
 #: on this many unwhitened dimensions or more, exact-OT methods take σ = HIGH_DIM_SIGMA
@@ -20,11 +20,6 @@ def cellflow_spec(method: str) -> MethodSpec:
     """The table's entry of a CellFlow method: ``"ot"``, ``"sb"``, ``"icfm"`` or ``"mfm"`` (or one
     of their other names, e.g. ``"OT-MFM"``, ``"metric"``)."""
     return method_spec(method, "cells")
-
-
-def cellflow_method(method: str) -> str:
-    """Canonical name of a CellFlow method (see :func:`cellflow_spec`)."""
-    return cellflow_spec(method).name
 
 
 def default_sigma(method: str, whiten: bool, n_dims: int) -> float:

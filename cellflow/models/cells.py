@@ -577,7 +577,7 @@ class CellFlow(ModelBase):
             FlowMatcher(
                 GeodesicPath(self.interpolant, self.sigma, start, span),
                 self.matcher.coupling,
-                "OT-MFM",
+                self.spec.label,
             )
             for start, span in times
         ]

@@ -131,8 +131,9 @@ class FlowModel(ModelBase):
         network: dict | None = None,
     ):
         self.device = check_device(device)
-        self.method = method_spec(method).name
-        self.sigma = float(method_spec(method).sigma if sigma is None else sigma)
+        spec = method_spec(method)
+        self.method = spec.name
+        self.sigma = float(spec.sigma if sigma is None else sigma)
         self.coupling_kwargs = dict(coupling_kwargs or {})
         self.matcher = make_matcher(self.method, self.sigma, **self.coupling_kwargs)
         self.seed = int(seed)
