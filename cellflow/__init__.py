@@ -5,7 +5,7 @@ and beyond.
 >>> model = cf.FlowModel(dim=2, method="ot")
 """
 
-from . import couplings, datasets, pl, tl
+from . import couplings, datasets, pl, pp, tl
 from .couplings import ConvergenceError, ExactOT, IndependentCoupling, PartialOT, SinkhornOT
 from .evaluate import evaluate_holdout, summarize_holdout
 from .flow import likelihood, matchers, metrics, networks, paths, solvers
@@ -75,6 +75,7 @@ __all__ = [
     "PartialOT",
     "IndependentCoupling",
     "ConvergenceError",
+    "pp",
     "tl",
     "pl",
     "couplings",

@@ -13,3 +13,8 @@ Solver = Literal["euler", "midpoint", "rk4", "dopri5", "dopri8", "bosh3", "adapt
 TimeScale = Literal["index", "real"]
 #: OT-MFM's data metric (:func:`cellflow.flow.riemannian_metrics.fit_metric`)
 MetricKind = Literal["rbf", "land"]
+#: which shipped marker gene sets to score (:func:`cellflow.pp.score_growth`)
+Organism = Literal["human", "mouse"]
+#: how a :class:`cellflow.CellFlow` treats cells that divide and die (``None``: every cell has
+#: one descendant)
+Growth = Literal["prior", "learned"]

@@ -37,14 +37,17 @@ from ._defaults import (
     BENCHMARK_METHODS,
     BENCHMARK_SEEDS,
     BENCHMARK_WHITEN,
+    GROWTH_TAU,
     MAX_EVAL,
     STEPS,
     TIME_SCALE,
     USE_REP,
 )
-from ._types import TimeScale
+from ._types import Growth, TimeScale
 from .adata._read import get_times, paper_n_pcs
+from .couplings._unbalanced import check_tau
 from .flow.metrics import mmd, wasserstein
+from .models._growth import check_growth
 from .models._methods import cellflow_spec
 from .models.cells import CellFlow
 
@@ -87,6 +90,9 @@ def evaluate_holdout(
     time_scale: TimeScale = TIME_SCALE,
     ema_decay: float | None = None,
     per_interval: bool = False,
+    growth: Growth | None = None,
+    growth_key: str | None = None,
+    tau: float = GROWTH_TAU,
     max_eval: int = MAX_EVAL,
     fractions=None,
     baselines: bool = True,
@@ -111,6 +117,10 @@ def evaluate_holdout(
         (``n_pcs=50, whiten=False`` for :class:`cellflow.CellFlow`'s defaults on scanpy's PCA).
     methods, seeds
         Flows to train, each once per seed and held-out time.
+    growth, growth_key, tau
+        Train growth-aware flows (:class:`cellflow.CellFlow`; labelled e.g.
+        ``"OT-CFM + learned growth"``) and add the column ``w1_mass``: W1 with each predicted
+        cell weighted by the mass it carries to the held-out time (on baseline rows, their W1).
     held_out
         Times to hold out (default: every intermediate time).
     steps, batch_size, sigma, **train_kwargs
@@ -150,8 +160,8 @@ def evaluate_holdout(
     Returns
     -------
     A tidy DataFrame: ``method, held_out_time, seed, w1, w2, mmd, seconds`` (metrics in the
-    units of the — whitened, if asked — representation), and with ``fractions`` also
-    ``best_fraction, w1_best_fraction`` (NaN on the baseline rows).
+    units of the — whitened, if asked — representation), with ``growth`` also ``w1_mass``, and
+    with ``fractions`` also ``best_fraction, w1_best_fraction`` (NaN on the baseline rows).
     """
     verbose = progress if verbose is None else verbose
     fracs = None if fractions is None else np.asarray(fractions, dtype=float).ravel()
@@ -169,6 +179,14 @@ def evaluate_holdout(
         )
     for m in methods:  # a typo stops here, before any training
         cellflow_spec(m)
+    check_growth(growth, growth_key, adata)
+    check_tau(tau)
+    if growth is not None and "mfm" in methods:
+        raise ValueError("growth is not available for OT-MFM; leave 'mfm' out of methods.")
+
+    def label(m: str) -> str:
+        return cellflow_spec(m).label + (f" + {growth} growth" if growth else "")
+
     seeds = [seeds] if np.isscalar(seeds) else list(seeds)
     if not seeds:
         raise ValueError("seeds is empty: give at least one, e.g. seeds=[0].")
@@ -189,7 +207,8 @@ def evaluate_holdout(
                 f"held_out={h!r} is not an intermediate measured time; choose from "
                 f"{times[1:-1].tolist()} (the values of obs[{time_key!r}], neither the first nor the last)."
             )
-    done_keys, rows = _earlier_rows(done, fracs is not None)
+    extra = _extra_columns(fracs is not None, growth is not None)
+    done_keys, rows = _earlier_rows(done, extra)
     fit = dict(
         use_rep=use_rep,
         n_pcs=n_pcs,
@@ -204,14 +223,18 @@ def evaluate_holdout(
         own = (
             cellflow_spec(m).coupling == "sinkhorn"
         )  # SB-CFM's σ sets its coupling: it keeps its own
-        return CellFlow(adata, time_key, method=m, sigma=None if own else sigma, seed=seed, **fit)
+        return CellFlow(
+            adata,
+            time_key,
+            method=m,
+            sigma=None if own else sigma,
+            seed=seed,
+            **fit,
+            **(dict(growth=growth, growth_key=growth_key, tau=tau) if growth else {}),
+        )
 
     todo = [
-        (h, m, s)
-        for h in held
-        for m in methods
-        for s in seeds
-        if (cellflow_spec(m).label, h, s) not in done_keys
+        (h, m, s) for h in held for m in methods for s in seeds if (label(m), h, s) not in done_keys
     ]
     if verbose:
         print(
@@ -234,7 +257,7 @@ def evaluate_holdout(
     def add(row: dict) -> None:
         rows.append(row)
         if on_row is not None:
-            on_row(_table(rows, fracs is not None))
+            on_row(_table(rows, extra))
 
     for h in held:
         k = int(np.flatnonzero(times == h)[0])
@@ -255,6 +278,7 @@ def evaluate_holdout(
                     seed=0,
                     seconds=0.0,
                     **_scores(x_prev, x_true, max_eval, 0),
+                    **({"w1_mass": None} if growth else {}),
                 )
             )
         if baselines and ("McCann OT interpolation", h, 0) not in done_keys:
@@ -267,24 +291,37 @@ def evaluate_holdout(
                     seed=0,
                     seconds=time.perf_counter() - s,
                     **_scores(mid, x_true, max_eval, 0),
+                    **({"w1_mass": None} if growth else {}),
                 )
             )
         for m in methods:
             for seed in seeds:
-                if (cellflow_spec(m).label, h, seed) in done_keys:
+                if (label(m), h, seed) in done_keys:
                     continue
                 model = model_for(m, seed)
                 s = time.perf_counter()
                 model.train(holdout=h, progress=progress, **train)
                 secs = time.perf_counter() - s
-                pred = sc(model.push(model.cells_at(prev), prev, h, solver="euler", steps=100))
+                pushed = model.push(
+                    model.cells_at(prev),
+                    prev,
+                    h,
+                    solver="euler",
+                    steps=100,
+                    return_mass=bool(growth),
+                )
+                pred = sc(pushed[0] if growth else pushed)
                 row = dict(
-                    method=model.spec.label,
+                    method=label(m),
                     held_out_time=h,
                     seed=seed,
                     seconds=secs,
                     **_scores(pred, x_true, max_eval, seed),
                 )
+                if growth:
+                    row["w1_mass"] = wasserstein(
+                        pred, x_true, p=1, max_samples=max_eval, seed=seed, x_weights=pushed[1]
+                    )
                 if fracs is not None:  # the protocol's own place is scored already
                     row.update(
                         _best_fraction(
@@ -310,23 +347,30 @@ def evaluate_holdout(
                         f"held out {h:g}  {row['method']:<7} seed {seed}: W1 {row['w1']:.3f}  {secs:.0f}s{best}",
                         flush=True,
                     )
-    return _table(rows, fracs is not None)
+    return _table(rows, extra)
 
 
 COLUMNS = ["method", "held_out_time", "seed", "w1", "w2", "mmd", "seconds"]
 FRACTION_COLUMNS = ["best_fraction", "w1_best_fraction"]
 
 
-def _table(rows: list[dict], fractions: bool) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=COLUMNS + (FRACTION_COLUMNS if fractions else []))
+def _extra_columns(fractions: bool, growth: bool) -> list[str]:
+    return (["w1_mass"] if growth else []) + (FRACTION_COLUMNS if fractions else [])
 
 
-def _earlier_rows(done: pd.DataFrame | None, fractions: bool) -> tuple[set, list[dict]]:
+def _table(rows: list[dict], extra: list[str]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=COLUMNS + extra)
+    if "w1_mass" in extra:  # a baseline's cells have equal masses: its W1
+        df["w1_mass"] = pd.to_numeric(df["w1_mass"]).fillna(df["w1"])
+    return df
+
+
+def _earlier_rows(done: pd.DataFrame | None, extra: list[str]) -> tuple[set, list[dict]]:
     """The keys ``(method label, held-out time, seed)`` of the rows of an earlier run, and the
     rows themselves, checked to have this run's columns."""
     if done is None or len(done) == 0:
         return set(), []
-    want = COLUMNS + (FRACTION_COLUMNS if fractions else [])
+    want = COLUMNS + extra
     if list(done.columns) != want:
         raise ValueError(
             f"the earlier table's columns {list(done.columns)} are not this run's {want} "

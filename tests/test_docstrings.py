@@ -71,6 +71,7 @@ def test_each_layer_imports_only_the_layers_above_it():
         "flow",
         "train",
         "adata",
+        "pp",
         "models",
         "evaluate",
         "tl",

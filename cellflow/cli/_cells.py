@@ -7,7 +7,14 @@ import argparse
 from .. import _defaults as D
 from ..models._methods import METHODS as CELLFLOW_METHODS
 from ._jobs import PREPROCESS_GENES, PREPROCESS_PCS
-from ._options import add_device, add_global_coupling, add_time_and_metric_options, metric_kwargs
+from ._options import (
+    add_device,
+    add_global_coupling,
+    add_growth_options,
+    add_time_and_metric_options,
+    growth_kwargs,
+    metric_kwargs,
+)
 
 
 def _demo(args) -> int:
@@ -54,6 +61,8 @@ def _fit(args) -> int:
         gene_velocity=not args.no_gene_velocity,
         flag="--overwrite",
         preprocess_flag="--preprocess",
+        score_growth=args.score_growth,
+        **growth_kwargs(args),
         **metric_kwargs(args),
     )
     from ..train.distributed import is_main
@@ -92,6 +101,7 @@ def _evaluate(args) -> int:
         ot_batch_size=args.ot_batch_size,
         fractions=args.fractions,
         per_interval=args.per_interval,
+        **growth_kwargs(args),
         **metric_kwargs(args),
     )
     print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
@@ -167,6 +177,7 @@ def add_commands(sub) -> None:
         "weights); it keeps paths over several days on the measured cells",
     )
     add_time_and_metric_options(f)
+    add_growth_options(f, score=True)
     f.add_argument(
         "--batch-size",
         type=int,
@@ -245,6 +256,7 @@ def add_commands(sub) -> None:
     )
     e.add_argument("--steps", type=int, default=D.STEPS)
     add_time_and_metric_options(e)
+    add_growth_options(e)
     e.add_argument(
         "--batch-size",
         type=int,

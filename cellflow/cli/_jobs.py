@@ -11,6 +11,7 @@ from .._defaults import (
     BENCHMARK_METHODS,
     BENCHMARK_SEEDS,
     BENCHMARK_WHITEN,
+    GROWTH_TAU,
     MAX_EVAL,
     MODEL_EMA_DECAY,
     MODEL_WHITEN,
@@ -112,6 +113,10 @@ def fit_h5ad(
     per_interval: bool = False,
     preprocess: bool = False,
     gene_velocity: bool = True,
+    growth: str | None = None,
+    growth_key: str | None = None,
+    tau: float = GROWTH_TAU,
+    score_growth: str | None = None,
     flag: str = "overwrite=True",
     preprocess_flag: str = "preprocess=True",
 ):
@@ -123,6 +128,10 @@ def fit_h5ad(
     ``preprocess=True`` starts from raw counts in ``X`` (:func:`preprocess_counts`; the choices
     are saved in ``uns["cellflow"]["preprocess"]``); ``gene_velocity=False`` leaves out the dense
     cells × genes ``layers["velocity"]`` (``obsm["velocity_pca"]`` is written still).
+    ``growth``, ``growth_key`` and ``tau`` go to :class:`cellflow.CellFlow`; a growth-aware model
+    also writes ``obs["growth_rate"]`` (:func:`cellflow.tl.growth_rates`). ``score_growth``
+    (``"human"`` or ``"mouse"``) first scores the genes of ``X`` into ``obs["growth_prior"]``
+    (:func:`cellflow.pp.score_growth`).
 
     ``OUT.h5ad`` and the model folder are checked before any work starts, and written whole or
     not at all (:mod:`cellflow._io`), so ``path_out == path_in`` never loses the input. ``flag``
@@ -155,6 +164,19 @@ def fit_h5ad(
             f"in X (normalize_total, log1p, {PREPROCESS_GENES} highly variable genes, {PREPROCESS_PCS} "
             f"PCs), or name another representation (obsm holds: {', '.join(adata.obsm) or 'nothing'})."
         )
+    if growth is not None and "growth_rate" in adata.obs and not overwrite:
+        raise FileExistsError(
+            f"{path_in} already holds obs['growth_rate']; pass {flag} to replace it."
+        )
+    if score_growth is not None:
+        from ..pp import score_growth as score
+
+        if "growth_prior" in adata.obs and not overwrite:
+            raise FileExistsError(
+                f"{path_in} already holds obs['growth_prior']; drop --score-growth to use it, or "
+                f"pass {flag} to score it again."
+            )
+        score(adata, organism=score_growth)
     if (
         velocity and not overwrite
     ):  # tl.velocity and tl.velocity_embedding would refuse these after training
@@ -182,6 +204,9 @@ def fit_h5ad(
         sigma=sigma,
         time_scale=time_scale,
         per_interval=per_interval,
+        growth=growth,
+        growth_key=growth_key,
+        tau=tau,
         seed=seed,
         device=device,
     )
@@ -204,6 +229,8 @@ def fit_h5ad(
         # the velocity is already in obsm[f"velocity_{basis}"] when the embedding is the representation
         if basis and f"X_{basis}" in adata.obsm and f"X_{basis}" != use_rep:
             tl.velocity_embedding(adata, basis=basis, overwrite=overwrite)
+    if growth is not None:
+        tl.growth_rates(adata, model, overwrite=overwrite)
     adata.uns["cellflow"] = {
         "model_dir": str(model_dir),
         "method": model.method,
@@ -215,6 +242,7 @@ def fit_h5ad(
         "batch_size": int(model.batch_size),
         "seed": int(seed),
         "per_interval": bool(per_interval),
+        "growth": growth or "none",
         "final_loss": float(np.mean(model.history.loss[-50:])),
     }
     if choices is not None:

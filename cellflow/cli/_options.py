@@ -77,6 +77,56 @@ def add_time_and_metric_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_growth_options(p: argparse.ArgumentParser, score: bool = False) -> None:
+    """``--growth``, ``--growth-key`` and ``--tau`` (and, for ``fit``, ``--score-growth``), with
+    the defaults of :class:`cellflow.CellFlow`."""
+    from .._defaults import GROWTH_TAU
+    from .._types import Growth, Organism
+
+    p.add_argument(
+        "--growth",
+        default=None,
+        choices=get_args(Growth),
+        help="cells divide and die: prior (each cell grows at the rate in --growth-key) or learned "
+        "(from how the time points' compositions change, starting from --growth-key if given); "
+        "default: none, every cell has one descendant",
+    )
+    p.add_argument(
+        "--growth-key",
+        default=None,
+        help="obs column of each cell's prior growth rate per unit of time, log scale "
+        "(cf.pp.score_growth writes growth_prior)",
+    )
+    p.add_argument(
+        "--tau",
+        type=float,
+        default=GROWTH_TAU,
+        help="with --growth: how closely each interval's plan keeps the prior masses, in (0, 1] "
+        "(1: exactly)",
+    )
+    if score:
+        p.add_argument(
+            "--score-growth",
+            default=None,
+            choices=get_args(Organism),
+            metavar="ORGANISM",
+            help="score proliferation and apoptosis genes of X (log-normalised) for this organism "
+            "(human or mouse) into obs['growth_prior'] first, and use it as --growth-key",
+        )
+
+
+def growth_kwargs(args) -> dict:
+    """``growth``, ``growth_key`` and ``tau`` from the options (nothing without ``--growth``)."""
+    key = args.growth_key
+    if getattr(args, "score_growth", None) and key is None:
+        key = "growth_prior"
+    if args.growth is None:
+        if key is not None and not getattr(args, "score_growth", None):
+            raise SystemExit("--growth-key needs --growth prior or --growth learned.")
+        return {}
+    return dict(growth=args.growth, growth_key=key, tau=args.tau)
+
+
 def add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device",

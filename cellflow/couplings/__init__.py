@@ -13,11 +13,13 @@ samples (labels, conditions, weights, time points) follows them: ``labels0[pairi
   For equal, uniform batches the optimal plan is a permutation and, by default, every
   sample is kept exactly once.
 - :class:`SinkhornOT` — SB-CFM: the entropic plan (stabilised Sinkhorn in torch, CPU or GPU,
-  with ε-scaling; it never underflows), balanced or unbalanced (KL-relaxed marginals, for growth and death).
+  with ε-scaling; it never underflows), balanced or unbalanced (KL-relaxed marginals).
+- :class:`UnbalancedOT` — entropic OT with KL-relaxed marginals in the fast scaling form, each
+  marginal relaxed by its own τ: the coupling of growth-aware flows (cells divide and die).
 - :class:`PartialOT` — exact partial transport of a fraction of the mass.
 
 One file per concept: ``_base.py`` (the interface, the cost, drawing pairs from a plan),
-``_independent.py``, ``_exact.py``, ``_sinkhorn.py`` and ``_partial.py``.
+``_independent.py``, ``_exact.py``, ``_sinkhorn.py``, ``_unbalanced.py`` and ``_partial.py``.
 
 Every solver that does not converge raises :class:`ConvergenceError` (or warns, if asked);
 none silently falls back to another plan.
@@ -39,6 +41,7 @@ from ._exact import ExactOT, PointsSolve
 from ._independent import IndependentCoupling
 from ._partial import PartialOT
 from ._sinkhorn import SinkhornOT, sinkhorn_log
+from ._unbalanced import UnbalancedOT, unbalanced_scaling
 
 for _public in (
     ConvergenceError,
@@ -48,9 +51,11 @@ for _public in (
     ExactOT,
     PointsSolve,
     SinkhornOT,
+    UnbalancedOT,
     PartialOT,
     squared_distances,
     sinkhorn_log,
+    unbalanced_scaling,
 ):
     _public.__module__ = (
         __name__  # documented, and shown in tracebacks and reprs, as cellflow.couplings.X
@@ -65,9 +70,11 @@ __all__ = [
     "ExactOT",
     "PointsSolve",
     "SinkhornOT",
+    "UnbalancedOT",
     "PartialOT",
     "squared_distances",
     "sinkhorn_log",
+    "unbalanced_scaling",
     "get_coupling",
 ]
 

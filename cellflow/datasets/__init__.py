@@ -2,6 +2,7 @@
 time courses, 2-D toy distributions and the arch time course for benchmarks, and scikit-learn's tables and digits."""
 
 from ._arch import arch_time_course
+from ._growth import simulated_growth
 from ._loaders import DATA_DIR_ENV, available, load
 from ._simulated import simulated_differentiation, true_velocity_pca
 from ._sklearn import TABLES, load_digits_images, load_table
@@ -9,6 +10,7 @@ from ._toy import TOY_DISTRIBUTIONS, toy_sample
 
 __all__ = [
     "simulated_differentiation",
+    "simulated_growth",
     "true_velocity_pca",
     "load",
     "available",

@@ -60,7 +60,13 @@ def subsample(x: Tensor, max_samples: int | None, seed: int = 0) -> Tensor:
 
 
 def wasserstein(
-    x: Array, y: Array, p: int = 2, *, max_samples: int | None = None, seed: int = 0
+    x: Array,
+    y: Array,
+    p: int = 2,
+    *,
+    max_samples: int | None = None,
+    seed: int = 0,
+    x_weights: Array | None = None,
 ) -> float:
     """Exact Wasserstein-``p`` distance (p = 1 or 2) between two empirical distributions.
 
@@ -72,18 +78,38 @@ def wasserstein(
         1 (Euclidean ground cost, POT ``emd2``) or 2.
     max_samples
         Subsample each side to at most this many points (with ``seed``) first.
+    x_weights
+        Non-negative weights of the rows of ``x`` (e.g. the masses of cells pushed by a
+        growth-aware flow), normalised to sum to 1; default uniform. ``y`` is uniform.
+
+    >>> wasserstein([[0.0], [2.0]], [[2.0]], p=1, x_weights=[0.0, 1.0])
+    0.0
     """
     if p not in (1, 2):
         raise ValueError(f"p must be 1 or 2, got {p}.")
-    x, y = subsample(_as2d(x), max_samples, seed), subsample(_as2d(y), max_samples, seed + 1)
+    x, y = _as2d(x), _as2d(y)
+    if x_weights is not None:
+        w = np.asarray(x_weights, dtype=np.float64).reshape(-1)
+        if w.shape[0] != x.shape[0] or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+            raise ValueError(
+                f"x_weights must be {x.shape[0]} finite, non-negative numbers with a positive sum."
+            )
+        if max_samples is not None and x.shape[0] > max_samples:
+            idx = np.sort(
+                np.random.default_rng(seed).choice(x.shape[0], max_samples, replace=False)
+            )
+            x, w = x[torch.as_tensor(idx)], w[idx]
+        a = w / w.sum()
+    else:
+        x = subsample(x, max_samples, seed)
+        a = ot.unif(len(x))
+    y = subsample(y, max_samples, seed + 1)
     C = squared_distances(x, y)
     if p == 1:
         C = C.sqrt_()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cost, log = ot.emd2(
-            ot.unif(len(x)), ot.unif(len(y)), C.numpy(), numItermax=2**31 - 1, log=True
-        )
+        cost, log = ot.emd2(a, ot.unif(len(y)), C.numpy(), numItermax=2**31 - 1, log=True)
     if log["result_code"] != 1:
         raise RuntimeError(f"exact OT failed: {log['warning']}")
     return float(cost) if p == 1 else math.sqrt(max(float(cost), 0.0))

@@ -32,20 +32,19 @@ class ModelBase:
     """The base of every cellflow model: its networks by name (:attr:`modules`: ``net`` and, for a
     model that learns a score, ``score_net``), training through :meth:`_run_training`, and
     :meth:`save`, which writes the folder whole or not at all. A model sets ``net``,
-    ``score_net`` and ``seed``, and writes its files in :meth:`_write_files`."""
+    ``score_net`` (and ``growth_net``) and ``seed``, and writes its files in :meth:`_write_files`."""
 
     net = None
     score_net = None
+    growth_net = None
     seed: int = 0
 
     @property
     def modules(self) -> dict:
-        """The trained networks by name: ``{"net": ...}``, plus ``"score_net"`` when there is one."""
-        return (
-            {"net": self.net}
-            if self.score_net is None
-            else {"net": self.net, "score_net": self.score_net}
-        )
+        """The trained networks by name: ``{"net": ...}``, plus ``"score_net"`` and
+        ``"growth_net"`` when there are."""
+        names = ("net", "score_net", "growth_net")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
     def _in_training(self, name: str):
         """The network ``name`` as a loss must call it: its DDP wrapper while

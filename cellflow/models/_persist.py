@@ -1,8 +1,8 @@
 """Saving a `CellFlow` to a folder and loading it against an AnnData.
 
 A saved model is ``config.json`` (settings, times, scaling, and a fingerprint of the AnnData
-it was trained on) beside ``model.pt`` (a state dict; ``score.pt`` and ``geodesic.pt`` for SB
-and OT-MFM models), read back with ``torch.load(..., weights_only=True)``. Loading against
+it was trained on) beside ``model.pt`` (a state dict; ``score.pt``, ``geodesic.pt`` and
+``growth.pt`` for SB, OT-MFM and growth-aware models), read back with ``torch.load(..., weights_only=True)``. Loading against
 another AnnData is refused with what differs.
 """
 
@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._defaults import GROWTH_TAU
 from .._io import IncompleteModelError, load_weights, read_model_config, write_json
 from ..adata._read import Standardizer, dense_columns, get_times
 from ..adata._store import has_representation, representation_shape
@@ -149,6 +150,8 @@ def write_model_files(model, tmp: Path) -> None:
     torch.save(cpu(model.net), tmp / "model.pt")
     if model.score_net is not None:
         torch.save(cpu(model.score_net), tmp / "score.pt")
+    if model.growth_net is not None:
+        torch.save(cpu(model.growth_net), tmp / "growth.pt")
     if model.interpolant is not None:
         torch.save(model.interpolant.state_dict(), tmp / "geodesic.pt")
     cfg = dict(
@@ -164,6 +167,9 @@ def write_model_files(model, tmp: Path) -> None:
         time_unit=model.time_unit,
         net=model.net.config,
         per_interval=model.per_interval,
+        growth=model.growth,
+        growth_key=model.growth_key,
+        tau=model.tau,
         min_cells=model.min_cells,
         seed=model.seed,
         times=model.times.tolist(),
@@ -241,6 +247,9 @@ def load_model(cls, path: str | Path, adata, device="cpu"):
         hidden=net["hidden"],
         activation=net["activation"],
         per_interval=cfg.get("per_interval", False),
+        growth=cfg.get("growth"),
+        growth_key=cfg.get("growth_key"),
+        tau=cfg.get("tau", GROWTH_TAU),
         min_cells=cfg["min_cells"],
         seed=cfg["seed"],
         device=device,
@@ -262,6 +271,9 @@ def load_model(cls, path: str | Path, adata, device="cpu"):
             model.score_net.eval()
         else:  # saved before SB models kept a score network
             model.score_net = None
+    if model.growth_net is not None:
+        _load_state(model.growth_net, path, "growth.pt", model.device)
+        model.growth_net.eval()
     if model.spec.geodesic and (path / "geodesic.pt").exists():
         model.interpolant = GeodesicInterpolant.from_state_dict(
             load_weights(path, "geodesic.pt", None, "CellFlow"), model.n_pcs

@@ -65,10 +65,20 @@ from typing import get_args
 import numpy as np
 import torch
 
-from .._defaults import BATCH_SIZE, MODEL_EMA_DECAY, MODEL_WHITEN, STEPS, TIME_SCALE, USE_REP
-from .._types import Method, Solver, TimeScale
+from .._defaults import (
+    BATCH_SIZE,
+    GROWTH_OT_EPS,
+    GROWTH_TAU,
+    MODEL_EMA_DECAY,
+    MODEL_WHITEN,
+    STEPS,
+    TIME_SCALE,
+    USE_REP,
+)
+from .._types import Growth, Method, Solver, TimeScale
 from ..adata._read import Standardizer, check_n_pcs, get_representation, get_times
 from ..adata._store import CellStore, RowSource
+from ..couplings._unbalanced import check_tau
 from ..flow.geodesics import GeodesicInterpolant, GeodesicPath, fit_geodesic_interpolant
 from ..flow.matchers import FlowMatcher, make_matcher
 from ..flow.networks import MLP, IntervalMLP, interval_index
@@ -79,6 +89,7 @@ from ..train.config import check_batch_size, check_steps
 from ..train.threads import scoped_threads
 from ..train.trainer import TrainHistory, check_device
 from ._base import ModelBase, training_config
+from ._growth import check_growth, growth_prior, interval_log_growth
 from ._knn import knn_assignment
 from ._methods import cellflow_spec, default_sigma
 from ._persist import fingerprint, load_model, source_digest, write_model_files
@@ -133,6 +144,17 @@ class CellFlow(ModelBase):
         Refuse time points with fewer cells than this.
     seed
         Seeds weight initialisation and every training draw.
+    growth, growth_key, tau
+        Cells that divide and die (:mod:`cellflow.models._growth`). ``None`` (default): every
+        cell has one descendant, as in balanced OT. ``"prior"``: each cell's mass grows at the
+        rate in ``obs[growth_key]`` (per unit of ``obs[time_key]``, log scale; e.g. from
+        :func:`cellflow.pp.score_growth`). ``"learned"``: the rate is learned from how the
+        time points' compositions change, starting from ``obs[growth_key]`` if given.
+        Either way each interval's minibatch plan is unbalanced
+        (:class:`cellflow.couplings.UnbalancedOT`; OT-CFM's with a small ε, SB-CFM's with its
+        own) with the source marginal relaxed by ``tau`` in (0, 1] (1: the prior exactly), and
+        a growth network :math:`g(t, x)` is fitted beside the velocity, so that :meth:`push`
+        can carry each cell's mass and :meth:`growth_rate` report it.
     device
         Where the networks train and integrate (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...).
         Minibatches and their couplings are drawn on the CPU by the batch workers and moved;
@@ -154,10 +176,17 @@ class CellFlow(ModelBase):
         hidden=(64, 64, 64),
         activation: str = "selu",
         per_interval: bool = False,
+        growth: Growth | None = None,
+        growth_key: str | None = None,
+        tau: float = GROWTH_TAU,
         min_cells: int = 10,
         seed: int = 0,
         device: str | torch.device = "cpu",
     ):
+        check_growth(growth, growth_key, adata)
+        if growth is not None and method == "mfm":
+            raise ValueError("growth is not available for OT-MFM; use method='ot' or 'sb'.")
+        self.growth, self.growth_key, self.tau = growth, growth_key, check_tau(tau)[0]
         if time_scale not in get_args(TimeScale):
             raise ValueError(f"time_scale must be 'index' or 'real', got {time_scale!r}.")
         self.time_key, self.use_rep, self.time_scale = time_key, use_rep, time_scale
@@ -197,9 +226,9 @@ class CellFlow(ModelBase):
             else Standardizer.from_moments(*source.moments(), self.whiten)
         )
         self._cell_times = t
-        self._store = CellStore(
-            [np.flatnonzero(t == s) for s in self.times], self.scaler, source, X
-        )
+        groups = [np.flatnonzero(t == s) for s in self.times]
+        self._store = CellStore(groups, self.scaler, source, X)
+        self._prior = growth_prior(adata, growth_key, groups) if growth is not None else None
         self.fingerprint = fingerprint(adata, use_rep, time_key, self.n_pcs)
         # the model's clock: measured time s sits at (s - time_origin) / time_unit (time_scale="real")
         self.time_origin = float(self.times[0])
@@ -224,6 +253,9 @@ class CellFlow(ModelBase):
 
         self.net = make()
         self.score_net = make() if self.spec.has_score else None
+        self.growth_net = (
+            MLP(self.n_pcs, out_dim=1, **self._net_shape).to(self.device) if self.growth else None
+        )
 
     def _field(self, net, side: str = "right"):
         """``net`` as a function of ``(t, x)``; per-interval networks take the interval on ``side``
@@ -299,7 +331,9 @@ class CellFlow(ModelBase):
         return (
             f"CellFlow(method={self.method!r}, time_key={self.time_key!r}, times={self.times.tolist()}, "
             f"use_rep={self.use_rep!r}, n_pcs={self.n_pcs}, whiten={self.whiten}"
-            + (", per_interval=True)" if self.per_interval else ")")
+            + (", per_interval=True" if self.per_interval else "")
+            + (f", growth={self.growth!r}" if self.growth else "")
+            + ")"
         )
 
     # ------------------------------------------------------------------ model time
@@ -443,6 +477,11 @@ class CellFlow(ModelBase):
         if ot_batch_size is not None:
             ot_batch_size = check_batch_size(ot_batch_size, "ot_batch_size")
         check_steps(steps)  # before any work: OT-MFM fits its metric first
+        if global_coupling and self.growth:
+            raise ValueError(
+                "global_coupling is not available for a growth-aware model; leave it False "
+                "(each rank then couples its own batch)."
+            )
         self._check_source()
         if holdout is not None:
             holdout = self._measured(holdout, "holdout")
@@ -490,13 +529,25 @@ class CellFlow(ModelBase):
             )
         n_ot = n if ot_batch_size is None else int(ot_batch_size) * world
         n_pairs = None if n_ot == n else n  # pairs drawn from the larger plan
+        # growth: each source cell's log mass change over its interval, and draws in proportion
+        # to its mass (a global coupling was refused above)
+        change = self._mass_changes(pairs, progress) if self.growth else None
 
         def make_batch(g):
             out = []
-            for (i, j), pair_matcher in zip(pairs, matchers):
-                x0 = store.draw(i, torch.randint(sizes[i], (n_ot,), generator=g))
+            for k, ((i, j), pair_matcher) in enumerate(zip(pairs, matchers)):
+                if change is None:
+                    x0 = store.draw(i, torch.randint(sizes[i], (n_ot,), generator=g))
+                else:
+                    r, weight = change[k]
+                    i0 = torch.multinomial(weight, n_ot, replacement=True, generator=g)
+                    x0 = store.draw(i, i0)
                 x1 = store.draw(j, torch.randint(sizes[j], (n_ot,), generator=g))
                 s = pair_matcher.sample(x0, x1, n=n_pairs, generator=g)
+                if change is not None:
+                    rate = (r[i0[s.i0]] / (taus[j] - taus[i])).float()
+                    out.append((s, taus[i], taus[j] - taus[i], rate))
+                    continue
                 out.append(
                     (
                         distributed.rank_share(s, batch_size, share) if world > 1 else s,
@@ -509,17 +560,24 @@ class CellFlow(ModelBase):
         def loss_fn(batch):
             # one network call over all pairs; the loss is the sum over pairs of each pair's mean
             dev = self.device  # batches are drawn on the CPU
-            tau = torch.cat([tau0 + span * s.t for s, tau0, span in batch]).to(
+            tau = torch.cat([tau0 + span * s.t for s, tau0, span, *_ in batch]).to(
                 dev, non_blocking=True
             )
-            x = torch.cat([s.x_t for s, _, _ in batch]).to(dev, non_blocking=True)
-            target = torch.cat([s.u_t / span for s, _, span in batch]).to(dev, non_blocking=True)
+            x = torch.cat([s.x_t for s, *_ in batch]).to(dev, non_blocking=True)
+            target = torch.cat([s.u_t / span for s, _, span, *_ in batch]).to(
+                dev, non_blocking=True
+            )
             err = (self._in_training("net")(tau, x) - target).pow(2)
             loss = err.reshape(len(batch), -1).mean(1).sum()
+            if self.growth_net is not None:
+                # g_φ(τ, x_τ) against the pair's log mass change per unit of model time
+                rate = torch.cat([r for *_, r in batch]).to(dev, non_blocking=True)
+                gerr = (self._in_training("growth_net")(tau, x).reshape(-1) - rate).pow(2)
+                loss = loss + gerr.reshape(len(batch), -1).mean(1).sum()
             if self.score_net is not None:
                 # λ(t)·s_θ against λ(t)·∇log p_t(x|x0,x1) = -2ε/σ² ([SF]2M); the score does not
                 # depend on the time units
-                scores = [matcher.score_target(s) for s, _, _ in batch]
+                scores = [matcher.score_target(s) for s, *_ in batch]
                 lam = torch.cat([w for _, w in scores]).reshape(-1, 1).to(dev, non_blocking=True)
                 score = torch.cat([sc for sc, _ in scores]).to(dev, non_blocking=True)
                 serr = (lam * self._in_training("score_net")(tau, x) - lam * score).pow(2)
@@ -544,6 +602,26 @@ class CellFlow(ModelBase):
         for module in self.modules.values():
             module.eval()
         return self.history
+
+    def _mass_changes(self, pairs, progress: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """For each interval ``(i, j)``: the log mass change of every cell of time point ``i``
+        over it (:func:`cellflow.models._growth.interval_log_growth`), and the weights by which
+        its cells are drawn (their mass, scaled so that the largest is 1)."""
+        out = []
+        for i, j in pairs:
+            r = interval_log_growth(
+                self._store,
+                i,
+                j,
+                None if self._prior is None else self._prior[i],
+                float(self.times[j] - self.times[i]),
+                learned=self.growth == "learned",
+                tau=self.tau,
+                eps=GROWTH_OT_EPS,
+                seed=self.seed,
+            )
+            out.append((r, torch.exp(r - r.max())))
+        return out
 
     def _fit_geodesics(
         self, pairs, times, steps: int, metric: dict, progress: bool
@@ -596,8 +674,9 @@ class CellFlow(ModelBase):
         sde: bool = False,
         seed: int | None = None,
         chunk_size: int = CHUNK_SIZE,
+        return_mass: bool = False,
         method: str | None = None,
-    ) -> np.ndarray:
+    ):
         r"""Move cells (rows of ``X`` in the representation's units) from time ``t_from`` to
         ``t_to`` (backwards if ``t_to < t_from``) along the learned ODE, or, for SB models with
         ``sde=True``, along the learned Schrödinger bridge SDE (Euler–Maruyama, ``steps`` steps).
@@ -613,14 +692,30 @@ class CellFlow(ModelBase):
         ``time_scale="index"``), is :math:`dx = [v_\theta \pm \tfrac{g^2}{2} s_\theta]\,d\tau
         + g\,dW` with :math:`g^2 = \sigma^2/\Delta`; the sign is + forwards and − backwards.
         ``seed`` seeds its noise (default: the model's seed).
+
+        ``return_mass=True`` (growth-aware models) also returns each cell's mass at the end (or
+        at each of the ``n_points``), relative to 1 at ``t_from``:
+        :math:`\exp\int g\,d\tau` along its ODE path (backwards, the share of an ancestor that
+        the cell is). Returns ``(cells, mass)`` then.
         """
         solver = solver_argument(solver, method, "push")
         X = self._check_cells(X)
         tau0, tau1 = self.model_time(t_from), self.model_time(t_to)
+        if return_mass:
+            if self.growth_net is None:
+                raise ValueError(
+                    "return_mass=True needs a growth-aware model (CellFlow(..., growth='prior' or "
+                    "'learned')); in this one every cell keeps a mass of 1."
+                )
+            if sde:
+                raise ValueError("mass is carried along the ODE; push with sde=False.")
         if (
             tau0 == tau1 or len(X) == 0
         ):  # no time passes, or no cell moves: the cells stay as they are
-            return np.repeat(X[None], n_points, axis=0) if n_points else X.copy()
+            out = np.repeat(X[None], n_points, axis=0) if n_points else X.copy()
+            if return_mass:
+                return out, np.ones(out.shape[:-1])
+            return out
         grid = torch.linspace(tau0, tau1, n_points) if n_points else torch.tensor([tau0, tau1])
         if sde:
             if self.score_net is None:
@@ -647,10 +742,64 @@ class CellFlow(ModelBase):
                     )
                     continue
                 field = self._field(self.net, "right" if tau1 >= tau0 else "left")
+                if return_mass:  # (x, log m) together: d(log m)/dτ = g(τ, x)
+                    field = self._with_log_mass(field)
+                    z = torch.cat([z, z.new_zeros(len(z), 1)], 1)
                 tr = integrate_ode(field, z, grid.to(self.device), solver=solver, steps=steps)
                 outs.append(tr.xs.cpu().numpy().astype(np.float64))
-        out = np.concatenate(outs, axis=1) * self.scaler.scale + self.scaler.mean
+        out = np.concatenate(outs, axis=1)
+        if return_mass:
+            out, mass = out[..., :-1], np.exp(out[..., -1])
+        out = out * self.scaler.scale + self.scaler.mean
+        if return_mass:
+            return (out, mass) if n_points else (out[-1], mass[-1])
         return out if n_points else out[-1]
+
+    def _with_log_mass(self, field):
+        growth = self.growth_net
+
+        def joint(t, y):
+            x = y[:, :-1]
+            return torch.cat([field(t, x), growth(t, x).reshape(-1, 1)], 1)
+
+        return joint
+
+    @scoped_threads
+    def growth_rate(
+        self, X: np.ndarray, time: float | np.ndarray, *, chunk_size: int = CHUNK_SIZE
+    ) -> np.ndarray:
+        """The learned net growth rate :math:`g(t, x)` at cells ``X`` and time(s) ``time``, per
+        unit of ``obs[time_key]`` on the log scale (a cell's expected descendants grow by
+        ``exp(rate * Δt)``). At a measured time between two intervals of different length the
+        rate per unit of model time is converted with the mean of their clocks."""
+        if self.growth_net is None:
+            raise ValueError(
+                "this model has no growth (growth=None); build CellFlow(..., growth='learned') or "
+                "growth='prior' to learn one."
+            )
+        X = self._check_cells(X)
+        s = np.broadcast_to(np.asarray(time, dtype=float), (len(X),))
+        tau = np.vectorize(self.model_time, otypes=[float])(s)
+        out = np.empty(len(X))
+        with torch.no_grad():
+            for start in range(0, len(X), chunk_size):
+                sl = slice(start, start + chunk_size)
+                z = torch.tensor(
+                    self.scaler.forward(X[sl]), dtype=torch.float32, device=self.device
+                )
+                t = torch.tensor(tau[sl], dtype=torch.float32, device=self.device)
+                out[sl] = self.growth_net(t, z).reshape(-1).cpu().numpy()
+        return out * self._clock_rate(s)
+
+    def _clock_rate(self, s: np.ndarray) -> np.ndarray:
+        """dτ/ds, model time per unit of measured time, at measured times ``s`` (at a knot, the
+        mean of the two intervals' rates)."""
+        taus, times = self._taus(), self.times
+        slopes = np.diff(taus) / np.diff(times)
+        k = np.clip(np.searchsorted(times, s, side="right") - 1, 0, len(slopes) - 1)
+        left = np.clip(np.searchsorted(times, s, side="left") - 1, 0, len(slopes) - 1)
+        at_knot = np.isin(s, times)
+        return np.where(at_knot, 0.5 * (slopes[k] + slopes[left]), slopes[k])
 
     def _sde_path(
         self, z: torch.Tensor, grid: torch.Tensor, steps: int, gen: torch.Generator
@@ -731,6 +880,11 @@ class CellFlow(ModelBase):
         subsamples them without replacement. ``mode="sample"`` draws ``n_cells`` new cells: it
         resamples those cells with replacement, perturbs each with the path's Gaussian noise
         (σ in model units), and pushes them.
+
+        A growth-aware model pushes the cells with their masses and returns ``n_cells`` (default:
+        as many as it pushed) drawn in proportion to mass (systematic resampling): a cell that
+        doubled is there twice as often, so the prediction has the later population's
+        composition.
         """
         if mode not in ("push", "sample"):
             raise ValueError(f"mode must be 'push' or 'sample', got {mode!r}.")
@@ -749,9 +903,15 @@ class CellFlow(ModelBase):
                 rng.normal(size=(len(idx), self.n_pcs)) * max(self.sigma, 1e-3) * self.scaler.scale
             )
             X0 = X0[idx] + noise
-        elif n_cells is not None and n_cells < len(X0):
+        elif n_cells is not None and n_cells < len(X0) and self.growth_net is None:
             X0 = X0[np.sort(rng.choice(len(X0), n_cells, replace=False))]
-        return self.push(X0, from_time, time, steps=steps)
+        if self.growth_net is None:
+            return self.push(X0, from_time, time, steps=steps)
+        Y, mass = self.push(X0, from_time, time, steps=steps, return_mass=True)
+        n = len(Y) if n_cells is None else int(n_cells)
+        cum = np.cumsum(mass) / mass.sum()
+        picks = np.searchsorted(cum, (rng.random() + np.arange(n)) / n, side="right")
+        return Y[np.minimum(picks, len(Y) - 1)]
 
     def source_time(self, time: float) -> float:
         """The nearest trained time point before ``time``: where predictions at ``time`` start."""
@@ -772,6 +932,7 @@ class CellFlow(ModelBase):
         steps: int = 100,
         sde: bool = False,
         n_samples: int = 10,
+        return_mass: bool = False,
     ):
         """Where cells at ``t_from`` land among the observed cells at ``t_to``.
 
@@ -780,17 +941,25 @@ class CellFlow(ModelBase):
         its ``k``-th neighbour / 2, in model units). With ``sde=True`` (SB models), each cell
         follows ``n_samples`` SDE paths and its row is their average. Returns a sparse
         row-stochastic matrix (cells at ``t_from`` × observed cells at ``t_to``, in ``obs`` order).
+        ``return_mass=True`` (growth-aware models) returns ``(matrix, mass)``, with each cell's
+        mass at ``t_to`` along its ODE path (:meth:`push`).
         """
         import scipy.sparse as sp
 
         X0 = self.cells_at(t_from) if cells is None else self._check_cells(cells)
         m = int(n_samples) if sde else 1
-        Y = self.push(np.repeat(X0, m, axis=0), t_from, t_to, steps=steps, sde=sde)
+        mass = None
+        if return_mass and not sde:
+            Y, mass = self.push(X0, t_from, t_to, steps=steps, return_mass=True)
+        else:
+            Y = self.push(np.repeat(X0, m, axis=0), t_from, t_to, steps=steps, sde=sde)
+            if return_mass:  # the mass follows the ODE
+                mass = self.push(X0, t_from, t_to, steps=steps, return_mass=True)[1]
         P = knn_assignment(self.scaler.forward(Y), self.scaler.forward(self.cells_at(t_to)), k=k)
         if m == 1:
-            return P
+            return (P, mass) if return_mass else P
         mean = sp.csr_matrix(
             (np.full(len(Y), 1.0 / m), np.arange(len(Y)), np.arange(0, len(Y) + 1, m)),
             shape=(len(X0), len(Y)),
         )
-        return (mean @ P).tocsr()
+        return ((mean @ P).tocsr(), mass) if return_mass else (mean @ P).tocsr()

@@ -1,6 +1,7 @@
 """Plots (matplotlib, scanpy style): trajectories, the velocity field on an embedding,
-predicted vs observed cells, the held-out evaluation table, gene trends along the flow."""
+predicted vs observed cells, the held-out evaluation table, gene trends along the flow, growth."""
 
+from ._growth import growth
 from ._plots import evaluation, prediction, trajectories
 from ._trends import gene_trends
 from ._velocity import VelocityGrid, velocity, velocity_grid
@@ -13,4 +14,5 @@ __all__ = [
     "prediction",
     "evaluation",
     "gene_trends",
+    "growth",
 ]

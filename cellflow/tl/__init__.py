@@ -3,6 +3,7 @@ into the AnnData (each docstring lists the fields it sets); ``interpolate`` and 
 return new objects."""
 
 from ._fate import couplings, fates, pull, push
+from ._growth import growth_rates
 from ._interpolate import interpolate
 from ._sanitize import sanitize
 from ._trends import gene_trends
@@ -18,4 +19,5 @@ __all__ = [
     "couplings",
     "gene_trends",
     "sanitize",
+    "growth_rates",
 ]

@@ -45,8 +45,18 @@ def _groups_at(
     return labels, present, names
 
 
+def _transitions(model, t_from, t_to, k, steps, sde):
+    """The transition matrix from ``t_from`` to ``t_to`` and each source cell's mass at ``t_to``
+    (its expected descendants; all 1 for a model without growth)."""
+    if model.growth is None:
+        P = model.transition_matrix(t_from, t_to, k=k, steps=steps, sde=sde)
+        return P, np.ones(P.shape[0])
+    return model.transition_matrix(t_from, t_to, k=k, steps=steps, sde=sde, return_mass=True)
+
+
 def _prepare(adata, model, cells, what: str, t_from, t_to, key_added, overwrite, k, steps, sde):
-    """Shared checks of push/pull; the selected cells at their time point and the transition matrix."""
+    """Shared checks of push/pull; the selected cells at their time point, the transition matrix
+    and the source cells' masses."""
     check_model(adata, model)
     refuse_overwrite([f"obs[{key_added!r}]"] * (key_added in adata.obs), overwrite)
     at_from, at_to = (
@@ -59,7 +69,7 @@ def _prepare(adata, model, cells, what: str, t_from, t_to, key_added, overwrite,
         raise ValueError(
             f"no {what} cell is measured at {'t_from' if what == 'source' else 't_to'}={t_sel}."
         )
-    return at_from, at_to, sel, model.transition_matrix(t_from, t_to, k=k, steps=steps, sde=sde)
+    return at_from, at_to, sel, *_transitions(model, t_from, t_to, k, steps, sde)
 
 
 def push(
@@ -102,12 +112,16 @@ def push(
     Returns
     -------
     ``None`` (or the copy); sets ``obs[key_added]``: the fraction of the source's mass that
-    lands on each cell at ``t_to`` (sums to 1 there; NaN at other times, grey in plots).
+    lands on each cell at ``t_to`` (sums to 1 there; NaN at other times, grey in plots). For a
+    growth-aware model each source cell brings the mass it carries at ``t_to``
+    (:meth:`cellflow.CellFlow.push` with ``return_mass=True``), so the values are the shares
+    of the source's *descendants*.
     """
-    at_from, at_to, src, P = _prepare(
+    at_from, at_to, src, P, m = _prepare(
         adata, model, source, "source", t_from, t_to, key_added, overwrite, k, steps, sde
     )
-    mass = np.asarray(P[src].sum(0)).ravel() / src.sum()
+    w = m * src
+    mass = np.asarray(P.T @ w).ravel() / w.sum()
     adata = adata.copy() if copy else adata
     out = np.full(adata.n_obs, np.nan)
     out[at_to] = mass
@@ -141,10 +155,13 @@ def pull(
         The cells to reach: a boolean mask, indices, obs names, or ``{obs_key: value(s)}``;
         only those measured at ``t_to`` count.
     normalize
-        ``False`` (default): each cell's probability of reaching the target, in [0, 1].
-        ``True``: divide by their sum, so that the values form a distribution over the cells
-        at ``t_from`` (as moscot's ``pull``; each value is then tiny and is not a probability
-        of that cell).
+        ``False`` (default): each cell's probability of reaching the target, in [0, 1]
+        (the same whether or not cells grow: it is where the cell's own future goes).
+        ``True``: the share of the target's cells that descend from each cell, a distribution
+        over the cells at ``t_from`` (as moscot's ``pull``; each value is then tiny and is not
+        a probability of that cell). For a growth-aware model each cell's probability is
+        weighted by the mass it carries to ``t_to``: a cell that divides more leaves more
+        descendants in the target.
     t_from, t_to, key_added, k, steps, sde, overwrite, copy
         As in :func:`push`.
 
@@ -152,13 +169,14 @@ def pull(
     -------
     ``None`` (or the copy); sets ``obs[key_added]`` on the cells at ``t_from`` (NaN at other times).
     """
-    at_from, at_to, tgt, P = _prepare(
+    at_from, at_to, tgt, P, m = _prepare(
         adata, model, target, "target", t_from, t_to, key_added, overwrite, k, steps, sde
     )
     prob = np.clip(
         np.asarray(P @ tgt.astype(float)).ravel(), 0.0, 1.0
     )  # rows sum to 1 up to rounding
     if normalize:
+        prob = prob * m
         if prob.sum() == 0:
             raise ValueError("no cell reaches the target; check t_from/t_to or the target set.")
         prob = prob / prob.sum()
@@ -207,9 +225,19 @@ def fates(
 
     Returns
     -------
-    ``None`` (or the copy). Sets ``obsm[key_added]``: a DataFrame (index ``obs_names``, one
-    column per group) with the fate probabilities of the cells at ``t_from`` and NaN elsewhere,
-    and ``uns[f"{key_added}_params"]`` (``groupby``, ``t_from``, ``t_to``, ``k``).
+    ``None`` (or the copy). Sets
+
+    - ``obsm[key_added]``: a DataFrame (index ``obs_names``, one column per group) with the fate
+      probabilities of the cells at ``t_from`` and NaN elsewhere;
+    - ``uns[f"{key_added}_params"]``: ``groupby``, ``t_from``, ``t_to``, ``k``, ``sde``, and
+      two summaries per group: ``ancestor_share``, the share of the cells at ``t_from`` whose
+      future is the group (the mean of the fate probabilities), and ``descendant_share``, the
+      share of their descendants at ``t_to`` in it (each cell weighted by the mass it carries
+      to ``t_to``). Without growth every cell has one descendant and the two are equal; with
+      growth they differ when one fate expands: most cells at ``t_to`` may belong to a fate
+      that few cells at ``t_from`` take;
+    - for a growth-aware model, ``obs[f"{key_added}_mass"]``: each cell's expected
+      descendants at ``t_to`` (NaN at other times).
     """
     import pandas as pd
     import scipy.sparse as sp
@@ -235,7 +263,7 @@ def fates(
     onehot = sp.csr_matrix(
         (np.ones(len(j)), (np.flatnonzero(labelled), j)), shape=(len(labels), len(columns))
     )
-    P = model.transition_matrix(t_from, t_to, k=k, steps=steps, sde=sde)
+    P, mass = _transitions(model, t_from, t_to, k, steps, sde)
     F = np.asarray((P @ onehot).todense())
     total = F.sum(1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -252,7 +280,16 @@ def fates(
     out = pd.DataFrame(np.nan, index=adata.obs_names, columns=columns)
     out.loc[at_from] = F
     adata.obsm[key_added] = out
+    ok = np.isfinite(F).all(1)
+    ancestors = F[ok].mean(0) if ok.any() else np.full(len(columns), np.nan)
+    descendants = (mass[ok, None] * F[ok]).sum(0) / mass[ok].sum() if ok.any() else ancestors
+    if model.growth is not None:
+        m_out = np.full(adata.n_obs, np.nan)
+        m_out[at_from] = mass
+        adata.obs[f"{key_added}_mass"] = m_out
     adata.uns[f"{key_added}_params"] = {
+        "ancestor_share": {c: float(v) for c, v in zip(columns, ancestors)},
+        "descendant_share": {c: float(v) for c, v in zip(columns, descendants)},
         "groupby": groupby,
         "t_from": float(t_from),
         "t_to": float(t_to),

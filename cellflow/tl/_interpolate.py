@@ -119,5 +119,6 @@ def interpolate(
         "steps": int(steps),
         "method": model.method,
         "decoded": bool(can_decode),
+        "resampled_by_mass": model.growth is not None,
     }
     return pred

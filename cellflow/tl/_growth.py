@@ -1,0 +1,74 @@
+"""``cf.tl.growth_rates``: the growth rate a growth-aware :class:`cellflow.CellFlow` learned, at
+every cell."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..adata._store import RowSource
+from ._common import cell_times, check_model, refuse_overwrite
+
+
+def growth_rates(
+    adata,
+    model,
+    *,
+    key_added: str = "growth_rate",
+    overwrite: bool = False,
+    copy: bool = False,
+):
+    """Each cell's net growth rate at its own time: :meth:`cellflow.CellFlow.growth_rate`, per
+    unit of ``obs[time_key]`` on the log scale (a cell is expected to have ``exp(rate * Δt)``
+    descendants after ``Δt``; 0 is steady, ``log 2`` doubles per unit of time).
+
+    Parameters
+    ----------
+    adata
+        The AnnData the model was trained on.
+    model
+        A :class:`cellflow.CellFlow` built with ``growth="prior"`` or ``"learned"``.
+    key_added, overwrite, copy
+        The ``obs`` column written; replace an existing one; return a modified copy.
+
+    Returns
+    -------
+    ``None`` (or the copy). Sets ``obs[key_added]`` and ``uns[f"{key_added}_params"]`` (the
+    model's growth setting, its prior key and τ, and the unit).
+
+    Examples
+    --------
+    >>> model = cf.CellFlow(adata, "day", growth="learned")  # doctest: +SKIP
+    >>> _ = model.train()  # doctest: +SKIP
+    >>> cf.tl.growth_rates(adata, model)  # doctest: +SKIP
+    >>> adata.obs.groupby("cell_type")["growth_rate"].mean()  # doctest: +SKIP
+    """
+    check_model(adata, model)
+    if model.growth is None:
+        raise ValueError(
+            "this model has no growth (growth=None); build CellFlow(..., growth='learned') or "
+            "growth='prior' with growth_key=..., train it, and call growth_rates again."
+        )
+    pkey = f"{key_added}_params"
+    refuse_overwrite(
+        [f"obs[{key_added!r}]"] * (key_added in adata.obs)
+        + [f"uns[{pkey!r}]"] * (pkey in adata.uns),
+        overwrite,
+    )
+    times = cell_times(adata, model)
+    if model.use_rep == "X":
+        rate = np.empty(adata.n_obs)
+        for sl, block in RowSource.from_adata(adata, "X", model.n_pcs).blocks():
+            rate[sl] = model.growth_rate(block, times[sl])
+    else:
+        X = np.asarray(adata.obsm[model.use_rep], dtype=np.float64)[:, : model.n_pcs]
+        rate = model.growth_rate(X, times)
+    adata = adata.copy() if copy else adata
+    adata.obs[key_added] = rate
+    adata.uns[pkey] = {
+        "growth": model.growth,
+        "growth_key": model.growth_key or "",
+        "tau": float(model.tau),
+        "time_key": model.time_key,
+        "unit": f"log growth per unit of obs[{model.time_key!r}]",
+    }
+    return adata if copy else None
