@@ -88,6 +88,26 @@ def test_a_uniform_prior_gives_every_cell_the_same_growth():
     assert np.allclose(r.numpy(), 0.8, atol=1e-5)
 
 
+def test_the_prior_scale_is_the_one_that_explains_the_next_time_point():
+    """A later time point that is the earlier one reweighted by exp(0.6 r) (its cells drawn in
+    proportion to that, unmoved): the calibration finds the scale 0.6 of the prior r."""
+    from cellflow.models._growth import calibrate_prior
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 2))
+    r = 2.0 * x[:, 0]  # the prior: cells to the right grow
+    w = np.exp(0.6 * r)
+    later = x[rng.choice(400, 400, p=w / w.sum())]
+    a = ad.AnnData(
+        obs=pd.DataFrame({"day": np.repeat([0, 1], 400)}, index=[f"c{i}" for i in range(800)])
+    )
+    a.obsm["X_pca"] = np.concatenate([x, later])
+    a.obs["prior"] = np.concatenate([r, r])
+    m = cf.CellFlow(a, "day", growth="learned", growth_key="prior")
+    c = calibrate_prior(m._store, [(0, 1)], m._prior, [1.0], seed=0)
+    assert c == pytest.approx(0.6, abs=0.1)
+
+
 def _constant_growth_model(g: float, time_scale="index"):
     rng = np.random.default_rng(0)
     a = ad.AnnData(

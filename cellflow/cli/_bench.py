@@ -154,6 +154,34 @@ def _bench_images(args) -> int:
     return 0
 
 
+def _bench_growth(args) -> int:
+    from ..bench.growth import regions, run, summarize
+
+    if args.regions:
+        table, cells = regions(args.regions, args.time_key, steps=args.steps, seed=args.seeds[0])
+        print(
+            f"learned growth per {args.time_key} (rows) and region (columns), log per unit of time"
+        )
+        print(table.to_string())
+        print("cells per time and region")
+        print(cells.to_string())
+        return 0
+
+    df = run(
+        args.seeds,
+        steps=args.steps,
+        n_cells=args.n_cells,
+        held_out=args.held_out,
+        moscot_python=args.moscot_python,
+        out=args.out,
+        progress=not args.quiet,
+    )
+    print(summarize(df).to_string(float_format=lambda v: f"{v:.3f}"))
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
 def add_commands(sub) -> None:
     """Add ``bench`` and its subcommands to the subparsers ``sub``."""
     b = sub.add_parser("bench", help="benchmarks")
@@ -320,6 +348,37 @@ def add_commands(sub) -> None:
     v.add_argument("--out", default=None, metavar="TABLE.csv")
     v.add_argument("--quiet", action="store_true")
     v.set_defaults(func=_bench_velocity)
+    g = bsub.add_parser(
+        "growth",
+        help="growth-aware flows on a course with known growth, next to balanced OT-CFM and moscot",
+    )
+    g.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    g.add_argument("--steps", type=int, default=2000, help="training steps of every model")
+    g.add_argument("--n-cells", type=int, default=300, help="cells sequenced per day")
+    g.add_argument(
+        "--held-out",
+        type=float,
+        nargs="*",
+        default=[2.0, 3.0, 4.0],
+        help="days held out, one model each, for the mass-weighted W1 (none: skip)",
+    )
+    g.add_argument(
+        "--moscot-python",
+        default=None,
+        help="the python of an environment with moscot 0.5.2 (pip install moscot): runs moscot's "
+        "TemporalProblem on the same data (default: no moscot)",
+    )
+    g.add_argument(
+        "--regions",
+        default=None,
+        metavar="IN.h5ad",
+        help="instead: learn growth on a real file (no genes needed) and print its mean per time "
+        "point and region (k-means on the benchmark's 5 whitened PCs)",
+    )
+    g.add_argument("--time-key", default="day", help="with --regions: the obs time column")
+    g.add_argument("--out", default=None, metavar="TABLE.csv")
+    g.add_argument("--quiet", action="store_true")
+    g.set_defaults(func=_bench_growth)
     bt = bsub.add_parser(
         "tabular",
         help="TabularFlow next to ForestDiffusion (if installed) on the same splits",

@@ -170,6 +170,7 @@ def write_model_files(model, tmp: Path) -> None:
         growth=model.growth,
         growth_key=model.growth_key,
         tau=model.tau,
+        prior_scale=model.prior_scale,
         min_cells=model.min_cells,
         seed=model.seed,
         times=model.times.tolist(),
@@ -256,6 +257,7 @@ def load_model(cls, path: str | Path, adata, device="cpu"):
     )
     model.scaler = Standardizer.from_dict(cfg["scaler"])
     model.holdout = cfg.get("holdout")
+    model.prior_scale = cfg.get("prior_scale")
     if model.per_interval and model.holdout is not None:
         model._build_networks()  # a held-out time point is not a knot
     # models saved before time_unit existed ran real time unscaled

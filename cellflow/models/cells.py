@@ -89,7 +89,7 @@ from ..train.config import check_batch_size, check_steps
 from ..train.threads import scoped_threads
 from ..train.trainer import TrainHistory, check_device
 from ._base import ModelBase, training_config
-from ._growth import check_growth, growth_prior, interval_log_growth
+from ._growth import calibrate_prior, check_growth, growth_prior, interval_log_growth
 from ._knn import knn_assignment
 from ._methods import cellflow_spec, default_sigma
 from ._persist import fingerprint, load_model, source_digest, write_model_files
@@ -187,6 +187,7 @@ class CellFlow(ModelBase):
         if growth is not None and method == "mfm":
             raise ValueError("growth is not available for OT-MFM; use method='ot' or 'sb'.")
         self.growth, self.growth_key, self.tau = growth, growth_key, check_tau(tau)[0]
+        self.prior_scale: float | None = None  # learned growth: the fitted scale of the prior
         if time_scale not in get_args(TimeScale):
             raise ValueError(f"time_scale must be 'index' or 'real', got {time_scale!r}.")
         self.time_key, self.use_rep, self.time_scale = time_key, use_rep, time_scale
@@ -608,12 +609,18 @@ class CellFlow(ModelBase):
         over it (:func:`cellflow.models._growth.interval_log_growth`), and the weights by which
         its cells are drawn (their mass, scaled so that the largest is 1)."""
         out = []
+        spans = [float(self.times[j] - self.times[i]) for i, j in pairs]
+        self.prior_scale = 1.0
+        if self._prior is not None and self.growth == "learned":
+            self.prior_scale = calibrate_prior(
+                self._store, pairs, self._prior, spans, seed=self.seed
+            )
         for i, j in pairs:
             r = interval_log_growth(
                 self._store,
                 i,
                 j,
-                None if self._prior is None else self._prior[i],
+                None if self._prior is None else self.prior_scale * self._prior[i],
                 float(self.times[j] - self.times[i]),
                 learned=self.growth == "learned",
                 tau=self.tau,
