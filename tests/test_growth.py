@@ -307,6 +307,20 @@ def test_tools_carry_mass_and_say_what_they_wrote(trained, tmp_path):
     assert back.growth == "learned" and np.allclose(back.growth_rate(X, 1), m.growth_rate(X, 1))
 
 
+def test_sb_cfm_grows_too(growth_course):
+    """SB-CFM with growth: its own entropic pairs on mass-weighted sources, a score for the SDE,
+    and mass along the ODE."""
+    a = growth_course
+    m = cf.CellFlow(a, "day", method="sb", whiten=True, growth="learned", seed=0)
+    m.train(steps=30, progress=False)
+    X = m.cells_at(1)[:20]
+    Y, mass = m.push(X, 1, 3, return_mass=True)
+    assert Y.shape == X.shape and (mass > 0).all()
+    assert m.push(X, 1, 3, sde=True).shape == X.shape
+    with pytest.raises(ValueError, match="sde=False"):
+        m.push(X, 1, 3, sde=True, return_mass=True)
+
+
 def test_predictions_are_drawn_in_proportion_to_mass(trained):
     """The cells a growth-aware model predicts are its pushed cells drawn by their masses: the
     share drawn from each pushed cell follows its share of the mass."""

@@ -147,8 +147,9 @@ class CellFlow(ModelBase):
     growth, growth_key, tau
         Cells that divide and die (:mod:`cellflow.models._growth`). ``None`` (default): every
         cell has one descendant, as in balanced OT. ``"prior"``: each cell's mass grows at the
-        rate in ``obs[growth_key]`` (per unit of ``obs[time_key]``, log scale; e.g. from
-        :func:`cellflow.pp.score_growth`). ``"learned"``: the rate is learned from how the
+        rate in ``obs[growth_key]`` (per unit of ``obs[time_key]``, log scale: 0 is steady;
+        e.g. from :func:`cellflow.pp.score_growth`; a growth *factor* f per unit of time, such
+        as moscot's ``prior_growth_rates``, is the rate ``log f``). ``"learned"``: the rate is learned from how the
         time points' compositions change, starting from ``obs[growth_key]`` if given.
         Either way each interval's minibatch plan is unbalanced
         (:class:`cellflow.couplings.UnbalancedOT`; OT-CFM's with a small ε, SB-CFM's with its
