@@ -2,6 +2,7 @@
 into the AnnData (each docstring lists the fields it sets); ``interpolate`` and ``couplings``
 return new objects."""
 
+from ._drivers import driver_genes
 from ._fate import couplings, fates, pull, push
 from ._growth import growth_rates
 from ._interpolate import interpolate
@@ -20,4 +21,5 @@ __all__ = [
     "gene_trends",
     "sanitize",
     "growth_rates",
+    "driver_genes",
 ]
