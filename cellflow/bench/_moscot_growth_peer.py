@@ -18,12 +18,13 @@ import warnings
 
 import anndata as ad
 import numpy as np
-from moscot.problems.time import TemporalProblem
 
 warnings.filterwarnings("ignore")
 
 
 def main(path_in: str, path_out: str) -> None:
+    from moscot.problems.time import TemporalProblem  # in moscot's environment only
+
     adata = ad.read_h5ad(path_in)
     days = sorted(adata.obs["day"].unique().tolist())
     adata.obs["day"] = adata.obs["day"].astype(float)
