@@ -100,3 +100,15 @@ def test_bad_fates_and_layers_are_refused():
         cf.tl.driver_genes(a, "fates", cells=few)
     with pytest.raises(KeyError, match="not fates"):
         cf.tl.driver_genes(a, "fates", groups=["C"])
+
+
+def test_the_plot_draws_each_fates_top_genes():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    a, _ = _adata()
+    with pytest.raises(KeyError, match="driver_genes"):
+        cf.pl.driver_genes(a, show=False)
+    cf.tl.driver_genes(a, "fates")
+    axes = cf.pl.driver_genes(a, n_genes=3, show=False)
+    assert len(axes) == 2 and len(axes[0].patches) == 3

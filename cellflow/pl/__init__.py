@@ -1,6 +1,7 @@
 """Plots (matplotlib, scanpy style): trajectories, the velocity field on an embedding,
-predicted vs observed cells, the held-out evaluation table, gene trends along the flow, growth."""
+predicted vs observed cells, the held-out evaluation table, gene trends along the flow, growth, driver genes."""
 
+from ._drivers import driver_genes
 from ._growth import growth
 from ._plots import evaluation, prediction, trajectories
 from ._trends import gene_trends
@@ -15,4 +16,5 @@ __all__ = [
     "evaluation",
     "gene_trends",
     "growth",
+    "driver_genes",
 ]
