@@ -38,7 +38,17 @@ import numpy as np
 import pandas as pd
 
 from ..pp._markers import HUMAN_APOPTOSIS, HUMAN_PROLIFERATION
-from ._simulated import _programmes, _sig
+from ._simulated import (
+    BIFURCATION,
+    _check_course,
+    _counts,
+    _drift,
+    _evolve,
+    _initial_states,
+    _programmes,
+    _sig,
+    _softmax,
+)
 
 __all__ = ["simulated_growth"]
 
@@ -46,10 +56,9 @@ __all__ = ["simulated_growth"]
 GROWTH_A, GROWTH_B = float(np.log(2.0)), float(np.log(0.7))
 _BASE = 0.4  # progenitors: births = deaths
 _BIRTH = {"A": 1.0, "B": 0.3}  # births per day in committed cells; deaths follow from g
-#: log-rate loadings of the proliferation and apoptosis genes: their scores then span about
-#: -0.5 … 0.5 from one end of a programme to the other, as scores of real data do and where the
-#: published birth–death curves of :func:`cellflow.pp.score_growth` respond (they saturate
-#: beyond about ±0.5)
+#: log-rate loadings of the proliferation and apoptosis genes, smaller than the lineage genes'
+#: so that their scores stay where the published birth–death curves of
+#: :func:`cellflow.pp.score_growth` respond, as real scores do (method guide, "Growth")
 GROWTH_LOADINGS = (0.6, 1.2)
 
 
@@ -121,40 +130,24 @@ def simulated_growth(
     """
     import anndata as ad
 
-    if n_genes < 20:
-        raise ValueError(f"n_genes must be at least 20, got {n_genes}.")
+    times = _check_course(n_genes, times)
     n_growth_genes = int(n_growth_genes)
     if not 1 <= n_growth_genes <= min(len(HUMAN_PROLIFERATION), len(HUMAN_APOPTOSIS)):
         raise ValueError(f"n_growth_genes must be between 1 and 97, got {n_growth_genes}.")
     if int(pool_factor) < 2 or int(n_futures) < 1:
         raise ValueError("pool_factor must be at least 2 and n_futures at least 1.")
-    times = np.asarray(sorted(times), dtype=float)
-    if len(times) < 2:
-        raise ValueError("give at least 2 sampling times.")
     rng = np.random.default_rng(random_state)
-    rate, zb, a, s1, s2, dt = 1.0, 1.5, 1.5, 0.15, 0.2, 0.01
 
-    def drift(z):
-        return np.stack([np.full(len(z), rate), a * (z[:, 0] - zb) * z[:, 1] - z[:, 1] ** 3], 1)
-
-    def run(z, logw, start, stop):
-        """Move each lineage from its ``start`` to its ``stop`` time, adding ∫g dt to ``logw``."""
-        t, end = float(start.min()), float(stop.max())
-        while t < end - 1e-12:
-            h = min(dt, end - t)
-            move = (stop > t + 1e-12) & (start <= t + 1e-12)
-            beta, delta = _rates(z[move])
-            logw[move] += (beta - delta) * h
-            noise = rng.normal(size=(int(move.sum()), 2)) * np.array([s1, s2]) * np.sqrt(h)
-            z[move] += drift(z[move]) * h + noise
-            t += h
-        return z, logw
+    def growth(z):
+        beta, delta = _rates(z)
+        return beta - delta
 
     n = int(n_cells_per_time)
     pool = n * int(pool_factor)
     stop = np.repeat(times, pool)
-    z = np.stack([rng.normal(0.0, 0.3, len(stop)), rng.normal(0.0, 0.05, len(stop))], 1)
-    z, logw = run(z, np.zeros(len(stop)), np.full(len(stop), times[0]), stop)
+    z, logw = _evolve(
+        rng, _initial_states(rng, len(stop)), np.full(len(stop), times[0]), stop, growth
+    )
     chosen, size = [], []
     for k, s in enumerate(times):
         w = np.exp(logw[k * pool : (k + 1) * pool])
@@ -166,7 +159,7 @@ def simulated_growth(
     # each cell's futures to the last day: its fate as an ancestor, and its descendants' share
     K = int(n_futures)
     fz = np.repeat(z, K, axis=0)
-    fz, flogw = run(fz, np.zeros(len(fz)), np.repeat(day, K), np.full(len(fz), times[-1]))
+    fz, flogw = _evolve(rng, fz, np.repeat(day, K), np.full(len(fz), times[-1]), growth)
     in_A = (fz[:, 1] > 0).reshape(-1, K)
     fw = np.exp(flogw).reshape(-1, K)
     fate_A = in_A.mean(1)
@@ -200,14 +193,11 @@ def simulated_growth(
     apopt = (delta - d_lo) / (d_hi - d_lo)
     phi = np.column_stack([phi, prolif, apopt])
     x = base + phi @ W.T
-    p = np.exp(x - x.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
-    lib = library_size * np.exp(rng.normal(0.0, 0.3, len(z)))
-    counts = rng.poisson(p * lib[:, None]).astype(np.float32)
+    counts = _counts(rng, _softmax(x), library_size)
 
     names = [f"gene{g}" for g in range(n_genes)]
     names += list(HUMAN_PROLIFERATION[:n_growth_genes]) + list(HUMAN_APOPTOSIS[:n_growth_genes])
-    branch = np.where(z[:, 0] < zb + 0.5, "progenitor", np.where(z[:, 1] > 0, "A", "B"))
+    branch = np.where(z[:, 0] < BIFURCATION + 0.5, "progenitor", np.where(z[:, 1] > 0, "A", "B"))
     obs = pd.DataFrame(
         {
             "day": day.astype(int) if np.all(times == times.astype(int)) else day,
@@ -228,7 +218,7 @@ def simulated_growth(
     adata = ad.AnnData(X=counts, obs=obs, var=var)
     adata.layers["counts"] = counts.copy()
     adata.obsm["X_latent"] = z.astype(np.float32)
-    adata.obsm["velocity_latent"] = drift(z).astype(np.float32)
+    adata.obsm["velocity_latent"] = _drift(z).astype(np.float32)
     adata.uns["simulation"] = {
         "growth_A": GROWTH_A,
         "growth_B": GROWTH_B,

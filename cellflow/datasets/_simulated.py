@@ -29,6 +29,9 @@ import pandas as pd
 __all__ = ["simulated_differentiation", "true_velocity_pca"]
 
 TARGET_SUM = 1e4
+#: the latent SDE: maturation speed r, bifurcation point z_b, pitchfork strength a, the noise
+#: (s_1, s_2) and the Euler–Maruyama step
+RATE, BIFURCATION, PITCHFORK, NOISE, DT = 1.0, 1.5, 1.5, (0.15, 0.2), 0.01
 
 
 def _sig(u):
@@ -49,6 +52,54 @@ def _programmes(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     J[:, 3, 0], J[:, 3, 1] = b * dm, db * m
     J[:, 4, 0] = (1 - np.tanh(z1 / 2.5) ** 2) / 2.5
     return phi, J
+
+
+def _drift(z: np.ndarray) -> np.ndarray:
+    """The deterministic part :math:`f(z)` of the latent SDE."""
+    z1, z2 = z[:, 0], z[:, 1]
+    return np.stack([np.full(len(z), RATE), PITCHFORK * (z1 - BIFURCATION) * z2 - z2**3], 1)
+
+
+def _initial_states(rng, n: int) -> np.ndarray:
+    """Progenitors at the first time: :math:`z_1 \sim N(0, 0.3^2)`, :math:`z_2 \sim N(0, 0.05^2)`."""
+    return np.stack([rng.normal(0.0, 0.3, n), rng.normal(0.0, 0.05, n)], 1)
+
+
+def _evolve(rng, z, start, stop, growth=None):
+    """Move each state ``z[i]`` from time ``start[i]`` to ``stop[i]`` by Euler–Maruyama (in
+    place), all on one clock; with ``growth(z)`` (a net rate), also return each state's
+    :math:`\int g\,dt`, its log number of descendants."""
+    log_weight = np.zeros(len(z))
+    t, end = float(start.min()), float(stop.max())
+    while t < end - 1e-12:
+        h = min(DT, end - t)
+        move = (stop > t + 1e-12) & (start <= t + 1e-12)
+        if growth is not None:
+            log_weight[move] += growth(z[move]) * h
+        noise = rng.normal(size=(int(move.sum()), 2)) * np.array(NOISE) * np.sqrt(h)
+        z[move] += _drift(z[move]) * h + noise
+        t += h
+    return z, log_weight
+
+
+def _check_course(n_genes: int, times) -> np.ndarray:
+    if n_genes < 20:
+        raise ValueError(f"n_genes must be at least 20, got {n_genes}.")
+    times = np.asarray(sorted(times), dtype=float)
+    if len(times) < 2:
+        raise ValueError("give at least 2 sampling times.")
+    return times
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    p = np.exp(x - x.max(1, keepdims=True))
+    return p / p.sum(1, keepdims=True)
+
+
+def _counts(rng, p: np.ndarray, library_size: float) -> np.ndarray:
+    """Poisson counts with mean :math:`L\,p` around a log-normal library size per cell."""
+    lib = library_size * np.exp(rng.normal(0.0, 0.3, len(p)))
+    return rng.poisson(p * lib[:, None]).astype(np.float32)
 
 
 def simulated_differentiation(
@@ -94,27 +145,12 @@ def simulated_differentiation(
     """
     import anndata as ad
 
-    if n_genes < 20:
-        raise ValueError(f"n_genes must be at least 20, got {n_genes}.")
-    times = np.asarray(sorted(times), dtype=float)
-    if len(times) < 2:
-        raise ValueError("give at least 2 sampling times.")
+    times = _check_course(n_genes, times)
     rng = np.random.default_rng(random_state)
-    rate, zb, a, s1, s2, dt = 1.0, 1.5, 1.5, 0.15, 0.2, 0.01
-
-    def drift(z):
-        return np.stack([np.full(len(z), rate), a * (z[:, 0] - zb) * z[:, 1] - z[:, 1] ** 3], 1)
-
     n = n_cells_per_time * len(times)
     day = np.repeat(times, n_cells_per_time)
-    z = np.stack([rng.normal(0.0, 0.3, n), rng.normal(0.0, 0.05, n)], 1)
-    t = times[0]
-    while t < times[-1] - 1e-12:
-        h = min(dt, times[-1] - t)
-        move = day > t + 1e-12  # cells not yet sampled keep evolving
-        noise = rng.normal(size=(int(move.sum()), 2)) * np.array([s1, s2]) * np.sqrt(h)
-        z[move] += drift(z[move]) * h + noise
-        t += h
+    # each cell evolves until the day it is sampled
+    z, _ = _evolve(rng, _initial_states(rng, n), np.full(n, times[0]), day)
 
     # gene programmes: 5 programmes with the remaining genes housekeeping
     programme_names = np.array(
@@ -133,17 +169,15 @@ def simulated_differentiation(
 
     phi, J = _programmes(z)
     x = base + phi @ W.T
-    p = np.exp(x - x.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
-    lib = library_size * np.exp(rng.normal(0.0, 0.3, n))
-    counts = rng.poisson(p * lib[:, None]).astype(np.float32)
+    p = _softmax(x)
+    counts = _counts(rng, p, library_size)
 
-    f = drift(z)
+    f = _drift(z)
     xdot = np.einsum("gk,nkj,nj->ng", W, J, f)
     w = TARGET_SUM * p / (1.0 + TARGET_SUM * p)
     ydot = w * (xdot - (p * xdot).sum(1, keepdims=True))
 
-    branch = np.where(z[:, 0] < zb + 0.5, "progenitor", np.where(z[:, 1] > 0, "A", "B"))
+    branch = np.where(z[:, 0] < BIFURCATION + 0.5, "progenitor", np.where(z[:, 1] > 0, "A", "B"))
     obs = pd.DataFrame(
         {
             "day": day.astype(int) if np.all(times == times.astype(int)) else day,
@@ -162,10 +196,10 @@ def simulated_differentiation(
     adata.obsm["X_latent"] = z.astype(np.float32)
     adata.obsm["velocity_latent"] = f.astype(np.float32)
     adata.uns["simulation"] = {
-        "rate": rate,
-        "bifurcation_z1": zb,
-        "pitchfork_a": a,
-        "noise": [s1, s2],
+        "rate": RATE,
+        "bifurcation_z1": BIFURCATION,
+        "pitchfork_a": PITCHFORK,
+        "noise": list(NOISE),
         "target_sum": TARGET_SUM,
         "random_state": int(random_state),
         "loadings": W.astype(np.float64),
@@ -177,10 +211,7 @@ def simulated_differentiation(
 def expected_log_expression(z: np.ndarray, loadings: np.ndarray, base: np.ndarray) -> np.ndarray:
     """:math:`y = \\log(1 + 10^4\\,\\mathrm{softmax}(b + W\\phi(z)))` for latent states ``z``."""
     phi, _ = _programmes(np.asarray(z, dtype=np.float64))
-    x = base + phi @ np.asarray(loadings).T
-    p = np.exp(x - x.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
-    return np.log1p(TARGET_SUM * p)
+    return np.log1p(TARGET_SUM * _softmax(base + phi @ np.asarray(loadings).T))
 
 
 def true_velocity_pca(adata, *, layer: str = "velocity_true", use_rep: str = "X_pca") -> np.ndarray:
