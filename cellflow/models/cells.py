@@ -785,10 +785,17 @@ class CellFlow(ModelBase):
                 "this model has no growth (growth=None); build CellFlow(..., growth='learned') or "
                 "growth='prior' to learn one."
             )
+        out, s = self._at_cells(lambda t, z: self.growth_net(t, z).reshape(-1), X, time, chunk_size)
+        return out * self._clock_rate(s)
+
+    def _at_cells(self, fn, X, time, chunk_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """``fn(τ, z)`` at cells ``X`` (standardised to ``z``) and their measured time(s)
+        ``time`` (at model time ``τ``), ``chunk_size`` cells at a time without gradients; returns
+        the values (float64) and each cell's measured time."""
         X = self._check_cells(X)
         s = np.broadcast_to(np.asarray(time, dtype=float), (len(X),))
         tau = np.vectorize(self.model_time, otypes=[float])(s)
-        out = np.empty(len(X))
+        parts = []
         with torch.no_grad():
             for start in range(0, len(X), chunk_size):
                 sl = slice(start, start + chunk_size)
@@ -796,8 +803,9 @@ class CellFlow(ModelBase):
                     self.scaler.forward(X[sl]), dtype=torch.float32, device=self.device
                 )
                 t = torch.tensor(tau[sl], dtype=torch.float32, device=self.device)
-                out[sl] = self.growth_net(t, z).reshape(-1).cpu().numpy()
-        return out * self._clock_rate(s)
+                parts.append(fn(t, z).cpu().numpy().astype(np.float64))
+        width = () if not parts or parts[0].ndim == 1 else parts[0].shape[1:]
+        return (np.concatenate(parts) if parts else np.empty((0, *width))), s
 
     def _clock_rate(self, s: np.ndarray) -> np.ndarray:
         """dτ/ds, model time per unit of measured time, at measured times ``s`` (at a knot, the
@@ -853,21 +861,10 @@ class CellFlow(ModelBase):
         for ``time_scale="index"``, per unit of ``obs[time_key]`` for ``"real"``). A
         per-interval field (``per_interval=True``) may jump at a measured time point; there it
         is the mean of the fields of the two intervals that meet."""
-        X = self._check_cells(X)
-        tau = np.vectorize(self.model_time, otypes=[float])(
-            np.broadcast_to(np.asarray(time, dtype=float), (len(X),))
-        )
-        out = np.empty_like(X)
-        with torch.no_grad():
-            for start in range(0, len(X), chunk_size):
-                sl = slice(start, start + chunk_size)
-                z = torch.tensor(
-                    self.scaler.forward(X[sl]), dtype=torch.float32, device=self.device
-                )
-                t = torch.tensor(tau[sl], dtype=torch.float32, device=self.device)
-                out[sl] = (
-                    self._field(self.net, "mean")(t, z).cpu().numpy()
-                )  # at a knot: both intervals
+        # at a knot a per-interval field takes both intervals
+        out, _ = self._at_cells(self._field(self.net, "mean"), X, time, chunk_size)
+        if len(out) == 0:
+            out = np.empty((0, self.n_pcs))
         return out * self.scaler.scale / self._time_unit()
 
     def predict(
