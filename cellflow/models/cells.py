@@ -785,17 +785,18 @@ class CellFlow(ModelBase):
                 "this model has no growth (growth=None); build CellFlow(..., growth='learned') or "
                 "growth='prior' to learn one."
             )
-        out, s = self._at_cells(lambda t, z: self.growth_net(t, z).reshape(-1), X, time, chunk_size)
+        growth = lambda t, z: self.growth_net(t, z).reshape(-1)  # noqa: E731
+        out, s = self._at_cells(growth, X, time, chunk_size, width=())
         return out * self._clock_rate(s)
 
-    def _at_cells(self, fn, X, time, chunk_size: int) -> tuple[np.ndarray, np.ndarray]:
-        """``fn(τ, z)`` at cells ``X`` (standardised to ``z``) and their measured time(s)
-        ``time`` (at model time ``τ``), ``chunk_size`` cells at a time without gradients; returns
-        the values (float64) and each cell's measured time."""
+    def _at_cells(self, fn, X, time, chunk_size: int, width) -> tuple[np.ndarray, np.ndarray]:
+        """``fn(τ, z)``, of shape ``(cells, *width)``, at cells ``X`` (standardised to ``z``) and
+        their measured time(s) ``time`` (at model time ``τ``), ``chunk_size`` cells at a time
+        without gradients; returns the values and each cell's measured time."""
         X = self._check_cells(X)
         s = np.broadcast_to(np.asarray(time, dtype=float), (len(X),))
         tau = np.vectorize(self.model_time, otypes=[float])(s)
-        parts = []
+        out = np.empty((len(X), *width))
         with torch.no_grad():
             for start in range(0, len(X), chunk_size):
                 sl = slice(start, start + chunk_size)
@@ -803,9 +804,8 @@ class CellFlow(ModelBase):
                     self.scaler.forward(X[sl]), dtype=torch.float32, device=self.device
                 )
                 t = torch.tensor(tau[sl], dtype=torch.float32, device=self.device)
-                parts.append(fn(t, z).cpu().numpy().astype(np.float64))
-        width = () if not parts or parts[0].ndim == 1 else parts[0].shape[1:]
-        return (np.concatenate(parts) if parts else np.empty((0, *width))), s
+                out[sl] = fn(t, z).cpu().numpy()
+        return out, s
 
     def _clock_rate(self, s: np.ndarray) -> np.ndarray:
         """dτ/ds, model time per unit of measured time, at measured times ``s`` (at a knot, the
@@ -862,9 +862,8 @@ class CellFlow(ModelBase):
         per-interval field (``per_interval=True``) may jump at a measured time point; there it
         is the mean of the fields of the two intervals that meet."""
         # at a knot a per-interval field takes both intervals
-        out, _ = self._at_cells(self._field(self.net, "mean"), X, time, chunk_size)
-        if len(out) == 0:
-            out = np.empty((0, self.n_pcs))
+        field = self._field(self.net, "mean")
+        out, _ = self._at_cells(field, X, time, chunk_size, width=(self.n_pcs,))
         return out * self.scaler.scale / self._time_unit()
 
     def predict(
