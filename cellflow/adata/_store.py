@@ -142,6 +142,16 @@ class RowSource:
         return mean, np.maximum(s2 / n - mean**2, 0.0)
 
 
+def representation_blocks(adata, use_rep: str, n_cols: int | None = None):
+    """Yield ``(positions, dense float64 block)`` over all cells of ``obsm[use_rep]`` (one
+    block) or ``X`` (a block at a time, so sparse or on-disk X is never densified whole),
+    leading ``n_cols`` columns."""
+    if use_rep == "X":
+        yield from RowSource.from_adata(adata, "X", n_cols).blocks()
+        return
+    yield np.arange(adata.n_obs), read_representation(adata, use_rep, n_cols)
+
+
 def read_representation(adata, use_rep: str, n_cols: int | None = None, rows=None) -> np.ndarray:
     """Dense float64 ``obsm[use_rep]`` or ``X`` (leading ``n_cols`` columns, ``rows`` of
     them, in the order given), densifying only what is returned."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..adata._store import RowSource
+from ..adata._store import representation_blocks
 from ._common import cell_times, check_model, refuse_overwrite
 
 
@@ -55,13 +55,9 @@ def growth_rates(
         overwrite,
     )
     times = cell_times(adata, model)
-    if model.use_rep == "X":
-        rate = np.empty(adata.n_obs)
-        for sl, block in RowSource.from_adata(adata, "X", model.n_pcs).blocks():
-            rate[sl] = model.growth_rate(block, times[sl])
-    else:
-        X = np.asarray(adata.obsm[model.use_rep], dtype=np.float64)[:, : model.n_pcs]
-        rate = model.growth_rate(X, times)
+    rate = np.empty(adata.n_obs)
+    for rows, block in representation_blocks(adata, model.use_rep, model.n_pcs):
+        rate[rows] = model.growth_rate(block, times[rows])
     adata = adata.copy() if copy else adata
     adata.obs[key_added] = rate
     adata.uns[pkey] = {

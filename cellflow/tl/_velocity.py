@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..adata._store import RowSource, read_representation
+from ..adata._store import RowSource, read_representation, representation_blocks
 from ..models.cells import CHUNK_SIZE
 from ._common import cell_times, check_model, refuse_overwrite, rep_basis
 
@@ -114,8 +114,8 @@ def velocity(
     if on_x:
         times = cell_times(adata, model)
         V = np.zeros(adata.shape, dtype=np.float32)
-        for sl, block in RowSource.from_adata(adata, "X", model.n_pcs).blocks():
-            V[sl, : model.n_pcs] = model.velocity(block, times[sl], chunk_size=chunk_size)
+        for rows, block in representation_blocks(adata, "X", model.n_pcs):
+            V[rows, : model.n_pcs] = model.velocity(block, times[rows], chunk_size=chunk_size)
         adata.layers[key_added] = V
         adata.var[f"{key_added}_genes"] = np.arange(adata.n_vars) < model.n_pcs
     else:
