@@ -26,7 +26,7 @@ MODEL_EMA_DECAY = 0.999
 BENCHMARK_N_PCS, BENCHMARK_WHITEN = 5, True
 #: the benchmark's flows, seeds, and cells per side of the exact W1/W2
 BENCHMARK_METHODS, BENCHMARK_SEEDS, MAX_EVAL = ("ot", "sb", "icfm"), (0, 1, 2, 3, 4), 4000
-#: a growth-aware CellFlow: how far the source marginal of each minibatch plan may move from the
-#: prior (τ of the unbalanced coupling; the target is held), and OT-CFM's entropic ε for that plan,
-#: a fraction of the batch's mean squared distance (Waddington-OT's ε on a median-scaled cost)
+#: a growth-aware CellFlow: how far the source marginal of each interval's plan may move from the
+#: prior (τ of the unbalanced coupling; the target is held), and that plan's entropic ε, a fraction
+#: of the interval's mean squared distance (Waddington-OT's ε on a median-scaled cost)
 GROWTH_TAU, GROWTH_OT_EPS = 0.95, 0.05

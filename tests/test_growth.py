@@ -379,6 +379,10 @@ def test_bad_growth_settings_are_refused_with_the_fix(growth_course):
         cf.CellFlow(a, "day", growth_key="growth_prior")
     with pytest.raises(ValueError, match="growth must be"):
         cf.CellFlow(a, "day", growth="sometimes")
+    with pytest.raises(ValueError, match="one number"):
+        cf.CellFlow(a, "day", growth="learned", tau=(0.9, 1.0))
+    with pytest.raises(ValueError, match="min, max, centre, width"):
+        cf.pp.score_growth(_marker_adata(), birth=(0.3, 1.7))
     for tau in (0, -1, 1.5):
         with pytest.raises(ValueError, match=r"tau must be in \(0, 1\]"):
             cf.CellFlow(a, "day", growth="learned", tau=tau)

@@ -615,12 +615,15 @@ def test_the_scverse_extra_pins_a_set_that_is_installed_here():
 
 
 def test_shared_eb_file_loads_when_present():
+    import os
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+    default = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+    root = Path(os.environ.get("CELLFLOW_DATA_DIR", default))
     if not (root / "eb.h5ad").exists():
         pytest.skip(
-            f"{root / 'eb.h5ad'} is absent (the shared benchmark data sit beside the checkout)"
+            f"{root / 'eb.h5ad'} is absent (the shared benchmark data sit beside the checkout, "
+            "or set CELLFLOW_DATA_DIR)"
         )
     a = cf.datasets.load("eb", data_dir=root)
     info = a.uns["cellflow_dataset"]

@@ -160,11 +160,12 @@ def interval_log_growth(
     pick0 = torch.randperm(n0, generator=g)[:max_cells].sort().values
     pick1 = torch.randperm(n1, generator=g)[:max_cells].sort().values
     x0, x1 = store.draw(i, pick0).double(), store.draw(j, pick1).double()
-    a = torch.exp(torch.from_numpy(r0)[pick0] - float(r0.max()))
+    prior = torch.from_numpy(r0)[pick0]
+    a = torch.exp(prior - float(r0.max()))
     a = a / a.sum()
     b = torch.full((len(pick1),), 1.0 / len(pick1), dtype=torch.float64)
     P = UnbalancedOT(eps, (tau, 1.0), relative=True, tol=1e-6).plan(x0, x1, a, b)
-    r = torch.log((P.sum(1) / a).clamp_min(1e-30)) + torch.from_numpy(r0)[pick0]
+    r = torch.log((P.sum(1) / a).clamp_min(1e-30)) + prior
     if len(pick0) == n0:
         return r
     # the cells left out of the plan: the mean of their 5 nearest planned cells

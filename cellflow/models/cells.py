@@ -187,6 +187,11 @@ class CellFlow(ModelBase):
         check_growth(growth, growth_key, adata)
         if growth is not None and method == "mfm":
             raise ValueError("growth is not available for OT-MFM; use method='ot' or 'sb'.")
+        if isinstance(tau, (tuple, list)):
+            raise ValueError(
+                f"tau={tau!r}: a CellFlow relaxes only the source of each interval's plan (the "
+                "target is held); give one number in (0, 1]."
+            )
         self.growth, self.growth_key, self.tau = growth, growth_key, check_tau(tau)[0]
         self.prior_scale: float | None = None  # learned growth: the fitted scale of the prior
         if time_scale not in get_args(TimeScale):
@@ -533,7 +538,7 @@ class CellFlow(ModelBase):
         n_pairs = None if n_ot == n else n  # pairs drawn from the larger plan
         # growth: each source cell's log mass change over its interval, and draws in proportion
         # to its mass (a global coupling was refused above)
-        change = self._mass_changes(pairs, progress) if self.growth else None
+        change = self._mass_changes(pairs) if self.growth else None
 
         def make_batch(g):
             out = []
@@ -605,7 +610,7 @@ class CellFlow(ModelBase):
             module.eval()
         return self.history
 
-    def _mass_changes(self, pairs, progress: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def _mass_changes(self, pairs) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """For each interval ``(i, j)``: the log mass change of every cell of time point ``i``
         over it (:func:`cellflow.models._growth.interval_log_growth`), and the weights by which
         its cells are drawn (their mass, scaled so that the largest is 1)."""
@@ -616,13 +621,13 @@ class CellFlow(ModelBase):
             self.prior_scale = calibrate_prior(
                 self._store, pairs, self._prior, spans, seed=self.seed
             )
-        for i, j in pairs:
+        for (i, j), span in zip(pairs, spans):
             r = interval_log_growth(
                 self._store,
                 i,
                 j,
                 None if self._prior is None else self.prior_scale * self._prior[i],
-                float(self.times[j] - self.times[i]),
+                span,
                 learned=self.growth == "learned",
                 tau=self.tau,
                 eps=GROWTH_OT_EPS,

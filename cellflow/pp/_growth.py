@@ -163,8 +163,8 @@ def score_growth(
             "organism pass proliferation_genes=[...] and apoptosis_genes=[...]."
         )
     for name, curve in (("birth", birth), ("death", death)):
-        low, high, _, width = (float(v) for v in curve)
-        if not (len(curve) == 4 and width > 0 and high >= low):
+        low, high, _, width = (float(v) for v in curve) if len(curve) == 4 else (0, -1, 0, 0)
+        if not (width > 0 and high >= low):
             raise ValueError(
                 f"{name} must be (min, max, centre, width) with max >= min and width > 0."
             )

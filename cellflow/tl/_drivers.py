@@ -111,12 +111,6 @@ def _expression(adata, layer: str | None, cells: np.ndarray, gene_symbols: str |
     return M.astype(np.float64), names
 
 
-def _ranks(M: np.ndarray) -> np.ndarray:
-    from scipy.stats import rankdata
-
-    return rankdata(M, axis=0)
-
-
 def driver_genes(
     adata,
     fates_key: str,
@@ -167,7 +161,7 @@ def driver_genes(
     ``compute_lineage_drivers``), and ``uns["driver_genes_params"]``.
     """
     import pandas as pd
-    from scipy.stats import norm
+    from scipy.stats import norm, rankdata
     from scipy.stats import t as student_t
 
     if method not in ("spearman", "pearson"):
@@ -198,8 +192,8 @@ def driver_genes(
     refuse_overwrite([f"var[{c!r}]" for c in cols if c in adata.var], overwrite)
     M, genes = _expression(adata, layer, np.flatnonzero(scored), gene_symbols)
     P = F.loc[scored, names].to_numpy()
-    if method == "spearman":
-        M, P = _ranks(M), _ranks(P)
+    if method == "spearman":  # Pearson's on ranks, ties averaged
+        M, P = rankdata(M, axis=0), rankdata(P, axis=0)
     Mc = M - M.mean(0)
     Pc = P - P.mean(0)
     with np.errstate(invalid="ignore", divide="ignore"):
