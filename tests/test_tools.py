@@ -90,6 +90,28 @@ def test_simulation_has_branches_times_and_consistent_true_velocity():
         cf.datasets.simulated_differentiation(n_genes=10)
 
 
+def test_simulation_records_each_cells_true_fate_and_commitment():
+    """Futures from a separate stream: cells and counts do not change; at the last day the fate is
+    the cell's own branch; earlier, commitments agree with the fate probabilities on average."""
+    a = cf.datasets.simulated_differentiation(n_cells_per_time=200, random_state=2)
+    b = cf.datasets.simulated_differentiation(n_cells_per_time=200, random_state=2, n_futures=0)
+    np.testing.assert_array_equal(a.X, b.X)
+    assert "true_fate_A" not in b.obs and "commits_to" not in b.obs
+    last = a.obs["day"] == a.obs["day"].max()
+    np.testing.assert_array_equal(
+        a.obs["true_fate_A"][last], (a.obsm["X_latent"][last.to_numpy(), 1] > 0).astype(float)
+    )
+    np.testing.assert_array_equal(a.obs["commits_to"][last], a.obs["branch"][last].astype(str))
+    early = (a.obs["day"] <= 2).to_numpy()
+    p, hit = a.obs["true_fate_A"][early].to_numpy(), (a.obs["commits_to"][early] == "A").to_numpy()
+    assert 0.3 < p[a.obs["day"][early] == 0].mean() < 0.7  # undecided at the start
+    for lo, hi in [(0.0, 0.2), (0.2, 0.8), (0.8, 1.01)]:  # the truth is calibrated, bin by bin
+        sel = (p >= lo) & (p < hi)
+        assert sel.sum() > 50 and abs(hit[sel].mean() - p[sel].mean()) < 0.1
+    with pytest.raises(ValueError, match="n_futures"):
+        cf.datasets.simulated_differentiation(n_cells_per_time=10, n_futures=-1)
+
+
 def test_true_velocity_is_the_derivative_of_expected_log_expression():
     """Finite differences of y = log1p(1e4 softmax(b + W φ(z))) along the drift give layers['velocity_true']."""
     from cellflow.datasets._simulated import expected_log_expression

@@ -108,6 +108,7 @@ def simulated_differentiation(
     n_genes: int = 60,
     *,
     library_size: float = 3000.0,
+    n_futures: int = 32,
     random_state: int = 0,
 ):
     """Simulate a branching differentiation time course (counts, no download).
@@ -122,6 +123,10 @@ def simulated_differentiation(
         Number of genes (at least 20): five programmes of co-regulated genes plus housekeeping genes.
     library_size
         Median total counts per cell.
+    n_futures
+        Futures simulated from every sampled cell to the last time, for its true fate
+        (``obs["true_fate_A"]``); 0 skips them. They draw from their own random stream, so the
+        cells and counts do not depend on ``n_futures``.
     random_state
         Seeds the whole simulation.
 
@@ -134,7 +139,14 @@ def simulated_differentiation(
       ``obs["latent_time"]``: the latent maturation :math:`z_1`;
     - ``obsm["X_latent"]``: the latent state :math:`z`; ``obsm["velocity_latent"]``: its drift;
     - ``layers["velocity_true"]``: the true velocity of log1p-normalised expression per day;
-    - ``var["programme"]``: which programme drives each gene.
+    - ``var["programme"]``: which programme drives each gene (``branch_A`` and ``branch_B`` are
+      the true driver genes of the two fates);
+    - ``obs["true_fate_A"]``: the share of the cell's ``n_futures`` simulated futures that are in
+      branch A (:math:`z_2 > 0`) at the last time, its true fate probability;
+      ``obs["commits_to"]``: ``A`` or ``B``, the branch its first future ends in, had the cell
+      not been sampled (one draw of its fate, for calibration: among cells with
+      ``true_fate_A`` = 0.3, about 30 % commit to A). At the last time both are read off the cell
+      itself.
 
     Examples
     --------
@@ -186,6 +198,12 @@ def simulated_differentiation(
         },
         index=[f"cell{i}" for i in range(n)],
     )
+    if int(n_futures) > 0:
+        in_A = _futures_in_A(z, day, times[-1], int(n_futures), random_state)
+        obs["true_fate_A"] = in_A.mean(1)
+        obs["commits_to"] = pd.Categorical(np.where(in_A[:, 0], "A", "B"), categories=["A", "B"])
+    elif n_futures != 0:
+        raise ValueError(f"n_futures must be a whole number >= 0, got {n_futures!r}.")
     var = pd.DataFrame(
         {"programme": pd.Categorical(programme_names[labels])},
         index=[f"gene{g}" for g in range(n_genes)],
@@ -206,6 +224,15 @@ def simulated_differentiation(
         "base": base.astype(np.float64),
     }
     return adata
+
+
+def _futures_in_A(z, day, end: float, n_futures: int, random_state: int) -> np.ndarray:
+    """Whether each of ``n_futures`` futures of every state ``z[i]`` (sampled at ``day[i]``) is
+    in branch A at ``end``, shape (n_cells, n_futures); a random stream of their own."""
+    rng = np.random.default_rng([int(random_state), 1])
+    fz = np.repeat(z, n_futures, axis=0)
+    fz, _ = _evolve(rng, fz, np.repeat(day, n_futures), np.full(len(fz), end))
+    return (fz[:, 1] > 0).reshape(-1, n_futures)
 
 
 def expected_log_expression(z: np.ndarray, loadings: np.ndarray, base: np.ndarray) -> np.ndarray:
