@@ -30,3 +30,7 @@ BENCHMARK_METHODS, BENCHMARK_SEEDS, MAX_EVAL = ("ot", "sb", "icfm"), (0, 1, 2, 3
 #: prior (τ of the unbalanced coupling; the target is held), and that plan's entropic ε, a fraction
 #: of the interval's mean squared distance (Waddington-OT's ε on a median-scaled cost)
 GROWTH_TAU, GROWTH_OT_EPS = 0.95, 0.05
+#: terminal states (cellflow.tl.terminal_states; method guide, "Terminal states"): a macrostate is
+#: terminal when this share of the mass sitting in it one interval earlier stays in it; at most
+#: this many k-means macrostates are tried at each end
+TERMINAL_STABILITY, MAX_STATES = 0.7, 8

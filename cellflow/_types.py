@@ -18,3 +18,6 @@ Organism = Literal["human", "mouse"]
 #: how a :class:`cellflow.CellFlow` treats cells that divide and die (``None``: every cell has
 #: one descendant)
 Growth = Literal["prior", "learned"]
+#: where the spread of fates and pulls comes from (:func:`cellflow.tl.fates`): bootstrap replicates
+#: of the model, or single paths of a Schrödinger bridge SDE
+FateSpread = Literal["bootstrap", "sde"]

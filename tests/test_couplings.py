@@ -379,3 +379,26 @@ def test_defer_pair_is_pair_in_two_parts():
     big = torch.randn(20, POINTS_MAX_DIM + 1)
     assert ExactOT().defer_pair(big, big) is None and not ExactOT().defers(POINTS_MAX_DIM + 1)
     assert ExactOT().defers(2) and not ExactOT(auction=False).defers(2)
+
+
+def test_sinkhorn_uses_a_plan_within_accept_when_tol_is_out_of_reach():
+    """A balanced plan that misses tol but is within ``accept`` of its marginals is returned
+    (SinkhornOT's default, for training pairs); one beyond it still raises."""
+    import re
+
+    from cellflow.couplings import ConvergenceError, SinkhornOT, sinkhorn_log
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 3, generator=g), 2 * torch.randn(50, 3, generator=g) + 1
+    C = ((x[:, None] - y[None]) ** 2).sum(-1).double()
+    a, b = torch.full((40,), 1 / 40).double(), torch.full((50,), 1 / 50).double()
+    kw = dict(tol=1e-14, max_iter=5, eps_scaling=False)
+    with pytest.raises(ConvergenceError) as info:
+        sinkhorn_log(a, b, C, 1.0, **kw)
+    err = float(re.search(r"marginal error (\S+) >", str(info.value)).group(1))
+    assert 0 < err < 1
+    P = sinkhorn_log(a, b, C, 1.0, accept=2 * err, **kw)
+    assert abs(P.sum(1) - a).sum() + abs(P.sum(0) - b).sum() <= 2 * err
+    with pytest.raises(ConvergenceError):
+        sinkhorn_log(a, b, C, 1.0, accept=err / 2, **kw)
+    assert SinkhornOT(1.0).accept == 1e-4 and SinkhornOT(1.0, accept=None).accept is None

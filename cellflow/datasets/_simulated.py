@@ -61,12 +61,12 @@ def _drift(z: np.ndarray) -> np.ndarray:
 
 
 def _initial_states(rng, n: int) -> np.ndarray:
-    """Progenitors at the first time: :math:`z_1 \sim N(0, 0.3^2)`, :math:`z_2 \sim N(0, 0.05^2)`."""
+    r"""Progenitors at the first time: :math:`z_1 \sim N(0, 0.3^2)`, :math:`z_2 \sim N(0, 0.05^2)`."""
     return np.stack([rng.normal(0.0, 0.3, n), rng.normal(0.0, 0.05, n)], 1)
 
 
 def _evolve(rng, z, start, stop, growth=None):
-    """Move each state ``z[i]`` from time ``start[i]`` to ``stop[i]`` by Euler–Maruyama (in
+    r"""Move each state ``z[i]`` from time ``start[i]`` to ``stop[i]`` by Euler–Maruyama (in
     place), all on one clock; with ``growth(z)`` (a net rate), also return each state's
     :math:`\int g\,dt`, its log number of descendants."""
     log_weight = np.zeros(len(z))
@@ -97,7 +97,7 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 
 
 def _counts(rng, p: np.ndarray, library_size: float) -> np.ndarray:
-    """Poisson counts with mean :math:`L\,p` around a log-normal library size per cell."""
+    r"""Poisson counts with mean :math:`L\,p` around a log-normal library size per cell."""
     lib = library_size * np.exp(rng.normal(0.0, 0.3, len(p)))
     return rng.poisson(p * lib[:, None]).astype(np.float32)
 

@@ -177,6 +177,8 @@ def write_model_files(model, tmp: Path) -> None:
         scaler=model.scaler.to_dict(),
         fingerprint=model.fingerprint,
         holdout=model.holdout,
+        # how it was trained, so that a loaded model can train bootstrap replicates
+        train_settings=getattr(model, "_train_settings", None),
     )
     write_json(tmp / "config.json", cfg)
 
@@ -258,6 +260,7 @@ def load_model(cls, path: str | Path, adata, device="cpu"):
     model.scaler = Standardizer.from_dict(cfg["scaler"])
     model.holdout = cfg.get("holdout")
     model.prior_scale = cfg.get("prior_scale")
+    model._train_settings = cfg.get("train_settings")
     if model.per_interval and model.holdout is not None:
         model._build_networks()  # a held-out time point is not a knot
     # models saved before time_unit existed ran real time unscaled

@@ -245,6 +245,10 @@ class CellFlow(ModelBase):
         self.holdout: float | None = None
         self._build_networks()
         self.history: TrainHistory | None = None
+        #: bootstrap replicates (:meth:`bootstrap`); ``_resample``: a replicate's draws
+        self.replicates: list[CellFlow] = []
+        self._resample: list[torch.Tensor] | None = None
+        self._train_settings: dict | None = None
 
     def _build_networks(self) -> None:
         """Fresh networks (seeded): the field, and for SB models the score of the bridge
@@ -479,6 +483,7 @@ class CellFlow(ModelBase):
             Torch intra-op threads, for the metric and geodesic stage of OT-MFM too (``None``:
             one unless you set more; :mod:`cellflow.train.threads`).
         """
+        settings = dict(locals())  # what a bootstrap replicate is trained with (bootstrap)
         if batch_size is not None:
             batch_size = check_batch_size(batch_size)
         if ot_batch_size is not None:
@@ -539,17 +544,26 @@ class CellFlow(ModelBase):
         # growth: each source cell's log mass change over its interval, and draws in proportion
         # to its mass (a global coupling was refused above)
         change = self._mass_changes(pairs) if self.growth else None
+        boot = self._resample  # a bootstrap replicate draws from its resample of each time point
+
+        def some(i, g):  # n_ot positions within time point i, uniformly from its (re)sample
+            idx = torch.randint(sizes[i], (n_ot,), generator=g)
+            return idx if boot is None else boot[i][idx]
 
         def make_batch(g):
             out = []
             for k, ((i, j), pair_matcher) in enumerate(zip(pairs, matchers)):
                 if change is None:
-                    x0 = store.draw(i, torch.randint(sizes[i], (n_ot,), generator=g))
+                    x0 = store.draw(i, some(i, g))
                 else:
                     r, weight = change[k]
+                    if (
+                        boot is not None
+                    ):  # a cell drawn m times in the resample has m times the weight
+                        weight = weight * torch.bincount(boot[i], minlength=sizes[i])
                     i0 = torch.multinomial(weight, n_ot, replacement=True, generator=g)
                     x0 = store.draw(i, i0)
-                x1 = store.draw(j, torch.randint(sizes[j], (n_ot,), generator=g))
+                x1 = store.draw(j, some(j, g))
                 s = pair_matcher.sample(x0, x1, n=n_pairs, generator=g)
                 if change is not None:
                     rate = (r[i0[s.i0]] / (taus[j] - taus[i])).float()
@@ -608,7 +622,50 @@ class CellFlow(ModelBase):
         self.history, _ = self._run_training(make_batch, loss_fn, cfg)
         for module in self.modules.values():
             module.eval()
+        settings.pop("self")
+        self._train_settings, self.replicates = settings, []
         return self.history
+
+    def bootstrap(self, n_models: int, *, progress: bool = True) -> list["CellFlow"]:
+        """``n_models`` bootstrap replicates of this trained model: each is trained as this one
+        was (the same settings of :meth:`train`), from its own seed, on the cells of every
+        time point resampled with replacement (as many as there are). Where the replicates
+        disagree, the data do not pin the flow down: :func:`cellflow.tl.fates` and
+        :func:`cellflow.tl.pull` with ``n_samples`` report their spread.
+
+        Replicates are kept in :attr:`replicates` (and reused: asking for more trains only the
+        new ones; training the model again discards them); they are not saved with the model,
+        and the same model and ``n_models`` give the same replicates. A replicate reads and
+        returns the same cells as this model (:meth:`cells_at`); only its training draws
+        differ. A growth-aware replicate keeps the mass changes of this model's training
+        (computed on all cells) and draws its resample in proportion to them.
+
+        Examples
+        --------
+        >>> reps = model.bootstrap(10)  # doctest: +SKIP
+        >>> [r.push(X0, 0, 5) for r in reps]  # doctest: +SKIP
+        """
+        import copy
+
+        if isinstance(n_models, bool) or int(n_models) < 1:
+            raise ValueError(f"n_models must be a whole number >= 1, got {n_models!r}.")
+        if getattr(self, "_train_settings", None) is None:
+            raise ValueError(
+                "train the model first (model.train(...)): replicates repeat its training."
+            )
+        from tqdm.auto import tqdm
+
+        todo = range(len(self.replicates), int(n_models))
+        for k in tqdm(todo, desc="bootstrap replicates", disable=not progress or not len(todo)):
+            rng = np.random.default_rng([self.seed, k])
+            rep = copy.copy(self)
+            rep.seed = int(rng.integers(2**31 - 1))
+            rep._resample = [torch.from_numpy(rng.integers(n, size=n)) for n in self._store.sizes()]
+            rep._build_networks()
+            rep.train(**{**self._train_settings, "progress": False})
+            rep._train_settings = None  # a replicate has no replicates of its own
+            self.replicates.append(rep)
+        return self.replicates[: int(n_models)]
 
     def _mass_changes(self, pairs) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """For each interval ``(i, j)``: the log mass change of every cell of time point ``i``
@@ -941,6 +998,7 @@ class CellFlow(ModelBase):
         steps: int = 100,
         sde: bool = False,
         n_samples: int = 10,
+        seed: int | None = None,
         return_mass: bool = False,
     ):
         """Where cells at ``t_from`` land among the observed cells at ``t_to``.
@@ -948,7 +1006,8 @@ class CellFlow(ModelBase):
         Each cell (default: all observed at ``t_from``) is pushed to ``t_to`` and spread over
         its ``k`` nearest observed cells there with Gaussian weights (bandwidth: the distance to
         its ``k``-th neighbour / 2, in model units). With ``sde=True`` (SB models), each cell
-        follows ``n_samples`` SDE paths and its row is their average. Returns a sparse
+        follows ``n_samples`` SDE paths (noise seeded by ``seed``, default the model's) and its
+        row is their average. Returns a sparse
         row-stochastic matrix (cells at ``t_from`` × observed cells at ``t_to``, in ``obs`` order).
         ``return_mass=True`` (growth-aware models) returns ``(matrix, mass)``, with each cell's
         mass at ``t_to`` along its ODE path (:meth:`push`).
@@ -961,7 +1020,7 @@ class CellFlow(ModelBase):
         if return_mass and not sde:
             Y, mass = self.push(X0, t_from, t_to, steps=steps, return_mass=True)
         else:
-            Y = self.push(np.repeat(X0, m, axis=0), t_from, t_to, steps=steps, sde=sde)
+            Y = self.push(np.repeat(X0, m, axis=0), t_from, t_to, steps=steps, sde=sde, seed=seed)
             if return_mass:  # the mass follows the ODE
                 mass = self.push(X0, t_from, t_to, steps=steps, return_mass=True)[1]
         P = knn_assignment(self.scaler.forward(Y), self.scaler.forward(self.cells_at(t_to)), k=k)

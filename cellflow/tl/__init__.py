@@ -7,6 +7,7 @@ from ._fate import couplings, fates, pull, push
 from ._growth import growth_rates
 from ._interpolate import interpolate
 from ._sanitize import sanitize
+from ._terminal import terminal_states
 from ._trends import gene_trends
 from ._velocity import velocity, velocity_embedding
 
@@ -22,4 +23,5 @@ __all__ = [
     "sanitize",
     "growth_rates",
     "driver_genes",
+    "terminal_states",
 ]

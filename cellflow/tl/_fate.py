@@ -1,16 +1,30 @@
-"""``cf.tl.push``, ``cf.tl.pull``, ``cf.tl.fates`` and ``cf.tl.couplings``: where cells go,
+r"""``cf.tl.push``, ``cf.tl.pull``, ``cf.tl.fates`` and ``cf.tl.couplings``: where cells go,
 where they came from, fate probabilities, and transition matrices for CellRank's
 ``RealTimeKernel``.
 
 All use :meth:`cellflow.CellFlow.transition_matrix`: cells are pushed along the learned
 ODE and spread over their nearest observed cells at the other time (a sparse kNN kernel, no
 all-pairs matrix).
+
+**How sure.** ``fates`` and ``pull`` with ``n_samples=K`` compute their answer K times and
+report the mean, the standard deviation and a percentile interval per cell. The K answers come
+from K bootstrap replicates of the model (``spread="bootstrap"``, any method: each trained as
+the model was, on the cells of every time point resampled with replacement;
+:meth:`cellflow.CellFlow.bootstrap`), or from K single paths of the Schrödinger bridge SDE per
+cell (``spread="sde"``, SB models). The first says how well the data pin the flow down; the
+second, how much a cell's own future varies. Which is calibrated: the method guide, "How sure
+the flow is". ``fates`` also writes each cell's fate entropy,
+:math:`H = -\sum_f p_f \log p_f / \log n_{\text{fates}}`, 0 when one fate is certain and 1
+when all are equally likely.
 """
 
 from __future__ import annotations
 
+from typing import get_args
+
 import numpy as np
 
+from .._types import FateSpread
 from ._common import cell_times, check_model, refuse_overwrite, select_cells, time_labels
 
 
@@ -45,13 +59,60 @@ def _groups_at(
     return labels, present, names
 
 
-def _transitions(model, t_from, t_to, k, steps, sde):
+def _transitions(model, t_from, t_to, k, steps, sde, **path):
     """The transition matrix from ``t_from`` to ``t_to`` and each source cell's mass at ``t_to``
-    (its expected descendants; all 1 for a model without growth)."""
+    (its expected descendants; all 1 for a model without growth). ``path``: ``n_samples`` and
+    ``seed`` of the SDE paths."""
     if model.growth is None:
-        P = model.transition_matrix(t_from, t_to, k=k, steps=steps, sde=sde)
+        P = model.transition_matrix(t_from, t_to, k=k, steps=steps, sde=sde, **path)
         return P, np.ones(P.shape[0])
-    return model.transition_matrix(t_from, t_to, k=k, steps=steps, sde=sde, return_mass=True)
+    return model.transition_matrix(
+        t_from, t_to, k=k, steps=steps, sde=sde, return_mass=True, **path
+    )
+
+
+def _check_samples(n_samples, spread, confidence, model) -> None:
+    """Refuse settings of the uncertainty before any work."""
+    if n_samples is None:
+        return
+    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 2:
+        raise ValueError(
+            f"n_samples={n_samples!r}: a spread needs at least 2 samples (10 or more for an "
+            "interval worth reading); leave n_samples=None for the estimate alone."
+        )
+    if spread not in get_args(FateSpread):
+        raise ValueError(f"spread must be one of {get_args(FateSpread)}, got {spread!r}.")
+    if spread == "sde" and model.score_net is None:
+        raise ValueError(
+            f"spread='sde' needs an SB model (method='sb'), which learns a score; this one is "
+            f"{model.method!r}. Use spread='bootstrap'."
+        )
+    if not 0.0 < float(confidence) < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}.")
+
+
+def _samples(model, n_samples, spread, progress):
+    """``(model, path)`` for each of the ``n_samples`` answers: the bootstrap replicates with no
+    path settings, or the model itself with one SDE path per cell and a seed per sample."""
+    if spread == "sde":
+        return [(model, {"n_samples": 1, "seed": model.seed + 1 + i}) for i in range(n_samples)]
+    return [(rep, {}) for rep in model.bootstrap(n_samples, progress=progress)]
+
+
+def _spread(values: np.ndarray, confidence: float) -> dict[str, np.ndarray]:
+    """Mean, standard deviation and the central ``confidence`` percentile interval over axis 0
+    (NaN where every sample is)."""
+    import warnings
+
+    lo = 50.0 * (1.0 - float(confidence))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells stay NaN
+        return {
+            "": np.nanmean(values, 0),
+            "_std": np.nanstd(values, 0, ddof=1),
+            "_low": np.nanpercentile(values, lo, 0),
+            "_high": np.nanpercentile(values, 100.0 - lo, 0),
+        }
 
 
 def _prepare(adata, model, cells, what: str, t_from, t_to, key_added, overwrite, k, steps, sde):
@@ -138,9 +199,13 @@ def pull(
     t_to: float,
     key_added: str = "pull",
     normalize: bool = False,
+    n_samples: int | None = None,
+    spread: FateSpread = "bootstrap",
+    confidence: float = 0.9,
     k: int = 30,
     steps: int = 100,
     sde: bool = False,
+    progress: bool = True,
     overwrite: bool = False,
     copy: bool = False,
 ):
@@ -162,43 +227,98 @@ def pull(
         a probability of that cell). For a growth-aware model each cell's probability is
         weighted by the mass it carries to ``t_to``: a cell that divides more leaves more
         descendants in the target.
+    n_samples, spread, confidence
+        Compute the answer ``n_samples`` times (at least 2) from bootstrap replicates or SDE
+        paths (module docstring) and report its mean and spread, with the central
+        ``confidence`` percentile interval. ``None`` (default): the model's answer alone.
+    progress
+        A progress bar while bootstrap replicates train.
     t_from, t_to, key_added, k, steps, sde, overwrite, copy
         As in :func:`push`.
 
     Returns
     -------
-    ``None`` (or the copy); sets ``obs[key_added]`` on the cells at ``t_from`` (NaN at other times).
+    ``None`` (or the copy); sets ``obs[key_added]`` on the cells at ``t_from`` (NaN at other
+    times). With ``n_samples``, that is the mean over the samples, and ``obs[f"{key_added}_std"]``,
+    ``obs[f"{key_added}_low"]`` and ``obs[f"{key_added}_high"]`` hold their standard deviation
+    and interval.
     """
+    _check_samples(n_samples, spread, confidence, model)
+    extra = [f"{key_added}{s}" for s in ("_std", "_low", "_high")] if n_samples else []
+    refuse_overwrite([f"obs[{c!r}]" for c in extra if c in adata.obs], overwrite)
     at_from, at_to, tgt, P, m = _prepare(
         adata, model, target, "target", t_from, t_to, key_added, overwrite, k, steps, sde
     )
-    prob = np.clip(
-        np.asarray(P @ tgt.astype(float)).ravel(), 0.0, 1.0
-    )  # rows sum to 1 up to rounding
-    if normalize:
-        prob = prob * m
-        if prob.sum() == 0:
-            raise ValueError("no cell reaches the target; check t_from/t_to or the target set.")
-        prob = prob / prob.sum()
+
+    def answer(P, m):
+        prob = np.clip(
+            np.asarray(P @ tgt.astype(float)).ravel(), 0.0, 1.0
+        )  # rows sum to 1 up to rounding
+        if normalize:
+            prob = prob * m
+            if prob.sum() == 0:
+                raise ValueError("no cell reaches the target; check t_from/t_to or the target set.")
+            prob = prob / prob.sum()
+        return prob
+
+    values = {"": answer(P, m)}
+    if n_samples:
+        draws = [
+            answer(*_transitions(rep, t_from, t_to, k, steps, sde or bool(path), **path))
+            for rep, path in _samples(model, int(n_samples), spread, progress)
+        ]
+        values = _spread(np.stack(draws), confidence)
     adata = adata.copy() if copy else adata
-    out = np.full(adata.n_obs, np.nan)
-    out[at_from] = prob
-    adata.obs[key_added] = out
+    for suffix, value in values.items():
+        out = np.full(adata.n_obs, np.nan)
+        out[at_from] = value
+        adata.obs[f"{key_added}{suffix}"] = out
     return adata if copy else None
+
+
+def _fate_matrix(model, t_from, t_to, onehot, k, steps, sde, **path):
+    """Fate probabilities (cells at ``t_from`` × groups; NaN for a cell that lands on no
+    labelled cell) and each cell's mass at ``t_to``."""
+    P, mass = _transitions(model, t_from, t_to, k, steps, sde, **path)
+    F = np.asarray((P @ onehot).todense())
+    total = F.sum(1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        F = np.where(total > 0, F / total, np.nan)  # over the mass that lands on labelled cells
+    return F, mass
+
+
+def fate_entropy(F: np.ndarray) -> np.ndarray:
+    """Each row's Shannon entropy divided by the log of the number of fates: 0 when one fate is
+    certain, 1 when all are equally likely (NaN rows stay NaN).
+
+    >>> fate_entropy(np.array([[1.0, 0.0], [0.5, 0.5]])).tolist()
+    [0.0, 1.0]
+    """
+    F = np.asarray(F, dtype=np.float64)
+    if F.shape[1] < 2:
+        return np.where(np.isfinite(F[:, 0]), 0.0, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        terms = np.where(F > 0, -F * np.log(F), 0.0)
+    H = terms.sum(1) / np.log(F.shape[1])
+    return np.where(np.isfinite(F).all(1), np.clip(H, 0.0, 1.0), np.nan)
 
 
 def fates(
     adata,
     model,
-    groupby: str,
+    groupby: str | None = None,
     *,
-    t_from: float,
-    t_to: float,
+    t_from: float | None = None,
+    t_to: float | None = None,
     groups=None,
     key_added: str | None = None,
+    n_samples: int | None = None,
+    spread: FateSpread = "bootstrap",
+    confidence: float = 0.9,
     k: int = 30,
     steps: int = 100,
     sde: bool = False,
+    progress: bool = True,
     overwrite: bool = False,
     copy: bool = False,
 ):
@@ -213,14 +333,27 @@ def fates(
     ----------
     groupby
         A column of ``adata.obs`` (e.g. cell types or clusters) read at the cells of ``t_to``.
+        ``None`` (default): the terminal states the flow finds itself,
+        ``obs["terminal_states"]``, computed by :func:`cellflow.tl.terminal_states` with its
+        defaults when that column is absent (then ``t_to`` must be the last time).
+    t_from, t_to
+        Measured times; default the first and the last.
     groups
         The groups that get a column (default: every group present at ``t_to``); the mass
         landing on cells of other groups goes to a column ``"other"``. Cells whose label is
         missing (NaN) belong to no group: the fates are shares of the mass that lands on
         labelled cells (NaN, with a warning, for a cell that lands on none).
     key_added
-        Default ``f"fates_{groupby}"``.
-    t_from, t_to, k, steps, sde, overwrite, copy
+        Default ``f"fates_{groupby}"``, and ``"fate"`` for the terminal states found by the flow.
+    n_samples, spread, confidence
+        Compute the fates ``n_samples`` times (at least 2) from bootstrap replicates of the model
+        (``"bootstrap"``, default; trained the first time they are asked for, then reused) or
+        single paths of the SB SDE (``"sde"``), and report the mean with the standard deviation
+        and the central ``confidence`` percentile interval of each fate (module docstring).
+        ``None`` (default): the model's fates alone.
+    progress
+        A progress bar while bootstrap replicates train.
+    k, steps, sde, overwrite, copy
         As in :func:`push`.
 
     Returns
@@ -228,33 +361,60 @@ def fates(
     ``None`` (or the copy). Sets
 
     - ``obsm[key_added]``: a DataFrame (index ``obs_names``, one column per group) with the fate
-      probabilities of the cells at ``t_from`` and NaN elsewhere;
-    - ``uns[f"{key_added}_params"]``: ``groupby``, ``t_from``, ``t_to``, ``k``, ``sde``, and
-      two summaries per group: ``ancestor_share``, the share of the cells at ``t_from`` whose
-      future is the group (the mean of the fate probabilities), and ``descendant_share``, the
-      share of their descendants at ``t_to`` in it (each cell weighted by the mass it carries
-      to ``t_to``). Without growth every cell has one descendant and the two are equal; with
-      growth they differ when one fate expands: most cells at ``t_to`` may belong to a fate
-      that few cells at ``t_from`` take;
+      probabilities of the cells at ``t_from`` and NaN elsewhere (with ``n_samples``: their mean
+      over the samples);
+    - with ``n_samples``, ``obsm[f"{key_added}_std"]``, ``obsm[f"{key_added}_low"]`` and
+      ``obsm[f"{key_added}_high"]``: the standard deviation and the interval, laid out alike;
+    - ``obs[f"{key_added}_entropy"]``: each cell's fate entropy in [0, 1] (module docstring;
+      ``obs["fate_entropy"]`` on the label-free path), NaN at other times;
+    - ``uns[f"{key_added}_params"]``: ``groupby``, ``t_from``, ``t_to``, ``k``, ``sde``,
+      ``n_samples``, ``spread``, ``confidence``, and two summaries per group:
+      ``ancestor_share``, the share of the cells at ``t_from`` whose future is the group (the
+      mean of the fate probabilities), and ``descendant_share``, the share of their
+      descendants at ``t_to`` in it (each cell weighted by the mass it carries to ``t_to``).
+      Without growth every cell has one descendant and the two are equal; with growth they
+      differ when one fate expands: most cells at ``t_to`` may belong to a fate that few cells
+      at ``t_from`` take;
     - for a growth-aware model, ``obs[f"{key_added}_mass"]``: each cell's expected
-      descendants at ``t_to`` (NaN at other times).
+      descendants at ``t_to`` (NaN at other times);
+    - on the label-free path, ``obs["terminal_states"]``, ``obs["initial_states"]`` and
+      ``uns["terminal_states_params"]`` when they were absent (:func:`cellflow.tl.terminal_states`).
+
+    Examples
+    --------
+    >>> cf.tl.fates(adata, model, n_samples=10)  # doctest: +SKIP
+    >>> adata.obsm["fate"].head(), adata.obs["fate_entropy"].describe()  # doctest: +SKIP
     """
     import pandas as pd
     import scipy.sparse as sp
 
+    from ._terminal import terminal_states
+
     check_model(adata, model)
-    if groupby not in adata.obs:
+    _check_samples(n_samples, spread, confidence, model)
+    t_from = float(model.times[0]) if t_from is None else t_from
+    t_to = float(model.times[-1]) if t_to is None else t_to
+    found = groupby is None
+    if found:
+        groupby, key_added = "terminal_states", key_added or "fate"
+        if model._measured(t_to, "t_to") != float(model.times[-1]):
+            raise ValueError(
+                f"the terminal states live at the last time, {model.times[-1]}; leave t_to at "
+                "its default, or give your own labels with groupby=."
+            )
+    elif groupby not in adata.obs:
         raise KeyError(f"groupby {groupby!r} is not a column of adata.obs.")
     key_added = key_added or f"fates_{groupby}"
-    refuse_overwrite(
-        [f"obsm[{key_added!r}]"] * (key_added in adata.obsm)
-        + [f"uns[{key_added + '_params'!r}]"] * (f"{key_added}_params" in adata.uns),
-        overwrite,
-    )
+    fields = [("obsm", key_added + s) for s in ("", *(("_std", "_low", "_high") * bool(n_samples)))]
+    fields += [("obs", f"{key_added}_entropy"), ("uns", f"{key_added}_params")]
+    refuse_overwrite([f"{f}[{c!r}]" for f, c in fields if c in getattr(adata, f)], overwrite)
     at_from, at_to = (
         _time_mask(adata, model, t_from, "t_from"),
         _time_mask(adata, model, t_to, "t_to"),
     )
+    adata = adata.copy() if copy else adata
+    if found and groupby not in adata.obs:
+        terminal_states(adata, model, k=k, steps=steps, overwrite=overwrite)
     labels, present, names = _groups_at(adata, groupby, at_to, groups, t_to)
     columns = names + (["other"] if set(present) - set(names) else [])
     col = {g: i for i, g in enumerate(columns)}
@@ -263,23 +423,30 @@ def fates(
     onehot = sp.csr_matrix(
         (np.ones(len(j)), (np.flatnonzero(labelled), j)), shape=(len(labels), len(columns))
     )
-    P, mass = _transitions(model, t_from, t_to, k, steps, sde)
-    F = np.asarray((P @ onehot).todense())
-    total = F.sum(1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        F = np.where(total > 0, F / total, np.nan)  # over the mass that lands on labelled cells
-    if (total == 0).any():
+    F, mass = _fate_matrix(model, t_from, t_to, onehot, k, steps, sde)
+    if np.isnan(F).any(1).any():
         import warnings
 
         warnings.warn(
-            f"{int((total == 0).sum())} cells at t_from={t_from} land only on cells without a label in "
-            f"obs[{groupby!r}]; their fates are NaN.",
+            f"{int(np.isnan(F).any(1).sum())} cells at t_from={t_from} land only on cells without "
+            f"a label in obs[{groupby!r}]; their fates are NaN.",
             stacklevel=2,
         )
-    adata = adata.copy() if copy else adata
-    out = pd.DataFrame(np.nan, index=adata.obs_names, columns=columns)
-    out.loc[at_from] = F
-    adata.obsm[key_added] = out
+    values = {"": F}
+    if n_samples:
+        draws = [
+            _fate_matrix(rep, t_from, t_to, onehot, k, steps, sde or bool(path), **path)[0]
+            for rep, path in _samples(model, int(n_samples), spread, progress)
+        ]
+        values = _spread(np.stack(draws), confidence)
+        F = values[""]
+    for suffix, value in values.items():
+        out = pd.DataFrame(np.nan, index=adata.obs_names, columns=columns)
+        out.loc[at_from] = value
+        adata.obsm[f"{key_added}{suffix}"] = out
+    H = np.full(adata.n_obs, np.nan)
+    H[at_from] = fate_entropy(F)
+    adata.obs[f"{key_added}_entropy"] = H
     ok = np.isfinite(F).all(1)
     ancestors = F[ok].mean(0) if ok.any() else np.full(len(columns), np.nan)
     descendants = (mass[ok, None] * F[ok]).sum(0) / mass[ok].sum() if ok.any() else ancestors
@@ -295,6 +462,9 @@ def fates(
         "t_to": float(t_to),
         "k": int(k),
         "sde": bool(sde),
+        "n_samples": int(n_samples or 0),
+        "spread": spread if n_samples else "",
+        "confidence": float(confidence),
     }
     return adata if copy else None
 

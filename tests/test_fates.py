@@ -1,0 +1,212 @@
+"""Terminal states, the label-free fate path and uncertainty (#42): the coarse-grained chain
+against a hand computation, two known sinks, the simulator with real thresholds, bootstrap and
+SDE spreads, entropy, and bad input."""
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from sklearn.metrics import adjusted_rand_score
+
+import cellflow as cf
+from cellflow.tl._fate import fate_entropy
+from cellflow.tl._terminal import _stability
+
+
+def _two_sinks(n=150, seed=0):
+    """Progenitors at the origin on day 0 move out to x = ±2 on day 1 and ±4 on day 2, half each
+    way: two sinks at the end, one source at the start."""
+    rng = np.random.default_rng(seed)
+    side = np.where(rng.random(3 * n) < 0.5, -1.0, 1.0)
+    day = np.repeat([0, 1, 2], n)
+    X = np.column_stack([side * 2.0 * day, np.zeros(3 * n)]) + rng.normal(0, 0.3, (3 * n, 2))
+    a = ad.AnnData(
+        X=np.zeros((3 * n, 1), np.float32),
+        obs=pd.DataFrame({"day": day, "side": np.where(side > 0, "R", "L")}),
+    )
+    a.obs_names = [f"c{i}" for i in range(3 * n)]
+    a.obsm["X_pca"] = X.astype(np.float32)
+    return a
+
+
+@pytest.fixture(scope="module")
+def sinks():
+    a = _two_sinks()
+    model = cf.CellFlow(a, "day", seed=0)
+    model.train(steps=400, progress=False)
+    return a, model
+
+
+class _Fixed:
+    """A stand-in model whose transitions are given: cells sit where ``cells`` says and go where
+    ``moves`` says."""
+
+    def __init__(self, cells, moves):
+        self._cells, self._moves = cells, moves
+        self.scaler = type("S", (), {"forward": staticmethod(lambda X: X)})()
+
+    def cells_at(self, t):
+        return self._cells[t]
+
+    def transition_matrix(self, t_from, t_to, **_):
+        return self._moves
+
+
+def test_stability_is_the_share_of_a_states_mass_that_stays():
+    # at the end: sinks L (x=-5) and R (x=+5), and a state M (x=0) that cells pass through
+    end = np.array([[-5.0], [-5.1], [0.0], [0.1], [5.0], [5.1]])
+    labels = np.array(["L", "L", "M", "M", "R", "R"])
+    before = np.array([[-5.05], [0.05], [0.02], [5.05]])  # one in L, two in M, one in R
+    # L stays in L, R in R; of the two in M one goes left, one stays, i.e. M keeps half its mass
+    moves = sp.csr_matrix(
+        np.array(
+            [
+                [0.5, 0.5, 0, 0, 0, 0],
+                [0.5, 0.5, 0, 0, 0, 0],
+                [0, 0, 0.5, 0.5, 0, 0],
+                [0, 0, 0, 0, 0.5, 0.5],
+            ]
+        )
+    )
+    C = _stability(_Fixed({1: end, 0: before}, moves), 1, 0, labels, ["L", "M", "R"], k=2, steps=1)
+    np.testing.assert_allclose(C, [[1, 0, 0], [0.5, 0.5, 0], [0, 0, 1]], atol=1e-12)
+
+
+def test_terminal_states_of_a_flow_with_two_sinks(sinks):
+    a, model = sinks
+    a = a.copy()
+    cf.tl.terminal_states(a, model)
+    end = (a.obs["day"] == 2).to_numpy()
+    states = a.obs["terminal_states"]
+    assert states[~end].isna().all() and states[end].notna().all()
+    assert adjusted_rand_score(a.obs["side"][end], states[end].astype(str)) == 1.0
+    p = a.uns["terminal_states_params"]
+    assert all(s > 0.9 for s in p["terminal"]["stability"].values())
+    # one blob of progenitors at the start: with one state, every day-0 cell is in it
+    cf.tl.terminal_states(a, model, n_states=1, key_added="one", initial_key="one_initial")
+    init = a.obs["one_initial"]
+    assert list(init.cat.categories) == ["I1"]
+    assert init[(a.obs["day"] == 0).to_numpy()].notna().all() and init.notna().sum() == 150
+    # the label-free path: one call finds the states and the fates
+    b = _two_sinks()
+    cf.tl.fates(b, model)
+    F = b.obsm["fate"]
+    start = (b.obs["day"] == 0).to_numpy()
+    np.testing.assert_allclose(F[start].sum(1), 1.0)
+    assert F[~start].isna().all().all() and "terminal_states" in b.obs
+    assert b.obs["fate_entropy"][start].between(0, 1).all()
+    # day-1 cells are on their way: their fate is their side, with low entropy
+    cf.tl.fates(b, model, t_from=1, key_added="f1")
+    one = (b.obs["day"] == 1).to_numpy()
+    right = b.obs["terminal_states"][end].astype(str)[b.obs["side"][end] == "R"].iloc[0]
+    agree = (b.obsm["f1"].loc[one, right] > 0.5) == (b.obs["side"][one] == "R")
+    assert agree.mean() > 0.95 and b.obs["f1_entropy"][one].median() < 0.2
+    # given clusters name the states
+    cf.tl.terminal_states(a, model, cluster_key="side", overwrite=True)
+    assert sorted(a.obs["terminal_states"].cat.categories) == ["L", "R"]
+
+
+def test_fate_entropy_closed_form():
+    F = np.array([[1.0, 0.0, 0.0], [1 / 3, 1 / 3, 1 / 3], [0.5, 0.5, 0.0], [np.nan, 0.5, 0.5]])
+    H = fate_entropy(F)
+    np.testing.assert_allclose(H[:3], [0.0, 1.0, np.log(2) / np.log(3)], atol=1e-12)
+    assert np.isnan(H[3])
+
+
+def test_bootstrap_spread_pull_and_reproducibility(sinks, tmp_path):
+    a, model = sinks
+    a = a.copy()
+    cf.tl.terminal_states(a, model)
+    cf.tl.fates(a, model, n_samples=3, progress=False, steps=20)
+    start = (a.obs["day"] == 0).to_numpy()
+    mean, lo, hi, sd = (a.obsm[f"fate{s}"][start] for s in ("", "_low", "_high", "_std"))
+    assert (lo <= mean + 1e-12).all().all() and (mean <= hi + 1e-12).all().all()
+    assert (sd >= 0).all().all() and (hi - lo).to_numpy().mean() > 0  # replicates differ
+    assert a.uns["fate_params"]["n_samples"] == 3 and len(model.replicates) >= 3
+    # the same replicates again, bit for bit; a loaded model trains the same ones
+    first = [r.net.state_dict()["net.0.weight"].clone() for r in model.replicates[:2]]
+    model.save(tmp_path / "m")
+    loaded = cf.CellFlow.load(tmp_path / "m", a)
+    again = loaded.bootstrap(2, progress=False)
+    for w, r in zip(first, again):
+        assert torch_equal(w, r.net.state_dict()["net.0.weight"])
+    cf.tl.pull(a, model, {"day": 2, "side": "R"}, t_from=0, t_to=2, n_samples=3, progress=False)
+    at = a.obs["pull"].notna()
+    assert (a.obs["pull_low"][at] <= a.obs["pull"][at] + 1e-12).all()
+    assert (a.obs["pull"][at] <= a.obs["pull_high"][at] + 1e-12).all()
+    a.write_h5ad(tmp_path / "a.h5ad")  # every result is h5ad-safe
+    assert ad.read_h5ad(tmp_path / "a.h5ad").obsm["fate_high"].shape == (a.n_obs, 2)
+
+
+def torch_equal(x, y):
+    import torch
+
+    return torch.equal(x, y)
+
+
+def test_sde_spread_of_an_sb_model():
+    a = _two_sinks(n=80)
+    model = cf.CellFlow(a, "day", method="sb", seed=0)
+    model.train(steps=150, progress=False)
+    cf.tl.fates(a, model, n_samples=4, spread="sde", steps=20)
+    start = (a.obs["day"] == 0).to_numpy()
+    assert (a.obsm["fate_std"][start] >= 0).all().all()
+    assert a.uns["fate_params"]["spread"] == "sde"
+
+
+@pytest.mark.slow
+def test_simulator_terminal_states_and_fates_are_right():
+    """A small learned run: the end states are the two branches (ARI >= 0.8) and fates from
+    day 3 are within 0.15 of the true fate probabilities on average."""
+    sc = pytest.importorskip("scanpy")
+    a = cf.datasets.simulated_differentiation(n_cells_per_time=120, random_state=0)
+    sc.pp.normalize_total(a, target_sum=1e4)
+    sc.pp.log1p(a)
+    sc.pp.pca(a, n_comps=10)
+    model = cf.CellFlow(a, "day", seed=0)
+    model.train(steps=600, progress=False)
+    cf.tl.fates(a, model, t_from=3)
+    end = (a.obs["day"] == 5).to_numpy()
+    ari = adjusted_rand_score(
+        a.obs["branch"][end].astype(str), a.obs["terminal_states"][end].astype(str)
+    )
+    assert ari >= 0.8
+    A = pd.crosstab(a.obs["terminal_states"][end], a.obs["branch"][end])["A"].idxmax()
+    at = (a.obs["day"] == 3).to_numpy()
+    err = np.abs(a.obsm["fate"].loc[at, A] - a.obs["true_fate_A"][at]).mean()
+    assert err < 0.15
+
+
+def test_bad_input_is_refused(sinks):
+    a, model = sinks
+    a = a.copy()
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        cf.tl.fates(a, model, n_samples=1)
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        cf.tl.pull(a, model, {"day": 2}, t_from=0, t_to=2, n_samples=1)
+    with pytest.raises(ValueError, match="needs an SB model"):
+        cf.tl.fates(a, model, n_samples=3, spread="sde")
+    with pytest.raises(ValueError, match="spread must be one of"):
+        cf.tl.fates(a, model, n_samples=3, spread="seeds")
+    with pytest.raises(ValueError, match="confidence"):
+        cf.tl.fates(a, model, n_samples=3, confidence=1.0)
+    with pytest.raises(ValueError, match="last time"):
+        cf.tl.fates(a, model, t_from=0, t_to=1)
+    with pytest.raises(ValueError, match="min_stability"):
+        cf.tl.terminal_states(a, model, min_stability=0)
+    with pytest.raises(ValueError, match="n_states"):
+        cf.tl.terminal_states(a, model, n_states=0)
+    with pytest.raises(KeyError, match="cluster_key"):
+        cf.tl.terminal_states(a, model, cluster_key="nope")
+    a.obs["coin"] = np.where(np.random.default_rng(7).random(a.n_obs) < 0.5, "x", "y")
+    with pytest.raises(
+        ValueError, match="no terminal state"
+    ):  # clusters that cells cross at random
+        cf.tl.terminal_states(a, model, cluster_key="coin", min_stability=0.9)
+    fresh = cf.CellFlow(a, "day", seed=0)
+    with pytest.raises(ValueError, match="train the model first"):
+        fresh.bootstrap(2)
+    cf.tl.terminal_states(a, model)
+    with pytest.raises(ValueError, match="already exist"):
+        cf.tl.terminal_states(a, model)
