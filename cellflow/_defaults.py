@@ -33,4 +33,4 @@ GROWTH_TAU, GROWTH_OT_EPS = 0.95, 0.05
 #: terminal states (cellflow.tl.terminal_states; method guide, "Terminal states"): a macrostate is
 #: terminal when this share of the mass sitting in it one interval earlier stays in it; at most
 #: this many k-means macrostates are tried at each end
-TERMINAL_STABILITY, MAX_STATES = 0.7, 8
+TERMINAL_STABILITY, MAX_STATES = 0.8, 8

@@ -402,3 +402,25 @@ def test_sinkhorn_uses_a_plan_within_accept_when_tol_is_out_of_reach():
     with pytest.raises(ConvergenceError):
         sinkhorn_log(a, b, C, 1.0, accept=err / 2, **kw)
     assert SinkhornOT(1.0).accept == 1e-4 and SinkhornOT(1.0, accept=None).accept is None
+
+
+def test_over_relaxed_sinkhorn_leaves_a_cycle(monkeypatch):
+    """Two minibatches of a bootstrap resample (repeated cells on both sides) on which
+    over-relaxation (ω = 1.9) locks into a cycle whose error never falls (0.618 after 20,000
+    iterations); the
+    stall safeguard returns to plain iterations, which converge."""
+    from pathlib import Path
+
+    import cellflow.couplings._sinkhorn as S
+
+    data = np.load(Path(__file__).with_name("data") / "sinkhorn_cycle.npz")
+    x0, x1 = torch.from_numpy(data["x0"]), torch.from_numpy(data["x1"])
+    C = S.squared_distances(x0, x1).double()
+    a = torch.full((60,), 1 / 60, dtype=torch.float64)
+    P = S.sinkhorn_log(a, a, C, 2.0)
+    assert (P.sum(1) - a).abs().sum() + (P.sum(0) - a).abs().sum() < 1e-5
+    monkeypatch.setattr(S, "_STALL_CHECKS", 10**9)  # as before the safeguard
+    from cellflow.couplings import ConvergenceError
+
+    with pytest.raises(ConvergenceError, match="did not converge"):
+        S.sinkhorn_log(a, a, C, 2.0, max_iter=3000)

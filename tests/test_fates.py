@@ -210,3 +210,20 @@ def test_bad_input_is_refused(sinks):
     cf.tl.terminal_states(a, model)
     with pytest.raises(ValueError, match="already exist"):
         cf.tl.terminal_states(a, model)
+
+
+def test_fates_plot_draws_every_panel(sinks, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    a, model = sinks
+    a = a.copy()
+    a.obsm["X_umap"] = a.obsm["X_pca"]
+    cf.tl.fates(a, model, n_samples=2, progress=False, steps=10)
+    axes = cf.pl.fates(a, save=str(tmp_path / "f.png"))
+    assert len(axes) == 3 and (tmp_path / "f.png").exists()
+    assert axes[1].get_title() == "fate entropy"
+    with pytest.raises(KeyError, match="not a fate"):
+        cf.pl.fates(a, state="Z")
+    with pytest.raises(KeyError, match="run cf.tl.fates"):
+        cf.pl.fates(a, key="nope")

@@ -182,6 +182,32 @@ def _bench_growth(args) -> int:
     return 0
 
 
+def _bench_fates(args) -> int:
+    from ..bench.fates import larry, run, summarize
+
+    if args.larry:
+        print(
+            larry(
+                args.larry, steps=args.steps, seed=args.seeds[0], n_samples=args.n_samples
+            ).to_string()
+        )
+        return 0
+    df = run(
+        args.seeds,
+        steps=args.steps,
+        n_cells=args.n_cells,
+        n_samples=args.n_samples,
+        sb_bootstrap=args.sb_bootstrap,
+        cellrank=args.cellrank,
+        out=args.out,
+        progress=not args.quiet,
+    )
+    print(summarize(df).to_string(float_format=lambda v: f"{v:.3f}"))
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
 def add_commands(sub) -> None:
     """Add ``bench`` and its subcommands to the subparsers ``sub``."""
     b = sub.add_parser("bench", help="benchmarks")
@@ -379,6 +405,39 @@ def add_commands(sub) -> None:
     g.add_argument("--out", default=None, metavar="TABLE.csv")
     g.add_argument("--quiet", action="store_true")
     g.set_defaults(func=_bench_growth)
+    fa = bsub.add_parser(
+        "fates",
+        help="terminal states, calibrated fates and driver genes without labels, next to CellRank",
+    )
+    fa.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    fa.add_argument("--steps", type=int, default=1500, help="training steps of every model")
+    fa.add_argument("--n-cells", type=int, default=250, help="cells sequenced per day")
+    fa.add_argument(
+        "--n-samples", type=int, default=10, help="answers per cell for the spread (default 10)"
+    )
+    fa.add_argument(
+        "--sb-bootstrap",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="bootstrap replicates of SB-CFM too (default; n-samples more trainings of the slower "
+        "model); --no-sb-bootstrap: its SDE paths only",
+    )
+    fa.add_argument(
+        "--cellrank",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="CellRank 2's GPCCA and lineage drivers beside (default; --no-cellrank: skip)",
+    )
+    fa.add_argument(
+        "--larry",
+        default=None,
+        metavar="weinreb_larry.h5ad",
+        help="instead: the LARRY protocol of tutorial 04 on this file (terminal states without "
+        "labels, neutrophil-vs-monocyte AUROC against clonal fates, entropy of mixed clones)",
+    )
+    fa.add_argument("--out", default=None, metavar="TABLE.csv")
+    fa.add_argument("--quiet", action="store_true")
+    fa.set_defaults(func=_bench_fates)
     bt = bsub.add_parser(
         "tabular",
         help="TabularFlow next to ForestDiffusion (if installed) on the same splits",

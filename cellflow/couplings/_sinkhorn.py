@@ -14,6 +14,8 @@ _KERNEL_RANGE = (
 )
 #: the marginal error at which a balanced SinkhornOT plan is used when its tol is out of reach
 SINKHORN_ACCEPT = 1e-4
+#: checks (every 5 iterations) without a new lowest error after which over-relaxation stops
+_STALL_CHECKS = 40
 _OMEGA = 1.9  # over-relaxation of the scaling iterations at the final ε
 _ABSORB_AT = 50.0  # move the scalings into the potentials when |log u| or |log v| passes this
 _ABSORB_LO, _ABSORB_HI = math.exp(-_ABSORB_AT), math.exp(_ABSORB_AT)
@@ -58,7 +60,7 @@ def _sinkhorn_scaling(
         K = _stabilised_kernel(f, g, C, e)
         u, v = torch.ones_like(a), torch.ones_like(b)
         KTu = K.T @ u
-        w, errs = 1.0, []
+        w, errs, stalled = 1.0, [], 0
         for it in range(max_iter if final else 50):
             Kv = K @ v
             if it % 5 == 4:
@@ -74,6 +76,12 @@ def _sinkhorn_scaling(
                     w = _OMEGA
                 elif w != 1.0 and err > 10 * min(errs):
                     w = 1.0  # safeguard: back to plain Sinkhorn if the relaxed updates diverge
+                elif w != 1.0:
+                    # or if they circle: on degenerate problems (repeated cells) ω can lock
+                    # into a cycle whose error never falls
+                    stalled = 0 if err < 0.999 * min(errs[:-1]) else stalled + 1
+                    if stalled >= _STALL_CHECKS:
+                        w = 1.0
             un = a / Kv
             u = un if w == 1.0 else un * (u / un).pow(1 - w)  # u^(1-ω) un^ω with one pow
             KTu = K.T @ u

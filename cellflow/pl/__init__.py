@@ -1,7 +1,8 @@
 """Plots (matplotlib, scanpy style): trajectories, the velocity field on an embedding,
-predicted vs observed cells, the held-out evaluation table, gene trends along the flow, growth, driver genes."""
+predicted vs observed cells, the held-out evaluation table, gene trends along the flow, growth, driver genes, fates and how sure they are."""
 
 from ._drivers import driver_genes
+from ._fates import fates
 from ._growth import growth
 from ._plots import evaluation, prediction, trajectories
 from ._trends import gene_trends
@@ -17,4 +18,5 @@ __all__ = [
     "gene_trends",
     "growth",
     "driver_genes",
+    "fates",
 ]

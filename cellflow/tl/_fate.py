@@ -287,6 +287,23 @@ def _fate_matrix(model, t_from, t_to, onehot, k, steps, sde, **path):
     return F, mass
 
 
+def _absorbed_labels(adata, model, at_to, columns, col, k, steps):
+    """Soft labels of the last time's cells (cells × ``columns``): their fates among the
+    terminal states of ``obs["terminal_states"]``, transient cells followed on
+    (:func:`cellflow.tl._terminal.absorbed_fates`)."""
+    import pandas as pd
+    import scipy.sparse as sp
+
+    from ._terminal import absorbed_fates
+
+    states = [None if pd.isna(v) else str(v) for v in adata.obs["terminal_states"][at_to]]
+    names, phi = absorbed_fates(adata, model, states, k=k, steps=steps)
+    to_col = np.zeros((len(names), len(columns)))
+    for t, name in enumerate(names):
+        to_col[t, col.get(name, len(columns) - 1)] = 1.0
+    return sp.csr_matrix(phi @ to_col)
+
+
 def fate_entropy(F: np.ndarray) -> np.ndarray:
     """Each row's Shannon entropy divided by the log of the number of fates: 0 when one fate is
     certain, 1 when all are equally likely (NaN rows stay NaN).
@@ -335,7 +352,10 @@ def fates(
         A column of ``adata.obs`` (e.g. cell types or clusters) read at the cells of ``t_to``.
         ``None`` (default): the terminal states the flow finds itself,
         ``obs["terminal_states"]``, computed by :func:`cellflow.tl.terminal_states` with its
-        defaults when that column is absent (then ``t_to`` must be the last time).
+        defaults when that column is absent (then ``t_to`` must be the last time). A cell that
+        lands on last-time cells of a transient macrostate goes on as the cells that sat there
+        one interval earlier went (absorption in the flow's cell-level chain,
+        :func:`cellflow.tl._terminal.absorbed_fates`), so every cell gets a fate.
     t_from, t_to
         Measured times; default the first and the last.
     groups
@@ -423,6 +443,8 @@ def fates(
     onehot = sp.csr_matrix(
         (np.ones(len(j)), (np.flatnonzero(labelled), j)), shape=(len(labels), len(columns))
     )
+    if found:  # cells left in transient states are followed on to the terminal ones
+        onehot = _absorbed_labels(adata, model, at_to, columns, col, k, steps)
     F, mass = _fate_matrix(model, t_from, t_to, onehot, k, steps, sde)
     if np.isnan(F).any(1).any():
         import warnings

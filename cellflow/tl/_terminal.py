@@ -173,6 +173,8 @@ def terminal_states(
       macrostates that are not terminal;
     - ``obs[initial_key]``: the same for the initial states at the first time (``I1``, ...;
       empty, with a warning, when no macrostate there is stable);
+    - ``obs[f"{key_added}_macrostates"]``, ``obs[f"{initial_key}_macrostates"]``: every
+      macrostate of each end, terminal or not;
     - ``uns[f"{key_added}_params"]``: per end (``"terminal"``, ``"initial"``), the time, every
       macrostate's ``stability`` and size, the coarse-grained chain (``transitions``, rows and
       columns in ``states`` order), the silhouette per number of states tried, and the
@@ -194,8 +196,9 @@ def terminal_states(
     if key_added == initial_key:
         raise ValueError("key_added and initial_key must differ.")
     params_key = f"{key_added}_params"
+    written = [c + m for c in (key_added, initial_key) for m in ("", "_macrostates")]
     refuse_overwrite(
-        [f"obs[{c!r}]" for c in (key_added, initial_key) if c in adata.obs]
+        [f"obs[{c!r}]" for c in written if c in adata.obs]
         + [f"uns[{params_key!r}]"] * (params_key in adata.uns),
         overwrite,
     )
@@ -231,6 +234,9 @@ def terminal_states(
         out = np.full(adata.n_obs, None, dtype=object)
         out[np.flatnonzero(at)] = [shown[g] if g in keep else None for g in labels]
         columns[column] = pd.Categorical(out, categories=[shown[g] for g in keep])
+        every = np.full(adata.n_obs, None, dtype=object)
+        every[np.flatnonzero(at)] = [shown[g] for g in labels]
+        columns[f"{column}_macrostates"] = pd.Categorical(every, categories=list(shown.values()))
         summary[end] = {
             "time": t_end,
             "states": [shown[g] for g in names],
@@ -250,3 +256,51 @@ def terminal_states(
         "steps": int(steps),
     }
     return adata if copy else None
+
+
+def absorbed_fates(adata, model, states, *, k: int = 30, steps: int = 100, tol: float = 1e-6):
+    r"""Fates of the last time's cells among the terminal states: a cell of a terminal state is
+    that state; a cell of a transient macrostate goes on as the cells that sat where it sits one
+    interval earlier went.
+
+    With :math:`N` the landing kernel of the previous time's cells where they sit and :math:`F`
+    where the flow takes them (both onto the last time's cells), the cell-level chain
+    :math:`S = D^{-1} N^\top F` (:math:`D` the mass sitting on each cell) steps a last-time cell
+    to where such cells went. The fates :math:`\Phi` (cells × terminal states) solve
+    :math:`\Phi_T = E_T` on terminal cells and :math:`\Phi_t = (S \Phi)_t` on transient ones
+    (absorption, as CellRank's fate probabilities on its chain), by fixed-point iteration until
+    no entry moves by ``tol``; :math:`S` is applied as :math:`D^{-1} N^\top (F \Phi)`, never formed.
+
+    Parameters
+    ----------
+    states
+        The terminal state of each cell of the last time (``None`` for transient cells), in
+        ``obs`` order.
+
+    Returns
+    -------
+    The terminal states (columns) and :math:`\Phi` (last-time cells × states); a row sums to
+    less than 1 by the mass that never reaches a terminal state.
+    """
+    t_end, t_prev = float(model.times[-1]), float(model.times[-2])
+    names = [g for g in dict.fromkeys(states) if g is not None]
+    col = {g: i for i, g in enumerate(names)}
+    terminal = np.array([g is not None for g in states])
+    E = np.zeros((len(states), len(names)))
+    E[np.flatnonzero(terminal), [col[g] for g in np.asarray(states, dtype=object)[terminal]]] = 1.0
+    if terminal.all():
+        return names, E
+    here = model.scaler.forward(model.cells_at(t_prev))
+    there = model.scaler.forward(model.cells_at(t_end))
+    N = knn_assignment(here, there, k=k)
+    F = model.transition_matrix(t_prev, t_end, k=k, steps=steps)
+    sits = np.asarray(N.sum(0)).ravel()
+    inv = np.where(sits > 0, 1.0 / np.maximum(sits, 1e-300), 0.0)[:, None]
+    phi = E.copy()
+    for _ in range(10_000):
+        new = np.where(terminal[:, None], E, inv * (N.T @ (F @ phi)))
+        done = np.abs(new - phi).max() < tol
+        phi = new
+        if done:
+            break
+    return names, phi
