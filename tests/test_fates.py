@@ -73,6 +73,30 @@ def test_stability_is_the_share_of_a_states_mass_that_stays():
     np.testing.assert_allclose(C, [[1, 0, 0], [0.5, 0.5, 0], [0, 0, 1]], atol=1e-12)
 
 
+def test_cells_left_in_a_transient_state_are_followed_to_the_sinks():
+    """Last-time cells: two in L, two in the transient M, two in R. Of the earlier cells that sit
+    on M, one goes to L and one stays in M; so M's cells reach L for sure, R never."""
+    from cellflow.tl._terminal import absorbed_fates
+
+    end = np.array([[-5.0], [-5.1], [0.0], [0.1], [5.0], [5.1]])
+    before = np.array([[-5.05], [0.05], [0.02], [5.05]])
+    moves = sp.csr_matrix(
+        np.array(
+            [
+                [0.5, 0.5, 0, 0, 0, 0],
+                [0.5, 0.5, 0, 0, 0, 0],
+                [0, 0, 0.5, 0.5, 0, 0],
+                [0, 0, 0, 0, 0.5, 0.5],
+            ]
+        )
+    )
+    model = _Fixed({1.0: end, 0.0: before}, moves)
+    model.times = np.array([0.0, 1.0])
+    names, phi = absorbed_fates(None, model, ["L", "L", None, None, "R", "R"], k=2, steps=1)
+    assert names == ["L", "R"]
+    np.testing.assert_allclose(phi, [[1, 0], [1, 0], [1, 0], [1, 0], [0, 1], [0, 1]], atol=1e-5)
+
+
 def test_terminal_states_of_a_flow_with_two_sinks(sinks):
     a, model = sinks
     a = a.copy()
