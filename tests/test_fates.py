@@ -53,45 +53,31 @@ class _Fixed:
         return self._moves
 
 
-def test_stability_is_the_share_of_a_states_mass_that_stays():
-    # at the end: sinks L (x=-5) and R (x=+5), and a state M (x=0) that cells pass through
+def _three_states():
+    """At the last time (1): sinks L (x=-5) and R (x=+5), and a state M (x=0) that cells pass
+    through. At time 0 one cell sits in L, two in M, one in R; L's stays in L, R's in R, and of
+    M's two one goes to L, one stays."""
     end = np.array([[-5.0], [-5.1], [0.0], [0.1], [5.0], [5.1]])
+    before = np.array([[-5.05], [0.05], [0.02], [5.05]])
+    moves = np.zeros((4, 6))
+    moves[0, :2] = moves[1, :2] = moves[2, 2:4] = moves[3, 4:] = 0.5
+    model = _Fixed({1.0: end, 0.0: before}, sp.csr_matrix(moves))
+    model.times = np.array([0.0, 1.0])
+    return model
+
+
+def test_stability_is_the_share_of_a_states_mass_that_stays():
     labels = np.array(["L", "L", "M", "M", "R", "R"])
-    before = np.array([[-5.05], [0.05], [0.02], [5.05]])  # one in L, two in M, one in R
-    # L stays in L, R in R; of the two in M one goes left, one stays, i.e. M keeps half its mass
-    moves = sp.csr_matrix(
-        np.array(
-            [
-                [0.5, 0.5, 0, 0, 0, 0],
-                [0.5, 0.5, 0, 0, 0, 0],
-                [0, 0, 0.5, 0.5, 0, 0],
-                [0, 0, 0, 0, 0.5, 0.5],
-            ]
-        )
-    )
-    C = _stability(_Fixed({1: end, 0: before}, moves), 1, 0, labels, ["L", "M", "R"], k=2, steps=1)
+    C = _stability(_three_states(), 1.0, 0.0, labels, ["L", "M", "R"], k=2, steps=1)
     np.testing.assert_allclose(C, [[1, 0, 0], [0.5, 0.5, 0], [0, 0, 1]], atol=1e-12)
 
 
 def test_cells_left_in_a_transient_state_are_followed_to_the_sinks():
-    """Last-time cells: two in L, two in the transient M, two in R. Of the earlier cells that sit
-    on M, one goes to L and one stays in M; so M's cells reach L for sure, R never."""
+    """Of the earlier cells that sit on M, one goes to L and one stays in M; so M's cells reach
+    L for sure, R never."""
     from cellflow.tl._terminal import absorbed_fates
 
-    end = np.array([[-5.0], [-5.1], [0.0], [0.1], [5.0], [5.1]])
-    before = np.array([[-5.05], [0.05], [0.02], [5.05]])
-    moves = sp.csr_matrix(
-        np.array(
-            [
-                [0.5, 0.5, 0, 0, 0, 0],
-                [0.5, 0.5, 0, 0, 0, 0],
-                [0, 0, 0.5, 0.5, 0, 0],
-                [0, 0, 0, 0, 0.5, 0.5],
-            ]
-        )
-    )
-    model = _Fixed({1.0: end, 0.0: before}, moves)
-    model.times = np.array([0.0, 1.0])
+    model = _three_states()
     names, phi = absorbed_fates(None, model, ["L", "L", None, None, "R", "R"], k=2, steps=1)
     assert names == ["L", "R"]
     np.testing.assert_allclose(phi, [[1, 0], [1, 0], [1, 0], [1, 0], [0, 1], [0, 1]], atol=1e-5)
