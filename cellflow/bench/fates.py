@@ -163,7 +163,8 @@ def cellflow_rows(adata, method: str, seed: int, steps: int, n_samples: int, sb_
             )
             at = (a.obs["day"] == day).to_numpy()
             p = _share_A(a, key, A, B, at)
-            lo, hi = _share_A(a, key + "_low", A, B, at), _share_A(a, key + "_high", A, B, at)
+            lo = a.obsm[key + "_low"].loc[at, A].to_numpy()  # the interval of P(A) itself
+            hi = a.obsm[key + "_high"].loc[at, A].to_numpy()
             truth = a.obs["true_fate_A"].to_numpy()[at]
             p_all.append(p)
             truth_all.append(truth)
