@@ -377,10 +377,11 @@ def larry(file: str, *, steps: int = 1000, seed: int = 0, n_samples: int = 10) -
         dict(what="AUROC, fates of the found states", value=f"{both:.3f} (other half {half:.3f})")
     )
     H = a.obs["fate_entropy"].to_numpy()[clonal]
+    ok = np.isfinite(H)
     rows.append(
         dict(
-            what=f"entropy AUROC, {mixed.sum()} mixed vs {(~mixed).sum()} committed clones",
-            value=f"{roc_auc_score(mixed, H):.3f}",
+            what=f"entropy AUROC, {mixed[ok].sum()} mixed vs {(~mixed[ok]).sum()} committed clones",
+            value=f"{roc_auc_score(mixed[ok], H[ok]):.3f} ({(~ok).sum()} cells without a fate)",
         )
     )
     a.obs["hand_ends"] = pd.Categorical(np.where(lower, "lower", np.where(right, "right", None)))
@@ -401,10 +402,12 @@ def larry(file: str, *, steps: int = 1000, seed: int = 0, n_samples: int = 10) -
             value=f"{both:.3f} (other half {half:.3f})",
         )
     )
+    Hb = a.obs["boot_entropy"].to_numpy()[clonal]
+    ok = np.isfinite(Hb)
     rows.append(
         dict(
             what=f"entropy AUROC, bootstrap mean of {n_samples}",
-            value=f"{roc_auc_score(mixed, a.obs['boot_entropy'].to_numpy()[clonal]):.3f}",
+            value=f"{roc_auc_score(mixed[ok], Hb[ok]):.3f}",
         )
     )
     Y = m.push(E[clonal], 2, 6)
