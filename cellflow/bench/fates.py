@@ -62,7 +62,7 @@ def ece(p: np.ndarray, outcome: np.ndarray, bins: int = 10) -> float:
     """Expected calibration error: the bin-size-weighted mean gap between the mean prediction and
     the mean outcome in equal-width bins of ``p``.
 
-    >>> ece(np.array([0.1, 0.1, 0.9, 0.9]), np.array([0, 0, 1, 1.0]))
+    >>> round(ece(np.array([0.1, 0.1, 0.9, 0.9]), np.array([0, 0, 1, 1.0])), 6)
     0.1
     """
     p, outcome = np.asarray(p, dtype=float), np.asarray(outcome, dtype=float)
