@@ -349,10 +349,22 @@ def larry(file: str, *, steps: int = 1000, seed: int = 0, n_samples: int = 10) -
     mixed = (bias >= 0.3) & (bias <= 0.7)
     calib = np.random.default_rng(0).random(clonal.sum()) < 0.5
 
-    def scored(score):
+    def scored(what: str, score) -> dict:
+        """A row: the AUROC of ``score`` over all clonal cells, and over the half not used to
+        orient it."""
         score = np.nan_to_num(np.asarray(score, dtype=float))
         sign = 1.0 if roc_auc_score(truth[calib], score[calib]) >= 0.5 else -1.0
-        return roc_auc_score(truth, score), roc_auc_score(truth[~calib], sign * score[~calib])
+        both = roc_auc_score(truth, score)
+        half = roc_auc_score(truth[~calib], sign * score[~calib])
+        return dict(what=f"AUROC, {what}", value=f"{both:.3f} (other half {half:.3f})")
+
+    def entropy(what: str, H) -> dict:
+        """A row: the AUROC of the entropy ``H`` for mixed against committed clones."""
+        ok = np.isfinite(H)
+        return dict(
+            what=f"entropy AUROC, {what}, {mixed[ok].sum()} mixed vs {(~mixed[ok]).sum()} committed",
+            value=f"{roc_auc_score(mixed[ok], H[ok]):.3f} ({(~ok).sum()} cells without a fate)",
+        )
 
     m = CellFlow(a, "day", use_rep="X_spring", method="ot", seed=seed)
     m.train(steps=steps, progress=False)
@@ -372,53 +384,21 @@ def larry(file: str, *, steps: int = 1000, seed: int = 0, n_samples: int = 10) -
     ]
     tl.fates(a, m, t_from=2)
     F = a.obsm["fate"]
-    both, half = scored((F[neu] - F[mono]).to_numpy()[clonal])
-    rows.append(
-        dict(what="AUROC, fates of the found states", value=f"{both:.3f} (other half {half:.3f})")
-    )
-    H = a.obs["fate_entropy"].to_numpy()[clonal]
-    ok = np.isfinite(H)
-    rows.append(
-        dict(
-            what=f"entropy AUROC, {mixed[ok].sum()} mixed vs {(~mixed[ok]).sum()} committed clones",
-            value=f"{roc_auc_score(mixed[ok], H[ok]):.3f} ({(~ok).sum()} cells without a fate)",
-        )
-    )
+    rows.append(scored("fates of the found states", (F[neu] - F[mono]).to_numpy()[clonal]))
+    rows.append(entropy("fates of the found states", a.obs["fate_entropy"].to_numpy()[clonal]))
     a.obs["hand_ends"] = pd.Categorical(np.where(lower, "lower", np.where(right, "right", None)))
     tl.fates(a, m, "hand_ends", t_from=2, t_to=6)
     G = a.obsm["fates_hand_ends"]
-    both, half = scored((G["lower"] - G["right"]).to_numpy()[clonal])
     rows.append(
-        dict(
-            what="AUROC, fates of the hand-placed ends", value=f"{both:.3f} (other half {half:.3f})"
-        )
+        scored("fates of the hand-placed ends", (G["lower"] - G["right"]).to_numpy()[clonal])
     )
     tl.fates(a, m, t_from=2, n_samples=n_samples, key_added="boot", progress=False)
     B = a.obsm["boot"]
-    both, half = scored((B[neu] - B[mono]).to_numpy()[clonal])
-    rows.append(
-        dict(
-            what=f"AUROC, bootstrap mean of {n_samples}",
-            value=f"{both:.3f} (other half {half:.3f})",
-        )
-    )
-    Hb = a.obs["boot_entropy"].to_numpy()[clonal]
-    ok = np.isfinite(Hb)
-    rows.append(
-        dict(
-            what=f"entropy AUROC, bootstrap mean of {n_samples}",
-            value=f"{roc_auc_score(mixed[ok], Hb[ok]):.3f}",
-        )
-    )
+    rows.append(scored(f"bootstrap mean of {n_samples}", (B[neu] - B[mono]).to_numpy()[clonal]))
+    rows.append(entropy(f"bootstrap mean of {n_samples}", a.obs["boot_entropy"].to_numpy()[clonal]))
     Y = m.push(E[clonal], 2, 6)
     dist = np.linalg.norm(Y - E[right].mean(0), axis=1) - np.linalg.norm(
         Y - E[lower].mean(0), axis=1
     )
-    both, half = scored(dist)
-    rows.append(
-        dict(
-            what="AUROC, tutorial's nearest-end rule on the push",
-            value=f"{both:.3f} (other half {half:.3f})",
-        )
-    )
+    rows.append(scored("tutorial's nearest-end rule on the push", dist))
     return pd.DataFrame(rows).set_index("what")

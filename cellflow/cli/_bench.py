@@ -176,9 +176,14 @@ def _bench_growth(args) -> int:
         out=args.out,
         progress=not args.quiet,
     )
-    print(summarize(df).to_string(float_format=lambda v: f"{v:.3f}"))
-    if args.out:
-        print(f"wrote {args.out}")
+    return _print_summary(summarize(df), args.out)
+
+
+def _print_summary(table, out) -> int:
+    """A seeded benchmark's summary table, and where its rows were written."""
+    print(table.to_string(float_format=lambda v: f"{v:.3f}"))
+    if out:
+        print(f"wrote {out}")
     return 0
 
 
@@ -202,10 +207,7 @@ def _bench_fates(args) -> int:
         out=args.out,
         progress=not args.quiet,
     )
-    print(summarize(df).to_string(float_format=lambda v: f"{v:.3f}"))
-    if args.out:
-        print(f"wrote {args.out}")
-    return 0
+    return _print_summary(summarize(df), args.out)
 
 
 def add_commands(sub) -> None:
