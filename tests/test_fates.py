@@ -237,3 +237,34 @@ def test_fates_plot_draws_every_panel(sinks, tmp_path):
         cf.pl.fates(a, state="Z")
     with pytest.raises(KeyError, match="run cf.tl.fates"):
         cf.pl.fates(a, key="nope")
+
+
+@pytest.mark.slow
+def test_the_fates_benchmark_runs_end_to_end(tmp_path):
+    """``cellflow bench fates`` on a tiny course: every row has its scores (CellRank's side has its
+    own test in test_tools)."""
+    pytest.importorskip("scanpy")
+    pytest.importorskip("cellrank")
+    from cellflow.bench.fates import run, summarize
+
+    df = run(
+        [0],
+        steps=30,
+        n_cells=40,
+        n_samples=2,
+        sb_bootstrap=False,
+        cellrank=False,
+        out=str(tmp_path / "f.csv"),
+        progress=False,
+    )
+    assert list(df["spread"]) == ["bootstrap", "sde"]
+    cols = [
+        "ari",
+        "ece",
+        "coverage90",
+        "entropy_auroc",
+        "driver_auroc_A",
+        "cellrank_driver_auroc_A",
+    ]
+    assert df[cols].notna().all().all() and (df[cols].to_numpy() <= 1).all()
+    assert (tmp_path / "f.csv").exists() and len(summarize(df)) == 2
