@@ -72,6 +72,16 @@ def _macrostates(Z, labels, n_states, max_states, seed):
     return best[1].astype(str), scores
 
 
+def _sit_and_land(model, t_end, t_next, k, steps):
+    """The two kernels of the chain onto the cells of ``t_end``: where each cell of ``t_next``
+    sits (its landing kernel without moving, :math:`N`) and where the flow takes it
+    (:math:`F`, :meth:`cellflow.CellFlow.transition_matrix`)."""
+    here = model.scaler.forward(model.cells_at(t_next))
+    there = model.scaler.forward(model.cells_at(t_end))
+    N = knn_assignment(here, there, k=k)
+    return N, model.transition_matrix(t_next, t_end, k=k, steps=steps)
+
+
 def _stability(model, t_end, t_next, labels, names, k, steps):
     """The coarse-grained chain from ``t_next`` to ``t_end`` over the macrostates at ``t_end``:
     ``C[a, b]``, the share of the mass sitting in state a at ``t_next`` that the flow takes to b."""
@@ -80,14 +90,9 @@ def _stability(model, t_end, t_next, labels, names, k, steps):
     index = {g: i for i, g in enumerate(names)}
     j = np.array([index[g] for g in labels])
     onehot = sp.csr_matrix((np.ones(len(j)), (np.arange(len(j)), j)), shape=(len(j), len(names)))
-    here, there = (
-        model.scaler.forward(model.cells_at(t_next)),
-        model.scaler.forward(model.cells_at(t_end)),
-    )
-    sits = np.asarray((knn_assignment(here, there, k=k) @ onehot).todense())
-    lands = np.asarray(
-        (model.transition_matrix(t_next, t_end, k=k, steps=steps) @ onehot).todense()
-    )
+    N, F = _sit_and_land(model, t_end, t_next, k, steps)
+    sits = np.asarray((N @ onehot).todense())
+    lands = np.asarray((F @ onehot).todense())
     with np.errstate(invalid="ignore", divide="ignore"):
         return (sits.T @ lands) / sits.sum(0)[:, None]
 
@@ -290,10 +295,7 @@ def absorbed_fates(adata, model, states, *, k: int = 30, steps: int = 100, tol: 
     E[np.flatnonzero(terminal), [col[g] for g in np.asarray(states, dtype=object)[terminal]]] = 1.0
     if terminal.all():
         return names, E
-    here = model.scaler.forward(model.cells_at(t_prev))
-    there = model.scaler.forward(model.cells_at(t_end))
-    N = knn_assignment(here, there, k=k)
-    F = model.transition_matrix(t_prev, t_end, k=k, steps=steps)
+    N, F = _sit_and_land(model, t_end, t_prev, k, steps)
     sits = np.asarray(N.sum(0)).ravel()
     inv = np.where(sits > 0, 1.0 / np.maximum(sits, 1e-300), 0.0)[:, None]
     phi = E.copy()
