@@ -438,13 +438,14 @@ def fates(
     labels, present, names = _groups_at(adata, groupby, at_to, groups, t_to)
     columns = names + (["other"] if set(present) - set(names) else [])
     col = {g: i for i, g in enumerate(columns)}
-    labelled = np.array([g is not None for g in labels])
-    j = np.array([col.get(g, len(columns) - 1) for g in labels[labelled]], dtype=np.int64)
-    onehot = sp.csr_matrix(
-        (np.ones(len(j)), (np.flatnonzero(labelled), j)), shape=(len(labels), len(columns))
-    )
     if found:  # cells left in transient states are followed on to the terminal ones
         onehot = _absorbed_labels(adata, model, at_to, columns, col, k, steps)
+    else:
+        labelled = np.array([g is not None for g in labels])
+        j = np.array([col.get(g, len(columns) - 1) for g in labels[labelled]], dtype=np.int64)
+        onehot = sp.csr_matrix(
+            (np.ones(len(j)), (np.flatnonzero(labelled), j)), shape=(len(labels), len(columns))
+        )
     F, mass = _fate_matrix(model, t_from, t_to, onehot, k, steps, sde)
     if np.isnan(F).any(1).any():
         import warnings
