@@ -12,6 +12,8 @@ from __future__ import annotations
 
 #: where a CellFlow reads its cells (scanpy's PCA)
 USE_REP = "X_pca"
+#: widths of the velocity network's hidden layers (the paper's 3 x 64 SELU MLP)
+HIDDEN = (64, 64, 64)
 #: optimiser steps of a CellFlow and of each benchmark model (the paper's)
 STEPS = 2000
 #: cells drawn per time point per step, unless a trained time point has fewer

@@ -20,6 +20,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .._defaults import HIDDEN
+
 __all__ = ["MLP", "IntervalMLP", "ACTIVATIONS", "build_network", "interval_index"]
 
 ACTIVATIONS = {
@@ -58,7 +60,7 @@ class MLP(nn.Module):
     def __init__(
         self,
         dim: int,
-        hidden: tuple[int, ...] | list[int] = (64, 64, 64),
+        hidden: tuple[int, ...] | list[int] = HIDDEN,
         activation: str = "selu",
         time_varying: bool = True,
         cond_dim: int = 0,
@@ -157,7 +159,7 @@ class IntervalMLP(nn.Module):
         self,
         dim: int,
         knots,
-        hidden: tuple[int, ...] | list[int] = (64, 64, 64),
+        hidden: tuple[int, ...] | list[int] = HIDDEN,
         activation: str = "selu",
     ):
         super().__init__()

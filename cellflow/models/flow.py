@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Normal
 
-from .._defaults import STEPS
+from .._defaults import HIDDEN, STEPS
 from .._io import IncompleteModelError, load_weights, read_model_config, write_json
 from .._types import Method, Solver
 from ..flow.likelihood import log_likelihood
@@ -120,7 +120,7 @@ class FlowModel(ModelBase):
         method: Method = "ot",
         sigma: float | None = None,
         *,
-        hidden: tuple[int, ...] = (64, 64, 64),
+        hidden: tuple[int, ...] = HIDDEN,
         activation: str = "selu",
         cond_dim: int = 0,
         n_classes: int = 0,
