@@ -9,7 +9,14 @@ target.
 
 A model folder is written whole into a temporary folder beside it and then moved into place
 (:func:`model_folder`); ``config.json`` lists the size and SHA-256 of every other file in it,
-so that :func:`read_model_config` can say which file of a damaged folder is wrong.
+so that :func:`read_model_config` can say which file of a damaged folder is wrong. Replacing a
+model takes two renames (the old folder aside, the new one in); a process killed between them
+leaves both aside, and the next save or load puts the complete one back
+(:func:`recover_model_folder`).
+
+Temporary names carry the host and the process id (``.NAME.tmp-HOST-PID-XXXX``), so that the
+leftovers of a killed process (a full-size ``.h5ad``, a model folder) are removed by the next
+write to the same target, and a write in progress in another live process never is.
 
 Example
 -------
@@ -29,6 +36,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,27 +52,76 @@ __all__ = [
     "check_output_file",
     "check_output_folder",
     "check_model_folder",
+    "check_not_an_input",
+    "refuse_overwrite",
     "model_folder",
+    "recover_model_folder",
     "read_model_config",
     "MODEL_FILES",
     "IncompleteModelError",
 ]
 
 #: The files a cellflow model folder may hold (``config.json`` lists the others it holds).
-MODEL_FILES = ("config.json", "model.pt", "score.pt", "geodesic.pt", "images.json", "tabular.json")
+MODEL_FILES = (
+    "config.json",
+    "model.pt",
+    "score.pt",
+    "geodesic.pt",
+    "growth.pt",
+    "images.json",
+    "tabular.json",
+)
 
 
 class IncompleteModelError(ValueError):
     """A model folder whose ``config.json`` or weight files are missing, damaged or do not match."""
 
 
+def _tmp_prefix(name: str, kind: str = "tmp") -> str:
+    """``.NAME.KIND-HOST-PID-``: the prefix of this process's temporary files for target ``NAME``."""
+    return f".{name}.{kind}-{_host()}-{os.getpid()}-"
+
+
+def _host() -> str:
+    return "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:40] or "host"
+
+
+def _dead(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by someone else
+        return False
+    return False
+
+
+def remove_stale_temporaries(folder: Path, name: str, kind: str = "tmp") -> list[Path]:
+    """Remove the temporary files and folders (``.NAME.KIND-HOST-PID-*``) that a process of
+    this host left beside a target when it was killed; those of live processes are kept."""
+    removed = []
+    if not folder.is_dir():
+        return removed
+    head = f".{name}.{kind}-{_host()}-"
+    for p in folder.iterdir():
+        if not p.name.startswith(head):
+            continue
+        pid = p.name[len(head) :].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and _dead(int(pid)):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
 @contextmanager
 def atomic_path(path: str | Path):
     """Yield a temporary path beside ``path``; when the block ends without an exception, move it
-    over ``path`` (:func:`os.replace`); otherwise remove it and leave ``path`` untouched."""
+    over ``path`` (:func:`os.replace`); otherwise remove it and leave ``path`` untouched. The
+    leftovers of an earlier write to ``path`` by a killed process are removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.tmp-", suffix=path.suffix)
+    remove_stale_temporaries(path.parent, path.stem)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_tmp_prefix(path.stem), suffix=path.suffix)
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -73,6 +130,34 @@ def atomic_path(path: str | Path):
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def refuse_overwrite(existing: list[str], overwrite: bool) -> None:
+    """Raise unless ``overwrite`` when ``existing`` (the AnnData keys a step would write, such as
+    ``"obs['growth_prior']"``) is not empty: nothing the user owns is replaced without asking."""
+    if existing and not overwrite:
+        one = len(existing) == 1
+        raise ValueError(
+            f"{', '.join(existing)} already exist{'s' if one else ''}; pass overwrite=True to replace "
+            f"{'it' if one else 'them'}, or choose another key_added."
+        )
+
+
+def check_not_an_input(path: str | Path, inputs, flag: str = "--out") -> Path:
+    """Raise if the output ``path`` names one of the ``inputs`` (the same file, by any name):
+    writing it would replace the user's data, whatever ``overwrite`` says."""
+    path = Path(path)
+    for given in inputs:
+        given = Path(given)
+        same = path.resolve() == given.resolve()
+        if not same and path.exists() and given.exists():
+            same = os.path.samefile(path, given)
+        if same:
+            raise ValueError(
+                f"{flag} {path} names the input {given}: writing it would replace your data. "
+                "Give another file name."
+            )
+    return path
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -144,23 +229,37 @@ def check_output_folder(path: str | Path, flag: str = "--out") -> Path:
     return path
 
 
+def _is_model(path: Path) -> bool:
+    """Whether the folder ``path`` holds a model cellflow wrote: a ``config.json`` listing its
+    other files (``"files"``, which :func:`model_folder` writes), and nothing but model files."""
+    try:
+        cfg = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(cfg, dict) and isinstance(cfg.get("files"), dict)
+
+
 def check_model_folder(path: str | Path, overwrite: bool, flag: str = "overwrite=True") -> Path:
     """Raise before any work starts if a model cannot be saved to the folder ``path``.
 
-    A new or empty folder is fine. A folder that holds a model is replaced only with
-    ``overwrite``. A folder that holds anything else (files cellflow does not write) is never
-    replaced: cellflow swaps a model folder in whole and would delete them.
+    A new or empty folder is fine. A folder that holds a model (files cellflow writes, with a
+    ``config.json`` that cellflow wrote) is replaced only with ``overwrite``. A folder that holds
+    anything else, a ``config.json`` of the user's own included, is never replaced: cellflow
+    swaps a model folder in whole and would delete it.
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"{path} is a file; a model is saved to a folder.")
     _check_parent(path, f"cannot save to {path}")
+    recover_model_folder(path)
     if not path.is_dir():
         return path
     present = sorted(p.name for p in path.iterdir())
     if not present:
         return path
     foreign = [n for n in present if n not in MODEL_FILES]
+    if not foreign and not _is_model(path):
+        foreign = [n for n in present if n == "config.json"] or present
     if foreign:
         shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
         raise FileExistsError(
@@ -173,6 +272,32 @@ def check_model_folder(path: str | Path, overwrite: bool, flag: str = "overwrite
             "or choose another folder."
         )
     return path
+
+
+def recover_model_folder(path: str | Path) -> bool:
+    """Finish a model save that was killed between its two renames (:func:`model_folder`), when
+    ``path`` is missing: the new model goes in if its folder is complete, else the old one comes
+    back. Returns whether a model was put back."""
+    path = Path(path)
+    if path.exists() or not path.parent.is_dir():
+        return False
+    olds = sorted(path.parent.glob(f".{path.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    olds = [p for p in olds if (p / "model").is_dir()]
+    if not olds:
+        return False
+    news = sorted(path.parent.glob(f".{path.name}.tmp-*"), key=lambda p: p.stat().st_mtime)
+    for new in reversed(news):
+        try:
+            read_model_config(new)
+        except (OSError, ValueError):
+            continue
+        os.replace(new, path)
+        break
+    else:
+        os.replace(olds[-1] / "model", path)
+    for p in olds:
+        shutil.rmtree(p, ignore_errors=True)
+    return True
 
 
 def _digest(path: Path) -> dict:
@@ -191,7 +316,8 @@ def model_folder(path: str | Path, overwrite: bool = False):
     left behind from an older model, and an exception leaves ``path`` as it was."""
     path = check_model_folder(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    remove_stale_temporaries(path.parent, path.name)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=_tmp_prefix(path.name)))
     try:
         yield tmp
         cfg_path = tmp / "config.json"
@@ -199,11 +325,12 @@ def model_folder(path: str | Path, overwrite: bool = False):
         cfg["files"] = {
             p.name: _digest(p) for p in sorted(tmp.iterdir()) if p.name != "config.json"
         }
+        cfg[CONFIG_DIGEST] = _config_digest(cfg)
         cfg_path.write_text(json.dumps(cfg, indent=2))
         if (
             path.exists()
         ):  # an old model (checked above): set it aside, move the new one in, delete the old
-            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old-"))
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=_tmp_prefix(path.name, "old")))
             os.replace(path, old / "model")
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
@@ -214,6 +341,16 @@ def model_folder(path: str | Path, overwrite: bool = False):
         raise
 
 
+#: the key of ``config.json`` that holds the SHA-256 of the rest of it
+CONFIG_DIGEST = "config_sha256"
+
+
+def _config_digest(cfg: dict) -> str:
+    """SHA-256 of a model's settings (``config.json`` without its own digest), key order aside."""
+    rest = {k: v for k, v in cfg.items() if k != CONFIG_DIGEST}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()
+
+
 def read_model_config(path: str | Path, what: str = "model") -> dict:
     """``config.json`` of a model folder, after checking that it is readable JSON and that every
     file it lists is there with the recorded size and SHA-256; raises
@@ -221,6 +358,7 @@ def read_model_config(path: str | Path, what: str = "model") -> dict:
     path = Path(path)
     incomplete = f"{path} does not hold a complete cellflow {what}"
     cfg_path = path / "config.json"
+    recover_model_folder(path)
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(
             f"{path} is a file; a {what} is saved to a folder (config.json, model.pt)."
@@ -236,6 +374,15 @@ def read_model_config(path: str | Path, what: str = "model") -> dict:
     if not isinstance(cfg, dict):
         raise IncompleteModelError(
             f"{incomplete}: config.json does not hold a settings object; save the model again."
+        )
+    if CONFIG_DIGEST in cfg and cfg[CONFIG_DIGEST] != _config_digest(cfg):
+        import warnings
+
+        warnings.warn(
+            f"{cfg_path} was edited after the model was saved (its settings no longer match the "
+            "digest written with them); the model loads with the edited settings. Save it again "
+            "to make them its own.",
+            stacklevel=3,
         )
     for name, rec in (cfg.get("files") or {}).items():
         f = path / name

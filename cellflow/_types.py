@@ -15,9 +15,32 @@ TimeScale = Literal["index", "real"]
 MetricKind = Literal["rbf", "land"]
 #: which shipped marker gene sets to score (:func:`cellflow.pp.score_growth`)
 Organism = Literal["human", "mouse"]
+#: the unit of ``obs[time_key]`` that a growth prior's rate is given per
+#: (:func:`cellflow.pp.score_growth`)
+TimeUnit = Literal["minute", "hour", "day", "week"]
 #: how a :class:`cellflow.CellFlow` treats cells that divide and die (``None``: every cell has
 #: one descendant)
 Growth = Literal["prior", "learned"]
 #: where the spread of fates and pulls comes from (:func:`cellflow.tl.fates`): bootstrap replicates
 #: of the model, or single paths of a Schrödinger bridge SDE
 FateSpread = Literal["bootstrap", "sde"]
+
+
+def whole_number(value, name: str, minimum: int = 1, hint: str = "") -> int:
+    """``value`` as an int, refused with a message naming ``name`` unless it is a whole number
+    (an int, not a bool, a float such as 2.7 or 2.0, or a string) of at least ``minimum``.
+
+    >>> whole_number(3, "k")
+    3
+    >>> whole_number(2.7, "n_states")
+    Traceback (most recent call last):
+    ...
+    ValueError: n_states must be a whole number >= 1, got 2.7.
+    """
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}.{hint}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value!r}.{hint}")
+    return int(value)

@@ -37,7 +37,6 @@ from ._defaults import (
     BENCHMARK_METHODS,
     BENCHMARK_SEEDS,
     BENCHMARK_WHITEN,
-    GROWTH_TAU,
     MAX_EVAL,
     STEPS,
     TIME_SCALE,
@@ -45,9 +44,8 @@ from ._defaults import (
 )
 from ._types import Growth, TimeScale
 from .adata._read import get_times, paper_n_pcs
-from .couplings._unbalanced import check_tau
 from .flow.metrics import mmd, wasserstein
-from .models._growth import check_growth
+from .models._growth import check_growth, growth_tau
 from .models._methods import cellflow_spec
 from .models.cells import CellFlow
 
@@ -92,7 +90,7 @@ def evaluate_holdout(
     per_interval: bool = False,
     growth: Growth | None = None,
     growth_key: str | None = None,
-    tau: float = GROWTH_TAU,
+    tau: float | None = None,
     max_eval: int = MAX_EVAL,
     fractions=None,
     baselines: bool = True,
@@ -180,7 +178,7 @@ def evaluate_holdout(
     for m in methods:  # a typo stops here, before any training
         cellflow_spec(m)
     check_growth(growth, growth_key, adata)
-    check_tau(tau)
+    growth_tau(growth, tau)
     if growth is not None and "mfm" in methods:
         raise ValueError("growth is not available for OT-MFM; leave 'mfm' out of methods.")
 
@@ -376,6 +374,7 @@ def _earlier_rows(done: pd.DataFrame | None, extra: list[str]) -> tuple[set, lis
             f"the earlier table's columns {list(done.columns)} are not this run's {want} "
             "(was it written with other fractions, or by another program?)."
         )
+    done = done[done[COLUMNS].notna().all(axis=1)]  # a row cut off mid-write is not done
     keys = {(str(r.method), float(r.held_out_time), int(r.seed)) for r in done.itertuples()}
     return keys, done.to_dict("records")
 

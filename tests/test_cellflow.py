@@ -235,7 +235,9 @@ def test_sb_sde_push_reaches_the_marginals_and_spreads_single_cells(tmp_path):
         assert cf.metrics.wasserstein(pred, X1, p=1) < 0.5 * cf.metrics.wasserstein(X0, X1, p=1)
     one = np.repeat(X0[:1], 200, axis=0)
     assert model.push(one, 0.0, 1.0, sde=True).std(0).min() > 0.05  # stochastic: one cell spreads
-    assert model.push(one, 0.0, 1.0).std(0).max() < 1e-9  # the ODE is deterministic
+    # the ODE is deterministic: equal cells end equal, up to float32 rounding (a CPU's vector
+    # kernels may round the rows of one batch differently: 6e-8 seen)
+    assert model.push(one, 0.0, 1.0).std(0).max() < 1e-5
     np.testing.assert_array_equal(
         model.push(one, 0.0, 1.0, sde=True, seed=3), model.push(one, 0.0, 1.0, sde=True, seed=3)
     )

@@ -92,7 +92,7 @@ def test_terminal_states_of_a_flow_with_two_sinks(sinks):
     assert states[~end].isna().all() and states[end].notna().all()
     assert adjusted_rand_score(a.obs["side"][end], states[end].astype(str)) == 1.0
     p = a.uns["terminal_states_params"]
-    assert all(s > 0.9 for s in p["terminal"]["stability"].values())
+    assert all(s > 0.9 for s in p["terminal"]["stability"])
     # one blob of progenitors at the start: with one state, every day-0 cell is in it
     cf.tl.terminal_states(a, model, n_states=1, key_added="one", initial_key="one_initial")
     init = a.obs["one_initial"]

@@ -265,7 +265,8 @@ def test_growth_corrects_the_ancestor_fates_that_proliferation_biases(growth_cou
         m.train(steps=400, progress=False)
         cf.tl.fates(a, m, "branch", t_from=0, t_to=5, overwrite=True)
         p = a.uns["fates_branch_params"]
-        shares[growth] = (p["ancestor_share"]["A"], p["descendant_share"]["A"])
+        a_ = list(p["groups"]).index("A")
+        shares[growth] = (p["ancestor_share"][a_], p["descendant_share"][a_])
     truth = a.obs.loc[a.obs.day == 0, "true_fate_A"].mean()
     assert shares[None][0] == pytest.approx(shares[None][1])  # no growth: one descendant each
     assert abs(shares["prior"][0] - truth) < abs(shares[None][0] - truth) - 0.2

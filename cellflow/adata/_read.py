@@ -80,8 +80,12 @@ def check_n_pcs(n_pcs) -> int | None:
 def dense_columns(M, n_cols: int | None = None) -> np.ndarray:
     """The leading ``n_cols`` columns of an ``obsm`` entry (an array, a scipy sparse matrix or a
     DataFrame) as a dense float64 array."""
-    if hasattr(M, "toarray"):  # scipy sparse: slice first, densify only what is used
+    import scipy.sparse as sp
+
+    if sp.issparse(M):  # slice first, densify only what is used
         M = (M.tocsc()[:, :n_cols] if n_cols is not None else M).toarray()
+    elif hasattr(M, "to_numpy"):  # a DataFrame
+        M = M.to_numpy()
     M = np.asarray(M)
     if M.ndim != 2:
         return M

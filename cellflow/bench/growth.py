@@ -100,8 +100,10 @@ def cellflow_row(adata, name: str, seed: int, steps: int, held_out) -> dict:
     seconds = time.perf_counter() - start
     tl.fates(a, m, "branch", t_from=0, t_to=float(a.obs["day"].max()), groups=["A", "B"])
     p = a.uns["fates_branch_params"]
-    anc = p["ancestor_share"]["A"] / (p["ancestor_share"]["A"] + p["ancestor_share"]["B"])
-    desc = p["descendant_share"]["A"] / (p["descendant_share"]["A"] + p["descendant_share"]["B"])
+    anc, desc = (
+        dict(zip(p["groups"], p[share])) for share in ("ancestor_share", "descendant_share")
+    )
+    anc, desc = anc["A"] / (anc["A"] + anc["B"]), desc["A"] / (desc["A"] + desc["B"])
     if growth is None:
         rho = np.nan
     else:

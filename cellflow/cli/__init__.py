@@ -8,6 +8,7 @@ evaluate), ``_bench.py`` and ``_train.py``; options that several commands share,
 from __future__ import annotations
 
 import argparse
+import pickle
 import sys
 
 from .. import __version__
@@ -77,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             msg = e.args[0] if e.args else str(e)
         print(f"cellflow: error: {msg}", file=sys.stderr)
         return 2
-    except (ValueError, KeyError) as e:
+    except (ValueError, KeyError, pickle.UnpicklingError) as e:
+        # UnpicklingError: a file that is not plain tensors (or a CIFAR batch), refused unread
         print(f"cellflow: error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2
 

@@ -62,6 +62,7 @@ def _fit(args) -> int:
         flag="--overwrite",
         preprocess_flag="--preprocess",
         score_growth=args.score_growth,
+        time_unit=args.time_unit,
         **growth_kwargs(args),
         **metric_kwargs(args),
     )

@@ -3,6 +3,7 @@ run, write results. Each validates its input before any training starts."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,6 @@ from .._defaults import (
     BENCHMARK_METHODS,
     BENCHMARK_SEEDS,
     BENCHMARK_WHITEN,
-    GROWTH_TAU,
     MAX_EVAL,
     MODEL_EMA_DECAY,
     MODEL_WHITEN,
@@ -19,7 +19,16 @@ from .._defaults import (
     TIME_SCALE,
     USE_REP,
 )
-from .._io import check_model_folder, check_output_file, write_csv, write_h5ad, write_json
+from .._io import (
+    check_model_folder,
+    check_not_an_input,
+    check_output_file,
+    model_folder,
+    write_csv,
+    write_h5ad,
+    write_json,
+)
+from ..adata._store import has_representation, representation_shape
 
 
 def read_h5ad(path: str | Path, backed: bool = False):
@@ -115,8 +124,9 @@ def fit_h5ad(
     gene_velocity: bool = True,
     growth: str | None = None,
     growth_key: str | None = None,
-    tau: float = GROWTH_TAU,
+    tau: float | None = None,
     score_growth: str | None = None,
+    time_unit: str = "day",
     flag: str = "overwrite=True",
     preprocess_flag: str = "preprocess=True",
 ):
@@ -131,7 +141,7 @@ def fit_h5ad(
     ``growth``, ``growth_key`` and ``tau`` go to :class:`cellflow.CellFlow`; a growth-aware model
     also writes ``obs["growth_rate"]`` (:func:`cellflow.tl.growth_rates`). ``score_growth``
     (``"human"`` or ``"mouse"``) first scores the genes of ``X`` into ``obs["growth_prior"]``
-    (:func:`cellflow.pp.score_growth`).
+    (:func:`cellflow.pp.score_growth`), with rates per ``time_unit`` of ``obs[time_key]``.
 
     ``OUT.h5ad`` and the model folder are checked before any work starts, and written whole or
     not at all (:mod:`cellflow._io`), so ``path_out == path_in`` never loses the input. ``flag``
@@ -142,7 +152,13 @@ def fit_h5ad(
     # every output is checked before the input is read or a step is trained
     path_out = check_output_file(path_out, overwrite, flag)
     model_dir = Path(model_dir) if model_dir else path_out.with_name(path_out.stem + "_model")
-    check_model_folder(model_dir, overwrite, flag)
+    check_not_an_input(
+        model_dir, [path_in], "--model-dir" if flag == "--overwrite" else "model_dir"
+    )
+    # a model left by an earlier run of this command that was stopped before OUT was written is
+    # that run's, not the user's: it is replaced without asking
+    replace_model = overwrite or _unfinished_fit(model_dir, path_out)
+    check_model_folder(model_dir, replace_model, flag)
     adata = read_h5ad(path_in, backed=backed)
     choices = None
     if preprocess:
@@ -155,6 +171,11 @@ def fit_h5ad(
             raise FileExistsError(
                 f"{path_in} already holds obsm['X_pca']; drop {preprocess_flag} to fit on it, "
                 f"or pass {flag} to compute it again from the counts in X."
+            )
+        if "counts" in adata.layers and not overwrite:
+            raise FileExistsError(
+                f"{path_in} already holds layers['counts'], where {preprocess_flag} keeps the raw "
+                f"counts; drop it (or rename it) first, or pass {flag} to replace it."
             )
         _counts_check(adata, preprocess_flag)
         choices = preprocess_counts(adata, seed=seed)
@@ -171,12 +192,13 @@ def fit_h5ad(
     if score_growth is not None:
         from ..pp import score_growth as score
 
-        if "growth_prior" in adata.obs and not overwrite:
+        held = [c for c in SCORE_COLUMNS if c in adata.obs]
+        if held and not overwrite:
             raise FileExistsError(
-                f"{path_in} already holds obs['growth_prior']; drop --score-growth to use it, or "
-                f"pass {flag} to score it again."
+                f"{path_in} already holds {', '.join(f'obs[{c!r}]' for c in held)}; drop "
+                f"--score-growth to use them, or pass {flag} to score again."
             )
-        score(adata, organism=score_growth)
+        score(adata, organism=score_growth, time_unit=time_unit, overwrite=overwrite)
     if (
         velocity and not overwrite
     ):  # tl.velocity and tl.velocity_embedding would refuse these after training
@@ -223,7 +245,11 @@ def fit_h5ad(
 
     if not distributed.is_main():  # under torchrun, rank 0 writes the results
         return adata, model
-    model.save(model_dir, overwrite=overwrite)
+    with model_folder(model_dir, replace_model) as tmp:
+        model._write_files(tmp)
+        cfg = json.loads((tmp / "config.json").read_text())
+        cfg["fit_output"] = str(path_out.resolve())  # see _unfinished_fit
+        (tmp / "config.json").write_text(json.dumps(cfg, indent=2))
     if velocity:
         tl.velocity(adata, model, genes=gene_velocity, overwrite=overwrite)
         # the velocity is already in obsm[f"velocity_{basis}"] when the embedding is the representation
@@ -243,12 +269,34 @@ def fit_h5ad(
         "seed": int(seed),
         "per_interval": bool(per_interval),
         "growth": growth or "none",
+        **(
+            {"prior_scale": float(model.prior_scale)}
+            if growth == "learned" and model.prior_scale is not None
+            else {}
+        ),
         "final_loss": float(np.mean(model.history.loss[-50:])),
     }
     if choices is not None:
         adata.uns["cellflow"]["preprocess"] = choices
     write_h5ad(adata, path_out)
     return adata, model
+
+
+#: the obs columns cf.pp.score_growth writes (with its default key)
+SCORE_COLUMNS = ("proliferation_score", "apoptosis_score", "growth_prior")
+
+
+def _unfinished_fit(model_dir: Path, path_out: Path) -> bool:
+    """Whether ``model_dir`` holds the model of an earlier ``fit`` to ``path_out`` that stopped
+    before ``path_out`` was written (the model is saved first; its ``config.json`` names the
+    output it was for)."""
+    if path_out.exists():
+        return False
+    try:
+        cfg = json.loads((model_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(cfg, dict) and cfg.get("fit_output") == str(path_out.resolve())
 
 
 def evaluate_h5ad(
@@ -280,11 +328,18 @@ def evaluate_h5ad(
     finished. Its settings go beside it (``TABLE.settings.json``); ``resume=True`` reads both,
     checks that the settings are this run's, and trains only the models that are missing."""
     from ..evaluate import evaluate_holdout, summarize_holdout
+    from ..models._persist import fingerprint
 
     path_out = Path(path_out)
     settings_path = path_out.with_name(path_out.stem + ".settings.json")
+    for out in (path_out, settings_path):
+        check_not_an_input(out, [path_in], "--out" if flag == "--overwrite" else "path_out")
+    adata = read_h5ad(path_in)
+    width = representation_shape(adata, use_rep)[1] if has_representation(adata, use_rep) else None
     settings = dict(
         input=str(Path(path_in).resolve()),
+        # the data themselves, so that a resumed run never mixes rows of two versions of a file
+        data=fingerprint(adata, use_rep, time_key if time_key in adata.obs else None, width),
         time_key=time_key,
         use_rep=use_rep,
         n_pcs=n_pcs,
@@ -307,7 +362,6 @@ def evaluate_h5ad(
                 "the run that wrote it."
             )
         check_output_file(path_out, overwrite, flag)
-    adata = read_h5ad(path_in)
     write_json(settings_path, settings, default=str)
     df = evaluate_holdout(
         adata,
@@ -334,7 +388,6 @@ def evaluate_h5ad(
 def _earlier_table(path: Path, settings_path: Path, settings: dict, flag: str):
     """The table a stopped run left at ``path``, if its settings file says it was run with
     ``settings``; otherwise an error that says what differs."""
-    import json
 
     import pandas as pd
 
@@ -348,8 +401,10 @@ def _earlier_table(path: Path, settings_path: Path, settings: dict, flag: str):
     differ = [
         f"{k}: {saved.get(k)!r} then, {before.get(k)!r} now"
         for k in sorted(set(saved) | set(before))
-        if saved.get(k) != before.get(k)
+        if saved.get(k) != before.get(k) and k != "data"
     ]
+    if not differ and saved.get("data") != before.get("data"):
+        differ = ["the data in the input file (its cells, representation or times changed)"]
     if differ:
         raise ValueError(
             f"{path} was written with other settings ({'; '.join(differ)}); rerun with those, "

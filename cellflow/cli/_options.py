@@ -81,7 +81,7 @@ def add_growth_options(p: argparse.ArgumentParser, score: bool = False) -> None:
     """``--growth``, ``--growth-key`` and ``--tau`` (and, for ``fit``, ``--score-growth``), with
     the defaults of :class:`cellflow.CellFlow`."""
     from .._defaults import GROWTH_TAU
-    from .._types import Growth, Organism
+    from .._types import Growth, Organism, TimeUnit
 
     p.add_argument(
         "--growth",
@@ -100,9 +100,9 @@ def add_growth_options(p: argparse.ArgumentParser, score: bool = False) -> None:
     p.add_argument(
         "--tau",
         type=float,
-        default=GROWTH_TAU,
-        help="with --growth: how closely each interval's plan keeps the prior masses, in (0, 1] "
-        "(1: exactly)",
+        default=None,
+        help="with --growth learned: how closely each interval's plan keeps the prior masses, in "
+        f"(0, 1] (1: exactly; default {GROWTH_TAU})",
     )
     if score:
         p.add_argument(
@@ -113,6 +113,13 @@ def add_growth_options(p: argparse.ArgumentParser, score: bool = False) -> None:
             help="score proliferation and apoptosis genes of X (log-normalised) for this organism "
             "(human or mouse) into obs['growth_prior'] first, and use it as --growth-key",
         )
+        p.add_argument(
+            "--time-unit",
+            default="day",
+            choices=get_args(TimeUnit),
+            help="with --score-growth: the unit of --time-key, so that the rates are per that "
+            "unit (the published curves are per day; default: day)",
+        )
 
 
 def growth_kwargs(args) -> dict:
@@ -121,9 +128,21 @@ def growth_kwargs(args) -> dict:
     if getattr(args, "score_growth", None) and key is None:
         key = "growth_prior"
     if args.growth is None:
-        if key is not None and not getattr(args, "score_growth", None):
+        if getattr(args, "score_growth", None):
+            raise SystemExit(
+                "--score-growth writes a growth prior for a growth-aware model: add --growth "
+                "prior (cells grow at that rate) or --growth learned (learned from it)."
+            )
+        if key is not None:
             raise SystemExit("--growth-key needs --growth prior or --growth learned.")
+        if args.tau is not None:
+            raise SystemExit("--tau relaxes the plan of --growth learned; add --growth learned.")
         return {}
+    if args.tau is not None and args.growth != "learned":
+        raise SystemExit(
+            f"--tau relaxes the plan of --growth learned; --growth {args.growth} uses the prior "
+            "exactly. Drop --tau, or use --growth learned."
+        )
     return dict(growth=args.growth, growth_key=key, tau=args.tau)
 
 

@@ -46,7 +46,19 @@ _MAX_RANGE = 600.0  # (max C - min C)/ε beyond which exp(-C/ε) could underflow
 
 def check_tau(tau) -> tuple[float, float]:
     """``tau`` as ``(τ_a, τ_b)``, each in (0, 1]; one number relaxes the source only."""
-    pair = (float(tau), 1.0) if isinstance(tau, (int, float)) else tuple(float(t) for t in tau)
+    import numbers
+
+    def number(t) -> bool:
+        return isinstance(t, numbers.Real) and not isinstance(t, bool)
+
+    if number(tau):
+        pair = (float(tau), 1.0)
+    elif isinstance(tau, (tuple, list)) and all(number(t) for t in tau):
+        pair = tuple(float(t) for t in tau)
+    else:
+        pair = ()
+    if isinstance(tau, str):
+        raise ValueError(f"tau must be a number in (0, 1], not the string {tau!r}.")
     if len(pair) != 2 or not all(0 < t <= 1 for t in pair):
         raise ValueError(
             f"tau must be in (0, 1] (1 holds a marginal exactly, smaller lets cells grow or "

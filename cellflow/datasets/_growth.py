@@ -37,6 +37,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .._types import whole_number
 from ..pp._markers import HUMAN_APOPTOSIS, HUMAN_PROLIFERATION
 from ._simulated import (
     BIFURCATION,
@@ -131,6 +132,7 @@ def simulated_growth(
     import anndata as ad
 
     times = _check_course(n_genes, times)
+    whole_number(n_cells_per_time, "n_cells_per_time", 2)
     n_growth_genes = int(n_growth_genes)
     if not 1 <= n_growth_genes <= min(len(HUMAN_PROLIFERATION), len(HUMAN_APOPTOSIS)):
         raise ValueError(f"n_growth_genes must be between 1 and 97, got {n_growth_genes}.")

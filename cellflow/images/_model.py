@@ -159,6 +159,11 @@ class ImageFlow:
         ``checkpoint_every``, ``resume``, ``weight_decay``...) go to :meth:`cellflow.FlowModel.train`.
         """
         images = torch.as_tensor(images)
+        if len(images) == 0:
+            raise ValueError(
+                f"images is empty (shape {tuple(images.shape)}): give at least one image of "
+                f"shape {tuple(self.shape)}."
+            )
         if images.numel():
             lo, hi = float(images.min()), float(images.max())
             if not (np.isfinite(lo) and np.isfinite(hi)):

@@ -49,15 +49,28 @@ from typing import get_args
 import numpy as np
 import torch
 
+from .._defaults import GROWTH_TAU
 from .._types import Growth
 from ..couplings import UnbalancedOT
+from ..couplings._unbalanced import check_tau
 
-__all__ = ["check_growth", "growth_prior", "interval_log_growth", "calibrate_prior"]
+__all__ = [
+    "check_growth",
+    "growth_tau",
+    "growth_prior",
+    "check_prior_scale",
+    "interval_log_growth",
+    "calibrate_prior",
+]
 
 #: the grid of prior scales that :func:`calibrate_prior` searches
 SCALE_GRID = np.round(np.arange(0.0, 2.0001, 0.05), 2)
 #: cells per time point in the calibration's exact OT problems
 MAX_CALIBRATION_CELLS = 2000
+
+#: the largest change of a time point's population over one interval that a growth prior may
+#: imply (either way) before it is refused as a unit error (a rate per day read per hour)
+MAX_POPULATION_CHANGE = 1e4
 
 #: cells per time point of the interval plan of learned growth (n × n float64: 200 MB at 5,000)
 MAX_PLAN_CELLS = 5000
@@ -84,6 +97,49 @@ def check_growth(growth, growth_key, adata) -> None:
             f"growth_key={growth_key!r} is not a column of adata.obs; run "
             "cf.pp.score_growth(adata, organism=...) (it writes 'growth_prior') or name your column."
         )
+
+
+def growth_tau(growth, tau) -> float | None:
+    """τ of learned growth's interval plan (``None``: :data:`~cellflow._defaults.GROWTH_TAU`);
+    refused for the other settings, where it would silently do nothing (``growth="prior"``
+    uses the prior exactly)."""
+    if growth != "learned":
+        if tau is not None:
+            raise ValueError(
+                f"tau={tau!r} relaxes the interval plan of growth='learned' only; with "
+                f"growth={growth!r} it would do nothing ("
+                + ("the prior's masses are used exactly" if growth == "prior" else "no growth")
+                + "). Drop tau, or use growth='learned'."
+            )
+        return None
+    if isinstance(tau, (tuple, list)):
+        raise ValueError(
+            f"tau={tau!r}: a CellFlow relaxes only the source of each interval's plan (the "
+            "target is held); give one number in (0, 1]."
+        )
+    return check_tau(GROWTH_TAU if tau is None else tau)[0]
+
+
+def check_prior_scale(prior, groups_times, growth_key: str, time_key: str) -> None:
+    """Refuse a prior whose rates imply an implausible change of a time point's population over
+    an interval (more than :data:`MAX_POPULATION_CHANGE` times, either way): almost always a
+    rate per day read per hour (or the like), which would push masses by many orders of
+    magnitude without a word. ``prior``: the rates of each time point's cells;
+    ``groups_times``: the measured times, in the same order."""
+    for k in range(len(prior) - 1):
+        span = float(groups_times[k + 1] - groups_times[k])
+        r = np.asarray(prior[k], dtype=np.float64) * span
+        change = float(np.log(np.mean(np.exp(r - r.max()))) + r.max())
+        if abs(change) > np.log(MAX_POPULATION_CHANGE):
+            raise ValueError(
+                f"the growth prior obs[{growth_key!r}] makes the cells of {groups_times[k]:g} "
+                f"{'grow' if change > 0 else 'shrink'} {np.exp(abs(change)):.3g}-fold by "
+                f"{groups_times[k + 1]:g} (rates per unit of obs[{time_key!r}]; mean "
+                f"{np.mean(prior[k]):.3g}); that is not a plausible population change. Is it a "
+                f"rate per day with times in hours? Score it in the unit of obs[{time_key!r}] "
+                "(cf.pp.score_growth(..., time_unit='hour'), cellflow fit --time-unit hour), or "
+                "rescale the column."
+            )
 
 
 def growth_prior(

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
+from .._types import whole_number
+
 __all__ = ["knn_assignment"]
 
 
@@ -32,7 +34,7 @@ def knn_assignment(Y: np.ndarray, X: np.ndarray, k: int = 30) -> sparse.csr_matr
     from sklearn.neighbors import NearestNeighbors
 
     Y, X = np.asarray(Y, dtype=np.float64), np.asarray(X, dtype=np.float64)
-    k = int(min(k, len(X)))
+    k = min(whole_number(k, "k", hint=" It is the number of neighbours a cell lands on."), len(X))
     if k < 1:
         raise ValueError("need at least one observed cell to assign to.")
     dist, idx = NearestNeighbors(n_neighbors=k).fit(X).kneighbors(Y)

@@ -65,12 +65,23 @@ def times_digest(t: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(t, dtype=np.float64).tobytes()).hexdigest()
 
 
+def growth_digest(adata, growth_key: str) -> str:
+    """SHA-1 of each cell's growth prior ``obs[growth_key]`` (float64, in ``obs`` order)."""
+    values = np.asarray(adata.obs[growth_key], dtype=np.float64)
+    return hashlib.sha1(np.ascontiguousarray(values).tobytes()).hexdigest()
+
+
 def fingerprint(
-    adata, use_rep: str, time_key: str | None = None, n_cols: int | None = None
+    adata,
+    use_rep: str,
+    time_key: str | None = None,
+    n_cols: int | None = None,
+    growth_key: str | None = None,
 ) -> dict:
     """What identifies the AnnData a model was trained on: the number of cells, a hash of their
-    names, the shape of the representation, and (given ``time_key`` and ``n_cols``) digests of
-    the representation's values (:func:`representation_digest`) and of the cells' times."""
+    names, the shape of the representation, and (given ``time_key``, ``n_cols`` and
+    ``growth_key``) digests of the representation's values (:func:`representation_digest`), of
+    the cells' times and of their growth prior."""
     names = hashlib.sha1("\n".join(map(str, adata.obs_names)).encode()).hexdigest()
     fp = {
         "n_obs": int(adata.n_obs),
@@ -84,6 +95,9 @@ def fingerprint(
         t, times = get_times(adata, time_key, min_points=1)
         fp["times"] = times.tolist()
         fp["times_sha1"] = times_digest(t)
+    if growth_key is not None:
+        fp["growth_key"] = growth_key
+        fp["growth_sha1"] = growth_digest(adata, growth_key)
     return fp
 
 
@@ -126,6 +140,20 @@ def fingerprint_differences(
             out.append(
                 f"the cells' times in obs[{time_key!r}] (the same time points, given to other cells)"
             )
+    key = saved.get("growth_key")
+    if key is not None:
+        if key not in adata.obs:
+            out.append(f"obs has no column {key!r}, the growth prior the model was trained with")
+        else:
+            try:
+                same = growth_digest(adata, key) == saved["growth_sha1"]
+            except (TypeError, ValueError):
+                same = False
+            if not same:
+                out.append(
+                    f"the growth prior obs[{key!r}] differs from the one the model was trained "
+                    "with (scored again, or edited)"
+                )
     return out
 
 
@@ -252,7 +280,7 @@ def load_model(cls, path: str | Path, adata, device="cpu"):
         per_interval=cfg.get("per_interval", False),
         growth=cfg.get("growth"),
         growth_key=cfg.get("growth_key"),
-        tau=cfg.get("tau", GROWTH_TAU),
+        tau=cfg.get("tau", GROWTH_TAU) if cfg.get("growth") == "learned" else None,
         min_cells=cfg["min_cells"],
         seed=cfg["seed"],
         device=device,

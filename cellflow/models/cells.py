@@ -68,7 +68,6 @@ import torch
 from .._defaults import (
     BATCH_SIZE,
     GROWTH_OT_EPS,
-    GROWTH_TAU,
     HIDDEN,
     MODEL_EMA_DECAY,
     MODEL_WHITEN,
@@ -76,10 +75,9 @@ from .._defaults import (
     TIME_SCALE,
     USE_REP,
 )
-from .._types import Growth, Method, Solver, TimeScale
+from .._types import Growth, Method, Solver, TimeScale, whole_number
 from ..adata._read import Standardizer, check_n_pcs, get_representation, get_times
 from ..adata._store import CellStore, RowSource
-from ..couplings._unbalanced import check_tau
 from ..flow.geodesics import GeodesicInterpolant, GeodesicPath, fit_geodesic_interpolant
 from ..flow.matchers import FlowMatcher, make_matcher
 from ..flow.networks import MLP, IntervalMLP, interval_index
@@ -90,7 +88,15 @@ from ..train.config import check_batch_size, check_steps
 from ..train.threads import scoped_threads
 from ..train.trainer import TrainHistory, check_device
 from ._base import ModelBase, training_config
-from ._growth import calibrate_prior, check_growth, growth_prior, interval_log_growth
+from ._growth import (
+    SCALE_GRID,
+    calibrate_prior,
+    check_growth,
+    check_prior_scale,
+    growth_prior,
+    growth_tau,
+    interval_log_growth,
+)
 from ._knn import knn_assignment
 from ._methods import cellflow_spec, default_sigma
 from ._persist import fingerprint, load_model, source_digest, write_model_files
@@ -101,6 +107,10 @@ CHUNK_SIZE = 8192
 
 
 __all__ = ["CellFlow"]
+
+
+#: with ``time_scale="real"``, an interval shorter than this share of the mean one is warned about
+MIN_REAL_GAP = 1e-3
 
 
 class CellFlow(ModelBase):
@@ -152,10 +162,12 @@ class CellFlow(ModelBase):
         e.g. from :func:`cellflow.pp.score_growth`; a growth *factor* f per unit of time, such
         as moscot's ``prior_growth_rates``, is the rate ``log f``). ``"learned"``: the rate is learned from how the
         time points' compositions change, starting from ``obs[growth_key]`` if given.
-        Either way each interval's minibatch plan is unbalanced
-        (:class:`cellflow.couplings.UnbalancedOT`; OT-CFM's with a small ε, SB-CFM's with its
-        own) with the source marginal relaxed by ``tau`` in (0, 1] (1: the prior exactly), and
-        a growth network :math:`g(t, x)` is fitted beside the velocity, so that :meth:`push`
+        ``"prior"`` uses the prior's masses exactly; ``"learned"`` plans each interval once on
+        all its cells (:class:`cellflow.couplings.UnbalancedOT`) with the source marginal relaxed
+        by ``tau`` in (0, 1] (1: the prior exactly; default ``GROWTH_TAU``, 0.95; refused with
+        the other settings, where it would do nothing). A prior implying a population change
+        of more than 1e4-fold over one interval is refused (a rate per day read per hour). Either
+        way a growth network :math:`g(t, x)` is fitted beside the velocity, so that :meth:`push`
         can carry each cell's mass and :meth:`growth_rate` report it.
     device
         Where the networks train and integrate (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...).
@@ -180,7 +192,7 @@ class CellFlow(ModelBase):
         per_interval: bool = False,
         growth: Growth | None = None,
         growth_key: str | None = None,
-        tau: float = GROWTH_TAU,
+        tau: float | None = None,
         min_cells: int = 10,
         seed: int = 0,
         device: str | torch.device = "cpu",
@@ -188,12 +200,7 @@ class CellFlow(ModelBase):
         check_growth(growth, growth_key, adata)
         if growth is not None and method == "mfm":
             raise ValueError("growth is not available for OT-MFM; use method='ot' or 'sb'.")
-        if isinstance(tau, (tuple, list)):
-            raise ValueError(
-                f"tau={tau!r}: a CellFlow relaxes only the source of each interval's plan (the "
-                "target is held); give one number in (0, 1]."
-            )
-        self.growth, self.growth_key, self.tau = growth, growth_key, check_tau(tau)[0]
+        self.growth, self.growth_key, self.tau = growth, growth_key, growth_tau(growth, tau)
         self.prior_scale: float | None = None  # learned growth: the fitted scale of the prior
         if time_scale not in get_args(TimeScale):
             raise ValueError(f"time_scale must be 'index' or 'real', got {time_scale!r}.")
@@ -237,10 +244,25 @@ class CellFlow(ModelBase):
         groups = [np.flatnonzero(t == s) for s in self.times]
         self._store = CellStore(groups, self.scaler, source, X)
         self._prior = growth_prior(adata, growth_key, groups) if growth is not None else None
-        self.fingerprint = fingerprint(adata, use_rep, time_key, self.n_pcs)
+        if self._prior is not None:
+            check_prior_scale(self._prior, self.times, growth_key, time_key)
+        self.fingerprint = fingerprint(
+            adata, use_rep, time_key, self.n_pcs, growth_key if growth is not None else None
+        )
         # the model's clock: measured time s sits at (s - time_origin) / time_unit (time_scale="real")
         self.time_origin = float(self.times[0])
         self.time_unit = float((self.times[-1] - self.times[0]) / (len(self.times) - 1))
+        gaps = np.diff(self.times)
+        if time_scale == "real" and len(gaps) and gaps.min() < MIN_REAL_GAP * self.time_unit:
+            k = int(np.argmin(gaps))
+            warnings.warn(
+                f"time points {self.times[k]:g} and {self.times[k + 1]:g} are "
+                f"{gaps[k]:.3g} apart, {gaps[k] / self.time_unit:.2g} of the mean interval: with "
+                f"time_scale='real' the velocity between them is {self.time_unit / gaps[k]:.2g} "
+                "times that of a mean interval, and training on it swamps the rest (losses of "
+                "1e10 and more). Merge them if they are one sample, or use time_scale='index'.",
+                stacklevel=2,
+            )
         self.per_interval = bool(per_interval)
         self._net_shape = dict(hidden=tuple(int(h) for h in hidden), activation=activation)
         self.holdout: float | None = None
@@ -345,6 +367,11 @@ class CellFlow(ModelBase):
             f"use_rep={self.use_rep!r}, n_pcs={self.n_pcs}, whiten={self.whiten}"
             + (", per_interval=True" if self.per_interval else "")
             + (f", growth={self.growth!r}" if self.growth else "")
+            + (
+                f", prior_scale={self.prior_scale:g}"
+                if self.growth == "learned" and self.prior_scale is not None and self.growth_key
+                else ""
+            )
             + ")"
         )
 
@@ -648,8 +675,7 @@ class CellFlow(ModelBase):
         """
         import copy
 
-        if isinstance(n_models, bool) or int(n_models) < 1:
-            raise ValueError(f"n_models must be a whole number >= 1, got {n_models!r}.")
+        n_models = whole_number(n_models, "n_models")
         if getattr(self, "_train_settings", None) is None:
             raise ValueError(
                 "train the model first (model.train(...)): replicates repeat its training."
@@ -679,6 +705,20 @@ class CellFlow(ModelBase):
             self.prior_scale = calibrate_prior(
                 self._store, pairs, self._prior, spans, seed=self.seed
             )
+            if self.prior_scale in (SCALE_GRID[0], SCALE_GRID[-1]) and self._resample is None:
+                warnings.warn(
+                    f"growth='learned' scaled the prior obs[{self.growth_key!r}] by "
+                    f"{self.prior_scale:g}, the "
+                    + (
+                        "lowest scale tried: the model ignores your prior, since the time "
+                        "points' compositions do not change along it"
+                        if self.prior_scale == SCALE_GRID[0]
+                        else "highest scale tried: the data ask for faster growth than "
+                        f"{SCALE_GRID[-1]:g} times the prior (check the prior's time unit)"
+                    )
+                    + ". model.prior_scale holds the scale.",
+                    stacklevel=3,
+                )
         for (i, j), span in zip(pairs, spans):
             r = interval_log_growth(
                 self._store,

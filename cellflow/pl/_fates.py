@@ -47,6 +47,11 @@ def fates(
     """
     import matplotlib.pyplot as plt
 
+    if not hasattr(adata, "obsm"):
+        raise TypeError(
+            f"adata must be an AnnData with fates in obsm (cf.tl.fates), got "
+            f"{type(adata).__name__}."
+        )
     if key not in adata.obsm:
         raise KeyError(
             f"adata.obsm has no {key!r}; run cf.tl.fates(adata, model) first, or pass key=."

@@ -29,6 +29,18 @@ def check_model(adata, model) -> None:
     model._check_source()
 
 
+def model_digest(model) -> str:
+    """SHA-1 of a model's velocity weights and its held-out time: which model a result written
+    to the AnnData came from (a result of another model is not reused silently)."""
+    import hashlib
+
+    h = hashlib.sha1(repr(model.holdout).encode())
+    for name, value in model.net.state_dict().items():
+        h.update(name.encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def cell_times(adata, model) -> np.ndarray:
     """Each cell's time, read from ``adata`` (checked by :func:`check_model` to be the model's)."""
     return get_times(adata, model.time_key, min_points=1)[0]
@@ -79,15 +91,6 @@ def select_cells(adata, cells, what: str) -> np.ndarray:
     if mask.sum() != len(np.unique(arr.astype(str))):
         raise KeyError(f"{what}: {len(arr) - int(mask.sum())} names are not in adata.obs_names.")
     return mask
-
-
-def refuse_overwrite(existing: list[str], overwrite: bool) -> None:
-    if existing and not overwrite:
-        one = len(existing) == 1
-        raise ValueError(
-            f"{', '.join(existing)} already exist{'s' if one else ''}; pass overwrite=True to replace "
-            f"{'it' if one else 'them'}, or choose another key_added."
-        )
 
 
 def time_labels(adata, time_key: str, times: np.ndarray) -> dict[float, object]:

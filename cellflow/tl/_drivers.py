@@ -34,7 +34,7 @@ from typing import Literal
 
 import numpy as np
 
-from ._common import refuse_overwrite
+from .._io import refuse_overwrite
 
 __all__ = ["driver_genes", "benjamini_hochberg"]
 
@@ -69,7 +69,11 @@ def _fates_frame(adata, fates_key: str):
         )
     F = adata.obsm[fates_key]
     if not isinstance(F, pd.DataFrame):
-        names = adata.uns.get(f"{fates_key}_names")
+        # a CellRank Lineage carries its names; cf.tl.sanitize moves them to uns
+        names = getattr(F, "names", None)
+        if names is None:
+            names = adata.uns.get(f"{fates_key}_names")
+        names = None if names is None else [str(g) for g in names]
         F = pd.DataFrame(np.asarray(F), index=adata.obs_names, columns=names)
     F = F.astype(np.float64)
     values = F.to_numpy()
@@ -97,6 +101,12 @@ def _expression(adata, layer: str | None, cells: np.ndarray, gene_symbols: str |
     if layer is not None and layer not in adata.layers:
         raise KeyError(
             f"layer={layer!r} is not in adata.layers ({', '.join(adata.layers) or 'none'})."
+        )
+    if gene_symbols is not None and gene_symbols not in adata.var:
+        raise KeyError(
+            f"gene_symbols={gene_symbols!r} is not a column of adata.var (columns: "
+            f"{', '.join(map(str, adata.var.columns)) or 'none'}); name the column of gene "
+            "names, or leave it out to use var_names."
         )
     M = adata.layers[layer] if layer is not None else adata.X
     if M is None:
@@ -185,13 +195,25 @@ def driver_genes(
             f"{n} cells have fates in obsm[{fates_key!r}]: correlations and their intervals need "
             "at least 3."
         )
+    P = F.loc[scored, names].to_numpy()
+    flat = [g for g, col in zip(names, P.T) if np.ptp(col) == 0]
+    if flat:
+        raise ValueError(
+            f"the fate(s) {flat} take one value in every scored cell of obsm[{fates_key!r}], so "
+            "no gene correlates with them"
+            + (
+                " (a single fate is certain for every cell: fates need two or more groups)"
+                if len(F.columns) < 2
+                else ""
+            )
+            + "; leave them out with groups=, or compute fates over groups that differ."
+        )
     prefix = "" if key_added is None else f"{key_added}_"
     cols = [
         f"{prefix}{g}_{s}" for g in names for s in ("corr", "pval", "qval", "ci_low", "ci_high")
     ]
     refuse_overwrite([f"var[{c!r}]" for c in cols if c in adata.var], overwrite)
     M, genes = _expression(adata, layer, np.flatnonzero(scored), gene_symbols)
-    P = F.loc[scored, names].to_numpy()
     if method == "spearman":  # Pearson's on ranks, ties averaged
         M, P = rankdata(M, axis=0), rankdata(P, axis=0)
     Mc = M - M.mean(0)

@@ -24,8 +24,9 @@ from typing import get_args
 
 import numpy as np
 
-from .._types import FateSpread
-from ._common import cell_times, check_model, refuse_overwrite, select_cells, time_labels
+from .._io import refuse_overwrite
+from .._types import FateSpread, whole_number
+from ._common import cell_times, check_model, model_digest, select_cells, time_labels
 
 
 def _time_mask(adata, model, t: float, what: str) -> np.ndarray:
@@ -75,11 +76,13 @@ def _check_samples(n_samples, spread, confidence, model) -> None:
     """Refuse settings of the uncertainty before any work."""
     if n_samples is None:
         return
-    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 2:
-        raise ValueError(
-            f"n_samples={n_samples!r}: a spread needs at least 2 samples (10 or more for an "
-            "interval worth reading); leave n_samples=None for the estimate alone."
-        )
+    whole_number(
+        n_samples,
+        "n_samples",
+        2,
+        " A spread needs at least 2 samples (10 or more for an interval worth reading); leave "
+        "n_samples=None for the estimate alone.",
+    )
     if spread not in get_args(FateSpread):
         raise ValueError(f"spread must be one of {get_args(FateSpread)}, got {spread!r}.")
     if spread == "sde" and model.score_net is None:
@@ -244,6 +247,7 @@ def pull(
     and interval.
     """
     _check_samples(n_samples, spread, confidence, model)
+    whole_number(k, "k")
     extra = [f"{key_added}{s}" for s in ("_std", "_low", "_high")] if n_samples else []
     refuse_overwrite([f"obs[{c!r}]" for c in extra if c in adata.obs], overwrite)
     at_from, at_to, tgt, P, m = _prepare(
@@ -388,8 +392,8 @@ def fates(
     - ``obs[f"{key_added}_entropy"]``: each cell's fate entropy in [0, 1] (module docstring;
       ``obs["fate_entropy"]`` on the label-free path), NaN at other times;
     - ``uns[f"{key_added}_params"]``: ``groupby``, ``t_from``, ``t_to``, ``k``, ``sde``,
-      ``n_samples``, ``spread``, ``confidence``, and two summaries per group:
-      ``ancestor_share``, the share of the cells at ``t_from`` whose future is the group (the
+      ``n_samples``, ``spread``, ``confidence``, the fates' names ``groups``, and two summaries,
+      arrays in the order of ``groups``: ``ancestor_share``, the share of the cells at ``t_from`` whose future is the group (the
       mean of the fate probabilities), and ``descendant_share``, the share of their
       descendants at ``t_to`` in it (each cell weighted by the mass it carries to ``t_to``).
       Without growth every cell has one descendant and the two are equal; with growth they
@@ -412,8 +416,15 @@ def fates(
 
     check_model(adata, model)
     _check_samples(n_samples, spread, confidence, model)
+    whole_number(k, "k")
     t_from = float(model.times[0]) if t_from is None else t_from
     t_to = float(model.times[-1]) if t_to is None else t_to
+    if model._measured(t_from, "t_from") > model._measured(t_to, "t_to"):
+        raise ValueError(
+            f"t_from={t_from} is after t_to={t_to}: fates run forward in time, from the cells "
+            "at t_from to the groups at t_to. Swap them; cf.tl.pull(..., t_from, t_to) takes "
+            "the groups at either end."
+        )
     found = groupby is None
     if found:
         groupby, key_added = "terminal_states", key_added or "fate"
@@ -435,6 +446,14 @@ def fates(
     adata = adata.copy() if copy else adata
     if found and groupby not in adata.obs:
         terminal_states(adata, model, k=k, steps=steps, overwrite=overwrite)
+    elif found:
+        made_by = dict(adata.uns.get("terminal_states_params", {})).get("model")
+        if made_by is not None and made_by != model_digest(model):
+            raise ValueError(
+                "obs['terminal_states'] was found with another model (other weights or another "
+                "held-out time); run cf.tl.terminal_states(adata, model, overwrite=True) for "
+                "this one, or pass groupby='terminal_states' to use those states as labels."
+            )
     labels, present, names = _groups_at(adata, groupby, at_to, groups, t_to)
     columns = names + (["other"] if set(present) - set(names) else [])
     col = {g: i for i, g in enumerate(columns)}
@@ -478,8 +497,11 @@ def fates(
         m_out[at_from] = mass
         adata.obs[f"{key_added}_mass"] = m_out
     adata.uns[f"{key_added}_params"] = {
-        "ancestor_share": {c: float(v) for c, v in zip(columns, ancestors)},
-        "descendant_share": {c: float(v) for c, v in zip(columns, descendants)},
+        # arrays in the order of "groups" (a dict keyed by names such as "Ery/Mk" comes back
+        # from an h5ad as nested dicts)
+        "groups": np.array([str(c) for c in columns], dtype=object),
+        "ancestor_share": np.asarray(ancestors, dtype=np.float64),
+        "descendant_share": np.asarray(descendants, dtype=np.float64),
         "groupby": groupby,
         "t_from": float(t_from),
         "t_to": float(t_to),

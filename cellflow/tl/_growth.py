@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._io import refuse_overwrite
 from ..adata._store import representation_blocks
-from ._common import cell_times, check_model, refuse_overwrite
+from ._common import cell_times, check_model
 
 
 def growth_rates(
@@ -63,7 +64,12 @@ def growth_rates(
     adata.uns[pkey] = {
         "growth": model.growth,
         "growth_key": model.growth_key or "",
-        "tau": float(model.tau),
+        **({"tau": float(model.tau)} if model.tau is not None else {}),
+        **(
+            {"prior_scale": float(model.prior_scale)}
+            if model.growth == "learned" and model.prior_scale is not None
+            else {}
+        ),
         "time_key": model.time_key,
         "unit": f"log growth per unit of obs[{model.time_key!r}]",
     }

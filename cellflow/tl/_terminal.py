@@ -40,8 +40,10 @@ from __future__ import annotations
 import numpy as np
 
 from .._defaults import MAX_STATES, TERMINAL_STABILITY
+from .._io import refuse_overwrite
+from .._types import whole_number
 from ..models._knn import knn_assignment
-from ._common import cell_times, check_model, refuse_overwrite
+from ._common import cell_times, check_model, model_digest
 
 
 def _macrostates(Z, labels, n_states, max_states, seed):
@@ -181,7 +183,7 @@ def terminal_states(
     - ``obs[f"{key_added}_macrostates"]``, ``obs[f"{initial_key}_macrostates"]``: every
       macrostate of each end, terminal or not;
     - ``uns[f"{key_added}_params"]``: per end (``"terminal"``, ``"initial"``), the time, every
-      macrostate's ``stability`` and size, the coarse-grained chain (``transitions``, rows and
+      macrostate (``states``) and, in that order, its ``stability`` and ``size``, the coarse-grained chain (``transitions``, rows and
       columns in ``states`` order), the silhouette per number of states tried, and the
       settings.
     """
@@ -192,10 +194,10 @@ def terminal_states(
         raise ValueError("terminal_states needs a model with at least two measured times.")
     if cluster_key is not None and cluster_key not in adata.obs:
         raise KeyError(f"cluster_key {cluster_key!r} is not a column of adata.obs.")
-    if n_states is not None and (isinstance(n_states, bool) or int(n_states) < 1):
-        raise ValueError(f"n_states must be a whole number >= 1 or None, got {n_states!r}.")
-    if int(max_states) < 2:
-        raise ValueError(f"max_states must be at least 2, got {max_states!r}.")
+    if n_states is not None:
+        whole_number(n_states, "n_states", hint=" Leave it None to choose by silhouette.")
+    whole_number(max_states, "max_states", 2)
+    whole_number(k, "k")
     if not 0.0 < float(min_stability) <= 1.0:
         raise ValueError(f"min_stability must be in (0, 1], got {min_stability!r}.")
     if key_added == initial_key:
@@ -208,9 +210,12 @@ def terminal_states(
         overwrite,
     )
     t = cell_times(adata, model)
+    # the neighbouring time of each end among the trained ones: a held-out time point's cells
+    # were never seen by the flow
+    trained = [float(s) for s in model.times if s != model.holdout]
     ends = {
-        "terminal": (float(model.times[-1]), float(model.times[-2]), key_added, "T"),
-        "initial": (float(model.times[0]), float(model.times[1]), initial_key, "I"),
+        "terminal": (trained[-1], trained[-2], key_added, "T"),
+        "initial": (trained[0], trained[1], initial_key, "I"),
     }
     columns, summary = {}, {}
     for end, (t_end, t_next, column, prefix) in ends.items():
@@ -245,8 +250,10 @@ def terminal_states(
         summary[end] = {
             "time": t_end,
             "states": [shown[g] for g in names],
-            "stability": {shown[g]: float(s) for g, s in zip(names, stab)},
-            "size": {shown[g]: int((labels == g).sum()) for g in names},
+            # arrays in the order of "states": a dict keyed by names such as "Ery/Mk" comes back
+            # from an h5ad as nested dicts
+            "stability": np.asarray(stab, dtype=np.float64),
+            "size": np.array([int((labels == g).sum()) for g in names], dtype=np.int64),
             "transitions": C.astype(np.float64),
             "silhouette": {str(n): v for n, v in scores.items()},
         }
@@ -255,6 +262,7 @@ def terminal_states(
         adata.obs[column] = values
     adata.uns[params_key] = {
         **summary,
+        "model": model_digest(model),  # cf.tl.fates reuses these states for this model only
         "cluster_key": cluster_key or "",
         "min_stability": float(min_stability),
         "k": int(k),

@@ -34,8 +34,9 @@ from typing import Callable
 
 import numpy as np
 
+from .._io import refuse_overwrite
 from ..models._knn import knn_assignment
-from ._common import cell_times, check_model, refuse_overwrite, select_cells
+from ._common import cell_times, check_model, select_cells
 from ._fate import _groups_at, _time_mask
 from ._interpolate import _decode
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._io import refuse_overwrite
 from ..adata._store import RowSource, read_representation, representation_blocks
 from ..models.cells import CHUNK_SIZE
-from ._common import cell_times, check_model, refuse_overwrite, rep_basis
+from ._common import cell_times, check_model, rep_basis
 
 
 def _gene_velocities(adata, use_rep: str, genes: bool) -> bool:
