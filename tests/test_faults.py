@@ -116,10 +116,14 @@ def test_save_refuses_foreign_files_and_leaves_no_stale_ones(tmp_path, trained):
 
     other = tmp_path / "other"
     other.mkdir()
-    (other / "config.json").write_text("{}")  # someone else's model folder
-    with pytest.raises(FileExistsError, match="overwrite=True"):
-        model.save(other)
+    (other / "config.json").write_text("{}")  # not one cellflow wrote (#49): never replaced
+    for overwrite in (False, True):
+        with pytest.raises(FileExistsError, match="did not write.*config.json"):
+            model.save(other, overwrite=overwrite)
     assert (other / "config.json").read_text() == "{}"
+    model.save(tmp_path / "ours")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        model.save(tmp_path / "ours")
 
     sb = cf.CellFlow(adata, "day", method="sb", seed=0)
     sb.train(steps=5, batch_size=16, progress=False)
@@ -302,14 +306,13 @@ def test_a_crafted_cifar_batch_runs_no_code(tmp_path):
 
 # ---------------------------------------------------------------- 10-11. the command line
 def test_fit_checks_every_output_before_training(tmp_path, trained, monkeypatch, capsys):
-    adata, _ = trained
+    adata, model = trained
     path = tmp_path / "in.h5ad"
     adata.write_h5ad(path)
+    model.save(tmp_path / "out_model")
     monkeypatch.setattr(
         cf.CellFlow, "train", lambda *a, **k: pytest.fail("trained before checking outputs")
     )
-    (tmp_path / "out_model").mkdir()
-    (tmp_path / "out_model" / "model.pt").write_bytes(b"x")
     assert (
         cli_main(
             ["fit", str(path), "--time-key", "day", "--out", str(tmp_path / "out.h5ad"), "--quiet"]

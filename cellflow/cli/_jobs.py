@@ -66,6 +66,17 @@ def _counts_check(adata, flag: str) -> None:
         )
 
 
+def _same_matrix(A, B) -> bool:
+    """Whether two matrices (dense or sparse) hold the same values."""
+    import scipy.sparse as sp
+
+    if A.shape != B.shape:
+        return False
+    if sp.issparse(A) or sp.issparse(B):
+        return (sp.csr_matrix(A) != sp.csr_matrix(B)).nnz == 0
+    return bool(np.array_equal(np.asarray(A), np.asarray(B)))
+
+
 def preprocess_counts(
     adata, *, n_top_genes: int = PREPROCESS_GENES, n_comps: int = PREPROCESS_PCS, seed: int = 0
 ) -> dict:
@@ -172,12 +183,17 @@ def fit_h5ad(
                 f"{path_in} already holds obsm['X_pca']; drop {preprocess_flag} to fit on it, "
                 f"or pass {flag} to compute it again from the counts in X."
             )
-        if "counts" in adata.layers and not overwrite:
-            raise FileExistsError(
-                f"{path_in} already holds layers['counts'], where {preprocess_flag} keeps the raw "
-                f"counts; drop it (or rename it) first, or pass {flag} to replace it."
-            )
         _counts_check(adata, preprocess_flag)
+        if (
+            "counts" in adata.layers
+            and not overwrite
+            and not _same_matrix(adata.layers["counts"], adata.X)
+        ):
+            raise FileExistsError(
+                f"{path_in} already holds layers['counts'], other values than the counts in X "
+                f"that {preprocess_flag} keeps there; drop it (or rename it) first, or pass "
+                f"{flag} to replace it."
+            )
         choices = preprocess_counts(adata, seed=seed)
     elif use_rep == "X_pca" and "X_pca" not in adata.obsm:
         raise KeyError(

@@ -359,7 +359,10 @@ def fates(
         defaults when that column is absent (then ``t_to`` must be the last time). A cell that
         lands on last-time cells of a transient macrostate goes on as the cells that sat there
         one interval earlier went (absorption in the flow's cell-level chain,
-        :func:`cellflow.tl._terminal.absorbed_fates`), so every cell gets a fate.
+        :func:`cellflow.tl._terminal.absorbed_fates`), so every cell gets a fate. States found
+        with another model (other weights or held-out time) are refused here; name their
+        column (``groupby="terminal_states"``) to use them as labels, with the same
+        absorption through this model's chain.
     t_from, t_to
         Measured times; default the first and the last.
     groups
@@ -457,7 +460,13 @@ def fates(
     labels, present, names = _groups_at(adata, groupby, at_to, groups, t_to)
     columns = names + (["other"] if set(present) - set(names) else [])
     col = {g: i for i, g in enumerate(columns)}
-    if found:  # cells left in transient states are followed on to the terminal ones
+    # cells left in transient states are followed on to the terminal ones, also when the states
+    # of cf.tl.terminal_states (another model's) are named as labels
+    absorb = found or (
+        "terminal" in dict(adata.uns.get(f"{groupby}_params", {}))
+        and float(t_to) == float(model.times[-1])
+    )
+    if absorb:
         onehot = _absorbed_labels(adata, model, at_to, columns, col, k, steps)
     else:
         labelled = np.array([g is not None for g in labels])
