@@ -18,29 +18,11 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
+from courses import course
 
 import cellflow as cf
 from cellflow import _io
 from cellflow.cli import main as cli_main
-
-
-def course(n=40, d=3, times=(0, 1, 2, 3), seed=0, names=True):
-    rng = np.random.default_rng(seed)
-    t = np.repeat(times, n).astype(float)
-    X = rng.normal(scale=0.3, size=(len(t), d))
-    X[:, 0] += t / (times[1] - times[0])
-    index = [f"c{i}" for i in range(len(t))] if names else [str(i) for i in range(len(t))]
-    a = ad.AnnData(obs=pd.DataFrame({"day": t}, index=index))
-    a.obsm["X_pca"] = X
-    return a
-
-
-@pytest.fixture(scope="module")
-def trained():
-    adata = course()
-    model = cf.CellFlow(adata, "day", seed=0)
-    model.train(steps=20, batch_size=32, progress=False)
-    return adata, model
 
 
 # ---------------------------------------------------------------- 1. atomic writes
@@ -116,7 +98,7 @@ def test_save_refuses_foreign_files_and_leaves_no_stale_ones(tmp_path, trained):
 
     other = tmp_path / "other"
     other.mkdir()
-    (other / "config.json").write_text("{}")  # not one cellflow wrote (#49): never replaced
+    (other / "config.json").write_text("{}")  # the user's own, not a model (#49): never replaced
     for overwrite in (False, True):
         with pytest.raises(FileExistsError, match="did not write.*config.json"):
             model.save(other, overwrite=overwrite)

@@ -15,33 +15,16 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from courses import course
 
 import cellflow as cf
 from cellflow import _io
 from cellflow.cli import main as cli_main
 
 
-def course(n=40, d=3, times=(0, 1, 2, 3), seed=0):
-    rng = np.random.default_rng(seed)
-    t = np.repeat(times, n).astype(float)
-    X = rng.normal(scale=0.3, size=(len(t), d))
-    X[:, 0] += np.repeat(np.arange(len(times)), n)
-    a = ad.AnnData(obs=pd.DataFrame({"day": t}, index=[f"c{i}" for i in range(len(t))]))
-    a.obsm["X_pca"] = X
-    return a
-
-
 def with_prior(a, rate=0.2, seed=0):
     a.obs["growth_prior"] = rate + 0.1 * np.random.default_rng(seed).normal(size=a.n_obs)
     return a
-
-
-@pytest.fixture(scope="module")
-def trained():
-    a = course()
-    m = cf.CellFlow(a, "day", seed=0)
-    m.train(steps=20, batch_size=32, progress=False)
-    return a, m
 
 
 @pytest.fixture(scope="module")
@@ -96,17 +79,6 @@ def test_preprocess_keeps_an_existing_counts_layer(tmp_path, capsys):
     )
     assert rc == 2 and "layers['counts']" in capsys.readouterr().err
     assert not (tmp_path / "o.h5ad").exists()
-
-
-def test_a_users_config_json_is_not_a_model(tmp_path, trained):
-    _, m = trained
-    folder = tmp_path / "mine"
-    folder.mkdir()
-    (folder / "config.json").write_text('{"lr": 0.1}')
-    for overwrite in (False, True):
-        with pytest.raises(FileExistsError, match="did not write.*config.json"):
-            m.save(folder, overwrite=overwrite)
-    assert (folder / "config.json").read_text() == '{"lr": 0.1}'
 
 
 def test_a_save_killed_between_its_renames_is_put_back(tmp_path, trained, monkeypatch):
