@@ -14,7 +14,8 @@ model takes two renames (the old folder aside, the new one in); a process killed
 leaves both aside, and the next save or load puts the complete one back
 (:func:`recover_model_folder`).
 
-Temporary names carry the host and the process id (``.NAME.tmp-HOST-PID-XXXX``), so that the
+Files and folders get the modes the user's umask gives new ones (0644 and 0755 under the usual
+022), not the private 0600 of a temporary file. Temporary names carry the host and the process id (``.NAME.tmp-HOST-PID-XXXX``), so that the
 leftovers of a killed process (a full-size ``.h5ad``, a model folder) are removed by the next
 write to the same target, and a write in progress in another live process never is.
 
@@ -77,6 +78,13 @@ class IncompleteModelError(ValueError):
     """A model folder whose ``config.json`` or weight files are missing, damaged or do not match."""
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it and setting it back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _tmp_prefix(name: str, kind: str = "tmp") -> str:
     """``.NAME.KIND-HOST-PID-``: the prefix of this process's temporary files for target ``NAME``."""
     return f".{name}.{kind}-{_host()}-{os.getpid()}-"
@@ -124,6 +132,7 @@ def atomic_path(path: str | Path):
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_tmp_prefix(path.stem), suffix=path.suffix)
     os.close(fd)
     tmp = Path(tmp)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: give the file the user's usual mode
     try:
         yield tmp
         os.replace(tmp, path)
@@ -318,6 +327,7 @@ def model_folder(path: str | Path, overwrite: bool = False):
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path.parent, path.name)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=_tmp_prefix(path.name)))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
     try:
         yield tmp
         cfg_path = tmp / "config.json"

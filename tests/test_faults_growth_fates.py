@@ -442,3 +442,17 @@ def test_time_points_almost_together_warn_in_real_time():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         cf.CellFlow(a, "day")  # one model unit per interval: nothing to warn about
+
+
+def test_written_files_follow_the_users_umask(tmp_path, trained):
+    """Issue #52: files the command line wrote were 0600 (a temporary file's mode)."""
+    a, m = trained
+    before = os.umask(0o022)
+    try:
+        _io.write_text(tmp_path / "t.csv", "a")
+        m.save(tmp_path / "m")
+    finally:
+        os.umask(before)
+    assert (tmp_path / "t.csv").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "m").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "m" / "config.json").stat().st_mode & 0o777 == 0o644

@@ -589,10 +589,11 @@ def test_cellrank_kernels_accept_the_exports(fitted):
         vk = cr.kernels.VelocityKernel(adata, attr="obsm", xkey="X_pca", vkey="velocity_pca")
         vk.compute_transition_matrix(show_progress_bar=False)
         assert vk.transition_matrix.shape == (adata.n_obs, adata.n_obs)
-        adata.obs["day_cat"] = adata.obs["day"].astype("category")
+        # the README's recipe, as written (issue #52): couplings writes obs["day_category"]
         rk = cr.kernels.RealTimeKernel(
-            adata, time_key="day_cat", couplings=cf.tl.couplings(adata, model)
+            adata, time_key="day_category", couplings=cf.tl.couplings(adata, model)
         )
+        assert adata.obs["day"].dtype.kind in "iuf"  # the time column is left as it is
         rk.compute_transition_matrix(self_transitions="all", conn_weight=0.2, threshold="auto")
     np.testing.assert_allclose(np.asarray(rk.transition_matrix.sum(1)).ravel(), 1.0, atol=1e-6)
 

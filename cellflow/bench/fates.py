@@ -218,14 +218,13 @@ def cellrank_rows(adata, model, seed: int) -> list[dict]:
     from .. import tl
 
     a = adata.copy()
-    a.obs["day_cat"] = a.obs["day"].astype("category")
     tl.velocity(a, model, genes=False)
     rows = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         kernels = {
             "RealTimeKernel": lambda: cr.kernels.RealTimeKernel(
-                a, time_key="day_cat", couplings=tl.couplings(a, model)
+                a, time_key="day_category", couplings=tl.couplings(a, model)
             ).compute_transition_matrix(self_transitions="all", conn_weight=0.2, threshold="auto"),
             "VelocityKernel": lambda: cr.kernels.VelocityKernel(
                 a, attr="obsm", xkey="X_pca", vkey="velocity_pca"

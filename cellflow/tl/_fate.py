@@ -523,24 +523,60 @@ def fates(
     return adata if copy else None
 
 
-def couplings(adata, model, *, k: int = 30, steps: int = 100) -> dict:
+def couplings(
+    adata,
+    model,
+    *,
+    k: int = 30,
+    steps: int = 100,
+    key_added: str | None = None,
+    overwrite: bool = False,
+) -> dict:
     """Transition matrices between consecutive measured times, for CellRank's
-    ``RealTimeKernel(adata, time_key=..., couplings=...)``.
+    ``RealTimeKernel``, which also needs the time points as a categorical ``obs`` column: this
+    function writes one beside ``obs[time_key]`` (left as it is), so that
+
+    >>> rk = cr.kernels.RealTimeKernel(  # doctest: +SKIP
+    ...     adata, time_key="day_category", couplings=cf.tl.couplings(adata, model)
+    ... )
+
+    runs as written (``time_key="day"`` in the model).
+
+    Parameters
+    ----------
+    k, steps
+        Neighbours of the landing kernel and Euler steps (:meth:`cellflow.CellFlow.transition_matrix`).
+    key_added
+        The categorical column written (default ``f"{time_key}_category"``). An existing column
+        with the same categories per cell is kept; another is replaced only with ``overwrite``.
 
     Returns
     -------
-    ``{(t_k, t_k+1): AnnData}``, keyed by the labels of ``obs[time_key]``, each with the cells
-    at ``t_k`` as ``obs``, those at ``t_k+1`` as ``var``, and a sparse row-stochastic ``X``.
-    ``adata`` is not modified; CellRank needs ``obs[time_key]`` to be categorical
-    (``adata.obs[time_key] = adata.obs[time_key].astype("category")``).
+    ``{(t_k, t_k+1): AnnData}``, keyed by the labels of ``obs[time_key]`` (the categories of
+    ``obs[key_added]``), each with the cells at ``t_k`` as ``obs``, those at ``t_k+1`` as
+    ``var``, and a sparse row-stochastic ``X``. Sets ``obs[key_added]``.
     """
     import anndata as ad
     import pandas as pd
 
     check_model(adata, model)
     labels = time_labels(adata, model.time_key, model.times)
-    out = {}
     t = cell_times(adata, model)
+    key_added = key_added or f"{model.time_key}_category"
+    category = pd.Categorical(
+        [labels[float(v)] for v in t], categories=[labels[float(v)] for v in model.times]
+    )
+    held = adata.obs.get(key_added)
+    same = (
+        held is not None
+        and isinstance(held.dtype, pd.CategoricalDtype)
+        and list(held.cat.categories) == list(category.categories)
+        and (held.astype(object).to_numpy() == np.asarray(category, dtype=object)).all()
+    )
+    if not same:
+        refuse_overwrite([f"obs[{key_added!r}]"] * (held is not None), overwrite)
+        adata.obs[key_added] = category
+    out = {}
     for a, b in zip(model.times[:-1], model.times[1:]):
         P = model.transition_matrix(float(a), float(b), k=k, steps=steps)
         out[(labels[float(a)], labels[float(b)])] = ad.AnnData(
