@@ -438,6 +438,8 @@ def test_demo_runs_end_to_end_and_writes_every_output(tmp_path, capsys):
 
     out = tmp_path / "demo"
     assert cli("demo --out", str(out), "--steps 40 --quiet") == 0
+    said = capsys.readouterr().out  # --quiet silences progress, not the results (issue #52)
+    assert "held-out day 3" in said and "wrote to" in said and "1/6" not in said
     for name in ("results.h5ad", "evaluation.csv", "summary.csv", "velocity.csv"):
         assert (out / name).exists(), name
     assert len(list(out.glob("*.png"))) == 6

@@ -456,3 +456,58 @@ def test_written_files_follow_the_users_umask(tmp_path, trained):
     assert (tmp_path / "t.csv").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "m").stat().st_mode & 0o777 == 0o755
     assert (tmp_path / "m" / "config.json").stat().st_mode & 0o777 == 0o644
+
+
+# ---------------------------------------------------------------- gene symbols (issue #52)
+def _by_ids(a):
+    """``a`` with var_names replaced by made-up Ensembl-like IDs, the symbols in var['symbol']."""
+    a = a.copy()
+    a.var["symbol"] = a.var_names.astype(str)
+    a.var_names = [f"ENSG{i:011d}" for i in range(a.n_vars)]
+    return a
+
+
+def test_score_growth_reads_symbols_from_the_command_line(tmp_path, scored_counts):
+    a = _by_ids(scored_counts)
+    a.obsm["X_pca"] = np.asarray(a.X[:, :5].toarray() if hasattr(a.X, "toarray") else a.X[:, :5])
+    path = tmp_path / "ids.h5ad"
+    a.write_h5ad(path)
+    base = ["fit", str(path), "--time-key", "day", "--steps", "2", "--batch-size", "16"]
+    base += ["--growth", "prior", "--score-growth", "human", "--quiet", "--no-velocity"]
+    with pytest.raises(ValueError, match="--gene-symbols"):
+        cf.cli._jobs.fit_h5ad(
+            path,
+            tmp_path / "x.h5ad",
+            time_key="day",
+            steps=2,
+            score_growth="human",
+            growth="prior",
+            growth_key="growth_prior",
+            progress=False,
+            velocity=False,
+        )
+    assert cli_main(base + ["--out", str(tmp_path / "o.h5ad"), "--gene-symbols", "symbol"]) == 0
+    assert "growth_prior" in ad.read_h5ad(tmp_path / "o.h5ad").obs
+
+
+def test_gene_trends_and_the_driver_plot_take_gene_symbols(scored_counts):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import scanpy as sc
+
+    a = _by_ids(scored_counts)
+    sc.pp.pca(a, n_comps=5)
+    m = cf.CellFlow(a, "day", seed=0)
+    m.train(steps=2, batch_size=16, progress=False)
+    some = list(a.var["symbol"][:3])
+    cf.tl.gene_trends(a, m, some, t_from=0, t_to=1, gene_symbols="symbol", n_cells=20)
+    assert list(a.uns["gene_trends"]["genes"]) == some
+    with pytest.raises(KeyError, match=r"genes not in adata.var\['symbol'\]"):
+        cf.tl.gene_trends(a, m, ["NOPE"], t_from=0, t_to=1, gene_symbols="symbol", overwrite=True)
+    p = np.random.default_rng(0).uniform(size=a.n_obs)
+    a.obsm["f"] = pd.DataFrame({"A": p, "B": 1 - p}, index=a.obs_names)
+    cf.tl.driver_genes(a, "f", gene_symbols="symbol")
+    (ax, _) = cf.pl.driver_genes(a, n_genes=3, gene_symbols="symbol", show=False)
+    shown = {t.get_text().rstrip(" *") for t in ax.get_yticklabels()}
+    assert shown <= set(a.var["symbol"]) and not any(s.startswith("ENSG") for s in shown)

@@ -165,3 +165,36 @@ class Standardizer:
     @classmethod
     def from_dict(cls, d: dict) -> "Standardizer":
         return cls(np.asarray(d["mean"]), np.asarray(d["scale"]))
+
+
+def gene_names(adata, gene_symbols: str | None = None) -> np.ndarray:
+    """Each gene's name: ``var_names``, or the ``var`` column ``gene_symbols`` (scanpy's
+    argument of that name), as strings; a missing column is named with the columns there are."""
+    if gene_symbols is None:
+        return np.asarray(adata.var_names, dtype=str)
+    if gene_symbols not in adata.var:
+        raise KeyError(
+            f"gene_symbols={gene_symbols!r} is not a column of adata.var (columns: "
+            f"{', '.join(map(str, adata.var.columns)) or 'none'}); name the column of gene "
+            "names, or leave it out to use var_names."
+        )
+    return adata.var[gene_symbols].astype(str).to_numpy()
+
+
+def gene_index(adata, genes, gene_symbols: str | None = None) -> tuple[list[str], np.ndarray]:
+    """``genes`` (names in ``var_names`` or in ``var[gene_symbols]``) and their column indices
+    (the first column of a repeated name); a ``KeyError`` lists those not found."""
+    import pandas as pd
+
+    genes = [genes] if isinstance(genes, str) else [str(g) for g in genes]
+    if not genes:
+        raise ValueError("genes is empty; name at least one gene.")
+    names = pd.Index(gene_names(adata, gene_symbols))
+    first = ~names.duplicated()
+    lookup = pd.Index(names[first])
+    idx = lookup.get_indexer(genes)
+    missing = [g for g, i in zip(genes, idx) if i < 0]
+    if missing:
+        where = "adata.var_names" if gene_symbols is None else f"adata.var[{gene_symbols!r}]"
+        raise KeyError(f"genes not in {where}: {missing[:10]}.")
+    return genes, np.flatnonzero(first)[idx]

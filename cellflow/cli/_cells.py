@@ -63,6 +63,7 @@ def _fit(args) -> int:
         preprocess_flag="--preprocess",
         score_growth=args.score_growth,
         time_unit=args.time_unit,
+        gene_symbols=args.gene_symbols,
         **growth_kwargs(args),
         **metric_kwargs(args),
     )
@@ -125,7 +126,9 @@ def add_commands(sub) -> None:
     )
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--overwrite", action="store_true", help="replace results already in --out")
-    d.add_argument("--quiet", action="store_true", help="no progress bars")
+    d.add_argument(
+        "--quiet", action="store_true", help="no progress bars (results are still printed)"
+    )
     d.set_defaults(func=_demo)
 
     f = sub.add_parser(
@@ -216,7 +219,9 @@ def add_commands(sub) -> None:
     f.add_argument("--overwrite", action="store_true")
     add_global_coupling(f)
     add_device(f)
-    f.add_argument("--quiet", action="store_true", help="no progress bars")
+    f.add_argument(
+        "--quiet", action="store_true", help="no progress bars (results are still printed)"
+    )
     f.set_defaults(func=_fit)
 
     e = sub.add_parser(
@@ -309,5 +314,7 @@ def add_commands(sub) -> None:
         "settings in TABLE.settings.json): train only the models it lacks",
     )
     add_device(e)
-    e.add_argument("--quiet", action="store_true", help="no progress bars")
+    e.add_argument(
+        "--quiet", action="store_true", help="no progress bars (results are still printed)"
+    )
     e.set_defaults(func=_evaluate)

@@ -161,18 +161,19 @@ def run_demo(
         "velocity_median_cosine": float(np.median(cos)),
     }
     write_h5ad(adata, out / "results.h5ad")
+    # the results and the files written are printed with --quiet too: it silences progress only
     secs = time.perf_counter() - t_start
-    say(
+    print(
         "\nheld-out day 3, 5 whitened PCs (W1, W2, MMD: distance to the measured cells, lower is better):"
     )
-    say(
+    print(
         summary[["w1_mean", "w2_mean", "mmd_mean", "seconds_mean"]].to_string(
             float_format=lambda v: f"{v:.3f}"
         )
     )
-    say(f"\nvelocity: median cosine to the true velocity {np.median(cos):.3f} (1 is perfect)")
-    say(f"\nwrote to {out}/ in {secs:.0f} s:")
+    print(f"\nvelocity: median cosine to the true velocity {np.median(cos):.3f} (1 is perfect)")
+    print(f"\nwrote to {out}/ in {secs:.0f} s:")
     for name, what in FILES:
-        say(f"  {name:<17} {what}")
-    say(f"open {out / 'trajectories.png'} first.")
+        print(f"  {name:<17} {what}")
+    print(f"open {out / 'trajectories.png'} first.")
     return summary

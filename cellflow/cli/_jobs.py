@@ -138,6 +138,7 @@ def fit_h5ad(
     tau: float | None = None,
     score_growth: str | None = None,
     time_unit: str = "day",
+    gene_symbols: str | None = None,
     flag: str = "overwrite=True",
     preprocess_flag: str = "preprocess=True",
 ):
@@ -152,7 +153,8 @@ def fit_h5ad(
     ``growth``, ``growth_key`` and ``tau`` go to :class:`cellflow.CellFlow`; a growth-aware model
     also writes ``obs["growth_rate"]`` (:func:`cellflow.tl.growth_rates`). ``score_growth``
     (``"human"`` or ``"mouse"``) first scores the genes of ``X`` into ``obs["growth_prior"]``
-    (:func:`cellflow.pp.score_growth`), with rates per ``time_unit`` of ``obs[time_key]``.
+    (:func:`cellflow.pp.score_growth`), with rates per ``time_unit`` of ``obs[time_key]``, genes
+    named by ``var[gene_symbols]`` when given.
 
     ``OUT.h5ad`` and the model folder are checked before any work starts, and written whole or
     not at all (:mod:`cellflow._io`), so ``path_out == path_in`` never loses the input. ``flag``
@@ -214,7 +216,13 @@ def fit_h5ad(
                 f"{path_in} already holds {', '.join(f'obs[{c!r}]' for c in held)}; drop "
                 f"--score-growth to use them, or pass {flag} to score again."
             )
-        score(adata, organism=score_growth, time_unit=time_unit, overwrite=overwrite)
+        score(
+            adata,
+            organism=score_growth,
+            time_unit=time_unit,
+            gene_symbols=gene_symbols,
+            overwrite=overwrite,
+        )
     if (
         velocity and not overwrite
     ):  # tl.velocity and tl.velocity_embedding would refuse these after training

@@ -114,6 +114,13 @@ def add_growth_options(p: argparse.ArgumentParser, score: bool = False) -> None:
             "(human or mouse) into obs['growth_prior'] first, and use it as --growth-key",
         )
         p.add_argument(
+            "--gene-symbols",
+            default=None,
+            metavar="COLUMN",
+            help="with --score-growth: the var column of gene symbols, when var_names are IDs "
+            "(e.g. Ensembl)",
+        )
+        p.add_argument(
             "--time-unit",
             default="day",
             choices=get_args(TimeUnit),

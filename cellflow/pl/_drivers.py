@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..adata._read import gene_names
 from ._plots import _finish
 
 
@@ -13,6 +14,7 @@ def driver_genes(
     *,
     n_genes: int = 10,
     key_added: str | None = None,
+    gene_symbols: str | None = None,
     figsize=None,
     show: bool | None = None,
     save: str | None = None,
@@ -31,6 +33,9 @@ def driver_genes(
         Genes per fate.
     key_added
         The prefix given to :func:`cellflow.tl.driver_genes`, if any.
+    gene_symbols
+        A ``var`` column whose names label the genes (as scanpy's plots), e.g. symbols for a file
+        indexed by Ensembl IDs; default ``var_names``.
     figsize, show, save
         As in scanpy.
 
@@ -39,6 +44,7 @@ def driver_genes(
     The axes (a list) when not shown.
     """
     import matplotlib.pyplot as plt
+    import pandas as pd
 
     prefix = "" if key_added is None else f"{key_added}_"
     params = adata.uns.get(f"{prefix}driver_genes_params")
@@ -50,6 +56,7 @@ def driver_genes(
     missing = [f for f in fates if f"{prefix}{f}_corr" not in adata.var]
     if missing:
         raise KeyError(f"fates {missing} were not scored; scored: {params['fates']}.")
+    shown = pd.Series(gene_names(adata, gene_symbols), index=adata.var_names)
     figsize = figsize or (3.2 * len(fates), 0.3 * n_genes + 1.2)
     fig, axes = plt.subplots(1, len(fates), figsize=figsize, squeeze=False)
     axes = list(axes[0])
@@ -63,7 +70,9 @@ def driver_genes(
         ax.barh(y, r, color="tab:red", alpha=0.7)
         err = [np.clip(r - lo, 0, None), np.clip(hi - r, 0, None)]
         ax.errorbar(r, y, xerr=err, fmt="none", ecolor="black", lw=0.8, capsize=2)
-        labels = [f"{g} *" if v.loc[g, f"{prefix}{f}_qval"] < 0.05 else str(g) for g in top]
+        labels = [
+            f"{shown[g]} *" if v.loc[g, f"{prefix}{f}_qval"] < 0.05 else str(shown[g]) for g in top
+        ]
         ax.set_yticks(y)
         ax.set_yticklabels(labels, fontsize=8)
         ax.set_xlim(min(0.0, float(np.nanmin(lo)) - 0.05), 1.0)

@@ -41,6 +41,7 @@ import numpy as np
 
 from .._io import refuse_overwrite
 from .._types import Organism, TimeUnit
+from ..adata._read import gene_names
 from ._markers import MARKERS
 
 __all__ = ["score_growth", "birth_rate", "death_rate"]
@@ -77,17 +78,6 @@ def death_rate(a, low=DEATH[0], high=DEATH[1], centre=DEATH[2], width=DEATH[3]) 
     return _shifted_logistic(a, low, high, centre, width)
 
 
-def _symbols(adata, gene_symbols: str | None) -> np.ndarray:
-    if gene_symbols is None:
-        return np.asarray(adata.var_names, dtype=str)
-    if gene_symbols not in adata.var:
-        raise KeyError(
-            f"gene_symbols={gene_symbols!r} is not a column of adata.var; columns: "
-            f"{list(adata.var.columns)}."
-        )
-    return adata.var[gene_symbols].astype(str).to_numpy()
-
-
 def _match(genes, symbols: np.ndarray, what: str, organism: str, arg: str) -> list[str]:
     """The genes of ``genes`` among ``symbols``; a clear error when none is there, a warning when
     fewer than :data:`MIN_MATCHED_GENES` of them are."""
@@ -113,8 +103,9 @@ def _match(genes, symbols: np.ndarray, what: str, organism: str, arg: str) -> li
         )
     elif np.mean([bool(re.match(r"ENS[A-Z]*G\d", s)) for s in symbols[:200]]) > 0.5:
         hint = (
-            " var_names look like Ensembl IDs: pass gene_symbols='<var column with symbols>' "
-            "(e.g. 'gene_symbols' or 'feature_name')."
+            " var_names look like Ensembl IDs: name the var column of symbols with "
+            "gene_symbols='...' (--gene-symbols on the command line; e.g. 'gene_symbols' or "
+            "'feature_name')."
         )
     raise ValueError(
         f"0 of the {len(genes)} {what} genes ({arg}) are in adata.var_names "
@@ -214,7 +205,7 @@ def score_growth(
         + [f"uns[{key_added + '_params'!r}]"] * (f"{key_added}_params" in adata.uns),
         overwrite or copy,
     )
-    symbols = _symbols(adata, gene_symbols)
+    symbols = gene_names(adata, gene_symbols)
     sets = MARKERS[organism]
     prolif = _match(
         sets["proliferation"] if proliferation_genes is None else proliferation_genes,

@@ -35,6 +35,7 @@ from typing import Literal
 import numpy as np
 
 from .._io import refuse_overwrite
+from ..adata._read import gene_names
 
 __all__ = ["driver_genes", "benjamini_hochberg"]
 
@@ -102,22 +103,12 @@ def _expression(adata, layer: str | None, cells: np.ndarray, gene_symbols: str |
         raise KeyError(
             f"layer={layer!r} is not in adata.layers ({', '.join(adata.layers) or 'none'})."
         )
-    if gene_symbols is not None and gene_symbols not in adata.var:
-        raise KeyError(
-            f"gene_symbols={gene_symbols!r} is not a column of adata.var (columns: "
-            f"{', '.join(map(str, adata.var.columns)) or 'none'}); name the column of gene "
-            "names, or leave it out to use var_names."
-        )
+    names = gene_names(adata, gene_symbols)
     M = adata.layers[layer] if layer is not None else adata.X
     if M is None:
         raise ValueError("adata.X is empty; pass layer=... with expression.")
     M = M[cells]
     M = M.toarray() if sp.issparse(M) else np.asarray(M)
-    names = (
-        adata.var[gene_symbols].astype(str).to_numpy()
-        if gene_symbols is not None
-        else np.asarray(adata.var_names, dtype=str)
-    )
     return M.astype(np.float64), names
 
 

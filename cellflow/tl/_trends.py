@@ -35,6 +35,7 @@ from typing import Callable
 import numpy as np
 
 from .._io import refuse_overwrite
+from ..adata._read import gene_index
 from ..models._knn import knn_assignment
 from ._common import cell_times, check_model, select_cells
 from ._fate import _groups_at, _time_mask
@@ -42,17 +43,11 @@ from ._interpolate import _decode
 
 
 def _gene_columns(
-    adata, model, genes, layer: str | None
+    adata, model, genes, layer: str | None, gene_symbols: str | None = None
 ) -> tuple[list[str], np.ndarray, Callable[[np.ndarray], np.ndarray]]:
     """The genes asked for, their columns, and a function from states ``(..., n_pcs)`` to their
     expression."""
-    genes = [genes] if isinstance(genes, str) else [str(g) for g in genes]
-    if not genes:
-        raise ValueError("genes is empty; name at least one gene of adata.var_names.")
-    missing = [g for g in genes if g not in adata.var_names]
-    if missing:
-        raise KeyError(f"genes not in adata.var_names: {missing[:10]}.")
-    idx = adata.var_names.get_indexer(genes)
+    genes, idx = gene_index(adata, genes, gene_symbols)
     if model.use_rep == "X":
         beyond = [g for g, i in zip(genes, idx) if i >= model.n_pcs]
         if beyond:
@@ -113,6 +108,7 @@ def gene_trends(
     k: int = 30,
     steps: int = 100,
     layer: str | None = None,
+    gene_symbols: str | None = None,
     key_added: str = "gene_trends",
     overwrite: bool = False,
     copy: bool = False,
@@ -125,7 +121,7 @@ def gene_trends(
         The AnnData and the :class:`cellflow.CellFlow` trained on it (on ``X_pca`` with
         ``varm["PCs"]``, or on ``X``).
     genes
-        Names in ``adata.var_names``.
+        Names in ``adata.var_names``, or in ``adata.var[gene_symbols]``.
     t_from, t_to
         Measured times; ``t_to < t_from`` follows the cells back to where they came from.
     cells
@@ -146,6 +142,8 @@ def gene_trends(
     layer
         For a flow on ``X_pca``: the genes' means added in decoding, and the measured means,
         come from ``layers[layer]`` instead of ``X`` (as in :func:`cellflow.tl.interpolate`).
+    gene_symbols
+        A ``var`` column of gene names (as scanpy's ``gene_symbols=``), for files indexed by IDs.
     key_added, overwrite, copy
         The ``uns`` key written; replace it if present; return a modified copy instead.
 
@@ -169,7 +167,9 @@ def gene_trends(
         raise ValueError(f"n_points must be at least 2 (the start and the end), got {n_points}.")
     if groupby is not None and groupby not in adata.obs:
         raise KeyError(f"groupby {groupby!r} is not a column of adata.obs.")
-    genes, idx, decode = _gene_columns(adata, model, genes, layer if model.use_rep != "X" else None)
+    genes, idx, decode = _gene_columns(
+        adata, model, genes, layer if model.use_rep != "X" else None, gene_symbols
+    )
     start = at_from if cells is None else select_cells(adata, cells, "cells") & at_from
     if not start.any():
         raise ValueError(f"no selected cell is measured at t_from={t_from}.")
