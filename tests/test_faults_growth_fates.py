@@ -511,3 +511,33 @@ def test_gene_trends_and_the_driver_plot_take_gene_symbols(scored_counts):
     (ax, _) = cf.pl.driver_genes(a, n_genes=3, gene_symbols="symbol", show=False)
     shown = {t.get_text().rstrip(" *") for t in ax.get_yticklabels()}
     assert shown <= set(a.var["symbol"]) and not any(s.startswith("ENSG") for s in shown)
+
+
+def test_ctrl_c_in_evaluate_says_how_to_continue(tmp_path, capsys, monkeypatch):
+    """Issue #52: Ctrl-C printed a 14-frame traceback that did not mention --resume."""
+    import cellflow.evaluate as ev
+
+    path, out = tmp_path / "x.h5ad", tmp_path / "t.csv"
+    course().write_h5ad(path)
+    real, calls = ev.CellFlow.train, []
+
+    def train(self, *a, **k):  # the second model is interrupted (not the time estimate's)
+        import inspect
+
+        if not any(f.function == "_estimate_seconds" for f in inspect.stack()):
+            calls.append(1)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(ev.CellFlow, "train", train)
+    args = ["evaluate", str(path), "--time-key", "day", "--out", str(out), "--quiet"]
+    args += ["--methods", "icfm", "--seeds", "0", "1", "--steps", "2"]
+    assert cli_main(args) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().endswith("--resume")
+    done = pd.read_csv(out)
+    assert (done["seed"] == 0).any() and not (done["seed"] == 1).any()
+    monkeypatch.setattr(ev.CellFlow, "train", real)
+    assert cli_main(args + ["--resume"]) == 0
+    assert set(pd.read_csv(out)["seed"]) == {0, 1}

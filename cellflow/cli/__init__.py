@@ -59,7 +59,25 @@ def _show_defaults(parser: argparse.ArgumentParser) -> None:
             action.help = f"{action.help or ''} (default: {shown.replace('%', '%%')})".lstrip()
 
 
+def _interrupted(args, argv: list[str]) -> int:
+    """Ctrl-C: one line, no traceback, exit status 130 (128 + SIGINT) and, for ``evaluate``,
+    the command that continues (its table holds every row finished; the row in hand is
+    dropped whole, since the table is rewritten atomically after each row)."""
+    import shlex
+
+    msg = "cellflow: interrupted."
+    if args.command == "evaluate":
+        again = list(argv) + ([] if "--resume" in argv else ["--resume"])
+        msg += (
+            f" {args.out} holds the rows finished so far; continue with:\n  cellflow "
+            + " ".join(shlex.quote(a) for a in again)
+        )
+    print(msg, file=sys.stderr)
+    return 130
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     if args.command in (
         "train",
@@ -70,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         init_from_env(getattr(args, "device", "cpu"))
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        return _interrupted(args, argv)
     except OSError as e:  # one line that names the path and the problem, never a bare errno
         if e.strerror and e.errno is not None:
             where = f"{e.filename}: " if e.filename else ""
