@@ -188,7 +188,9 @@ def test_score_growth_reads_symbols_from_a_var_column():
     a = _marker_adata()
     a.var["symbol"] = a.var_names
     a.var_names = [f"ENSG{i:011d}" for i in range(a.n_vars)]
-    with pytest.raises(ValueError, match="Ensembl IDs: name the var column of symbols with gene_symbols"):
+    with pytest.raises(
+        ValueError, match="Ensembl IDs: name the var column of symbols with gene_symbols"
+    ):
         cf.pp.score_growth(a, organism="human")
     b = cf.pp.score_growth(a, organism="human", gene_symbols="symbol", copy=True)
     assert "growth_prior" in b.obs and "growth_prior" not in a.obs
