@@ -2,6 +2,8 @@
 forms, growth priors from genes, the growth simulator, a small learned run, the tools that carry
 mass, and bad input answered with what to do."""
 
+import warnings
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -184,13 +186,46 @@ def test_score_growth_finds_the_markers_and_applies_the_curves():
     assert len(params["proliferation_genes"]) == 20 and params["organism"] == "human"
 
 
+def test_score_growth_reads_ensembl_ids_with_no_symbol_column():
+    """Issue #52: a file indexed by (versioned) Ensembl IDs, with no symbol column, gets the
+    same prior as one indexed by symbols, through the shipped table of the markers' IDs."""
+    from cellflow.pp._marker_ids import ENSEMBL_IDS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 20 of 97 markers: a small panel
+        by_symbol = cf.pp.score_growth(_marker_adata(), organism="human", copy=True)
+        a = _marker_adata()
+        ids = ENSEMBL_IDS["human"]
+        a.var_names = [
+            f"{ids[g][0]}.7" if g in ids else f"ENSG{i:011d}" for i, g in enumerate(a.var_names)
+        ]
+        by_id = cf.pp.score_growth(a, organism="human", copy=True)
+    np.testing.assert_allclose(by_id.obs["growth_prior"], by_symbol.obs["growth_prior"], rtol=1e-12)
+    p = by_id.uns["growth_prior_params"]
+    assert p["gene_ids"] == "ensembl" and p["matched"]["proliferation"] == "20 of 97"
+    assert p["proliferation_genes"] == list(HUMAN_PROLIFERATION[:20])  # reported as symbols
+    mouse = a.copy()
+    mouse.var_names = [n.replace("ENSG", "ENSMUSG") for n in a.var_names]
+    with pytest.raises(ValueError, match="look like mouse IDs"):
+        cf.pp.score_growth(mouse, organism="human")
+
+
+def test_a_low_share_of_markers_in_a_whole_transcriptome_warns():
+    """Issue #52: 18 of 97 proliferation genes matched through a hand-made map without a word."""
+    rng = np.random.default_rng(0)
+    genes = list(HUMAN_PROLIFERATION[:18]) + list(HUMAN_APOPTOSIS) + [f"g{i}" for i in range(2000)]
+    a = ad.AnnData(
+        X=np.log1p(rng.gamma(2.0, 0.5, size=(50, len(genes)))), var=pd.DataFrame(index=genes)
+    )
+    with pytest.warns(UserWarning, match=r"only 20 of the 97 proliferation genes"):  # 2 in both
+        cf.pp.score_growth(a, organism="human")
+
+
 def test_score_growth_reads_symbols_from_a_var_column():
     a = _marker_adata()
     a.var["symbol"] = a.var_names
     a.var_names = [f"ENSG{i:011d}" for i in range(a.n_vars)]
-    with pytest.raises(
-        ValueError, match="Ensembl IDs: name the var column of symbols with gene_symbols"
-    ):
+    with pytest.raises(ValueError, match="name the var column of symbols with gene_symbols"):
         cf.pp.score_growth(a, organism="human")
     b = cf.pp.score_growth(a, organism="human", gene_symbols="symbol", copy=True)
     assert "growth_prior" in b.obs and "growth_prior" not in a.obs

@@ -42,6 +42,7 @@ import numpy as np
 from .._io import refuse_overwrite
 from .._types import Organism, TimeUnit
 from ..adata._read import gene_names
+from ._marker_ids import ENSEMBL_IDS
 from ._markers import MARKERS
 
 __all__ = ["score_growth", "birth_rate", "death_rate"]
@@ -52,8 +53,12 @@ DEATH = (0.3, 1.7, 0.1, 0.2)
 #: days in one unit of each ``time_unit`` (the curves above are rates per day)
 DAYS_PER_UNIT = {"minute": 1 / 1440, "hour": 1 / 24, "day": 1.0, "week": 7.0}
 #: a gene set of which fewer genes than this are found is warned about (a score of a few genes
-#: is mostly noise)
-MIN_MATCHED_GENES = 10
+#: is mostly noise), and, in a file of at least ``WHOLE_TRANSCRIPTOME`` genes, one of which
+#: fewer than ``MIN_MATCHED_SHARE`` are found (there a low share means names that do not match,
+#: not a small panel)
+MIN_MATCHED_GENES, MIN_MATCHED_SHARE, WHOLE_TRANSCRIPTOME = 10, 0.5, 2000
+#: an Ensembl gene ID, with or without its version (ENSG00000148773, ENSMUSG00000031004.15)
+ENSEMBL_ID = re.compile(r"^ENS[A-Z]*G\d{11}(\.\d+)?$")
 
 
 def _shifted_logistic(x, low: float, high: float, centre: float, width: float) -> np.ndarray:
@@ -78,18 +83,46 @@ def death_rate(a, low=DEATH[0], high=DEATH[1], centre=DEATH[2], width=DEATH[3]) 
     return _shifted_logistic(a, low, high, centre, width)
 
 
-def _match(genes, symbols: np.ndarray, what: str, organism: str, arg: str) -> list[str]:
+def looks_like_ensembl(names) -> bool:
+    """Whether most of the first 200 ``names`` are Ensembl gene IDs."""
+    head = [str(n) for n in list(names)[:200]]
+    return bool(head) and np.mean([bool(ENSEMBL_ID.match(n)) for n in head]) > 0.5
+
+
+def _unversioned(name: str) -> str:
+    return name.split(".", 1)[0] if ENSEMBL_ID.match(name) else name
+
+
+def _as_ids(genes, organism: str) -> tuple[list[str], dict[str, str]]:
+    """``genes`` (symbols or IDs) as unversioned Ensembl IDs, through the shipped table of the
+    marker genes (:mod:`cellflow.pp._marker_ids`), and each ID's name as given."""
+    table = ENSEMBL_IDS[organism]
+    ids, name = [], {}
+    for g in (str(g) for g in genes):
+        for i in [_unversioned(g)] if ENSEMBL_ID.match(g) else table.get(g, (g,)):
+            ids.append(i)
+            name.setdefault(i, g)
+    return ids, name
+
+
+def _match(
+    genes, symbols: np.ndarray, what: str, organism: str, arg: str, n_asked: int | None = None
+) -> list[str]:
     """The genes of ``genes`` among ``symbols``; a clear error when none is there, a warning when
-    fewer than :data:`MIN_MATCHED_GENES` of them are."""
+    too few of the ``n_asked`` genes are (:data:`MIN_MATCHED_GENES`, :data:`MIN_MATCHED_SHARE`)."""
     genes = [str(g) for g in genes]
+    n_asked = len(genes) if n_asked is None else n_asked
     have = set(symbols)
-    found = [g for g in genes if g in have]
+    found = list(dict.fromkeys(g for g in genes if g in have))
     if found:
-        if len(found) < min(MIN_MATCHED_GENES, len(genes)):
+        few = len(found) < min(MIN_MATCHED_GENES, n_asked) or (
+            len(symbols) >= WHOLE_TRANSCRIPTOME and len(found) < MIN_MATCHED_SHARE * n_asked
+        )
+        if few:
             warnings.warn(
-                f"only {len(found)} of the {len(genes)} {what} genes ({arg}) are in "
-                f"adata.var_names ({', '.join(found[:5])}); a score of so few genes is mostly "
-                "noise. Check the organism and gene_symbols=, or pass your own list.",
+                f"only {len(found)} of the {n_asked} {what} genes ({arg}) are in the file "
+                f"({', '.join(found[:5])}); a score of so few genes is mostly noise. Check the "
+                "organism and gene_symbols=, or pass your own list.",
                 stacklevel=3,
             )
         return found
@@ -101,14 +134,22 @@ def _match(genes, symbols: np.ndarray, what: str, organism: str, arg: str) -> li
             f" Some match when case is ignored: are these {other} genes (organism={other!r})? "
             "Human symbols are upper case (MKI67), mouse symbols capitalised (Mki67)."
         )
-    elif np.mean([bool(re.match(r"ENS[A-Z]*G\d", s)) for s in symbols[:200]]) > 0.5:
+    elif looks_like_ensembl(symbols):
+        mouse = np.mean([str(s).startswith("ENSMUSG") for s in symbols[:200]]) > 0.5
         hint = (
-            " var_names look like Ensembl IDs: name the var column of symbols with "
-            "gene_symbols='...' (--gene-symbols on the command line; e.g. 'gene_symbols' or "
-            "'feature_name')."
+            " The file's Ensembl IDs match none of the shipped "
+            f"{organism} markers' IDs"
+            + (
+                f" (they look like {'mouse' if mouse else 'human'} IDs: organism="
+                f"{'mouse' if mouse else 'human'!r}?)"
+                if mouse == (organism == "human")
+                else ""
+            )
+            + "; or name the var column of symbols with gene_symbols='...' (--gene-symbols on "
+            "the command line; e.g. 'gene_symbols' or 'feature_name')."
         )
     raise ValueError(
-        f"0 of the {len(genes)} {what} genes ({arg}) are in adata.var_names "
+        f"0 of the {n_asked} {what} genes ({arg}) are in the file "
         f"(e.g. {genes[:3]}).{hint} Pass your own list with {arg}=[...]."
     )
 
@@ -145,7 +186,9 @@ def score_growth(
     proliferation_genes, apoptosis_genes
         Your own gene lists instead (names as in ``var_names`` or ``var[gene_symbols]``).
     gene_symbols
-        A column of ``adata.var`` holding gene symbols, when ``var_names`` are IDs.
+        A column of ``adata.var`` holding gene symbols, when ``var_names`` are IDs. Not needed
+        for Ensembl IDs (``ENSG…``, ``ENSMUSG…``, versioned or not): the shipped markers are
+        found by their IDs (:mod:`cellflow.pp._marker_ids`, GENCODE 48 / M37).
     layer
         Score ``layers[layer]`` instead of ``X``.
     birth, death
@@ -169,8 +212,9 @@ def score_growth(
     -------
     ``None`` (or the copy). Sets ``obs["proliferation_score"]``, ``obs["apoptosis_score"]``,
     ``obs[key_added]`` (the net growth rate :math:`g = \beta(p) - \delta(a)`, per ``time_unit``,
-    on the log scale) and ``uns[f"{key_added}_params"]`` (the genes used, the curves and the
-    time unit).
+    on the log scale) and ``uns[f"{key_added}_params"]`` (the genes used, how many of each set
+    were found, the curves and the time unit). Fewer than 10 genes of a set, or fewer than half
+    in a file of 2,000 genes or more, is warned about.
     """
     import anndata as ad
     import pandas as pd
@@ -207,20 +251,22 @@ def score_growth(
     )
     symbols = gene_names(adata, gene_symbols)
     sets = MARKERS[organism]
-    prolif = _match(
-        sets["proliferation"] if proliferation_genes is None else proliferation_genes,
-        symbols,
-        "proliferation",
-        organism,
-        "proliferation_genes",
-    )
-    apopt = _match(
-        sets["apoptosis"] if apoptosis_genes is None else apoptosis_genes,
-        symbols,
-        "apoptosis",
-        organism,
-        "apoptosis_genes",
-    )
+    asked = {
+        "proliferation": sets["proliferation"]
+        if proliferation_genes is None
+        else proliferation_genes,
+        "apoptosis": sets["apoptosis"] if apoptosis_genes is None else apoptosis_genes,
+    }
+    by_id = looks_like_ensembl(symbols)
+    if by_id:  # Ensembl IDs (versioned or not): the markers through the shipped table of IDs
+        symbols = np.array([_unversioned(n) for n in symbols])
+    found, named = {}, {}
+    for what, genes in asked.items():
+        genes = [str(g) for g in genes]
+        ids, name = _as_ids(genes, organism) if by_id else (genes, {})
+        named.update(name)
+        found[what] = _match(ids, symbols, what, organism, f"{what}_genes", len(genes))
+    prolif, apopt = found["proliferation"], found["apoptosis"]
     M = adata.layers[layer] if layer is not None else adata.X
     _warn_if_counts(M, "X" if layer is None else f"layers[{layer!r}]")
     # a light AnnData over the same matrix (not copied), named by symbols, for score_genes to write in
@@ -241,8 +287,11 @@ def score_growth(
     adata.obs[key_added] = rate
     adata.uns[f"{key_added}_params"] = {
         "organism": organism,
-        "proliferation_genes": list(prolif),
-        "apoptosis_genes": list(apopt),
+        # the genes scored, by the names asked for (symbols), and how many of those were found
+        "proliferation_genes": [named.get(g, g) for g in prolif],
+        "apoptosis_genes": [named.get(g, g) for g in apopt],
+        "matched": {w: f"{len(found[w])} of {len(asked[w])}" for w in asked},
+        "gene_ids": "ensembl" if by_id else "names",
         "birth": [float(v) for v in birth],
         "death": [float(v) for v in death],
         "layer": "X" if layer is None else layer,
