@@ -18,6 +18,9 @@ Organism = Literal["human", "mouse"]
 #: the unit of ``obs[time_key]`` that a growth prior's rate is given per
 #: (:func:`cellflow.pp.score_growth`)
 TimeUnit = Literal["minute", "hour", "day", "week"]
+#: what ``X`` holds when ``cellflow fit --preprocess`` starts from it: raw counts, values
+#: normalised per cell but not logged (TPM, FPKM, CPM), or log-normalised values
+Preprocess = Literal["counts", "normalised", "log"]
 #: how a :class:`cellflow.CellFlow` treats cells that divide and die (``None``: every cell has
 #: one descendant)
 Growth = Literal["prior", "learned"]

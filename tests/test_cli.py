@@ -105,7 +105,44 @@ def test_fit_preprocess_starts_from_raw_counts(tmp_path, capsys):
         cli(*base[:1], str(again), *base[2:], "--out", str(tmp_path / "x.h5ad"), "--preprocess")
         == 2
     )
-    assert "X holds non-integer values (already processed?)" in capsys.readouterr().err
+    err = capsys.readouterr().err  # issue #52: the kind the file looks like, and the way on
+    assert "X looks like log-normalised values; use --preprocess log" in err
+    import scanpy as sc
+
+    lg = ad.read_h5ad(raw)
+    sc.pp.normalize_total(lg)
+    sc.pp.log1p(lg)
+    lg.write_h5ad(tmp_path / "lg.h5ad")
+    logged = tmp_path / "logged.h5ad"
+    assert (
+        cli(
+            *base[:1],
+            str(tmp_path / "lg.h5ad"),
+            *base[2:],
+            "--out",
+            str(logged),
+            "--preprocess log",
+        )
+        == 0
+    )
+    assert list(ad.read_h5ad(logged).uns["cellflow"]["preprocess"]["steps"]) == [
+        "highly_variable_genes",
+        "pca",
+    ]
+    tpm = ad.read_h5ad(raw)
+    tpm.X = np.asarray(tpm.X, dtype=np.float64) / np.asarray(tpm.X).sum(1, keepdims=True) * 1e6
+    tpm.write_h5ad(tmp_path / "tpm.h5ad")
+    tpm_out = tmp_path / "tpm_out.h5ad"
+    assert (
+        cli(*base[:1], str(tmp_path / "tpm.h5ad"), *base[2:], "--out", str(tpm_out), "--preprocess")
+        == 2
+    )
+    assert "use --preprocess normalised" in capsys.readouterr().err
+    args = ["--out", str(tpm_out), "--preprocess normalised"]
+    assert cli(*base[:1], str(tmp_path / "tpm.h5ad"), *base[2:], *args) == 0
+    t = ad.read_h5ad(tpm_out)
+    np.testing.assert_allclose(t.layers["normalised"], tpm.X)
+    np.testing.assert_allclose(t.X, np.log1p(tpm.X), rtol=1e-6)
     slim = tmp_path / "slim.h5ad"
     assert cli(*base, "--out", str(slim), "--preprocess --no-gene-velocity") == 0
     s = ad.read_h5ad(slim)

@@ -57,7 +57,7 @@ def _fit(args) -> int:
         device=args.device,
         ema_decay=args.ema,
         per_interval=args.per_interval,
-        preprocess=args.preprocess,
+        preprocess=args.preprocess or False,
         gene_velocity=not args.no_gene_velocity,
         flag="--overwrite",
         preprocess_flag="--preprocess",
@@ -204,10 +204,16 @@ def add_commands(sub) -> None:
     )
     f.add_argument(
         "--preprocess",
-        action="store_true",
-        help="X holds raw counts: first run scanpy's normalize_total, log1p, highly_variable_genes "
-        f"({PREPROCESS_GENES}) and pca ({PREPROCESS_PCS} PCs) and fit on those PCs; the counts stay "
-        "in layers['counts'], the choices in uns['cellflow']['preprocess']",
+        nargs="?",
+        const="counts",
+        default=None,
+        choices=["counts", "normalised", "log"],
+        metavar="KIND",
+        help="compute the PCs from X first: KIND is what X holds, counts (the default: "
+        "normalize_total, log1p), normalised (TPM, FPKM: log1p) or log (log-normalised: used "
+        f"as it is); then highly_variable_genes ({PREPROCESS_GENES}) and pca ({PREPROCESS_PCS} "
+        "PCs). X before is kept in layers['counts'] or layers['normalised'], the choices in "
+        "uns['cellflow']['preprocess']",
     )
     f.add_argument("--no-velocity", action="store_true", help="do not write velocities")
     f.add_argument(

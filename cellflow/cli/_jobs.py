@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 
@@ -28,6 +29,7 @@ from .._io import (
     write_h5ad,
     write_json,
 )
+from .._types import Preprocess
 from ..adata._store import has_representation, representation_shape
 
 
@@ -49,21 +51,50 @@ PREPROCESS_GENES, PREPROCESS_PCS = (
 )  # scanpy's tutorial choices: 2,000 variable genes, 50 PCs
 
 
-def _counts_check(adata, flag: str) -> None:
-    """Raise unless ``X`` looks like raw counts (non-negative whole numbers, read on up to 1,000
-    evenly spaced cells): normalising and log-transforming data that already were would be a
-    silent wrong answer."""
+#: the largest value of log-normalised expression (log1p of 1e4 counts per cell is 9.2): above
+#: it, non-integer values are taken as normalised but not logged (TPM, FPKM)
+LOG_MAX = 20.0
+
+
+def looks_like(adata) -> str:
+    """What ``X`` holds, read on up to 1,000 evenly spaced cells: ``"counts"`` (non-negative
+    whole numbers), ``"log"`` (non-negative, at most :data:`LOG_MAX`), ``"normalised"``
+    (non-negative, larger) or ``"scaled"`` (negative values: centred or scaled)."""
     import scipy.sparse as sp
 
     rows = np.unique(np.linspace(0, adata.n_obs - 1, min(adata.n_obs, 1000)).astype(int))
     X = adata.X[rows]
     vals = X.data if sp.issparse(X) else np.asarray(X).ravel()
-    if vals.size and (vals.min() < 0 or not np.all(np.equal(np.mod(vals, 1), 0))):
+    if not vals.size:
+        return "counts"
+    if vals.min() < 0:
+        return "scaled"
+    if np.all(np.equal(np.mod(vals, 1), 0)):
+        return "counts"
+    return "log" if vals.max() <= LOG_MAX else "normalised"
+
+
+def _check_preprocess(adata, kind: str, flag: str) -> None:
+    """Refuse ``--preprocess KIND`` for an ``X`` that holds something else: normalising or
+    logging values that already were would be a silent wrong answer. The message names the
+    kind the file looks like."""
+    seen = looks_like(adata)
+    if seen == kind:
+        return
+    if seen == "scaled":
         raise ValueError(
-            f"{flag} normalises and log-transforms raw counts, but X holds "
-            f"{'negative' if vals.min() < 0 else 'non-integer'} values (already processed?); "
-            "drop it and give the representation with --use-rep."
+            f"{flag} {kind}: X holds negative values (centred or scaled), from which no "
+            "preprocessing starts; give the representation with --use-rep (e.g. X_pca)."
         )
+    what = {
+        "counts": "raw counts",
+        "normalised": "values normalised per cell but not logged (TPM, FPKM, CPM?)",
+        "log": "log-normalised values",
+    }
+    raise ValueError(
+        f"{flag} {kind} expects {what[kind]}, but X looks like {what[seen]}; use "
+        f"{flag} {seen}, or give the representation with --use-rep."
+    )
 
 
 def _same_matrix(A, B) -> bool:
@@ -77,31 +108,52 @@ def _same_matrix(A, B) -> bool:
     return bool(np.array_equal(np.asarray(A), np.asarray(B)))
 
 
+#: the layer that keeps ``X`` as it was before preprocessing, per kind of input
+KEPT_LAYER = {"counts": "counts", "normalised": "normalised", "log": None}
+
+
 def preprocess_counts(
-    adata, *, n_top_genes: int = PREPROCESS_GENES, n_comps: int = PREPROCESS_PCS, seed: int = 0
+    adata,
+    *,
+    kind: str = "counts",
+    n_top_genes: int = PREPROCESS_GENES,
+    n_comps: int = PREPROCESS_PCS,
+    seed: int = 0,
 ) -> dict:
-    """scanpy's standard preprocessing of raw counts, in place: the counts are kept in
-    ``layers["counts"]``; ``X`` becomes ``log1p`` of counts normalised to each cell's median
-    total (``sc.pp.normalize_total``, ``sc.pp.log1p``); ``var["highly_variable"]`` marks the
-    ``n_top_genes`` most variable genes (``sc.pp.highly_variable_genes``, flavour ``seurat``),
-    on which ``sc.pp.pca`` computes ``obsm["X_pca"]`` and ``varm["PCs"]``. Returns the choices
-    made, for ``uns``."""
+    """scanpy's standard preprocessing, in place, from what ``X`` holds (``kind``):
+
+    - ``"counts"``: ``X`` becomes ``log1p`` of counts normalised to each cell's median total
+      (``sc.pp.normalize_total``, ``sc.pp.log1p``), the counts kept in ``layers["counts"]``;
+    - ``"normalised"`` (TPM, FPKM, CPM: normalised per cell, not logged): ``X`` becomes
+      ``log1p`` of it, the values kept in ``layers["normalised"]``;
+    - ``"log"`` (log-normalised already): ``X`` is used as it is.
+
+    Then ``var["highly_variable"]`` marks the ``n_top_genes`` most variable genes
+    (``sc.pp.highly_variable_genes``, flavour ``seurat``), on which ``sc.pp.pca`` computes
+    ``obsm["X_pca"]`` and ``varm["PCs"]``. Returns the choices made, for ``uns``."""
     import scanpy as sc
 
     n_top_genes = min(n_top_genes, adata.n_vars)
     n_comps = min(n_comps, adata.n_obs - 1, n_top_genes - 1)
-    adata.layers["counts"] = adata.X.copy()
-    sc.pp.normalize_total(adata)
-    sc.pp.log1p(adata)
+    steps = []
+    if KEPT_LAYER[kind] is not None:
+        adata.layers[KEPT_LAYER[kind]] = adata.X.copy()
+    if kind == "counts":
+        sc.pp.normalize_total(adata)
+        steps.append("normalize_total")
+    if kind in ("counts", "normalised"):
+        sc.pp.log1p(adata)
+        steps.append("log1p")
     sc.pp.highly_variable_genes(adata, n_top_genes=n_top_genes)
     sc.pp.pca(adata, n_comps=n_comps, mask_var="highly_variable", random_state=seed)
     return {
-        "steps": ["normalize_total", "log1p", "highly_variable_genes", "pca"],
-        "target_sum": "median",
+        "input": kind,
+        "steps": steps + ["highly_variable_genes", "pca"],
+        **({"target_sum": "median"} if kind == "counts" else {}),
         "n_top_genes": int(n_top_genes),
         "hvg_flavor": "seurat",
         "n_comps": int(n_comps),
-        "counts_layer": "counts",
+        **({f"{kind}_layer": KEPT_LAYER[kind]} if KEPT_LAYER[kind] else {}),
     }
 
 
@@ -131,7 +183,7 @@ def fit_h5ad(
     device: str = "cpu",
     ema_decay: float | None = MODEL_EMA_DECAY,
     per_interval: bool = False,
-    preprocess: bool = False,
+    preprocess: bool | str = False,
     gene_velocity: bool = True,
     growth: str | None = None,
     growth_key: str | None = None,
@@ -147,7 +199,8 @@ def fit_h5ad(
     ``backed=True`` leaves ``X`` on disk, for ``use_rep="X"`` on files larger than memory;
     ``metric`` is passed to :meth:`cellflow.CellFlow.train` (OT-MFM only), as is ``ema_decay``
     (0 or ``None``: no weight average); ``per_interval`` to :class:`cellflow.CellFlow`.
-    ``preprocess=True`` starts from raw counts in ``X`` (:func:`preprocess_counts`; the choices
+    ``preprocess=True`` (or ``"counts"``) starts from raw counts in ``X``, ``"normalised"`` from
+    TPM-like values, ``"log"`` from log-normalised ones (:func:`preprocess_counts`; the choices
     are saved in ``uns["cellflow"]["preprocess"]``); ``gene_velocity=False`` leaves out the dense
     cells × genes ``layers["velocity"]`` (``obsm["velocity_pca"]`` is written still).
     ``growth``, ``growth_key`` and ``tau`` go to :class:`cellflow.CellFlow`; a growth-aware model
@@ -185,18 +238,21 @@ def fit_h5ad(
                 f"{path_in} already holds obsm['X_pca']; drop {preprocess_flag} to fit on it, "
                 f"or pass {flag} to compute it again from the counts in X."
             )
-        _counts_check(adata, preprocess_flag)
-        if (
-            "counts" in adata.layers
-            and not overwrite
-            and not _same_matrix(adata.layers["counts"], adata.X)
-        ):
+        kind = "counts" if preprocess is True else preprocess
+        if kind not in get_args(Preprocess):
+            raise ValueError(
+                f"{preprocess_flag} must be one of {list(get_args(Preprocess))} (what X holds), "
+                f"got {kind!r}."
+            )
+        _check_preprocess(adata, kind, preprocess_flag)
+        kept = KEPT_LAYER[kind]
+        if kept in adata.layers and not overwrite and not _same_matrix(adata.layers[kept], adata.X):
             raise FileExistsError(
-                f"{path_in} already holds layers['counts'], other values than the counts in X "
-                f"that {preprocess_flag} keeps there; drop it (or rename it) first, or pass "
+                f"{path_in} already holds layers[{kept!r}], other values than the X that "
+                f"{preprocess_flag} keeps there; drop it (or rename it) first, or pass "
                 f"{flag} to replace it."
             )
-        choices = preprocess_counts(adata, seed=seed)
+        choices = preprocess_counts(adata, kind=kind, seed=seed)
     elif use_rep == "X_pca" and "X_pca" not in adata.obsm:
         raise KeyError(
             f"{path_in} has no obsm['X_pca']; add {preprocess_flag} to compute it from the raw counts "
