@@ -210,10 +210,14 @@ def test_bad_input_is_refused(sinks):
     with pytest.raises(KeyError, match="cluster_key"):
         cf.tl.terminal_states(a, model, cluster_key="nope")
     a.obs["coin"] = np.where(np.random.default_rng(7).random(a.n_obs) < 0.5, "x", "y")
-    with pytest.raises(
-        ValueError, match="no terminal state"
-    ):  # clusters that cells cross at random
-        cf.tl.terminal_states(a, model, cluster_key="coin", min_stability=0.9)
+    # clusters that cells cross at random: none is stable, the best supported are kept, and the
+    # warning lists every candidate (issue #51: small real courses had no fates at the defaults)
+    with pytest.warns(UserWarning, match=r"no macrostate at time .* reaches min_stability=0.9"):
+        coin = cf.tl.terminal_states(a, model, cluster_key="coin", min_stability=0.9, copy=True)
+    p = coin.uns["terminal_states_params"]["terminal"]
+    kept = list(coin.obs["terminal_states"].cat.categories)
+    assert kept and p["threshold"] < 0.9
+    assert all(s >= p["threshold"] for st, s in zip(p["states"], p["stability"]) if st in kept)
     fresh = cf.CellFlow(a, "day", seed=0)
     with pytest.raises(ValueError, match="train the model first"):
         fresh.bootstrap(2)
@@ -268,3 +272,17 @@ def test_the_fates_benchmark_runs_end_to_end(tmp_path):
     ]
     assert df[cols].notna().all().all() and (df[cols].to_numpy() <= 1).all()
     assert (tmp_path / "f.csv").exists() and len(summarize(df)) == 2
+
+
+def test_the_label_free_path_keeps_the_best_supported_ends_when_none_passes(sinks):
+    """Issue #51: fates at the defaults when no macrostate reaches the stability threshold."""
+    a, model = sinks
+    a = a.copy()
+    a.obs["coin"] = np.where(np.random.default_rng(7).random(a.n_obs) < 0.5, "x", "y")
+    with pytest.warns(UserWarning, match="kept those above the largest gap"):
+        cf.tl.terminal_states(a, model, cluster_key="coin")  # none stable at 0.8
+    p = a.uns["terminal_states_params"]["terminal"]
+    assert len(a.obs["terminal_states"].cat.categories) >= 1 and p["threshold"] < 1.0
+    cf.tl.fates(a, model)
+    at = (a.obs["day"] == a.obs["day"].min()).to_numpy()
+    np.testing.assert_allclose(a.obsm["fate"].loc[at].sum(1), 1.0, atol=1e-6)

@@ -123,6 +123,25 @@ def _end_states(adata, model, at, t_end, t_next, cluster_key, n_states, max_stat
     return labels, list(names), stab, C, scores
 
 
+def _above_largest_gap(names, stab) -> tuple[list, float]:
+    """The macrostates above the largest gap between consecutive stabilities (sorted, with 0
+    below the lowest), and the lowest stability kept: the best-supported terminal states when
+    none reaches ``min_stability`` (states of like stability stay together; a lone stable one
+    stands alone).
+
+    >>> _above_largest_gap(["a", "b", "c", "d"], [0.74, 0.62, 0.35, 0.20])
+    (['a', 'b'], 0.62)
+    >>> _above_largest_gap(["a", "b"], [0.74, 0.70])
+    (['a', 'b'], 0.7)
+    """
+    s = np.nan_to_num(np.asarray(stab, dtype=np.float64), nan=0.0)
+    order = np.argsort(-s, kind="stable")
+    ranked = s[order]
+    gaps = ranked - np.append(ranked[1:], 0.0)
+    cut = int(np.argmax(gaps))
+    return [names[i] for i in order[: cut + 1]], float(ranked[cut])
+
+
 def terminal_states(
     adata,
     model,
@@ -163,7 +182,10 @@ def terminal_states(
     min_stability
         A macrostate is terminal when at least this share of the mass sitting in it one
         interval earlier is still in it at the last time (initial: when at least this share of
-        the second time's mass sitting in it came from it).
+        the second time's mass sitting in it came from it). When no macrostate at the last time
+        reaches it, those above the largest gap between the stabilities are kept, with a
+        warning that lists every candidate's stability (small real courses: the method guide,
+        "Terminal states").
     k, steps
         Neighbours of the landing kernel, and Euler steps (:func:`cellflow.tl.push`).
     key_added, initial_key
@@ -233,14 +255,22 @@ def terminal_states(
                 f"obs[{column!r}] is empty.",
                 stacklevel=2,
             )
-        elif not keep:
-            raise ValueError(
-                f"no {end} state: the most stable macrostate at time {t_end} has stability "
-                f"{np.nanmax(stab):.2f}, below min_stability={min_stability}. "
-                "Lower min_stability, or give fewer states (n_states) or your own clusters "
-                "(cluster_key)."
-            )
         shown = {g: g if cluster_key is not None else f"{prefix}{g}" for g in names}
+        threshold = float(min_stability)
+        if not keep and end == "terminal":  # fates need terminal states: the best supported
+            keep, threshold = _above_largest_gap(names, stab)
+            import warnings
+
+            listed = ", ".join(
+                f"{shown[g]} {s:.2f}" for s, g in sorted(zip(stab, names), reverse=True)
+            )
+            warnings.warn(
+                f"no macrostate at time {t_end} reaches min_stability={min_stability} "
+                f"(stability: {listed}); kept those above the largest gap between the "
+                f"stabilities ({', '.join(shown[g] for g in keep)}: {threshold:.2f} and up) as "
+                "terminal. Give min_stability, n_states or cluster_key to choose otherwise.",
+                stacklevel=2,
+            )
         out = np.full(adata.n_obs, None, dtype=object)
         out[np.flatnonzero(at)] = [shown[g] if g in keep else None for g in labels]
         columns[column] = pd.Categorical(out, categories=[shown[g] for g in keep])
@@ -256,6 +286,8 @@ def terminal_states(
             "size": np.array([int((labels == g).sum()) for g in names], dtype=np.int64),
             "transitions": C.astype(np.float64),
             "silhouette": {str(n): v for n, v in scores.items()},
+            # the stability a state needed: min_stability, or where the largest gap fell
+            "threshold": threshold,
         }
     adata = adata.copy() if copy else adata
     for column, values in columns.items():
