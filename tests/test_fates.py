@@ -103,8 +103,15 @@ def test_terminal_states_of_a_flow_with_two_sinks(sinks):
     cf.tl.fates(b, model)
     F = b.obsm["fate"]
     start = (b.obs["day"] == 0).to_numpy()
-    np.testing.assert_allclose(F[start].sum(1), 1.0)
-    assert F[~start].isna().all().all() and "terminal_states" in b.obs
+    # every cell gets a fate (issue #51): each time's cells pushed to the last, whose cells
+    # take their own state
+    np.testing.assert_allclose(F.sum(1), 1.0)
+    assert list(b.uns["fate_params"]["t_from"]) == sorted(set(b.obs["day"]))
+    last = (b.obs["day"] == b.obs["day"].max()).to_numpy()
+    in_state = b.obs["terminal_states"].notna().to_numpy() & last
+    own = b.obs["terminal_states"][in_state].astype(str)
+    assert (F[in_state].idxmax(1) == own).all() and (F[in_state].max(1) == 1.0).all()
+    assert "terminal_states" in b.obs and b.obs["fate_entropy"].between(0, 1).all()
     assert b.obs["fate_entropy"][start].between(0, 1).all()
     # day-1 cells are on their way: their fate is their side, with low entropy
     cf.tl.fates(b, model, t_from=1, key_added="f1")

@@ -343,9 +343,9 @@ def fates(
     overwrite: bool = False,
     copy: bool = False,
 ):
-    """Fate probabilities: for every cell at ``t_from``, the share of its landing kernel at
-    ``t_to`` on each group of ``obs[groupby]`` (as CellRank's fate probabilities, one column
-    per group, each row summing to 1).
+    """Fate probabilities: for every cell up to ``t_to`` (or the cells of one time,
+    ``t_from``), the share of its landing kernel at ``t_to`` on each group of ``obs[groupby]``
+    (as CellRank's fate probabilities, one column per group, each row summing to 1).
 
     Unlike :func:`pull` towards one set, every cell gets a full fate vector, so two fates can
     be compared even for cells that land on neither (e.g. ``F["Neu"] / (F["Neu"] + F["Mono"])``).
@@ -364,7 +364,10 @@ def fates(
         column (``groupby="terminal_states"``) to use them as labels, with the same
         absorption through this model's chain.
     t_from, t_to
-        Measured times; default the first and the last.
+        Measured times. ``t_to`` defaults to the last. ``t_from=None`` (default): the cells of
+        every time up to ``t_to``, each time's cells pushed to ``t_to``, and the cells at
+        ``t_to`` taking their own (soft) label, so that entropy, plots and
+        :func:`cellflow.tl.driver_genes` see every time; a number: the cells of that time only.
     groups
         The groups that get a column (default: every group present at ``t_to``); the mass
         landing on cells of other groups goes to a column ``"other"``. Cells whose label is
@@ -388,15 +391,16 @@ def fates(
     ``None`` (or the copy). Sets
 
     - ``obsm[key_added]``: a DataFrame (index ``obs_names``, one column per group) with the fate
-      probabilities of the cells at ``t_from`` and NaN elsewhere (with ``n_samples``: their mean
-      over the samples);
+      probabilities of the cells that got fates (see ``t_from``) and NaN elsewhere (with
+      ``n_samples``: their mean over the samples);
     - with ``n_samples``, ``obsm[f"{key_added}_std"]``, ``obsm[f"{key_added}_low"]`` and
       ``obsm[f"{key_added}_high"]``: the standard deviation and the interval, laid out alike;
     - ``obs[f"{key_added}_entropy"]``: each cell's fate entropy in [0, 1] (module docstring;
       ``obs["fate_entropy"]`` on the label-free path), NaN at other times;
-    - ``uns[f"{key_added}_params"]``: ``groupby``, ``t_from``, ``t_to``, ``k``, ``sde``,
-      ``n_samples``, ``spread``, ``confidence``, the fates' names ``groups``, and two summaries,
-      arrays in the order of ``groups``: ``ancestor_share``, the share of the cells at ``t_from`` whose future is the group (the
+    - ``uns[f"{key_added}_params"]``: ``groupby``, ``t_from`` (the times whose cells got fates),
+      ``t_to``, ``k``, ``sde``, ``n_samples``, ``spread``, ``confidence``, the fates' names
+      ``groups``, and two summaries, arrays in the order of ``groups``, of the cells of the
+      earliest of those times: ``ancestor_share``, the share of them whose future is the group (the
       mean of the fate probabilities), and ``descendant_share``, the share of their
       descendants at ``t_to`` in it (each cell weighted by the mass it carries to ``t_to``).
       Without growth every cell has one descendant and the two are equal; with growth they
@@ -420,9 +424,12 @@ def fates(
     check_model(adata, model)
     _check_samples(n_samples, spread, confidence, model)
     whole_number(k, "k")
-    t_from = float(model.times[0]) if t_from is None else t_from
     t_to = float(model.times[-1]) if t_to is None else t_to
-    if model._measured(t_from, "t_from") > model._measured(t_to, "t_to"):
+    t_to = model._measured(t_to, "t_to")
+    # every cell up to t_to (as CellRank's fate probabilities), or the cells of one time
+    every = t_from is None
+    t_from = float(model.times[0]) if every else t_from
+    if model._measured(t_from, "t_from") > t_to:
         raise ValueError(
             f"t_from={t_from} is after t_to={t_to}: fates run forward in time, from the cells "
             "at t_from to the groups at t_to. Swap them; cf.tl.pull(..., t_from, t_to) takes "
@@ -442,10 +449,7 @@ def fates(
     fields = [("obsm", key_added + s) for s in ("", *(("_std", "_low", "_high") * bool(n_samples)))]
     fields += [("obs", f"{key_added}_entropy"), ("uns", f"{key_added}_params")]
     refuse_overwrite([f"{f}[{c!r}]" for f, c in fields if c in getattr(adata, f)], overwrite)
-    at_from, at_to = (
-        _time_mask(adata, model, t_from, "t_from"),
-        _time_mask(adata, model, t_to, "t_to"),
-    )
+    at_to = _time_mask(adata, model, t_to, "t_to")
     adata = adata.copy() if copy else adata
     if found and groupby not in adata.obs:
         terminal_states(adata, model, k=k, steps=steps, overwrite=overwrite)
@@ -474,36 +478,67 @@ def fates(
         onehot = sp.csr_matrix(
             (np.ones(len(j)), (np.flatnonzero(labelled), j)), shape=(len(labels), len(columns))
         )
-    F, mass = _fate_matrix(model, t_from, t_to, onehot, k, steps, sde)
-    if np.isnan(F).any(1).any():
+    sources = [float(s) for s in model.times if t_from <= s < t_to] if every else [t_from]
+    if not every and float(t_from) == float(t_to):
+        sources = []
+    # the cells of t_to take their own (soft) label: a terminal cell is its state
+    own = np.asarray(onehot.todense(), dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        own = np.where(own.sum(1, keepdims=True) > 0, own / own.sum(1, keepdims=True), np.nan)
+    if every or float(t_from) == float(t_to):
+        sources.append(t_to)
+    rows = [np.flatnonzero(_time_mask(adata, model, s, "t_from")) for s in sources]
+
+    def fate_rows(m, sde_, **path):  # every source time's fates, stacked in the order of rows
+        out, masses = [], []
+        for s in sources:
+            if s == t_to:
+                out.append(own)
+                masses.append(np.ones(len(own)))
+            else:
+                F_s, mass_s = _fate_matrix(m, s, t_to, onehot, k, steps, sde_, **path)
+                out.append(F_s)
+                masses.append(mass_s)
+        return np.concatenate(out), np.concatenate(masses)
+
+    F, mass = fate_rows(model, sde)
+    first = np.arange(len(rows[0]))  # the cells of the earliest source time
+    pushed = np.concatenate([np.full(len(r), s != t_to) for s, r in zip(sources, rows)])
+    lost = int((np.isnan(F).any(1) & pushed).sum())
+    if lost:
         import warnings
 
         warnings.warn(
-            f"{int(np.isnan(F).any(1).sum())} cells at t_from={t_from} land only on cells without "
-            f"a label in obs[{groupby!r}]; their fates are NaN.",
+            f"{lost} cells land only on cells without a label in obs[{groupby!r}] at "
+            f"t_to={t_to}; their fates are NaN.",
             stacklevel=2,
         )
     values = {"": F}
     if n_samples:
         draws = [
-            _fate_matrix(rep, t_from, t_to, onehot, k, steps, sde or bool(path), **path)[0]
+            fate_rows(rep, sde or bool(path), **path)[0]
             for rep, path in _samples(model, int(n_samples), spread, progress)
         ]
         values = _spread(np.stack(draws), confidence)
         F = values[""]
+    at = np.concatenate(rows)
     for suffix, value in values.items():
-        out = pd.DataFrame(np.nan, index=adata.obs_names, columns=columns)
-        out.loc[at_from] = value
-        adata.obsm[f"{key_added}{suffix}"] = out
+        out = np.full((adata.n_obs, len(columns)), np.nan)
+        out[at] = value
+        adata.obsm[f"{key_added}{suffix}"] = pd.DataFrame(
+            out, index=adata.obs_names, columns=columns
+        )
     H = np.full(adata.n_obs, np.nan)
-    H[at_from] = fate_entropy(F)
+    H[at] = fate_entropy(F)
     adata.obs[f"{key_added}_entropy"] = H
-    ok = np.isfinite(F).all(1)
-    ancestors = F[ok].mean(0) if ok.any() else np.full(len(columns), np.nan)
-    descendants = (mass[ok, None] * F[ok]).sum(0) / mass[ok].sum() if ok.any() else ancestors
+    # the shares are those of the earliest cells (of t_from)
+    F0, m0 = F[first], mass[first]
+    ok = np.isfinite(F0).all(1)
+    ancestors = F0[ok].mean(0) if ok.any() else np.full(len(columns), np.nan)
+    descendants = (m0[ok, None] * F0[ok]).sum(0) / m0[ok].sum() if ok.any() else ancestors
     if model.growth is not None:
         m_out = np.full(adata.n_obs, np.nan)
-        m_out[at_from] = mass
+        m_out[at] = mass
         adata.obs[f"{key_added}_mass"] = m_out
     adata.uns[f"{key_added}_params"] = {
         # arrays in the order of "groups" (a dict keyed by names such as "Ery/Mk" comes back
@@ -512,7 +547,7 @@ def fates(
         "ancestor_share": np.asarray(ancestors, dtype=np.float64),
         "descendant_share": np.asarray(descendants, dtype=np.float64),
         "groupby": groupby,
-        "t_from": float(t_from),
+        "t_from": np.asarray(sources, dtype=np.float64),  # the times whose cells got fates
         "t_to": float(t_to),
         "k": int(k),
         "sde": bool(sde),
