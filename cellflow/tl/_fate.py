@@ -280,15 +280,45 @@ def pull(
     return adata if copy else None
 
 
-def _fate_matrix(model, t_from, t_to, onehot, k, steps, sde, **path):
-    """Fate probabilities (cells at ``t_from`` × groups; NaN for a cell that lands on no
-    labelled cell) and each cell's mass at ``t_to``."""
-    P, mass = _transitions(model, t_from, t_to, k, steps, sde, **path)
-    F = np.asarray((P @ onehot).todense())
-    total = F.sum(1, keepdims=True)
+def _shares(G) -> np.ndarray:
+    """Rows of the label mass ``G`` (cells × groups) as shares of the mass that reached labelled
+    cells; NaN for a row that reached none."""
+    G = np.asarray(G.todense() if hasattr(G, "todense") else G, dtype=np.float64)
+    total = G.sum(1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
-        F = np.where(total > 0, F / total, np.nan)  # over the mass that lands on labelled cells
-    return F, mass
+        return np.where(total > 0, G / total, np.nan)
+
+
+def _fate_matrix(model, t_from, t_to, onehot, k, steps, sde, **path):
+    """Fate probabilities of a straight push (cells at ``t_from`` × groups; NaN for a cell that
+    lands on no labelled cell) and each cell's mass at ``t_to``."""
+    P, mass = _transitions(model, t_from, t_to, k, steps, sde, **path)
+    return _shares(P @ onehot), mass
+
+
+def _chained_fates(model, sources, t_to, onehot, k, steps, sde, **path):
+    r"""Fates along the chain of measured times (module docstring): with :math:`P_{ab}` the
+    one-interval transition matrix from the cells of :math:`a` to those of the next time
+    :math:`b`, the label mass of the cells of each time is :math:`G_a = P_{ab} G_b`, swept back
+    from :math:`G_{t_\mathrm{to}}` = ``onehot``; each time's fates are its rows as shares. The
+    chain runs through every trained time between the sources and ``t_to`` (a held-out time
+    only when its own cells are asked for). Returns the fates of each source's cells, stacked
+    in the order of ``sources``, and their masses at ``t_to`` (along the ODE)."""
+    trained = [float(s) for s in model.times if s != model.holdout]
+    lo = min(sources)
+    chain = sorted({*map(float, sources), *(s for s in trained if lo <= s <= t_to)})
+    G = {float(t_to): onehot.tocsr().astype(np.float64)}
+    for a, b in reversed(list(zip(chain[:-1], chain[1:]))):
+        P = model.transition_matrix(a, b, k=k, steps=steps, sde=sde, **path)
+        G[a] = P @ G[b]
+    fates, masses = [], []
+    for s in sources:
+        fates.append(_shares(G[float(s)]))
+        if model.growth is None or float(s) == float(t_to):
+            masses.append(np.ones(fates[-1].shape[0]))
+        else:
+            masses.append(model.push(model.cells_at(s), s, t_to, steps=steps, return_mass=True)[1])
+    return fates, masses
 
 
 def _absorbed_labels(adata, model, at_to, columns, col, k, steps):
@@ -339,6 +369,7 @@ def fates(
     k: int = 30,
     steps: int = 100,
     sde: bool = False,
+    chain: bool = True,
     progress: bool = True,
     overwrite: bool = False,
     copy: bool = False,
@@ -383,8 +414,14 @@ def fates(
         ``None`` (default): the model's fates alone.
     progress
         A progress bar while bootstrap replicates train.
+    chain
+        Follow the cells through every measured time between them and ``t_to``: each interval's
+        push lands on that time's cells, which go on as they go (a Markov chain of one-interval
+        transitions, as moscot composes its couplings), so that the uncertainty of every
+        interval adds up. ``False``: one push straight to ``t_to`` and one landing there, which
+        gives fates near 0 or 1 for a deterministic flow (method guide, "Fates without labels").
     k, steps, sde, overwrite, copy
-        As in :func:`push`.
+        As in :func:`push` (``k`` and ``sde`` for every interval's landing).
 
     Returns
     -------
@@ -478,25 +515,20 @@ def fates(
         onehot = sp.csr_matrix(
             (np.ones(len(j)), (np.flatnonzero(labelled), j)), shape=(len(labels), len(columns))
         )
-    sources = [float(s) for s in model.times if t_from <= s < t_to] if every else [t_from]
-    if not every and float(t_from) == float(t_to):
-        sources = []
-    # the cells of t_to take their own (soft) label: a terminal cell is its state
-    own = np.asarray(onehot.todense(), dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        own = np.where(own.sum(1, keepdims=True) > 0, own / own.sum(1, keepdims=True), np.nan)
-    if every or float(t_from) == float(t_to):
-        sources.append(t_to)
+    sources = [float(s) for s in model.times if t_from <= s <= t_to] if every else [t_from]
     rows = [np.flatnonzero(_time_mask(adata, model, s, "t_from")) for s in sources]
 
     def fate_rows(m, sde_, **path):  # every source time's fates, stacked in the order of rows
-        out, masses = [], []
-        for s in sources:
-            if s == t_to:
-                out.append(own)
-                masses.append(np.ones(len(own)))
-            else:
-                F_s, mass_s = _fate_matrix(m, s, t_to, onehot, k, steps, sde_, **path)
+        if chain:
+            out, masses = _chained_fates(m, sources, t_to, onehot, k, steps, sde_, **path)
+        else:
+            out, masses = [], []
+            for s in sources:
+                F_s, mass_s = (
+                    (_shares(onehot), np.ones(onehot.shape[0]))
+                    if s == t_to
+                    else _fate_matrix(m, s, t_to, onehot, k, steps, sde_, **path)
+                )
                 out.append(F_s)
                 masses.append(mass_s)
         return np.concatenate(out), np.concatenate(masses)
@@ -551,6 +583,7 @@ def fates(
         "t_to": float(t_to),
         "k": int(k),
         "sde": bool(sde),
+        "chain": bool(chain),
         "n_samples": int(n_samples or 0),
         "spread": spread if n_samples else "",
         "confidence": float(confidence),
