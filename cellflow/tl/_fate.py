@@ -118,9 +118,11 @@ def _spread(values: np.ndarray, confidence: float) -> dict[str, np.ndarray]:
         }
 
 
-def _prepare(adata, model, cells, what: str, t_from, t_to, key_added, overwrite, k, steps, sde):
+def _prepare(
+    adata, model, cells, what: str, t_from, t_to, key_added, overwrite, k, steps, sde, P=True
+):
     """Shared checks of push/pull; the selected cells at their time point, the transition matrix
-    and the source cells' masses."""
+    and the source cells' masses (``None`` for both without ``P``)."""
     check_model(adata, model)
     refuse_overwrite([f"obs[{key_added!r}]"] * (key_added in adata.obs), overwrite)
     at_from, at_to = (
@@ -133,7 +135,16 @@ def _prepare(adata, model, cells, what: str, t_from, t_to, key_added, overwrite,
         raise ValueError(
             f"no {what} cell is measured at {'t_from' if what == 'source' else 't_to'}={t_sel}."
         )
+    if not P:
+        return at_from, at_to, sel, None, None
     return at_from, at_to, sel, *_transitions(model, t_from, t_to, k, steps, sde)
+
+
+def _use_chain(chain, model) -> bool:
+    """``chain=None``: along the chain of measured times for a balanced model; a growth-aware
+    model's fates follow its own paths, which carry the mass (the measured cells of an expanding
+    branch are over-represented at every time, and a chain through them over-counts it)."""
+    return model.growth is None if chain is None else bool(chain)
 
 
 def push(
@@ -208,14 +219,16 @@ def pull(
     k: int = 30,
     steps: int = 100,
     sde: bool = False,
+    chain: bool | None = None,
     progress: bool = True,
     overwrite: bool = False,
     copy: bool = False,
 ):
     """Which cells at ``t_from`` end up in the ``target`` cells at ``t_to`` (fate towards a set).
 
-    Each observed cell at ``t_from`` is pushed to ``t_to``; its value is the share of its
-    landing kernel on ``target`` cells (a probability in [0, 1]).
+    Each observed cell at ``t_from`` is followed to ``t_to`` (through every measured time
+    between, ``chain``, as :func:`fates`); its value is the share of where it lands on
+    ``target`` cells (a probability in [0, 1]): one column of :func:`fates`.
 
     Parameters
     ----------
@@ -236,6 +249,9 @@ def pull(
         ``confidence`` percentile interval. ``None`` (default): the model's answer alone.
     progress
         A progress bar while bootstrap replicates train.
+    chain
+        As in :func:`fates` (default: along the chain of measured times for a balanced model,
+        forward in time; straight to ``t_to`` for a growth-aware one or backwards).
     t_from, t_to, key_added, k, steps, sde, overwrite, copy
         As in :func:`push`.
 
@@ -250,14 +266,36 @@ def pull(
     whole_number(k, "k")
     extra = [f"{key_added}{s}" for s in ("_std", "_low", "_high")] if n_samples else []
     refuse_overwrite([f"obs[{c!r}]" for c in extra if c in adata.obs], overwrite)
-    at_from, at_to, tgt, P, m = _prepare(
-        adata, model, target, "target", t_from, t_to, key_added, overwrite, k, steps, sde
+    chain = _use_chain(chain, model) and model._measured(t_from, "t_from") < model._measured(
+        t_to, "t_to"
     )
+    at_from, at_to, tgt, P, m = _prepare(
+        adata,
+        model,
+        target,
+        "target",
+        t_from,
+        t_to,
+        key_added,
+        overwrite,
+        k,
+        steps,
+        sde,
+        P=not chain,
+    )
+    import scipy.sparse as sp
 
-    def answer(P, m):
-        prob = np.clip(
-            np.asarray(P @ tgt.astype(float)).ravel(), 0.0, 1.0
-        )  # rows sum to 1 up to rounding
+    two = sp.csr_matrix(np.c_[tgt, ~tgt].astype(np.float64))  # the target and the rest
+
+    def transitions(m_, sde_, **path):  # each source cell's probability of the target, its mass
+        if chain:
+            (F,), (mass,) = _chained_fates(m_, [t_from], t_to, two, k, steps, sde_, **path)
+            return F[:, 0], mass
+        P_, mass = _transitions(m_, t_from, t_to, k, steps, sde_, **path)
+        return np.asarray(P_ @ tgt.astype(float)).ravel(), mass
+
+    def answer(prob, m):
+        prob = np.clip(prob, 0.0, 1.0)  # rows sum to 1 up to rounding
         if normalize:
             prob = prob * m
             if prob.sum() == 0:
@@ -265,10 +303,10 @@ def pull(
             prob = prob / prob.sum()
         return prob
 
-    values = {"": answer(P, m)}
+    values = {"": answer(*transitions(model, sde))}
     if n_samples:
         draws = [
-            answer(*_transitions(rep, t_from, t_to, k, steps, sde or bool(path), **path))
+            answer(*transitions(rep, sde or bool(path), **path))
             for rep, path in _samples(model, int(n_samples), spread, progress)
         ]
         values = _spread(np.stack(draws), confidence)
@@ -369,7 +407,7 @@ def fates(
     k: int = 30,
     steps: int = 100,
     sde: bool = False,
-    chain: bool = True,
+    chain: bool | None = None,
     progress: bool = True,
     overwrite: bool = False,
     copy: bool = False,
@@ -420,6 +458,9 @@ def fates(
         transitions, as moscot composes its couplings), so that the uncertainty of every
         interval adds up. ``False``: one push straight to ``t_to`` and one landing there, which
         gives fates near 0 or 1 for a deterministic flow (method guide, "Fates without labels").
+        ``None`` (default): the chain for a balanced model, the straight push for a
+        growth-aware one, whose paths carry the mass (the measured cells of an expanding branch
+        are over-represented at every time, and a chain through them over-counts it).
     k, steps, sde, overwrite, copy
         As in :func:`push` (``k`` and ``sde`` for every interval's landing).
 
@@ -517,6 +558,8 @@ def fates(
         )
     sources = [float(s) for s in model.times if t_from <= s <= t_to] if every else [t_from]
     rows = [np.flatnonzero(_time_mask(adata, model, s, "t_from")) for s in sources]
+
+    chain = _use_chain(chain, model)
 
     def fate_rows(m, sde_, **path):  # every source time's fates, stacked in the order of rows
         if chain:
