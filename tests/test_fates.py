@@ -268,7 +268,8 @@ def test_the_fates_benchmark_runs_end_to_end(tmp_path):
         out=str(tmp_path / "f.csv"),
         progress=False,
     )
-    assert list(df["spread"]) == ["bootstrap", "sde"]
+    assert list(df["spread"]) == ["bootstrap", "bootstrap", "sde", "sde"]
+    assert list(df["path"]) == ["chain", "straight"] * 2
     cols = [
         "ari",
         "ece",

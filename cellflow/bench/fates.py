@@ -10,7 +10,8 @@ OT-CFM and an SB-CFM flow are trained on every day (``steps`` steps), and for ea
   of the states (non-terminal cells as one more group) against the true branches at the last
   day;
 - **fates** (:func:`cellflow.tl.fates` on those states; SB-CFM along its SDE, 10 paths per
-  cell) from each of ``days``: the expected calibration error (10 equal-width bins) of P(A)
+  cell), along the chain of measured times (the default) and straight to the last day, from
+  each of ``days``: the expected calibration error (10 equal-width bins) of P(A)
   against the branch each cell commits to, and the mean absolute error against the true
   probability;
 - **uncertainty**: ``n_samples`` answers (OT-CFM: bootstrap replicates; SB-CFM: single SDE
@@ -146,7 +147,8 @@ def cellflow_rows(adata, method: str, seed: int, steps: int, n_samples: int, sb_
     sde = method == "sb"
     spreads = ["bootstrap"] if method == "ot" else ["sde"] + ["bootstrap"] * bool(sb_bootstrap)
     rows = []
-    for spread in spreads:
+    # along the chain of measured times (the default) and straight to the last day (before)
+    for spread, chain in ((s, c) for s in spreads for c in (True, False)):
         p_all, truth_all, commit_all, inside, H_all = [], [], [], [], []
         for day in DAYS:
             key = f"fate_{day}"
@@ -158,6 +160,7 @@ def cellflow_rows(adata, method: str, seed: int, steps: int, n_samples: int, sb_
                 sde=sde,
                 n_samples=n_samples,
                 spread=spread,
+                chain=chain,
                 progress=False,
                 overwrite=True,
             )
@@ -181,6 +184,7 @@ def cellflow_rows(adata, method: str, seed: int, steps: int, n_samples: int, sb_
                 seed=seed,
                 method=f"cellflow {'OT' if method == 'ot' else 'SB'}-CFM",
                 spread=spread,
+                path="chain" if chain else "straight",
                 seconds=seconds,
                 n_terminal=len(a.obs["terminal_states"].cat.categories),
                 ari=_ari(a, a.obs["terminal_states"]),
@@ -307,13 +311,20 @@ def _line(row: dict) -> str:
         "cellrank_driver_auroc_B",
     ]
     vals = "  ".join(f"{k} {row[k]:.3f}" for k in keys if k in row and pd.notna(row[k]))
-    return f"seed {row['seed']}  {row['method']:<38} {row['spread']:<12} {row['seconds']:6.1f}s  {vals}"
+    how = (
+        f"{row['spread']} {row.get('path', '')}".strip()
+        if pd.notna(row.get("path"))
+        else row["spread"]
+    )
+    return f"seed {row['seed']}  {row['method']:<38} {how:<20} {row['seconds']:6.1f}s  {vals}"
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    """Medians over seeds per method and spread."""
-    cols = [c for c in df.columns if c not in ("seed", "method", "spread", "error")]
-    return df.groupby(["method", "spread"], sort=False)[cols].median()
+    """Medians over seeds per method, spread and path (chain or straight)."""
+    keys = ["method", "spread"] + ["path"] * ("path" in df.columns)
+    df = df.assign(path=df["path"].fillna("")) if "path" in df.columns else df
+    cols = [c for c in df.columns if c not in ("seed", "error", *keys)]
+    return df.groupby(keys, sort=False)[cols].median()
 
 
 def larry(file: str, *, steps: int = 1000, seed: int = 0, n_samples: int = 10) -> pd.DataFrame:
