@@ -279,7 +279,7 @@ def test_the_fates_benchmark_runs_end_to_end(tmp_path):
         "cellrank_driver_auroc_A",
     ]
     assert df[cols].notna().all().all() and (df[cols].to_numpy() <= 1).all()
-    assert (tmp_path / "f.csv").exists() and len(summarize(df)) == 2
+    assert (tmp_path / "f.csv").exists() and len(summarize(df)) == 4
 
 
 def test_the_label_free_path_keeps_the_best_supported_ends_when_none_passes(sinks):
