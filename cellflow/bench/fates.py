@@ -396,6 +396,12 @@ def larry(file: str, *, steps: int = 1000, seed: int = 0, n_samples: int = 10) -
     F = a.obsm["fate"]
     rows.append(scored("fates of the found states", (F[neu] - F[mono]).to_numpy()[clonal]))
     rows.append(entropy("fates of the found states", a.obs["fate_entropy"].to_numpy()[clonal]))
+    tl.fates(a, m, t_from=2, chain=False, key_added="straight")  # the default before
+    S = a.obsm["straight"]
+    rows.append(scored("the same, straight to day 6", (S[neu] - S[mono]).to_numpy()[clonal]))
+    rows.append(
+        entropy("the same, straight to day 6", a.obs["straight_entropy"].to_numpy()[clonal])
+    )
     a.obs["hand_ends"] = pd.Categorical(np.where(lower, "lower", np.where(right, "right", None)))
     tl.fates(a, m, "hand_ends", t_from=2, t_to=6)
     G = a.obsm["fates_hand_ends"]
