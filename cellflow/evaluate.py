@@ -345,7 +345,33 @@ def evaluate_holdout(
                         f"held out {h:g}  {row['method']:<7} seed {seed}: W1 {row['w1']:.3f}  {secs:.0f}s{best}",
                         flush=True,
                     )
-    return _table(rows, extra)
+    table = _table(rows, extra)
+    _warn_if_no_better(table)
+    return table
+
+
+#: a flow whose held-out W1 is not at least this much below the previous time point's is warned
+#: about: it carries little of the course's motion in this representation
+NO_BETTER = 0.95
+
+
+def _warn_if_no_better(table: pd.DataFrame) -> None:
+    """Warn for each flow and held-out time where the flow's mean W1 over seeds is not clearly
+    below that of the previous time point (the cells not moved at all), naming the usual fix."""
+    import warnings
+
+    base = table[table["method"] == "previous time point"].set_index("held_out_time")["w1"]
+    baselines = ("previous time point", "McCann OT interpolation")
+    flows = table[~table["method"].isin(baselines)]
+    for (method, h), w1 in flows.groupby(["method", "held_out_time"])["w1"].mean().items():
+        if h in base.index and w1 > NO_BETTER * float(base[h]):
+            warnings.warn(
+                f"held out {h:g}: {method} (W1 {w1:.3g}) is no better than the previous time "
+                f"point (W1 {float(base[h]):.3g}): the flow carries little of the course's motion "
+                "in this representation. Try fewer PCs (n_pcs=10, --n-pcs 10) or whiten=True "
+                "(method guide, 'How many PCs, and whitening').",
+                stacklevel=3,
+            )
 
 
 COLUMNS = ["method", "held_out_time", "seed", "w1", "w2", "mmd", "seconds"]

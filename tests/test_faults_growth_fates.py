@@ -541,3 +541,17 @@ def test_ctrl_c_in_evaluate_says_how_to_continue(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(ev.CellFlow, "train", real)
     assert cli_main(args + ["--resume"]) == 0
     assert set(pd.read_csv(out)["seed"]) == {0, 1}
+
+
+def test_evaluate_warns_when_a_flow_is_no_better_than_the_previous_time_point():
+    """Issue #52: a default model on a real course was no better than the nearest time point
+    (W1 38.43 vs 38.56) without a word."""
+    a = course(times=(0, 1, 2, 3))
+    a.obsm["X_pca"][:, 0] -= np.repeat(np.arange(4), 40)  # no motion: every day the same cloud
+    with pytest.warns(UserWarning, match="no better than the previous time point"):
+        cf.evaluate_holdout(a, "day", methods=["icfm"], seeds=[0], steps=20, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        b = course(times=(0, 1, 2, 3))
+        b.obsm["X_pca"][:, 0] *= 4  # a clear drift the flow follows
+        cf.evaluate_holdout(b, "day", methods=["ot"], seeds=[0], steps=300, progress=False)
