@@ -6,6 +6,18 @@ All use :meth:`cellflow.CellFlow.transition_matrix`: cells are pushed along the 
 ODE and spread over their nearest observed cells at the other time (a sparse kNN kernel, no
 all-pairs matrix).
 
+**Along the chain of measured times.** ``fates`` and ``pull`` (forward, balanced models, by
+default) do not push a cell straight to ``t_to``: with :math:`P_{ab}` the transition matrix of
+one interval, from the cells of a measured time :math:`a` to those of the next, :math:`b`, the
+label mass of the cells of each time is swept back from ``t_to``,
+
+.. math:: G_{t_\mathrm{to}} = L, \qquad G_a = P_{ab}\, G_b ,
+
+(:math:`L`: cells at ``t_to`` × groups), and a cell's fates are its row of :math:`G` as shares.
+Each interval's landing adds its own spread, as a cell's uncertainty grows with the time still
+ahead; one straight push of a deterministic flow lands in one spot and gives fates near 0 or 1
+(the method guide, "Fates without labels", has the comparison). ``chain=False`` pushes straight.
+
 **How sure.** ``fates`` and ``pull`` with ``n_samples=K`` compute their answer K times and
 report the mean, the standard deviation and a percentile interval per cell. The K answers come
 from K bootstrap replicates of the model (``spread="bootstrap"``, any method: each trained as
