@@ -15,9 +15,10 @@ leaves both aside, and the next save or load puts the complete one back
 (:func:`recover_model_folder`).
 
 Files and folders get the modes the user's umask gives new ones (0644 and 0755 under the usual
-022), not the private 0600 of a temporary file. Temporary names carry the host and the process id (``.NAME.tmp-HOST-PID-XXXX``), so that the
-leftovers of a killed process (a full-size ``.h5ad``, a model folder) are removed by the next
-write to the same target, and a write in progress in another live process never is.
+022), not the private 0600 of a temporary file. Temporary names carry the host and the process
+id (``.NAME.tmp-HOST-PID-XXXX``), so that the leftovers of a killed process (a full-size
+``.h5ad``, a model folder) are removed by the next write to the same target, and a write in
+progress in another live process never is.
 
 Example
 -------
@@ -79,8 +80,16 @@ class IncompleteModelError(ValueError):
 
 
 def _umask() -> int:
-    """The process's umask (read by setting it and setting it back)."""
-    mask = os.umask(0)
+    """The process's umask: read from ``/proc/self/status`` where there is one (setting the mask
+    to read it would, for an instant, apply 0 to files other threads create), else by setting
+    it and setting it back."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)
     os.umask(mask)
     return mask
 
