@@ -249,12 +249,15 @@ def check_output_folder(path: str | Path, flag: str = "--out") -> Path:
 
 def _is_model(path: Path) -> bool:
     """Whether the folder ``path`` holds a model cellflow wrote: a ``config.json`` listing its
-    other files (``"files"``, which :func:`model_folder` writes), and nothing but model files."""
+    other files (``"files"``, which :func:`model_folder` writes) or, from before that list,
+    naming its class (``"class_"``) or format (``"format_version"``)."""
     try:
         cfg = json.loads((path / "config.json").read_text())
     except (OSError, ValueError):
         return False
-    return isinstance(cfg, dict) and isinstance(cfg.get("files"), dict)
+    return isinstance(cfg, dict) and (
+        isinstance(cfg.get("files"), dict) or "class_" in cfg or "format_version" in cfg
+    )
 
 
 def check_model_folder(path: str | Path, overwrite: bool, flag: str = "overwrite=True") -> Path:
