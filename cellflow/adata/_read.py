@@ -198,3 +198,36 @@ def gene_index(adata, genes, gene_symbols: str | None = None) -> tuple[list[str]
         where = "adata.var_names" if gene_symbols is None else f"adata.var[{gene_symbols!r}]"
         raise KeyError(f"genes not in {where}: {missing[:10]}.")
     return genes, np.flatnonzero(first)[idx]
+
+
+#: the largest value of log-normalised expression (log1p of 1e4 counts per cell is 9.2): above
+#: it, non-integer values are taken as normalised but not logged (TPM, FPKM)
+LOG_MAX = 20.0
+
+
+def sampled_values(M, n_rows: int = 1000) -> np.ndarray:
+    """The values of up to ``n_rows`` evenly spaced rows of ``M`` (a sparse matrix's stored
+    values), enough to tell what a matrix holds without reading all of it."""
+    import scipy.sparse as sp
+
+    n = M.shape[0]
+    rows = np.unique(np.linspace(0, n - 1, min(n, n_rows)).astype(int))
+    block = M[rows]
+    return np.asarray(block.data if sp.issparse(block) else block).ravel()
+
+
+def expression_kind(vals: np.ndarray) -> str:
+    """What expression values are: ``"counts"`` (non-negative whole numbers), ``"log"``
+    (non-negative, at most :data:`LOG_MAX`), ``"normalised"`` (non-negative, larger: TPM, FPKM)
+    or ``"scaled"`` (negative values: centred or scaled).
+
+    >>> expression_kind(np.array([0.0, 3.0, 12.0])), expression_kind(np.array([0.5, 2.1]))
+    ('counts', 'log')
+    """
+    if not vals.size:
+        return "counts"
+    if vals.min() < 0:
+        return "scaled"
+    if np.all(np.equal(np.mod(vals, 1), 0)):
+        return "counts"
+    return "log" if vals.max() <= LOG_MAX else "normalised"

@@ -30,6 +30,7 @@ from .._io import (
     write_json,
 )
 from .._types import Preprocess
+from ..adata._read import expression_kind, sampled_values
 from ..adata._store import has_representation, representation_shape
 
 
@@ -51,27 +52,10 @@ PREPROCESS_GENES, PREPROCESS_PCS = (
 )  # scanpy's tutorial choices: 2,000 variable genes, 50 PCs
 
 
-#: the largest value of log-normalised expression (log1p of 1e4 counts per cell is 9.2): above
-#: it, non-integer values are taken as normalised but not logged (TPM, FPKM)
-LOG_MAX = 20.0
-
-
 def looks_like(adata) -> str:
-    """What ``X`` holds, read on up to 1,000 evenly spaced cells: ``"counts"`` (non-negative
-    whole numbers), ``"log"`` (non-negative, at most :data:`LOG_MAX`), ``"normalised"``
-    (non-negative, larger) or ``"scaled"`` (negative values: centred or scaled)."""
-    import scipy.sparse as sp
-
-    rows = np.unique(np.linspace(0, adata.n_obs - 1, min(adata.n_obs, 1000)).astype(int))
-    X = adata.X[rows]
-    vals = X.data if sp.issparse(X) else np.asarray(X).ravel()
-    if not vals.size:
-        return "counts"
-    if vals.min() < 0:
-        return "scaled"
-    if np.all(np.equal(np.mod(vals, 1), 0)):
-        return "counts"
-    return "log" if vals.max() <= LOG_MAX else "normalised"
+    """What ``X`` holds (:func:`cellflow.adata._read.expression_kind`), read on up to 1,000
+    evenly spaced cells."""
+    return expression_kind(sampled_values(adata.X))
 
 
 def _check_preprocess(adata, kind: str, flag: str) -> None:

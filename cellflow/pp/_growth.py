@@ -41,7 +41,7 @@ import numpy as np
 
 from .._io import refuse_overwrite
 from .._types import Organism, TimeUnit
-from ..adata._read import gene_names
+from ..adata._read import LOG_MAX, expression_kind, gene_names, sampled_values
 from ._marker_ids import ENSEMBL_IDS
 from ._markers import MARKERS
 
@@ -304,13 +304,8 @@ def _warn_if_counts(M, where: str) -> None:
     """Warn when ``M`` looks like raw counts (whole numbers with a large maximum, read on up to
     1,000 evenly spaced cells): scanpy's ``score_genes`` compares mean expression, and on counts
     the deeply sequenced cells dominate it (rates differ from the log-normalised ones)."""
-    import scipy.sparse as sp
-
-    n = M.shape[0]
-    rows = np.unique(np.linspace(0, n - 1, min(n, 1000)).astype(int))
-    block = M[rows]
-    vals = block.data if sp.issparse(block) else np.asarray(block).ravel()
-    if vals.size and np.all(np.equal(np.mod(vals, 1), 0)) and vals.max() > 20:
+    vals = sampled_values(M)
+    if expression_kind(vals) == "counts" and vals.size and vals.max() > LOG_MAX:
         warnings.warn(
             f"{where} holds whole numbers up to {vals.max():g}: raw counts? Scores are meant for "
             "log-normalised expression (sc.pp.normalize_total(adata); sc.pp.log1p(adata)), or "
