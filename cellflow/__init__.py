@@ -5,55 +5,102 @@ and beyond.
 >>> model = cf.FlowModel(dim=2, method="ot")
 """
 
-from . import couplings, datasets, pl, pp, tl
-from .couplings import ConvergenceError, ExactOT, IndependentCoupling, PartialOT, SinkhornOT
-from .evaluate import evaluate_holdout, summarize_holdout
-from .flow import likelihood, matchers, metrics, networks, paths, solvers
-from .flow.matchers import FlowMatcher, make_matcher
-from .flow.networks import MLP
-from .flow.paths import BrownianBridgePath, LipmanPath, PathSample, StraightPath, VPPath
-from .models.cells import CellFlow
-from .models.flow import FlowModel
-from .train import threads
-from .train import trainer as training
-from .train.trainer import TrainConfig, seed_everything
+import importlib
+import importlib.abc
+import importlib.util
+import sys
 
 __version__ = "0.1.0"
 
+#: each public name and the module it lives in, imported on first use (PEP 562), so that
+#: ``import cellflow`` (and ``cellflow --help``) does not load torch, POT and scanpy until needed
+_LAZY = {
+    "couplings": ".couplings",
+    "datasets": ".datasets",
+    "pl": ".pl",
+    "pp": ".pp",
+    "tl": ".tl",
+    "ConvergenceError": ".couplings",
+    "ExactOT": ".couplings",
+    "IndependentCoupling": ".couplings",
+    "PartialOT": ".couplings",
+    "SinkhornOT": ".couplings",
+    "evaluate_holdout": ".evaluate",
+    "summarize_holdout": ".evaluate",
+    "FlowMatcher": ".flow.matchers",
+    "make_matcher": ".flow.matchers",
+    "MLP": ".flow.networks",
+    "BrownianBridgePath": ".flow.paths",
+    "LipmanPath": ".flow.paths",
+    "PathSample": ".flow.paths",
+    "StraightPath": ".flow.paths",
+    "VPPath": ".flow.paths",
+    "CellFlow": ".models.cells",
+    "FlowModel": ".models.flow",
+    "TrainConfig": ".train.trainer",
+    "seed_everything": ".train.trainer",
+}
 
-def _keep_old_module_names() -> None:
-    """``import cellflow.paths`` and the other module names of the flat layout before the
-    regrouping keep working: each is the same module object as its new home."""
-    import importlib
-    import sys
-
-    moved = {
-        "paths": "flow.paths",
-        "matchers": "flow.matchers",
-        "networks": "flow.networks",
-        "unet": "flow.unet",
-        "solvers": "flow.solvers",
-        "likelihood": "flow.likelihood",
-        "metrics": "flow.metrics",
-        "geodesics": "flow.geodesics",
-        "riemannian_metrics": "flow.riemannian_metrics",
-        "assignment": "couplings.assignment",
-        "sparse_ot": "couplings.sparse_ot",
-        "training": "train.trainer",
-        "train_config": "train.config",
-        "optim": "train.optim",
-        "batch_workers": "train.batch_workers",
-        "distributed": "train.distributed",
-        "threads": "train.threads",
-        "model": "models.flow",
-    }
-    for old, new in moved.items():
-        module = importlib.import_module(f"{__name__}.{new}")
-        sys.modules.setdefault(f"{__name__}.{old}", module)
-        globals().setdefault(old, module)
+#: the module names of the flat layout before the regrouping, and their homes: ``import
+#: cellflow.paths`` gets the very module object of ``cellflow.flow.paths``
+_MOVED = {
+    "paths": "flow.paths",
+    "matchers": "flow.matchers",
+    "networks": "flow.networks",
+    "unet": "flow.unet",
+    "solvers": "flow.solvers",
+    "likelihood": "flow.likelihood",
+    "metrics": "flow.metrics",
+    "geodesics": "flow.geodesics",
+    "riemannian_metrics": "flow.riemannian_metrics",
+    "assignment": "couplings.assignment",
+    "sparse_ot": "couplings.sparse_ot",
+    "training": "train.trainer",
+    "train_config": "train.config",
+    "optim": "train.optim",
+    "batch_workers": "train.batch_workers",
+    "distributed": "train.distributed",
+    "threads": "train.threads",
+    "model": "models.flow",
+}
 
 
-_keep_old_module_names()
+class _FlatLayout(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Imports ``cellflow.<old name>`` as the module of its new home (:data:`_MOVED`)."""
+
+    def find_spec(self, fullname, path, target=None):
+        head, _, tail = fullname.partition(".")
+        if head == __name__ and tail in _MOVED:
+            return importlib.util.spec_from_loader(fullname, self)
+        return None
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        real = importlib.import_module(f"{__name__}.{_MOVED[module.__name__.split('.', 1)[1]]}")
+        sys.modules[module.__name__] = real  # the import statement returns this object
+
+
+if not any(isinstance(f, _FlatLayout) for f in sys.meta_path):
+    sys.meta_path.insert(0, _FlatLayout())
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module = importlib.import_module(_LAZY[name], __name__)
+        value = module if _LAZY[name].lstrip(".") == name else getattr(module, name)
+    elif name in _MOVED:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY) | set(_MOVED))
+
 
 __all__ = [
     "CellFlow",

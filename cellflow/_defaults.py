@@ -36,3 +36,7 @@ GROWTH_TAU, GROWTH_OT_EPS = 0.95, 0.05
 #: terminal when this share of the mass sitting in it one interval earlier stays in it; at most
 #: this many k-means macrostates are tried at each end
 TERMINAL_STABILITY, MAX_STATES = 0.8, 8
+#: OT-MFM's data metric: ε of G = I/(h + ε), larger than the paper's 1e-2, which predicted
+#: held-out cells worse (method guide, "OT-MFM"); LAND's kernel width, "auto": the median
+#: distance between neighbouring cells, measured on the data
+METRIC_EPS, LAND_GAMMA = 0.1, "auto"

@@ -21,6 +21,8 @@ TimeUnit = Literal["minute", "hour", "day", "week"]
 #: what ``X`` holds when ``cellflow fit --preprocess`` starts from it: raw counts, values
 #: normalised per cell but not logged (TPM, FPKM, CPM), or log-normalised values
 Preprocess = Literal["counts", "normalised", "log"]
+#: the parts of ``cellflow bench speed`` (:mod:`cellflow.bench.speed`)
+SpeedSection = Literal["throughput", "exact_ot", "sinkhorn", "push"]
 #: how a :class:`cellflow.CellFlow` treats cells that divide and die (``None``: every cell has
 #: one descendant)
 Growth = Literal["prior", "learned"]

@@ -766,3 +766,17 @@ def test_bench_tabular_without_peer(tmp_path, capsys):
     rows = json.loads(out.read_text())["rows"]
     assert [r["generator"] for r in rows] == ["real (test rows)", "cellflow-icfm"]
     assert "cellflow-icfm" in capsys.readouterr().out
+
+
+def test_the_command_line_starts_without_torch():
+    """Issue #52: `cellflow --help` took 4 s, importing everything. The parser and the package
+    itself load no torch, POT or scanpy (they come with the command that needs them)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, cellflow, cellflow.cli; cellflow.cli.build_parser(); "
+        "print(sorted(m for m in ('torch', 'ot', 'scanpy') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

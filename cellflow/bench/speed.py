@@ -32,15 +32,16 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable
+from typing import Callable, get_args
 
 import numpy as np
 import pandas as pd
 import torch
 
 from .._io import write_json
+from .._types import SpeedSection
 
-SECTIONS = ("throughput", "exact_ot", "sinkhorn", "push")
+SECTIONS = get_args(SpeedSection)
 
 
 def _time_in_turns(

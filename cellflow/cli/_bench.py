@@ -6,7 +6,7 @@ import argparse
 from typing import get_args
 
 from .._io import write_csv
-from .._types import MetricKind
+from .._types import MetricKind, SpeedSection
 from ..flow.methods import methods_for
 from ..models._methods import METHODS as CELLFLOW_METHODS
 
@@ -297,7 +297,7 @@ def add_commands(sub) -> None:
         help="also time ours on T torch threads (default: cellflow.train.threads' policy, one thread)",
     )
     s.set_defaults(func=_bench_throughput)
-    from ..bench.speed import SECTIONS
+    SECTIONS = get_args(SpeedSection)
 
     sp = bsub.add_parser(
         "speed",

@@ -31,7 +31,6 @@ from .._io import (
 )
 from .._types import Preprocess
 from ..adata._read import expression_kind, sampled_values
-from ..adata._store import has_representation, representation_shape
 
 
 def read_h5ad(path: str | Path, backed: bool = False):
@@ -391,6 +390,7 @@ def evaluate_h5ad(
     The CSV is rewritten, atomically, after every row, so a run that is stopped keeps what it
     finished. Its settings go beside it (``TABLE.settings.json``); ``resume=True`` reads both,
     checks that the settings are this run's, and trains only the models that are missing."""
+    from ..adata._store import has_representation, representation_shape
     from ..evaluate import evaluate_holdout, summarize_holdout
     from ..models._persist import fingerprint
 

@@ -39,7 +39,7 @@ def _gamma(text: str) -> float | str:
 def add_time_and_metric_options(p: argparse.ArgumentParser) -> None:
     """``--time-scale``, ``--per-interval`` and the OT-MFM metric options, shared by ``fit`` and
     ``evaluate``."""
-    from ..flow.riemannian_metrics import LAND_GAMMA, METRIC_EPS
+    from .._defaults import LAND_GAMMA, METRIC_EPS
 
     p.add_argument(
         "--time-scale",

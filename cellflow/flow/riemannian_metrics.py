@@ -35,16 +35,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._defaults import LAND_GAMMA, METRIC_EPS
 from .._types import MetricKind
 
 __all__ = ["RBFMetric", "LANDMetric", "fit_metric", "METRIC_KINDS"]
 
 MAX_METRIC_CELLS = 4000  # cells a metric is fitted on (a seeded subsample beyond that)
-# ε of G = I/(h + ε): larger than the paper's 1e-2, which predicted held-out cells worse
-# (method guide, "OT-MFM")
-METRIC_EPS = 0.1
-# LAND's kernel width: the median distance between neighbouring cells, measured on the data
-LAND_GAMMA = "auto"
 
 
 _UNDERFLOW = 87.0  # exp(-87) = 1.6e-38, just above float32's smallest normal number
