@@ -248,8 +248,9 @@ def fit_h5ad(
         )
     if score_growth is not None:
         from ..pp import score_growth as score
+        from ..pp._growth import SCORE_COLUMNS
 
-        held = [c for c in SCORE_COLUMNS if c in adata.obs]
+        held = [c for c in (*SCORE_COLUMNS, "growth_prior") if c in adata.obs]
         if held and not overwrite:
             raise FileExistsError(
                 f"{path_in} already holds {', '.join(f'obs[{c!r}]' for c in held)}; drop "
@@ -343,10 +344,6 @@ def fit_h5ad(
         adata.uns["cellflow"]["preprocess"] = choices
     write_h5ad(adata, path_out)
     return adata, model
-
-
-#: the obs columns cf.pp.score_growth writes (with its default key)
-SCORE_COLUMNS = ("proliferation_score", "apoptosis_score", "growth_prior")
 
 
 def _unfinished_fit(model_dir: Path, path_out: Path) -> bool:

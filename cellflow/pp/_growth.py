@@ -50,6 +50,8 @@ __all__ = ["score_growth", "birth_rate", "death_rate"]
 #: Waddington-OT's and moscot's birth and death curves: (min, max, centre, width)
 BIRTH = (0.3, 1.7, 0.25, 0.5)
 DEATH = (0.3, 1.7, 0.1, 0.2)
+#: the ``obs`` columns of the two scores (the rate goes to ``key_added``, default ``growth_prior``)
+SCORE_COLUMNS = ("proliferation_score", "apoptosis_score")
 #: days in one unit of each ``time_unit`` (the curves above are rates per day)
 DAYS_PER_UNIT = {"minute": 1 / 1440, "hour": 1 / 24, "day": 1.0, "week": 7.0}
 #: a gene set of which fewer genes than this are found is warned about (a score of a few genes
@@ -243,7 +245,7 @@ def score_growth(
             "score_growth reads every gene of X, which this AnnData leaves on disk (backed); "
             "load it into memory first (adata.to_memory()) or read the file without backed=."
         )
-    written = ["proliferation_score", "apoptosis_score", key_added]
+    written = [*SCORE_COLUMNS, key_added]
     refuse_overwrite(
         [f"obs[{k!r}]" for k in written if k in adata.obs]
         + [f"uns[{key_added + '_params'!r}]"] * (f"{key_added}_params" in adata.uns),
@@ -274,7 +276,7 @@ def score_growth(
     work = ad.AnnData(X=M[:, keep] if not keep.all() else M, var=pd.DataFrame(index=symbols[keep]))
     work.obs_names = adata.obs_names
     scores = {}
-    for name, genes in (("proliferation_score", prolif), ("apoptosis_score", apopt)):
+    for name, genes in zip(SCORE_COLUMNS, (prolif, apopt)):
         sc.tl.score_genes(work, genes, score_name=name, random_state=random_state)
         scores[name] = work.obs[name].to_numpy(dtype=float)
     per_day = birth_rate(scores["proliferation_score"], *birth) - death_rate(
