@@ -18,6 +18,10 @@ HIDDEN = (64, 64, 64)
 STEPS = 2000
 #: cells drawn per time point per step, unless a trained time point has fewer
 BATCH_SIZE = 512
+#: where OT-CFM/SB-CFM/OT-MFM training pairs come from (CellFlow.train(ot_plan=...)): one plan
+#: between whole time points where every interval's plan has at most WHOLE_PLAN_ENTRIES entries
+#: (a float64 solve then holds a few such matrices, about 0.5 GB at most), else one per minibatch
+OT_PLAN, WHOLE_PLAN_ENTRIES = "auto", 4096 * 4096
 #: how measured times become model time: one unit per interval, the paper's protocol
 TIME_SCALE = "index"
 #: a model standardises its features only when asked

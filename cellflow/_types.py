@@ -29,6 +29,9 @@ Growth = Literal["prior", "learned"]
 #: where the spread of fates and pulls comes from (:func:`cellflow.tl.fates`): bootstrap replicates
 #: of the model, or single paths of a Schrödinger bridge SDE
 FateSpread = Literal["bootstrap", "sde"]
+#: where a coupled flow's training pairs come from: one plan between whole time points, or a
+#: new plan per minibatch (``CellFlow.train(ot_plan=...)``)
+OTPlan = Literal["auto", "whole", "minibatch"]
 
 
 def whole_number(value, name: str, minimum: int = 1, hint: str = "") -> int:

@@ -303,7 +303,11 @@ def test_ot_batch_size_couples_more_cells_than_it_trains_on(monkeypatch):
     model.train(steps=3, batch_size=32, ot_batch_size=96, prefetch=0, progress=False)
     assert seen and all(v == (96, 96, 32, 32) for v in seen)
     seen.clear()
-    model.train(steps=2, batch_size=32, prefetch=0, progress=False)  # default: the paper's protocol
+    # minibatch plans as the paper has them: as many cells coupled as trained on
+    model.train(steps=2, batch_size=32, prefetch=0, progress=False, ot_plan="minibatch")
     assert seen and all(v == (32, 32, None, 32) for v in seen)
+    seen.clear()
+    model.train(steps=2, batch_size=32, prefetch=0, progress=False)  # default: one whole plan
+    assert not seen and model.ot_plan == "whole"
     with pytest.raises(ValueError, match="ot_batch_size=16 is smaller than batch_size=32"):
         model.train(steps=2, batch_size=32, ot_batch_size=16, progress=False)

@@ -79,10 +79,13 @@ def test_training_on_x_equals_training_on_the_same_dense_matrix(x_form):
     on_x = cf.CellFlow(x_form, "day", use_rep="X", **kw)
     on_obsm = cf.CellFlow(x_form, "day", use_rep="dense", **kw)
     np.testing.assert_allclose(on_x.scaler.scale, on_obsm.scaler.scale, rtol=1e-9)
-    for m in (on_x, on_obsm):
-        m.train(steps=30, batch_size=32, progress=False)
-    for p, q in zip(on_x.net.parameters(), on_obsm.net.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    for plan in ("minibatch", "whole"):  # auto: minibatch on X read row by row, whole on obsm
+        for m in (on_x, on_obsm):
+            m.train(steps=30, batch_size=32, progress=False, ot_plan=plan)
+        for p, q in zip(on_x.net.parameters(), on_obsm.net.parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    on_x.train(steps=2, progress=False)
+    assert on_x.ot_plan == "minibatch"
     np.testing.assert_allclose(on_x.cells_at(1.0), x_form.obsm["dense"][120:240], rtol=1e-6)
 
 

@@ -424,3 +424,65 @@ def test_over_relaxed_sinkhorn_leaves_a_cycle(monkeypatch):
 
     with pytest.raises(ConvergenceError, match="did not converge"):
         S.sinkhorn_log(a, a, C, 2.0, max_iter=3000)
+
+
+class _FixedPlan(Coupling):
+    """A coupling whose plan is given: what WholePlan draws from is then known exactly."""
+
+    def __init__(self, P):
+        super().__init__(replace=True)
+        self.P = P
+
+    def plan(self, x0, x1, a=None, b=None):
+        return self.P
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_whole_plan_draws_each_pair_in_proportion_to_its_mass(sparse):
+    from scipy.stats import chisquare
+
+    from cellflow.couplings import WholePlan
+
+    g = torch.Generator().manual_seed(3)
+    P = torch.rand(6, 4, generator=g, dtype=torch.float64) + 0.05
+    if sparse:
+        P[P < 0.5] = 0.0  # the exact-OT case: only the positive entries are kept
+    plan = WholePlan(_FixedPlan(P), torch.zeros(6, 2), torch.zeros(4, 2))
+    assert plan.n_pairs == int((P > 0).sum())
+    i0, i1 = plan.draw(40000, generator=g)
+    counts = torch.zeros(6, 4)
+    counts.index_put_((i0, i1), torch.ones(40000), accumulate=True)
+    assert counts[P == 0].sum() == 0
+    keep = P > 0
+    expected = (P[keep] / P.sum() * 40000).numpy()
+    assert chisquare(counts[keep].numpy(), expected).pvalue > 1e-4
+
+
+def test_whole_plan_of_the_exact_coupling_draws_only_the_assignment():
+    from cellflow.couplings import WholePlan
+
+    x0, x1 = pts(50, 3)
+    cols = ExactOT().pair(x0, x1).i1  # the optimal permutation
+    plan = WholePlan(ExactOT(), x0, x1)
+    assert plan.n_pairs == 50  # a permutation: 50 entries, not 2,500
+    i0, i1 = plan.draw(5000, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(i1, cols[i0])
+
+
+def test_whole_plan_of_the_entropic_coupling_is_the_sinkhorn_plan_on_all_cells():
+    from cellflow.couplings import SinkhornOT, WholePlan
+
+    x0, x1 = pts(80, 2)
+    P = SinkhornOT(eps=1.0).plan(x0, x1)
+    assert abs(P.sum(1) - 1 / 80).sum() < 1e-4 and abs(P.sum(0) - 1 / 80).sum() < 1e-4
+    i0, i1 = WholePlan(SinkhornOT(eps=1.0), x0, x1).draw(
+        20000, generator=torch.Generator().manual_seed(0)
+    )
+    C = squared_distances(x0, x1)
+    draws = C[i0, i1]  # the drawn pairs have the plan's expected cost (4 standard errors)
+    assert abs(draws.mean() - (P * C).sum()) < 4 * draws.std() / len(draws) ** 0.5
+    # weights: cells without mass (absent from a bootstrap resample) are never drawn
+    a = torch.ones(80, dtype=torch.float64)
+    a[:40] = 0
+    i0, _ = WholePlan(SinkhornOT(eps=1.0), x0, x1, a / a.sum()).draw(2000)
+    assert int(i0.min()) >= 40

@@ -88,14 +88,17 @@ def _cell_flows() -> dict:
     adata = ad.AnnData(obs=pd.DataFrame({"day": t}, index=[f"c{i}" for i in range(len(t))]))
     adata.obsm["X_pca"] = X
     out = {}
-    for name, kw in {
-        "ot": {},
-        "sb": {"method": "sb"},
-        "mfm": {"method": "mfm"},
-        "ot-per-interval": {"per_interval": True},
-    }.items():
+    minibatch = {"ot_plan": "minibatch"}  # the models recorded before whole plans existed
+    for name, kw, train in [
+        ("ot", {}, minibatch),
+        ("sb", {"method": "sb"}, minibatch),
+        ("mfm", {"method": "mfm"}, minibatch),
+        ("ot-per-interval", {"per_interval": True}, minibatch),
+        ("ot-whole", {}, {}),
+        ("sb-whole", {"method": "sb"}, {}),
+    ]:
         m = CellFlow(adata, "day", seed=0, **kw)
-        m.train(steps=12, batch_size=32, progress=False)
+        m.train(steps=12, batch_size=32, progress=False, **train)
         pushed = m.push(X[:8], 0, 3, solver="euler", steps=20)
         vel = m.velocity(X[:8], 1.5)
         out[f"CellFlow/{name}"] = dict(

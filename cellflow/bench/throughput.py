@@ -13,6 +13,13 @@ torchdiffeq solver, atol = rtol = 1e-5). ``ot_groups`` adds rows of our OT-CFM w
 workers solve that many steps per task (``FlowModel.train(group=...)``; default 16).
 
 torchcfm is optional: ``pip install --no-deps torchcfm==1.0.7 torchdyn==1.0.6``.
+
+:func:`course` (``cellflow bench throughput --course``) times the workload users run instead:
+:class:`~cellflow.CellFlow` at its defaults on a simulated differentiation course
+(:func:`~cellflow.datasets.simulated_differentiation`: 6 time points of 300 cells, counts
+normalised, log1p, scanpy's 50 PCs), each coupled method with its pairs from whole plans
+(``ot_plan="auto"``, the default there) and from a plan per minibatch, idle and beside busy
+processes.
 """
 
 from __future__ import annotations
@@ -219,4 +226,98 @@ def run(
             + (f"; W2 on {n_test} samples after {accuracy_steps} steps" if accuracy_steps else "")
         )
         print(df.to_string(index=False))
+    return df
+
+
+def _simulated_course(n_pcs: int = 50, seed: int = 0):
+    import scanpy as sc
+
+    from ..datasets import simulated_differentiation
+
+    adata = simulated_differentiation(random_state=seed)
+    sc.pp.normalize_total(adata)
+    sc.pp.log1p(adata)
+    sc.pp.pca(adata, n_comps=n_pcs, random_state=0)
+    return adata
+
+
+def _course_run(adata, method: str, ot_plan: str, steps: int, seed: int) -> tuple[float, float]:
+    """Seconds of one ``CellFlow(adata, "day", method=method).train(steps)`` at its defaults:
+    ``(set-up, training loop)``, the set-up being what ``train`` does before the first step
+    (whole plans are solved there)."""
+    from ..models.cells import CellFlow
+
+    model = CellFlow(adata, "day", method=method, seed=seed)
+    t0 = time.perf_counter()
+    history = model.train(steps=steps, progress=False, ot_plan=ot_plan)
+    total = time.perf_counter() - t0
+    return total - history.seconds, history.seconds
+
+
+def course(
+    *,
+    steps: int = 300,
+    repeats: int = 3,
+    methods: tuple[str, ...] = ("icfm", "ot", "sb"),
+    ot_plans: tuple[str, ...] = ("auto", "minibatch"),
+    busy: int = 0,
+    default_steps: int | None = None,
+    verbose: bool = True,
+) -> pd.DataFrame:
+    """Steps/s of :class:`~cellflow.CellFlow` at its defaults on a simulated 50-PC time course.
+
+    Every (method, ``ot_plan``) trains ``steps`` steps ``repeats`` times, in turns (and, with
+    ``busy=N``, once more beside N CPU-bound processes right after each idle run). Reported:
+    the training loop's ``steps_per_s``; ``setup_s``, the work before the first step (the whole
+    plans); and ``steps_per_s_at_defaults``, what a default training of ``default_steps``
+    (2,000) steps achieves with its set-up counted, each also relative to I-CFM's
+    (``x_icfm``). I-CFM has no plan, so it runs once whatever ``ot_plans`` says.
+    """
+    from .._defaults import STEPS
+
+    default_steps = STEPS if default_steps is None else int(default_steps)
+    adata = _simulated_course()
+    runs = [(m, p) for m in methods for p in (("auto",) if m == "icfm" else ot_plans)]
+    for m, p in runs:  # untimed warm-up
+        _course_run(adata, m, p, 10, 0)
+    idle = {r: [] for r in runs}
+    loaded = {r: [] for r in runs}
+    for k in range(repeats):
+        for m, p in runs:
+            idle[m, p].append(_course_run(adata, m, p, steps, k))
+            if busy:
+                with busy_processes(busy):
+                    loaded[m, p].append(_course_run(adata, m, p, steps, k))
+
+    def rates(timed):
+        setup = statistics.median(s for s, _ in timed)
+        loop = steps / statistics.median(t for _, t in timed)
+        return setup, loop, default_steps / (setup + default_steps / loop)
+
+    rows = []
+    for m, p in runs:
+        setup, loop, at_defaults = rates(idle[m, p])
+        row = dict(
+            method=LABEL[m],
+            ot_plan="–" if m == "icfm" else p,
+            steps_per_s=loop,
+            setup_s=setup,
+            steps_per_s_at_defaults=at_defaults,
+        )
+        if busy:
+            row["steps_per_s_busy"] = rates(loaded[m, p])[2]
+            row["busy_ratio"] = row["steps_per_s_busy"] / at_defaults
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if "icfm" in methods:
+        ref = df.loc[df.method == LABEL["icfm"], "steps_per_s_at_defaults"].iloc[0]
+        df["x_icfm"] = df.steps_per_s_at_defaults / ref
+    if verbose:
+        print(
+            f"\nCellFlow at its defaults on a simulated course (6 x 300 cells, 50 PCs): median of "
+            f"{repeats} runs of {steps} steps; at_defaults counts the set-up once in "
+            f"{default_steps} steps"
+            + (f"; busy: beside {busy} CPU-bound processes" if busy else "")
+        )
+        print(df.round(3).to_string(index=False))
     return df

@@ -49,8 +49,16 @@ def _bench_arch(args) -> int:
 
 
 def _bench_throughput(args) -> int:
-    from ..bench.throughput import run
+    from ..bench.throughput import course, run
 
+    if args.course:
+        course(
+            steps=args.steps,
+            repeats=args.repeats,
+            methods=tuple(args.methods),
+            busy=args.busy,
+        )
+        return 0
     run(
         steps=args.steps,
         repeats=args.repeats,
@@ -295,6 +303,12 @@ def add_commands(sub) -> None:
         default=[],
         metavar="T",
         help="also time ours on T torch threads (default: cellflow.train.threads' policy, one thread)",
+    )
+    s.add_argument(
+        "--course",
+        action="store_true",
+        help="time CellFlow at its defaults on a simulated 50-PC time course instead (whole "
+        "plans and minibatch plans; --steps, --repeats, --methods and --busy apply)",
     )
     s.set_defaults(func=_bench_throughput)
     SECTIONS = get_args(SpeedSection)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import get_args
 
 from .. import _defaults as D
+from .._types import OTPlan
 from ..models._methods import METHODS as CELLFLOW_METHODS
 from ._jobs import PREPROCESS_GENES, PREPROCESS_PCS
 from ._options import (
@@ -46,6 +48,7 @@ def _fit(args) -> int:
         steps=args.steps,
         batch_size=args.batch_size,
         ot_batch_size=args.ot_batch_size,
+        ot_plan=args.ot_plan,
         seed=args.seed,
         model_dir=args.model_dir,
         velocity=not args.no_velocity,
@@ -101,6 +104,7 @@ def _evaluate(args) -> int:
         time_scale=args.time_scale,
         device=args.device,
         ot_batch_size=args.ot_batch_size,
+        ot_plan=args.ot_plan,
         fractions=args.fractions,
         per_interval=args.per_interval,
         **growth_kwargs(args),
@@ -195,6 +199,14 @@ def add_commands(sub) -> None:
         default=None,
         help="cells per time point for the minibatch coupling (default: --batch-size)",
     )
+    f.add_argument(
+        "--ot-plan",
+        choices=get_args(OTPlan),
+        default=D.OT_PLAN,
+        help="where OT-CFM/SB-CFM pairs come from: one plan between whole time points, solved "
+        "once, or a plan per minibatch (default auto: whole where every interval's plan has at "
+        f"most {D.WHOLE_PLAN_ENTRIES:,} entries, source x target cells)",
+    )
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--model-dir", default=None, help="where to save the model (default OUT_model/)")
     f.add_argument(
@@ -282,6 +294,14 @@ def add_commands(sub) -> None:
         default=None,
         help="cells per time point for the minibatch coupling, from whose plan --batch-size pairs are "
         "drawn (default: --batch-size, the paper's protocol)",
+    )
+    e.add_argument(
+        "--ot-plan",
+        choices=get_args(OTPlan),
+        default=D.OT_PLAN,
+        help="where OT-CFM/SB-CFM pairs come from: one plan between whole time points, solved "
+        "once, or a plan per minibatch (default auto: whole where every interval's plan has at "
+        f"most {D.WHOLE_PLAN_ENTRIES:,} entries, source x target cells)",
     )
     e.add_argument(
         "--ema",

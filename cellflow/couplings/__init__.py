@@ -17,9 +17,12 @@ samples (labels, conditions, weights, time points) follows them: ``labels0[pairi
 - :class:`UnbalancedOT` — entropic OT with KL-relaxed marginals in the fast scaling form, each
   marginal relaxed by its own τ: the coupling of growth-aware flows (cells divide and die).
 - :class:`PartialOT` — exact partial transport of a fraction of the mass.
+- :class:`WholePlan` — any of these solved once between two whole samples, with pairs drawn
+  from it step after step (the default of :meth:`cellflow.CellFlow.train` where it fits).
 
 One file per concept: ``_base.py`` (the interface, the cost, drawing pairs from a plan),
-``_independent.py``, ``_exact.py``, ``_sinkhorn.py``, ``_unbalanced.py`` and ``_partial.py``.
+``_independent.py``, ``_exact.py``, ``_sinkhorn.py``, ``_unbalanced.py``, ``_partial.py`` and
+``_whole.py``.
 
 Every solver that does not converge raises :class:`ConvergenceError` (or warns, if asked);
 none silently falls back to another plan.
@@ -42,6 +45,7 @@ from ._independent import IndependentCoupling
 from ._partial import PartialOT
 from ._sinkhorn import SinkhornOT, sinkhorn_log
 from ._unbalanced import UnbalancedOT, unbalanced_scaling
+from ._whole import WHOLE_PLAN_ENTRIES, WholePlan
 
 for _public in (
     ConvergenceError,
@@ -53,6 +57,7 @@ for _public in (
     SinkhornOT,
     UnbalancedOT,
     PartialOT,
+    WholePlan,
     squared_distances,
     sinkhorn_log,
     unbalanced_scaling,
@@ -72,6 +77,8 @@ __all__ = [
     "SinkhornOT",
     "UnbalancedOT",
     "PartialOT",
+    "WholePlan",
+    "WHOLE_PLAN_ENTRIES",
     "squared_distances",
     "sinkhorn_log",
     "unbalanced_scaling",

@@ -141,9 +141,25 @@ class FlowMatcher:
         else:
             p = self.coupling.pair(x0, x1, a=a, b=b, n=n, generator=generator)
             i0, i1 = p.i0, p.i1
-        return self._path_sample(x0, x1, i0, i1, t, generator)
+        return self.path_sample(x0, x1, i0, i1, t, generator=generator)
 
-    def _path_sample(self, x0, x1, i0, i1, t, generator) -> MatchedSample:
+    def path_sample(
+        self,
+        x0: Tensor,
+        x1: Tensor,
+        i0: Tensor | None = None,
+        i1: Tensor | None = None,
+        t: Tensor | float | None = None,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> MatchedSample:
+        """``(t, x_t, u_t)`` on the path between ``x0[i0]`` and ``x1[i1]`` (``None``: the rows
+        in order, ``x0[k] -> x1[k]``): :meth:`sample` for pairs already chosen, e.g. drawn from
+        a :class:`~cellflow.couplings.WholePlan`."""
+        if i0 is None:
+            i0 = i1 = torch.arange(x0.shape[0], device=x0.device)
+            s = self.path.sample(x0, x1, t, generator=generator)
+            return MatchedSample(**vars(s), i0=i0, i1=i1)
         s = self.path.sample(x0[i0], x1[i1], t, generator=generator)
         return MatchedSample(**vars(s), i0=i0, i1=i1)
 
@@ -171,7 +187,7 @@ class FlowMatcher:
 
         def finish(result) -> MatchedSample:
             p = finish_pair(result)
-            return self._path_sample(x0, x1, p.i0, p.i1, None, generator)
+            return self.path_sample(x0, x1, p.i0, p.i1, generator=generator)
 
         return solve, finish
 

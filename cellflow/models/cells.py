@@ -71,13 +71,15 @@ from .._defaults import (
     HIDDEN,
     MODEL_EMA_DECAY,
     MODEL_WHITEN,
+    OT_PLAN,
     STEPS,
     TIME_SCALE,
     USE_REP,
 )
-from .._types import Growth, Method, Solver, TimeScale, whole_number
+from .._types import Growth, Method, OTPlan, Solver, TimeScale, whole_number
 from ..adata._read import Standardizer, check_n_pcs, get_representation, get_times
 from ..adata._store import CellStore, RowSource
+from ..couplings import WHOLE_PLAN_ENTRIES, IndependentCoupling, WholePlan
 from ..flow.geodesics import GeodesicInterpolant, GeodesicPath, fit_geodesic_interpolant
 from ..flow.matchers import FlowMatcher, make_matcher
 from ..flow.networks import MLP, IntervalMLP, interval_index
@@ -111,6 +113,34 @@ __all__ = ["CellFlow"]
 
 #: with ``time_scale="real"``, an interval shorter than this share of the mean one is warned about
 MIN_REAL_GAP = 1e-3
+
+
+def _joined(samples, starts, spans, score_of=None, *, rates=None, per=None) -> dict:
+    """One training batch from the path samples of the intervals: model times
+    ``τ = start + span·t``, positions, and velocity targets ``u_t / span`` (per unit of model
+    time), joined across intervals; the conditional score and its weight when ``score_of``
+    (the SB matcher's ``score_target``) is given, the growth rates when ``rates`` are.
+
+    ``per``: a single sample holds all intervals, ``per`` pairs each, in order (``starts`` and
+    ``spans`` then hold one list each)."""
+    if per is not None:
+        starts = [torch.tensor(starts[0], dtype=torch.float32).repeat_interleave(per)]
+        spans = [torch.tensor(spans[0], dtype=torch.float32).repeat_interleave(per)]
+    batch = {
+        "tau": torch.cat([t0 + sp * s.t for s, t0, sp in zip(samples, starts, spans)]),
+        "x": torch.cat([s.x_t for s in samples]),
+        "target": torch.cat(
+            [s.u_t / (sp[:, None] if per is not None else sp) for s, sp in zip(samples, spans)]
+        ),
+        "intervals": len(samples) if per is None else len(spans[0]) // per,
+    }
+    if rates is not None:
+        batch["rate"] = torch.cat(rates)
+    if score_of is not None:
+        scores = [score_of(s) for s in samples]
+        batch["score"] = torch.cat([sc for sc, _ in scores])
+        batch["lam"] = torch.cat([w for _, w in scores])
+    return batch
 
 
 class CellFlow(ModelBase):
@@ -411,6 +441,51 @@ class CellFlow(ModelBase):
             )
         return float(np.interp(tau, taus, self.times))
 
+    def _whole_plans(self, ot_plan, pairs, matchers, sizes, minibatch_free, progress):
+        """One :class:`~cellflow.couplings.WholePlan` per interval of ``pairs`` when
+        ``ot_plan`` asks for them (``"auto"``: when they fit and nothing needs minibatches;
+        ``minibatch_free``: no ``ot_batch_size``, no distributed run), else ``None``."""
+        if ot_plan not in get_args(OTPlan):
+            raise ValueError(f"ot_plan must be one of {get_args(OTPlan)}, got {ot_plan!r}.")
+        coupling = self.matcher.coupling
+        if ot_plan == "minibatch" or isinstance(coupling, IndependentCoupling):
+            return None
+        biggest = max(sizes[i] * sizes[j] for i, j in pairs)
+        if ot_plan == "whole":
+            if self.growth:
+                raise ValueError(
+                    "ot_plan='whole' is not available for a growth-aware model: its pairs are drawn "
+                    "in proportion to each cell's mass, batch by batch. Use ot_plan='minibatch'."
+                )
+            if not minibatch_free:
+                raise ValueError(
+                    "ot_plan='whole' cannot be combined with ot_batch_size or distributed training, "
+                    "which set the minibatch plans' size. Leave ot_plan at 'auto'."
+                )
+        elif (
+            self.growth
+            or not minibatch_free
+            or biggest > WHOLE_PLAN_ENTRIES
+            or self._store.on_demand  # X read row by row: a whole plan would read it all
+        ):
+            return None
+        from tqdm.auto import tqdm
+
+        plans = []
+        for (i, j), m in tqdm(
+            list(zip(pairs, matchers)), desc="whole plans", disable=not progress, leave=False
+        ):
+            every = [torch.arange(sizes[i]), torch.arange(sizes[j])]
+            weights = [None, None]
+            if self._resample is not None:  # a bootstrap replicate: cells weighted by their draws
+                weights = [
+                    torch.bincount(self._resample[k], minlength=sizes[k]).double() / sizes[k]
+                    for k in (i, j)
+                ]
+            x0, x1 = self._store.draw(i, every[0]), self._store.draw(j, every[1])
+            plans.append(WholePlan(m.coupling, x0, x1, *weights))
+        return plans
+
     def _pairs(self, holdout: float | None) -> list[tuple[int, int]]:
         """Consecutive trained time points ``(i, j)`` (indices into :attr:`times`), skipping ``holdout``."""
         keep = [i for i, s in enumerate(self.times) if holdout is None or s != holdout]
@@ -460,6 +535,7 @@ class CellFlow(ModelBase):
         prefetch: int | None = None,
         workers: int = 2,
         global_coupling: bool = False,
+        ot_plan: OTPlan = OT_PLAN,
         geodesic_steps: int | None = None,
         metric: dict | None = None,
         progress: bool = True,
@@ -490,6 +566,17 @@ class CellFlow(ModelBase):
             Distributed training only: every rank draws the same ``world_size × batch_size``
             cells per time point, couples them as one batch, and trains on its own share of the
             pairs (default: each rank couples its own batch; see :mod:`cellflow.train.distributed`).
+        ot_plan
+            Where the OT-CFM, SB-CFM and OT-MFM pairs come from. ``"whole"``: the plan between
+            all cells of each pair of time points is solved once, before the first step, and
+            every step draws its pairs from it (:class:`cellflow.couplings.WholePlan`); a step
+            then costs what an I-CFM step costs. ``"minibatch"``: a new plan every step between
+            the cells the step draws (the paper's protocol). ``"auto"`` (default): whole when
+            every interval's plan has at most :data:`~cellflow.couplings.WHOLE_PLAN_ENTRIES`
+            entries (4,096 × 4,096 cells), the cells are held in memory (not ``use_rep="X"``
+            read row by row) and ``ot_batch_size``, growth and distributed training are not
+            asked for; else minibatch. Held-out accuracy is the same (method guide,
+            "Whole plans").
         geodesic_steps, metric
             OT-MFM only: Adam steps for the geodesic interpolant (default ``steps // 2``, so
             1,000 for the paper's 2,000), and the metric: ``kind`` (``"rbf"``, default, or
@@ -569,17 +656,49 @@ class CellFlow(ModelBase):
             )
         n_ot = n if ot_batch_size is None else int(ot_batch_size) * world
         n_pairs = None if n_ot == n else n  # pairs drawn from the larger plan
+        plans = self._whole_plans(
+            ot_plan, pairs, matchers, sizes, ot_batch_size is None and world == 1, progress
+        )
+        #: where the last training's pairs came from: "whole", "minibatch" (None: I-CFM)
+        self.ot_plan = (
+            None
+            if isinstance(matcher.coupling, IndependentCoupling)
+            else "minibatch"
+            if plans is None
+            else "whole"
+        )
         # growth: each source cell's log mass change over its interval, and draws in proportion
         # to its mass (a global coupling was refused above)
         change = self._mass_changes(pairs) if self.growth else None
         boot = self._resample  # a bootstrap replicate draws from its resample of each time point
 
+        starts = [taus[i] for i, _ in pairs]
+
         def some(i, g):  # n_ot positions within time point i, uniformly from its (re)sample
             idx = torch.randint(sizes[i], (n_ot,), generator=g)
             return idx if boot is None else boot[i][idx]
 
+        spans = [taus[j] - taus[i] for i, j in pairs]
+        score_of = matcher.score_target if self.score_net is not None else None
+
+        def whole_batch(g):
+            # every interval's pairs from its whole plan; one path draw for all of them when
+            # the intervals share their path (not OT-MFM's geodesics)
+            draws = [plan.draw(n, g) for plan in plans]
+            x0 = [store.draw(i, d[0]) for (i, _), d in zip(pairs, draws)]
+            x1 = [store.draw(j, d[1]) for (_, j), d in zip(pairs, draws)]
+            if any(m is not matchers[0] for m in matchers):
+                return _joined(
+                    [m.path_sample(a, b, generator=g) for m, a, b in zip(matchers, x0, x1)],
+                    starts,
+                    spans,
+                    score_of,
+                )
+            s = matchers[0].path_sample(torch.cat(x0), torch.cat(x1), generator=g)
+            return _joined([s], [starts], [spans], score_of, per=n)
+
         def make_batch(g):
-            out = []
+            out, rates = [], []
             for k, ((i, j), pair_matcher) in enumerate(zip(pairs, matchers)):
                 if change is None:
                     x0 = store.draw(i, some(i, g))
@@ -594,47 +713,33 @@ class CellFlow(ModelBase):
                 x1 = store.draw(j, some(j, g))
                 s = pair_matcher.sample(x0, x1, n=n_pairs, generator=g)
                 if change is not None:
-                    rate = (r[i0[s.i0]] / (taus[j] - taus[i])).float()
-                    out.append((s, taus[i], taus[j] - taus[i], rate))
-                    continue
-                out.append(
-                    (
-                        distributed.rank_share(s, batch_size, share) if world > 1 else s,
-                        taus[i],
-                        taus[j] - taus[i],
-                    )
-                )
-            return out
+                    rates.append((r[i0[s.i0]] / spans[k]).float())
+                out.append(distributed.rank_share(s, batch_size, share) if world > 1 else s)
+            return _joined(out, starts, spans, score_of, rates=rates or None)
 
         def loss_fn(batch):
             # one network call over all pairs; the loss is the sum over pairs of each pair's mean
             dev = self.device  # batches are drawn on the CPU
-            tau = torch.cat([tau0 + span * s.t for s, tau0, span, *_ in batch]).to(
-                dev, non_blocking=True
-            )
-            x = torch.cat([s.x_t for s, *_ in batch]).to(dev, non_blocking=True)
-            target = torch.cat([s.u_t / span for s, _, span, *_ in batch]).to(
-                dev, non_blocking=True
-            )
+            tau, x, target = (batch[f].to(dev, non_blocking=True) for f in ("tau", "x", "target"))
+            k = batch["intervals"]
             err = (self._in_training("net")(tau, x) - target).pow(2)
-            loss = err.reshape(len(batch), -1).mean(1).sum()
+            loss = err.reshape(k, -1).mean(1).sum()
             if self.growth_net is not None:
                 # g_φ(τ, x_τ) against the pair's log mass change per unit of model time
-                rate = torch.cat([r for *_, r in batch]).to(dev, non_blocking=True)
+                rate = batch["rate"].to(dev, non_blocking=True)
                 gerr = (self._in_training("growth_net")(tau, x).reshape(-1) - rate).pow(2)
-                loss = loss + gerr.reshape(len(batch), -1).mean(1).sum()
+                loss = loss + gerr.reshape(k, -1).mean(1).sum()
             if self.score_net is not None:
                 # λ(t)·s_θ against λ(t)·∇log p_t(x|x0,x1) = -2ε/σ² ([SF]2M); the score does not
                 # depend on the time units
-                scores = [matcher.score_target(s) for s, *_ in batch]
-                lam = torch.cat([w for _, w in scores]).reshape(-1, 1).to(dev, non_blocking=True)
-                score = torch.cat([sc for sc, _ in scores]).to(dev, non_blocking=True)
+                lam = batch["lam"].reshape(-1, 1).to(dev, non_blocking=True)
+                score = batch["score"].to(dev, non_blocking=True)
                 serr = (lam * self._in_training("score_net")(tau, x) - lam * score).pow(2)
-                loss = loss + serr.reshape(len(batch), -1).mean(1).sum()
+                loss = loss + serr.reshape(k, -1).mean(1).sum()
             return loss
 
         cfg = training_config(
-            matcher.coupling,
+            matcher.coupling if plans is None else None,  # no solves left to overlap
             prefetch=prefetch,
             workers=workers,
             threads=threads,
@@ -647,7 +752,9 @@ class CellFlow(ModelBase):
             warmup_steps=warmup_steps,
             progress=progress,
         )
-        self.history, _ = self._run_training(make_batch, loss_fn, cfg)
+        self.history, _ = self._run_training(
+            make_batch if plans is None else whole_batch, loss_fn, cfg
+        )
         for module in self.modules.values():
             module.eval()
         settings.pop("self")
