@@ -22,6 +22,8 @@ BATCH_SIZE = 512
 #: between whole time points where every interval's plan has at most WHOLE_PLAN_ENTRIES entries
 #: (a float64 solve then holds a few such matrices, about 0.5 GB at most), else one per minibatch
 OT_PLAN, WHOLE_PLAN_ENTRIES = "auto", 4096 * 4096
+#: the benchmark's pairs: a plan per minibatch, the paper's protocol
+BENCHMARK_OT_PLAN = "minibatch"
 #: how measured times become model time: one unit per interval, the paper's protocol
 TIME_SCALE = "index"
 #: a model standardises its features only when asked

@@ -94,3 +94,32 @@ def test_a_whole_plan_flow_learns_the_transport():
         w1 = ot.emd2([], [], ot.dist(pushed, X[t == 1], metric="euclidean"))
         before = ot.emd2([], [], ot.dist(X[t == 0], X[t == 1], metric="euclidean"))
         assert w1 < 0.5 * before, (method, w1, before)
+
+
+@pytest.mark.filterwarnings("ignore:held out")
+def test_the_benchmark_keeps_the_paper_s_minibatch_plans_unless_asked(monkeypatch, tmp_path):
+    from cellflow.cli import main
+
+    used = []
+    train = cf.CellFlow.train
+
+    def spy(self, *args, **kwargs):
+        out = train(self, *args, **kwargs)
+        used.append(self.ot_plan)
+        return out
+
+    monkeypatch.setattr(cf.CellFlow, "train", spy)
+    a = course(n=30)
+    cf.evaluate_holdout(a, "day", methods=["ot"], seeds=[0], steps=2, progress=False)
+    assert set(used) == {"minibatch"}
+    used.clear()
+    cf.evaluate_holdout(
+        a, "day", methods=["sb"], seeds=[0], steps=2, progress=False, ot_plan="auto"
+    )
+    assert set(used) == {"whole"}
+    used.clear()
+    monkeypatch.chdir(tmp_path)
+    a.write_h5ad("c.h5ad")
+    argv = ["fit", "c.h5ad", "--time-key", "day", "--out", "o.h5ad", "--steps", "2", "--quiet"]
+    assert main(argv + ["--ot-plan", "minibatch", "--no-velocity"]) == 0
+    assert used == ["minibatch"]
