@@ -167,8 +167,9 @@ class CellFlow(ModelBase):
         instead of running straight; σ is in the standardised units the network
         sees, and defaults to :func:`default_sigma` (0.1; SB 1.0; 1.0 for OT-CFM and OT-MFM on 20
         or more unwhitened dimensions). The OT and SB couplings draw the training pairs
-        from the whole minibatch plan with replacement, as torchcfm and the paper do (better
-        than using each source cell exactly once, ``tutorials/speed_history.md``).
+        from their plan with replacement, as torchcfm and the paper do (better than using each
+        source cell exactly once, ``tutorials/speed_history.md``): one plan between the whole
+        time points where it fits, else one per minibatch (:meth:`train`, ``ot_plan``).
     time_scale
         ``"index"`` (default) or ``"real"``; see the module docstring.
     hidden, activation
