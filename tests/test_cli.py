@@ -780,3 +780,22 @@ def test_the_command_line_starts_without_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_python_started_beside_a_folder_named_cellflow_imports_the_package(tmp_path):
+    """Issue #52: Python run from the folder that holds the clone (itself named ``cellflow``)
+    found the clone as a namespace package before the installed one. The editable install now
+    puts the project root on sys.path (``package-dir`` in pyproject.toml), where Python's own
+    finder meets the real package after the namespace candidate."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import cellflow
+
+    (tmp_path / "cellflow").symlink_to(Path(cellflow.__file__).parent.parent, True)
+    code = "import cellflow; print(cellflow.CellFlow.__name__)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert out.stdout.strip() == "CellFlow", out.stdout + out.stderr

@@ -21,6 +21,10 @@ OT-CFM and an SB-CFM flow are trained on every day (``steps`` steps), and for ea
 - **driver genes** (:func:`cellflow.tl.driver_genes` on the fates from ``driver_day``): per
   branch, the AUROC of the correlation ranking for that branch's programme genes against all
   other genes; CellRank 2's ``compute_lineage_drivers`` on the same fates beside it;
+- **moscot 0.5.2** (``moscot_python``: the python of an environment with moscot), run in its
+  own environment (:mod:`cellflow.bench._moscot_fates_peer`): ``TemporalProblem`` on the same
+  PCs, balanced, at each ε of ``moscot_eps``, each true branch's last-day cells pulled back to
+  the scored days; the same calibration and errors;
 - **CellRank GPCCA** on the OT-CFM flow's couplings (``RealTimeKernel``) and on its velocities
   (``VelocityKernel``): macrostates with CellRank's own choice of their number and with the true
   number (2), terminal states by its stability criterion, every last-day cell assigned to its
@@ -29,12 +33,17 @@ OT-CFM and an SB-CFM flow are trained on every day (``steps`` steps), and for ea
 Example
 -------
 ``cellflow bench fates --seeds 0 1 2 --out fates.csv``
+(``--moscot-python ../moscot_venv/bin/python`` adds moscot)
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
+import tempfile
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -43,6 +52,8 @@ from .._io import write_csv
 
 #: the days whose cells' fates are scored (day 0 is undecided throughout, day 4 committed)
 DAYS = (1, 2, 3)
+#: the entropic regularisations moscot is run at (its ε, on its mean-scaled cost)
+MOSCOT_EPS = (1e-3, 1e-2, 1e-1, 1.0)
 
 
 def simulate(seed: int, n_cells: int = 250, n_pcs: int = 20):
@@ -215,6 +226,51 @@ def cellflow_rows(adata, method: str, seed: int, steps: int, n_samples: int, sb_
     return rows, m, a
 
 
+def moscot_rows(adata, python: str, seed: int, eps=MOSCOT_EPS) -> list[dict]:
+    """moscot 0.5.2's fates at each ε, run by ``python`` (moscot's environment) on a temporary
+    ``.h5ad`` of the same PCs; each last-day cell labelled with its true branch."""
+    peer = Path(__file__).with_name("_moscot_fates_peer.py")
+    last = (adata.obs["day"] == adata.obs["day"].max()).to_numpy()
+    a = adata.copy()
+    a.layers.clear()
+    for key in list(a.obsp):
+        del a.obsp[key]
+    a.obs = a.obs[["day"]].copy()
+    a.obs["fate_label"] = np.where(last, adata.obs["branch"].astype(str), "")
+    with tempfile.TemporaryDirectory() as tmp:
+        a.write_h5ad(Path(tmp) / "in.h5ad")
+        cmd = [python, str(peer), str(Path(tmp) / "in.h5ad"), str(Path(tmp) / "out.json")]
+        cmd += [str(e) for e in eps] + ["--days"] + [str(d) for d in DAYS]
+        subprocess.run(cmd, check=True, capture_output=True)
+        r = json.loads((Path(tmp) / "out.json").read_text())
+    col = r["fates"].index("A")
+    rows = []
+    for e, res in r["by_eps"].items():
+        p, truth, commit = [], [], []
+        for day in DAYS:
+            at = (adata.obs["day"] == day).to_numpy()
+            p.append(np.asarray(res["probs"][str(float(day))], dtype=float)[:, col])
+            truth.append(adata.obs["true_fate_A"].to_numpy()[at])
+            commit.append((adata.obs["commits_to"][at] == "A").to_numpy())
+        p, truth, commit = map(np.concatenate, (p, truth, commit))
+        ok = np.isfinite(p)  # a cell that no fate's mass reaches has no probability
+        rows.append(
+            dict(
+                seed=seed,
+                method=f"moscot 0.5.2 TemporalProblem, eps={float(e):g}",
+                spread="",
+                path="chain",
+                seconds=res["seconds"],
+                ece=ece(p[ok], commit[ok]),
+                ece_truth=ece(p[ok], truth[ok]),
+                mae=float(np.abs(p[ok] - truth[ok]).mean()),
+                no_fate=int((~ok).sum()),
+                converged=bool(res["converged"]),
+            )
+        )
+    return rows
+
+
 def cellrank_rows(adata, model, seed: int) -> list[dict]:
     """CellRank 2's GPCCA on the flow's couplings and velocities: terminal states' ARI."""
     import cellrank as cr
@@ -271,10 +327,13 @@ def run(
     n_samples: int = 10,
     sb_bootstrap: bool = True,
     cellrank: bool = True,
+    moscot_python: str | None = None,
+    moscot_eps=MOSCOT_EPS,
     out: str | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Every model (and CellRank) on every seed; a tidy table, also written to ``out``."""
+    """Every model (and CellRank, and moscot if its python is given) on every seed; a tidy
+    table, also written to ``out``."""
     rows = []
     for seed in seeds:
         adata = simulate(seed, n_cells)
@@ -282,6 +341,12 @@ def run(
         for method in ("ot", "sb"):
             new, model, _ = cellflow_rows(adata, method, seed, steps, n_samples, sb_bootstrap)
             ot_model = model if method == "ot" else ot_model
+            rows += new
+            if progress:
+                for row in new:
+                    print(_line(row), flush=True)
+        if moscot_python:
+            new = moscot_rows(adata, moscot_python, seed, moscot_eps)
             rows += new
             if progress:
                 for row in new:

@@ -212,6 +212,7 @@ def _bench_fates(args) -> int:
         n_samples=args.n_samples,
         sb_bootstrap=args.sb_bootstrap,
         cellrank=args.cellrank,
+        moscot_python=args.moscot_python,
         out=args.out,
         progress=not args.quiet,
     )
@@ -443,6 +444,13 @@ def add_commands(sub) -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="CellRank 2's GPCCA and lineage drivers beside (default; --no-cellrank: skip)",
+    )
+    fa.add_argument(
+        "--moscot-python",
+        default=None,
+        metavar="PY",
+        help="the python of an environment with moscot 0.5.2 (pip install moscot): its "
+        "TemporalProblem's fates at eps 1e-3, 1e-2, 0.1 and 1 beside (default: no moscot)",
     )
     fa.add_argument(
         "--larry",
