@@ -186,8 +186,9 @@ def evaluate_holdout(
         cellflow_spec(m)
     check_growth(growth, growth_key, adata)
     growth_tau(growth, tau)
-    if growth is not None and "mfm" in methods:
-        raise ValueError("growth is not available for OT-MFM; leave 'mfm' out of methods.")
+    geodesic = [m for m in methods if cellflow_spec(m).geodesic]  # any name of OT-MFM
+    if growth is not None and geodesic:
+        raise ValueError(f"growth is not available for OT-MFM; leave {geodesic} out of methods.")
 
     def label(m: str) -> str:
         return cellflow_spec(m).label + (f" + {growth} growth" if growth else "")

@@ -555,3 +555,16 @@ def test_evaluate_warns_when_a_flow_is_no_better_than_the_previous_time_point():
         b = course(times=(0, 1, 2, 3))
         b.obsm["X_pca"][:, 0] *= 4  # a clear drift the flow follows
         cf.evaluate_holdout(b, "day", methods=["ot"], seeds=[0], steps=300, progress=False)
+
+
+@pytest.mark.parametrize("method", ["mfm", "OT-MFM", "metric"])
+def test_growth_is_refused_for_ot_mfm_by_any_of_its_names(method):
+    # issue #53: the guard compared the raw string with "mfm", so "OT-MFM" trained with growth
+    a = course()
+    a.obs["g"] = 0.1
+    with pytest.raises(ValueError, match="growth is not available for OT-MFM"):
+        cf.CellFlow(a, "day", method=method, growth="prior", growth_key="g")
+    with pytest.raises(ValueError, match="growth is not available for OT-MFM"):
+        cf.evaluate_holdout(
+            a, "day", methods=["ot", method], growth="prior", growth_key="g", steps=2
+        )

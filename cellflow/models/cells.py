@@ -229,14 +229,16 @@ class CellFlow(ModelBase):
         device: str | torch.device = "cpu",
     ):
         check_growth(growth, growth_key, adata)
-        if growth is not None and method == "mfm":
-            raise ValueError("growth is not available for OT-MFM; use method='ot' or 'sb'.")
+        self.spec = cellflow_spec(method)  # the table's row: its aliases are resolved here
+        if growth is not None and self.spec.geodesic:
+            raise ValueError(
+                f"growth is not available for OT-MFM (method={method!r}); use method='ot' or 'sb'."
+            )
         self.growth, self.growth_key, self.tau = growth, growth_key, growth_tau(growth, tau)
         self.prior_scale: float | None = None  # learned growth: the fitted scale of the prior
         if time_scale not in get_args(TimeScale):
             raise ValueError(f"time_scale must be 'index' or 'real', got {time_scale!r}.")
         self.time_key, self.use_rep, self.time_scale = time_key, use_rep, time_scale
-        self.spec = cellflow_spec(method)
         self.method = self.spec.name
         self.seed, self.whiten, self.min_cells = int(seed), bool(whiten), int(min_cells)
         self.device = check_device(device)
