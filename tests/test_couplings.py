@@ -486,3 +486,10 @@ def test_whole_plan_of_the_entropic_coupling_is_the_sinkhorn_plan_on_all_cells()
     a[:40] = 0
     i0, _ = WholePlan(SinkhornOT(eps=1.0), x0, x1, a / a.sum()).draw(2000)
     assert int(i0.min()) >= 40
+
+
+def test_get_coupling_is_deprecated_but_still_answers():
+    from cellflow.couplings import get_coupling
+
+    with pytest.warns(FutureWarning, match="removed in cellflow 0.2"):
+        assert isinstance(get_coupling("exact"), ExactOT)

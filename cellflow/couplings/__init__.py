@@ -87,7 +87,21 @@ __all__ = [
 
 
 def get_coupling(name: str | Coupling | None, **kwargs) -> Coupling:
-    """A coupling by name: ``"independent"``, ``"exact"``, ``"sinkhorn"``, ``"partial"``."""
+    """A coupling by name: ``"independent"``, ``"exact"``, ``"sinkhorn"``, ``"partial"``.
+
+    .. deprecated:: 0.1
+        Nothing in cellflow calls it, and its ``"unbalanced"`` is the entropic
+        :class:`SinkhornOT` with ``reg_m``, not :class:`UnbalancedOT`; it will be removed in
+        0.2. Build the coupling's class instead, e.g. ``ExactOT()`` or ``SinkhornOT(eps=2.0)``.
+    """
+    import warnings
+
+    warnings.warn(
+        "cellflow.couplings.get_coupling is deprecated and will be removed in cellflow 0.2; "
+        "build the coupling's class instead (ExactOT(), SinkhornOT(eps=...), UnbalancedOT(...)).",
+        FutureWarning,
+        stacklevel=2,
+    )
     if isinstance(name, Coupling):
         return name
     table = {
