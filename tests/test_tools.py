@@ -112,6 +112,42 @@ def test_simulation_records_each_cells_true_fate_and_commitment():
         cf.datasets.simulated_differentiation(n_cells_per_time=10, n_futures=-1)
 
 
+def test_multifate_simulation_has_k_symmetric_fates_graded_commitment_and_true_probabilities():
+    """Three fates by symmetry: undecided progenitors split about evenly; commitment grows day by
+    day; at the last day each cell's truth is its own fate; earlier, drawn commitments agree
+    with the true probabilities bin by bin."""
+    a = cf.datasets.simulated_multifate(n_cells_per_time=200, n_futures=64, random_state=1)
+    T, day = a.obsm["true_fates"].to_numpy(), a.obs["day"].to_numpy()
+    assert list(a.obsm["true_fates"].columns) == ["F1", "F2", "F3"]
+    np.testing.assert_allclose(T.sum(1), 1.0, atol=1e-12)
+    assert np.abs(T[day == 0].mean(0) - 1 / 3).max() < 0.08  # the fates are symmetric
+    undecided = [(T[day == d].max(1) < 0.8).mean() for d in sorted(set(day))]
+    assert undecided[0] > 0.9 and undecided[-1] == 0.0
+    assert all(x >= y - 0.02 for x, y in zip(undecided, undecided[1:]))  # graded commitment
+    assert 0.2 < undecided[2] < 0.8
+    last = day == day.max()
+    own = a.obs["commits_to"].cat.codes.to_numpy()
+    np.testing.assert_array_equal(T[last].argmax(1), own[last])
+    assert set(a.obs["fate"][last]) <= {"F1", "F2", "F3", "progenitor"}
+    assert (a.obs["fate"][last] != "progenitor").mean() > 0.9
+    early = (day >= 1) & (day <= 3)
+    for j in range(3):  # calibration of the truth against one drawn future, fate by fate
+        p, hit = T[early, j], own[early] == j
+        for lo, hi in [(0.0, 0.2), (0.2, 0.8), (0.8, 1.01)]:
+            sel = (p >= lo) & (p < hi)
+            assert sel.sum() > 30 and abs(hit[sel].mean() - p[sel].mean()) < 0.12, (j, lo)
+    programmes = set(a.var["programme"])
+    assert {"fate_F1", "fate_F2", "fate_F3", "cell_cycle", "stress"} <= programmes
+    b = cf.datasets.simulated_multifate(n_cells_per_time=20, n_fates=4, n_genes=40, n_futures=4)
+    assert b.obsm["true_fates"].shape == (120, 4)
+    with pytest.raises(ValueError, match="n_fates"):
+        cf.datasets.simulated_multifate(n_cells_per_time=10, n_fates=1)
+    with pytest.raises(ValueError, match="n_genes"):
+        cf.datasets.simulated_multifate(n_cells_per_time=10, n_genes=20)
+    with pytest.raises(ValueError, match="n_futures"):
+        cf.datasets.simulated_multifate(n_cells_per_time=10, n_futures=0)
+
+
 def test_true_velocity_is_the_derivative_of_expected_log_expression():
     """Finite differences of y = log1p(1e4 softmax(b + W φ(z))) along the drift give layers['velocity_true']."""
     from cellflow.datasets._simulated import expected_log_expression

@@ -30,6 +30,12 @@ OT-CFM and an SB-CFM flow are trained on every day (``steps`` steps), and for ea
   number (2), terminal states by its stability criterion, every last-day cell assigned to its
   likeliest macrostate; the same adjusted Rand index.
 
+``--fates 3`` runs the same flows on :func:`cellflow.datasets.simulated_multifate` instead (three
+fates, graded commitment, confounder programmes): terminal states without labels, each true
+fate matched to the found state holding most of its last-day cells, and the fates of days 1–3
+against every fate's true probability (mean absolute error over cells and fates; ECE of each
+fate against the drawn outcome, averaged over fates), moscot beside them.
+
 Example
 -------
 ``cellflow bench fates --seeds 0 1 2 --out fates.csv``
@@ -357,6 +363,184 @@ def run(
             if progress:
                 for row in new:
                     print(_line(row), flush=True)
+        if out:
+            write_csv(pd.DataFrame(rows), out, index=False)
+    return pd.DataFrame(rows)
+
+
+def simulate_multifate(seed: int, n_fates: int = 3, n_cells: int = 250, n_pcs: int = 20):
+    """The multi-fate course (:func:`cellflow.datasets.simulated_multifate`, 64 futures per
+    cell), normalised, log1p, PCA, kNN."""
+    import scanpy as sc
+
+    from ..datasets import simulated_multifate
+
+    adata = simulated_multifate(n_cells, n_fates=n_fates, random_state=seed)
+    sc.pp.normalize_total(adata, target_sum=1e4)
+    sc.pp.log1p(adata)
+    sc.pp.pca(adata, n_comps=n_pcs, random_state=0)
+    sc.pp.neighbors(adata, n_pcs=n_pcs, random_state=0)
+    return adata
+
+
+def _multi_scores(P: np.ndarray, truth: np.ndarray, commit: np.ndarray) -> dict:
+    """Scores of fate probabilities ``P`` (cells × fates) against the true ones and one drawn
+    outcome per cell (fate index): the mean of |P − truth| over cells and fates, the mean over
+    fates of each fate's one-against-rest ECE, and the entropy's AUROC for undecided cells
+    (no true probability above 0.8) against decided ones."""
+    from sklearn.metrics import roc_auc_score
+
+    k = truth.shape[1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        H = -np.nansum(np.where(P > 0, P * np.log(P), 0.0), 1)
+    undecided = truth.max(1) < 0.8
+    return dict(
+        ece=float(np.mean([ece(P[:, j], commit == j) for j in range(k)])),
+        ece_truth=float(np.mean([ece(P[:, j], truth[:, j]) for j in range(k)])),
+        mae=float(np.abs(P - truth).mean()),
+        entropy_auroc=float(roc_auc_score(undecided, H)) if 0 < undecided.mean() < 1 else np.nan,
+    )
+
+
+def multifate_rows(adata, method: str, seed: int, steps: int, n_samples: int) -> list[dict]:
+    """A model of the multi-fate course: terminal states found without labels, each true fate
+    matched to the found state holding most of its last-day cells, and the fates of days 1–3
+    (SB-CFM along its SDE, ``n_samples`` paths a cell) scored by :func:`_multi_scores`."""
+    from .. import tl
+    from ..models.cells import CellFlow
+
+    a = adata.copy()
+    fates = list(a.obsm["true_fates"].columns)
+    m = CellFlow(a, "day", method=method, seed=seed)
+    start = time.perf_counter()
+    m.train(steps=steps, progress=False)
+    seconds = time.perf_counter() - start
+    tl.terminal_states(a, m)
+    last = (a.obs["day"] == a.obs["day"].max()).to_numpy()
+    table = pd.crosstab(a.obs["terminal_states"][last].astype(str), a.obs["fate"][last].astype(str))
+    table = table.drop(index="nan", errors="ignore")
+    state = {
+        f: (str(table[f].idxmax()) if f in table and table[f].max() > 0 else None) for f in fates
+    }
+    sde = method == "sb"
+    P, truth, commit = [], [], []
+    for day in DAYS:
+        tl.fates(
+            a,
+            m,
+            t_from=day,
+            key_added="f",
+            sde=sde,
+            n_samples=n_samples if sde else None,
+            spread="sde" if sde else None,
+            progress=False,
+            overwrite=True,
+        )
+        at = (a.obs["day"] == day).to_numpy()
+        F = a.obsm["f"].loc[at]
+        cols = np.column_stack(
+            [F[state[f]].to_numpy() if state[f] in F else np.zeros(at.sum()) for f in fates]
+        )
+        with np.errstate(invalid="ignore", divide="ignore"):
+            P.append(cols / cols.sum(1, keepdims=True))
+        truth.append(a.obsm["true_fates"].to_numpy()[at])
+        commit.append(a.obs["commits_to"].cat.codes.to_numpy()[at])
+    P, truth, commit = map(np.concatenate, (P, truth, commit))
+    ok = np.isfinite(P).all(1)
+    labels = a.obs["terminal_states"].astype(object).where(a.obs["terminal_states"].notna(), "none")
+    from sklearn.metrics import adjusted_rand_score
+
+    return [
+        dict(
+            seed=seed,
+            method=f"cellflow {'OT' if method == 'ot' else 'SB'}-CFM",
+            spread="sde" if sde else "",
+            path="chain",
+            seconds=seconds,
+            n_terminal=len(a.obs["terminal_states"].cat.categories),
+            ari=float(
+                adjusted_rand_score(a.obs["fate"][last].astype(str), labels[last].astype(str))
+            ),
+            fates_matched=sum(v is not None for v in state.values()),
+            no_fate=int((~ok).sum()),
+            **_multi_scores(P[ok], truth[ok], commit[ok]),
+        )
+    ]
+
+
+def moscot_multifate_rows(adata, python: str, seed: int, eps=MOSCOT_EPS) -> list[dict]:
+    """moscot 0.5.2 on the multi-fate course: each true fate's last-day cells pulled back."""
+    peer = Path(__file__).with_name("_moscot_fates_peer.py")
+    last = (adata.obs["day"] == adata.obs["day"].max()).to_numpy()
+    fates = list(adata.obsm["true_fates"].columns)
+    a = adata.copy()
+    a.layers.clear()
+    for key in list(a.obsp):
+        del a.obsp[key]
+    del a.obsm["true_fates"]
+    a.obs = a.obs[["day"]].copy()
+    label = adata.obs["fate"].astype(str).to_numpy()
+    a.obs["fate_label"] = np.where(last & (label != "progenitor"), label, "")
+    with tempfile.TemporaryDirectory() as tmp:
+        a.write_h5ad(Path(tmp) / "in.h5ad")
+        cmd = [python, str(peer), str(Path(tmp) / "in.h5ad"), str(Path(tmp) / "out.json")]
+        cmd += [str(e) for e in eps] + ["--days"] + [str(d) for d in DAYS]
+        subprocess.run(cmd, check=True, capture_output=True)
+        r = json.loads((Path(tmp) / "out.json").read_text())
+    order = [r["fates"].index(f) if f in r["fates"] else None for f in fates]
+    rows = []
+    for e, res in r["by_eps"].items():
+        P, truth, commit = [], [], []
+        for day in DAYS:
+            at = (adata.obs["day"] == day).to_numpy()
+            M = np.asarray(res["probs"][str(float(day))], dtype=float)
+            P.append(
+                np.column_stack([M[:, o] if o is not None else np.zeros(len(M)) for o in order])
+            )
+            truth.append(adata.obsm["true_fates"].to_numpy()[at])
+            commit.append(adata.obs["commits_to"].cat.codes.to_numpy()[at])
+        P, truth, commit = map(np.concatenate, (P, truth, commit))
+        ok = np.isfinite(P).all(1)
+        rows.append(
+            dict(
+                seed=seed,
+                method=f"moscot 0.5.2 TemporalProblem, eps={float(e):g}",
+                spread="",
+                path="chain",
+                seconds=res["seconds"],
+                no_fate=int((~ok).sum()),
+                converged=bool(res["converged"]),
+                **_multi_scores(P[ok], truth[ok], commit[ok]),
+            )
+        )
+    return rows
+
+
+def run_multifate(
+    seeds=(0, 1, 2),
+    *,
+    n_fates: int = 3,
+    steps: int = 1500,
+    n_cells: int = 250,
+    n_samples: int = 10,
+    moscot_python: str | None = None,
+    moscot_eps=MOSCOT_EPS,
+    out: str | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """OT-CFM, SB-CFM (and moscot, if its python is given) on the multi-fate course."""
+    rows = []
+    for seed in seeds:
+        adata = simulate_multifate(seed, n_fates, n_cells)
+        new = []
+        for method in ("ot", "sb"):
+            new += multifate_rows(adata, method, seed, steps, n_samples)
+        if moscot_python:
+            new += moscot_multifate_rows(adata, moscot_python, seed, moscot_eps)
+        rows += new
+        if progress:
+            for row in new:
+                print(_line(row), flush=True)
         if out:
             write_csv(pd.DataFrame(rows), out, index=False)
     return pd.DataFrame(rows)

@@ -196,7 +196,7 @@ def _print_summary(table, out) -> int:
 
 
 def _bench_fates(args) -> int:
-    from ..bench.fates import larry, run, summarize
+    from ..bench.fates import larry, run, run_multifate, summarize
 
     if args.larry:
         print(
@@ -205,6 +205,20 @@ def _bench_fates(args) -> int:
             ).to_string()
         )
         return 0
+    if args.fates < 2:
+        raise SystemExit(f"cellflow bench fates: --fates must be at least 2, got {args.fates}.")
+    if args.fates > 2:
+        df = run_multifate(
+            args.seeds,
+            n_fates=args.fates,
+            steps=args.steps,
+            n_cells=args.n_cells,
+            n_samples=args.n_samples,
+            moscot_python=args.moscot_python,
+            out=args.out,
+            progress=not args.quiet,
+        )
+        return _print_summary(summarize(df), args.out)
     df = run(
         args.seeds,
         steps=args.steps,
@@ -429,6 +443,14 @@ def add_commands(sub) -> None:
     fa.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     fa.add_argument("--steps", type=int, default=1500, help="training steps of every model")
     fa.add_argument("--n-cells", type=int, default=250, help="cells sequenced per day")
+    fa.add_argument(
+        "--fates",
+        type=int,
+        default=2,
+        help="fates of the simulated course: 2 (simulated_differentiation, with uncertainty, "
+        "drivers and CellRank; default) or more (simulated_multifate: fates scored against the "
+        "true probabilities of every fate)",
+    )
     fa.add_argument(
         "--n-samples", type=int, default=10, help="answers per cell for the spread (default 10)"
     )
