@@ -51,6 +51,7 @@ import time
 import warnings
 from pathlib import Path
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 
@@ -232,23 +233,29 @@ def cellflow_rows(adata, method: str, seed: int, steps: int, n_samples: int, sb_
     return rows, m, a
 
 
-def moscot_rows(adata, python: str, seed: int, eps=MOSCOT_EPS) -> list[dict]:
-    """moscot 0.5.2's fates at each ε, run by ``python`` (moscot's environment) on a temporary
-    ``.h5ad`` of the same PCs; each last-day cell labelled with its true branch."""
+def _moscot_peer(adata, labels: np.ndarray, python: str, eps) -> dict:
+    """moscot's fates (:mod:`cellflow.bench._moscot_fates_peer`), run by ``python`` (moscot's
+    environment) on a temporary ``.h5ad`` holding the PCs, the days and ``labels`` (each
+    last-day cell's fate, ``""`` elsewhere); its JSON answer."""
     peer = Path(__file__).with_name("_moscot_fates_peer.py")
-    last = (adata.obs["day"] == adata.obs["day"].max()).to_numpy()
-    a = adata.copy()
-    a.layers.clear()
-    for key in list(a.obsp):
-        del a.obsp[key]
-    a.obs = a.obs[["day"]].copy()
-    a.obs["fate_label"] = np.where(last, adata.obs["branch"].astype(str), "")
+    a = ad.AnnData(
+        X=adata.X, obs=adata.obs[["day"]].copy(), var=pd.DataFrame(index=adata.var_names)
+    )
+    a.obsm["X_pca"] = np.asarray(adata.obsm["X_pca"])
+    a.obs["fate_label"] = labels
     with tempfile.TemporaryDirectory() as tmp:
         a.write_h5ad(Path(tmp) / "in.h5ad")
         cmd = [python, str(peer), str(Path(tmp) / "in.h5ad"), str(Path(tmp) / "out.json")]
         cmd += [str(e) for e in eps] + ["--days"] + [str(d) for d in DAYS]
         subprocess.run(cmd, check=True, capture_output=True)
-        r = json.loads((Path(tmp) / "out.json").read_text())
+        return json.loads((Path(tmp) / "out.json").read_text())
+
+
+def moscot_rows(adata, python: str, seed: int, eps=MOSCOT_EPS) -> list[dict]:
+    """moscot 0.5.2's fates at each ε, run by ``python`` (moscot's environment) on a temporary
+    ``.h5ad`` of the same PCs; each last-day cell labelled with its true branch."""
+    last = (adata.obs["day"] == adata.obs["day"].max()).to_numpy()
+    r = _moscot_peer(adata, np.where(last, adata.obs["branch"].astype(str), ""), python, eps)
     col = r["fates"].index("A")
     rows = []
     for e, res in r["by_eps"].items():
@@ -470,23 +477,10 @@ def multifate_rows(adata, method: str, seed: int, steps: int, n_samples: int) ->
 
 def moscot_multifate_rows(adata, python: str, seed: int, eps=MOSCOT_EPS) -> list[dict]:
     """moscot 0.5.2 on the multi-fate course: each true fate's last-day cells pulled back."""
-    peer = Path(__file__).with_name("_moscot_fates_peer.py")
     last = (adata.obs["day"] == adata.obs["day"].max()).to_numpy()
     fates = list(adata.obsm["true_fates"].columns)
-    a = adata.copy()
-    a.layers.clear()
-    for key in list(a.obsp):
-        del a.obsp[key]
-    del a.obsm["true_fates"]
-    a.obs = a.obs[["day"]].copy()
     label = adata.obs["fate"].astype(str).to_numpy()
-    a.obs["fate_label"] = np.where(last & (label != "progenitor"), label, "")
-    with tempfile.TemporaryDirectory() as tmp:
-        a.write_h5ad(Path(tmp) / "in.h5ad")
-        cmd = [python, str(peer), str(Path(tmp) / "in.h5ad"), str(Path(tmp) / "out.json")]
-        cmd += [str(e) for e in eps] + ["--days"] + [str(d) for d in DAYS]
-        subprocess.run(cmd, check=True, capture_output=True)
-        r = json.loads((Path(tmp) / "out.json").read_text())
+    r = _moscot_peer(adata, np.where(last & (label != "progenitor"), label, ""), python, eps)
     order = [r["fates"].index(f) if f in r["fates"] else None for f in fates]
     rows = []
     for e, res in r["by_eps"].items():
