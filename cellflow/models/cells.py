@@ -305,6 +305,9 @@ class CellFlow(ModelBase):
         self.replicates: list[CellFlow] = []
         self._resample: list[torch.Tensor] | None = None
         self._train_settings: dict | None = None
+        #: where the last training's pairs came from: "whole" plans, "minibatch" plans, or None
+        #: (not trained in this session, or I-CFM, which has no plan)
+        self.ot_plan: str | None = None
 
     def _build_networks(self) -> None:
         """Fresh networks (seeded): the field, and for SB models the score of the bridge
@@ -662,7 +665,6 @@ class CellFlow(ModelBase):
         plans = self._whole_plans(
             ot_plan, pairs, matchers, sizes, ot_batch_size is None and world == 1, progress
         )
-        #: where the last training's pairs came from: "whole", "minibatch" (None: I-CFM)
         self.ot_plan = (
             None
             if isinstance(matcher.coupling, IndependentCoupling)
