@@ -21,8 +21,8 @@ BATCH_SIZE = 512
 #: where OT-CFM/SB-CFM/OT-MFM training pairs come from (CellFlow.train(ot_plan=...)): one plan
 #: between whole time points where every interval's plan has at most WHOLE_PLAN_ENTRIES entries
 #: (4,096 x 4,096: a float64 solve then holds a few such matrices, about 0.5 GB, and each interval
-#: keeps 8 bytes per positive entry, 134 MB at most; Sinkhorn at eps = 2 on 50 PCs of Cite took
-#: 9 s at that size), else one per minibatch
+#: keeps 8 bytes per positive entry, 134 MB at most; method guide, "Whole plans"), else one per
+#: minibatch
 OT_PLAN, WHOLE_PLAN_ENTRIES = "auto", 4096 * 4096
 #: the benchmark's pairs: a plan per minibatch, the paper's protocol
 BENCHMARK_OT_PLAN = "minibatch"
