@@ -99,11 +99,17 @@ def _ari(adata, labels) -> float:
     return float(adjusted_rand_score(adata.obs["branch"][last].astype(str), found.astype(str)))
 
 
+def _states_by_truth(adata, truth: str, key: str = "terminal_states") -> pd.DataFrame:
+    """Last-day cells counted by found state (rows; cells in none left out) and by their true
+    label ``obs[truth]`` (columns): a true fate's state is its column's largest row."""
+    last = (adata.obs["day"] == adata.obs["day"].max()).to_numpy()
+    table = pd.crosstab(adata.obs[key][last].astype(str), adata.obs[truth][last].astype(str))
+    return table.drop(index="nan", errors="ignore")
+
+
 def _state_of_A(adata, key: str = "terminal_states") -> tuple[str, str]:
     """The found states most of whose cells are in branch A and in B."""
-    last = (adata.obs["day"] == adata.obs["day"].max()).to_numpy()
-    table = pd.crosstab(adata.obs[key][last].astype(str), adata.obs["branch"][last].astype(str))
-    table = table.drop(index="nan", errors="ignore")
+    table = _states_by_truth(adata, "branch", key)
     return str(table["A"].idxmax()), str(table["B"].idxmax())
 
 
@@ -424,8 +430,7 @@ def multifate_rows(adata, method: str, seed: int, steps: int, n_samples: int) ->
     seconds = time.perf_counter() - start
     tl.terminal_states(a, m)
     last = (a.obs["day"] == a.obs["day"].max()).to_numpy()
-    table = pd.crosstab(a.obs["terminal_states"][last].astype(str), a.obs["fate"][last].astype(str))
-    table = table.drop(index="nan", errors="ignore")
+    table = _states_by_truth(a, "fate")
     state = {
         f: (str(table[f].idxmax()) if f in table and table[f].max() > 0 else None) for f in fates
     }

@@ -115,24 +115,23 @@ __all__ = ["CellFlow"]
 MIN_REAL_GAP = 1e-3
 
 
-def _joined(samples, starts, spans, score_of=None, *, rates=None, per=None) -> dict:
+def _joined(samples, starts, spans, score_of=None, *, rates=None, intervals=None) -> dict:
     """One training batch from the path samples of the intervals: model times
     ``τ = start + span·t``, positions, and velocity targets ``u_t / span`` (per unit of model
     time), joined across intervals; the conditional score and its weight when ``score_of``
     (the SB matcher's ``score_target``) is given, the growth rates when ``rates`` are.
 
-    ``per``: a single sample holds all intervals, ``per`` pairs each, in order (``starts`` and
-    ``spans`` then hold one list each)."""
-    if per is not None:
-        starts = [torch.tensor(starts[0], dtype=torch.float32).repeat_interleave(per)]
-        spans = [torch.tensor(spans[0], dtype=torch.float32).repeat_interleave(per)]
+    A sample's ``start`` and ``span`` are numbers, or tensors with one entry per pair when one
+    sample holds several intervals (``intervals``: how many; default one per sample)."""
+
+    def per_pair(sp):
+        return sp[:, None] if torch.is_tensor(sp) else sp
+
     batch = {
         "tau": torch.cat([t0 + sp * s.t for s, t0, sp in zip(samples, starts, spans)]),
         "x": torch.cat([s.x_t for s in samples]),
-        "target": torch.cat(
-            [s.u_t / (sp[:, None] if per is not None else sp) for s, sp in zip(samples, spans)]
-        ),
-        "intervals": len(samples) if per is None else len(spans[0]) // per,
+        "target": torch.cat([s.u_t / per_pair(sp) for s, sp in zip(samples, spans)]),
+        "intervals": len(samples) if intervals is None else intervals,
     }
     if rates is not None:
         batch["rate"] = torch.cat(rates)
@@ -685,6 +684,9 @@ class CellFlow(ModelBase):
 
         spans = [taus[j] - taus[i] for i, j in pairs]
         score_of = matcher.score_target if self.score_net is not None else None
+        # whole plans draw every interval's n pairs in one sample: each pair's start and span
+        pair_starts = torch.tensor(starts, dtype=torch.float32).repeat_interleave(n)
+        pair_spans = torch.tensor(spans, dtype=torch.float32).repeat_interleave(n)
 
         def whole_batch(g):
             # every interval's pairs from its whole plan; one path draw for all of them when
@@ -700,7 +702,7 @@ class CellFlow(ModelBase):
                     score_of,
                 )
             s = matchers[0].path_sample(torch.cat(x0), torch.cat(x1), generator=g)
-            return _joined([s], [starts], [spans], score_of, per=n)
+            return _joined([s], [pair_starts], [pair_spans], score_of, intervals=len(pairs))
 
         def make_batch(g):
             out, rates = [], []
