@@ -9,6 +9,7 @@ import importlib
 import importlib.abc
 import importlib.util
 import sys
+import warnings
 
 __version__ = "0.1.0"
 
@@ -25,6 +26,7 @@ _LAZY = {
     "IndependentCoupling": ".couplings",
     "PartialOT": ".couplings",
     "SinkhornOT": ".couplings",
+    "metrics": ".metrics",
     "evaluate_holdout": ".evaluate",
     "summarize_holdout": ".evaluate",
     "FlowMatcher": ".flow.matchers",
@@ -39,10 +41,14 @@ _LAZY = {
     "FlowModel": ".models.flow",
     "TrainConfig": ".train.trainer",
     "seed_everything": ".train.trainer",
+    "set_threads": ".train.threads",
 }
 
-#: the module names of the flat layout before the regrouping, and their homes: ``import
-#: cellflow.paths`` gets the very module object of ``cellflow.flow.paths``
+#: the version in which the old module names of :data:`_MOVED` stop importing
+_MOVED_UNTIL = "0.2"
+
+#: the module names of earlier layouts, and their homes: ``import cellflow.paths`` gets the
+#: very module object of ``cellflow.flow.paths``, with a ``FutureWarning`` naming the new home
 _MOVED = {
     "paths": "flow.paths",
     "matchers": "flow.matchers",
@@ -50,7 +56,7 @@ _MOVED = {
     "unet": "flow.unet",
     "solvers": "flow.solvers",
     "likelihood": "flow.likelihood",
-    "metrics": "flow.metrics",
+    "flow.metrics": "metrics",
     "geodesics": "flow.geodesics",
     "riemannian_metrics": "flow.riemannian_metrics",
     "assignment": "couplings.assignment",
@@ -65,6 +71,18 @@ _MOVED = {
 }
 
 
+def _moved(old: str):
+    """The module that ``cellflow.<old>`` names now, after a ``FutureWarning`` saying where."""
+    new = _MOVED[old]
+    warnings.warn(
+        f"cellflow.{old} is now cellflow.{new}; the old name stops importing in cellflow "
+        f"{_MOVED_UNTIL}. Import cellflow.{new} instead.",
+        FutureWarning,
+        stacklevel=3,
+    )
+    return importlib.import_module(f"{__name__}.{new}")
+
+
 class _FlatLayout(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Imports ``cellflow.<old name>`` as the module of its new home (:data:`_MOVED`)."""
 
@@ -75,11 +93,12 @@ class _FlatLayout(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return None
 
     def create_module(self, spec):
-        return None
+        # the module of the new home itself: the import system files it under the old name
+        # too, and leaves its own name, spec and file as they are
+        return _moved(spec.name.split(".", 1)[1])
 
     def exec_module(self, module):
-        real = importlib.import_module(f"{__name__}.{_MOVED[module.__name__.split('.', 1)[1]]}")
-        sys.modules[module.__name__] = real  # the import statement returns this object
+        pass  # imported already, under its own name
 
 
 if not any(isinstance(f, _FlatLayout) for f in sys.meta_path):
@@ -91,7 +110,7 @@ def __getattr__(name: str):
         module = importlib.import_module(_LAZY[name], __name__)
         value = module if _LAZY[name].lstrip(".") == name else getattr(module, name)
     elif name in _MOVED:
-        value = importlib.import_module(f"{__name__}.{name}")
+        return _moved(name)  # not cached: each use of an old name warns
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value
@@ -99,7 +118,7 @@ def __getattr__(name: str):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY) | set(_MOVED))
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = [
@@ -112,6 +131,7 @@ __all__ = [
     "MLP",
     "TrainConfig",
     "seed_everything",
+    "set_threads",
     "StraightPath",
     "BrownianBridgePath",
     "LipmanPath",
@@ -127,12 +147,5 @@ __all__ = [
     "pl",
     "couplings",
     "datasets",
-    "likelihood",
-    "matchers",
     "metrics",
-    "networks",
-    "paths",
-    "solvers",
-    "threads",
-    "training",
 ]

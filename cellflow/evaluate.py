@@ -45,7 +45,7 @@ from ._defaults import (
 )
 from ._types import Growth, OTPlan, TimeScale
 from .adata._read import get_times, paper_n_pcs
-from .flow.metrics import mmd, wasserstein
+from .metrics import mmd, wasserstein
 from .models._growth import check_growth, growth_tau
 from .models._methods import cellflow_spec
 from .models.cells import CellFlow

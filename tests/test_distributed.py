@@ -18,7 +18,7 @@ def _worker(rank: int, world: int, store: str, out: str, kind: str):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     try:
-        from cellflow import distributed
+        from cellflow.train import distributed
 
         assert distributed.is_distributed() and distributed.rank() == rank
         if kind == "flow":
@@ -102,7 +102,7 @@ def test_global_coupling_shares_partition_one_optimal_plan(monkeypatch, replace)
     import numpy as np
     import ot
 
-    from cellflow import distributed
+    from cellflow.train import distributed
     from cellflow.train.trainer import step_generator
 
     src = lambda n, g: toy_sample("8gaussians", n, generator=g)  # noqa: E731

@@ -38,24 +38,40 @@ def test_the_readme_is_a_front_page():
         assert " ".join(figure.split()) in benchmarks, figure
 
 
-def test_the_module_names_of_the_flat_layout_still_import():
+def test_the_module_names_of_earlier_layouts_import_with_a_warning():
     """Code written against the flat layout before the regrouping (``cellflow.paths``,
-    ``from cellflow.assignment import ...``) gets the very module of the new layout."""
+    ``from cellflow.assignment import ...``) gets the very module of the new layout, with a
+    ``FutureWarning`` that names the new home and the version that removes the old name; no
+    old name is imported until it is used, and none is a public name of the package."""
     import importlib
+    import subprocess
+    import sys
 
     # every public module of the flat layout (tutorials/api.md before the regrouping)
     old = (
-        "paths matchers networks unet solvers likelihood metrics geodesics riemannian_metrics "
+        "paths matchers networks unet solvers likelihood geodesics riemannian_metrics "
         "assignment sparse_ot training train_config optim batch_workers distributed threads model"
     )
-    for name in old.split():
-        module = importlib.import_module(f"cellflow.{name}")
-        assert module.__name__ != f"cellflow.{name}", name  # it lives in its package now
-        assert importlib.import_module(module.__name__) is module is getattr(cellflow, name), name
-    from cellflow.model import FlowModel
-    from cellflow.training import TrainConfig
-
-    assert FlowModel is cellflow.FlowModel and TrainConfig is cellflow.TrainConfig
+    for name in [*old.split(), "flow.metrics"]:
+        new = cellflow._MOVED[name]
+        sys.modules.pop(f"cellflow.{name}", None)  # imported by an earlier test
+        with pytest.warns(FutureWarning, match=rf"cellflow\.{name} is now cellflow\.{new}.*0\.2"):
+            module = importlib.import_module(f"cellflow.{name}")
+        assert module.__name__ == f"cellflow.{new}", name  # it keeps its own name
+        assert importlib.import_module(module.__name__) is module, name
+        assert name not in cellflow.__all__
+    assert cellflow.metrics.__name__ == "cellflow.metrics"  # a module of its own, no warning
+    sys.modules.pop("cellflow.model")
+    with pytest.warns(FutureWarning, match="cellflow.model is now cellflow.models.flow"):
+        from cellflow.model import FlowModel
+    assert FlowModel is cellflow.FlowModel
+    code = (
+        "import sys, cellflow as cf; cf.FlowModel; cf.metrics; "
+        "print(sorted(m for m in sys.modules if m.startswith('cellflow.') and "
+        "m.split('.', 1)[1] in cf._MOVED))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
 
 
 def test_each_layer_imports_only_the_layers_above_it():
@@ -73,6 +89,7 @@ def test_each_layer_imports_only_the_layers_above_it():
         "adata",
         "pp",
         "models",
+        "metrics",
         "evaluate",
         "tl",
         "pl",

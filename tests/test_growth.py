@@ -372,7 +372,7 @@ def test_predictions_are_drawn_in_proportion_to_mass(trained):
 
 
 def test_the_weighted_w1_weighs_the_predicted_cells():
-    from cellflow.flow.metrics import wasserstein
+    from cellflow.metrics import wasserstein
 
     x, y = np.array([[0.0], [4.0]]), np.array([[1.0], [1.0], [5.0]])
     assert wasserstein(x, y, p=1, x_weights=[1, 1]) == pytest.approx(wasserstein(x, y, p=1))

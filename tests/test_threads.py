@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import cellflow as cf
-from cellflow import threads as th
+from cellflow.train import threads as th
 
 
 @pytest.fixture
@@ -66,10 +66,10 @@ def test_an_explicit_count_is_honoured(at_default, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", str(th._TORCH_AT_IMPORT))
     assert _spy_fit() == [th._TORCH_AT_IMPORT] * 3
     monkeypatch.delenv("OMP_NUM_THREADS")
-    cf.threads.set_threads(2)
+    cf.set_threads(2)
     assert _spy_fit() == [2, 2, 2]
     with pytest.raises(ValueError, match="threads must be"):
-        cf.threads.set_threads(0)
+        cf.set_threads(0)
 
 
 def test_inference_runs_in_the_scope_and_restores(at_default):

@@ -379,7 +379,7 @@ def test_a_slow_first_batch_stays_out_of_the_progress_bar_s_rate(monkeypatch):
     # clock starts once that batch is there, so its rate and ETA describe the steps that follow
     import time
 
-    from cellflow import training
+    from cellflow.train import trainer as training
 
     bars = []
 
@@ -409,7 +409,9 @@ def test_history_prints_a_summary_not_every_loss():
     )
     text = repr(h)
     assert text.startswith("TrainHistory(steps=120, loss first=") and len(text) < 150
-    assert repr(cf.training.TrainHistory()) == "TrainHistory(steps=0)"
+    from cellflow.train.trainer import TrainHistory
+
+    assert repr(TrainHistory()) == "TrainHistory(steps=0)"
 
 
 def test_every_model_trains_with_train_and_fit_is_the_same_method():

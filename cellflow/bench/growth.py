@@ -74,7 +74,7 @@ def _spearman(pred, adata) -> float:
 
 
 def _held_out_w1(adata, growth, key, seed, steps, h) -> float:
-    from ..flow.metrics import wasserstein
+    from ..metrics import wasserstein
     from ..models.cells import CellFlow
 
     m = CellFlow(adata, "day", growth=growth, growth_key=key, seed=seed)

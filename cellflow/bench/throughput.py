@@ -35,7 +35,7 @@ from ..datasets import toy_sample
 from ..flow.methods import (
     method_spec,  # σ: OT-CFM, I-CFM 0.1; SB 1.0 (entropic OT at ε = 2σ² = 2, as torchcfm's)
 )
-from ..flow.metrics import wasserstein
+from ..metrics import wasserstein
 from ..flow.solvers import integrate_ode
 from ..models.flow import FlowModel
 from ..train.threads import resolve_threads

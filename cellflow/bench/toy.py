@@ -25,7 +25,7 @@ import torch
 from .._io import write_csv
 from ..datasets import toy_sample
 from ..flow.methods import method_spec
-from ..flow.metrics import normalized_path_energy, path_energy, wasserstein
+from ..metrics import normalized_path_energy, path_energy, wasserstein
 from ..models.flow import FlowModel
 
 TASKS = [

@@ -59,7 +59,7 @@ def run(
     import anndata as ad
 
     from ..adata._read import get_representation, get_times, paper_n_pcs
-    from ..flow.metrics import velocity_cosine
+    from ..metrics import velocity_cosine
     from ..models.cells import CellFlow
 
     adata = ad.read_h5ad(file)

@@ -66,7 +66,7 @@ def run_demo(
     from .. import pl, tl
     from ..datasets import simulated_differentiation, true_velocity_pca
     from ..evaluate import evaluate_holdout, summarize_holdout
-    from ..flow.metrics import velocity_cosine
+    from ..metrics import velocity_cosine
     from ..models.cells import CellFlow
 
     out = check_output_folder(out)

@@ -6,7 +6,6 @@
 - :mod:`~cellflow.flow.networks`, :mod:`~cellflow.flow.unet`: the vector fields;
 - :mod:`~cellflow.flow.solvers`, :mod:`~cellflow.flow.likelihood`: ODE/SDE integration and
   log-likelihoods;
-- :mod:`~cellflow.flow.metrics`: W1/W2, MMD and the other distances between samples;
 - :mod:`~cellflow.flow.geodesics`, :mod:`~cellflow.flow.riemannian_metrics`: metric flow
   matching (OT-MFM).
 """

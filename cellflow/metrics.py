@@ -15,7 +15,7 @@ estimate, and the functions say so through :func:`subsampled`.
 Example
 -------
 >>> import torch
->>> from cellflow.flow.metrics import wasserstein
+>>> from cellflow.metrics import wasserstein
 >>> x = torch.zeros(5, 2); y = torch.ones(5, 2)
 >>> round(wasserstein(x, y, p=2), 4), round(wasserstein(x, y, p=1), 4)
 (1.4142, 1.4142)
@@ -31,7 +31,7 @@ import ot
 import torch
 from torch import Tensor
 
-from ..couplings import sinkhorn_log, squared_distances
+from .couplings import sinkhorn_log, squared_distances
 
 __all__ = [
     "wasserstein",
