@@ -35,8 +35,8 @@ from ..datasets import toy_sample
 from ..flow.methods import (
     method_spec,  # σ: OT-CFM, I-CFM 0.1; SB 1.0 (entropic OT at ε = 2σ² = 2, as torchcfm's)
 )
-from ..metrics import wasserstein
 from ..flow.solvers import integrate_ode
+from ..metrics import wasserstein
 from ..models.flow import FlowModel
 from ..train.threads import resolve_threads
 from ..train.trainer import TrainConfig
