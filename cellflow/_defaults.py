@@ -44,6 +44,10 @@ GROWTH_TAU, GROWTH_OT_EPS = 0.95, 0.05
 #: terminal when this share of the mass sitting in it one interval earlier stays in it; at most
 #: this many k-means macrostates are tried at each end
 TERMINAL_STABILITY, MAX_STATES = 0.8, 8
+#: fates (cellflow.tl.fates and pull): a pushed cell lands on the cells of the next time with the
+#: entropic kernel exp(-d²/ε), ε this fraction of their mean squared distance (as moscot scales its
+#: ε by the mean cost; method guide, "How wide a landing"), on at most FATE_LANDMARKS of them
+FATE_EPS, FATE_LANDMARKS = 0.1, 8192
 #: OT-MFM's data metric: ε of G = I/(h + ε), larger than the paper's 1e-2, which predicted
 #: held-out cells worse (method guide, "OT-MFM"); LAND's kernel width, "auto": the median
 #: distance between neighbouring cells, measured on the data

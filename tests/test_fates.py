@@ -210,6 +210,12 @@ def test_bad_input_is_refused(sinks):
         cf.tl.fates(a, model, n_samples=3, confidence=1.0)
     with pytest.raises(ValueError, match="last time"):
         cf.tl.fates(a, model, t_from=0, t_to=1)
+    for bad in (0, -0.1, float("nan"), "wide", True):
+        with pytest.raises(ValueError, match="eps must be a number > 0"):
+            cf.tl.fates(a, model, "side", eps=bad)
+        with pytest.raises(ValueError, match="eps must be a number > 0"):
+            cf.tl.pull(a, model, {"side": "R"}, t_from=0, t_to=2, eps=bad)
+    assert "fates_side" not in a.obsm and "pull" not in a.obs  # refused before any work
     with pytest.raises(ValueError, match="min_stability"):
         cf.tl.terminal_states(a, model, min_stability=0)
     with pytest.raises(ValueError, match="n_states"):
@@ -320,3 +326,50 @@ def test_fates_along_the_chain_are_calibrated_where_a_straight_push_is_not():
         err[chain] = (np.abs(p - truth).mean(), ece(p, commits))
     assert err[True][0] < 0.2 and err[True][1] < 0.15, err
     assert err[False][0] > err[True][0] + 0.15, err
+
+
+def test_the_landing_kernel_matches_a_gaussian_mixture_in_closed_form():
+    """Cells at the later time drawn from two Gaussians N(±1, s²) (labels R and L): a point at
+    y lands on R with probability N(y; 1, v) / (N(y; 1, v) + N(y; -1, v)) = 1 / (1 + e^{-2y/v}),
+    v = s² + ε/2, with ε = eps × the mean squared distance, 2 (1 + s²). Within 0.01 on 40,000
+    cells, with every cell and with 8,192 landmarks (their error about 0.5/sqrt(n_eff))."""
+    from cellflow.models._knn import kernel_landing
+
+    rng = np.random.default_rng(0)
+    s, n, eps = 0.3, 40_000, 0.1
+    right = rng.random(n) < 0.5
+    X = (np.where(right, 1.0, -1.0) + s * rng.standard_normal(n))[:, None]
+    G = np.c_[right, ~right].astype(float)
+    y = np.linspace(-1.5, 1.5, 31)[:, None]
+    v = s**2 + eps * 2.0 * X.var() / 2.0
+    truth = 1.0 / (1.0 + np.exp(-2.0 * y[:, 0] / v))
+    every = kernel_landing(y, X, G, eps)
+    assert np.allclose(every.sum(1), 1.0)
+    assert np.abs(every[:, 0] - truth).max() < 0.01
+    some = kernel_landing(y, X, G, eps, max_landmarks=8192, seed=3)
+    assert np.abs(some[:, 0] - truth).max() < 0.03
+    assert np.array_equal(some, kernel_landing(y, X, G, eps, max_landmarks=8192, seed=3))
+    # a wider kernel spreads further: the share at y = 0.5 moves towards one half
+    wide = kernel_landing(np.array([[0.5]]), X, G, 1.0)[0, 0]
+    assert 0.5 < wide < every[np.argmin(np.abs(y[:, 0] - 0.5)), 0]
+
+
+def test_fates_land_with_the_kernel_by_default_and_sharp_on_request(sinks):
+    """A balanced model's fates use the entropic landing at eps = 0.1 (recorded in uns), which
+    spreads the undecided progenitors of day 0 over both sinks; eps=None is the k-nearest-cell
+    landing of before, and a growth-aware model keeps it under "auto"."""
+    from cellflow._defaults import FATE_EPS
+
+    a, model = sinks
+    a = a.copy()
+    cf.tl.fates(a, model, "side", t_from=0)
+    assert a.uns["fates_side_params"]["eps"] == FATE_EPS == 0.1
+    cf.tl.fates(a, model, "side", t_from=0, eps=None, key_added="sharp")
+    assert np.isnan(a.uns["sharp_params"]["eps"])
+    day0 = (a.obs["day"] == 0).to_numpy()
+    soft, sharp = a.obsm["fates_side"].loc[day0, "R"], a.obsm["sharp"].loc[day0, "R"]
+    assert np.allclose(a.obsm["fates_side"].loc[day0].sum(1), 1.0)
+    # progenitors at the origin go either way: neither landing is sure, the kernel less so
+    assert 0.3 < soft.mean() < 0.7 and soft.std() < sharp.std()
+    cf.tl.pull(a, model, {"side": "R"}, t_from=0, t_to=2, key_added="to_R")
+    assert np.allclose(a.obs.loc[day0, "to_R"], soft)  # pull is one column of fates

@@ -325,6 +325,7 @@ def test_tools_carry_mass_and_say_what_they_wrote(trained, tmp_path):
     a, m = trained
     a = a.copy()
     cf.tl.fates(a, m, "branch", t_from=0, t_to=5)
+    assert np.isnan(a.uns["fates_branch_params"]["eps"])  # "auto": the sharp landing with growth
     assert np.isfinite(a.obs.loc[a.obs.day == 0, "fates_branch_mass"]).all()
     assert a.obs.loc[a.obs.day != 0, "fates_branch_mass"].isna().all()
     cf.tl.growth_rates(a, m)

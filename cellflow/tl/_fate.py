@@ -2,9 +2,12 @@ r"""``cf.tl.push``, ``cf.tl.pull``, ``cf.tl.fates`` and ``cf.tl.couplings``: whe
 where they came from, fate probabilities, and transition matrices for CellRank's
 ``RealTimeKernel``.
 
-All use :meth:`cellflow.CellFlow.transition_matrix`: cells are pushed along the learned
-ODE and spread over their nearest observed cells at the other time (a sparse kNN kernel, no
-all-pairs matrix).
+Cells are pushed along the learned ODE and spread over the observed cells at the other time.
+``push`` and ``couplings`` use :meth:`cellflow.CellFlow.transition_matrix` (the ``k`` nearest
+cells, a sparse matrix); ``fates`` and ``pull`` land with the entropic kernel
+:math:`e^{-d^2/\varepsilon}` over all of them, :math:`\varepsilon` a fraction ``eps`` of their
+mean squared distance (:func:`cellflow.models._knn.kernel_landing`), a width in the data's own
+units that does not shrink as the cells grow denser (method guide, "How wide a landing").
 
 **Along the chain of measured times.** ``fates`` and ``pull`` (forward, balanced models, by
 default) do not push a cell straight to ``t_to``: with :math:`P_{ab}` the transition matrix of
@@ -15,7 +18,7 @@ label mass of the cells of each time is swept back from ``t_to``,
 
 (:math:`L`: cells at ``t_to`` × groups), and a cell's fates are its row of :math:`G` as shares.
 Each interval's landing adds its own spread, as a cell's uncertainty grows with the time still
-ahead; one straight push of a deterministic flow lands in one spot and gives fates near 0 or 1
+ahead; one straight push of a deterministic flow lands in one spot and gives fates nearer 0 or 1
 (the method guide, "Fates without labels", has the comparison). ``chain=False`` pushes straight.
 
 **How sure.** ``fates`` and ``pull`` with ``n_samples=K`` compute their answer K times and
@@ -32,10 +35,11 @@ when all are equally likely.
 
 from __future__ import annotations
 
-from typing import get_args
+from typing import Literal, get_args
 
 import numpy as np
 
+from .._defaults import FATE_EPS, FATE_LANDMARKS
 from .._io import refuse_overwrite
 from .._types import FateSpread, whole_number
 from ._common import cell_times, check_model, model_digest, select_cells, time_labels
@@ -82,6 +86,74 @@ def _transitions(model, t_from, t_to, k, steps, sde, **path):
     return model.transition_matrix(
         t_from, t_to, k=k, steps=steps, sde=sde, return_mass=True, **path
     )
+
+
+def _landing_eps(eps, model) -> float | None:
+    """The landing width ``eps`` as used: ``"auto"`` is :data:`~cellflow._defaults.FATE_EPS` for
+    a balanced model and ``None`` (the ``k`` nearest cells) for a growth-aware one, whose
+    mass-carrying pushes go straight to ``t_to`` and can end away from every measured cell, where
+    a kernel of fixed width puts all the weight on the nearest one. Refuses anything else that
+    is not a positive number, before any work."""
+    if isinstance(eps, str) and eps == "auto":
+        return FATE_EPS if model.growth is None else None
+    if eps is None:
+        return None
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < float("inf"):
+        raise ValueError(
+            f"eps must be a number > 0 (the landing kernel's ε as a fraction of the mean squared "
+            f"distance between the cells landed on), 'auto' (the default: {FATE_EPS} for a "
+            f"balanced model) or None (the sharp landing on the k nearest cells), got {eps!r}."
+        )
+    return float(eps)
+
+
+def _landed(model, t_from, t_to, G, k, eps, steps, sde, n_samples=10, seed=None, mass=False):
+    r"""Where the label mass ``G`` of the cells at ``t_to`` lands from each cell at ``t_from``
+    (cells × groups): :math:`P G` with the transition matrix of :meth:`CellFlow.transition_matrix`
+    (the ``k`` nearest cells) for ``eps=None``, else the entropic kernel at relative ``eps``
+    (:func:`cellflow.models._knn.kernel_landing`), averaged over ``n_samples`` SDE paths per cell
+    with ``sde``. With ``mass``, also each cell's mass at ``t_to`` along its ODE path (all 1
+    without growth)."""
+    from ..models._knn import kernel_landing
+
+    grows = mass and model.growth is not None
+    if eps is None:
+        path = {"n_samples": n_samples, "seed": seed} if sde else {}
+        P = model.transition_matrix(
+            t_from, t_to, k=k, steps=steps, sde=sde, return_mass=grows, **path
+        )
+        P, m = P if grows else (P, None)
+        L = P @ G
+        L = L.toarray() if hasattr(L, "toarray") else np.asarray(L, dtype=np.float64)
+    else:
+        X0 = model.cells_at(t_from)
+        paths = int(n_samples) if sde else 1
+        m = None
+        if grows and not sde:
+            Y, m = model.push(X0, t_from, t_to, steps=steps, return_mass=True)
+        else:
+            Y = model.push(
+                np.repeat(X0, paths, axis=0), t_from, t_to, steps=steps, sde=sde, seed=seed
+            )
+        L = kernel_landing(
+            model.scaler.forward(Y),
+            model.scaler.forward(model.cells_at(t_to)),
+            G,
+            eps,
+            max_landmarks=FATE_LANDMARKS,
+            seed=model.seed,
+        )
+        if paths > 1:
+            L = L.reshape(len(X0), paths, -1).mean(1)
+    if not mass:
+        return L
+    if m is None:
+        m = (
+            model.push(model.cells_at(t_from), t_from, t_to, steps=steps, return_mass=True)[1]
+            if grows
+            else np.ones(L.shape[0])
+        )
+    return L, m
 
 
 def _check_samples(n_samples, spread, confidence, model) -> None:
@@ -228,6 +300,7 @@ def pull(
     n_samples: int | None = None,
     spread: FateSpread = "bootstrap",
     confidence: float = 0.9,
+    eps: float | Literal["auto"] | None = "auto",
     k: int = 30,
     steps: int = 100,
     sde: bool = False,
@@ -264,7 +337,9 @@ def pull(
     chain
         As in :func:`fates` (default: along the chain of measured times for a balanced model,
         forward in time; straight to ``t_to`` for a growth-aware one or backwards).
-    t_from, t_to, key_added, k, steps, sde, overwrite, copy
+    eps, k
+        How a pushed cell lands, as in :func:`fates`.
+    t_from, t_to, key_added, steps, sde, overwrite, copy
         As in :func:`push`.
 
     Returns
@@ -275,25 +350,15 @@ def pull(
     and interval.
     """
     _check_samples(n_samples, spread, confidence, model)
+    eps = _landing_eps(eps, model)
     whole_number(k, "k")
     extra = [f"{key_added}{s}" for s in ("_std", "_low", "_high")] if n_samples else []
     refuse_overwrite([f"obs[{c!r}]" for c in extra if c in adata.obs], overwrite)
     chain = _use_chain(chain, model) and model._measured(t_from, "t_from") < model._measured(
         t_to, "t_to"
     )
-    at_from, at_to, tgt, P, m = _prepare(
-        adata,
-        model,
-        target,
-        "target",
-        t_from,
-        t_to,
-        key_added,
-        overwrite,
-        k,
-        steps,
-        sde,
-        P=not chain,
+    at_from, at_to, tgt, _, _ = _prepare(
+        adata, model, target, "target", t_from, t_to, key_added, overwrite, k, steps, sde, P=False
     )
     import scipy.sparse as sp
 
@@ -301,10 +366,10 @@ def pull(
 
     def transitions(m_, sde_, **path):  # each source cell's probability of the target, its mass
         if chain:
-            (F,), (mass,) = _chained_fates(m_, [t_from], t_to, two, k, steps, sde_, **path)
+            (F,), (mass,) = _chained_fates(m_, [t_from], t_to, two, k, eps, steps, sde_, **path)
             return F[:, 0], mass
-        P_, mass = _transitions(m_, t_from, t_to, k, steps, sde_, **path)
-        return np.asarray(P_ @ tgt.astype(float)).ravel(), mass
+        L, mass = _landed(m_, t_from, t_to, two, k, eps, steps, sde_, mass=True, **path)
+        return L[:, 0], mass
 
     def answer(prob, m):
         prob = np.clip(prob, 0.0, 1.0)  # rows sum to 1 up to rounding
@@ -339,17 +404,17 @@ def _shares(G) -> np.ndarray:
         return np.where(total > 0, G / total, np.nan)
 
 
-def _fate_matrix(model, t_from, t_to, onehot, k, steps, sde, **path):
+def _fate_matrix(model, t_from, t_to, onehot, k, eps, steps, sde, **path):
     """Fate probabilities of a straight push (cells at ``t_from`` × groups; NaN for a cell that
     lands on no labelled cell) and each cell's mass at ``t_to``."""
-    P, mass = _transitions(model, t_from, t_to, k, steps, sde, **path)
-    return _shares(P @ onehot), mass
+    L, mass = _landed(model, t_from, t_to, onehot, k, eps, steps, sde, mass=True, **path)
+    return _shares(L), mass
 
 
-def _chained_fates(model, sources, t_to, onehot, k, steps, sde, **path):
+def _chained_fates(model, sources, t_to, onehot, k, eps, steps, sde, **path):
     r"""Fates along the chain of measured times (module docstring): with :math:`P_{ab}` the
-    one-interval transition matrix from the cells of :math:`a` to those of the next time
-    :math:`b`, the label mass of the cells of each time is :math:`G_a = P_{ab} G_b`, swept back
+    one-interval landing from the cells of :math:`a` on those of the next time :math:`b`
+    (:func:`_landed`), the label mass of the cells of each time is :math:`G_a = P_{ab} G_b`, swept back
     from :math:`G_{t_\mathrm{to}}` = ``onehot``; each time's fates are its rows as shares. The
     chain runs through every trained time between the sources and ``t_to`` (a held-out time
     only when its own cells are asked for). Returns the fates of each source's cells, stacked
@@ -359,8 +424,7 @@ def _chained_fates(model, sources, t_to, onehot, k, steps, sde, **path):
     chain = sorted({*map(float, sources), *(s for s in trained if lo <= s <= t_to)})
     G = {float(t_to): onehot.tocsr().astype(np.float64)}
     for a, b in reversed(list(zip(chain[:-1], chain[1:]))):
-        P = model.transition_matrix(a, b, k=k, steps=steps, sde=sde, **path)
-        G[a] = P @ G[b]
+        G[a] = _landed(model, a, b, G[b], k, eps, steps, sde, **path)
     fates, masses = [], []
     for s in sources:
         fates.append(_shares(G[float(s)]))
@@ -416,6 +480,7 @@ def fates(
     n_samples: int | None = None,
     spread: FateSpread = "bootstrap",
     confidence: float = 0.9,
+    eps: float | Literal["auto"] | None = "auto",
     k: int = 30,
     steps: int = 100,
     sde: bool = False,
@@ -473,8 +538,22 @@ def fates(
         ``None`` (default): the chain for a balanced model, the straight push for a
         growth-aware one, whose paths carry the mass (the measured cells of an expanding branch
         are over-represented at every time, and a chain through them over-counts it).
-    k, steps, sde, overwrite, copy
-        As in :func:`push` (``k`` and ``sde`` for every interval's landing).
+    eps
+        How wide a pushed cell lands (every interval's landing): it is spread over the cells of
+        the next time with the entropic kernel :math:`e^{-d^2/\varepsilon}`, :math:`\varepsilon`
+        this fraction of their mean squared distance (moscot's convention of a mean-scaled
+        cost), so that where a cell could go is a distance in the data, whatever their number
+        (on at most 8,192 of them, drawn at random and seeded, at larger times:
+        :func:`cellflow.models._knn.kernel_landing`). ``"auto"`` (default): 0.1 for a balanced
+        model (how it was chosen: method guide, "How wide a landing"), the sharp landing for a
+        growth-aware one (its straight pushes can end away from every measured cell, where a
+        kernel of fixed width lands on the nearest one alone). ``None``: the sharp landing on
+        the ``k`` nearest cells (:meth:`cellflow.CellFlow.transition_matrix`).
+    k
+        Neighbours of the landing with ``eps=None``, and of the terminal states' chain (the
+        label-free path and the absorption of transient states).
+    steps, sde, overwrite, copy
+        As in :func:`push` (``sde`` for every interval's landing).
 
     Returns
     -------
@@ -488,7 +567,8 @@ def fates(
     - ``obs[f"{key_added}_entropy"]``: each cell's fate entropy in [0, 1] (module docstring;
       ``obs["fate_entropy"]`` on the label-free path), NaN at other times;
     - ``uns[f"{key_added}_params"]``: ``groupby``, ``t_from`` (the times whose cells got fates),
-      ``t_to``, ``k``, ``sde``, ``n_samples``, ``spread``, ``confidence``, the fates' names
+      ``t_to``, ``k``, ``eps`` (NaN for the sharp landing), ``sde``, ``n_samples``, ``spread``,
+      ``confidence``, the fates' names
       ``groups``, and two summaries, arrays in the order of ``groups``, of the cells of the
       earliest of those times: ``ancestor_share``, the share of them whose future is the group (the
       mean of the fate probabilities), and ``descendant_share``, the share of their
@@ -513,6 +593,7 @@ def fates(
 
     check_model(adata, model)
     _check_samples(n_samples, spread, confidence, model)
+    eps = _landing_eps(eps, model)
     whole_number(k, "k")
     t_to = float(model.times[-1]) if t_to is None else t_to
     t_to = model._measured(t_to, "t_to")
@@ -575,14 +656,14 @@ def fates(
 
     def fate_rows(m, sde_, **path):  # every source time's fates, stacked in the order of rows
         if chain:
-            out, masses = _chained_fates(m, sources, t_to, onehot, k, steps, sde_, **path)
+            out, masses = _chained_fates(m, sources, t_to, onehot, k, eps, steps, sde_, **path)
         else:
             out, masses = [], []
             for s in sources:
                 F_s, mass_s = (
                     (_shares(onehot), np.ones(onehot.shape[0]))
                     if s == t_to
-                    else _fate_matrix(m, s, t_to, onehot, k, steps, sde_, **path)
+                    else _fate_matrix(m, s, t_to, onehot, k, eps, steps, sde_, **path)
                 )
                 out.append(F_s)
                 masses.append(mass_s)
@@ -637,6 +718,7 @@ def fates(
         "t_from": np.asarray(sources, dtype=np.float64),  # the times whose cells got fates
         "t_to": float(t_to),
         "k": int(k),
+        "eps": float("nan") if eps is None else float(eps),
         "sde": bool(sde),
         "chain": bool(chain),
         "n_samples": int(n_samples or 0),
