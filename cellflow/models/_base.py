@@ -51,6 +51,20 @@ class ModelBase:
         :meth:`_run_training` trains distributed, else the network itself."""
         return (getattr(self, "_train_modules", None) or {}).get(name, getattr(self, name))
 
+    def _squared_error(self, name: str, t, x, target, *, weight=None, cond=None):
+        r"""The flow-matching regression of every model, element by element: the network
+        ``name`` at :math:`(t, x)` against ``target``, :math:`(f_\theta(t, x) - u)^2` for the
+        velocity (and growth); with ``weight`` :math:`\lambda` (one per pair), the [SF]2M score
+        loss :math:`(\lambda s_\theta - \lambda \nabla\log p_t)^2`, whose weight keeps the
+        score's scale, which diverges at the ends of the bridge, out of the gradient. Each model
+        reduces it over its pairs (:class:`FlowModel`: the mean; :class:`CellFlow`: each
+        interval's mean, summed)."""
+        net = self._in_training(name)
+        out = net(t, x) if cond is None else net(t, x, cond)
+        if weight is not None:
+            out, target = weight * out, weight * target
+        return (out - target).pow(2)
+
     def _run_training(
         self,
         make_batch: Callable,

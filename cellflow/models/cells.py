@@ -729,19 +729,18 @@ class CellFlow(ModelBase):
             dev = self.device  # batches are drawn on the CPU
             tau, x, target = (batch[f].to(dev, non_blocking=True) for f in ("tau", "x", "target"))
             k = batch["intervals"]
-            err = (self._in_training("net")(tau, x) - target).pow(2)
-            loss = err.reshape(k, -1).mean(1).sum()
+            loss = self._squared_error("net", tau, x, target).reshape(k, -1).mean(1).sum()
             if self.growth_net is not None:
                 # g_φ(τ, x_τ) against the pair's log mass change per unit of model time
                 rate = batch["rate"].to(dev, non_blocking=True)
-                gerr = (self._in_training("growth_net")(tau, x).reshape(-1) - rate).pow(2)
+                gerr = self._squared_error("growth_net", tau, x, rate[:, None])
                 loss = loss + gerr.reshape(k, -1).mean(1).sum()
             if self.score_net is not None:
                 # λ(t)·s_θ against λ(t)·∇log p_t(x|x0,x1) = -2ε/σ² ([SF]2M); the score does not
                 # depend on the time units
                 lam = batch["lam"].reshape(-1, 1).to(dev, non_blocking=True)
                 score = batch["score"].to(dev, non_blocking=True)
-                serr = (lam * self._in_training("score_net")(tau, x) - lam * score).pow(2)
+                serr = self._squared_error("score_net", tau, x, score, weight=lam)
                 loss = loss + serr.reshape(k, -1).mean(1).sum()
             return loss
 

@@ -430,13 +430,12 @@ class FlowModel(ModelBase):
         if s.x_t.device != self.device:
             s = type(s)(**{k: v.to(self.device, non_blocking=True) for k, v in vars(s).items()})
             cond = cond.to(self.device) if cond is not None else None
-        v = self._in_training("net")(s.t, s.x_t, cond)
-        loss = (v - s.u_t).pow(2).mean()
+        loss = self._squared_error("net", s.t, s.x_t, s.u_t, cond=cond).mean()
         if self.score_net is not None:
             score, lam = self.matcher.score_target(s)
             lam = lam.reshape(-1, *([1] * (score.dim() - 1)))
-            st = self._in_training("score_net")(s.t, s.x_t, cond)
-            loss = loss + (lam * st - lam * score).pow(2).mean()
+            serr = self._squared_error("score_net", s.t, s.x_t, score, weight=lam, cond=cond)
+            loss = loss + serr.mean()
         return loss
 
     def train(
