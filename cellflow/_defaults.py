@@ -52,3 +52,6 @@ FATE_EPS, FATE_LANDMARKS = 0.1, 8192
 #: held-out cells worse (method guide, "OT-MFM"); LAND's kernel width, "auto": the median
 #: distance between neighbouring cells, measured on the data
 METRIC_EPS, LAND_GAMMA = 0.1, "auto"
+#: ``cellflow bench scale``: cells of the sparse count matrix X trained on before the
+#: representation (0 skips that part), for ``run()`` and ``--x-cells`` alike
+SCALE_X_CELLS = 200_000

@@ -28,6 +28,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from .._defaults import SCALE_X_CELLS
 from .._io import write_h5ad
 
 
@@ -185,7 +186,7 @@ def run(
     steps: int = 50,
     batch_size: int = 512,
     seed: int = 0,
-    x_cells: int = 0,
+    x_cells: int = SCALE_X_CELLS,
     x_genes: int = 2000,
     x_density: float = 0.05,
     verbose: bool = True,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import get_args
 
+from .._defaults import SCALE_X_CELLS
 from .._io import write_csv
 from .._types import MetricKind, SpeedSection
 from ..flow.methods import methods_for
@@ -367,7 +368,7 @@ def add_commands(sub) -> None:
     sc.add_argument(
         "--x-cells",
         type=int,
-        default=200_000,
+        default=SCALE_X_CELLS,
         help="first train on a sparse X of this many cells (use_rep='X'), in memory and backed on "
         "disk; 0 skips it",
     )
