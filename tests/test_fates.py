@@ -333,7 +333,7 @@ def test_the_landing_kernel_matches_a_gaussian_mixture_in_closed_form():
     y lands on R with probability N(y; 1, v) / (N(y; 1, v) + N(y; -1, v)) = 1 / (1 + e^{-2y/v}),
     v = s² + ε/2, with ε = eps × the mean squared distance, 2 (1 + s²). Within 0.01 on 40,000
     cells, with every cell and with 8,192 landmarks (their error about 0.5/sqrt(n_eff))."""
-    from cellflow.models._knn import kernel_landing
+    from cellflow.models.landing import kernel_landing
 
     rng = np.random.default_rng(0)
     s, n, eps = 0.3, 40_000, 0.1

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import cellflow as cf
-from cellflow.models._knn import knn_assignment
+from cellflow.models.landing import knn_assignment
 
 
 @pytest.fixture(scope="module")
@@ -353,7 +353,7 @@ def test_push_pull_and_couplings(fitted, tmp_path):
 def test_gene_trends_closed_form_and_against_the_measured_means(fitted, tmp_path):
     """Trends equal the fate-weighted mean of the decoded paths (recomputed here), start at the
     decoded mean of the starting cells, and follow the measured day means and branch differences."""
-    from cellflow.models._knn import knn_assignment
+    from cellflow.models.landing import knn_assignment
 
     adata, model = fresh(fitted)
     hv = list(adata.var_names[adata.var["highly_variable"]])

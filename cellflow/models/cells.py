@@ -99,9 +99,9 @@ from ._growth import (
     growth_tau,
     interval_log_growth,
 )
-from ._knn import knn_assignment
 from ._methods import cellflow_spec, default_sigma
 from ._persist import fingerprint, load_model, source_digest, write_model_files
+from .landing import knn_assignment
 
 # cells integrated at a time: on one thread, 8,192 rows keep a layer's activations in cache
 # (measured in choosing_a_method, "Threads")

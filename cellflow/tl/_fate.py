@@ -6,7 +6,7 @@ Cells are pushed along the learned ODE and spread over the observed cells at the
 ``push`` and ``couplings`` use :meth:`cellflow.CellFlow.transition_matrix` (the ``k`` nearest
 cells, a sparse matrix); ``fates`` and ``pull`` land with the entropic kernel
 :math:`e^{-d^2/\varepsilon}` over all of them, :math:`\varepsilon` a fraction ``eps`` of their
-mean squared distance (:func:`cellflow.models._knn.kernel_landing`), a width in the data's own
+mean squared distance (:func:`cellflow.models.landing.kernel_landing`), a width in the data's own
 units that does not shrink as the cells grow denser (method guide, "How wide a landing").
 
 **Along the chain of measured times.** ``fates`` and ``pull`` (forward, balanced models, by
@@ -111,10 +111,10 @@ def _landed(model, t_from, t_to, G, k, eps, steps, sde, n_samples=10, seed=None,
     r"""Where the label mass ``G`` of the cells at ``t_to`` lands from each cell at ``t_from``
     (cells × groups): :math:`P G` with the transition matrix of :meth:`CellFlow.transition_matrix`
     (the ``k`` nearest cells) for ``eps=None``, else the entropic kernel at relative ``eps``
-    (:func:`cellflow.models._knn.kernel_landing`), averaged over ``n_samples`` SDE paths per cell
+    (:func:`cellflow.models.landing.kernel_landing`), averaged over ``n_samples`` SDE paths per cell
     with ``sde``. With ``mass``, also each cell's mass at ``t_to`` along its ODE path (all 1
     without growth)."""
-    from ..models._knn import kernel_landing
+    from ..models.landing import kernel_landing
 
     grows = mass and model.growth is not None
     if eps is None:
@@ -544,7 +544,7 @@ def fates(
         this fraction of their mean squared distance (moscot's convention of a mean-scaled
         cost), so that where a cell could go is a distance in the data, whatever their number
         (on at most 8,192 of them, drawn at random and seeded, at larger times:
-        :func:`cellflow.models._knn.kernel_landing`). ``"auto"`` (default): 0.1 for a balanced
+        :func:`cellflow.models.landing.kernel_landing`). ``"auto"`` (default): 0.1 for a balanced
         model (how it was chosen: method guide, "How wide a landing"), the sharp landing for a
         growth-aware one (its straight pushes can end away from every measured cell, where a
         kernel of fixed width lands on the nearest one alone). ``None``: the sharp landing on

@@ -42,7 +42,7 @@ import numpy as np
 from .._defaults import MAX_STATES, TERMINAL_STABILITY
 from .._io import refuse_overwrite
 from .._types import whole_number
-from ..models._knn import knn_assignment
+from ..models.landing import knn_assignment
 from ._common import cell_times, check_model, model_digest
 
 

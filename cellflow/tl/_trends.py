@@ -36,7 +36,7 @@ import numpy as np
 
 from .._io import refuse_overwrite
 from ..adata._read import gene_index
-from ..models._knn import knn_assignment
+from ..models.landing import knn_assignment
 from ._common import cell_times, check_model, select_cells
 from ._fate import _groups_at, _time_mask
 from ._interpolate import _decode
