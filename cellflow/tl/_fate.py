@@ -489,7 +489,7 @@ def fates(
     overwrite: bool = False,
     copy: bool = False,
 ):
-    """Fate probabilities: for every cell up to ``t_to`` (or the cells of one time,
+    r"""Fate probabilities: for every cell up to ``t_to`` (or the cells of one time,
     ``t_from``), the share of its landing kernel at ``t_to`` on each group of ``obs[groupby]``
     (as CellRank's fate probabilities, one column per group, each row summing to 1).
 
