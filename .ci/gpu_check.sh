@@ -15,7 +15,7 @@ fi
 python3 -c "import torch, cellflow, ot, anndata; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name() if torch.cuda.is_available() else '', 'POT', ot.__version__, 'anndata', anndata.__version__)" || exit 1
 if [ -n "$SMALL" ]; then STEPS=50; REP=1; Q=--quick; IMG=5; PRESET=digits; else STEPS=2000; REP=3; Q=; IMG=200; PRESET=cifar10; fi
 # 1. the CUDA tests
-timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tail -15 | tee $OUT/pytest_cuda.txt
+timeout 150 python3 -m pytest -q -p no:cacheprovider tests/models/test_cuda.py 2>&1 | tail -15 | tee $OUT/pytest_cuda.txt
 # 2. Sinkhorn n=4096 (d=2, 50), pushing 100k cells, training steps/s (ours and torchcfm) on the GPU
 timeout 200 python3 -m cellflow bench speed --device $DEV --sections sinkhorn push throughput --repeats $REP $Q --out $OUT/speed_$DEV.json 2>&1 | grep -v Warning | tail -30
 # 3. EB held out k=2, OT-CFM seed 0, the paper's settings: GPU and this machine's CPU

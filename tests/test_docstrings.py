@@ -121,3 +121,16 @@ def test_each_layer_imports_only_the_layers_above_it():
                     if other in rank and other != me and rank[other] > rank[me]:
                         wrong.append(f"{f.relative_to(root.parent)} imports cellflow.{other}")
     assert not wrong, wrong
+
+
+def test_the_tests_mirror_the_package():
+    """Each folder of tests is named after the package it tests (``tests/flow`` for
+    ``cellflow.flow``, ...); tests that cut across packages (faults, docs, tutorials) stay at the
+    top."""
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    package = Path(cellflow.__file__).parent
+    folders = [d.name for d in here.iterdir() if d.is_dir() and not d.name.startswith("__")]
+    assert folders, "the tests are grouped by package"
+    assert all((package / name / "__init__.py").exists() for name in folders), folders

@@ -677,7 +677,7 @@ def test_shared_eb_file_loads_when_present():
     import os
     from pathlib import Path
 
-    default = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+    default = Path(__file__).resolve().parents[3] / "shared" / "datasets"
     root = Path(os.environ.get("CELLFLOW_DATA_DIR", default))
     if not (root / "eb.h5ad").exists():
         pytest.skip(
