@@ -1168,20 +1168,54 @@ class CellFlow(ModelBase):
         """
         import scipy.sparse as sp
 
-        X0 = self.cells_at(t_from) if cells is None else self._check_cells(cells)
-        m = int(n_samples) if sde else 1
-        mass = None
-        if return_mass and not sde:
-            Y, mass = self.push(X0, t_from, t_to, steps=steps, return_mass=True)
-        else:
-            Y = self.push(np.repeat(X0, m, axis=0), t_from, t_to, steps=steps, sde=sde, seed=seed)
-            if return_mass:  # the mass follows the ODE
-                mass = self.push(X0, t_from, t_to, steps=steps, return_mass=True)[1]
+        Y, mass = self.endpoints(
+            t_from,
+            t_to,
+            cells=cells,
+            steps=steps,
+            sde=sde,
+            n_samples=n_samples,
+            seed=seed,
+            return_mass=return_mass,
+        )
         P = knn_assignment(self.scaler.forward(Y), self.scaler.forward(self.cells_at(t_to)), k=k)
+        m = int(n_samples) if sde else 1
         if m == 1:
             return (P, mass) if return_mass else P
         mean = sp.csr_matrix(
             (np.full(len(Y), 1.0 / m), np.arange(len(Y)), np.arange(0, len(Y) + 1, m)),
-            shape=(len(X0), len(Y)),
+            shape=(len(Y) // m, len(Y)),
         )
         return ((mean @ P).tocsr(), mass) if return_mass else (mean @ P).tocsr()
+
+    def endpoints(
+        self,
+        t_from: float,
+        t_to: float,
+        *,
+        cells: np.ndarray | None = None,
+        steps: int = 100,
+        sde: bool = False,
+        n_samples: int = 10,
+        seed: int | None = None,
+        return_mass: bool = False,
+    ):
+        """Where the cells at ``t_from`` (default: all observed there) are at ``t_to``, the
+        points every landing starts from (:meth:`transition_matrix`, :func:`cellflow.tl.fates`).
+
+        Along the ODE one point per cell; with ``sde=True`` (SB models) ``n_samples`` SDE paths
+        per cell, a cell's paths in consecutive rows (noise seeded by ``seed``, default the
+        model's). Returns ``(points, mass)``: ``mass`` is ``None`` unless ``return_mass``, then
+        each cell's mass at ``t_to`` along its ODE path (:meth:`push`; growth-aware models).
+
+        >>> Y, _ = model.endpoints(0, 1)  # doctest: +SKIP
+        """
+        X0 = self.cells_at(t_from) if cells is None else self._check_cells(cells)
+        if return_mass and not sde:
+            return self.push(X0, t_from, t_to, steps=steps, return_mass=True)
+        m = int(n_samples) if sde else 1
+        Y = self.push(np.repeat(X0, m, axis=0), t_from, t_to, steps=steps, sde=sde, seed=seed)
+        mass = (
+            self.push(X0, t_from, t_to, steps=steps, return_mass=True)[1] if return_mass else None
+        )
+        return Y, mass  # with sde the mass follows the ODE

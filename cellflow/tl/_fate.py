@@ -126,15 +126,10 @@ def _landed(model, t_from, t_to, G, k, eps, steps, sde, n_samples=10, seed=None,
         L = P @ G
         L = L.toarray() if hasattr(L, "toarray") else np.asarray(L, dtype=np.float64)
     else:
-        X0 = model.cells_at(t_from)
+        Y, m = model.endpoints(
+            t_from, t_to, steps=steps, sde=sde, n_samples=n_samples, seed=seed, return_mass=grows
+        )
         paths = int(n_samples) if sde else 1
-        m = None
-        if grows and not sde:
-            Y, m = model.push(X0, t_from, t_to, steps=steps, return_mass=True)
-        else:
-            Y = model.push(
-                np.repeat(X0, paths, axis=0), t_from, t_to, steps=steps, sde=sde, seed=seed
-            )
         L = kernel_landing(
             model.scaler.forward(Y),
             model.scaler.forward(model.cells_at(t_to)),
@@ -144,16 +139,10 @@ def _landed(model, t_from, t_to, G, k, eps, steps, sde, n_samples=10, seed=None,
             seed=model.seed,
         )
         if paths > 1:
-            L = L.reshape(len(X0), paths, -1).mean(1)
+            L = L.reshape(len(Y) // paths, paths, -1).mean(1)
     if not mass:
         return L
-    if m is None:
-        m = (
-            model.push(model.cells_at(t_from), t_from, t_to, steps=steps, return_mass=True)[1]
-            if grows
-            else np.ones(L.shape[0])
-        )
-    return L, m
+    return L, (np.ones(L.shape[0]) if m is None else m)  # the mass came with the push
 
 
 def _check_samples(n_samples, spread, confidence, model) -> None:
