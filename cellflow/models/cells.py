@@ -305,7 +305,7 @@ class CellFlow(ModelBase):
         self._resample: list[torch.Tensor] | None = None
         self._train_settings: dict | None = None
         #: where the last training's pairs came from: "whole" plans, "minibatch" plans, or None
-        #: (not trained in this session, or I-CFM, which has no plan)
+        #: (None before training, and for I-CFM, which has no plan)
         self.ot_plan: str | None = None
 
     def _build_networks(self) -> None:
