@@ -10,12 +10,17 @@ The plan solves
 and is written, as in moscot and ott-jax, with :math:`\tau = \rho / (\rho + \varepsilon)` in
 (0, 1]: :math:`\tau = 1` holds a marginal exactly, smaller values let the plan create or destroy
 mass there. Its scaling form (Chizat et al., Math. Comp. 2018) is
-:math:`P = \mathrm{diag}(u)\,K\,\mathrm{diag}(v)` with :math:`K = e^{-C/\varepsilon}` and
+:math:`P = \mathrm{diag}(u)\,K\,\mathrm{diag}(v)` with the Gibbs kernel of the reference
+measure, :math:`K_{ij} = a_i b_j e^{-C_{ij}/\varepsilon}`, and
 
 .. math:: u \leftarrow (a / K v)^{\tau_a}, \qquad v \leftarrow (b / K^\top u)^{\tau_b},
 
-two matrix–vector products per iteration. With :math:`\tau_a = \tau_b = 1` it is balanced
-Sinkhorn.
+two matrix–vector products per iteration; this is the problem POT's
+``ot.unbalanced.sinkhorn_unbalanced(a, b, C, ε, (ρ_a, ρ_b))`` solves. With
+:math:`\tau_a = \tau_b = 1` it is balanced Sinkhorn (the reference then cancels into
+:math:`u, v`). The kernel is not :math:`e^{-C/\varepsilon}` alone: that would be entropy relative
+to :math:`\mathbf 1 \mathbf 1^\top` and would flatten a relaxed prior :math:`a` to
+:math:`a^{\tau_a}`.
 
 In a growth-aware :class:`cellflow.CellFlow` the source weights :math:`a_i` are each cell's
 expected number of descendants over the interval (its prior growth), the target weights
@@ -90,14 +95,34 @@ def unbalanced_scaling(
     ta, tb = check_tau(tau)
     C = C.double()
     a, b = a.double().to(C.device), b.double().to(C.device)
-    lo = float(C.min()) if C.numel() else 0.0
-    log_domain = bool(C.numel()) and (float(C.max()) - lo) / eps > _MAX_RANGE
+    P = torch.zeros_like(C)
+    rows, cols = (a > 0).nonzero().squeeze(1), (b > 0).nonzero().squeeze(1)
+    if len(rows) == 0 or len(cols) == 0:  # KL(P | a b^T) allows no mass off the support
+        return P
+    sub = C[rows][:, cols]
+    P[rows[:, None], cols[None, :]] = _scaling_on_support(
+        a[rows], b[cols], sub, eps, ta, tb, tol, max_iter, on_fail
+    )
+    return P
+
+
+def _scaling_on_support(a, b, C, eps, ta, tb, tol, max_iter, on_fail) -> Tensor:
+    """The iterations on positive weights, with the cost shifted by its minimum ``lo``.
+
+    The shift multiplies the kernel by :math:`c = e^{lo/\varepsilon}`; the scalings absorb it
+    except for a factor :math:`c^{-k}` on the plan, :math:`k = (1-\tau_a)(1-\tau_b) /
+    (1-\tau_a\tau_b)` (substitute :math:`u = c^{\alpha}\tilde u, v = c^{\beta}\tilde v` in
+    the fixed point), which is 0 when either marginal is held exactly.
+    """
+    lo = float(C.min())
+    k = 0.0 if ta == 1 or tb == 1 else (1 - ta) * (1 - tb) / (1 - ta * tb)
+    log_domain = (float(C.max()) - lo) / eps > _MAX_RANGE
+    la, lb = a.log(), b.log()
     if log_domain:  # the same iterations on log u, log v: no kernel entry can underflow
-        G = -(C - lo) / eps
-        la, lb = a.log(), b.log()
+        G = -(C - lo) / eps + la[:, None] + lb[None, :]
         lu, lv = torch.zeros_like(a), torch.zeros_like(b)
     else:
-        K = torch.exp(-(C - lo) / eps)
+        K = torch.exp(-(C - lo) / eps) * a[:, None] * b[None, :]
         u, v = torch.ones_like(a), torch.ones_like(b)
     err = float("inf")
     for it in range(max_iter):
@@ -124,8 +149,8 @@ def unbalanced_scaling(
             on_fail,
         )
     if log_domain:
-        return torch.exp(lu[:, None] + G + lv[None, :])
-    return u[:, None] * K * v[None, :]
+        return torch.exp(lu[:, None] + G + lv[None, :] - k * lo / eps)
+    return u[:, None] * K * v[None, :] * math.exp(-k * lo / eps)
 
 
 class UnbalancedOT(Coupling):

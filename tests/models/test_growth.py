@@ -37,13 +37,69 @@ def test_held_marginals_give_the_balanced_plan():
 def test_the_scalar_unbalanced_problem_has_its_closed_form():
     r"""One source, one target, zero cost: minimising ε KL(P|ab) + ρa KL(P|a) + ρb KL(P|b) gives
     log P = (ε log ab + ρa log a + ρb log b) / (ε + ρa + ρb), with ρ = ε τ / (1 - τ)."""
-    eps, ta, tb, a, b = 0.3, 0.6, 0.8, 2.0, 0.5
+    eps, ta, tb, a, b = 0.3, 0.6, 0.8, 2.0, 0.3  # a·b ≠ 1: the reference measure counts
     P = unbalanced_scaling(
-        torch.tensor([a]), torch.tensor([b]), torch.zeros(1, 1), eps, (ta, tb), tol=1e-12
+        torch.tensor([a], dtype=torch.float64),
+        torch.tensor([b], dtype=torch.float64),
+        torch.zeros(1, 1),
+        eps,
+        (ta, tb),
+        tol=1e-12,
     )
     ra, rb = eps * ta / (1 - ta), eps * tb / (1 - tb)
     want = np.exp((eps * np.log(a * b) + ra * np.log(a) + rb * np.log(b)) / (eps + ra + rb))
     assert float(P) == pytest.approx(want, rel=1e-8)
+
+
+@pytest.mark.parametrize("log_domain", [False, True])
+@pytest.mark.parametrize("rho", [(0.4, 2.0), (1.0, 1.0), (0.3, 0.8)])
+def test_the_unbalanced_plan_is_pots(monkeypatch, rho, log_domain):
+    """The plan of min <P,C> + ε KL(P|ab^T) + ρa KL(P1|a) + ρb KL(P^T1|b) equals POT's
+    ``sinkhorn_unbalanced`` (the same objective), for weights that are neither uniform nor of
+    total 1, and costs far from 0 (the minimum the iterations shift by must not change it)."""
+    import ot
+
+    import cellflow.couplings._unbalanced as U
+
+    if log_domain:
+        monkeypatch.setattr(U, "_MAX_RANGE", 0.0)
+    g = torch.Generator().manual_seed(0)
+    x0, x1 = torch.randn(40, 2, generator=g), torch.randn(30, 2, generator=g) + 1.0
+    C = cf.couplings.squared_distances(x0, x1).double() + 2.0
+    a = torch.rand(40, generator=g, dtype=torch.float64) + 0.2
+    b = torch.rand(30, generator=g, dtype=torch.float64) + 0.2
+    a, b = a / a.sum() / 0.7, b / b.sum()
+    eps = 0.5
+    tau = tuple(r / (r + eps) for r in rho)
+    P = unbalanced_scaling(a, b, C, eps, tau, tol=1e-13, max_iter=200000)
+    Q = ot.unbalanced.sinkhorn_unbalanced(
+        a.numpy(),
+        b.numpy(),
+        C.numpy(),
+        eps,
+        rho,
+        numItermax=200000,
+        stopThr=1e-15,
+        method="sinkhorn_stabilized",
+    )
+    assert float(C.min()) > 2.0
+    assert np.abs(P.numpy() - Q).max() < 1e-8 * Q.max()
+
+
+def test_cells_of_zero_weight_get_no_mass():
+    """KL(P|ab^T) allows no mass where a_i = 0: that row of the plan is 0, the rest is the plan
+    of the other cells."""
+    g = torch.Generator().manual_seed(2)
+    C = cf.couplings.squared_distances(
+        torch.randn(6, 2, generator=g), torch.randn(5, 2, generator=g)
+    )
+    a = torch.tensor([0.2, 0.0, 0.3, 0.1, 0.2, 0.2], dtype=torch.float64)
+    b = torch.full((5,), 0.2, dtype=torch.float64)
+    P = unbalanced_scaling(a, b, C, 0.5, (0.8, 1.0), tol=1e-12)
+    keep = [0, 2, 3, 4, 5]
+    Q = unbalanced_scaling(a[keep], b, C[keep], 0.5, (0.8, 1.0), tol=1e-12)
+    assert torch.isfinite(P).all() and float(P[1].abs().max()) == 0.0
+    assert torch.allclose(P[keep], Q, atol=1e-14)
 
 
 def test_the_log_domain_iterations_give_the_same_plan(monkeypatch):
