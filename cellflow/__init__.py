@@ -68,6 +68,9 @@ _MOVED = {
     "distributed": "train.distributed",
     "threads": "train.threads",
     "model": "models.flow",
+    "adata": "course",
+    "adata._read": "course._read",
+    "adata._store": "course._store",
 }
 
 

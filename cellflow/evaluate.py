@@ -44,7 +44,8 @@ from ._defaults import (
     USE_REP,
 )
 from ._types import Growth, OTPlan, TimeScale
-from .adata._read import get_times, paper_n_pcs
+from .course import TimeCourse
+from .course._read import get_times, paper_n_pcs
 from .metrics import mmd, wasserstein
 from .models._growth import check_growth, growth_tau
 from .models._methods import cellflow_spec
@@ -254,11 +255,8 @@ def evaluate_holdout(
             ),
             flush=True,
         )
-    base = CellFlow(
-        adata,
-        time_key,
-        method="icfm",
-        **{k: fit[k] for k in ("use_rep", "n_pcs", "whiten", "time_scale")},
+    base = TimeCourse(
+        adata, time_key, **{k: fit[k] for k in ("use_rep", "n_pcs", "whiten", "time_scale")}
     )
     sc = base.scaler.forward if whiten else np.asarray  # metrics in whitened or original units
 
@@ -311,7 +309,7 @@ def evaluate_holdout(
                 model.train(holdout=h, progress=progress, **train)
                 secs = time.perf_counter() - s
                 pushed = model.push(
-                    model.cells_at(prev),
+                    model.course.cells_at(prev),
                     prev,
                     h,
                     solver="euler",
@@ -436,12 +434,16 @@ def _estimate_seconds(
             model.train(holdout=h, progress=False, **{**short, "steps": n})
             t.append(time.perf_counter() - s)
         per_step = max(t[1] - t[0], 0.0) / probe
-        i = int(np.searchsorted(model.times, h))
+        i = int(np.searchsorted(model.course.times, h))
         s = time.perf_counter()
         pred = model.push(
-            model.cells_at(model.times[i - 1]), model.times[i - 1], h, solver="euler", steps=100
+            model.course.cells_at(model.course.times[i - 1]),
+            model.course.times[i - 1],
+            h,
+            solver="euler",
+            steps=100,
         )
-        _scores(pred, model.cells_at(h), max_eval, 0)
+        _scores(pred, model.course.cells_at(h), max_eval, 0)
         out[m] = max(t[0] - 2 * per_step, 0.0) + train["steps"] * per_step + time.perf_counter() - s
     return out
 
@@ -484,14 +486,16 @@ def _best_fraction(
     """Push the cells at ``prev`` to each fraction of the model time from ``prev`` to ``nxt``;
     the fraction of least W1 to ``x_true`` and that W1. ``known`` is a fraction already scored
     (the protocol's) with its W1, which is not pushed again."""
-    t0, t1 = model.model_time(prev), model.model_time(nxt)
-    x0, w1 = model.cells_at(prev), []
+    t0, t1 = model.course.model_time(prev), model.course.model_time(nxt)
+    x0, w1 = model.course.cells_at(prev), []
     for f in fracs:
         if np.isclose(f, known[0], rtol=0.0, atol=1e-12):
             w1.append(known[1])
             continue
         pred = sc(
-            model.push(x0, prev, model.measured_time(t0 + f * (t1 - t0)), solver="euler", steps=100)
+            model.push(
+                x0, prev, model.course.measured_time(t0 + f * (t1 - t0)), solver="euler", steps=100
+            )
         )
         w1.append(wasserstein(pred, x_true, p=1, max_samples=max_eval, seed=seed))
     i = int(np.argmin(w1))

@@ -86,7 +86,7 @@ def test_each_layer_imports_only_the_layers_above_it():
         "couplings",
         "flow",
         "train",
-        "adata",
+        "course",
         "pp",
         "models",
         "metrics",

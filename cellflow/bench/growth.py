@@ -204,7 +204,7 @@ def regions(
     from sklearn.cluster import KMeans
 
     from .. import tl
-    from ..adata._read import paper_n_pcs
+    from ..course._read import paper_n_pcs
     from ..models.cells import CellFlow
 
     adata = ad.read_h5ad(file)

@@ -123,7 +123,7 @@ def run_demo(
     write_csv(vel.to_frame("median cosine(learned, true velocity), 10 PCs"), out / "velocity.csv")
 
     say("6/6 fates and prediction ...")
-    last = float(model.times[-1])
+    last = float(model.course.times[-1])
     tl.pull(adata, model, {"branch": "A"}, t_from=2, t_to=last, key_added="fate_A", normalize=False)
     held = CellFlow(adata, "day", use_rep="X_pca", n_pcs=10, method="ot", seed=seed)
     held.train(steps=steps, holdout=3, progress=progress)

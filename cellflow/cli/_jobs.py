@@ -31,7 +31,7 @@ from .._io import (
     write_json,
 )
 from .._types import Preprocess
-from ..adata._read import expression_kind, sampled_values
+from ..course._read import expression_kind, sampled_values
 
 
 def read_h5ad(path: str | Path, backed: bool = False):
@@ -53,7 +53,7 @@ PREPROCESS_GENES, PREPROCESS_PCS = (
 
 
 def looks_like(adata) -> str:
-    """What ``X`` holds (:func:`cellflow.adata._read.expression_kind`), read on up to 1,000
+    """What ``X`` holds (:func:`cellflow.course._read.expression_kind`), read on up to 1,000
     evenly spaced cells."""
     return expression_kind(sampled_values(adata.X))
 
@@ -329,7 +329,7 @@ def fit_h5ad(
         "method": model.method,
         "time_key": time_key,
         "use_rep": use_rep,
-        "n_pcs": int(model.n_pcs),
+        "n_pcs": int(model.course.n_pcs),
         "whiten": bool(whiten),
         "steps": int(steps),
         "batch_size": int(model.batch_size),
@@ -390,9 +390,9 @@ def evaluate_h5ad(
     The CSV is rewritten, atomically, after every row, so a run that is stopped keeps what it
     finished. Its settings go beside it (``TABLE.settings.json``); ``resume=True`` reads both,
     checks that the settings are this run's, and trains only the models that are missing."""
-    from ..adata._store import has_representation, representation_shape
+    from ..course._store import has_representation, representation_shape
+    from ..course.fingerprint import fingerprint
     from ..evaluate import evaluate_holdout, summarize_holdout
-    from ..models._persist import fingerprint
 
     path_out = Path(path_out)
     settings_path = path_out.with_name(path_out.stem + ".settings.json")

@@ -32,7 +32,7 @@ intervals on either side.
 **Inference** (:meth:`CellFlow.push`, :meth:`CellFlow.velocity`, :meth:`CellFlow.predict`,
 :meth:`CellFlow.transition_matrix`). Times in and out are measured times (``obs[time_key]``
 units); the flow runs in model time. Cells go in and come out in the representation's units;
-the networks see them standardised (:class:`cellflow.adata._read.Standardizer`). Pushes run
+the networks see them standardised (:class:`cellflow.course._read.Standardizer`). Pushes run
 forwards or backwards, along the ODE or, for SB models, the Schrödinger bridge SDE.
 
 Saving and loading with the data's fingerprint are in :mod:`cellflow.models._persist`; what every
@@ -77,9 +77,8 @@ from .._defaults import (
     USE_REP,
 )
 from .._types import Growth, Method, OTPlan, Solver, TimeScale, whole_number
-from ..adata._read import Standardizer, check_n_pcs, get_representation, get_times
-from ..adata._store import CellStore, RowSource
 from ..couplings import WHOLE_PLAN_ENTRIES, IndependentCoupling, WholePlan
+from ..course import TimeCourse
 from ..flow.geodesics import GeodesicInterpolant, GeodesicPath, fit_geodesic_interpolant
 from ..flow.matchers import FlowMatcher, make_matcher
 from ..flow.networks import MLP, IntervalMLP, interval_index
@@ -100,7 +99,7 @@ from ._growth import (
     interval_log_growth,
 )
 from ._methods import cellflow_spec, default_sigma
-from ._persist import fingerprint, load_model, source_digest, write_model_files
+from ._persist import load_model, write_model_files
 from .landing import knn_assignment
 
 # cells integrated at a time: on one thread, 8,192 rows keep a layer's activations in cache
@@ -111,8 +110,9 @@ CHUNK_SIZE = 8192
 __all__ = ["CellFlow"]
 
 
-#: with ``time_scale="real"``, an interval shorter than this share of the mean one is warned about
-MIN_REAL_GAP = 1e-3
+def _from_course(name: str, doc: str) -> property:
+    """A read-only attribute of the model that is its time course's (:attr:`CellFlow.course`)."""
+    return property(lambda self: getattr(self.course, name), doc=doc)
 
 
 def _joined(samples, starts, spans, score_of=None, *, rates=None, intervals=None) -> dict:
@@ -155,7 +155,7 @@ class CellFlow(ModelBase):
         The representation and how many of its leading columns to use (default all).
         ``use_rep="X"`` trains on ``adata.X`` itself, dense, sparse or on disk (a backed
         AnnData): each step reads only the rows it draws, so X is never densified whole
-        (:mod:`cellflow.adata._store`). An ``obsm`` representation is copied once to float32.
+        (:mod:`cellflow.course._store`). An ``obsm`` representation is copied once to float32.
     whiten
         Standardise each feature (the paper's 5-PC setting). Otherwise the representation is
         centred and divided by one scalar (its root mean feature variance), which keeps its
@@ -235,30 +235,21 @@ class CellFlow(ModelBase):
             )
         self.growth, self.growth_key, self.tau = growth, growth_key, growth_tau(growth, tau)
         self.prior_scale: float | None = None  # learned growth: the fitted scale of the prior
-        if time_scale not in get_args(TimeScale):
-            raise ValueError(f"time_scale must be 'index' or 'real', got {time_scale!r}.")
-        self.time_key, self.use_rep, self.time_scale = time_key, use_rep, time_scale
+        # checked before the course is read, whose fingerprint digests it
+        prior = growth_prior(adata, growth_key, [slice(None)]) if growth is not None else None
+        self.course = TimeCourse(
+            adata,
+            time_key,
+            use_rep=use_rep,
+            n_pcs=n_pcs,
+            whiten=whiten,
+            time_scale=time_scale,
+            min_cells=min_cells,
+            growth_key=growth_key if growth is not None else None,
+        )
         self.method = self.spec.name
-        self.seed, self.whiten, self.min_cells = int(seed), bool(whiten), int(min_cells)
+        self.seed = int(seed)
         self.device = check_device(device)
-        t, self.times = get_times(adata, time_key)
-        n_pcs = check_n_pcs(n_pcs)
-        if (
-            use_rep == "X"
-        ):  # sparse or on-disk X is read a minibatch at a time, never densified whole
-            source = RowSource.from_adata(adata, "X", n_pcs)
-            X = None
-            self.n_pcs = source.n_cols
-        else:
-            source, X = None, get_representation(adata, use_rep, n_pcs)
-            self.n_pcs = X.shape[1]
-        counts = {float(s): int((t == s).sum()) for s in self.times}
-        few = {k: v for k, v in counts.items() if v < min_cells}
-        if few:
-            raise ValueError(
-                f"time point(s) {few} have fewer than min_cells={min_cells} cells; drop them or "
-                "lower min_cells."
-            )
         self.sigma = float(
             default_sigma(self.method, self.whiten, self.n_pcs) if sigma is None else sigma
         )
@@ -267,34 +258,9 @@ class CellFlow(ModelBase):
         self.matcher = make_matcher(self.method, self.sigma, front="cells", **coupling)
         self.interpolant: GeodesicInterpolant | None = None
         self.geodesic_history: list[float] | None = None
-        self.scaler = (
-            Standardizer.fit(X, self.whiten)
-            if source is None
-            else Standardizer.from_moments(*source.moments(), self.whiten)
-        )
-        self._cell_times = t
-        groups = [np.flatnonzero(t == s) for s in self.times]
-        self._store = CellStore(groups, self.scaler, source, X)
-        self._prior = growth_prior(adata, growth_key, groups) if growth is not None else None
+        self._prior = None if prior is None else [prior[0][g] for g in self.course.groups]
         if self._prior is not None:
             check_prior_scale(self._prior, self.times, growth_key, time_key)
-        self.fingerprint = fingerprint(
-            adata, use_rep, time_key, self.n_pcs, growth_key if growth is not None else None
-        )
-        # the model's clock: measured time s sits at (s - time_origin) / time_unit (time_scale="real")
-        self.time_origin = float(self.times[0])
-        self.time_unit = float((self.times[-1] - self.times[0]) / (len(self.times) - 1))
-        gaps = np.diff(self.times)
-        if time_scale == "real" and len(gaps) and gaps.min() < MIN_REAL_GAP * self.time_unit:
-            k = int(np.argmin(gaps))
-            warnings.warn(
-                f"time points {self.times[k]:g} and {self.times[k + 1]:g} are "
-                f"{gaps[k]:.3g} apart, {gaps[k] / self.time_unit:.2g} of the mean interval: with "
-                f"time_scale='real' the velocity between them is {self.time_unit / gaps[k]:.2g} "
-                "times that of a mean interval, and training on it swamps the rest (losses of "
-                "1e10 and more). Merge them if they are one sample, or use time_scale='index'.",
-                stacklevel=2,
-            )
         self.per_interval = bool(per_interval)
         self._net_shape = dict(hidden=tuple(int(h) for h in hidden), activation=activation)
         self.holdout: float | None = None
@@ -333,56 +299,26 @@ class CellFlow(ModelBase):
             return lambda t, x: net(t, x, side=side)
         return net
 
+    # ------------------------------------------------------------------ the time course
+    time_key = _from_course("time_key", "The ``obs`` column of each cell's time.")
+    use_rep = _from_course("use_rep", 'The representation: an ``obsm`` key, or ``"X"``.')
+    n_pcs = _from_course("n_pcs", "How many leading columns of the representation are used.")
+    whiten = _from_course("whiten", "Whether each feature is standardised.")
+    time_scale = _from_course("time_scale", 'The clock: ``"index"`` or ``"real"``.')
+    min_cells = _from_course("min_cells", "The fewest cells a time point may have.")
+    times = _from_course("times", "The sorted measured times.")
+    scaler = _from_course("scaler", "The standardisation the networks see the cells in.")
+    fingerprint = _from_course("fingerprint", "What identifies the data trained on.")
+    time_origin = _from_course("time_origin", "The first measured time.")
+    time_unit = _from_course("time_unit", "The mean interval between measured times.")
+
     def cell_times(self) -> np.ndarray:
         """Each cell's measured time (the ``obs[time_key]`` values as floats, in ``obs`` order)."""
-        return self._cell_times.copy()
-
-    def _check_cells(self, X) -> np.ndarray:
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[1] != self.n_pcs:
-            raise ValueError(
-                f"cells must be an array of shape (n_cells, {self.n_pcs}) in the units of "
-                f"obsm[{self.use_rep!r}][:, :{self.n_pcs}]; got shape {X.shape}."
-            )
-        if not np.isfinite(X).all():
-            raise ValueError("cells contain NaN or inf.")
-        return X
-
-    def _check_source(self) -> None:
-        """A model with ``use_rep="X"`` reads its cells from ``adata.X`` whenever it needs them;
-        refuse if X has changed since the model was built (an in-place ``sc.pp.scale``, say),
-        which would otherwise mix old and new values without a word."""
-        if not self._store.on_demand:
-            return  # an obsm representation was copied when the model was built
-        fp = self.fingerprint
-        now = source_digest(self._store.source)
-        if now != fp["rep_sha1"]:
-            raise ValueError(
-                "adata.X has changed since this model was built (e.g. sc.pp.scale(adata) or another "
-                "in-place step), and a model with use_rep='X' reads its cells from it. Undo the "
-                "change (work on adata.copy()), or build and train a new model on the AnnData as it "
-                "is now."
-            )
+        return self.course.cell_times()
 
     def cells_at(self, time: float) -> np.ndarray:
         """The observed cells at a measured time, in the representation's units."""
-        time = self._measured(time, "time")
-        i = int(np.flatnonzero(self.times == time)[0])
-        self._check_source()
-        return self._store.cells(i)
-
-    def _measured(self, time, name: str) -> float:
-        """``time`` as one of the measured times (a number, or a label such as ``"3"``)."""
-        try:
-            value = float(time)
-        except (TypeError, ValueError):
-            value = None
-        if value is None or value not in self.times:
-            raise ValueError(
-                f"{name}={time!r} is not a measured time; choose from {self.times.tolist()} "
-                f"(the values of obs[{self.time_key!r}])."
-            )
-        return value
+        return self.course.cells_at(time)
 
     # ------------------------------------------------------------------ persistence
     def _write_files(self, folder: Path) -> None:
@@ -411,40 +347,13 @@ class CellFlow(ModelBase):
         )
 
     # ------------------------------------------------------------------ model time
-    def _taus(self) -> np.ndarray:
-        """Model time of each measured time point."""
-        if self.time_scale == "index":
-            return np.arange(len(self.times), dtype=float)
-        return (self.times - self.time_origin) / self.time_unit
-
-    def _time_unit(self) -> float:
-        """Measured time per unit of model time (for ``"real"``, the mean interval; ``"index"``
-        has no such unit, and its velocities are per interval)."""
-        return self.time_unit if self.time_scale == "real" else 1.0
-
     def model_time(self, time: float) -> float:
-        """Model time τ of a measured time (linear interpolation between time points)."""
-        try:
-            time = float(time)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"time {time!r} is not a number; times are in the units of "
-                f"obs[{self.time_key!r}] (measured: {self.times.tolist()})."
-            ) from None
-        if not self.times[0] <= time <= self.times[-1]:
-            raise ValueError(
-                f"time {time} is outside the measured range [{self.times[0]}, {self.times[-1]}]."
-            )
-        return float(np.interp(time, self.times, self._taus()))
+        """Model time τ of a measured time (:meth:`cellflow.course.TimeCourse.model_time`)."""
+        return self.course.model_time(time)
 
     def measured_time(self, tau: float) -> float:
         """The measured time at model time ``tau``: the inverse of :meth:`model_time`."""
-        taus = self._taus()
-        if not taus[0] <= tau <= taus[-1]:
-            raise ValueError(
-                f"model time {tau} is outside the trained range [{taus[0]}, {taus[-1]}]."
-            )
-        return float(np.interp(tau, taus, self.times))
+        return self.course.measured_time(tau)
 
     def _whole_plans(self, ot_plan, pairs, matchers, sizes, minibatch_free, progress):
         """One :class:`~cellflow.couplings.WholePlan` per interval of ``pairs`` when
@@ -471,7 +380,7 @@ class CellFlow(ModelBase):
             self.growth
             or not minibatch_free
             or biggest > WHOLE_PLAN_ENTRIES
-            or self._store.on_demand  # X read row by row: a whole plan would read it all
+            or self.course.store.on_demand  # X read row by row: a whole plan would read it all
         ):
             return None
         from tqdm.auto import tqdm
@@ -487,24 +396,15 @@ class CellFlow(ModelBase):
                     torch.bincount(self._resample[k], minlength=sizes[k]).double() / sizes[k]
                     for k in (i, j)
                 ]
-            x0, x1 = self._store.draw(i, every[0]), self._store.draw(j, every[1])
+            x0, x1 = self.course.store.draw(i, every[0]), self.course.store.draw(j, every[1])
             plans.append(WholePlan(m.coupling, x0, x1, *weights))
         return plans
 
-    def _pairs(self, holdout: float | None) -> list[tuple[int, int]]:
-        """Consecutive trained time points ``(i, j)`` (indices into :attr:`times`), skipping ``holdout``."""
-        keep = [i for i, s in enumerate(self.times) if holdout is None or s != holdout]
-        return list(zip(keep[:-1], keep[1:]))
-
     def _intervals(self) -> list[tuple[float, float]]:
-        """The training intervals ``(τ_i, τ_j)`` in model time (skipping a held-out time)."""
-        taus = self._taus().tolist()
-        return [(taus[i], taus[j]) for i, j in self._pairs(self.holdout)]
+        return self.course.intervals(self.holdout)
 
     def _knots(self) -> list[float]:
-        """The trained time points in model time (a held-out one is skipped): the ends of the intervals."""
-        intervals = self._intervals()
-        return [a for a, _ in intervals] + [intervals[-1][1]]
+        return self.course.knots(self.holdout)
 
     # ------------------------------------------------------------------ training
     def _warn_large_batch(
@@ -614,9 +514,9 @@ class CellFlow(ModelBase):
                 "global_coupling is not available for a growth-aware model; leave it False "
                 "(each rank then couples its own batch)."
             )
-        self._check_source()
+        self.course.check_source()
         if holdout is not None:
-            holdout = self._measured(holdout, "holdout")
+            holdout = self.course.measured(holdout, "holdout")
             if holdout in (self.times[0], self.times[-1]):
                 raise ValueError(
                     "the first and last time points cannot be held out: nothing brackets them. "
@@ -628,9 +528,9 @@ class CellFlow(ModelBase):
         self.holdout = holdout
         if knots_change:  # a held-out time point is not a knot: new networks
             self._build_networks()
-        pairs = self._pairs(holdout)
-        taus = self._taus().tolist()
-        store, sizes, matcher = self._store, self._store.sizes(), self.matcher
+        pairs = self.course.pairs(holdout)
+        taus = self.course.taus().tolist()
+        store, sizes, matcher = self.course.store, self.course.store.sizes(), self.matcher
         used = sorted({k for p in pairs for k in p})
         if batch_size is None:
             batch_size = min(BATCH_SIZE, *(sizes[k] for k in used))
@@ -800,7 +700,9 @@ class CellFlow(ModelBase):
             rng = np.random.default_rng([self.seed, k])
             rep = copy.copy(self)
             rep.seed = int(rng.integers(2**31 - 1))
-            rep._resample = [torch.from_numpy(rng.integers(n, size=n)) for n in self._store.sizes()]
+            rep._resample = [
+                torch.from_numpy(rng.integers(n, size=n)) for n in self.course.store.sizes()
+            ]
             rep._build_networks()
             rep.train(**{**self._train_settings, "progress": False})
             rep._train_settings = None  # a replicate has no replicates of its own
@@ -816,7 +718,7 @@ class CellFlow(ModelBase):
         self.prior_scale = 1.0
         if self._prior is not None and self.growth == "learned":
             self.prior_scale = calibrate_prior(
-                self._store, pairs, self._prior, spans, seed=self.seed
+                self.course.store, pairs, self._prior, spans, seed=self.seed
             )
             if self.prior_scale in (SCALE_GRID[0], SCALE_GRID[-1]) and self._resample is None:
                 warnings.warn(
@@ -834,7 +736,7 @@ class CellFlow(ModelBase):
                 )
         for (i, j), span in zip(pairs, spans):
             r = interval_log_growth(
-                self._store,
+                self.course.store,
                 i,
                 j,
                 None if self._prior is None else self.prior_scale * self._prior[i],
@@ -852,7 +754,7 @@ class CellFlow(ModelBase):
     ) -> list[FlowMatcher]:
         """OT-MFM's first stage: one metric per pair, then the shared interpolant; one matcher per
         pair, on that pair's ``(start, span)`` of model time."""
-        store, sizes = self._store, self._store.sizes()
+        store, sizes = self.course.store, self.course.store.sizes()
         g = torch.Generator().manual_seed(self.seed)
         max_cells = int(metric.get("max_cells", MAX_METRIC_CELLS))
 
@@ -923,7 +825,7 @@ class CellFlow(ModelBase):
         the cell is). Returns ``(cells, mass)`` then.
         """
         solver = solver_argument(solver, method, "push")
-        X = self._check_cells(X)
+        X = self.course.check_cells(X)
         tau0, tau1 = self.model_time(t_from), self.model_time(t_to)
         if return_mass:
             if self.growth_net is None:
@@ -1009,7 +911,7 @@ class CellFlow(ModelBase):
         """``fn(τ, z)``, of shape ``(cells, *width)``, at cells ``X`` (standardised to ``z``) and
         their measured time(s) ``time`` (at model time ``τ``), ``chunk_size`` cells at a time
         without gradients; returns the values and each cell's measured time."""
-        X = self._check_cells(X)
+        X = self.course.check_cells(X)
         s = np.broadcast_to(np.asarray(time, dtype=float), (len(X),))
         tau = np.vectorize(self.model_time, otypes=[float])(s)
         out = np.empty((len(X), *width))
@@ -1026,7 +928,7 @@ class CellFlow(ModelBase):
     def _clock_rate(self, s: np.ndarray) -> np.ndarray:
         """dτ/ds, model time per unit of measured time, at measured times ``s`` (at a knot, the
         mean of the two intervals' rates)."""
-        taus, times = self._taus(), self.times
+        taus, times = self.course.taus(), self.times
         slopes = np.diff(taus) / np.diff(times)
         k = np.clip(np.searchsorted(times, s, side="right") - 1, 0, len(slopes) - 1)
         left = np.clip(np.searchsorted(times, s, side="left") - 1, 0, len(slopes) - 1)
@@ -1080,7 +982,7 @@ class CellFlow(ModelBase):
         # at a knot a per-interval field takes both intervals
         field = self._field(self.net, "mean")
         out, _ = self._at_cells(field, X, time, chunk_size, width=(self.n_pcs,))
-        return out * self.scaler.scale / self._time_unit()
+        return out * self.scaler.scale / self.course.unit()
 
     def predict(
         self,
@@ -1210,7 +1112,7 @@ class CellFlow(ModelBase):
 
         >>> Y, _ = model.endpoints(0, 1)  # doctest: +SKIP
         """
-        X0 = self.cells_at(t_from) if cells is None else self._check_cells(cells)
+        X0 = self.cells_at(t_from) if cells is None else self.course.check_cells(cells)
         if return_mass and not sde:
             return self.push(X0, t_from, t_to, steps=steps, return_mass=True)
         m = int(n_samples) if sde else 1

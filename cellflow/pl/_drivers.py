@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..adata._read import gene_names
+from ..course._read import gene_names
 from ._plots import _finish
 
 

@@ -47,14 +47,14 @@ def _to_embedding(
     the representation's first two columns, or ``obsm[f"X_{basis}"]`` through a kNN average
     of the observed cells' embedding coordinates. On ``X`` (sparse or on disk) only the first
     two columns, or a seeded subsample of at most 20,000 reference cells, are read dense."""
-    from ..adata._store import RowSource, read_representation
+    from ..course._store import RowSource, read_representation
 
-    on_x = model.use_rep == "X"
+    on_x = model.course.use_rep == "X"
     if basis is None:
         from ..tl._common import rep_basis
 
-        X2 = read_representation(adata, model.use_rep, min(2, model.n_pcs))
-        return X2, Y[..., :2], rep_basis(model.use_rep).upper()  # e.g. "PCA 1", "SPRING 2"
+        X2 = read_representation(adata, model.course.use_rep, min(2, model.course.n_pcs))
+        return X2, Y[..., :2], rep_basis(model.course.use_rep).upper()  # e.g. "PCA 1", "SPRING 2"
     if f"X_{basis}" not in adata.obsm:
         raise KeyError(f"adata.obsm has no 'X_{basis}'; compute it first or pass basis=None.")
     from sklearn.neighbors import KNeighborsRegressor
@@ -62,14 +62,18 @@ def _to_embedding(
     E = np.asarray(adata.obsm[f"X_{basis}"], dtype=np.float64)[:, :2]
     if on_x and adata.n_obs > _MAX_REFERENCE:
         ref = np.sort(np.random.default_rng(0).choice(adata.n_obs, _MAX_REFERENCE, replace=False))
-        X = RowSource.from_adata(adata, "X", model.n_pcs).rows(ref)
+        X = RowSource.from_adata(adata, "X", model.course.n_pcs).rows(ref)
     else:
-        ref, X = slice(None), read_representation(adata, model.use_rep, model.n_pcs)
+        ref, X = slice(None), read_representation(adata, model.course.use_rep, model.course.n_pcs)
     reg = KNeighborsRegressor(n_neighbors=k, weights="distance").fit(
-        model.scaler.forward(X), E[ref]
+        model.course.scaler.forward(X), E[ref]
     )
     flat = Y.reshape(-1, Y.shape[-1])
-    return E, reg.predict(model.scaler.forward(flat)).reshape(*Y.shape[:-1], 2), basis.upper()
+    return (
+        E,
+        reg.predict(model.course.scaler.forward(flat)).reshape(*Y.shape[:-1], 2),
+        basis.upper(),
+    )
 
 
 def trajectories(
@@ -100,9 +104,9 @@ def trajectories(
     from ..tl._common import cell_times, check_model
 
     check_model(adata, model)
-    t_from = model.times[0] if t_from is None else t_from
-    t_to = model.times[-1] if t_to is None else t_to
-    X0 = model.cells_at(t_from)
+    t_from = model.course.times[0] if t_from is None else t_from
+    t_to = model.course.times[-1] if t_to is None else t_to
+    X0 = model.course.cells_at(t_from)
     rng = np.random.default_rng(seed)
     X0 = X0[rng.choice(len(X0), min(n_cells, len(X0)), replace=False)]
     traj = model.push(X0, t_from, t_to, n_points=n_points)
@@ -111,7 +115,7 @@ def trajectories(
     c = cell_times(adata, model) if color is None else adata.obs[color]
     sc_ = ax.scatter(E[:, 0], E[:, 1], c=c, s=4, cmap="viridis", alpha=0.5, linewidths=0)
     if color is None:
-        fig.colorbar(sc_, ax=ax, label=model.time_key, shrink=0.8)
+        fig.colorbar(sc_, ax=ax, label=model.course.time_key, shrink=0.8)
     for i in range(T.shape[1]):
         ax.plot(T[:, i, 0], T[:, i, 1], color="black", lw=0.4, alpha=0.35)
     ax.scatter(T[0, :, 0], T[0, :, 1], s=6, c="black", zorder=3)
@@ -122,7 +126,7 @@ def trajectories(
     ax.set_ylabel(f"{label} 2")
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(f"{model.method.upper()} flow, {model.time_key} {t_from:g} → {t_to:g}")
+    ax.set_title(f"{model.method.upper()} flow, {model.course.time_key} {t_from:g} → {t_to:g}")
     plt.tight_layout()
     return _finish(fig, ax, show, save)
 
@@ -142,11 +146,11 @@ def prediction(
     (held out or not), with all other cells in grey."""
     import matplotlib.pyplot as plt
 
-    from ..adata._store import read_representation
+    from ..course._store import read_representation
     from ..tl._common import cell_times, check_model
 
     check_model(adata, model)
-    Y = read_representation(predicted, model.use_rep, model.n_pcs)
+    Y = read_representation(predicted, model.course.use_rep, model.course.n_pcs)
     E, P, label = _to_embedding(adata, model, Y, basis)
     at = cell_times(adata, model) == time
     fig, ax = _axes(ax)
@@ -166,7 +170,7 @@ def prediction(
     ax.set_ylabel(f"{label} 2")
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(f"{model.time_key} {time:g}: predicted vs observed")
+    ax.set_title(f"{model.course.time_key} {time:g}: predicted vs observed")
     plt.tight_layout()
     return _finish(fig, ax, show, save)
 

@@ -6,27 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..adata._read import get_times
-from ..adata._store import has_representation
-from ..models._persist import fingerprint_differences, mismatch_error
+from ..course._read import get_times
 from ..models.cells import CellFlow
 
 
 def check_model(adata, model) -> None:
-    """Raise if ``model`` was not trained on ``adata``: the same cells (number and names), the
-    same values of the representation and the same times (:func:`cellflow.models._persist.fingerprint`).
-    A model with ``use_rep="X"`` also refuses if ``adata.X`` changed in place since training."""
+    """Raise if ``model`` is not a :class:`cellflow.CellFlow` trained on ``adata``
+    (:meth:`cellflow.course.TimeCourse.check`: the same cells, values of the representation,
+    times and growth prior; for ``use_rep="X"``, an ``adata.X`` unchanged since training)."""
     if not isinstance(model, CellFlow):
         raise TypeError(f"model must be a cellflow.CellFlow, got {type(model).__name__}.")
-    if not has_representation(adata, model.use_rep):
-        where = (
-            "adata.X is empty" if model.use_rep == "X" else f"adata.obsm has no {model.use_rep!r}"
-        )
-        raise KeyError(f"{where}, the representation the model was trained on.")
-    diff = fingerprint_differences(adata, model.use_rep, model.fingerprint, model.time_key)
-    if diff:
-        raise mismatch_error(diff)
-    model._check_source()
+    model.course.check(adata)
 
 
 def model_digest(model) -> str:
@@ -43,7 +33,7 @@ def model_digest(model) -> str:
 
 def cell_times(adata, model) -> np.ndarray:
     """Each cell's time, read from ``adata`` (checked by :func:`check_model` to be the model's)."""
-    return get_times(adata, model.time_key, min_points=1)[0]
+    return get_times(adata, model.course.time_key, min_points=1)[0]
 
 
 def rep_basis(use_rep: str) -> str:

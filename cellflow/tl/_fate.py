@@ -47,7 +47,7 @@ from ._common import cell_times, check_model, model_digest, select_cells, time_l
 
 def _time_mask(adata, model, t: float, what: str) -> np.ndarray:
     """The cells of ``adata`` measured at ``t`` (a measured time of the model)."""
-    return cell_times(adata, model) == model._measured(t, what)
+    return cell_times(adata, model) == model.course.measured(t, what)
 
 
 def _groups_at(
@@ -131,8 +131,8 @@ def _landed(model, t_from, t_to, G, k, eps, steps, sde, n_samples=10, seed=None,
         )
         paths = int(n_samples) if sde else 1
         L = kernel_landing(
-            model.scaler.forward(Y),
-            model.scaler.forward(model.cells_at(t_to)),
+            model.course.scaler.forward(Y),
+            model.course.scaler.forward(model.course.cells_at(t_to)),
             G,
             eps,
             max_landmarks=FATE_LANDMARKS,
@@ -343,9 +343,9 @@ def pull(
     whole_number(k, "k")
     extra = [f"{key_added}{s}" for s in ("_std", "_low", "_high")] if n_samples else []
     refuse_overwrite([f"obs[{c!r}]" for c in extra if c in adata.obs], overwrite)
-    chain = _use_chain(chain, model) and model._measured(t_from, "t_from") < model._measured(
-        t_to, "t_to"
-    )
+    chain = _use_chain(chain, model) and model.course.measured(
+        t_from, "t_from"
+    ) < model.course.measured(t_to, "t_to")
     at_from, at_to, tgt, _, _ = _prepare(
         adata, model, target, "target", t_from, t_to, key_added, overwrite, k, steps, sde, P=False
     )
@@ -408,7 +408,7 @@ def _chained_fates(model, sources, t_to, onehot, k, eps, steps, sde, **path):
     chain runs through every trained time between the sources and ``t_to`` (a held-out time
     only when its own cells are asked for). Returns the fates of each source's cells, stacked
     in the order of ``sources``, and their masses at ``t_to`` (along the ODE)."""
-    trained = [float(s) for s in model.times if s != model.holdout]
+    trained = [float(s) for s in model.course.times if s != model.holdout]
     lo = min(sources)
     chain = sorted({*map(float, sources), *(s for s in trained if lo <= s <= t_to)})
     G = {float(t_to): onehot.tocsr().astype(np.float64)}
@@ -420,7 +420,9 @@ def _chained_fates(model, sources, t_to, onehot, k, eps, steps, sde, **path):
         if model.growth is None or float(s) == float(t_to):
             masses.append(np.ones(fates[-1].shape[0]))
         else:
-            masses.append(model.push(model.cells_at(s), s, t_to, steps=steps, return_mass=True)[1])
+            masses.append(
+                model.push(model.course.cells_at(s), s, t_to, steps=steps, return_mass=True)[1]
+            )
     return fates, masses
 
 
@@ -584,12 +586,12 @@ def fates(
     _check_samples(n_samples, spread, confidence, model)
     eps = _landing_eps(eps, model)
     whole_number(k, "k")
-    t_to = float(model.times[-1]) if t_to is None else t_to
-    t_to = model._measured(t_to, "t_to")
+    t_to = float(model.course.times[-1]) if t_to is None else t_to
+    t_to = model.course.measured(t_to, "t_to")
     # every cell up to t_to (as CellRank's fate probabilities), or the cells of one time
     every = t_from is None
-    t_from = float(model.times[0]) if every else t_from
-    if model._measured(t_from, "t_from") > t_to:
+    t_from = float(model.course.times[0]) if every else t_from
+    if model.course.measured(t_from, "t_from") > t_to:
         raise ValueError(
             f"t_from={t_from} is after t_to={t_to}: fates run forward in time, from the cells "
             "at t_from to the groups at t_to. Swap them; cf.tl.pull(..., t_from, t_to) takes "
@@ -598,9 +600,9 @@ def fates(
     found = groupby is None
     if found:
         groupby, key_added = "terminal_states", key_added or "fate"
-        if model._measured(t_to, "t_to") != float(model.times[-1]):
+        if model.course.measured(t_to, "t_to") != float(model.course.times[-1]):
             raise ValueError(
-                f"the terminal states live at the last time, {model.times[-1]}; leave t_to at "
+                f"the terminal states live at the last time, {model.course.times[-1]}; leave t_to at "
                 "its default, or give your own labels with groupby=."
             )
     elif groupby not in adata.obs:
@@ -628,7 +630,7 @@ def fates(
     # of cf.tl.terminal_states (another model's) are named as labels
     absorb = found or (
         "terminal" in dict(adata.uns.get(f"{groupby}_params", {}))
-        and float(t_to) == float(model.times[-1])
+        and float(t_to) == float(model.course.times[-1])
     )
     if absorb:
         onehot = _absorbed_labels(adata, model, at_to, columns, col, k, steps)
@@ -638,7 +640,7 @@ def fates(
         onehot = sp.csr_matrix(
             (np.ones(len(j)), (np.flatnonzero(labelled), j)), shape=(len(labels), len(columns))
         )
-    sources = [float(s) for s in model.times if t_from <= s <= t_to] if every else [t_from]
+    sources = [float(s) for s in model.course.times if t_from <= s <= t_to] if every else [t_from]
     rows = [np.flatnonzero(_time_mask(adata, model, s, "t_from")) for s in sources]
 
     chain = _use_chain(chain, model)
@@ -754,11 +756,11 @@ def couplings(
     import pandas as pd
 
     check_model(adata, model)
-    labels = time_labels(adata, model.time_key, model.times)
+    labels = time_labels(adata, model.course.time_key, model.course.times)
     t = cell_times(adata, model)
-    key_added = key_added or f"{model.time_key}_category"
+    key_added = key_added or f"{model.course.time_key}_category"
     category = pd.Categorical(
-        [labels[float(v)] for v in t], categories=[labels[float(v)] for v in model.times]
+        [labels[float(v)] for v in t], categories=[labels[float(v)] for v in model.course.times]
     )
     held = adata.obs.get(key_added)
     same = (
@@ -771,7 +773,7 @@ def couplings(
         refuse_overwrite([f"obs[{key_added!r}]"] * (held is not None), overwrite)
         adata.obs[key_added] = category
     out = {}
-    for a, b in zip(model.times[:-1], model.times[1:]):
+    for a, b in zip(model.course.times[:-1], model.course.times[1:]):
         P = model.transition_matrix(float(a), float(b), k=k, steps=steps)
         out[(labels[float(a)], labels[float(b)])] = ad.AnnData(
             X=P.astype(np.float64),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._io import refuse_overwrite
-from ..adata._store import representation_blocks
+from ..course._store import representation_blocks
 from ._common import cell_times, check_model
 
 
@@ -57,7 +57,7 @@ def growth_rates(
     )
     times = cell_times(adata, model)
     rate = np.empty(adata.n_obs)
-    for rows, block in representation_blocks(adata, model.use_rep, model.n_pcs):
+    for rows, block in representation_blocks(adata, model.course.use_rep, model.course.n_pcs):
         rate[rows] = model.growth_rate(block, times[rows])
     adata = adata.copy() if copy else adata
     adata.obs[key_added] = rate
@@ -70,7 +70,7 @@ def growth_rates(
             if model.growth == "learned" and model.prior_scale is not None
             else {}
         ),
-        "time_key": model.time_key,
-        "unit": f"log growth per unit of obs[{model.time_key!r}]",
+        "time_key": model.course.time_key,
+        "unit": f"log growth per unit of obs[{model.course.time_key!r}]",
     }
     return adata if copy else None

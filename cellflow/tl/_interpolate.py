@@ -11,7 +11,7 @@ from ._common import check_model
 def _decode(adata, Z: np.ndarray, n_pcs: int, layer: str | None, genes: np.ndarray | None = None):
     """Expression from PC scores (last axis of ``Z``): ``Z @ PCs[:, :n_pcs].T`` plus the genes'
     mean, for all genes or the columns ``genes``."""
-    from ..adata._store import RowSource
+    from ..course._store import RowSource
 
     M = adata.layers[layer] if layer is not None else adata.X
     if layer is None and adata.isbacked:  # X on disk: the genes' means in blocks of cells
@@ -90,7 +90,7 @@ def interpolate(
     Z = model.predict(time, n_cells=n_cells, mode=mode, from_time=from_time, steps=steps, seed=seed)
     obs = pd.DataFrame(
         {
-            model.time_key: np.full(len(Z), float(time)),
+            model.course.time_key: np.full(len(Z), float(time)),
             "cellflow_from_time": np.full(len(Z), float(from_time)),
         },
         index=[f"pred_{time:g}_{i}" for i in range(len(Z))],
@@ -98,20 +98,24 @@ def interpolate(
     X, var = None, None
     can_decode = (
         decode
-        and model.use_rep == "X_pca"
+        and model.course.use_rep == "X_pca"
         and "PCs" in adata.varm
-        and np.shape(adata.varm["PCs"])[1] >= model.n_pcs
+        and np.shape(adata.varm["PCs"])[1] >= model.course.n_pcs
         and (layer is not None or (adata.X is not None and adata.n_vars > 0))
     )
     if can_decode:
         if layer is not None and layer not in adata.layers:
             raise KeyError(f"adata.layers has no {layer!r}.")
-        X, var = _decode(adata, Z, model.n_pcs, layer).astype(np.float32), adata.var.copy()
-    if model.use_rep == "X":  # the flow lives in expression space: the prediction is X itself
-        pred = ad.AnnData(X=Z.astype(np.float32), obs=obs, var=adata.var.iloc[: model.n_pcs].copy())
+        X, var = _decode(adata, Z, model.course.n_pcs, layer).astype(np.float32), adata.var.copy()
+    if (
+        model.course.use_rep == "X"
+    ):  # the flow lives in expression space: the prediction is X itself
+        pred = ad.AnnData(
+            X=Z.astype(np.float32), obs=obs, var=adata.var.iloc[: model.course.n_pcs].copy()
+        )
     else:
         pred = ad.AnnData(X=X, obs=obs, var=var) if X is not None else ad.AnnData(obs=obs)
-        pred.obsm[model.use_rep] = Z.astype(np.float32)
+        pred.obsm[model.course.use_rep] = Z.astype(np.float32)
     pred.uns["cellflow_prediction"] = {
         "time": float(time),
         "from_time": float(from_time),

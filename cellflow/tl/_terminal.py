@@ -78,8 +78,8 @@ def _sit_and_land(model, t_end, t_next, k, steps):
     """The two kernels of the chain onto the cells of ``t_end``: where each cell of ``t_next``
     sits (its landing kernel without moving, :math:`N`) and where the flow takes it
     (:math:`F`, :meth:`cellflow.CellFlow.transition_matrix`)."""
-    here = model.scaler.forward(model.cells_at(t_next))
-    there = model.scaler.forward(model.cells_at(t_end))
+    here = model.course.scaler.forward(model.course.cells_at(t_next))
+    there = model.course.scaler.forward(model.course.cells_at(t_end))
     N = knn_assignment(here, there, k=k)
     return N, model.transition_matrix(t_next, t_end, k=k, steps=steps)
 
@@ -100,7 +100,7 @@ def _stability(model, t_end, t_next, labels, names, k, steps):
 
 
 def _end_states(adata, model, at, t_end, t_next, cluster_key, n_states, max_states, k, steps):
-    Z = model.scaler.forward(model.cells_at(t_end))
+    Z = model.course.scaler.forward(model.course.cells_at(t_end))
     given = None
     if cluster_key is not None:
         col = adata.obs[cluster_key][at]
@@ -212,7 +212,7 @@ def terminal_states(
     import pandas as pd
 
     check_model(adata, model)
-    if len(model.times) < 2:
+    if len(model.course.times) < 2:
         raise ValueError("terminal_states needs a model with at least two measured times.")
     if cluster_key is not None and cluster_key not in adata.obs:
         raise KeyError(f"cluster_key {cluster_key!r} is not a column of adata.obs.")
@@ -234,7 +234,7 @@ def terminal_states(
     t = cell_times(adata, model)
     # the neighbouring time of each end among the trained ones: a held-out time point's cells
     # were never seen by the flow
-    trained = [float(s) for s in model.times if s != model.holdout]
+    trained = [float(s) for s in model.course.times if s != model.holdout]
     ends = {
         "terminal": (trained[-1], trained[-2], key_added, "T"),
         "initial": (trained[0], trained[1], initial_key, "I"),
@@ -327,7 +327,7 @@ def absorbed_fates(adata, model, states, *, k: int = 30, steps: int = 100, tol: 
     The terminal states (columns) and :math:`\Phi` (last-time cells × states); a row sums to
     less than 1 by the mass that never reaches a terminal state.
     """
-    t_end, t_prev = float(model.times[-1]), float(model.times[-2])
+    t_end, t_prev = float(model.course.times[-1]), float(model.course.times[-2])
     names = [g for g in dict.fromkeys(states) if g is not None]
     col = {g: i for i, g in enumerate(names)}
     terminal = np.array([g is not None for g in states])

@@ -35,7 +35,7 @@ from typing import Callable
 import numpy as np
 
 from .._io import refuse_overwrite
-from ..adata._read import gene_index
+from ..course._read import gene_index
 from ..models.landing import knn_assignment
 from ._common import cell_times, check_model, select_cells
 from ._fate import _groups_at, _time_mask
@@ -48,23 +48,23 @@ def _gene_columns(
     """The genes asked for, their columns, and a function from states ``(..., n_pcs)`` to their
     expression."""
     genes, idx = gene_index(adata, genes, gene_symbols)
-    if model.use_rep == "X":
-        beyond = [g for g, i in zip(genes, idx) if i >= model.n_pcs]
+    if model.course.use_rep == "X":
+        beyond = [g for g, i in zip(genes, idx) if i >= model.course.n_pcs]
         if beyond:
             raise ValueError(
-                f"the model flows in the first {model.n_pcs} columns of X only, which do not "
+                f"the model flows in the first {model.course.n_pcs} columns of X only, which do not "
                 f"include {beyond[:10]}."
             )
         return genes, idx, lambda Z: Z[..., idx]
     if (
-        model.use_rep != "X_pca"
+        model.course.use_rep != "X_pca"
         or "PCs" not in adata.varm
-        or np.shape(adata.varm["PCs"])[1] < model.n_pcs
+        or np.shape(adata.varm["PCs"])[1] < model.course.n_pcs
     ):
         raise ValueError(
             f"gene trends decode the flow to expression, which needs a model on 'X_pca' with "
-            f"adata.varm['PCs'] (sc.pp.pca) holding at least its {model.n_pcs} PCs, or a model on "
-            f"'X'; this model is on {model.use_rep!r}."
+            f"adata.varm['PCs'] (sc.pp.pca) holding at least its {model.course.n_pcs} PCs, or a model on "
+            f"'X'; this model is on {model.course.use_rep!r}."
         )
     if layer is not None and layer not in adata.layers:
         raise KeyError(f"adata.layers has no {layer!r}; layers: {list(adata.layers)}.")
@@ -72,14 +72,14 @@ def _gene_columns(
         raise ValueError(
             "adata.X is empty: the genes' mean, which decoding adds, cannot be read; pass layer=."
         )
-    W = np.asarray(adata.varm["PCs"])[idx, : model.n_pcs]
+    W = np.asarray(adata.varm["PCs"])[idx, : model.course.n_pcs]
     flat = [g for g, w in zip(genes, W) if not np.any(w)]
     if flat:
         raise ValueError(
             f"{flat[:10]} have no loading on the PCs (not among the genes the PCA used, e.g. not "
             "highly variable), so their decoded trend would be flat; choose genes the PCA used."
         )
-    return genes, idx, lambda Z: _decode(adata, Z, model.n_pcs, layer, idx)
+    return genes, idx, lambda Z: _decode(adata, Z, model.course.n_pcs, layer, idx)
 
 
 def _weighted_mean_std(X: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -168,7 +168,7 @@ def gene_trends(
     if groupby is not None and groupby not in adata.obs:
         raise KeyError(f"groupby {groupby!r} is not a column of adata.obs.")
     genes, idx, decode = _gene_columns(
-        adata, model, genes, layer if model.use_rep != "X" else None, gene_symbols
+        adata, model, genes, layer if model.course.use_rep != "X" else None, gene_symbols
     )
     start = at_from if cells is None else select_cells(adata, cells, "cells") & at_from
     if not start.any():
@@ -176,7 +176,7 @@ def gene_trends(
     rows = np.flatnonzero(start)
     if n_cells is not None and len(rows) > int(n_cells):
         rows = np.sort(np.random.default_rng(model.seed).choice(rows, int(n_cells), replace=False))
-    X0 = model.cells_at(t_from)[np.searchsorted(np.flatnonzero(at_from), rows)]
+    X0 = model.course.cells_at(t_from)[np.searchsorted(np.flatnonzero(at_from), rows)]
     paths = model.push(
         X0, t_from, t_to, n_points=int(n_points), steps=steps
     )  # times × cells × n_pcs
@@ -187,17 +187,19 @@ def gene_trends(
         labels, _, names = _groups_at(adata, groupby, at_to, groups, t_to)
         # the landing kernel of transition_matrix, on the end points already pushed
         P = knn_assignment(
-            model.scaler.forward(paths[-1]), model.scaler.forward(model.cells_at(t_to)), k=k
+            model.course.scaler.forward(paths[-1]),
+            model.course.scaler.forward(model.course.cells_at(t_to)),
+            k=k,
         )
         W = np.stack([np.asarray(P[:, labels == g].sum(1)).ravel() for g in names])
     stats = [_weighted_mean_std(expr, w) for w in W]
-    tau = np.linspace(model.model_time(t_from), model.model_time(t_to), int(n_points))
+    tau = np.linspace(model.course.model_time(t_from), model.course.model_time(t_to), int(n_points))
     lo, hi = min(t_from, t_to), max(t_from, t_to)
-    obs_times = model.times[(model.times >= lo) & (model.times <= hi)]
+    obs_times = model.course.times[(model.course.times >= lo) & (model.course.times <= hi)]
     if t_to < t_from:
         obs_times = obs_times[::-1]
     cell_t = cell_times(adata, model)
-    M = adata.layers[layer] if layer is not None and model.use_rep != "X" else adata.X
+    M = adata.layers[layer] if layer is not None and model.course.use_rep != "X" else adata.X
     observed = np.stack(
         [
             np.asarray(M[np.flatnonzero(cell_t == s)][:, idx].mean(0), dtype=np.float64).ravel()
@@ -206,7 +208,7 @@ def gene_trends(
     )
     adata = adata.copy() if copy else adata
     adata.uns[key_added] = {
-        "time": np.array([model.measured_time(t) for t in tau]),
+        "time": np.array([model.course.measured_time(t) for t in tau]),
         "genes": np.array(genes, dtype=object),
         "groups": np.array(names, dtype=object),
         "mean": np.stack([s[0] for s in stats]),

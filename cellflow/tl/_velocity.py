@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._io import refuse_overwrite
-from ..adata._store import RowSource, read_representation, representation_blocks
+from ..course._store import RowSource, read_representation, representation_blocks
 from ..models.cells import CHUNK_SIZE
 from ._common import cell_times, check_model, rep_basis
 
@@ -47,10 +47,10 @@ def existing_velocity_keys(
 def velocity_unit(model) -> str:
     """The unit of :meth:`cellflow.CellFlow.velocity`, in words: per interval between consecutive
     time points (``time_scale="index"``) or per unit of ``obs[time_key]`` (``"real"``)."""
-    rep = "genes (X)" if model.use_rep == "X" else model.use_rep
-    if model.time_scale == "real":
-        return f"{rep} units per 1 unit of obs[{model.time_key!r}]"
-    return f"{rep} units per interval between consecutive time points of obs[{model.time_key!r}]"
+    rep = "genes (X)" if model.course.use_rep == "X" else model.course.use_rep
+    if model.course.time_scale == "real":
+        return f"{rep} units per 1 unit of obs[{model.course.time_key!r}]"
+    return f"{rep} units per interval between consecutive time points of obs[{model.course.time_key!r}]"
 
 
 def velocity(
@@ -106,37 +106,43 @@ def velocity(
     """
     check_model(adata, model)
     adata = adata.copy() if copy else adata
-    basis = rep_basis(model.use_rep)
+    basis = rep_basis(model.course.use_rep)
     okey, pkey = f"{key_added}_{basis}", f"{key_added}_params"
-    on_x = model.use_rep == "X"
-    do_genes = _gene_velocities(adata, model.use_rep, genes)
-    refuse_overwrite(existing_velocity_keys(adata, model.use_rep, key_added, genes), overwrite)
+    on_x = model.course.use_rep == "X"
+    do_genes = _gene_velocities(adata, model.course.use_rep, genes)
+    refuse_overwrite(
+        existing_velocity_keys(adata, model.course.use_rep, key_added, genes), overwrite
+    )
 
     if on_x:
         times = cell_times(adata, model)
         V = np.zeros(adata.shape, dtype=np.float32)
-        for rows, block in representation_blocks(adata, "X", model.n_pcs):
-            V[rows, : model.n_pcs] = model.velocity(block, times[rows], chunk_size=chunk_size)
+        for rows, block in representation_blocks(adata, "X", model.course.n_pcs):
+            V[rows, : model.course.n_pcs] = model.velocity(
+                block, times[rows], chunk_size=chunk_size
+            )
         adata.layers[key_added] = V
-        adata.var[f"{key_added}_genes"] = np.arange(adata.n_vars) < model.n_pcs
+        adata.var[f"{key_added}_genes"] = np.arange(adata.n_vars) < model.course.n_pcs
     else:
-        X = np.asarray(adata.obsm[model.use_rep], dtype=np.float64)
-        V = model.velocity(X[:, : model.n_pcs], cell_times(adata, model), chunk_size=chunk_size)
+        X = np.asarray(adata.obsm[model.course.use_rep], dtype=np.float64)
+        V = model.velocity(
+            X[:, : model.course.n_pcs], cell_times(adata, model), chunk_size=chunk_size
+        )
         full = np.zeros(X.shape, dtype=np.float32)
-        full[:, : model.n_pcs] = V
+        full[:, : model.course.n_pcs] = V
         adata.obsm[okey] = full
     if do_genes and not on_x:
-        PCs = np.asarray(adata.varm["PCs"])[:, : model.n_pcs]
+        PCs = np.asarray(adata.varm["PCs"])[:, : model.course.n_pcs]
         adata.layers[key_added] = (V @ PCs.T).astype(np.float32)
         used = np.abs(PCs).sum(1) > 0
         adata.var[f"{key_added}_genes"] = used
     adata.uns[pkey] = {
         "mode": "cellflow",
         "method": model.method,
-        "use_rep": model.use_rep,
-        "n_pcs": int(model.n_pcs),
-        "time_key": model.time_key,
-        "time_scale": model.time_scale,
+        "use_rep": model.course.use_rep,
+        "n_pcs": int(model.course.n_pcs),
+        "time_key": model.course.time_key,
+        "time_scale": model.course.time_scale,
         "unit": velocity_unit(model),
         "embeddings": [] if on_x else [basis],
     }  # a representation is its own embedding for scVelo

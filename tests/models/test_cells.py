@@ -9,8 +9,8 @@ import scipy.sparse as sp
 import torch
 
 import cellflow as cf
-from cellflow.adata import _store as _cells
-from cellflow.adata._store import RowSource
+from cellflow.course import _store as _cells
+from cellflow.course._store import RowSource
 
 
 def counts_course(n=120, genes=12, times=(0, 1, 2), seed=0):
@@ -94,7 +94,7 @@ def test_x_is_never_read_whole(monkeypatch):
     monkeypatch.setattr(_cells, "_BLOCK_BYTES", 8 * 12 * 50)  # moments in blocks of 50 rows
     model = cf.CellFlow(a, "day", use_rep="X", seed=0)
     counter = CountingMatrix(a.X)
-    model._store.source._get = lambda: counter
+    model.course.store.source._get = lambda: counter
     model.train(steps=20, batch_size=64, progress=False)
     assert 0 < counter.max_rows <= 64  # each read: the distinct rows of one minibatch
     src = RowSource(CountingMatrix(a.X))

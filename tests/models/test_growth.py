@@ -141,7 +141,7 @@ def test_a_uniform_prior_gives_every_cell_the_same_growth():
     a.obs["g"] = 0.4
     m = cf.CellFlow(a, "day", growth="learned", growth_key="g")
     r = interval_log_growth(
-        m._store, 0, 1, m._prior[0], 2.0, learned=True, tau=1.0, eps=0.05, seed=0
+        m.course.store, 0, 1, m._prior[0], 2.0, learned=True, tau=1.0, eps=0.05, seed=0
     )
     assert np.allclose(r.numpy(), 0.8, atol=1e-5)
 
@@ -162,7 +162,7 @@ def test_the_prior_scale_is_the_one_that_explains_the_next_time_point():
     a.obsm["X_pca"] = np.concatenate([x, later])
     a.obs["prior"] = np.concatenate([r, r])
     m = cf.CellFlow(a, "day", growth="learned", growth_key="prior")
-    c = calibrate_prior(m._store, [(0, 1)], m._prior, [1.0], seed=0)
+    c = calibrate_prior(m.course.store, [(0, 1)], m._prior, [1.0], seed=0)
     assert c == pytest.approx(0.6, abs=0.1)
 
 

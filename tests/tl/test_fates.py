@@ -43,11 +43,12 @@ class _Fixed:
     ``moves`` says."""
 
     def __init__(self, cells, moves):
-        self._cells, self._moves = cells, moves
-        self.scaler = type("S", (), {"forward": staticmethod(lambda X: X)})()
+        self._moves = moves
+        scaler = type("S", (), {"forward": staticmethod(lambda X: X)})()
+        self.course = type("C", (), {"scaler": scaler, "cells_at": staticmethod(cells.get)})()
 
     def cells_at(self, t):
-        return self._cells[t]
+        return self.course.cells_at(t)
 
     def transition_matrix(self, t_from, t_to, **_):
         return self._moves
@@ -62,7 +63,7 @@ def _three_states():
     moves = np.zeros((4, 6))
     moves[0, :2] = moves[1, :2] = moves[2, 2:4] = moves[3, 4:] = 0.5
     model = _Fixed({1.0: end, 0.0: before}, sp.csr_matrix(moves))
-    model.times = np.array([0.0, 1.0])
+    model.course.times = np.array([0.0, 1.0])
     return model
 
 

@@ -1,0 +1,73 @@
+"""The time course read once from an AnnData: its clock, its cells, the check that an AnnData is
+the one it was read from, and its block of a saved model's config."""
+
+import anndata as ad
+import numpy as np
+import pytest
+
+import cellflow as cf
+from cellflow.course import TimeCourse
+
+
+def _adata(seed=0):
+    rng = np.random.default_rng(seed)
+    a = ad.AnnData(obs={"day": np.repeat([2, 3, 4, 7], 25)})
+    a.obs_names = [f"c{i}" for i in range(100)]
+    a.obsm["X_pca"] = rng.normal(size=(100, 3))
+    return a
+
+
+def test_the_clock_of_real_time_is_the_mean_interval():
+    """Days 2, 3, 4, 7: the mean interval is 5/3 days, so day 7 sits at 3 and day 4 at 1.2."""
+    c = TimeCourse(_adata(), "day", time_scale="real")
+    np.testing.assert_allclose(c.taus(), [0.0, 0.6, 1.2, 3.0])
+    assert c.unit() == pytest.approx(5 / 3)
+    for s in (2.0, 3.5, 5.0, 7.0):
+        assert c.measured_time(c.model_time(s)) == pytest.approx(s)
+    assert TimeCourse(_adata(), "day").taus().tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_a_held_out_time_point_joins_its_neighbours():
+    c = TimeCourse(_adata(), "day")
+    assert c.pairs() == [(0, 1), (1, 2), (2, 3)]
+    assert c.pairs(4.0) == [(0, 1), (1, 3)]
+    assert c.knots(4.0) == [0.0, 1.0, 3.0]
+
+
+def test_cells_come_back_in_the_representations_units():
+    a = _adata()
+    c = TimeCourse(a, "day", whiten=True)
+    np.testing.assert_allclose(c.cells_at("3"), a.obsm["X_pca"][25:50], atol=1e-6)
+    with pytest.raises(ValueError, match=r"time=5 is not a measured time; choose from \[2.0"):
+        c.cells_at(5)
+
+
+def test_another_anndata_is_refused_with_what_differs():
+    a = _adata()
+    c = TimeCourse(a, "day")
+    c.check(a.copy())  # the same data: no error
+    b = a.copy()
+    b.obsm["X_pca"][0, 0] += 1e-9
+    with pytest.raises(ValueError, match="the values of obsm"):
+        c.check(b)
+    b = a.copy()
+    b.obs["day"] = np.roll(b.obs["day"].to_numpy(), 1)
+    with pytest.raises(ValueError, match="given to other cells"):
+        c.check(b)
+    with pytest.raises(KeyError, match="adata.obsm has no 'X_pca'"):
+        c.check(ad.AnnData(obs=a.obs.copy()))
+
+
+def test_a_model_reads_its_data_through_one_course_that_its_save_keeps(tmp_path):
+    """The model's times, cells and clock are its course's; saved and loaded, the course's block
+    of the config comes back the same."""
+    a = _adata()
+    m = cf.CellFlow(a, "day", time_scale="real", seed=0)
+    assert m.times is m.course.times and m.n_pcs == m.course.n_pcs == 3
+    assert m.model_time(4.0) == m.course.model_time(4.0)
+    m.train(steps=5, batch_size=16, progress=False)
+    m.save(tmp_path / "m")
+    back = cf.CellFlow.load(tmp_path / "m", a)
+    assert back.course.to_dict() == m.course.to_dict()
+    with pytest.raises(AttributeError):
+        m.times = np.array([0.0])  # read-only: the course is the one place times live
