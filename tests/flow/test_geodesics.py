@@ -194,7 +194,7 @@ def test_ot_mfm_predicts_a_held_out_day_on_a_curved_course_better_than_ot_cfm(tm
 def test_each_pair_gets_its_metric_and_model_time(monkeypatch):
     """One metric per pair, on that pair's two time points only; the interpolant learns on each
     pair's interval of model time."""
-    import cellflow.models.cells as cc
+    import cellflow.models._cell_training as cc
 
     seen = {}
 

@@ -123,7 +123,7 @@ def test_land_paths_follow_a_curved_manifold():
 
 
 def test_cellflow_trains_ot_mfm_with_the_land_metric(tmp_path, monkeypatch):
-    import cellflow.models.cells as training
+    import cellflow.models._cell_training as training
 
     kinds = []
     real = training.fit_metric

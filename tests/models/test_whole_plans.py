@@ -5,7 +5,7 @@ import torch
 from courses import course
 
 import cellflow as cf
-import cellflow.models.cells as cells_module
+import cellflow.models._cell_training as cells_module
 from cellflow.couplings import WholePlan
 
 
