@@ -69,8 +69,8 @@ _MOVED = {
     "threads": "train.threads",
     "model": "models.flow",
     "adata": "course",
-    "adata._read": "course._read",
-    "adata._store": "course._store",
+    "adata._read": "course.read",
+    "adata._store": "course.store",
 }
 
 

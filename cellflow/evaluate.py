@@ -45,7 +45,7 @@ from ._defaults import (
 )
 from ._types import Growth, OTPlan, TimeScale
 from .course import TimeCourse
-from .course._read import get_times, paper_n_pcs
+from .course.read import get_times, paper_n_pcs
 from .metrics import mmd, wasserstein
 from .models._growth import check_growth, growth_tau
 from .models._methods import cellflow_spec

@@ -106,7 +106,7 @@ def sampling_floor(
     many cells drawn afresh from the same time point, in the same units (whitened, or the data's
     own) and with the same subsampling as :func:`cellflow.evaluate_holdout` (one row per seed of
     the subsample)."""
-    from ..course._read import Standardizer
+    from ..course.read import Standardizer
     from ..evaluate import _scores
 
     scale = (

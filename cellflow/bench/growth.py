@@ -204,7 +204,7 @@ def regions(
     from sklearn.cluster import KMeans
 
     from .. import tl
-    from ..course._read import paper_n_pcs
+    from ..course.read import paper_n_pcs
     from ..models.cells import CellFlow
 
     adata = ad.read_h5ad(file)

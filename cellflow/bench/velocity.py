@@ -58,7 +58,7 @@ def run(
     5 leading columns of ``use_rep``, or all of a narrower representation."""
     import anndata as ad
 
-    from ..course._read import get_representation, get_times, paper_n_pcs
+    from ..course.read import get_representation, get_times, paper_n_pcs
     from ..metrics import velocity_cosine
     from ..models.cells import CellFlow
 

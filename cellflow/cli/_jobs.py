@@ -31,7 +31,7 @@ from .._io import (
     write_json,
 )
 from .._types import Preprocess
-from ..course._read import expression_kind, sampled_values
+from ..course.read import expression_kind, sampled_values
 
 
 def read_h5ad(path: str | Path, backed: bool = False):
@@ -53,7 +53,7 @@ PREPROCESS_GENES, PREPROCESS_PCS = (
 
 
 def looks_like(adata) -> str:
-    """What ``X`` holds (:func:`cellflow.course._read.expression_kind`), read on up to 1,000
+    """What ``X`` holds (:func:`cellflow.course.read.expression_kind`), read on up to 1,000
     evenly spaced cells."""
     return expression_kind(sampled_values(adata.X))
 
@@ -390,8 +390,8 @@ def evaluate_h5ad(
     The CSV is rewritten, atomically, after every row, so a run that is stopped keeps what it
     finished. Its settings go beside it (``TABLE.settings.json``); ``resume=True`` reads both,
     checks that the settings are this run's, and trains only the models that are missing."""
-    from ..course._store import has_representation, representation_shape
     from ..course.fingerprint import fingerprint
+    from ..course.store import has_representation, representation_shape
     from ..evaluate import evaluate_holdout, summarize_holdout
 
     path_out = Path(path_out)

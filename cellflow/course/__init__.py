@@ -1,8 +1,8 @@
 """The time course: an AnnData's times, the cells of each time point in one representation,
 their standardisation, the model clock and the fingerprint of the data
 (:class:`~cellflow.course.timecourse.TimeCourse`); reading times and representations with
-errors that name the fix (:mod:`~cellflow.course._read`); the per-time-point cell store that
-training draws from, in memory or backed on disk (:mod:`~cellflow.course._store`); and the
+errors that name the fix (:mod:`~cellflow.course.read`); the per-time-point cell store that
+training draws from, in memory or backed on disk (:mod:`~cellflow.course.store`); and the
 fingerprint itself (:mod:`~cellflow.course.fingerprint`).
 
 Nothing here imports a model, a tool or a plot: they all read the course.

@@ -24,8 +24,8 @@ import hashlib
 
 import numpy as np
 
-from ._read import dense_columns, get_times
-from ._store import RowSource, representation_shape
+from .read import dense_columns, get_times
+from .store import RowSource, representation_shape
 
 __all__ = [
     "fingerprint",
@@ -51,7 +51,7 @@ def representation_digest(adata, use_rep: str, n_cols: int) -> str:
 
 
 def source_digest(source) -> str:
-    """:func:`representation_digest` of a :class:`cellflow.course._store.RowSource` (``adata.X``)."""
+    """:func:`representation_digest` of a :class:`cellflow.course.store.RowSource` (``adata.X``)."""
     n = source.shape[0]
     rows = np.unique(np.linspace(0, n - 1, min(n, _DIGEST_ROWS)).round().astype(np.int64))
     h = hashlib.sha1()

@@ -43,9 +43,9 @@ import numpy as np
 
 from .._defaults import MODEL_WHITEN, TIME_SCALE, USE_REP
 from .._types import TimeScale
-from ._read import Standardizer, check_n_pcs, get_representation, get_times
-from ._store import CellStore, RowSource, has_representation
 from .fingerprint import fingerprint, fingerprint_differences, mismatch_error, source_digest
+from .read import Standardizer, check_n_pcs, get_representation, get_times
+from .store import CellStore, RowSource, has_representation
 
 __all__ = ["TimeCourse", "MIN_REAL_GAP"]
 
@@ -65,11 +65,11 @@ class TimeCourse:
     use_rep, n_pcs
         The representation and how many of its leading columns to use (default all).
         ``use_rep="X"`` reads ``adata.X`` itself, dense, sparse or on disk (a backed AnnData),
-        a minibatch of rows at a time (:mod:`cellflow.course._store`); an ``obsm``
+        a minibatch of rows at a time (:mod:`cellflow.course.store`); an ``obsm``
         representation is copied once to float32.
     whiten
         Standardise each feature; otherwise centre and divide by one scalar, the root mean
-        feature variance (:class:`cellflow.course._read.Standardizer`).
+        feature variance (:class:`cellflow.course.read.Standardizer`).
     time_scale
         ``"index"`` or ``"real"``: the clock (see the module docstring).
     min_cells

@@ -16,7 +16,7 @@ the intervals on either side.
 **Inference** (:meth:`CellFlow.push`, :meth:`CellFlow.velocity`, :meth:`CellFlow.predict`,
 :meth:`CellFlow.transition_matrix`). Times in and out are measured times (``obs[time_key]``
 units); the flow runs in model time. Cells go in and come out in the representation's units;
-the networks see them standardised (:class:`cellflow.course._read.Standardizer`). Pushes run
+the networks see them standardised (:class:`cellflow.course.read.Standardizer`). Pushes run
 forwards or backwards, along the ODE or, for SB models, the Schrödinger bridge SDE.
 
 The data (times, cells, standardisation, fingerprint) are the model's :attr:`CellFlow.course`;
@@ -100,7 +100,7 @@ class CellFlow(CellTraining, ModelBase):
         The representation and how many of its leading columns to use (default all).
         ``use_rep="X"`` trains on ``adata.X`` itself, dense, sparse or on disk (a backed
         AnnData): each step reads only the rows it draws, so X is never densified whole
-        (:mod:`cellflow.course._store`). An ``obsm`` representation is copied once to float32.
+        (:mod:`cellflow.course.store`). An ``obsm`` representation is copied once to float32.
     whiten
         Standardise each feature (the paper's 5-PC setting). Otherwise the representation is
         centred and divided by one scalar (its root mean feature variance), which keeps its

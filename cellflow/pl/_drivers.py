@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..course._read import gene_names
+from ..course.read import gene_names
 from ._plots import _finish
 
 

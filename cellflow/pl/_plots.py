@@ -47,7 +47,7 @@ def _to_embedding(
     the representation's first two columns, or ``obsm[f"X_{basis}"]`` through a kNN average
     of the observed cells' embedding coordinates. On ``X`` (sparse or on disk) only the first
     two columns, or a seeded subsample of at most 20,000 reference cells, are read dense."""
-    from ..course._store import RowSource, read_representation
+    from ..course.store import RowSource, read_representation
 
     on_x = model.course.use_rep == "X"
     if basis is None:
@@ -146,7 +146,7 @@ def prediction(
     (held out or not), with all other cells in grey."""
     import matplotlib.pyplot as plt
 
-    from ..course._store import read_representation
+    from ..course.store import read_representation
     from ..tl._common import cell_times, check_model
 
     check_model(adata, model)

@@ -41,7 +41,7 @@ import numpy as np
 
 from .._io import refuse_overwrite
 from .._types import Organism, TimeUnit
-from ..course._read import LOG_MAX, expression_kind, gene_names, sampled_values
+from ..course.read import LOG_MAX, expression_kind, gene_names, sampled_values
 from ._marker_ids import ENSEMBL_IDS
 from ._markers import MARKERS
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..course._read import get_times
+from ..course.read import get_times
 from ..models.cells import CellFlow
 
 

@@ -35,7 +35,7 @@ from typing import Literal
 import numpy as np
 
 from .._io import refuse_overwrite
-from ..course._read import gene_names
+from ..course.read import gene_names
 
 __all__ = ["driver_genes", "benjamini_hochberg"]
 

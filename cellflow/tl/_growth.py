@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._io import refuse_overwrite
-from ..course._store import representation_blocks
+from ..course.store import representation_blocks
 from ._common import cell_times, check_model
 
 

@@ -11,7 +11,7 @@ from ._common import check_model
 def _decode(adata, Z: np.ndarray, n_pcs: int, layer: str | None, genes: np.ndarray | None = None):
     """Expression from PC scores (last axis of ``Z``): ``Z @ PCs[:, :n_pcs].T`` plus the genes'
     mean, for all genes or the columns ``genes``."""
-    from ..course._store import RowSource
+    from ..course.store import RowSource
 
     M = adata.layers[layer] if layer is not None else adata.X
     if layer is None and adata.isbacked:  # X on disk: the genes' means in blocks of cells

@@ -35,7 +35,7 @@ from typing import Callable
 import numpy as np
 
 from .._io import refuse_overwrite
-from ..course._read import gene_index
+from ..course.read import gene_index
 from ..models.landing import knn_assignment
 from ._common import cell_times, check_model, select_cells
 from ._fate import _groups_at, _time_mask

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._io import refuse_overwrite
-from ..course._store import RowSource, read_representation, representation_blocks
+from ..course.store import RowSource, read_representation, representation_blocks
 from ..models.cells import CHUNK_SIZE
 from ._common import cell_times, check_model, rep_basis
 

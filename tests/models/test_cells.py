@@ -9,8 +9,8 @@ import scipy.sparse as sp
 import torch
 
 import cellflow as cf
-from cellflow.course import _store as _cells
-from cellflow.course._store import RowSource
+from cellflow.course import store as _cells
+from cellflow.course.store import RowSource
 
 
 def counts_course(n=120, genes=12, times=(0, 1, 2), seed=0):
