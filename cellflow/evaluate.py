@@ -47,8 +47,8 @@ from ._types import Growth, OTPlan, TimeScale
 from .course import TimeCourse
 from .course.read import get_times, paper_n_pcs
 from .metrics import mmd, wasserstein
+from .models import cellflow_spec
 from .models._growth import check_growth, growth_tau
-from .models._methods import cellflow_spec
 from .models.cells import CellFlow
 
 __all__ = ["evaluate_holdout", "summarize_holdout"]

@@ -9,7 +9,7 @@ from .._defaults import SCALE_X_CELLS
 from .._io import write_csv
 from .._types import MetricKind, SpeedSection
 from ..flow.methods import methods_for
-from ..models._methods import METHODS as CELLFLOW_METHODS
+from ..models import CELLFLOW_METHODS
 
 # the methods torchcfm also has, which the speed benchmarks compare
 TORCHCFM_METHODS = methods_for("tables")

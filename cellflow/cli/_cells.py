@@ -7,7 +7,7 @@ from typing import get_args
 
 from .. import _defaults as D
 from .._types import OTPlan
-from ..models._methods import METHODS as CELLFLOW_METHODS
+from ..models import CELLFLOW_METHODS
 from ._jobs import PREPROCESS_GENES, PREPROCESS_PCS
 from ._options import (
     add_device,

@@ -44,7 +44,7 @@ from ._exact import ExactOT, PointsSolve
 from ._independent import IndependentCoupling
 from ._partial import PartialOT
 from ._sinkhorn import SinkhornOT, sinkhorn_log
-from ._unbalanced import UnbalancedOT, unbalanced_scaling
+from ._unbalanced import UnbalancedOT, check_tau, unbalanced_scaling
 from ._whole import WHOLE_PLAN_ENTRIES, WholePlan
 
 for _public in (
@@ -68,6 +68,7 @@ for _public in (
 del _public
 
 __all__ = [
+    "check_tau",
     "ConvergenceError",
     "Pairing",
     "Coupling",

@@ -3,3 +3,8 @@ behind images and tables) and :class:`~cellflow.models.cells.CellFlow` (a flow o
 points of an AnnData: model time, the multi-marginal objective, pushes and velocities, save and
 load with the data's fingerprint).
 """
+
+from ._methods import METHODS as CELLFLOW_METHODS
+from ._methods import cellflow_spec
+
+__all__ = ["CELLFLOW_METHODS", "cellflow_spec"]

@@ -51,8 +51,7 @@ import torch
 
 from .._defaults import GROWTH_TAU
 from .._types import Growth
-from ..couplings import UnbalancedOT
-from ..couplings._unbalanced import check_tau
+from ..couplings import UnbalancedOT, check_tau
 
 __all__ = [
     "check_growth",
