@@ -93,7 +93,7 @@ def evaluate_holdout(
     per_interval: bool = False,
     growth: Growth | None = None,
     growth_key: str | None = None,
-    tau: float | None = None,
+    tau_a: float | None = None,
     max_eval: int = MAX_EVAL,
     fractions=None,
     baselines: bool = True,
@@ -118,7 +118,7 @@ def evaluate_holdout(
         (``n_pcs=50, whiten=False`` for :class:`cellflow.CellFlow`'s defaults on scanpy's PCA).
     methods, seeds
         Flows to train, each once per seed and held-out time.
-    growth, growth_key, tau
+    growth, growth_key, tau_a
         Train growth-aware flows (:class:`cellflow.CellFlow`; labelled e.g.
         ``"OT-CFM + learned growth"``) and add the column ``w1_mass``: W1 with each predicted
         cell weighted by the mass it carries to the held-out time (on baseline rows, their W1).
@@ -186,7 +186,7 @@ def evaluate_holdout(
     for m in methods:  # a typo stops here, before any training
         cellflow_spec(m)
     check_growth(growth, growth_key, adata)
-    growth_tau(growth, tau)
+    tau_a = growth_tau(growth, tau_a, train_kwargs.pop("tau", None))  # tau: its old name
     geodesic = [m for m in methods if cellflow_spec(m).geodesic]  # any name of OT-MFM
     if growth is not None and geodesic:
         raise ValueError(f"growth is not available for OT-MFM; leave {geodesic} out of methods.")
@@ -239,7 +239,7 @@ def evaluate_holdout(
             sigma=None if own else sigma,
             seed=seed,
             **fit,
-            **(dict(growth=growth, growth_key=growth_key, tau=tau) if growth else {}),
+            **(dict(growth=growth, growth_key=growth_key, tau_a=tau_a) if growth else {}),
         )
 
     todo = [

@@ -162,23 +162,23 @@ def test_score_growth_writes_rates_in_the_time_unit_asked(scored_counts):
 
 
 @pytest.mark.parametrize("growth", [None, "prior"])
-def test_tau_where_it_does_nothing_is_refused(growth):
+def test_tau_a_where_it_does_nothing_is_refused(growth):
     a = with_prior(course())
     key = "growth_prior" if growth else None
     with pytest.raises(ValueError, match="growth='learned' only"):
-        cf.CellFlow(a, "day", growth=growth, growth_key=key, tau=0.5)
-    m = cf.CellFlow(a, "day", growth="learned", growth_key="growth_prior", tau=0.5)
-    assert m.tau == 0.5
-    assert cf.CellFlow(a, "day", growth="learned").tau == cf._defaults.GROWTH_TAU
+        cf.CellFlow(a, "day", growth=growth, growth_key=key, tau_a=0.5)
+    m = cf.CellFlow(a, "day", growth="learned", growth_key="growth_prior", tau_a=0.5)
+    assert m.tau_a == 0.5
+    assert cf.CellFlow(a, "day", growth="learned").tau_a == cf._defaults.GROWTH_TAU
 
 
-def test_tau_on_the_command_line_needs_learned_growth(tmp_path, capsys):
+def test_tau_a_on_the_command_line_needs_learned_growth(tmp_path, capsys):
     path = tmp_path / "x.h5ad"
     with_prior(course()).write_h5ad(path)
-    for extra in (["--tau", "0.5"], ["--growth", "prior", "--growth-key", "growth_prior"] * 1):
+    for extra in (["--tau-a", "0.5"], ["--growth", "prior", "--growth-key", "growth_prior"] * 1):
         args = ["fit", str(path), "--time-key", "day", "--out", str(tmp_path / "o.h5ad")]
-        args += extra + (["--tau", "0.5"] if "--growth" in extra else []) + ["--quiet"]
-        with pytest.raises(SystemExit, match="--tau relaxes the plan of --growth learned"):
+        args += extra + (["--tau-a", "0.5"] if "--growth" in extra else []) + ["--quiet"]
+        with pytest.raises(SystemExit, match="--tau-a relaxes the plan of --growth learned"):
             cli_main(args)
 
 
@@ -362,7 +362,7 @@ def test_a_growth_model_can_be_overwritten(tmp_path):
     "call, error, match",
     [
         (
-            lambda a, m: cf.CellFlow(a, "day", growth="learned", tau="0.5"),
+            lambda a, m: cf.CellFlow(a, "day", growth="learned", tau_a="0.5"),
             ValueError,
             "not the string",
         ),
@@ -377,9 +377,9 @@ def test_unclear_messages_name_the_argument(trained, call, error, match):
         call(*trained)
 
 
-def test_tau_as_a_numpy_float_is_a_number():
+def test_tau_a_as_a_numpy_float_is_a_number():
     a = course()
-    assert cf.CellFlow(a, "day", growth="learned", tau=np.float32(0.5)).tau == 0.5
+    assert cf.CellFlow(a, "day", growth="learned", tau_a=np.float32(0.5)).tau_a == 0.5
 
 
 def test_driver_genes_name_a_missing_gene_symbols_column():
@@ -568,3 +568,25 @@ def test_growth_is_refused_for_ot_mfm_by_any_of_its_names(method):
         cf.evaluate_holdout(
             a, "day", methods=["ot", method], growth="prior", growth_key="g", steps=2
         )
+
+
+def test_the_old_name_tau_still_works_with_a_warning(tmp_path):
+    """``tau`` (before 0.1.1) is ``tau_a`` now: the argument and the attribute warn and mean the
+    same; a folder saved with ``"tau"`` in its config loads with that relaxation; both at once are
+    refused."""
+    import json
+
+    a = with_prior(course())
+    with pytest.warns(FutureWarning, match="tau is now tau_a"):
+        m = cf.CellFlow(a, "day", growth="learned", growth_key="growth_prior", tau=0.6)
+    assert m.tau_a == 0.6
+    with pytest.warns(FutureWarning, match="CellFlow.tau is now CellFlow.tau_a"):
+        assert m.tau == 0.6
+    with pytest.raises(ValueError, match="give tau_a only"):
+        cf.CellFlow(a, "day", growth="learned", tau=0.6, tau_a=0.7)
+    m.train(steps=2, batch_size=16, progress=False)
+    m.save(tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    cfg["tau"] = cfg.pop("tau_a")  # as a folder saved before the rename holds it
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    assert cf.CellFlow.load(tmp_path / "m", a).tau_a == 0.6

@@ -172,7 +172,7 @@ def fit_h5ad(
     gene_velocity: bool = True,
     growth: str | None = None,
     growth_key: str | None = None,
-    tau: float | None = None,
+    tau_a: float | None = None,
     score_growth: str | None = None,
     time_unit: str = "day",
     gene_symbols: str | None = None,
@@ -188,7 +188,7 @@ def fit_h5ad(
     TPM-like values, ``"log"`` from log-normalised ones (:func:`preprocess_counts`; the choices
     are saved in ``uns["cellflow"]["preprocess"]``); ``gene_velocity=False`` leaves out the dense
     cells × genes ``layers["velocity"]`` (``obsm["velocity_pca"]`` is written still).
-    ``growth``, ``growth_key`` and ``tau`` go to :class:`cellflow.CellFlow`; a growth-aware model
+    ``growth``, ``growth_key`` and ``tau_a`` go to :class:`cellflow.CellFlow`; a growth-aware model
     also writes ``obs["growth_rate"]`` (:func:`cellflow.tl.growth_rates`). ``score_growth``
     (``"human"`` or ``"mouse"``) first scores the genes of ``X`` into ``obs["growth_prior"]``
     (:func:`cellflow.pp.score_growth`), with rates per ``time_unit`` of ``obs[time_key]``, genes
@@ -294,7 +294,7 @@ def fit_h5ad(
         per_interval=per_interval,
         growth=growth,
         growth_key=growth_key,
-        tau=tau,
+        tau_a=tau_a,
         seed=seed,
         device=device,
     )

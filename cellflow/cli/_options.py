@@ -78,7 +78,7 @@ def add_time_and_metric_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_growth_options(p: argparse.ArgumentParser, score: bool = False) -> None:
-    """``--growth``, ``--growth-key`` and ``--tau`` (and, for ``fit``, ``--score-growth``), with
+    """``--growth``, ``--growth-key`` and ``--tau-a`` (and, for ``fit``, ``--score-growth``), with
     the defaults of :class:`cellflow.CellFlow`."""
     from .._defaults import GROWTH_TAU
     from .._types import Growth, Organism, TimeUnit
@@ -98,7 +98,9 @@ def add_growth_options(p: argparse.ArgumentParser, score: bool = False) -> None:
         "(cf.pp.score_growth writes growth_prior)",
     )
     p.add_argument(
-        "--tau",
+        "--tau-a",
+        "--tau",  # its name before 0.1.1
+        dest="tau_a",
         type=float,
         default=None,
         help="with --growth learned: how closely each interval's plan keeps the prior masses, in "
@@ -130,7 +132,7 @@ def add_growth_options(p: argparse.ArgumentParser, score: bool = False) -> None:
 
 
 def growth_kwargs(args) -> dict:
-    """``growth``, ``growth_key`` and ``tau`` from the options (nothing without ``--growth``)."""
+    """``growth``, ``growth_key`` and ``tau_a`` from the options (nothing without ``--growth``)."""
     key = args.growth_key
     if getattr(args, "score_growth", None) and key is None:
         key = "growth_prior"
@@ -142,15 +144,15 @@ def growth_kwargs(args) -> dict:
             )
         if key is not None:
             raise SystemExit("--growth-key needs --growth prior or --growth learned.")
-        if args.tau is not None:
-            raise SystemExit("--tau relaxes the plan of --growth learned; add --growth learned.")
+        if args.tau_a is not None:
+            raise SystemExit("--tau-a relaxes the plan of --growth learned; add --growth learned.")
         return {}
-    if args.tau is not None and args.growth != "learned":
+    if args.tau_a is not None and args.growth != "learned":
         raise SystemExit(
-            f"--tau relaxes the plan of --growth learned; --growth {args.growth} uses the prior "
-            "exactly. Drop --tau, or use --growth learned."
+            f"--tau-a relaxes the plan of --growth learned; --growth {args.growth} uses the prior "
+            "exactly. Drop --tau-a, or use --growth learned."
         )
-    return dict(growth=args.growth, growth_key=key, tau=args.tau)
+    return dict(growth=args.growth, growth_key=key, tau_a=args.tau_a)
 
 
 def add_device(p: argparse.ArgumentParser) -> None:

@@ -49,8 +49,9 @@ from ._base import Coupling, _fail, _weights, squared_distances
 _MAX_RANGE = 600.0  # (max C - min C)/ε beyond which exp(-C/ε) could underflow in float64
 
 
-def check_tau(tau) -> tuple[float, float]:
-    """``tau`` as ``(τ_a, τ_b)``, each in (0, 1]; one number relaxes the source only."""
+def check_tau(tau, name: str = "tau") -> tuple[float, float]:
+    """``tau`` as ``(τ_a, τ_b)``, each in (0, 1]; one number relaxes the source only. Errors
+    name the argument ``name``."""
     import numbers
 
     def number(t) -> bool:
@@ -63,10 +64,10 @@ def check_tau(tau) -> tuple[float, float]:
     else:
         pair = ()
     if isinstance(tau, str):
-        raise ValueError(f"tau must be a number in (0, 1], not the string {tau!r}.")
+        raise ValueError(f"{name} must be a number in (0, 1], not the string {tau!r}.")
     if len(pair) != 2 or not all(0 < t <= 1 for t in pair):
         raise ValueError(
-            f"tau must be in (0, 1] (1 holds a marginal exactly, smaller lets cells grow or "
+            f"{name} must be in (0, 1] (1 holds a marginal exactly, smaller lets cells grow or "
             f"die), or a pair (tau_source, tau_target) of such; got {tau!r}."
         )
     return pair

@@ -451,7 +451,7 @@ class CellTraining:
                 None if self._prior is None else self.prior_scale * self._prior[i],
                 span,
                 learned=self.growth == "learned",
-                tau=self.tau,
+                tau_a=self.tau_a,
                 eps=GROWTH_OT_EPS,
                 seed=self.seed,
             )

@@ -26,7 +26,7 @@ log mass change :math:`r_i`:
      (:func:`calibrate_prior`). Without a prior there is nothing to scale.
   2. *The posterior.* One unbalanced OT plan between *all* cells of the two time points
      (:class:`cellflow.couplings.UnbalancedOT`; source weights :math:`a_i = e^{c^* r_i}/n`,
-     uniform without a prior, relaxed by :math:`\tau`; the target uniform with the same total
+     uniform without a prior, relaxed by :math:`\tau_a`; the target uniform with the same total
      and held), and :math:`r_i = \log(n\,(P\mathbf 1)_i)`: the posterior growth of
      Waddington-OT and moscot. Solving it once per interval on every cell, rather than per
      minibatch, keeps the sampling noise of a minibatch out of the growth (the method guide,
@@ -44,6 +44,7 @@ matching: Eyring et al., ICLR 2024).
 
 from __future__ import annotations
 
+import warnings
 from typing import get_args
 
 import numpy as np
@@ -98,25 +99,36 @@ def check_growth(growth, growth_key, adata) -> None:
         )
 
 
-def growth_tau(growth, tau) -> float | None:
-    """τ of learned growth's interval plan (``None``: :data:`~cellflow._defaults.GROWTH_TAU`);
-    refused for the other settings, where it would silently do nothing (``growth="prior"``
-    uses the prior exactly)."""
+def growth_tau(growth, tau_a, tau=None) -> float | None:
+    """τ_a of learned growth's interval plan, moscot's name for the relaxation of the source
+    marginal (``None``: :data:`~cellflow._defaults.GROWTH_TAU`); refused for the other settings,
+    where it would silently do nothing (``growth="prior"`` uses the prior exactly). ``tau`` is
+    its name before 0.1.1, accepted with a ``FutureWarning`` until 0.2."""
+    if tau is not None:
+        if tau_a is not None:
+            raise ValueError("give tau_a only (tau is its old name).")
+        warnings.warn(
+            "tau is now tau_a (moscot's name; tau is model time everywhere else in cellflow); "
+            "the old name stops working in cellflow 0.2.",
+            FutureWarning,
+            stacklevel=3,
+        )
+        tau_a = tau
     if growth != "learned":
-        if tau is not None:
+        if tau_a is not None:
             raise ValueError(
-                f"tau={tau!r} relaxes the interval plan of growth='learned' only; with "
+                f"tau_a={tau_a!r} relaxes the interval plan of growth='learned' only; with "
                 f"growth={growth!r} it would do nothing ("
                 + ("the prior's masses are used exactly" if growth == "prior" else "no growth")
-                + "). Drop tau, or use growth='learned'."
+                + "). Drop tau_a, or use growth='learned'."
             )
         return None
-    if isinstance(tau, (tuple, list)):
+    if isinstance(tau_a, (tuple, list)):
         raise ValueError(
-            f"tau={tau!r}: a CellFlow relaxes only the source of each interval's plan (the "
+            f"tau_a={tau_a!r}: a CellFlow relaxes only the source of each interval's plan (the "
             "target is held); give one number in (0, 1]."
         )
-    return check_tau(GROWTH_TAU if tau is None else tau)[0]
+    return check_tau(GROWTH_TAU if tau_a is None else tau_a, "tau_a")[0]
 
 
 def check_prior_scale(prior, groups_times, growth_key: str, time_key: str) -> None:
@@ -198,7 +210,7 @@ def interval_log_growth(
     span: float,
     *,
     learned: bool,
-    tau: float,
+    tau_a: float,
     eps: float,
     seed: int,
     max_cells: int = MAX_PLAN_CELLS,
@@ -219,7 +231,7 @@ def interval_log_growth(
     a = torch.exp(prior - float(r0.max()))
     a = a / a.sum()
     b = torch.full((len(pick1),), 1.0 / len(pick1), dtype=torch.float64)
-    P = UnbalancedOT(eps, (tau, 1.0), relative=True, tol=1e-6).plan(x0, x1, a, b)
+    P = UnbalancedOT(eps, (tau_a, 1.0), relative=True, tol=1e-6).plan(x0, x1, a, b)
     r = torch.log((P.sum(1) / a).clamp_min(1e-30)) + prior
     if len(pick0) == n0:
         return r

@@ -44,7 +44,7 @@ def write_model_files(model, tmp: Path) -> None:
         per_interval=model.per_interval,
         growth=model.growth,
         growth_key=model.growth_key,
-        tau=model.tau,
+        tau_a=model.tau_a,
         prior_scale=model.prior_scale,
         seed=model.seed,
         holdout=model.holdout,
@@ -111,7 +111,10 @@ def load_model(cls, path: str | Path, adata, device="cpu"):
         per_interval=cfg.get("per_interval", False),
         growth=cfg.get("growth"),
         growth_key=cfg.get("growth_key"),
-        tau=cfg.get("tau", GROWTH_TAU) if cfg.get("growth") == "learned" else None,
+        # saved before 0.1.1 as "tau"
+        tau_a=cfg.get("tau_a", cfg.get("tau", GROWTH_TAU))
+        if cfg.get("growth") == "learned"
+        else None,
         min_cells=cfg["min_cells"],
         seed=cfg["seed"],
         device=device,

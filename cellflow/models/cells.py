@@ -43,6 +43,7 @@ Example
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -130,7 +131,7 @@ class CellFlow(CellTraining, ModelBase):
         Refuse time points with fewer cells than this.
     seed
         Seeds weight initialisation and every training draw.
-    growth, growth_key, tau
+    growth, growth_key, tau_a
         Cells that divide and die (:mod:`cellflow.models._growth`). ``None`` (default): every
         cell has one descendant, as in balanced OT. ``"prior"``: each cell's mass grows at the
         rate in ``obs[growth_key]`` (per unit of ``obs[time_key]``, log scale: 0 is steady;
@@ -139,11 +140,13 @@ class CellFlow(CellTraining, ModelBase):
         time points' compositions change, starting from ``obs[growth_key]`` if given.
         ``"prior"`` uses the prior's masses exactly; ``"learned"`` plans each interval once on
         all its cells (:class:`cellflow.couplings.UnbalancedOT`) with the source marginal relaxed
-        by ``tau`` in (0, 1] (1: the prior exactly; default ``GROWTH_TAU``, 0.95; refused with
+        by ``tau_a`` in (0, 1] (moscot's name; 1: the prior exactly; default ``GROWTH_TAU``, 0.95; refused with
         the other settings, where it would do nothing). A prior implying a population change
         of more than 1e4-fold over one interval is refused (a rate per day read per hour). Either
         way a growth network :math:`g(t, x)` is fitted beside the velocity, so that :meth:`push`
         can carry each cell's mass and :meth:`growth_rate` report it.
+    tau
+        The old name of ``tau_a`` (a ``FutureWarning``; it goes in cellflow 0.2).
     device
         Where the networks train and integrate (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...).
         Minibatches and their couplings are drawn on the CPU by the batch workers and moved;
@@ -167,10 +170,11 @@ class CellFlow(CellTraining, ModelBase):
         per_interval: bool = False,
         growth: Growth | None = None,
         growth_key: str | None = None,
-        tau: float | None = None,
+        tau_a: float | None = None,
         min_cells: int = 10,
         seed: int = 0,
         device: str | torch.device = "cpu",
+        tau: float | None = None,
     ):
         check_growth(growth, growth_key, adata)
         self.spec = cellflow_spec(method)  # the table's row: its aliases are resolved here
@@ -178,7 +182,8 @@ class CellFlow(CellTraining, ModelBase):
             raise ValueError(
                 f"growth is not available for OT-MFM (method={method!r}); use method='ot' or 'sb'."
             )
-        self.growth, self.growth_key, self.tau = growth, growth_key, growth_tau(growth, tau)
+        self.growth, self.growth_key = growth, growth_key
+        self.tau_a = growth_tau(growth, tau_a, tau)
         self.prior_scale: float | None = None  # learned growth: the fitted scale of the prior
         # checked before the course is read, whose fingerprint digests it
         prior = growth_prior(adata, growth_key, [slice(None)]) if growth is not None else None
@@ -256,6 +261,16 @@ class CellFlow(CellTraining, ModelBase):
     fingerprint = _from_course("fingerprint", "What identifies the data trained on.")
     time_origin = _from_course("time_origin", "The first measured time.")
     time_unit = _from_course("time_unit", "The mean interval between measured times.")
+
+    @property
+    def tau(self) -> float | None:
+        """The old name of :attr:`tau_a`; reading it warns, and it goes in cellflow 0.2."""
+        warnings.warn(
+            "CellFlow.tau is now CellFlow.tau_a; the old name stops working in cellflow 0.2.",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return self.tau_a
 
     def cell_times(self) -> np.ndarray:
         """Each cell's measured time (the ``obs[time_key]`` values as floats, in ``obs`` order)."""

@@ -64,7 +64,7 @@ def growth_rates(
     adata.uns[pkey] = {
         "growth": model.growth,
         "growth_key": model.growth_key or "",
-        **({"tau": float(model.tau)} if model.tau is not None else {}),
+        **({"tau_a": float(model.tau_a)} if model.tau_a is not None else {}),
         **(
             {"prior_scale": float(model.prior_scale)}
             if model.growth == "learned" and model.prior_scale is not None

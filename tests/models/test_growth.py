@@ -141,7 +141,7 @@ def test_a_uniform_prior_gives_every_cell_the_same_growth():
     a.obs["g"] = 0.4
     m = cf.CellFlow(a, "day", growth="learned", growth_key="g")
     r = interval_log_growth(
-        m.course.store, 0, 1, m._prior[0], 2.0, learned=True, tau=1.0, eps=0.05, seed=0
+        m.course.store, 0, 1, m._prior[0], 2.0, learned=True, tau_a=1.0, eps=0.05, seed=0
     )
     assert np.allclose(r.numpy(), 0.8, atol=1e-5)
 
@@ -475,12 +475,12 @@ def test_bad_growth_settings_are_refused_with_the_fix(growth_course):
     with pytest.raises(ValueError, match="growth must be"):
         cf.CellFlow(a, "day", growth="sometimes")
     with pytest.raises(ValueError, match="one number"):
-        cf.CellFlow(a, "day", growth="learned", tau=(0.9, 1.0))
+        cf.CellFlow(a, "day", growth="learned", tau_a=(0.9, 1.0))
     with pytest.raises(ValueError, match="min, max, centre, width"):
         cf.pp.score_growth(_marker_adata(), birth=(0.3, 1.7))
     for tau in (0, -1, 1.5):
-        with pytest.raises(ValueError, match=r"tau must be in \(0, 1\]"):
-            cf.CellFlow(a, "day", growth="learned", tau=tau)
+        with pytest.raises(ValueError, match=r"tau_a must be in \(0, 1\]"):
+            cf.CellFlow(a, "day", growth="learned", tau_a=tau)
     b = a.copy()
     b.obs["bad"] = b.obs["growth_prior"]
     b.obs.iloc[3, b.obs.columns.get_loc("bad")] = np.nan
