@@ -170,3 +170,69 @@ def add_global_coupling(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="under torchrun: couple one global batch of all ranks' rows (default: each rank its own)",
     )
+
+
+def bench_defaults(module: str, function: str = "run") -> dict:
+    """The keyword defaults of ``cellflow.bench.<module>.<function>``, read from its source.
+
+    A benchmark's signature is the one place its defaults are declared; its command-line options
+    take them from here, so the two cannot disagree. The source is parsed rather than imported
+    because building the parser must not load torch. A default may be a literal, a module-level
+    constant of the benchmark bound to one (or to ``get_args`` of an option type), or a name
+    imported from ``cellflow._defaults``; a parameter whose default is anything else is left out,
+    so an option that asks for it stops the parser from being built (a test builds it) instead of
+    disagreeing silently. Tuples come back as lists (what ``nargs`` gives).
+
+    >>> bench_defaults("growth")["seeds"]
+    [0, 1, 2, 3, 4]
+    """
+    import ast
+    from pathlib import Path
+
+    from .. import _defaults, _types
+
+    path = Path(__file__).resolve().parent.parent / "bench" / f"{module}.py"
+    tree = ast.parse(path.read_text())
+    names: dict = {}
+    home = {"_defaults": _defaults, "_types": _types}
+
+    def constant(node):  # a literal, or get_args(<an option type of cellflow._types>)
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "get_args"
+            and len(node.args) == 1
+            and isinstance(node.args[0], ast.Name)
+            and node.args[0].id in names
+        ):
+            return get_args(names[node.args[0].id])
+        return ast.literal_eval(node)
+
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module in home and node.level == 2:
+            names.update(
+                {a.asname or a.name: getattr(home[node.module], a.name) for a in node.names}
+            )
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target = node.targets[0]
+            if isinstance(target, ast.Name):
+                try:
+                    names[target.id] = constant(node.value)
+                except ValueError:
+                    pass
+    func = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == function)
+    args = func.args
+    pairs = list(zip(args.args[len(args.args) - len(args.defaults) :], args.defaults))
+    pairs += [(a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None]
+
+    out = {}
+    for a, d in pairs:
+        if isinstance(d, ast.Name) and d.id in names:
+            v = names[d.id]
+        else:
+            try:
+                v = constant(d)
+            except ValueError:
+                continue  # not a literal: no option may take it (the parser then fails to build)
+        out[a.arg] = list(v) if isinstance(v, tuple) else v
+    return out
