@@ -74,6 +74,121 @@ def _mccann(
     return (1 - frac) * a[i[pick]] + frac * b[j[pick]]
 
 
+def _checked(
+    adata,
+    time_key,
+    use_rep,
+    n_pcs,
+    methods,
+    seeds,
+    held_out,
+    max_eval,
+    fractions,
+    growth,
+    growth_key,
+    tau_a,
+    tau,
+):
+    """:func:`evaluate_holdout`'s arguments checked before anything trains (a typo in a method,
+    a time that is not intermediate, ...): the measured times, the width, the methods, seeds and
+    held-out times as lists, the fractions as an array (or ``None``) and growth's ``tau_a``."""
+    fracs = None if fractions is None else np.asarray(fractions, dtype=float).ravel()
+    if fracs is not None and (fracs.size == 0 or not np.all((fracs >= 0) & (fracs <= 1))):
+        raise ValueError(
+            f"fractions must be values in [0, 1] (parts of the merged interval), got {fractions!r}."
+        )
+    _, times = get_times(adata, time_key, min_points=3)
+    n_pcs = paper_n_pcs(adata, use_rep) if n_pcs is None else n_pcs
+    methods = [methods] if isinstance(methods, str) else list(methods)
+    if not methods:
+        raise ValueError(
+            "methods is empty: name at least one flow to evaluate, e.g. methods=['ot'] "
+            "(the baselines are scored beside the flows, not instead of them)."
+        )
+    for m in methods:  # a typo stops here, before any training
+        cellflow_spec(m)
+    check_growth(growth, growth_key, adata)
+    tau_a = growth_tau(growth, tau_a, tau)
+    geodesic = [m for m in methods if cellflow_spec(m).geodesic]  # any name of OT-MFM
+    if growth is not None and geodesic:
+        raise ValueError(f"growth is not available for OT-MFM; leave {geodesic} out of methods.")
+
+    seeds = [seeds] if np.isscalar(seeds) else list(seeds)
+    if not seeds:
+        raise ValueError("seeds is empty: give at least one, e.g. seeds=[0].")
+    if isinstance(max_eval, bool) or not isinstance(max_eval, (int, np.integer)) or max_eval < 2:
+        raise ValueError(
+            f"max_eval must be a whole number of cells >= 2 (each side of W1/W2 is subsampled to "
+            f"it), got {max_eval!r}."
+        )
+    held = list(times[1:-1]) if held_out is None else list(np.atleast_1d(held_out))
+    for i, h in enumerate(held):
+        h = h.item() if isinstance(h, np.generic) else h
+        try:
+            held[i] = float(h)
+        except (TypeError, ValueError):
+            held[i] = None
+        if held[i] is None or held[i] not in times[1:-1]:
+            raise ValueError(
+                f"held_out={h!r} is not an intermediate measured time; choose from "
+                f"{times[1:-1].tolist()} (the values of obs[{time_key!r}], neither the first nor the last)."
+            )
+    return times, n_pcs, methods, seeds, held, fracs, tau_a
+
+
+def _baseline_rows(h, x_prev, x_true, x_next, frac, max_eval, done_keys) -> list[dict]:
+    """The two baselines' rows for held-out time ``h`` (those not already ``done``): the previous
+    time point as it is, and McCann's interpolation between the neighbours at ``frac``."""
+    rows = []
+    if ("previous time point", h, 0) not in done_keys:
+        rows.append(
+            dict(
+                method="previous time point",
+                held_out_time=h,
+                seed=0,
+                seconds=0.0,
+                **_scores(x_prev, x_true, max_eval, 0),
+            )
+        )
+    if ("McCann OT interpolation", h, 0) not in done_keys:
+        s = time.perf_counter()
+        mid = _mccann(x_prev, x_next, frac, max_eval, np.random.default_rng(0))
+        rows.append(
+            dict(
+                method="McCann OT interpolation",
+                held_out_time=h,
+                seed=0,
+                seconds=time.perf_counter() - s,
+                **_scores(mid, x_true, max_eval, 0),
+            )
+        )
+    return rows
+
+
+def _flow_scores(model, prev, h, nxt, x_true, sc, max_eval, seed, growth, fracs) -> dict:
+    """A trained flow's scores at held-out time ``h``: the cells of ``prev`` pushed there
+    (Euler, 100 steps) against the held-out cells ``x_true``, both through ``sc``; with growth
+    also the mass-weighted W1, with ``fracs`` also the best place along the interval."""
+    pushed = model.push(
+        model.course.cells_at(prev), prev, h, solver="euler", steps=100, return_mass=bool(growth)
+    )
+    pred = sc(pushed[0] if growth else pushed)
+    row = _scores(pred, x_true, max_eval, seed)
+    if growth:
+        row["w1_mass"] = wasserstein(
+            pred, x_true, p=1, max_samples=max_eval, seed=seed, x_weights=pushed[1]
+        )
+    if fracs is not None:  # the protocol's own place is scored already
+        c = model.course
+        frac = (c.model_time(h) - c.model_time(prev)) / (c.model_time(nxt) - c.model_time(prev))
+        row.update(
+            _best_fraction(
+                model, prev, nxt, fracs, x_true, sc, max_eval, seed, known=(frac, row["w1"])
+            )
+        )
+    return row
+
+
 def evaluate_holdout(
     adata,
     time_key: str,
@@ -170,50 +285,25 @@ def evaluate_holdout(
     with ``fractions`` also ``best_fraction, w1_best_fraction`` (NaN on the baseline rows).
     """
     verbose = progress if verbose is None else verbose
-    fracs = None if fractions is None else np.asarray(fractions, dtype=float).ravel()
-    if fracs is not None and (fracs.size == 0 or not np.all((fracs >= 0) & (fracs <= 1))):
-        raise ValueError(
-            f"fractions must be values in [0, 1] (parts of the merged interval), got {fractions!r}."
-        )
-    _, times = get_times(adata, time_key, min_points=3)
-    n_pcs = paper_n_pcs(adata, use_rep) if n_pcs is None else n_pcs
-    methods = [methods] if isinstance(methods, str) else list(methods)
-    if not methods:
-        raise ValueError(
-            "methods is empty: name at least one flow to evaluate, e.g. methods=['ot'] "
-            "(the baselines are scored beside the flows, not instead of them)."
-        )
-    for m in methods:  # a typo stops here, before any training
-        cellflow_spec(m)
-    check_growth(growth, growth_key, adata)
-    tau_a = growth_tau(growth, tau_a, train_kwargs.pop("tau", None))  # tau: its old name
-    geodesic = [m for m in methods if cellflow_spec(m).geodesic]  # any name of OT-MFM
-    if growth is not None and geodesic:
-        raise ValueError(f"growth is not available for OT-MFM; leave {geodesic} out of methods.")
+    times, n_pcs, methods, seeds, held, fracs, tau_a = _checked(
+        adata,
+        time_key,
+        use_rep,
+        n_pcs,
+        methods,
+        seeds,
+        held_out,
+        max_eval,
+        fractions,
+        growth,
+        growth_key,
+        tau_a,
+        train_kwargs.pop("tau", None),  # tau: tau_a's old name
+    )
 
     def label(m: str) -> str:
         return cellflow_spec(m).label + (f" + {growth} growth" if growth else "")
 
-    seeds = [seeds] if np.isscalar(seeds) else list(seeds)
-    if not seeds:
-        raise ValueError("seeds is empty: give at least one, e.g. seeds=[0].")
-    if isinstance(max_eval, bool) or not isinstance(max_eval, (int, np.integer)) or max_eval < 2:
-        raise ValueError(
-            f"max_eval must be a whole number of cells >= 2 (each side of W1/W2 is subsampled to "
-            f"it), got {max_eval!r}."
-        )
-    held = list(times[1:-1]) if held_out is None else list(np.atleast_1d(held_out))
-    for i, h in enumerate(held):
-        h = h.item() if isinstance(h, np.generic) else h
-        try:
-            held[i] = float(h)
-        except (TypeError, ValueError):
-            held[i] = None
-        if held[i] is None or held[i] not in times[1:-1]:
-            raise ValueError(
-                f"held_out={h!r} is not an intermediate measured time; choose from "
-                f"{times[1:-1].tolist()} (the values of obs[{time_key!r}], neither the first nor the last)."
-            )
     extra = _extra_columns(fracs is not None, growth is not None)
     done_keys, rows = _earlier_rows(done, extra)
     fit = dict(
@@ -276,30 +366,9 @@ def evaluate_holdout(
         frac = (base.model_time(h) - base.model_time(prev)) / (
             base.model_time(nxt) - base.model_time(prev)
         )
-        if baselines and ("previous time point", h, 0) not in done_keys:
-            add(
-                dict(
-                    method="previous time point",
-                    held_out_time=h,
-                    seed=0,
-                    seconds=0.0,
-                    **_scores(x_prev, x_true, max_eval, 0),
-                    **({"w1_mass": None} if growth else {}),
-                )
-            )
-        if baselines and ("McCann OT interpolation", h, 0) not in done_keys:
-            s = time.perf_counter()
-            mid = _mccann(x_prev, x_next, frac, max_eval, np.random.default_rng(0))
-            add(
-                dict(
-                    method="McCann OT interpolation",
-                    held_out_time=h,
-                    seed=0,
-                    seconds=time.perf_counter() - s,
-                    **_scores(mid, x_true, max_eval, 0),
-                    **({"w1_mass": None} if growth else {}),
-                )
-            )
+        if baselines:
+            for row in _baseline_rows(h, x_prev, x_true, x_next, frac, max_eval, done_keys):
+                add({**row, **({"w1_mass": None} if growth else {})})
         for m in methods:
             for seed in seeds:
                 if (label(m), h, seed) in done_keys:
@@ -308,40 +377,13 @@ def evaluate_holdout(
                 s = time.perf_counter()
                 model.train(holdout=h, progress=progress, **train)
                 secs = time.perf_counter() - s
-                pushed = model.push(
-                    model.course.cells_at(prev),
-                    prev,
-                    h,
-                    solver="euler",
-                    steps=100,
-                    return_mass=bool(growth),
-                )
-                pred = sc(pushed[0] if growth else pushed)
                 row = dict(
                     method=label(m),
                     held_out_time=h,
                     seed=seed,
                     seconds=secs,
-                    **_scores(pred, x_true, max_eval, seed),
+                    **_flow_scores(model, prev, h, nxt, x_true, sc, max_eval, seed, growth, fracs),
                 )
-                if growth:
-                    row["w1_mass"] = wasserstein(
-                        pred, x_true, p=1, max_samples=max_eval, seed=seed, x_weights=pushed[1]
-                    )
-                if fracs is not None:  # the protocol's own place is scored already
-                    row.update(
-                        _best_fraction(
-                            model,
-                            prev,
-                            nxt,
-                            fracs,
-                            x_true,
-                            sc,
-                            max_eval,
-                            seed,
-                            known=(frac, row["w1"]),
-                        )
-                    )
                 add(row)
                 if verbose:
                     best = (
