@@ -115,8 +115,7 @@ def _evaluate(args) -> int:
     return 0
 
 
-def add_commands(sub) -> None:
-    """Add ``demo``, ``fit`` and ``evaluate`` to the subparsers ``sub``."""
+def _add_demo(sub) -> None:
     d = sub.add_parser(
         "demo",
         help="the whole single-cell pipeline on the embedded simulated time course",
@@ -135,6 +134,8 @@ def add_commands(sub) -> None:
     )
     d.set_defaults(func=_demo)
 
+
+def _add_fit(sub) -> None:
     f = sub.add_parser(
         "fit",
         help="fit a flow to an .h5ad time course and write velocities",
@@ -242,6 +243,8 @@ def add_commands(sub) -> None:
     )
     f.set_defaults(func=_fit)
 
+
+def _add_evaluate(sub) -> None:
     e = sub.add_parser(
         "evaluate",
         help="leave-one-time-point-out benchmark (Tong et al. 2024 protocol)",
@@ -344,3 +347,9 @@ def add_commands(sub) -> None:
         "--quiet", action="store_true", help="no progress bars (results are still printed)"
     )
     e.set_defaults(func=_evaluate)
+
+
+def add_commands(sub) -> None:
+    """Add ``demo``, ``fit`` and ``evaluate`` to the subparsers ``sub``."""
+    for add in (_add_demo, _add_fit, _add_evaluate):
+        add(sub)

@@ -73,3 +73,35 @@ def test_options_left_to_the_function_reach_it_only_when_given(monkeypatch):
     main(["bench", "fates", "--larry", "x.h5ad"])
     main(["bench", "fates", "--larry", "x.h5ad", "--steps", "7"])
     assert seen == [{"seed": 0, "n_samples": 10}, {"seed": 0, "steps": 7, "n_samples": 10}]
+
+
+@pytest.mark.parametrize(
+    "argv, functions",
+    [
+        (
+            ["fit", "x.h5ad", "--time-key", "day", "--out", "o.h5ad"],
+            ["cellflow.cli._jobs:fit_h5ad", "cellflow:CellFlow", "cellflow:CellFlow.train"],
+        ),
+        (
+            ["evaluate", "x.h5ad", "--time-key", "day", "--out", "t.csv"],
+            ["cellflow.cli._jobs:evaluate_h5ad", "cellflow:evaluate_holdout"],
+        ),
+    ],
+)
+def test_fit_and_evaluate_default_as_the_python_they_call(argv, functions):
+    """`cellflow fit` and `cellflow evaluate` with no options train what the Python functions they
+    call train at their defaults (``--metric`` and ``--preprocess`` are spelt differently:
+    ``"rbf"``/``None`` on the command line for ``None``/``False`` in Python)."""
+    args = vars(build_parser().parse_args(argv))
+    differ = {"metric": ("rbf", None), "preprocess": (None, False)}
+    for target in functions:
+        module, _, name = target.partition(":")
+        f = importlib.import_module(module)
+        for part in name.split("."):
+            f = getattr(f, part)
+        for k, p in inspect.signature(f).parameters.items():
+            if k in args and p.default is not inspect.Parameter.empty:
+                if k in differ:
+                    assert (args[k], p.default) == differ[k], (target, k)
+                else:
+                    assert _plain(args[k]) == _plain(p.default), (target, k, args[k], p.default)
