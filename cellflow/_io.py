@@ -95,7 +95,8 @@ def _umask() -> int:
 
 
 def _tmp_prefix(name: str, kind: str = "tmp") -> str:
-    """``.NAME.KIND-HOST-PID-``: the prefix of this process's temporary files for target ``NAME``."""
+    """``.NAME.KIND-HOST-PID-``: the prefix of this process's temporary files for target
+    ``NAME``."""
     return f".{name}.{kind}-{_host()}-{os.getpid()}-"
 
 
@@ -156,7 +157,8 @@ def refuse_overwrite(existing: list[str], overwrite: bool) -> None:
     if existing and not overwrite:
         one = len(existing) == 1
         raise ValueError(
-            f"{', '.join(existing)} already exist{'s' if one else ''}; pass overwrite=True to replace "
+            f"{', '.join(existing)} already exist{'s' if one else ''}; pass overwrite=True to "
+            "replace "
             f"{'it' if one else 'them'}, or choose another key_added."
         )
 

@@ -131,7 +131,8 @@ def _checked(
         if held[i] is None or held[i] not in times[1:-1]:
             raise ValueError(
                 f"held_out={h!r} is not an intermediate measured time; choose from "
-                f"{times[1:-1].tolist()} (the values of obs[{time_key!r}], neither the first nor the last)."
+                f"{times[1:-1].tolist()} (the values of obs[{time_key!r}], neither the first nor "
+                "the last)."
             )
     return times, n_pcs, methods, seeds, held, fracs, tau_a
 
@@ -269,7 +270,8 @@ def evaluate_holdout(
         ``f`` of least W1) and ``w1_best_fraction`` (that W1) are added. A diagnostic of
         the pace across the interval, not a prediction: it reads the held-out cells.
     device
-        Where each flow trains and pushes (``"cpu"``, ``"cuda"``, ...; see :class:`cellflow.CellFlow`).
+        Where each flow trains and pushes (``"cpu"``, ``"cuda"``, ...; see
+        :class:`cellflow.CellFlow`).
     done
         The table of an earlier run with the same settings: its rows are kept, and each
         (method, held-out time, seed) found there is not trained again. ``cellflow evaluate
@@ -387,12 +389,14 @@ def evaluate_holdout(
                 add(row)
                 if verbose:
                     best = (
-                        f"  (best fraction {row['best_fraction']:g}: W1 {row['w1_best_fraction']:.3f})"
+                        f"  (best fraction {row['best_fraction']:g}: W1 "
+                        f"{row['w1_best_fraction']:.3f})"
                         if fracs is not None
                         else ""
                     )
                     print(
-                        f"held out {h:g}  {row['method']:<7} seed {seed}: W1 {row['w1']:.3f}  {secs:.0f}s{best}",
+                        f"held out {h:g}  {row['method']:<7} seed {seed}: W1 {row['w1']:.3f}  "
+                        f"{secs:.0f}s{best}",
                         flush=True,
                     )
     table = _table(rows, extra)
@@ -500,7 +504,8 @@ def _plan_text(todo: list, total: int, steps: int, seconds: dict[str, float]) ->
     est = sum(seconds.get(m, 0.0) * n for m, n in per.items())
     skipped = f" ({total - len(todo)} done earlier)" if len(todo) < total else ""
     return (
-        f"plan: {len(todo)} model{'s' if len(todo) > 1 else ''}{skipped} of {steps} steps each ({parts}), "
+        f"plan: {len(todo)} model{'s' if len(todo) > 1 else ''}{skipped} of {steps} steps each "
+        f"({parts}), "
         f"held out: {', '.join(f'{h:g}' for h in held)}; about {_duration(est)} on this machine "
         f"(timed from a {2 + PROBE_STEPS}-step run of each method)."
     )
@@ -545,7 +550,8 @@ def _best_fraction(
 
 
 def summarize_holdout(df: pd.DataFrame) -> pd.DataFrame:
-    """Per method: W1/W2/MMD averaged over held-out times for each seed, then mean ± std over seeds."""
+    """Per method: W1/W2/MMD averaged over held-out times for each seed, then mean ± std over
+    seeds."""
     cols = ["w1", "w2", "mmd", "seconds"] + (
         ["w1_best_fraction"] if "w1_best_fraction" in df else []
     )

@@ -41,7 +41,8 @@ def test_a_killed_fit_leaves_the_users_h5ad_whole(tmp_path):
             os._exit(9)
         h5py.Group.create_dataset = create_dataset
         main(["fit", {str(path)!r}, "--time-key", "day", "--out", {str(path)!r}, "--overwrite",
-              "--steps", "2", "--batch-size", "16", "--quiet", "--model-dir", {str(tmp_path / "m")!r}])
+              "--steps", "2", "--batch-size", "16", "--quiet",
+              "--model-dir", {str(tmp_path / "m")!r}])
     """)
     proc = subprocess.run(
         [sys.executable, "-c", child], capture_output=True, text=True, timeout=300
@@ -116,7 +117,7 @@ def test_save_refuses_foreign_files_and_leaves_no_stale_ones(tmp_path, trained):
     assert cf.CellFlow.load(tmp_path / "s", adata).method == "ot"
 
 
-# ---------------------------------------------------------------- 3-5, 7: the AnnData is the one trained on
+# -------------------------------------------------- 3-5, 7: the AnnData is the one trained on
 def test_a_sign_flipped_representation_is_refused(tmp_path, trained):
     adata, model = trained
     model.save(tmp_path / "m")

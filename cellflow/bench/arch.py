@@ -6,7 +6,8 @@ coordinates, the cells of time 0 pushed to the middle of model time with 100 Eul
 W1 to the held-out cells). OT-CFM runs with each seed, and OT-MFM once per metric (``rbf``, the
 default, and ``land``), next to the baselines (the previous time point and McCann interpolation
 of the exact OT plan) and the sampling floor (a fresh draw of time 1 scored against the held-out
-cells: what a perfect prediction would score). The summary gives the mean ± std, the median and, per metric, the ratio
+cells: what a perfect prediction would score). The summary gives the mean ± std, the median and, per
+metric, the ratio
 of OT-MFM's median W1 to OT-CFM's and the number of seeds on which OT-MFM is lower.
 
 ``n_dims`` embeds the arch in more dimensions (a random rotation, with noise in the new ones), and
@@ -90,7 +91,8 @@ def run(
     if verbose:
         units = "whitened units" if whiten else "the data's units, unwhitened"
         print(
-            f"\nArch, time 1 held out, {n_cells} cells per time point in {n_dims} dimensions, {len(seeds)} seeds, "
+            f"\nArch, time 1 held out, {n_cells} cells per time point in {n_dims} dimensions, "
+            f"{len(seeds)} seeds, "
             f"{steps} steps (W1 in {units}"
             + ("" if metric_eps is None else f"; metric eps {metric_eps}")
             + "):"

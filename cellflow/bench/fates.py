@@ -622,7 +622,8 @@ def larry(file: str, *, steps: int = 1000, seed: int = 0, n_samples: int = 10) -
         """A row: the AUROC of the entropy ``H`` for mixed against committed clones."""
         ok = np.isfinite(H)
         return dict(
-            what=f"entropy AUROC, {what}, {mixed[ok].sum()} mixed vs {(~mixed[ok]).sum()} committed",
+            what=f"entropy AUROC, {what}, {mixed[ok].sum()} mixed vs "
+            f"{(~mixed[ok]).sum()} committed",
             value=f"{roc_auc_score(mixed[ok], H[ok]):.3f} ({(~ok).sum()} cells without a fate)",
         )
 

@@ -231,7 +231,8 @@ def _warm_up() -> None:
 
 def _line(row: dict) -> str:
     return (
-        f"seed {row['seed']}  {row['method']:<30} {row['seconds']:6.1f}s  spearman {row['spearman']:.3f}  "
+        f"seed {row['seed']}  {row['method']:<30} {row['seconds']:6.1f}s  spearman "
+        f"{row['spearman']:.3f}  "
         f"ancestors A {row['ancestor_share_A']:.3f} (truth {row['truth_ancestor_share_A']:.3f})  "
         f"descendants A {row['descendant_share_A']:.3f}  held-out W1 {row['w1_mass']:.3f}"
     )

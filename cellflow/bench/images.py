@@ -58,7 +58,8 @@ def run(
                 }
             )
             print(
-                f"{name:<17} {r['solver']:<17} NFE {r['nfe']:>5.0f}  accuracy ratio {r['accuracy_ratio']:.3f}  "
+                f"{name:<17} {r['solver']:<17} NFE {r['nfe']:>5.0f}  accuracy ratio "
+                f"{r['accuracy_ratio']:.3f}  "
                 f"Frechet {r['frechet']:.2f}  sampling {r['seconds']:.1f} s",
                 flush=True,
             )

@@ -69,7 +69,8 @@ def _reset_peak() -> bool:
 
 
 def _proc_status_gb(field: str) -> float | None:
-    """A memory field of ``/proc/self/status`` (Linux: ``VmRSS``, ``VmHWM``) in GB; None elsewhere."""
+    """A memory field of ``/proc/self/status`` (Linux: ``VmRSS``, ``VmHWM``) in GB; None
+    elsewhere."""
     try:
         with open("/proc/self/status") as f:
             for line in f:

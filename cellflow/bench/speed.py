@@ -9,7 +9,8 @@ Four sections, each figure the median of ``repeats`` timed runs on ``threads`` t
 ``exact_ot``
     One exact plan between ``n`` × ``n`` standard normal points in ``d`` dimensions (uniform
     weights): our :class:`~cellflow.couplings.ExactOT` (the auction of
-    :mod:`cellflow.couplings.assignment`) and with ``auction=False`` (the network simplex on near pairs
+    :mod:`cellflow.couplings.assignment`) and with ``auction=False`` (the network simplex on near
+    pairs
     with pricing), POT's network simplex without the iteration cap, and torchcfm's
     ``OTPlanSampler`` (POT capped at 100,000 iterations). Each plan's cost is reported
     relative to the uncapped optimum.

@@ -107,7 +107,8 @@ def run(
             import ForestDiffusion  # noqa: F401
         except ImportError:
             print(
-                "ForestDiffusion is not installed (pip install forestdiffusion): running cellflow alone."
+                "ForestDiffusion is not installed (pip install forestdiffusion): running cellflow "
+                "alone."
             )
             peer = False
     rows = []

@@ -88,7 +88,8 @@ def _torchcfm(method: str, steps: int, batch: int, seed: int, device: str = "cpu
 
     torch.manual_seed(seed)
     spec = method_spec(method)
-    # torchcfm's matcher with the same coupling (its SB matcher defaults to exact OT: ask for Sinkhorn)
+    # torchcfm's matcher with the same coupling (its SB matcher defaults to exact OT: ask for
+    # Sinkhorn)
     if spec.coupling == "sinkhorn":
         fm = SchrodingerBridgeConditionalFlowMatcher(sigma=spec.sigma, ot_method="sinkhorn")
     elif spec.coupling == "exact":
@@ -149,7 +150,8 @@ def run(
     busy: int = 0,
     ours_threads: tuple[int, ...] = (),
 ) -> pd.DataFrame:
-    """``threads`` is torch's count for torchcfm (ours follows :mod:`cellflow.train.threads`; add rows
+    """``threads`` is torch's count for torchcfm (ours follows :mod:`cellflow.train.threads`; add
+    rows
     of ours on a fixed count with ``ours_threads``). ``busy=N`` times every contender alone and
     beside N CPU-bound processes, in turns, and adds ``steps_per_s_busy`` and ``busy_ratio``."""
     torch.set_num_threads(threads)
@@ -220,7 +222,8 @@ def run(
     df = pd.DataFrame(rows)
     if verbose:
         print(
-            f"\nmedian of {repeats} runs of {steps} steps, batch {batch}, on {device} (torchcfm on {threads} "
+            f"\nmedian of {repeats} runs of {steps} steps, batch {batch}, on {device} (torchcfm on "
+            f"{threads} "
             f"threads, ours on {resolve_threads()} by cellflow.train.threads)"
             + (f"; busy: beside {busy} CPU-bound processes" if busy else "")
             + (f"; W2 on {n_test} samples after {accuracy_steps} steps" if accuracy_steps else "")

@@ -107,7 +107,8 @@ def run(
     out: str | None = None,
     verbose: bool = True,
 ) -> pd.DataFrame:
-    """Run the benchmark; returns the per-seed table and writes ``toy.csv`` / ``toy_summary.csv``."""
+    """Run the benchmark; returns the per-seed table and writes ``toy.csv`` /
+    ``toy_summary.csv``."""
     rows = []
     for src, tgt in TASKS:
         for method in methods:
@@ -131,7 +132,8 @@ def run(
                 if verbose:
                     r = rows[-1]
                     print(
-                        f"{r['task']:<18} {r['method']:<7} seed {seed}: W2 {r['w2']:.3f}  NPE {r['npe']:.3f}  "
+                        f"{r['task']:<18} {r['method']:<7} seed {seed}: W2 {r['w2']:.3f}  NPE "
+                        f"{r['npe']:.3f}  "
                         f"NFE {r['nfe']}  {r['seconds']:.0f}s",
                         flush=True,
                     )
@@ -160,7 +162,8 @@ def run(
         write_csv(summary, Path(out) / "toy_summary.csv")
     if verbose:
         print(
-            f"\nW2 on {n_test} test samples per side, {len(seeds)} seeds, {steps} steps (mean ± std):"
+            f"\nW2 on {n_test} test samples per side, {len(seeds)} seeds, {steps} steps (mean ± "
+            "std):"
         )
         print(summary.to_string())
     return df

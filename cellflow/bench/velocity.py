@@ -5,7 +5,8 @@ compared, cell by cell, with a reference velocity stored in ``obsm`` in the same
 (for example RNA velocity projected onto the PCs, ``obsm["velocity_pca"]`` of the EB file, or
 the true velocity of the simulated data). The score is the cosine similarity
 
-.. math:: \\cos_i = \\frac{\\langle v_\\theta(t_i, x_i),\\, v^{ref}_i\\rangle}{\\|v_\\theta\\|\\,\\|v^{ref}_i\\|}
+.. math:: \\cos_i = \\frac{\\langle v_\\theta(t_i, x_i),\\, v^{ref}_i\\rangle}
+          {\\|v_\\theta\\|\\,\\|v^{ref}_i\\|}
 
 over the first ``n_pcs`` coordinates, reported as the median per time point and overall. The
 same score for the population drift (mean of the next time point minus mean of this one, the
@@ -14,7 +15,8 @@ the drift of the means scores that much.
 
 Example
 -------
-``cellflow bench velocity ../shared/datasets/eb.h5ad --time-key time_point --reference velocity_pca``
+``cellflow bench velocity ../shared/datasets/eb.h5ad --time-key time_point --reference
+velocity_pca``
 """
 
 from __future__ import annotations
@@ -117,14 +119,16 @@ def run(
             secs = time.perf_counter() - start
             rows += rows_for(method, seed, velocity_cosine(V, V_ref), secs)
             print(
-                f"{method} seed {seed}: median cosine {rows[-len(np.unique(t)) - 1]['median_cosine']:.3f} "
+                f"{method} seed {seed}: median cosine "
+                f"{rows[-len(np.unique(t)) - 1]['median_cosine']:.3f} "
                 f"({secs:.0f} s)",
                 flush=True,
             )
     df = pd.DataFrame(rows)
     table = df[df.time == "all"].groupby("method")["median_cosine"].agg(["mean", "std", "count"])
     print(
-        f"median cosine to obsm[{reference!r}] over the first {X.shape[1]} coordinates of {use_rep}:"
+        f"median cosine to obsm[{reference!r}] over the first {X.shape[1]} coordinates of "
+        f"{use_rep}:"
     )
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))
     if out:

@@ -1,4 +1,5 @@
-"""Command line: ``cellflow demo``, ``cellflow fit``, ``cellflow evaluate``, ``cellflow train images|tabular``,
+"""Command line: ``cellflow demo``, ``cellflow fit``, ``cellflow evaluate``, ``cellflow train
+images|tabular``,
 ``cellflow bench ...``.
 
 Each command's arguments and handler live beside the others of its kind: ``_cells.py`` (demo, fit,

@@ -139,7 +139,8 @@ def _add_fit(sub) -> None:
     f = sub.add_parser(
         "fit",
         help="fit a flow to an .h5ad time course and write velocities",
-        description="Train a CellFlow on IN.h5ad, save the model next to OUT.h5ad (or --model-dir), "
+        description="Train a CellFlow on IN.h5ad, save the model next to OUT.h5ad (or "
+        "--model-dir), "
         "and write OUT.h5ad with obsm['velocity_<rep>'] (and layers['velocity'], "
         "obsm['velocity_umap'] when PCs / a UMAP are present).",
     )
@@ -175,14 +176,16 @@ def _add_fit(sub) -> None:
         "--sigma",
         type=float,
         default=None,
-        help="path noise in the standardised units the network sees (default: the method's, see CellFlow)",
+        help="path noise in the standardised units the network sees (default: the method's, see "
+        "CellFlow)",
     )
     f.add_argument("--steps", type=int, default=D.STEPS)
     f.add_argument(
         "--ema",
         type=float,
         default=D.MODEL_EMA_DECAY,
-        help=f"EMA decay of the weights, which the fitted flow uses (default {D.MODEL_EMA_DECAY}; 0: the last "
+        help=f"EMA decay of the weights, which the fitted flow uses (default {D.MODEL_EMA_DECAY}; "
+        "0: the last "
         "weights); it keeps paths over several days on the measured cells",
     )
     add_time_and_metric_options(f)
@@ -191,7 +194,8 @@ def _add_fit(sub) -> None:
         "--batch-size",
         type=int,
         default=None,
-        help=f"cells per time point per step (default: {D.BATCH_SIZE}, or the smallest trained time "
+        help=f"cells per time point per step (default: {D.BATCH_SIZE}, or the smallest trained "
+        "time "
         "point's cells if fewer)",
     )
     f.add_argument(
@@ -213,7 +217,8 @@ def _add_fit(sub) -> None:
     f.add_argument(
         "--basis",
         default="umap",
-        help="embedding to project velocities on, if present and not the representation itself (default umap)",
+        help="embedding to project velocities on, if present and not the representation itself "
+        "(default umap)",
     )
     f.add_argument(
         "--preprocess",
@@ -232,7 +237,8 @@ def _add_fit(sub) -> None:
     f.add_argument(
         "--no-gene-velocity",
         action="store_true",
-        help="write the velocity in the representation (obsm) and the embedding only, not the dense "
+        help="write the velocity in the representation (obsm) and the embedding only, not the "
+        "dense "
         "cells x genes layers['velocity'] (4 bytes per cell and gene)",
     )
     f.add_argument("--overwrite", action="store_true")
@@ -264,14 +270,16 @@ def _add_evaluate(sub) -> None:
         "--n-pcs",
         type=int,
         default=None,
-        help="leading PCs (default 5, the paper's setting, or every column of a narrower representation "
+        help="leading PCs (default 5, the paper's setting, or every column of a narrower "
+        "representation "
         "such as a 2-D layout)",
     )
     e.add_argument(
         "--whiten",
         action=argparse.BooleanOptionalAction,
         default=D.BENCHMARK_WHITEN,
-        help="standardise each PC (default, the paper's 5-PC setting); --no-whiten: the PCs as they are "
+        help="standardise each PC (default, the paper's 5-PC setting); --no-whiten: the PCs as "
+        "they are "
         "(the paper's 50/100-PC setting)",
     )
     e.add_argument(
@@ -288,14 +296,16 @@ def _add_evaluate(sub) -> None:
         "--batch-size",
         type=int,
         default=None,
-        help=f"cells per time point per step (default: {D.BATCH_SIZE}, or the smallest trained time "
+        help=f"cells per time point per step (default: {D.BATCH_SIZE}, or the smallest trained "
+        "time "
         "point's cells if fewer)",
     )
     e.add_argument(
         "--ot-batch-size",
         type=int,
         default=None,
-        help="cells per time point for the minibatch coupling, from whose plan --batch-size pairs are "
+        help="cells per time point for the minibatch coupling, from whose plan --batch-size pairs "
+        "are "
         "drawn (default: --batch-size, the paper's protocol)",
     )
     e.add_argument(
@@ -310,7 +320,8 @@ def _add_evaluate(sub) -> None:
         "--ema",
         type=float,
         default=None,
-        help="EMA decay of the weights (default none: the paper's protocol; cellflow fit uses 0.999)",
+        help="EMA decay of the weights (default none: the paper's protocol; cellflow fit uses "
+        "0.999)",
     )
     e.add_argument(
         "--sigma",
@@ -331,7 +342,8 @@ def _add_evaluate(sub) -> None:
         nargs="+",
         default=None,
         metavar="F",
-        help="also push each flow to these fractions of the merged held-out interval and report the "
+        help="also push each flow to these fractions of the merged held-out interval and report "
+        "the "
         "best (columns best_fraction, w1_best_fraction): a diagnostic of the pace, "
         "e.g. 0.3 0.4 0.5 0.6 0.7",
     )
@@ -339,7 +351,8 @@ def _add_evaluate(sub) -> None:
     e.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run that wrote TABLE.csv (the table is rewritten after each model, with its "
+        help="continue the run that wrote TABLE.csv (the table is rewritten after each model, with "
+        "its "
         "settings in TABLE.settings.json): train only the models it lacks",
     )
     add_device(e)

@@ -164,7 +164,8 @@ def run_demo(
     # the results and the files written are printed with --quiet too: it silences progress only
     secs = time.perf_counter() - t_start
     print(
-        "\nheld-out day 3, 5 whitened PCs (W1, W2, MMD: distance to the measured cells, lower is better):"
+        "\nheld-out day 3, 5 whitened PCs (W1, W2, MMD: distance to the measured cells, lower is "
+        "better):"
     )
     print(
         summary[["w1_mean", "w2_mean", "mmd_mean", "seconds_mean"]].to_string(

@@ -35,7 +35,8 @@ from ..course.read import expression_kind, sampled_values
 
 
 def read_h5ad(path: str | Path, backed: bool = False):
-    """Read ``path``; with ``backed``, leave ``X`` on disk (``anndata.read_h5ad(..., backed="r")``)."""
+    """Read ``path``; with ``backed``, leave ``X`` on disk (``anndata.read_h5ad(...,
+    backed="r")``)."""
     import anndata as ad
 
     path = Path(path)
@@ -240,9 +241,12 @@ def fit_h5ad(
         choices = preprocess_counts(adata, kind=kind, seed=seed)
     elif use_rep == "X_pca" and "X_pca" not in adata.obsm:
         raise KeyError(
-            f"{path_in} has no obsm['X_pca']; add {preprocess_flag} to compute it from the raw counts "
-            f"in X (normalize_total, log1p, {PREPROCESS_GENES} highly variable genes, {PREPROCESS_PCS} "
-            f"PCs), or name another representation (obsm holds: {', '.join(adata.obsm) or 'nothing'})."
+            f"{path_in} has no obsm['X_pca']; add {preprocess_flag} to compute it from the raw "
+            "counts "
+            f"in X (normalize_total, log1p, {PREPROCESS_GENES} highly variable genes, "
+            f"{PREPROCESS_PCS} "
+            "PCs), or name another representation (obsm holds: "
+            f"{', '.join(adata.obsm) or 'nothing'})."
         )
     if growth is not None and "growth_rate" in adata.obs and not overwrite:
         raise FileExistsError(
@@ -319,7 +323,8 @@ def fit_h5ad(
         (tmp / "config.json").write_text(json.dumps(cfg, indent=2))
     if velocity:
         tl.velocity(adata, model, genes=gene_velocity, overwrite=overwrite)
-        # the velocity is already in obsm[f"velocity_{basis}"] when the embedding is the representation
+        # the velocity is already in obsm[f"velocity_{basis}"] when the embedding is the
+        # representation
         if basis and f"X_{basis}" in adata.obsm and f"X_{basis}" != use_rep:
             tl.velocity_embedding(adata, basis=basis, overwrite=overwrite)
     if growth is not None:

@@ -45,26 +45,30 @@ def add_time_and_metric_options(p: argparse.ArgumentParser) -> None:
         "--time-scale",
         default=TIME_SCALE,
         choices=get_args(TimeScale),
-        help="model time of each time point: its index (the paper's protocol, default) or its value",
+        help="model time of each time point: its index (the paper's protocol, default) or its "
+        "value",
     )
     p.add_argument(
         "--per-interval",
         action="store_true",
-        help="one network per interval between consecutive time points instead of one shared network: "
+        help="one network per interval between consecutive time points instead of one shared "
+        "network: "
         "fits each interval more closely, and pushes over several intervals drift less",
     )
     p.add_argument(
         "--metric-eps",
         type=float,
         default=None,
-        help="OT-MFM only: the metric's floor eps in G = I / (h + eps); larger pulls the paths less "
+        help="OT-MFM only: the metric's floor eps in G = I / (h + eps); larger pulls the paths "
+        "less "
         f"towards the cells (default {METRIC_EPS}; the paper used 0.01)",
     )
     p.add_argument(
         "--metric",
         default="rbf",
         choices=get_args(MetricKind),
-        help="OT-MFM only: the data metric, rbf (a density of Gaussian bumps, default) or land (the "
+        help="OT-MFM only: the data metric, rbf (a density of Gaussian bumps, default) or land "
+        "(the "
         "local spread of the cells along each feature, so paths also follow the directions in "
         "which nearby cells extend)",
     )
@@ -72,7 +76,8 @@ def add_time_and_metric_options(p: argparse.ArgumentParser) -> None:
         "--metric-gamma",
         type=_gamma,
         default=None,
-        help=f"OT-MFM with --metric land only: the kernel width in standardised units (default {LAND_GAMMA}: "
+        help="OT-MFM with --metric land only: the kernel width in standardised units (default "
+        f"{LAND_GAMMA}: "
         "the median distance between neighbouring cells of each pair of time points)",
     )
 
@@ -168,7 +173,8 @@ def add_global_coupling(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--global-coupling",
         action="store_true",
-        help="under torchrun: couple one global batch of all ranks' rows (default: each rank its own)",
+        help="under torchrun: couple one global batch of all ranks' rows (default: each rank its "
+        "own)",
     )
 
 

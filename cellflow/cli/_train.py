@@ -68,7 +68,8 @@ def _train_images(args) -> int:
     if not m:  # a rank other than 0 under torchrun
         return 0
     print(
-        f"{m['parameters'] / 1e6:.1f}M parameters, {m['steps']} steps at {m['steps_per_second']:.2f} steps/s, "
+        f"{m['parameters'] / 1e6:.1f}M parameters, {m['steps']} steps at "
+        f"{m['steps_per_second']:.2f} steps/s, "
         f"peak RSS {m['peak_rss_gb']:.2f} GB"
         + (f", CUDA peak {m['cuda_peak_memory_gb']:.2f} GB" if "cuda_peak_memory_gb" in m else "")
     )

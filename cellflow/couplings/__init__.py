@@ -7,7 +7,8 @@ samples (labels, conditions, weights, time points) follows them: ``labels0[pairi
 - :class:`IndependentCoupling` — I-CFM: the product coupling.
 - :class:`ExactOT` — OT-CFM: the exact plan for the squared Euclidean cost. Equal uniform
   batches are an assignment problem, solved by an auction and proven optimal by its dual
-  potentials (:mod:`cellflow.couplings.assignment`); other batches by POT's network simplex *without*
+  potentials (:mod:`cellflow.couplings.assignment`); other batches by POT's network simplex
+  *without*
   an iteration cap (a capped solve is refused, never used), large ones in 20 or more
   dimensions on near pairs, proven optimal by pricing (:mod:`cellflow.couplings.sparse_ot`).
   For equal, uniform batches the optimal plan is a permutation and, by default, every

@@ -1,9 +1,13 @@
-r"""The compiled kernels of :mod:`cellflow.couplings.assignment`: ε-scaling auction, label-correcting
+r"""The compiled kernels of :mod:`cellflow.couplings.assignment`: ε-scaling auction,
+label-correcting
 proof of optimality, and shortest-augmenting-path repair (numba, ``nogil``).
 
-The maths, the constants and the public entry points (:func:`~cellflow.couplings.assignment.exact_assignment`,
-:func:`~cellflow.couplings.assignment.assign_points`, :func:`~cellflow.couplings.assignment.assign_point_stacks`) live
-in :mod:`cellflow.couplings.assignment`; every function here takes the solver's settings as arguments
+The maths, the constants and the public entry points
+(:func:`~cellflow.couplings.assignment.exact_assignment`,
+:func:`~cellflow.couplings.assignment.assign_points`,
+:func:`~cellflow.couplings.assignment.assign_point_stacks`) live
+in :mod:`cellflow.couplings.assignment`; every function here takes the solver's settings as
+arguments
 (``eps_final, theta, max_scans, max_bids, tol, retries``) and returns plain arrays and ints:
 ``(cols, u, v, bids, scans, repaired)``.
 """

@@ -114,7 +114,8 @@ class Coupling(ABC):
 
 
 def _sample_rows(P: Tensor, generator, k: int = 1) -> Tensor:
-    r"""``k`` columns per row of ``P``, column :math:`j` with probability :math:`P_{ij} / \sum_l P_{il}`,
+    r"""``k`` columns per row of ``P``, column :math:`j` with probability :math:`P_{ij} / \sum_l
+    P_{il}`,
     independently (with replacement); shape ``(rows, k)``.
 
     Inverse-CDF sampling: uniforms on the row's total are located in the row's cumulative
@@ -157,7 +158,8 @@ def _pairs_from_plan(P: Tensor, n: int, replace: bool, generator) -> Pairing:
         sub, sub_rows = (P[i0], rows[i0]) if n < n0 else (P, rows)
         # numpy's row argmax is ~8x faster than torch's on a CPU float64 plan (256²: 12 vs 92 µs)
         i1 = torch.from_numpy(sub.numpy().argmax(1)) if sub.device.type == "cpu" else sub.argmax(1)
-        # a row whose largest entry is all of its mass has one positive entry (exact OT): no sampling
+        # a row whose largest entry is all of its mass has one positive entry (exact OT): no
+        # sampling
         if not bool((sub.gather(1, i1[:, None]).squeeze(1) == sub_rows).all()):
             i1 = _sample_rows(sub, generator).reshape(-1)
         return Pairing(i0=i0, i1=i1, plan=P)

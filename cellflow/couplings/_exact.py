@@ -21,7 +21,8 @@ from .sparse_ot import MAX_ITER_REACHED, SPARSE_FROM, SPARSE_MIN_DIM, sparse_exa
 class PointsSolve:
     """A deferred exact assignment of two equal point batches, for a batch worker.
 
-    Calling it returns the optimal permutation ``cols`` (:func:`~cellflow.couplings.assignment.assign_points`);
+    Calling it returns the optimal permutation ``cols``
+    (:func:`~cellflow.couplings.assignment.assign_points`);
     :meth:`together` solves the jobs of several training steps in one compiled call. Both run
     without the GIL (:class:`cellflow.train.trainer.TrainConfig`, ``group``).
     """
@@ -35,7 +36,8 @@ class PointsSolve:
     @staticmethod
     def together(jobs: list["PointsSolve"]) -> list[np.ndarray]:
         """``[job() for job in jobs]``, the same permutations, by one call of
-        :func:`~cellflow.couplings.assignment.assign_point_stacks` where the jobs share shape and dtype."""
+        :func:`~cellflow.couplings.assignment.assign_point_stacks` where the jobs share shape and
+        dtype."""
         first = jobs[0]
         if len(jobs) == 1 or any(
             j.x0.shape != first.x0.shape
@@ -69,11 +71,13 @@ class ExactOT(Coupling):
         Solve the network simplex on a sparse set of near pairs and prove the plan optimal
         by pricing every pair (:mod:`cellflow.couplings.sparse_ot`): the same optimum. ``None``
         (default): when the batches have at least :data:`~cellflow.couplings.sparse_ot.SPARSE_FROM`
-        pairs and :data:`~cellflow.couplings.sparse_ot.SPARSE_MIN_DIM` features, where it was measured
+        pairs and :data:`~cellflow.couplings.sparse_ot.SPARSE_MIN_DIM` features, where it was
+        measured
         faster than the dense network simplex (:mod:`cellflow.couplings.sparse_ot`).
     auction
         ``None`` (default): solve equal, uniform batches by
-        :func:`~cellflow.couplings.assignment.exact_assignment`, unless ``max_iter`` or ``sparse=True``
+        :func:`~cellflow.couplings.assignment.exact_assignment`, unless ``max_iter`` or
+        ``sparse=True``
         asks for the network simplex. ``False``: always the network simplex. ``True``: always
         the auction (a ``ValueError`` for weighted or unequal batches).
     """
@@ -100,7 +104,8 @@ class ExactOT(Coupling):
         if self.auction is True and not fits:
             raise ValueError(
                 "ExactOT(auction=True) solves equal, unweighted batches only; got "
-                f"{n0} and {n1} samples{' with weights' if a is not None or b is not None else ''}. "
+                f"{n0} and {n1} "
+                f"samples{' with weights' if a is not None or b is not None else ''}. "
                 "Use auction=None to let weighted or unequal batches go to the network simplex."
             )
         if self.auction is None:
@@ -108,7 +113,8 @@ class ExactOT(Coupling):
         return self.auction
 
     def _points(self, x0, x1):
-        """The batches as numpy points for :func:`~cellflow.couplings.assignment.assign_points` (CPU, at
+        """The batches as numpy points for :func:`~cellflow.couplings.assignment.assign_points`
+        (CPU, at
         most :data:`~cellflow.couplings.assignment.POINTS_MAX_DIM` features), else ``None``."""
         a, b = x0.detach().reshape(x0.shape[0], -1), x1.detach().reshape(x1.shape[0], -1)
         if a.device.type != "cpu" or b.device.type != "cpu" or a.shape[1] > POINTS_MAX_DIM:
@@ -118,9 +124,11 @@ class ExactOT(Coupling):
         return a.numpy(), b.numpy()
 
     def _assignment(self, x0, x1) -> Tensor:
-        """``cols``: the optimal permutation of equal uniform batches (``x0[i]`` to ``x1[cols[i]]``).
+        """``cols``: the optimal permutation of equal uniform batches (``x0[i]`` to
+        ``x1[cols[i]]``).
 
-        CPU batches of up to :data:`~cellflow.couplings.assignment.POINTS_MAX_DIM` features go to the
+        CPU batches of up to :data:`~cellflow.couplings.assignment.POINTS_MAX_DIM` features go to
+        the
         solver as points (:func:`~cellflow.couplings.assignment.assign_points`: costs by direct
         differences, without the GIL); others as the matrix of :func:`squared_distances`."""
         pts = self._points(x0, x1)
@@ -206,7 +214,8 @@ class ExactOT(Coupling):
                 return torch.from_numpy(G).to(x0.device)
             if code == MAX_ITER_REACHED:
                 _fail(
-                    f"exact OT did not reach the optimum (max_iter={max_iter} reached); raise max_iter or "
+                    f"exact OT did not reach the optimum (max_iter={max_iter} reached); raise "
+                    "max_iter or "
                     "leave it at None.",
                     self.on_fail,
                 )

@@ -201,7 +201,8 @@ def sinkhorn_log(
         if plan is not None:
             if not err <= bar:
                 _fail(
-                    f"Sinkhorn did not converge: marginal error {err:.3g} > tol {tol:g} after {max_iter} "
+                    f"Sinkhorn did not converge: marginal error {err:.3g} > tol {tol:g} after "
+                    f"{max_iter} "
                     f"iterations at eps={eps:g}. Increase eps or max_iter, or loosen tol.",
                     on_fail,
                 )

@@ -44,7 +44,8 @@ Example
 >>> x, y = rng.normal(size=(200, 2)), rng.normal(size=(200, 2)) + 1
 >>> C = ot.dist(x, y)
 >>> res = exact_assignment(C)
->>> bool(np.isclose(C[np.arange(200), res.cols].mean(), ot.emd2(np.full(200, 0.005), np.full(200, 0.005), C)))
+>>> w = np.full(200, 0.005)
+>>> bool(np.isclose(C[np.arange(200), res.cols].mean(), ot.emd2(w, w, C)))
 True
 >>> bool((C - res.u[:, None] - res.v[None, :] >= -1e-9).all())   # the proof: dual feasible
 True
@@ -201,7 +202,8 @@ def assign_point_stacks(x0: np.ndarray, x1: np.ndarray) -> np.ndarray:
     x0, x1 = np.asarray(x0), np.asarray(x1)
     if x0.ndim != 3 or x0.shape != x1.shape:
         raise ValueError(
-            f"assign_point_stacks needs two (k, n, d) arrays of one shape, got {x0.shape} and {x1.shape}."
+            f"assign_point_stacks needs two (k, n, d) arrays of one shape, got {x0.shape} and "
+            f"{x1.shape}."
         )
     dtype = (
         x0.dtype if x0.dtype == x1.dtype and x0.dtype in (np.float32, np.float64) else np.float64

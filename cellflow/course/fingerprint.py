@@ -41,7 +41,8 @@ _DIGEST_ROWS, _DIGEST_BLOCK = 256, 32  # rows of X that its digest reads, and ro
 
 def representation_digest(adata, use_rep: str, n_cols: int) -> str:
     """SHA-1 of the values the model reads: the leading ``n_cols`` columns of ``obsm[use_rep]``
-    as float64, or, for ``use_rep="X"``, of 256 evenly spaced rows of them (read 32 at a time) (so that a digest of
+    as float64, or, for ``use_rep="X"``, of 256 evenly spaced rows of them (read 32 at a time) (so
+    that a digest of
     a large, sparse or backed X costs one small read). A sign flip, a rerun PCA or an in-place
     ``sc.pp.scale`` changes it."""
     if use_rep == "X":
@@ -129,7 +130,8 @@ def fingerprint_differences(
         and representation_digest(adata, use_rep, saved["n_cols"]) != saved["rep_sha1"]
     ):
         out.append(
-            f"the values of {rep} (its first {saved['n_cols']} columns) differ from those it was trained on "
+            f"the values of {rep} (its first {saved['n_cols']} columns) differ from those it was "
+            "trained on "
             "(a rerun PCA flips signs; sc.pp.scale and other in-place steps change values)"
         )
     if (
@@ -138,11 +140,13 @@ def fingerprint_differences(
         t, times = get_times(adata, time_key, min_points=1)
         if times.tolist() != saved["times"]:
             out.append(
-                f"the time points in obs[{time_key!r}]: saved {saved['times']}, given {times.tolist()}"
+                f"the time points in obs[{time_key!r}]: saved {saved['times']}, given "
+                f"{times.tolist()}"
             )
         elif "times_sha1" in saved and times_digest(t) != saved["times_sha1"]:
             out.append(
-                f"the cells' times in obs[{time_key!r}] (the same time points, given to other cells)"
+                f"the cells' times in obs[{time_key!r}] (the same time points, given to other "
+                "cells)"
             )
     key = saved.get("growth_key")
     if key is not None:

@@ -136,7 +136,8 @@ class RowSource:
                 s2 += np.square(block).sum(0)
         if bad:
             raise ValueError(
-                f"adata.{self.name} has NaN or inf in {bad} cells; remove those cells or fix the matrix."
+                f"adata.{self.name} has NaN or inf in {bad} cells; remove those cells or fix the "
+                "matrix."
             )
         mean = s1 / n
         return mean, np.maximum(s2 / n - mean**2, 0.0)

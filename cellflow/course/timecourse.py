@@ -193,9 +193,11 @@ class TimeCourse:
             return  # an obsm representation was copied when the course was read
         if source_digest(self.store.source) != self.fingerprint["rep_sha1"]:
             raise ValueError(
-                "adata.X has changed since this model was built (e.g. sc.pp.scale(adata) or another "
+                "adata.X has changed since this model was built (e.g. sc.pp.scale(adata) or "
+                "another "
                 "in-place step), and a model with use_rep='X' reads its cells from it. Undo the "
-                "change (work on adata.copy()), or build and train a new model on the AnnData as it "
+                "change (work on adata.copy()), or build and train a new model on the AnnData as "
+                "it "
                 "is now."
             )
 

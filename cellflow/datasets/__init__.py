@@ -1,5 +1,7 @@
-"""Data sets: embedded simulated differentiation time courses (two fates, or three and more), loaders for the real single-cell
-time courses, 2-D toy distributions and the arch time course for benchmarks, and scikit-learn's tables and digits."""
+"""Data sets: embedded simulated differentiation time courses (two fates, or three and more),
+loaders for the real single-cell
+time courses, 2-D toy distributions and the arch time course for benchmarks, and scikit-learn's
+tables and digits."""
 
 from ._arch import arch_time_course
 from ._growth import simulated_growth

@@ -32,14 +32,16 @@ REGISTRY: dict[str, _Entry] = {
         "eb.h5ad",
         "time_point",
         "X_pca",
-        "Embryoid body differentiation (Moon et al. 2019), the 100 PCs of eb_velocity_v5.npz used by "
+        "Embryoid body differentiation (Moon et al. 2019), the 100 PCs of eb_velocity_v5.npz used "
+        "by "
         "TrajectoryNet and Tong et al. 2024, with RNA velocity in obsm['velocity_pca']",
     ),
     "cite": _Entry(
         "cite.h5ad",
         "day",
         "X_pca",
-        "CITE-seq CD34+ HSPCs, NeurIPS 2022 Open Problems multimodal challenge, days 2/3/4/7, PCs as "
+        "CITE-seq CD34+ HSPCs, NeurIPS 2022 Open Problems multimodal challenge, days 2/3/4/7, PCs "
+        "as "
         "published with the LightSB code",
     ),
     "multi": _Entry(
@@ -52,7 +54,8 @@ REGISTRY: dict[str, _Entry] = {
         "weinreb_larry.h5ad",
         "day",
         "X_spring",
-        "LARRY in vitro haematopoiesis (Weinreb et al. 2020), days 2/4/6, SPRING layout, as published "
+        "LARRY in vitro haematopoiesis (Weinreb et al. 2020), days 2/4/6, SPRING layout, as "
+        "published "
         "in scDiffEq/LARRY-dataset",
     ),
 }
@@ -107,7 +110,8 @@ def load(
         url = url or entry.url
         if url is None:
             raise FileNotFoundError(
-                f"{entry.file} is not in {root}. Place it there, or pass data_dir= or set ${DATA_DIR_ENV} to the "
+                f"{entry.file} is not in {root}. Place it there, or pass data_dir= or set "
+                f"${DATA_DIR_ENV} to the "
                 f"folder that holds it, or pass url= to download it. Source: {entry.source}."
             )
         root.mkdir(parents=True, exist_ok=True)

@@ -61,7 +61,8 @@ def _drift(z: np.ndarray) -> np.ndarray:
 
 
 def _initial_states(rng, n: int) -> np.ndarray:
-    r"""Progenitors at the first time: :math:`z_1 \sim N(0, 0.3^2)`, :math:`z_2 \sim N(0, 0.05^2)`."""
+    r"""Progenitors at the first time: :math:`z_1 \sim N(0, 0.3^2)`, :math:`z_2 \sim N(0,
+    0.05^2)`."""
     return np.stack([rng.normal(0.0, 0.3, n), rng.normal(0.0, 0.05, n)], 1)
 
 
@@ -120,7 +121,8 @@ def simulated_differentiation(
     times
         Sampling times (days); at least 2.
     n_genes
-        Number of genes (at least 20): five programmes of co-regulated genes plus housekeeping genes.
+        Number of genes (at least 20): five programmes of co-regulated genes plus housekeeping
+        genes.
     library_size
         Median total counts per cell.
     n_futures
@@ -249,7 +251,8 @@ def true_velocity_pca(adata, *, layer: str = "velocity_true", use_rep: str = "X_
     """
     if layer not in adata.layers:
         raise KeyError(
-            f"adata.layers has no {layer!r}; simulate with cellflow.datasets.simulated_differentiation."
+            f"adata.layers has no {layer!r}; simulate with "
+            "cellflow.datasets.simulated_differentiation."
         )
     if "PCs" not in adata.varm:
         raise KeyError("adata.varm has no 'PCs'; run sc.pp.pca(adata) first.")

@@ -17,7 +17,8 @@ where :math:`c_k` are k-means centres of the cells, :math:`s_k` the RMS spread o
 :math:`k` and the weights solve the non-negative least-squares problem
 :math:`\min_{w\ge0}\lVert \Phi w - 1\rVert^2` on the cells, so that :math:`h` is of order 1 on
 the data and :math:`h \to 0` away from it. With the default κ = 1 the kernels are narrow and
-:math:`h` stays a bumpy density proxy, well below 1 on many cells; wider kernels (κ = 2) make it flat at 1 on the cells. :class:`LANDMetric`
+:math:`h` stays a bumpy density proxy, well below 1 on many cells; wider kernels (κ = 2) make it
+flat at 1 on the cells. :class:`LANDMetric`
 instead takes :math:`h_d(x)` from the local spread of the cells along feature :math:`d`, so it
 also prefers the directions in which the cells nearby extend.
 
@@ -195,7 +196,8 @@ def fit_geodesic_interpolant(
     draw
         ``draw(i, n, generator)`` returns ``n`` random cells of group ``i`` as a float tensor.
     pairs, metrics
-        The ``(source, target)`` groups and one metric per pair (:mod:`cellflow.flow.riemannian_metrics`).
+        The ``(source, target)`` groups and one metric per pair
+        (:mod:`cellflow.flow.riemannian_metrics`).
     dim
         Number of features.
     steps, batch_size, lr

@@ -1,14 +1,14 @@
 r"""Conditional flow matchers: a probability path plus a minibatch coupling.
 
-=========  ==================================================  ========================================
-method     path                                                coupling
-=========  ==================================================  ========================================
-``icfm``   :class:`~cellflow.flow.paths.StraightPath`          independent (I-CFM)
-``ot``     :class:`~cellflow.flow.paths.StraightPath`          exact OT, squared Euclidean (OT-CFM)
-``sb``     :class:`~cellflow.flow.paths.BrownianBridgePath`    entropic OT, ε = 2σ² (SB-CFM)
-``fm``     :class:`~cellflow.flow.paths.LipmanPath`            independent, N(0, I) source only
-``vp``     :class:`~cellflow.flow.paths.VPPath`                independent
-=========  ==================================================  ========================================
+=========  ================================================  ====================================
+method     path                                              coupling
+=========  ================================================  ====================================
+``icfm``   :class:`~cellflow.flow.paths.StraightPath`        independent (I-CFM)
+``ot``     :class:`~cellflow.flow.paths.StraightPath`        exact OT, squared Euclidean (OT-CFM)
+``sb``     :class:`~cellflow.flow.paths.BrownianBridgePath`  entropic OT, ε = 2σ² (SB-CFM)
+``fm``     :class:`~cellflow.flow.paths.LipmanPath`          independent, N(0, I) source only
+``vp``     :class:`~cellflow.flow.paths.VPPath`              independent
+=========  ================================================  ====================================
 
 Example
 -------
@@ -43,7 +43,8 @@ __all__ = [
     "canonical_method",
 ]
 
-#: the methods of :class:`cellflow.FlowModel` and their default σ, read from :mod:`cellflow.flow.methods`
+#: the methods of :class:`cellflow.FlowModel` and their default σ, read from
+#: :mod:`cellflow.flow.methods`
 METHODS = methods_for("vectors")
 DEFAULT_SIGMA = {name: _TABLE[name].sigma for name in METHODS}
 # a geodesic path starts from the straight one; OT-MFM's interpolant bends it during training
@@ -68,7 +69,8 @@ class MatchedSample(PathSample):
 def _check_shapes(x0: Tensor, x1: Tensor) -> None:
     if x0.shape[1:] != x1.shape[1:]:
         raise ValueError(
-            f"source and target samples differ in shape: {tuple(x0.shape[1:])} vs {tuple(x1.shape[1:])}."
+            f"source and target samples differ in shape: {tuple(x0.shape[1:])} vs "
+            f"{tuple(x1.shape[1:])}."
         )
 
 

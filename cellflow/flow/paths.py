@@ -159,7 +159,8 @@ class ProbPath(ABC):
         return PathSample(t=t, x_t=x_t, u_t=u_t, eps=eps, x0=x0, x1=x1)
 
     def _noise(self, x0: Tensor, eps: Tensor | None, generator) -> Tensor:
-        """``eps`` if given, else standard normal noise shaped like ``x0`` (zeros for a path without noise)."""
+        """``eps`` if given, else standard normal noise shaped like ``x0`` (zeros for a path without
+        noise)."""
         if eps is not None:
             return eps
         if not self.has_noise:
@@ -181,7 +182,8 @@ def _check_sigma(sigma: float, *, positive: bool = False) -> float:
         raise ValueError(f"sigma must be finite, got {sigma}.")
     if positive and sigma <= 0:
         raise ValueError(
-            f"sigma must be > 0 for a Schrödinger bridge (entropic OT needs ε = 2σ² > 0), got {sigma}. "
+            "sigma must be > 0 for a Schrödinger bridge (entropic OT needs ε = 2σ² > 0), got "
+            f"{sigma}. "
             "Use method='ot' (OT-CFM) for a deterministic straight path."
         )
     if sigma < 0:
@@ -264,7 +266,8 @@ class LipmanPath(ProbPath):
     r"""Flow matching of Lipman et al. (2023) from a standard normal source.
 
     :math:`x_t = (1 - (1-\sigma_{min}) t)\, x_0 + t\, x_1` with :math:`x_0 \sim \mathcal N(0, I)`,
-    target :math:`u_t = x_1 - (1-\sigma_{min}) x_0 = \frac{x_1 - (1-\sigma_{min})x_t}{1-(1-\sigma_{min})t}`.
+    target :math:`u_t = x_1 - (1-\sigma_{min}) x_0 = \frac{x_1 -
+    (1-\sigma_{min})x_t}{1-(1-\sigma_{min})t}`.
 
     The path is only a valid probability path when ``x0`` is standard normal noise, so
     :meth:`sample` refuses sources whose moments are clearly not those of
@@ -301,7 +304,8 @@ class LipmanPath(ProbPath):
             raise ValueError(
                 "Lipman flow matching (method='fm') is only valid from a standard normal source, "
                 f"but x0 has a mean of up to {mean_err:.3g} and variances in "
-                f"[{var.min().item():.3g}, {var.max().item():.3g}]. Use method='icfm' or 'ot' to flow "
+                f"[{var.min().item():.3g}, {var.max().item():.3g}]. Use method='icfm' or 'ot' to "
+                "flow "
                 "between two data distributions, or pass x0 = torch.randn_like(x1)."
             )
 

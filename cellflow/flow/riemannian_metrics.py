@@ -63,7 +63,8 @@ def _as_cells(X, name: str) -> np.ndarray:
 
 class RBFMetric:
     r"""The diagonal metric :math:`G(x) = I/(h(x)+\varepsilon)` of a point cloud, with
-    :math:`h` a sum of Gaussian bumps (see :mod:`cellflow.flow.geodesics`). Build it with :meth:`fit`."""
+    :math:`h` a sum of Gaussian bumps (see :mod:`cellflow.flow.geodesics`). Build it with
+    :meth:`fit`."""
 
     def __init__(
         self, centers: Tensor, bandwidths: Tensor, weights: Tensor, eps: float = METRIC_EPS
@@ -148,8 +149,10 @@ class RBFMetric:
 class LANDMetric:
     r"""The LAND metric of a point cloud :math:`\{x_n\}_{n=1}^N` (the landmarks):
 
-    .. math:: h_d(x) = \frac{1}{Z N} \sum_{n=1}^N \exp\!\Big(-\frac{\lVert x - x_n\rVert^2}{2\gamma^2}\Big)
-              (x_{n,d} - x_d)^2, \qquad G(x) = \operatorname{diag}\Big(\frac{1}{h_d(x) + \varepsilon}\Big),
+    .. math:: h_d(x) = \frac{1}{Z N} \sum_{n=1}^N
+              \exp\!\Big(-\frac{\lVert x - x_n\rVert^2}{2\gamma^2}\Big)
+              (x_{n,d} - x_d)^2, \qquad G(x) = \operatorname{diag}\Big(\frac{1}{h_d(x) +
+              \varepsilon}\Big),
 
     where :math:`Z` is the median of the unscaled :math:`h_d` over the cells and features, so that
     :math:`h` is about 1 on the data as for :class:`RBFMetric` and ε means the same for both. (The
@@ -213,7 +216,8 @@ class LANDMetric:
         z = float(metric.h(probe).median())
         if not z > 0:
             raise ValueError(
-                f"the cells have no neighbours within gamma={gamma}: raise gamma, e.g. to about the "
+                f"the cells have no neighbours within gamma={gamma}: raise gamma, e.g. to about "
+                "the "
                 f"median distance between neighbouring cells here, {nn:.3g} (in the "
                 "standardised units; gamma='auto' uses it)."
             )

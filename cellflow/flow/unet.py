@@ -16,7 +16,9 @@ Example
 -------
 >>> import torch
 >>> from cellflow.flow.unet import UNet
->>> net = UNet(shape=(1, 8, 8), channels=16, channel_mult=(1, 2), attention_resolutions=(4,), n_classes=10)
+>>> net = UNet(
+...     shape=(1, 8, 8), channels=16, channel_mult=(1, 2), attention_resolutions=(4,), n_classes=10
+... )
 >>> x = torch.randn(5, 1, 8, 8)
 >>> net(torch.rand(5), x, torch.arange(5)).shape
 torch.Size([5, 1, 8, 8])
@@ -68,7 +70,8 @@ def _zero(module: nn.Module) -> nn.Module:
 
 
 def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
-    r"""Sinusoidal features of :math:`1000\,t`: :math:`[\cos(1000\,t\,\omega_k), \sin(1000\,t\,\omega_k)]`
+    r"""Sinusoidal features of :math:`1000\,t`: :math:`[\cos(1000\,t\,\omega_k),
+    \sin(1000\,t\,\omega_k)]`
     with :math:`\omega_k = P^{-k/(d/2)}`."""
     half = dim // 2
     freqs = torch.exp(
@@ -80,7 +83,8 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tens
 
 
 class ResBlock(nn.Module):
-    """GroupNorm → SiLU → conv, plus the embedding, → GroupNorm → SiLU → dropout → conv, with a skip."""
+    """GroupNorm → SiLU → conv, plus the embedding, → GroupNorm → SiLU → dropout → conv, with a
+    skip."""
 
     def __init__(self, cin: int, cout: int, emb_dim: int, dropout: float):
         super().__init__()
@@ -240,7 +244,8 @@ class UNet(nn.Module):
             t = t.expand(n)
         elif t.numel() != n:
             raise ValueError(
-                f"t has {t.numel()} entries for a batch of {n}: pass a scalar or one time per sample."
+                f"t has {t.numel()} entries for a batch of {n}: pass a scalar or one time per "
+                "sample."
             )
         emb = self.time_embed(timestep_embedding(t, self.config["channels"]).to(h.dtype))
         if self.label_embed is not None:

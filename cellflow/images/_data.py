@@ -96,7 +96,8 @@ def read_cifar10(directory: str | Path, split: str = "train") -> tuple[torch.Ten
     if not files:
         raise FileNotFoundError(
             f"no CIFAR-10 batch files ({', '.join(names)}) in {directory}. Download and unpack "
-            "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz and pass its cifar-10-batches-py folder."
+            "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz and pass its "
+            "cifar-10-batches-py folder."
         )
     xs, ys = [], []
     for f in files:
@@ -204,7 +205,8 @@ def load_images(
         x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
         if x.dim() != 4:
             raise ValueError(
-                f"{path} holds an array of shape {tuple(x.shape)}; expected (N, C, H, W) scaled to [-1, 1]."
+                f"{path} holds an array of shape {tuple(x.shape)}; expected (N, C, H, W) scaled to "
+                "[-1, 1]."
             )
         y = None if y is None else torch.as_tensor(np.asarray(y)).long()
         classes = [str(i) for i in range(int(y.max()) + 1)] if y is not None else []

@@ -1,7 +1,8 @@
 r"""Scoring generated images.
 
 - :func:`frechet_distance`: the Fréchet distance between Gaussians fitted to two sets of
-  features, :math:`\|\mu_a - \mu_b\|^2 + \operatorname{tr}\big(\Sigma_a + \Sigma_b - 2(\Sigma_a\Sigma_b)^{1/2}\big)`,
+  features, :math:`\|\mu_a - \mu_b\|^2 + \operatorname{tr}\big(\Sigma_a + \Sigma_b -
+  2(\Sigma_a\Sigma_b)^{1/2}\big)`,
   with any feature extractor (FID is this with Inception features).
 - :class:`DigitsClassifier` and :func:`train_digits_classifier`: a small CNN trained on real
   8×8 digits; its accuracy on class-conditional samples (against its accuracy on real test
@@ -60,7 +61,8 @@ def frechet_distance(
 
 def _trace_sqrt_product(sa: np.ndarray, sb: np.ndarray) -> float:
     r""":math:`\operatorname{tr}(\Sigma_a\Sigma_b)^{1/2}` of two PSD matrices, as
-    :math:`\operatorname{tr}(\Sigma_a^{1/2}\Sigma_b\Sigma_a^{1/2})^{1/2}`, the sum of the square roots of
+    :math:`\operatorname{tr}(\Sigma_a^{1/2}\Sigma_b\Sigma_a^{1/2})^{1/2}`, the sum of the square
+    roots of
     the eigenvalues of a symmetric PSD matrix (the two products are similar): real and exact for
     singular covariances too (more features than samples), where ``scipy.linalg.sqrtm`` of the
     product warns and needs a regularising offset."""

@@ -116,7 +116,8 @@ class ImageFlow:
             labels = torch.as_tensor(labels).long()
             if labels.shape != (images.shape[0],):
                 raise ValueError(
-                    f"need one label per image: {tuple(labels.shape)} labels for {images.shape[0]} images."
+                    f"need one label per image: {tuple(labels.shape)} labels for {images.shape[0]} "
+                    "images."
                 )
             if not self.n_classes:
                 raise ValueError(
@@ -156,7 +157,8 @@ class ImageFlow:
         The defaults follow torchcfm's CIFAR-10 recipe (Adam-type lr 2e-4 with warm-up,
         gradient clipping 1.0, EMA 0.9999; the EMA is warmed up, see
         :func:`cellflow.train.optim.warm_ema`). Other keyword arguments (``checkpoint_dir``,
-        ``checkpoint_every``, ``resume``, ``weight_decay``...) go to :meth:`cellflow.FlowModel.train`.
+        ``checkpoint_every``, ``resume``, ``weight_decay``...) go to
+        :meth:`cellflow.FlowModel.train`.
         """
         images = torch.as_tensor(images)
         if len(images) == 0:
@@ -310,7 +312,8 @@ class ImageFlow:
     def __repr__(self) -> str:
         n = sum(p.numel() for p in self.net.parameters())
         return (
-            f"ImageFlow(shape={self.shape}, n_classes={self.n_classes}, method={self.model.method!r}, "
+            f"ImageFlow(shape={self.shape}, n_classes={self.n_classes}, "
+            f"method={self.model.method!r}, "
             f"sigma={self.model.sigma}, {n / 1e6:.1f}M parameters)"
         )
 

@@ -32,7 +32,8 @@ class ModelBase:
     """The base of every cellflow model: its networks by name (:attr:`modules`: ``net`` and, for a
     model that learns a score, ``score_net``), training through :meth:`_run_training`, and
     :meth:`save`, which writes the folder whole or not at all. A model sets ``net``,
-    ``score_net`` (and ``growth_net``) and ``seed``, and writes its files in :meth:`_write_files`."""
+    ``score_net`` (and ``growth_net``) and ``seed``, and writes its files in
+    :meth:`_write_files`."""
 
     net = None
     score_net = None
@@ -79,7 +80,8 @@ class ModelBase:
         sees the distributed wrappers while the run lasts (:meth:`_in_training`), and afterwards
         the modules hold the weight average when ``cfg.ema_decay`` asks for one. Returns the
         history and that average's state (or ``None``). ``resume`` continues from
-        ``cfg.checkpoint_dir``, refusing a checkpoint whose ``identity`` (method, σ, ...) differs."""
+        ``cfg.checkpoint_dir``, refusing a checkpoint whose ``identity`` (method, σ, ...)
+        differs."""
         modules = self.modules
         seed_everything(self.seed)
         trainer = Trainer(modules, make_batch, loss_fn, cfg, val_fn=val_fn)

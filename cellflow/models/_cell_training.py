@@ -8,7 +8,8 @@ SB-CFM, independent for I-CFM), samples the path at :math:`t \sim U[0, 1]` and r
 network on the pair's target, placed at :math:`\tau = \tau_k + \Delta t` with target
 :math:`u_t / \Delta`, :math:`\Delta = \tau_l - \tau_k` (Tong et al. 2024):
 
-.. math:: \mathcal{L}(\theta) = \sum_{(k, l)} \mathbb{E}\,\lVert v_\theta(\tau, x_t) - u_t / \Delta \rVert^2 .
+.. math:: \mathcal{L}(\theta) = \sum_{(k, l)} \mathbb{E}\,
+          \lVert v_\theta(\tau, x_t) - u_t / \Delta \rVert^2 .
 
 The clock :math:`\tau` is the time course's (:class:`cellflow.course.TimeCourse`).
 """
@@ -84,12 +85,14 @@ class CellTraining:
         if ot_plan == "whole":
             if self.growth:
                 raise ValueError(
-                    "ot_plan='whole' is not available for a growth-aware model: its pairs are drawn "
+                    "ot_plan='whole' is not available for a growth-aware model: its pairs are "
+                    "drawn "
                     "in proportion to each cell's mass, batch by batch. Use ot_plan='minibatch'."
                 )
             if not minibatch_free:
                 raise ValueError(
-                    "ot_plan='whole' cannot be combined with ot_batch_size or distributed training, "
+                    "ot_plan='whole' cannot be combined with ot_batch_size or distributed "
+                    "training, "
                     "which set the minibatch plans' size. Leave ot_plan at 'auto'."
                 )
         elif (
@@ -175,7 +178,8 @@ class CellTraining:
         prefetch, workers
             Batches drawn ahead by ``workers`` threads. Default: 4 ahead for OT-CFM, whose exact
             OT solves run in parallel with the step; none for SB-CFM and I-CFM, whose torch work
-            only competes with the step for the cores (:func:`cellflow.train.batch_workers.default_prefetch`).
+            only competes with the step for the cores
+            (:func:`cellflow.train.batch_workers.default_prefetch`).
         global_coupling
             Distributed training only: every rank draws the same ``world_size × batch_size``
             cells per time point, couples them as one batch, and trains on its own share of the
@@ -205,7 +209,8 @@ class CellTraining:
             with this decay (default 0.999; ``None``: the last weights). Pushing cells over
             several intervals compounds the step-to-step noise of the last weights; the average
             keeps such paths on the measured time points, and one interval is as good as
-            without (method guide, "The weight average"). :func:`cellflow.evaluate_holdout` follows the paper's protocol, without it.
+            without (method guide, "The weight average"). :func:`cellflow.evaluate_holdout` follows
+            the paper's protocol, without it.
         lr, weight_decay, grad_clip, warmup_steps, progress
             See :class:`cellflow.train.trainer.TrainConfig`.
         threads
@@ -265,7 +270,8 @@ class CellTraining:
         )  # a global coupling draws all ranks' cells, then keeps this rank's share
         if ot_batch_size is not None and int(ot_batch_size) < batch_size:
             raise ValueError(
-                f"ot_batch_size={ot_batch_size} is smaller than batch_size={batch_size}: the coupling "
+                f"ot_batch_size={ot_batch_size} is smaller than batch_size={batch_size}: the "
+                "coupling "
                 "draws at least the cells it pairs. Raise it, or leave it at None (= batch_size)."
             )
         n_ot = n if ot_batch_size is None else int(ot_batch_size) * world

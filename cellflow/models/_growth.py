@@ -95,7 +95,8 @@ def check_growth(growth, growth_key, adata) -> None:
     if growth_key is not None and growth_key not in adata.obs:
         raise KeyError(
             f"growth_key={growth_key!r} is not a column of adata.obs; run "
-            "cf.pp.score_growth(adata, organism=...) (it writes 'growth_prior') or name your column."
+            "cf.pp.score_growth(adata, organism=...) (it writes 'growth_prior') or name your "
+            "column."
         )
 
 

@@ -2,7 +2,8 @@
 
 A saved model is ``config.json`` (settings, times, scaling, and a fingerprint of the AnnData
 it was trained on) beside ``model.pt`` (a state dict; ``score.pt``, ``geodesic.pt`` and
-``growth.pt`` for SB, OT-MFM and growth-aware models), read back with ``torch.load(..., weights_only=True)``. Loading against
+``growth.pt`` for SB, OT-MFM and growth-aware models), read back with ``torch.load(...,
+weights_only=True)``. Loading against
 another AnnData is refused with what differs.
 """
 

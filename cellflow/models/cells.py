@@ -136,11 +136,13 @@ class CellFlow(CellTraining, ModelBase):
         cell has one descendant, as in balanced OT. ``"prior"``: each cell's mass grows at the
         rate in ``obs[growth_key]`` (per unit of ``obs[time_key]``, log scale: 0 is steady;
         e.g. from :func:`cellflow.pp.score_growth`; a growth *factor* f per unit of time, such
-        as moscot's ``prior_growth_rates``, is the rate ``log f``). ``"learned"``: the rate is learned from how the
+        as moscot's ``prior_growth_rates``, is the rate ``log f``). ``"learned"``: the rate is
+        learned from how the
         time points' compositions change, starting from ``obs[growth_key]`` if given.
         ``"prior"`` uses the prior's masses exactly; ``"learned"`` plans each interval once on
         all its cells (:class:`cellflow.couplings.UnbalancedOT`) with the source marginal relaxed
-        by ``tau_a`` in (0, 1] (moscot's name; 1: the prior exactly; default ``GROWTH_TAU``, 0.95; refused with
+        by ``tau_a`` in (0, 1] (moscot's name; 1: the prior exactly; default ``GROWTH_TAU``, 0.95;
+        refused with
         the other settings, where it would do nothing). A prior implying a population change
         of more than 1e4-fold over one interval is refused (a rate per day read per hour). Either
         way a growth network :math:`g(t, x)` is fitted beside the velocity, so that :meth:`push`
@@ -294,7 +296,8 @@ class CellFlow(CellTraining, ModelBase):
 
     def __repr__(self) -> str:
         return (
-            f"CellFlow(method={self.method!r}, time_key={self.time_key!r}, times={self.times.tolist()}, "
+            f"CellFlow(method={self.method!r}, time_key={self.time_key!r}, "
+            f"times={self.times.tolist()}, "
             f"use_rep={self.use_rep!r}, n_pcs={self.n_pcs}, whiten={self.whiten}"
             + (", per_interval=True" if self.per_interval else "")
             + (f", growth={self.growth!r}" if self.growth else "")

@@ -110,7 +110,8 @@ class FlowModel(ModelBase):
         couplings are drawn on the CPU by the batch workers, then moved.
     network
         Another network by its config instead of the MLP, e.g.
-        ``{"kind": "unet", "shape": (1, 8, 8), ...}`` (see :func:`cellflow.flow.networks.build_network`);
+        ``{"kind": "unet", "shape": (1, 8, 8), ...}`` (see
+        :func:`cellflow.flow.networks.build_network`);
         ``hidden``, ``activation``, ``cond_dim`` and ``n_classes`` are then ignored.
     """
 
@@ -254,7 +255,8 @@ class FlowModel(ModelBase):
         return_trajectory: bool = False,
     ) -> Tensor | Trajectory:
         """Euler–Maruyama sample of the learned Schrödinger bridge SDE,
-        :math:`dX = (v_\\theta + \\tfrac{\\sigma^2}{2} s_\\theta)\\,dt + \\sigma\\,dW` (forward in time)."""
+        :math:`dX = (v_\\theta + \\tfrac{\\sigma^2}{2} s_\\theta)\\,dt + \\sigma\\,dW` (forward in
+        time)."""
         if self.score_net is None:
             raise ValueError("sample_sde needs an SB model with a score network (method='sb').")
         if t1 < t0:
@@ -342,7 +344,10 @@ class FlowModel(ModelBase):
         return model
 
     def __repr__(self) -> str:
-        return f"FlowModel(dim={self.dim}, method={self.method!r}, sigma={self.sigma}, score={self.score_net is not None})"
+        return (
+            f"FlowModel(dim={self.dim}, method={self.method!r}, sigma={self.sigma}, "
+            f"score={self.score_net is not None})"
+        )
 
     # ------------------------------------------------------------------ training
     def _make_batch_fn(
@@ -372,7 +377,8 @@ class FlowModel(ModelBase):
             x1, extra = draw1(m, g)
             if x0.shape[1:] != x1.shape[1:] or x0[0].numel() != self.dim:
                 raise ValueError(
-                    f"source samples {tuple(x0.shape[1:])} and target samples {tuple(x1.shape[1:])} must "
+                    f"source samples {tuple(x0.shape[1:])} and target samples "
+                    f"{tuple(x1.shape[1:])} must "
                     f"have the model's {self.dim} features."
                 )
             # conditions of the target rows: looked up by row index for a tensor target, or
@@ -384,7 +390,8 @@ class FlowModel(ModelBase):
                 # tensors are checked once by as_sampler; a callable's draws, here
                 if n is None and x.is_floating_point() and not torch.isfinite(x).all():
                     raise ValueError(
-                        f"the {name} sampler returned NaN or inf ({int((~torch.isfinite(x)).sum())} "
+                        f"the {name} sampler returned NaN or inf "
+                        f"({int((~torch.isfinite(x)).sum())} "
                         f"values in a draw of {len(x)}); fix the {name} data or sampler."
                     )
             return x0, x1, cond1
@@ -481,10 +488,13 @@ class FlowModel(ModelBase):
         target_cond
             Per-row labels or covariates of ``target`` (needs ``n_classes`` or ``cond_dim``);
             they follow their rows through the pairing.
-        lr, weight_decay, grad_clip, ema_decay, warmup_steps, val_every, patience, prefetch, workers, group, progress, checkpoint_dir, checkpoint_every, threads
+        lr, weight_decay, grad_clip, ema_decay, warmup_steps, val_every, patience, progress
+            See :class:`cellflow.train.trainer.TrainConfig`.
+        prefetch, workers, group, checkpoint_dir, checkpoint_every, threads
             See :class:`cellflow.train.trainer.TrainConfig` (``threads=None``: one torch thread
-            unless you set more, :mod:`cellflow.train.threads`). ``prefetch=None`` (default): 4 batches
-            ahead for exact OT couplings, else inline (:func:`cellflow.train.trainer.default_prefetch`);
+            unless you set more, :mod:`cellflow.train.threads`). ``prefetch=None`` (default): 4
+            batches ahead for exact OT couplings, else inline
+            (:func:`cellflow.train.trainer.default_prefetch`);
             exact OT on up to 16 features sends the solves of ``group`` steps to a worker as one
             task, two groups ahead.
         val_fn
@@ -498,7 +508,8 @@ class FlowModel(ModelBase):
         global_coupling
             Distributed training only: couple one global batch of ``world_size × batch_size``
             rows (drawn alike on every rank), each rank training on its own share of the
-            pairs, instead of each rank coupling its own batch (see :mod:`cellflow.train.distributed`).
+            pairs, instead of each rank coupling its own batch (see
+            :mod:`cellflow.train.distributed`).
         """
         batch_size = check_batch_size(batch_size)
         if ot_batch_size is not None:

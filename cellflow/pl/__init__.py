@@ -1,5 +1,6 @@
 """Plots (matplotlib, scanpy style): trajectories, the velocity field on an embedding,
-predicted vs observed cells, the held-out evaluation table, gene trends along the flow, growth, driver genes, fates and how sure they are."""
+predicted vs observed cells, the held-out evaluation table, gene trends along the flow, growth,
+driver genes, fates and how sure they are."""
 
 from ._drivers import driver_genes
 from ._fates import fates

@@ -49,7 +49,8 @@ def gene_trends(
 
     if key not in adata.uns or "mean" not in adata.uns[key]:
         raise KeyError(
-            f"adata.uns has no {key!r} from cellflow; run cf.tl.gene_trends(adata, model, genes, ...) "
+            f"adata.uns has no {key!r} from cellflow; run cf.tl.gene_trends(adata, model, genes, "
+            "...) "
             "first."
         )
     res = adata.uns[key]

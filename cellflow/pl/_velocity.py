@@ -166,7 +166,8 @@ def velocity(
         (ekey, f"compute the embedding first (e.g. sc.tl.{basis})"),
         (
             vk,
-            f"run cf.tl.velocity(adata, model) and cf.tl.velocity_embedding(adata, basis={basis!r})",
+            "run cf.tl.velocity(adata, model) and "
+            f"cf.tl.velocity_embedding(adata, basis={basis!r})",
         ),
     ]:
         if key not in adata.obsm:

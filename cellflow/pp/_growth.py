@@ -271,7 +271,8 @@ def score_growth(
     prolif, apopt = found["proliferation"], found["apoptosis"]
     M = adata.layers[layer] if layer is not None else adata.X
     _warn_if_counts(M, "X" if layer is None else f"layers[{layer!r}]")
-    # a light AnnData over the same matrix (not copied), named by symbols, for score_genes to write in
+    # a light AnnData over the same matrix (not copied), named by symbols, for score_genes to write
+    # in
     keep = ~pd.Index(symbols).duplicated()
     work = ad.AnnData(X=M[:, keep] if not keep.all() else M, var=pd.DataFrame(index=symbols[keep]))
     work.obs_names = adata.obs_names

@@ -103,7 +103,8 @@ class TabularEncoder:
         unknown = [c for c in self.categorical if c not in df.columns]
         if unknown:
             raise KeyError(
-                f"categorical columns {unknown} are not in the DataFrame; columns: {list(df.columns)}."
+                f"categorical columns {unknown} are not in the DataFrame; columns: "
+                f"{list(df.columns)}."
             )
         self.columns, self._fill = [], {}
         for name in df.columns:
@@ -152,7 +153,8 @@ class TabularEncoder:
     def _refuse_missing(self, df: pd.DataFrame):
         bad = {str(c): int(n) for c, n in df.isna().sum().items() if n}
         raise ValueError(
-            f"missing values in columns {bad} (column: count). Drop those rows (df.dropna()), impute them "
+            f"missing values in columns {bad} (column: count). Drop those rows (df.dropna()), "
+            "impute them "
             "yourself, or pass missing='impute' to fill with the mean/median/mode."
         )
 
@@ -236,7 +238,8 @@ class TabularEncoder:
             else:
                 x = np.clip(block[:, 0] * c.std + c.mean, c.low, c.high)
                 x = np.round(x).astype(np.int64) if c.kind == "integer" else x
-                # pandas' nullable dtypes ("Int64", "Float64") are not NumPy dtypes: cast through a Series
+                # pandas' nullable dtypes ("Int64", "Float64") are not NumPy dtypes: cast through a
+                # Series
                 col = pd.Series(x, copy=False).astype(c.dtype)
             out[c.name] = col
         return pd.DataFrame(out)

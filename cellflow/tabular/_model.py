@@ -34,7 +34,8 @@ __all__ = ["TabularFlow"]
 
 
 def _json_name(c):
-    """A column name as saved in ``tabular.json``: ints and strings as they are, others as strings."""
+    """A column name as saved in ``tabular.json``: ints and strings as they are, others as
+    strings."""
     if isinstance(c, (np.integer, int)) and not isinstance(c, bool):
         return int(c)
     return c if isinstance(c, str) else str(c)
@@ -85,7 +86,8 @@ class TabularFlow:
             raise KeyError(
                 f"label column {label!r} is not in the DataFrame; columns: {list(data.columns)}."
             )
-        # the encoder and the saved schema name columns by strings; sample() gives back the originals
+        # the encoder and the saved schema name columns by strings; sample() gives back the
+        # originals
         self._names = [_json_name(c) for c in data.columns]
         if len(set(map(str, data.columns))) != data.shape[1]:
             raise ValueError(
@@ -107,12 +109,14 @@ class TabularFlow:
             y = data[label]
             if y.isna().any():
                 raise ValueError(
-                    f"label column {label!r} has {int(y.isna().sum())} missing values; drop those rows."
+                    f"label column {label!r} has {int(y.isna().sum())} missing values; drop those "
+                    "rows."
                 )
             counts = y.value_counts(sort=False)
             if len(counts) > 100:
                 raise ValueError(
-                    f"label {label!r} has {len(counts)} distinct values; condition on a column with "
+                    f"label {label!r} has {len(counts)} distinct values; condition on a column "
+                    "with "
                     "at most 100 classes (or pass label=None)."
                 )
             self.classes = [v.item() if isinstance(v, np.generic) else v for v in counts.index]
@@ -263,7 +267,8 @@ class TabularFlow:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path, overwrite: bool = False) -> None:
-        """Write the flow (``model.pt``, ``config.json``) and the table schema (``tabular.json``)."""
+        """Write the flow (``model.pt``, ``config.json``) and the table schema
+        (``tabular.json``)."""
         meta = {
             "label": self.label,
             "columns": self.columns,
@@ -304,6 +309,7 @@ class TabularFlow:
 
     def __repr__(self) -> str:
         return (
-            f"TabularFlow({len(self.columns)} columns, label={self.label!r}, method={self.model.method!r}, "
+            f"TabularFlow({len(self.columns)} columns, label={self.label!r}, "
+            f"method={self.model.method!r}, "
             f"encoded dim={self.encoder.dim})"
         )

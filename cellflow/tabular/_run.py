@@ -22,7 +22,8 @@ def read_table(source: str) -> pd.DataFrame:
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(
-            f"{source!r} is neither an embedded table ({', '.join(TABLES)}) nor an existing CSV file."
+            f"{source!r} is neither an embedded table ({', '.join(TABLES)}) nor an existing CSV "
+            "file."
         )
     return pd.read_csv(path)
 

@@ -73,8 +73,10 @@ def select_cells(adata, cells, what: str) -> np.ndarray:
     if not adata.obs_names.is_unique:
         dup = int(adata.obs_names.duplicated().sum())
         raise ValueError(
-            f"{what}: cells are given by name, but adata.obs_names has {dup} duplicated names, so a "
-            "name may mean several cells. Run adata.obs_names_make_unique() first (before training), "
+            f"{what}: cells are given by name, but adata.obs_names has {dup} duplicated names, so "
+            "a "
+            "name may mean several cells. Run adata.obs_names_make_unique() first (before "
+            "training), "
             "or select the cells with a boolean mask or {obs_key: value}."
         )
     mask = adata.obs_names.isin(arr.astype(str))

@@ -157,7 +157,8 @@ def driver_genes(
     Returns
     -------
     A tidy DataFrame ``fate, gene, corr, pval, qval, ci_low, ci_high, rank`` sorted by fate and
-    decreasing correlation (with ``copy=True``, ``(table, modified copy)``), and sets, for each fate, ``var[f"{fate}_corr"]``, ``_pval``,
+    decreasing correlation (with ``copy=True``, ``(table, modified copy)``), and sets, for each
+    fate, ``var[f"{fate}_corr"]``, ``_pval``,
     ``_qval``, ``_ci_low`` and ``_ci_high`` (the layout of CellRank's
     ``compute_lineage_drivers``), and ``uns["driver_genes_params"]``.
     """

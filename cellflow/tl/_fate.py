@@ -403,7 +403,8 @@ def _fate_matrix(model, t_from, t_to, onehot, k, eps, steps, sde, **path):
 def _chained_fates(model, sources, t_to, onehot, k, eps, steps, sde, **path):
     r"""Fates along the chain of measured times (module docstring): with :math:`P_{ab}` the
     one-interval landing from the cells of :math:`a` on those of the next time :math:`b`
-    (:func:`_landed`), the label mass of the cells of each time is :math:`G_a = P_{ab} G_b`, swept back
+    (:func:`_landed`), the label mass of the cells of each time is :math:`G_a = P_{ab} G_b`, swept
+    back
     from :math:`G_{t_\mathrm{to}}` = ``onehot``; each time's fates are its rows as shares. The
     chain runs through every trained time between the sources and ``t_to`` (a held-out time
     only when its own cells are asked for). Returns the fates of each source's cells, stacked
@@ -602,7 +603,8 @@ def fates(
         groupby, key_added = "terminal_states", key_added or "fate"
         if model.course.measured(t_to, "t_to") != float(model.course.times[-1]):
             raise ValueError(
-                f"the terminal states live at the last time, {model.course.times[-1]}; leave t_to at "
+                f"the terminal states live at the last time, {model.course.times[-1]}; leave t_to "
+                "at "
                 "its default, or give your own labels with groupby=."
             )
     elif groupby not in adata.obs:
@@ -741,7 +743,8 @@ def couplings(
     Parameters
     ----------
     k, steps
-        Neighbours of the landing kernel and Euler steps (:meth:`cellflow.CellFlow.transition_matrix`).
+        Neighbours of the landing kernel and Euler steps
+        (:meth:`cellflow.CellFlow.transition_matrix`).
     key_added
         The categorical column written (default ``f"{time_key}_category"``). An existing column
         with the same categories per cell is kept; another is replaced only with ``overwrite``.

@@ -205,7 +205,8 @@ def terminal_states(
     - ``obs[f"{key_added}_macrostates"]``, ``obs[f"{initial_key}_macrostates"]``: every
       macrostate of each end, terminal or not;
     - ``uns[f"{key_added}_params"]``: per end (``"terminal"``, ``"initial"``), the time, every
-      macrostate (``states``) and, in that order, its ``stability`` and ``size``, the coarse-grained chain (``transitions``, rows and
+      macrostate (``states``) and, in that order, its ``stability`` and ``size``, the coarse-grained
+      chain (``transitions``, rows and
       columns in ``states`` order), the silhouette per number of states tried, and the
       settings.
     """

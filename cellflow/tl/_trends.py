@@ -52,7 +52,8 @@ def _gene_columns(
         beyond = [g for g, i in zip(genes, idx) if i >= model.course.n_pcs]
         if beyond:
             raise ValueError(
-                f"the model flows in the first {model.course.n_pcs} columns of X only, which do not "
+                f"the model flows in the first {model.course.n_pcs} columns of X only, which do "
+                "not "
                 f"include {beyond[:10]}."
             )
         return genes, idx, lambda Z: Z[..., idx]
@@ -63,7 +64,8 @@ def _gene_columns(
     ):
         raise ValueError(
             f"gene trends decode the flow to expression, which needs a model on 'X_pca' with "
-            f"adata.varm['PCs'] (sc.pp.pca) holding at least its {model.course.n_pcs} PCs, or a model on "
+            f"adata.varm['PCs'] (sc.pp.pca) holding at least its {model.course.n_pcs} PCs, or a "
+            "model on "
             f"'X'; this model is on {model.course.use_rep!r}."
         )
     if layer is not None and layer not in adata.layers:
@@ -83,7 +85,8 @@ def _gene_columns(
 
 
 def _weighted_mean_std(X: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard deviation over cells (axis 1 of ``X``: times × cells × genes) with weights ``w``."""
+    """Mean and standard deviation over cells (axis 1 of ``X``: times × cells × genes) with weights
+    ``w``."""
     total = w.sum()
     if total <= 0:
         nan = np.full((X.shape[0], X.shape[2]), np.nan)

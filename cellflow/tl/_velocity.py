@@ -50,7 +50,8 @@ def velocity_unit(model) -> str:
     rep = "genes (X)" if model.course.use_rep == "X" else model.course.use_rep
     if model.course.time_scale == "real":
         return f"{rep} units per 1 unit of obs[{model.course.time_key!r}]"
-    return f"{rep} units per interval between consecutive time points of obs[{model.course.time_key!r}]"
+    key = model.course.time_key
+    return f"{rep} units per interval between consecutive time points of obs[{key!r}]"
 
 
 def velocity(

@@ -23,7 +23,8 @@ def default_prefetch(coupling) -> int:
     """Batches to draw ahead in worker threads by default: 4 when the coupling's plan is CPU
     solver work that releases the GIL (``coupling.solves_on_cpu``, exact OT), which then runs
     in parallel with the step; else 0 (inline), since the workers' torch work would only
-    compete with the step for the cores and the GIL (``tutorials/speed_history.md``). A batch function split between the threads (exact OT on
+    compete with the step for the cores and the GIL (``tutorials/speed_history.md``). A batch
+    function split between the threads (exact OT on
     points) keeps at least two groups of :attr:`TrainConfig.group` steps queued instead."""
     return 4 if getattr(coupling, "solves_on_cpu", False) else 0
 
@@ -34,7 +35,8 @@ def worker_step_threads(
     """Intra-op threads for the step while batch workers draw batches with ``coupling``: the
     cores the workers leave (at least 1) when its plan is CPU solver work
     (``coupling.solves_on_cpu``, exact OT), else ``None`` (unchanged), as for inline
-    training. ``total``: the threads the run has (default: torch's current count). Leaving the workers their core
+    training. ``total``: the threads the run has (default: torch's current count). Leaving the
+    workers their core
     is faster on 2 cores (``cellflow bench throughput``)."""
     if not (prefetch and getattr(coupling, "solves_on_cpu", False)):
         return None

@@ -64,7 +64,8 @@ class TrainConfig:
         Clip the gradient norm to this value (``None``: no clipping).
     ema_decay
         Keep an exponential moving average of the weights with this decay (``None``: off),
-        warmed up as in :func:`cellflow.train.optim.warm_ema`; the averaged weights are used for inference and
+        warmed up as in :func:`cellflow.train.optim.warm_ema`; the averaged weights are used for
+        inference and
         validation.
     warmup_steps
         Linear learning-rate warm-up from 0.
@@ -86,10 +87,12 @@ class TrainConfig:
     step_threads
         Torch intra-op threads while batch workers run and the modules are on the CPU
         (``None``: unchanged); restored afterwards. Models whose workers solve exact OT set
-        it to ``max(1, threads - workers)`` (:func:`cellflow.train.batch_workers.worker_step_threads`), so that the solves
+        it to ``max(1, threads - workers)``
+        (:func:`cellflow.train.batch_workers.worker_step_threads`), so that the solves
         get cores of their own instead of sharing them with the step's thread pool.
     threads
-        Torch intra-op threads for the whole run (``None``: :mod:`cellflow.train.threads`' policy, one
+        Torch intra-op threads for the whole run (``None``: :mod:`cellflow.train.threads`' policy,
+        one
         thread unless ``OMP_NUM_THREADS`` or ``torch.set_num_threads`` says otherwise).
     progress
         Show a tqdm progress bar.
@@ -98,7 +101,8 @@ class TrainConfig:
         same global batch) instead of ``(seed, step, rank)``, for a global coupling whose
         batch function keeps the rank's own share (:func:`cellflow.train.distributed.rank_share`).
     checkpoint_every, checkpoint_dir
-        Write a checkpoint every this many steps to this folder; :meth:`cellflow.train.trainer.Trainer.run` with ``resume=True``
+        Write a checkpoint every this many steps to this folder;
+        :meth:`cellflow.train.trainer.Trainer.run` with ``resume=True``
         continues from it.
     """
 

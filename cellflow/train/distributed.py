@@ -10,7 +10,8 @@ Every model (:class:`~cellflow.FlowModel`, :class:`~cellflow.CellFlow`, and thro
   ``(seed, step)``, solves the one coupling of that batch and keeps its own share of the pairs
   (:func:`rank_share`). The ranks exchange nothing but gradients: each repeats the global
   solve, which costs between ``world_size**2`` and ``world_size**3`` times a per-rank exact
-  OT solve, so it suits few ranks or a coupling that is cheap next to the network (large images on GPUs);
+  OT solve, so it suits few ranks or a coupling that is cheap next to the network (large images on
+  GPUs);
 - the networks are wrapped in :class:`~torch.nn.parallel.DistributedDataParallel`, which
   averages the gradients, so every rank holds the same weights after every step;
 - only rank 0 shows progress and writes checkpoints and results.
@@ -21,7 +22,8 @@ The command line initialises the group itself from torchrun's environment::
     torchrun --nproc_per_node 2 -m cellflow train images --dataset digits --out run
     # 2 nodes with 8 GPUs each (NCCL): run on every node, with its --node_rank
     torchrun --nnodes 2 --nproc_per_node 8 --node_rank 0 --rdzv_backend c10d \\
-        --rdzv_endpoint HOST:29500 -m cellflow train images --dataset cifar10 --device cuda --out run
+        --rdzv_endpoint HOST:29500 -m cellflow train images --dataset cifar10 --device cuda --out
+        run
 
 From Python, call :func:`init_from_env` at the top of the script that ``torchrun`` starts.
 The effective batch is ``batch_size × world size``; scale the learning rate to match if needed.

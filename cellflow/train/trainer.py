@@ -8,7 +8,8 @@ generator, and a ``loss_fn(batch)``. Each step's generator is seeded from ``(see
 batches — including their OT couplings — in background threads while the current step
 trains, give exactly the same weights as the inline loop, and a resumed run the same
 weights as an uninterrupted one. A ``make_batch`` with a ``prepare`` attribute is split
-between the threads (``_BatchPool``, :mod:`cellflow.train.batch_workers`): exact OT on points sends only its GIL-free
+between the threads (``_BatchPool``, :mod:`cellflow.train.batch_workers`): exact OT on points sends
+only its GIL-free
 solve to a worker, and its tensor work stays in the training thread.
 
 Example
@@ -18,7 +19,8 @@ Example
 >>> net = torch.nn.Linear(1, 1)
 >>> make = lambda g: torch.randn(32, 1, generator=g)
 >>> loss = lambda x: ((net(x) - 2 * x) ** 2).mean()
->>> hist = Trainer({"net": net}, make, loss, TrainConfig(steps=300, lr=0.05, progress=False)).run(seed=0)
+>>> config = TrainConfig(steps=300, lr=0.05, progress=False)
+>>> hist = Trainer({"net": net}, make, loss, config).run(seed=0)
 >>> round(net.weight.detach().item(), 1)
 2.0
 """
@@ -82,7 +84,8 @@ def check_device(device: str | torch.device) -> torch.device:
             )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ValueError(
-                f"device={device!r}, but only {torch.cuda.device_count()} CUDA device(s) are visible."
+                f"device={device!r}, but only {torch.cuda.device_count()} CUDA device(s) are "
+                "visible."
             )
     return dev
 
@@ -187,7 +190,8 @@ class Trainer:
         ]
         if differ:
             raise ValueError(
-                f"the checkpoint in {path.parent} was written by another run ({'; '.join(differ)}); "
+                f"the checkpoint in {path.parent} was written by another run "
+                f"({'; '.join(differ)}); "
                 "resume with the same settings, or give another checkpoint_dir to start afresh."
             )
         state = torch.load(path, weights_only=True)
@@ -210,7 +214,8 @@ class Trainer:
         """Train for ``config.steps`` steps (from a checkpoint when ``resume``). ``identity``
         (e.g. method, σ, network) is written with each checkpoint, together with ``seed``, and a
         resumed run must match it. Runs on ``config.threads`` intra-op threads
-        (:mod:`cellflow.train.threads`: one unless the user asks), and restores the caller's count."""
+        (:mod:`cellflow.train.threads`: one unless the user asks), and restores the caller's
+        count."""
         with thread_scope(self.config.threads) as n:
             return self._run(seed, resume, identity, n)
 
@@ -269,13 +274,16 @@ class Trainer:
                     else self.make_batch(step_generator(seed, self.step, rank=rank))
                 )
                 if self.step == first:
-                    # the first batch may include one-off work (numba compiles the exact-OT solver on first
-                    # use, about 10 s): keep it out of the bar's rate, which would show an ETA of hours
+                    # the first batch may include one-off work (numba compiles the exact-OT solver
+                    # on first
+                    # use, about 10 s): keep it out of the bar's rate, which would show an ETA of
+                    # hours
                     bar.unpause()
                 loss = self.loss_fn(batch)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
-                        f"the loss became {loss.item()} at step {self.step}; lower lr, set grad_clip, "
+                        f"the loss became {loss.item()} at step {self.step}; lower lr, set "
+                        "grad_clip, "
                         "or check the data for NaN/inf."
                     )
                 self.optimizer.zero_grad(set_to_none=True)

@@ -172,7 +172,8 @@ def test_evaluate_writes_a_tidy_table(h5ad, tmp_path, capsys):
             str(h5ad),
             "--time-key day --out",
             str(out2),
-            "--methods ot --seeds 0 --n-pcs 2 --steps 20 --batch-size 32 --held-out 1 --fractions 0.25 0.5 --quiet",
+            "--methods ot --seeds 0 --n-pcs 2 --steps 20 --batch-size 32 --held-out 1 --fractions "
+            "0.25 0.5 --quiet",
         )
         == 0
     )
@@ -317,7 +318,8 @@ def test_evaluate_takes_five_pcs_or_every_column_of_a_narrower_representation(
             str(h5ad),
             "--time-key day --out",
             str(out),
-            "--use-rep X_umap --methods icfm --seeds 0 --steps 5 --batch-size 16 --held-out 1 --quiet",
+            "--use-rep X_umap --methods icfm --seeds 0 --steps 5 --batch-size 16 --held-out 1 "
+            "--quiet",
         )
         == 0
     )
@@ -368,7 +370,8 @@ def test_metric_eps_reaches_ot_mfm_metrics(h5ad, tmp_path, monkeypatch):
             str(h5ad),
             "--time-key day --out",
             str(tmp_path / "t.csv"),
-            "--methods mfm --metric-eps 0.3 --time-scale real --seeds 0 --n-pcs 2 --steps 10 --batch-size 32 --quiet",
+            "--methods mfm --metric-eps 0.3 --time-scale real --seeds 0 --n-pcs 2 --steps 10 "
+            "--batch-size 32 --quiet",
         )
         == 0
     )
@@ -395,7 +398,8 @@ def test_metric_land_and_its_gamma_reach_ot_mfm(h5ad, tmp_path, monkeypatch):
             str(h5ad),
             "--time-key day --out",
             str(out),
-            "--method mfm --metric land --metric-gamma 0.7 --metric-eps 0.2 --steps 10 --batch-size 32 --no-velocity --quiet",
+            "--method mfm --metric land --metric-gamma 0.7 --metric-eps 0.2 --steps 10 "
+            "--batch-size 32 --no-velocity --quiet",
         )
         == 0
     )
@@ -498,7 +502,8 @@ def test_bench_velocity_scores_against_a_reference(tmp_path, capsys):
     rc = cli(
         "bench velocity",
         str(path),
-        "--time-key day --reference v_ref --n-pcs 3 --no-whiten --methods ot mfm --steps 400 --batch-size 128 --out",
+        "--time-key day --reference v_ref --n-pcs 3 --no-whiten --methods ot mfm --steps 400 "
+        "--batch-size 128 --out",
         str(out),
         "--quiet",
     )
@@ -530,7 +535,8 @@ def test_bench_velocity_takes_every_column_of_a_2d_layout(tmp_path):
         cli(
             "bench velocity",
             str(path),
-            "--time-key day --reference v_umap --use-rep X_umap --methods icfm --steps 5 --batch-size 16 --out",
+            "--time-key day --reference v_umap --use-rep X_umap --methods icfm --steps 5 "
+            "--batch-size 16 --out",
             str(out),
             "--quiet",
         )
@@ -580,7 +586,8 @@ def test_bench_arch_scores_both_metrics_against_ot_cfm(tmp_path, monkeypatch, ca
     ).all()  # 200 fresh cells of time 1
     assert sorted(df.loc[df["method"] == "OT-MFM", "metric"].unique()) == ["land", "rbf"]
     assert len(df[df["method"] == "OT-MFM"]) == 4 and len(df[df["method"] == "OT-CFM"]) == 2
-    # the straight line between the ends runs about a radius (in whitened units, more) under the held-out top
+    # the straight line between the ends runs about a radius (in whitened units, more) under the
+    # held-out top
     assert (df.loc[df["method"].isin(["McCann OT interpolation", "OT-CFM"]), "w1"] > 1.2).all()
     summary = pd.read_csv(out / "arch_summary.csv").set_index(["method", "metric"])
     mfm = df[df["method"] == "OT-MFM"].groupby("metric")["w1"].median()
@@ -597,7 +604,8 @@ def test_bench_arch_in_more_unwhitened_dimensions_scores_in_the_data_s_units(tmp
     out = tmp_path / "arch"
     assert (
         cli(
-            "bench arch --n-cells 150 --seeds 0 --steps 30 --batch-size 64 --metrics rbf --n-dims 3 --no-whiten --out",
+            "bench arch --n-cells 150 --seeds 0 --steps 30 --batch-size 64 --metrics rbf --n-dims "
+            "3 --no-whiten --out",
             str(out),
             "--quiet",
         )
@@ -668,7 +676,8 @@ def test_bench_throughput_times_every_method_and_the_ratio(capsys):
 def test_bench_scale_small_run(tmp_path):
     out = tmp_path / "scale.csv"
     rc = cli(
-        "bench scale --n-cells 3000 --n-pcs 4 --small 500 --method icfm --steps 5 --batch-size 64 --x-cells 2000 --x-genes 50 --out",
+        "bench scale --n-cells 3000 --n-pcs 4 --small 500 --method icfm --steps 5 --batch-size 64 "
+        "--x-cells 2000 --x-genes 50 --out",
         str(out),
     )
     assert rc == 0

@@ -162,7 +162,8 @@ def test_ot_mfm_predicts_a_held_out_day_on_a_curved_course_better_than_ot_cfm(tm
     for seed in (0, 1, 2):
         for method in ("ot", "mfm"):
             m = cf.CellFlow(adata, "day", method=method, seed=seed)
-            # the paper's ε = 1e-2: a thin, strongly curved course (the default 0.1 gave 0.257 against 0.319)
+            # the paper's ε = 1e-2: a thin, strongly curved course (the default 0.1 gave 0.257
+            # against 0.319)
             m.train(
                 steps=400,
                 batch_size=128,

@@ -1,6 +1,7 @@
 """The CUDA path: CellFlow, FlowModel and Sinkhorn on a GPU give what they give on the CPU.
 
-Skipped where PyTorch sees no CUDA GPU (CI); run on a GPU machine with ``pytest tests/models/test_cuda.py``.
+Skipped where PyTorch sees no CUDA GPU (CI); run on a GPU machine with ``pytest
+tests/models/test_cuda.py``.
 The first test runs everywhere: asking for CUDA without one is a clear error.
 """
 

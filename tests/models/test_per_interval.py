@@ -83,7 +83,8 @@ def test_per_interval_flow_turns_at_a_measured_time_where_a_shared_one_blends():
     )  # at the knot: the mean of the two
     np.testing.assert_allclose(per.velocity(per.cells_at(0.0), 0.0).mean(0), [2.0, 0.0], atol=0.15)
     np.testing.assert_allclose(per.velocity(per.cells_at(2.0), 2.0).mean(0), [0.0, 2.0], atol=0.15)
-    # the shared network is continuous in time: just before and after day 1 it blends the two directions
+    # the shared network is continuous in time: just before and after day 1 it blends the two
+    # directions
     for t, true in ((0.99, [2.0, 0.0]), (1.01, [0.0, 2.0])):
         assert np.linalg.norm(shared.velocity(X1, t).mean(0) - true) > 0.7
     w1 = {

@@ -15,7 +15,8 @@ outputs. Two promises are tested, each where it holds:
   inside the tolerance; a real change of behaviour moves them 20x past it (the hidden width
   64 -> 63 moves every flow's head by 0.2 or more; ``test_a_changed_default_is_caught``).
 
-``python tests/models/test_regression.py`` prints the outputs, to record new references after a change
+``python tests/models/test_regression.py`` prints the outputs, to record new references after a
+change
 that is *meant* to alter behaviour.
 """
 

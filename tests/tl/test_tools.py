@@ -1,5 +1,6 @@
 """cf.tl / cf.pl / cf.datasets on the simulated time course: the scanpy pipeline end to end,
-closed forms (decoding, kNN assignment, velocity projection), AnnData hygiene, scVelo and CellRank."""
+closed forms (decoding, kNN assignment, velocity projection), AnnData hygiene, scVelo and
+CellRank."""
 
 import warnings
 
@@ -59,7 +60,8 @@ def test_arch_follows_its_closed_form(tmp_path):
         cf.datasets.arch_time_course(0)
     with pytest.raises(ValueError, match="noise must be non-negative"):
         cf.datasets.arch_time_course(10, noise=-1)
-    # in more dimensions: the same arch and N(0, noise^2) coordinates, turned by one orthogonal Q per width
+    # in more dimensions: the same arch and N(0, noise^2) coordinates, turned by one orthogonal Q
+    # per width
     c = cf.datasets.arch_time_course(2000, noise=0.1, n_dims=6, seed=3)
     Q = c.uns["arch"]["rotation"]
     np.testing.assert_allclose(Q @ Q.T, np.eye(6), atol=1e-12)
@@ -149,7 +151,8 @@ def test_multifate_simulation_has_k_symmetric_fates_graded_commitment_and_true_p
 
 
 def test_true_velocity_is_the_derivative_of_expected_log_expression():
-    """Finite differences of y = log1p(1e4 softmax(b + W φ(z))) along the drift give layers['velocity_true']."""
+    """Finite differences of y = log1p(1e4 softmax(b + W φ(z))) along the drift give
+    layers['velocity_true']."""
     from cellflow.datasets._simulated import expected_log_expression
 
     a = cf.datasets.simulated_differentiation(n_cells_per_time=20, random_state=3)
@@ -205,7 +208,8 @@ def test_velocity_embedding_on_a_line_points_along_the_flow():
     velocity_embedding(a, basis="umap", n_neighbors=4)
     inner = a.obsm["velocity_umap"][5:-5]
     # interior cells: 2 neighbours ahead (cos +1), 2 behind (cos -1); the forward pair holds
-    # p = e^{1/T} / (e^{1/T} + e^{-1/T}) of the weight, so the projection is p·(+1) + (1-p)·(-1) - 0 = tanh(1/T)
+    # p = e^{1/T} / (e^{1/T} + e^{-1/T}) of the weight, so the projection is p·(+1) + (1-p)·(-1) - 0
+    # = tanh(1/T)
     T = 0.5
     velocity_embedding(a, basis="umap", n_neighbors=4, temperature=T, overwrite=True)
     inner = a.obsm["velocity_umap"][5:-5]
@@ -320,7 +324,8 @@ def test_push_pull_and_couplings(fitted, tmp_path):
         p[at2 & (adata.obs["branch"] == "A")].mean()
         > p[at2 & (adata.obs["branch"] == "B")].mean() + 0.5
     )
-    # fate probabilities over both branches: rows sum to 1, agree with pull, and separate the branches
+    # fate probabilities over both branches: rows sum to 1, agree with pull, and separate the
+    # branches
     cf.tl.fates(adata, model, "branch", t_from=2, t_to=5)
     F = adata.obsm["fates_branch"]
     assert sorted(F.columns) == sorted(adata.obs.loc[at5, "branch"].astype(str).unique())
@@ -451,7 +456,8 @@ def test_gene_trends_plot_draws_and_leaves_the_anndata_as_it_was(fitted, tmp_pat
         np.testing.assert_array_equal(adata.uns["gene_trends"][k], v)
     with pytest.raises(KeyError, match="genes \\['nope'\\] are not in"):
         cf.pl.gene_trends(adata, ["nope"])
-    # readable names from a var column, as scanpy's gene_symbols=: titles, and genes named either way
+    # readable names from a var column, as scanpy's gene_symbols=: titles, and genes named either
+    # way
     adata.var["symbol"] = [f"Sym{i}" for i in range(adata.n_vars)]
     sym = dict(zip(adata.var_names, adata.var["symbol"]))
     axes = cf.pl.gene_trends(adata, [sym[hv[0]], hv[1]], gene_symbols="symbol")
@@ -567,7 +573,7 @@ def test_velocity_plot_draws_and_leaves_the_anndata_as_it_was(fitted, tmp_path):
         cf.pl.velocity(adata, "umap", color="nope")
 
 
-# ----------------------------------------------------------------------------- scVelo and CellRank themselves
+# ------------------------------------------------------------ scVelo and CellRank themselves
 def test_scvelo_plots_without_recomputing(fitted):
     scv = pytest.importorskip(
         "scvelo", reason="scvelo is in the test extra: pip install -e '.[test]'"

@@ -1,4 +1,5 @@
-"""The thread policy (cellflow.train.threads): one intra-op thread unless the user asks, restored after."""
+"""The thread policy (cellflow.train.threads): one intra-op thread unless the user asks, restored
+after."""
 
 import os
 import subprocess
@@ -101,8 +102,10 @@ def test_a_seed_gives_the_same_weights_in_a_fresh_process_under_the_policy():
     code = (
         "import torch, cellflow as cf; m = cf.FlowModel(2, 'sb', seed=3); "
         "m.fit(torch.randn(128, 2, generator=torch.Generator().manual_seed(0)), "
-        "torch.randn(128, 2, generator=torch.Generator().manual_seed(1)) + 2, steps=30, batch_size=64, "
-        "progress=False); print(repr(torch.cat([p.flatten() for p in m.net.parameters()]).sum().item()))"
+        "torch.randn(128, 2, generator=torch.Generator().manual_seed(1)) + 2, steps=30, "
+        "batch_size=64, "
+        "progress=False); print(repr(torch.cat([p.flatten() for p in "
+        "m.net.parameters()]).sum().item()))"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     outs = [

@@ -87,7 +87,8 @@ def test_exact_ot_batches_split_into_a_gil_free_solve_and_the_same_batch(monkeyp
 
     assert not hasattr(batch_fn("sb")[1], "prepare") and not hasattr(batch_fn("icfm")[1], "prepare")
     assert not hasattr(batch_fn("ot", dim=POINTS_MAX_DIM + 1)[1], "prepare")
-    # where the coupling declines at run time, the worker runs the whole coupling, with the same draws
+    # where the coupling declines at run time, the worker runs the whole coupling, with the same
+    # draws
     monkeypatch.setattr(m.matcher, "defer_sample", lambda *a, **k: None)
     job, finish = mb.prepare(training.step_generator(0, 5))
     fallback = finish(job())[0]
@@ -292,7 +293,8 @@ def test_warm_ema_matches_its_formula():
         with torch.no_grad():
             p.fill_(value)
         avg.update_parameters(holder)
-        # the first update copies; update n (n >= 1 averaged before it) decays by min(0.99, (1 + n) / (10 + n))
+        # the first update copies; update n (n >= 1 averaged before it) decays by min(0.99, (1 + n)
+        # / (10 + n))
         expected = (
             value
             if n == 0
