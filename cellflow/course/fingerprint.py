@@ -24,7 +24,7 @@ import hashlib
 
 import numpy as np
 
-from .read import dense_columns, get_times
+from .read import get_times
 from .store import RowSource, representation_shape
 
 __all__ = [
@@ -41,14 +41,17 @@ _DIGEST_ROWS, _DIGEST_BLOCK = 256, 32  # rows of X that its digest reads, and ro
 
 def representation_digest(adata, use_rep: str, n_cols: int) -> str:
     """SHA-1 of the values the model reads: the leading ``n_cols`` columns of ``obsm[use_rep]``
-    as float64, or, for ``use_rep="X"``, of 256 evenly spaced rows of them (read 32 at a time) (so
-    that a digest of
-    a large, sparse or backed X costs one small read). A sign flip, a rerun PCA or an in-place
-    ``sc.pp.scale`` changes it."""
+    as float64, hashed a block of rows at a time (the same digest as of the whole array, without
+    its float64 copy), or, for ``use_rep="X"``, of 256 evenly spaced rows of them (read 32 at a
+    time, so that a digest of a large, sparse or backed X costs one small read). A sign flip, a
+    rerun PCA or an in-place ``sc.pp.scale`` changes it."""
     if use_rep == "X":
         return source_digest(RowSource.from_adata(adata, "X", n_cols))
-    values = dense_columns(adata.obsm[use_rep], n_cols)
-    return hashlib.sha1(np.ascontiguousarray(values, dtype=np.float64).tobytes()).hexdigest()
+    M = adata.obsm[use_rep]
+    h = hashlib.sha1()
+    for _, block in RowSource(M.to_numpy() if hasattr(M, "to_numpy") else M, n_cols).blocks():
+        h.update(np.ascontiguousarray(block, dtype=np.float64).tobytes())
+    return h.hexdigest()
 
 
 def source_digest(source) -> str:
@@ -62,6 +65,16 @@ def source_digest(source) -> str:
                 source.rows(rows[start : start + _DIGEST_BLOCK]), dtype=np.float64
             ).tobytes()
         )
+    return h.hexdigest()
+
+
+def names_digest(names, chunk: int = 100_000) -> str:
+    """SHA-1 of the names joined by newlines, hashed ``chunk`` names at a time (the same digest
+    as of the whole joined string, without building it for millions of cells)."""
+    h = hashlib.sha1()
+    for start in range(0, len(names), chunk):
+        part = "\n".join(map(str, names[start : start + chunk]))
+        h.update((("\n" if start else "") + part).encode())
     return h.hexdigest()
 
 
@@ -87,7 +100,7 @@ def fingerprint(
     names, the shape of the representation, and (given ``time_key``, ``n_cols`` and
     ``growth_key``) digests of the representation's values (:func:`representation_digest`), of
     the cells' times and of their growth prior."""
-    names = hashlib.sha1("\n".join(map(str, adata.obs_names)).encode()).hexdigest()
+    names = names_digest(adata.obs_names)
     fp = {
         "n_obs": int(adata.n_obs),
         "obs_names_sha1": names,

@@ -92,9 +92,9 @@ def dense_columns(M, n_cols: int | None = None) -> np.ndarray:
     return np.asarray(M[:, :n_cols] if n_cols is not None else M, dtype=np.float64)
 
 
-def get_representation(adata, use_rep: str, n_pcs: int | None) -> np.ndarray:
-    """``adata.obsm[use_rep][:, :n_pcs]`` as float64 (a sparse ``obsm`` entry is densified),
-    checked for shape and finiteness."""
+def representation_matrix(adata, use_rep: str, n_pcs: int | None):
+    """``adata.obsm[use_rep]`` as it is stored (an array, a sparse matrix; a DataFrame as its
+    array), checked to be 2-D with at least ``n_pcs`` columns; nothing is copied or densified."""
     n_pcs = check_n_pcs(n_pcs)
     if use_rep not in adata.obsm:
         keys = ", ".join(map(repr, adata.obsm.keys())) or "none"
@@ -111,6 +111,14 @@ def get_representation(adata, use_rep: str, n_pcs: int | None) -> np.ndarray:
             f"n_pcs={n_pcs} but adata.obsm[{use_rep!r}] has {n_col} columns; "
             f"choose 1 <= n_pcs <= {n_col} (or recompute it with more components)."
         )
+    return M.to_numpy() if hasattr(M, "to_numpy") else M
+
+
+def get_representation(adata, use_rep: str, n_pcs: int | None) -> np.ndarray:
+    """``adata.obsm[use_rep][:, :n_pcs]`` as float64 (a sparse ``obsm`` entry is densified),
+    checked for shape and finiteness (:func:`representation_matrix`)."""
+    n_pcs = check_n_pcs(n_pcs)
+    M = representation_matrix(adata, use_rep, n_pcs)
     try:
         X = dense_columns(M, n_pcs)
     except (TypeError, ValueError) as e:

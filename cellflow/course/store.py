@@ -6,8 +6,9 @@ array, a scipy sparse matrix, or the on-disk matrix of a backed AnnData
 (``anndata.read_h5ad(path, backed="r")``, dense or sparse). ``X`` is never densified or
 copied as a whole: its column moments are accumulated in blocks of rows, and every training
 step reads and densifies only the rows it draws (sorted, each read once). An ``obsm``
-representation (a few dense columns per cell) is copied once into float32 tensors, the
-fastest way to draw from it.
+representation (a few dense columns per cell) is read once, a block of rows at a time, into
+float32 tensors, the fastest way to draw from it: the cells are then held once, in float32,
+never as a whole float64 copy.
 
 Example
 -------
@@ -32,7 +33,7 @@ __all__ = [
     "representation_shape",
 ]
 
-_BLOCK_BYTES = 64 * 2**20  # densified block size when X is read in passes
+_BLOCK_BYTES = 64 * 2**20  # densified block size when a matrix is read in passes
 
 
 def has_representation(adata, use_rep: str) -> bool:
@@ -123,34 +124,43 @@ class RowSource:
             yield slice(start, start + len(sel)), block
 
     def moments(self) -> tuple[np.ndarray, np.ndarray]:
-        """Column mean and variance in one pass of blocks; raises if any entry is NaN or inf."""
-        n = self.shape[0]
-        s1 = np.zeros(self.n_cols)
-        s2 = np.zeros(self.n_cols)
+        r"""Column mean and variance in one pass of blocks; raises if any entry is NaN or inf.
+
+        Each block's mean and sum of squared deviations :math:`M_2` are merged into the running
+        ones (Chan et al. 1979): :math:`\delta = \bar x_B - \bar x_A`,
+        :math:`M_2 = M_{2,A} + M_{2,B} + \delta^2 n_A n_B / (n_A + n_B)`, which stays accurate
+        where :math:`E[x^2] - E[x]^2` would cancel (coordinates far from 0, such as a layout's).
+        """
+        count, mean, m2 = 0, np.zeros(self.n_cols), np.zeros(self.n_cols)
         bad = 0
         for _, block in self.blocks():
             ok = np.isfinite(block).all(1)
             bad += int((~ok).sum())
-            if bad == 0:
-                s1 += block.sum(0)
-                s2 += np.square(block).sum(0)
+            if bad or not len(block):
+                continue
+            nb, mb = len(block), block.mean(0)
+            delta = mb - mean
+            m2 += np.square(block - mb).sum(0) + np.square(delta) * count * nb / (count + nb)
+            mean += delta * nb / (count + nb)
+            count += nb
         if bad:
+            fix = "fix the matrix" if self.name == "X" else "recompute the representation"
             raise ValueError(
-                f"adata.{self.name} has NaN or inf in {bad} cells; remove those cells or fix the "
-                "matrix."
+                f"adata.{self.name} has NaN or inf in {bad} cells; remove those cells or {fix}."
             )
-        mean = s1 / n
-        return mean, np.maximum(s2 / n - mean**2, 0.0)
+        return mean, m2 / max(count, 1)
 
 
 def representation_blocks(adata, use_rep: str, n_cols: int | None = None):
-    """Yield ``(positions, dense float64 block)`` over all cells of ``obsm[use_rep]`` (one
-    block) or ``X`` (a block at a time, so sparse or on-disk X is never densified whole),
-    leading ``n_cols`` columns."""
+    """Yield ``(positions, dense float64 block)`` over all cells of ``obsm[use_rep]`` or ``X``,
+    leading ``n_cols`` columns, a block of rows (about 64 MB densified) at a time: neither a
+    sparse or on-disk X nor a large representation is ever copied whole."""
     if use_rep == "X":
         yield from RowSource.from_adata(adata, "X", n_cols).blocks()
         return
-    yield np.arange(adata.n_obs), read_representation(adata, use_rep, n_cols)
+    M = adata.obsm[use_rep]
+    M = M.to_numpy() if hasattr(M, "to_numpy") else M
+    yield from RowSource(M, n_cols, name=f"obsm[{use_rep!r}]").blocks()
 
 
 def read_representation(adata, use_rep: str, n_cols: int | None = None, rows=None) -> np.ndarray:
@@ -173,9 +183,11 @@ def read_representation(adata, use_rep: str, n_cols: int | None = None, rows=Non
 class CellStore:
     """The standardised cells of each time point, as the training loop draws them.
 
-    ``CellStore(groups, scaler)`` holds dense float32 tensors (one per time point);
-    ``CellStore(groups, scaler, source)`` keeps only the row indices of each time point and
-    reads drawn rows from ``source`` (a :class:`RowSource`) at every draw.
+    ``CellStore(groups, scaler, dense=X)`` holds dense float32 tensors (one per time point);
+    ``CellStore(groups, scaler, source, keep=True)`` fills the same tensors from ``source`` (a
+    :class:`RowSource`) one block of rows at a time, so that the representation is held once,
+    in float32, and never as a whole float64 copy; ``CellStore(groups, scaler, source)`` keeps
+    only the row indices of each time point and reads drawn rows from ``source`` at every draw.
     """
 
     def __init__(
@@ -184,6 +196,8 @@ class CellStore:
         scaler,
         source: RowSource | None = None,
         dense: np.ndarray | None = None,
+        *,
+        keep: bool = False,
     ):
         self.scaler, self.source = scaler, source
         self.groups = [np.asarray(g, dtype=np.int64) for g in groups]
@@ -191,6 +205,25 @@ class CellStore:
         if source is None:
             Z = scaler.forward(dense)
             self._tensors = [torch.tensor(Z[g], dtype=torch.float32) for g in self.groups]
+        elif keep:
+            self._tensors = self._read_once(source)
+            self.source = None  # held in memory from now on
+
+    def _read_once(self, source: RowSource) -> list[torch.Tensor]:
+        """Each time point's standardised cells as float32, filled block by block."""
+        n, d = source.shape
+        group = np.full(n, -1, dtype=np.int64)
+        position = np.zeros(n, dtype=np.int64)
+        for k, g in enumerate(self.groups):
+            group[g], position[g] = k, np.arange(len(g))
+        out = [torch.empty((len(g), d), dtype=torch.float32) for g in self.groups]
+        for rows, block in source.blocks():
+            Z = torch.from_numpy(self.scaler.forward(block).astype(np.float32))
+            gid, pos = group[rows], position[rows]
+            for k in np.unique(gid[gid >= 0]):
+                at = gid == k
+                out[k][torch.from_numpy(pos[at])] = Z[torch.from_numpy(at)]
+        return out
 
     @property
     def on_demand(self) -> bool:

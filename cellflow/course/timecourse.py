@@ -44,7 +44,7 @@ import numpy as np
 from .._defaults import MODEL_WHITEN, TIME_SCALE, USE_REP
 from .._types import TimeScale
 from .fingerprint import fingerprint, fingerprint_differences, mismatch_error, source_digest
-from .read import Standardizer, check_n_pcs, get_representation, get_times
+from .read import Standardizer, check_n_pcs, get_times, representation_matrix
 from .store import CellStore, RowSource, has_representation
 
 __all__ = ["TimeCourse", "MIN_REAL_GAP"]
@@ -97,11 +97,15 @@ class TimeCourse:
         t, self.times = get_times(adata, time_key)
         n_pcs = check_n_pcs(n_pcs)
         if use_rep == "X":  # sparse or on-disk X is read a minibatch at a time, never whole
-            source, X = RowSource.from_adata(adata, "X", n_pcs), None
-            self.n_pcs = source.n_cols
-        else:
-            source, X = None, get_representation(adata, use_rep, n_pcs)
-            self.n_pcs = X.shape[1]
+            source = RowSource.from_adata(adata, "X", n_pcs)
+        else:  # read once, a block of rows at a time, into float32 (never a float64 copy)
+            M = representation_matrix(adata, use_rep, n_pcs)
+            if getattr(M, "dtype", np.dtype(float)).kind not in "biuf":
+                raise ValueError(
+                    f"adata.obsm[{use_rep!r}] must hold numbers, not values of dtype {M.dtype}."
+                )
+            source = RowSource(M, n_pcs, name=f"obsm[{use_rep!r}]")
+        self.n_pcs = source.n_cols
         counts = {float(s): int((t == s).sum()) for s in self.times}
         few = {k: v for k, v in counts.items() if v < min_cells}
         if few:
@@ -109,15 +113,11 @@ class TimeCourse:
                 f"time point(s) {few} have fewer than min_cells={min_cells} cells; drop them or "
                 "lower min_cells."
             )
-        self.scaler = (
-            Standardizer.fit(X, self.whiten)
-            if source is None
-            else Standardizer.from_moments(*source.moments(), self.whiten)
-        )
+        self.scaler = Standardizer.from_moments(*source.moments(), self.whiten)
         self._cell_times = t
         #: the row indices (into ``obs``) of each time point's cells
         self.groups = [np.flatnonzero(t == s) for s in self.times]
-        self.store = CellStore(self.groups, self.scaler, source, X)
+        self.store = CellStore(self.groups, self.scaler, source, keep=use_rep != "X")
         self.fingerprint = fingerprint(adata, use_rep, time_key, self.n_pcs, growth_key)
         # measured time s sits at (s - time_origin) / time_unit on the clock of "real"
         self.time_origin = float(self.times[0])

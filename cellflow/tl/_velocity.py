@@ -17,7 +17,12 @@ from __future__ import annotations
 import numpy as np
 
 from .._io import refuse_overwrite
-from ..course.store import RowSource, read_representation, representation_blocks
+from ..course.store import (
+    RowSource,
+    read_representation,
+    representation_blocks,
+    representation_shape,
+)
 from ..models.cells import CHUNK_SIZE
 from ._common import cell_times, check_model, rep_basis
 
@@ -125,12 +130,12 @@ def velocity(
         adata.layers[key_added] = V
         adata.var[f"{key_added}_genes"] = np.arange(adata.n_vars) < model.course.n_pcs
     else:
-        X = np.asarray(adata.obsm[model.course.use_rep], dtype=np.float64)
-        V = model.velocity(
-            X[:, : model.course.n_pcs], cell_times(adata, model), chunk_size=chunk_size
-        )
-        full = np.zeros(X.shape, dtype=np.float32)
-        full[:, : model.course.n_pcs] = V
+        # a block of cells at a time: no float64 copy of the representation or the velocities
+        times, k = cell_times(adata, model), model.course.n_pcs
+        full = np.zeros(representation_shape(adata, model.course.use_rep), dtype=np.float32)
+        for rows, block in representation_blocks(adata, model.course.use_rep, k):
+            full[rows, :k] = model.velocity(block, times[rows], chunk_size=chunk_size)
+        V = full[:, :k]
         adata.obsm[okey] = full
     if do_genes and not on_x:
         PCs = np.asarray(adata.varm["PCs"])[:, : model.course.n_pcs]

@@ -4,6 +4,7 @@ the one it was read from, and its block of a saved model's config."""
 import anndata as ad
 import numpy as np
 import pytest
+import torch
 
 import cellflow as cf
 from cellflow.course import TimeCourse
@@ -71,3 +72,55 @@ def test_a_model_reads_its_data_through_one_course_that_its_save_keeps(tmp_path)
     assert back.course.to_dict() == m.course.to_dict()
     with pytest.raises(AttributeError):
         m.times = np.array([0.0])  # read-only: the course is the one place times live
+
+
+def test_the_representation_is_read_in_blocks_as_if_whole(monkeypatch):
+    """Read a few rows at a time (blocks of 7 cells), the course holds the same standardised
+    float32 cells, the same moments and the same fingerprint as read in one block; cells of
+    interleaved time points land in their own time point, in obs order."""
+    import cellflow.course.store as store
+
+    rng = np.random.default_rng(3)
+    a = ad.AnnData(obs={"day": rng.permutation(np.repeat([0, 1, 2], 30))})
+    a.obs_names = [f"c{i}" for i in range(90)]
+    a.obsm["X_pca"] = (rng.normal(size=(90, 4)) * [1, 3, 0.1, 2] + [500, 0, -2, 7]).astype(
+        np.float32
+    )
+    whole = TimeCourse(a, "day", whiten=True)
+    monkeypatch.setattr(store, "_BLOCK_BYTES", 8 * 4 * 7)
+    blocks = TimeCourse(a, "day", whiten=True)
+    X = a.obsm["X_pca"].astype(np.float64)
+    np.testing.assert_allclose(blocks.scaler.mean, X.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(blocks.scaler.scale, X.std(0), rtol=1e-10)
+    assert blocks.fingerprint == whole.fingerprint
+    for i, day in enumerate([0, 1, 2]):
+        got = blocks.store.draw(i, torch.arange(30))
+        assert got.dtype == torch.float32
+        np.testing.assert_allclose(
+            got.numpy(), whole.store.draw(i, torch.arange(30)).numpy(), atol=1e-6
+        )
+        np.testing.assert_allclose(
+            blocks.cells_at(day), X[a.obs["day"].to_numpy() == day], atol=1e-4
+        )
+    assert not blocks.store.on_demand  # an obsm representation is held in memory
+
+
+def test_digests_read_in_pieces_are_those_of_the_whole():
+    """The names and the representation are hashed a piece at a time: the digests are those of
+    the whole joined names and of the whole float64 array, so folders saved before still load."""
+    import hashlib
+
+    import cellflow.course.store as store
+    from cellflow.course.fingerprint import names_digest, representation_digest
+
+    names = [f"cell{i}" for i in range(2345)]
+    whole = hashlib.sha1("\n".join(names).encode()).hexdigest()
+    assert names_digest(names, chunk=100) == names_digest(names) == whole
+    a = _adata()
+    a.obsm["X_pca"] = a.obsm["X_pca"].astype(np.float32)
+    want = hashlib.sha1(a.obsm["X_pca"][:, :2].astype(np.float64).tobytes()).hexdigest()
+    store._BLOCK_BYTES, before = 8 * 2 * 9, store._BLOCK_BYTES
+    try:
+        assert representation_digest(a, "X_pca", 2) == want
+    finally:
+        store._BLOCK_BYTES = before
