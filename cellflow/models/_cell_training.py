@@ -229,15 +229,7 @@ class CellTraining:
                 "(each rank then couples its own batch)."
             )
         self.course.check_source()
-        if holdout is not None:
-            holdout = self.course.measured(holdout, "holdout")
-            if holdout in (self.times[0], self.times[-1]):
-                raise ValueError(
-                    "the first and last time points cannot be held out: nothing brackets them. "
-                    f"Hold out one of {self.times[1:-1].tolist()}."
-                )
-            if len(self.times) < 3:
-                raise ValueError("holding out a time point needs at least 3 time points.")
+        holdout = self._checked_holdout(holdout)
         knots_change = self.per_interval and holdout != self.holdout
         self.holdout = holdout
         if knots_change:  # a held-out time point is not a knot: new networks
@@ -289,8 +281,57 @@ class CellTraining:
         # growth: each source cell's log mass change over its interval, and draws in proportion
         # to its mass (a global coupling was refused above)
         change = self._mass_changes(pairs) if self.growth else None
-        boot = self._resample  # a bootstrap replicate draws from its resample of each time point
 
+        make = self._batch_maker(
+            pairs, matchers, plans, change, n, n_ot, n_pairs, batch_size, world, share
+        )
+        cfg = training_config(
+            matcher.coupling if plans is None else None,  # no solves left to overlap
+            prefetch=prefetch,
+            workers=workers,
+            threads=threads,
+            global_coupling=global_coupling,
+            steps=steps,
+            lr=lr,
+            weight_decay=weight_decay,
+            ema_decay=ema_decay,
+            grad_clip=grad_clip,
+            warmup_steps=warmup_steps,
+            progress=progress,
+        )
+        self.history, _ = self._run_training(make, self._loss, cfg)
+        for module in self.modules.values():
+            module.eval()
+        settings.pop("self")
+        self._train_settings, self.replicates = settings, []
+        return self.history
+
+    def _checked_holdout(self, holdout):
+        """``holdout`` as a measured time (or ``None``), refused at either end or with fewer
+        than 3 time points."""
+        if holdout is None:
+            return None
+        holdout = self.course.measured(holdout, "holdout")
+        if holdout in (self.times[0], self.times[-1]):
+            raise ValueError(
+                "the first and last time points cannot be held out: nothing brackets them. "
+                f"Hold out one of {self.times[1:-1].tolist()}."
+            )
+        if len(self.times) < 3:
+            raise ValueError("holding out a time point needs at least 3 time points.")
+        return holdout
+
+    def _batch_maker(
+        self, pairs, matchers, plans, change, n, n_ot, n_pairs, batch_size, world, share
+    ):
+        """The function that draws one training batch (from a random generator): every
+        interval's pairs from its whole plan (``plans``), or from a minibatch plan of ``n_ot``
+        cells a side (sources drawn by mass when ``change`` holds growth's mass changes), joined
+        into one batch (:func:`_joined`)."""
+        taus = self.course.taus().tolist()
+        store, matcher = self.course.store, self.matcher
+        sizes = store.sizes()
+        boot = self._resample  # a bootstrap replicate draws from its resample of each time point
         starts = [taus[i] for i, _ in pairs]
 
         def some(i, g):  # n_ot positions within time point i, uniformly from its (re)sample
@@ -339,48 +380,28 @@ class CellTraining:
                 out.append(distributed.rank_share(s, batch_size, share) if world > 1 else s)
             return _joined(out, starts, spans, score_of, rates=rates or None)
 
-        def loss_fn(batch):
-            # one network call over all pairs; the loss is the sum over pairs of each pair's mean
-            dev = self.device  # batches are drawn on the CPU
-            tau, x, target = (batch[f].to(dev, non_blocking=True) for f in ("tau", "x", "target"))
-            k = batch["intervals"]
-            loss = self._squared_error("net", tau, x, target).reshape(k, -1).mean(1).sum()
-            if self.growth_net is not None:
-                # g_φ(τ, x_τ) against the pair's log mass change per unit of model time
-                rate = batch["rate"].to(dev, non_blocking=True)
-                gerr = self._squared_error("growth_net", tau, x, rate[:, None])
-                loss = loss + gerr.reshape(k, -1).mean(1).sum()
-            if self.score_net is not None:
-                # λ(t)·s_θ against λ(t)·∇log p_t(x|x0,x1) = -2ε/σ² ([SF]2M); the score does not
-                # depend on the time units
-                lam = batch["lam"].reshape(-1, 1).to(dev, non_blocking=True)
-                score = batch["score"].to(dev, non_blocking=True)
-                serr = self._squared_error("score_net", tau, x, score, weight=lam)
-                loss = loss + serr.reshape(k, -1).mean(1).sum()
-            return loss
+        return make_batch if plans is None else whole_batch
 
-        cfg = training_config(
-            matcher.coupling if plans is None else None,  # no solves left to overlap
-            prefetch=prefetch,
-            workers=workers,
-            threads=threads,
-            global_coupling=global_coupling,
-            steps=steps,
-            lr=lr,
-            weight_decay=weight_decay,
-            ema_decay=ema_decay,
-            grad_clip=grad_clip,
-            warmup_steps=warmup_steps,
-            progress=progress,
-        )
-        self.history, _ = self._run_training(
-            make_batch if plans is None else whole_batch, loss_fn, cfg
-        )
-        for module in self.modules.values():
-            module.eval()
-        settings.pop("self")
-        self._train_settings, self.replicates = settings, []
-        return self.history
+    def _loss(self, batch):
+        """The loss of one batch (see the module docstring), summed over its intervals."""
+        # one network call over all pairs; the loss is the sum over pairs of each pair's mean
+        dev = self.device  # batches are drawn on the CPU
+        tau, x, target = (batch[f].to(dev, non_blocking=True) for f in ("tau", "x", "target"))
+        k = batch["intervals"]
+        loss = self._squared_error("net", tau, x, target).reshape(k, -1).mean(1).sum()
+        if self.growth_net is not None:
+            # g_φ(τ, x_τ) against the pair's log mass change per unit of model time
+            rate = batch["rate"].to(dev, non_blocking=True)
+            gerr = self._squared_error("growth_net", tau, x, rate[:, None])
+            loss = loss + gerr.reshape(k, -1).mean(1).sum()
+        if self.score_net is not None:
+            # λ(t)·s_θ against λ(t)·∇log p_t(x|x0,x1) = -2ε/σ² ([SF]2M); the score does not
+            # depend on the time units
+            lam = batch["lam"].reshape(-1, 1).to(dev, non_blocking=True)
+            score = batch["score"].to(dev, non_blocking=True)
+            serr = self._squared_error("score_net", tau, x, score, weight=lam)
+            loss = loss + serr.reshape(k, -1).mean(1).sum()
+        return loss
 
     def bootstrap(self, n_models: int, *, progress: bool = True) -> list["CellFlow"]:
         """``n_models`` bootstrap replicates of this trained model: each is trained as this one
