@@ -75,23 +75,13 @@ def _mccann(
 
 
 def _checked(
-    adata,
-    time_key,
-    use_rep,
-    n_pcs,
-    methods,
-    seeds,
-    held_out,
-    max_eval,
-    fractions,
-    growth,
-    growth_key,
-    tau_a,
-    tau,
+    adata, time_key, use_rep, n_pcs, methods, seeds, held_out, max_eval, fractions, growth_args
 ):
     """:func:`evaluate_holdout`'s arguments checked before anything trains (a typo in a method,
     a time that is not intermediate, ...): the measured times, the width, the methods, seeds and
-    held-out times as lists, the fractions as an array (or ``None``) and growth's ``tau_a``."""
+    held-out times as lists, the fractions as an array (or ``None``) and growth's ``tau_a``
+    (``growth_args``: growth, growth_key, tau_a and its old name tau)."""
+    growth, growth_key, tau_a, tau = growth_args
     fracs = None if fractions is None else np.asarray(fractions, dtype=float).ravel()
     if fracs is not None and (fracs.size == 0 or not np.all((fracs >= 0) & (fracs <= 1))):
         raise ValueError(
@@ -135,6 +125,12 @@ def _checked(
                 "the last)."
             )
     return times, n_pcs, methods, seeds, held, fracs, tau_a
+
+
+def _new_model(adata, time_key, method: str, seed: int, sigma, fit: dict) -> CellFlow:
+    """One flow of the benchmark; SB-CFM keeps its own σ, which sets its coupling."""
+    own = cellflow_spec(method).coupling == "sinkhorn"
+    return CellFlow(adata, time_key, method=method, sigma=None if own else sigma, seed=seed, **fit)
 
 
 def _baseline_rows(h, x_prev, x_true, x_next, frac, max_eval, done_keys) -> list[dict]:
@@ -287,20 +283,9 @@ def evaluate_holdout(
     with ``fractions`` also ``best_fraction, w1_best_fraction`` (NaN on the baseline rows).
     """
     verbose = progress if verbose is None else verbose
-    times, n_pcs, methods, seeds, held, fracs, tau_a = _checked(
-        adata,
-        time_key,
-        use_rep,
-        n_pcs,
-        methods,
-        seeds,
-        held_out,
-        max_eval,
-        fractions,
-        growth,
-        growth_key,
-        tau_a,
-        train_kwargs.pop("tau", None),  # tau: tau_a's old name
+    growth_args = (growth, growth_key, tau_a, train_kwargs.pop("tau", None))  # tau: tau_a's
+    times, n_pcs, methods, seeds, held, fracs, tau_a = _checked(  # old name
+        adata, time_key, use_rep, n_pcs, methods, seeds, held_out, max_eval, fractions, growth_args
     )
 
     def label(m: str) -> str:
@@ -320,19 +305,11 @@ def evaluate_holdout(
         steps=steps, batch_size=batch_size, ema_decay=ema_decay, ot_plan=ot_plan, **train_kwargs
     )
 
+    if growth:
+        fit.update(growth=growth, growth_key=growth_key, tau_a=tau_a)
+
     def model_for(m: str, seed: int) -> CellFlow:
-        own = (
-            cellflow_spec(m).coupling == "sinkhorn"
-        )  # SB-CFM's σ sets its coupling: it keeps its own
-        return CellFlow(
-            adata,
-            time_key,
-            method=m,
-            sigma=None if own else sigma,
-            seed=seed,
-            **fit,
-            **(dict(growth=growth, growth_key=growth_key, tau_a=tau_a) if growth else {}),
-        )
+        return _new_model(adata, time_key, m, seed, sigma, fit)
 
     todo = [
         (h, m, s) for h in held for m in methods for s in seeds if (label(m), h, s) not in done_keys
@@ -388,20 +365,24 @@ def evaluate_holdout(
                 )
                 add(row)
                 if verbose:
-                    best = (
-                        f"  (best fraction {row['best_fraction']:g}: W1 "
-                        f"{row['w1_best_fraction']:.3f})"
-                        if fracs is not None
-                        else ""
-                    )
-                    print(
-                        f"held out {h:g}  {row['method']:<7} seed {seed}: W1 {row['w1']:.3f}  "
-                        f"{secs:.0f}s{best}",
-                        flush=True,
-                    )
+                    _print_row(row)
     table = _table(rows, extra)
     _warn_if_no_better(table)
     return table
+
+
+def _print_row(row: dict) -> None:
+    """One line of progress: a flow's held-out W1 and training time (and its best fraction)."""
+    best = (
+        f"  (best fraction {row['best_fraction']:g}: W1 {row['w1_best_fraction']:.3f})"
+        if "best_fraction" in row
+        else ""
+    )
+    print(
+        f"held out {row['held_out_time']:g}  {row['method']:<7} seed {row['seed']}: "
+        f"W1 {row['w1']:.3f}  {row['seconds']:.0f}s{best}",
+        flush=True,
+    )
 
 
 #: a flow whose held-out W1 is not at least this much below the previous time point's is warned

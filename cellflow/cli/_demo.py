@@ -51,6 +51,59 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
+def _figures(adata, model, held, pred, df, cos, out) -> None:
+    """The demo's figures, written into ``out``: the UMAP, trajectories, velocities, fates,
+    the prediction of the held-out day and the evaluation."""
+    import scanpy as sc
+
+    from .. import pl
+
+    sc.settings.figdir = out
+    fig = sc.pl.umap(adata, color=["day", "branch"], show=False, return_fig=True)
+    _save(fig, out / "umap.png")
+    ax = pl.trajectories(adata, model, basis="umap", n_cells=150)
+    _save(ax.figure, out / "trajectories.png")
+    ax = pl.velocity(
+        adata,
+        "umap",
+        color="day",
+        title=f"learned velocity on UMAP (median cosine to truth {np.median(cos):.2f})",
+    )
+    _save(ax.figure, out / "velocity.png")
+    fig = sc.pl.umap(
+        adata,
+        color="fate_A",
+        color_map="magma",
+        show=False,
+        return_fig=True,
+        title="P(day-2 cell reaches branch A)",
+    )
+    _save(fig, out / "fate.png")
+    ax = pl.prediction(adata, held, pred, time=3, basis="umap")
+    _save(ax.figure, out / "prediction.png")
+    ax = pl.evaluation(df)
+    _save(ax.figure, out / "evaluation.png")
+
+
+def _report(summary, cos, out, secs: float) -> None:
+    """The demo's results and the files it wrote (printed with --quiet too: that silences
+    progress only)."""
+    print(
+        "\nheld-out day 3, 5 whitened PCs (W1, W2, MMD: distance to the measured cells, lower is "
+        "better):"
+    )
+    print(
+        summary[["w1_mean", "w2_mean", "mmd_mean", "seconds_mean"]].to_string(
+            float_format=lambda v: f"{v:.3f}"
+        )
+    )
+    print(f"\nvelocity: median cosine to the true velocity {np.median(cos):.3f} (1 is perfect)")
+    print(f"\nwrote to {out}/ in {secs:.0f} s:")
+    for name, what in FILES:
+        print(f"  {name:<17} {what}")
+    print(f"open {out / 'trajectories.png'} first.")
+
+
 def run_demo(
     out: str | Path = "cellflow_out",
     *,
@@ -63,7 +116,7 @@ def run_demo(
     """Run the demo pipeline and return the evaluation summary (see the module docstring)."""
     import scanpy as sc
 
-    from .. import pl, tl
+    from .. import tl
     from ..datasets import simulated_differentiation, true_velocity_pca
     from ..evaluate import evaluate_holdout, summarize_holdout
     from ..metrics import velocity_cosine
@@ -129,31 +182,7 @@ def run_demo(
     held.train(steps=steps, holdout=3, progress=progress)
     pred = tl.interpolate(adata, held, time=3)
 
-    sc.settings.figdir = out
-    fig = sc.pl.umap(adata, color=["day", "branch"], show=False, return_fig=True)
-    _save(fig, out / "umap.png")
-    ax = pl.trajectories(adata, model, basis="umap", n_cells=150)
-    _save(ax.figure, out / "trajectories.png")
-    ax = pl.velocity(
-        adata,
-        "umap",
-        color="day",
-        title=f"learned velocity on UMAP (median cosine to truth {np.median(cos):.2f})",
-    )
-    _save(ax.figure, out / "velocity.png")
-    fig = sc.pl.umap(
-        adata,
-        color="fate_A",
-        color_map="magma",
-        show=False,
-        return_fig=True,
-        title="P(day-2 cell reaches branch A)",
-    )
-    _save(fig, out / "fate.png")
-    ax = pl.prediction(adata, held, pred, time=3, basis="umap")
-    _save(ax.figure, out / "prediction.png")
-    ax = pl.evaluation(df)
-    _save(ax.figure, out / "evaluation.png")
+    _figures(adata, model, held, pred, df, cos, out)
 
     adata.uns["cellflow_demo"] = {
         "steps": int(steps),
@@ -161,20 +190,6 @@ def run_demo(
         "velocity_median_cosine": float(np.median(cos)),
     }
     write_h5ad(adata, out / "results.h5ad")
-    # the results and the files written are printed with --quiet too: it silences progress only
     secs = time.perf_counter() - t_start
-    print(
-        "\nheld-out day 3, 5 whitened PCs (W1, W2, MMD: distance to the measured cells, lower is "
-        "better):"
-    )
-    print(
-        summary[["w1_mean", "w2_mean", "mmd_mean", "seconds_mean"]].to_string(
-            float_format=lambda v: f"{v:.3f}"
-        )
-    )
-    print(f"\nvelocity: median cosine to the true velocity {np.median(cos):.3f} (1 is perfect)")
-    print(f"\nwrote to {out}/ in {secs:.0f} s:")
-    for name, what in FILES:
-        print(f"  {name:<17} {what}")
-    print(f"open {out / 'trajectories.png'} first.")
+    _report(summary, cos, out, secs)
     return summary

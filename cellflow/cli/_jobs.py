@@ -142,76 +142,29 @@ def preprocess_counts(
     }
 
 
-def fit_h5ad(
-    path_in: str | Path,
-    path_out: str | Path,
+def _prepared_input(
+    adata,
+    path_in,
     *,
-    time_key: str,
-    use_rep: str = USE_REP,
-    n_pcs: int | None = None,
-    whiten: bool = MODEL_WHITEN,
-    method: str = "ot",
-    sigma: float | None = None,
-    time_scale: str = TIME_SCALE,
-    steps: int = STEPS,
-    batch_size: int | None = None,
-    ot_batch_size: int | None = None,
-    ot_plan: str = OT_PLAN,
-    seed: int = 0,
-    model_dir: str | Path | None = None,
-    velocity: bool = True,
-    basis: str | None = "umap",
-    overwrite: bool = False,
-    global_coupling: bool = False,
-    backed: bool = False,
-    progress: bool = True,
-    metric: dict | None = None,
-    device: str = "cpu",
-    ema_decay: float | None = MODEL_EMA_DECAY,
-    per_interval: bool = False,
-    preprocess: bool | str = False,
-    gene_velocity: bool = True,
-    growth: str | None = None,
-    growth_key: str | None = None,
-    tau_a: float | None = None,
-    score_growth: str | None = None,
-    time_unit: str = "day",
-    gene_symbols: str | None = None,
-    flag: str = "overwrite=True",
-    preprocess_flag: str = "preprocess=True",
+    use_rep,
+    backed,
+    preprocess,
+    seed,
+    growth,
+    score_growth,
+    time_unit,
+    gene_symbols,
+    velocity,
+    gene_velocity,
+    basis,
+    overwrite,
+    flag,
+    preprocess_flag,
 ):
-    """Fit a :class:`cellflow.CellFlow`, save it, add velocities, write ``path_out``.
-
-    ``backed=True`` leaves ``X`` on disk, for ``use_rep="X"`` on files larger than memory;
-    ``metric`` is passed to :meth:`cellflow.CellFlow.train` (OT-MFM only), as is ``ema_decay``
-    (0 or ``None``: no weight average); ``per_interval`` to :class:`cellflow.CellFlow`.
-    ``preprocess=True`` (or ``"counts"``) starts from raw counts in ``X``, ``"normalised"`` from
-    TPM-like values, ``"log"`` from log-normalised ones (:func:`preprocess_counts`; the choices
-    are saved in ``uns["cellflow"]["preprocess"]``); ``gene_velocity=False`` leaves out the dense
-    cells × genes ``layers["velocity"]`` (``obsm["velocity_pca"]`` is written still).
-    ``growth``, ``growth_key`` and ``tau_a`` go to :class:`cellflow.CellFlow`; a growth-aware model
-    also writes ``obs["growth_rate"]`` (:func:`cellflow.tl.growth_rates`). ``score_growth``
-    (``"human"`` or ``"mouse"``) first scores the genes of ``X`` into ``obs["growth_prior"]``
-    (:func:`cellflow.pp.score_growth`), with rates per ``time_unit`` of ``obs[time_key]``, genes
-    named by ``var[gene_symbols]`` when given.
-
-    ``OUT.h5ad`` and the model folder are checked before any work starts, and written whole or
-    not at all (:mod:`cellflow._io`), so ``path_out == path_in`` never loses the input. ``flag``
-    is how errors name the fix (``"--overwrite"`` on the command line)."""
-    from .. import tl
-    from ..models.cells import CellFlow
-
-    # every output is checked before the input is read or a step is trained
-    path_out = check_output_file(path_out, overwrite, flag)
-    model_dir = Path(model_dir) if model_dir else path_out.with_name(path_out.stem + "_model")
-    check_not_an_input(
-        model_dir, [path_in], "--model-dir" if flag == "--overwrite" else "model_dir"
-    )
-    # a model left by an earlier run of this command that was stopped before OUT was written is
-    # that run's, not the user's: it is replaced without asking
-    replace_model = overwrite or _unfinished_fit(model_dir, path_out)
-    check_model_folder(model_dir, replace_model, flag)
-    adata = read_h5ad(path_in, backed=backed)
+    """:func:`fit_h5ad`'s input made ready before any training: ``X`` preprocessed into
+    ``obsm["X_pca"]`` and the growth prior scored when asked, and every result the fit would
+    write checked not to overwrite one already there (unless ``overwrite``). Returns the
+    preprocessing choices (``None`` without ``preprocess``)."""
     choices = None
     if preprocess:
         if use_rep != "X_pca" or backed:
@@ -286,6 +239,97 @@ def fit_h5ad(
             raise FileExistsError(
                 f"{path_in} already holds {', '.join(found)}; pass {flag} to replace them."
             )
+    return choices
+
+
+def fit_h5ad(
+    path_in: str | Path,
+    path_out: str | Path,
+    *,
+    time_key: str,
+    use_rep: str = USE_REP,
+    n_pcs: int | None = None,
+    whiten: bool = MODEL_WHITEN,
+    method: str = "ot",
+    sigma: float | None = None,
+    time_scale: str = TIME_SCALE,
+    steps: int = STEPS,
+    batch_size: int | None = None,
+    ot_batch_size: int | None = None,
+    ot_plan: str = OT_PLAN,
+    seed: int = 0,
+    model_dir: str | Path | None = None,
+    velocity: bool = True,
+    basis: str | None = "umap",
+    overwrite: bool = False,
+    global_coupling: bool = False,
+    backed: bool = False,
+    progress: bool = True,
+    metric: dict | None = None,
+    device: str = "cpu",
+    ema_decay: float | None = MODEL_EMA_DECAY,
+    per_interval: bool = False,
+    preprocess: bool | str = False,
+    gene_velocity: bool = True,
+    growth: str | None = None,
+    growth_key: str | None = None,
+    tau_a: float | None = None,
+    score_growth: str | None = None,
+    time_unit: str = "day",
+    gene_symbols: str | None = None,
+    flag: str = "overwrite=True",
+    preprocess_flag: str = "preprocess=True",
+):
+    """Fit a :class:`cellflow.CellFlow`, save it, add velocities, write ``path_out``.
+
+    ``backed=True`` leaves ``X`` on disk, for ``use_rep="X"`` on files larger than memory;
+    ``metric`` is passed to :meth:`cellflow.CellFlow.train` (OT-MFM only), as is ``ema_decay``
+    (0 or ``None``: no weight average); ``per_interval`` to :class:`cellflow.CellFlow`.
+    ``preprocess=True`` (or ``"counts"``) starts from raw counts in ``X``, ``"normalised"`` from
+    TPM-like values, ``"log"`` from log-normalised ones (:func:`preprocess_counts`; the choices
+    are saved in ``uns["cellflow"]["preprocess"]``); ``gene_velocity=False`` leaves out the dense
+    cells × genes ``layers["velocity"]`` (``obsm["velocity_pca"]`` is written still).
+    ``growth``, ``growth_key`` and ``tau_a`` go to :class:`cellflow.CellFlow`; a growth-aware model
+    also writes ``obs["growth_rate"]`` (:func:`cellflow.tl.growth_rates`). ``score_growth``
+    (``"human"`` or ``"mouse"``) first scores the genes of ``X`` into ``obs["growth_prior"]``
+    (:func:`cellflow.pp.score_growth`), with rates per ``time_unit`` of ``obs[time_key]``, genes
+    named by ``var[gene_symbols]`` when given.
+
+    ``OUT.h5ad`` and the model folder are checked before any work starts, and written whole or
+    not at all (:mod:`cellflow._io`), so ``path_out == path_in`` never loses the input. ``flag``
+    is how errors name the fix (``"--overwrite"`` on the command line)."""
+    from .. import tl
+    from ..models.cells import CellFlow
+
+    # every output is checked before the input is read or a step is trained
+    path_out = check_output_file(path_out, overwrite, flag)
+    model_dir = Path(model_dir) if model_dir else path_out.with_name(path_out.stem + "_model")
+    check_not_an_input(
+        model_dir, [path_in], "--model-dir" if flag == "--overwrite" else "model_dir"
+    )
+    # a model left by an earlier run of this command that was stopped before OUT was written is
+    # that run's, not the user's: it is replaced without asking
+    replace_model = overwrite or _unfinished_fit(model_dir, path_out)
+    check_model_folder(model_dir, replace_model, flag)
+    adata = read_h5ad(path_in, backed=backed)
+    choices = _prepared_input(
+        adata,
+        path_in,
+        use_rep=use_rep,
+        backed=backed,
+        preprocess=preprocess,
+        seed=seed,
+        growth=growth,
+        score_growth=score_growth,
+        time_unit=time_unit,
+        gene_symbols=gene_symbols,
+        velocity=velocity,
+        gene_velocity=gene_velocity,
+        basis=basis,
+        overwrite=overwrite,
+        flag=flag,
+        preprocess_flag=preprocess_flag,
+    )
     model = CellFlow(
         adata,
         time_key,
@@ -329,17 +373,26 @@ def fit_h5ad(
             tl.velocity_embedding(adata, basis=basis, overwrite=overwrite)
     if growth is not None:
         tl.growth_rates(adata, model, overwrite=overwrite)
-    adata.uns["cellflow"] = {
+    adata.uns["cellflow"] = _fit_record(model, model_dir, time_key, steps, seed, growth)
+    if choices is not None:
+        adata.uns["cellflow"]["preprocess"] = choices
+    write_h5ad(adata, path_out)
+    return adata, model
+
+
+def _fit_record(model, model_dir, time_key, steps, seed, growth) -> dict:
+    """What ``cellflow fit`` did, for ``uns["cellflow"]``."""
+    return {
         "model_dir": str(model_dir),
         "method": model.method,
         "time_key": time_key,
-        "use_rep": use_rep,
+        "use_rep": model.course.use_rep,
         "n_pcs": int(model.course.n_pcs),
-        "whiten": bool(whiten),
+        "whiten": bool(model.course.whiten),
         "steps": int(steps),
         "batch_size": int(model.batch_size),
         "seed": int(seed),
-        "per_interval": bool(per_interval),
+        "per_interval": bool(model.per_interval),
         "growth": growth or "none",
         **(
             {"prior_scale": float(model.prior_scale)}
@@ -348,10 +401,6 @@ def fit_h5ad(
         ),
         "final_loss": float(np.mean(model.history.loss[-50:])),
     }
-    if choices is not None:
-        adata.uns["cellflow"]["preprocess"] = choices
-    write_h5ad(adata, path_out)
-    return adata, model
 
 
 def _unfinished_fit(model_dir: Path, path_out: Path) -> bool:

@@ -460,6 +460,77 @@ def fate_entropy(F: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(F).all(1), np.clip(H, 0.0, 1.0), np.nan)
 
 
+def _found_states(adata, model, k: int, steps: int, overwrite: bool) -> None:
+    """``obs["terminal_states"]`` found by this model: computed with the defaults of
+    :func:`cellflow.tl.terminal_states` when absent, refused when another model found them."""
+    from ._terminal import terminal_states
+
+    if "terminal_states" not in adata.obs:
+        terminal_states(adata, model, k=k, steps=steps, overwrite=overwrite)
+        return
+    made_by = dict(adata.uns.get("terminal_states_params", {})).get("model")
+    if made_by is not None and made_by != model_digest(model):
+        raise ValueError(
+            "obs['terminal_states'] was found with another model (other weights or another "
+            "held-out time); run cf.tl.terminal_states(adata, model, overwrite=True) for "
+            "this one, or pass groupby='terminal_states' to use those states as labels."
+        )
+
+
+def _landing_labels(adata, model, groupby, groups, at_to, t_to, found, k, steps):
+    """The fate columns, and each cell of ``t_to``'s one-hot row over them (sparse): its group,
+    ``"other"`` for the groups left out, none when unlabelled; a cell of a transient state
+    found by :func:`cellflow.tl.terminal_states` (or named as labels) gets the terminal states
+    it is absorbed in instead."""
+    import scipy.sparse as sp
+
+    labels, present, names = _groups_at(adata, groupby, at_to, groups, t_to)
+    columns = names + (["other"] if set(present) - set(names) else [])
+    col = {g: i for i, g in enumerate(columns)}
+    absorb = found or (
+        "terminal" in dict(adata.uns.get(f"{groupby}_params", {}))
+        and float(t_to) == float(model.course.times[-1])
+    )
+    if absorb:
+        return columns, _absorbed_labels(adata, model, at_to, columns, col, k, steps)
+    labelled = np.array([g is not None for g in labels])
+    j = np.array([col.get(g, len(columns) - 1) for g in labels[labelled]], dtype=np.int64)
+    onehot = sp.csr_matrix(
+        (np.ones(len(j)), (np.flatnonzero(labelled), j)), shape=(len(labels), len(columns))
+    )
+    return columns, onehot
+
+
+def _fate_rows(m, chain, sde, *, sources, t_to, onehot, k, eps, steps, **path):
+    """Every source time's fates and masses under model ``m``, stacked in the order of
+    ``sources``: along the chain of measured times, or pushed straight to ``t_to`` (the cells at
+    ``t_to`` take their own labels)."""
+    if chain:
+        out, masses = _chained_fates(m, sources, t_to, onehot, k, eps, steps, sde, **path)
+        return np.concatenate(out), np.concatenate(masses)
+    out, masses = [], []
+    for s in sources:
+        F_s, mass_s = (
+            (_shares(onehot), np.ones(onehot.shape[0]))
+            if s == t_to
+            else _fate_matrix(m, s, t_to, onehot, k, eps, steps, sde, **path)
+        )
+        out.append(F_s)
+        masses.append(mass_s)
+    return np.concatenate(out), np.concatenate(masses)
+
+
+def _shares_of(F0: np.ndarray, m0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The share of cells whose future is each fate (the mean fate of the cells with one), and
+    the share of their descendants in it (weighted by the mass each carries)."""
+    ok = np.isfinite(F0).all(1)
+    if not ok.any():
+        nan = np.full(F0.shape[1], np.nan)
+        return nan, nan
+    ancestors = F0[ok].mean(0)
+    return ancestors, (m0[ok, None] * F0[ok]).sum(0) / m0[ok].sum()
+
+
 def fates(
     adata,
     model,
@@ -579,9 +650,6 @@ def fates(
     >>> adata.obsm["fate"].head(), adata.obs["fate_entropy"].describe()  # doctest: +SKIP
     """
     import pandas as pd
-    import scipy.sparse as sp
-
-    from ._terminal import terminal_states
 
     check_model(adata, model)
     _check_samples(n_samples, spread, confidence, model)
@@ -615,54 +683,15 @@ def fates(
     refuse_overwrite([f"{f}[{c!r}]" for f, c in fields if c in getattr(adata, f)], overwrite)
     at_to = _time_mask(adata, model, t_to, "t_to")
     adata = adata.copy() if copy else adata
-    if found and groupby not in adata.obs:
-        terminal_states(adata, model, k=k, steps=steps, overwrite=overwrite)
-    elif found:
-        made_by = dict(adata.uns.get("terminal_states_params", {})).get("model")
-        if made_by is not None and made_by != model_digest(model):
-            raise ValueError(
-                "obs['terminal_states'] was found with another model (other weights or another "
-                "held-out time); run cf.tl.terminal_states(adata, model, overwrite=True) for "
-                "this one, or pass groupby='terminal_states' to use those states as labels."
-            )
-    labels, present, names = _groups_at(adata, groupby, at_to, groups, t_to)
-    columns = names + (["other"] if set(present) - set(names) else [])
-    col = {g: i for i, g in enumerate(columns)}
-    # cells left in transient states are followed on to the terminal ones, also when the states
-    # of cf.tl.terminal_states (another model's) are named as labels
-    absorb = found or (
-        "terminal" in dict(adata.uns.get(f"{groupby}_params", {}))
-        and float(t_to) == float(model.course.times[-1])
-    )
-    if absorb:
-        onehot = _absorbed_labels(adata, model, at_to, columns, col, k, steps)
-    else:
-        labelled = np.array([g is not None for g in labels])
-        j = np.array([col.get(g, len(columns) - 1) for g in labels[labelled]], dtype=np.int64)
-        onehot = sp.csr_matrix(
-            (np.ones(len(j)), (np.flatnonzero(labelled), j)), shape=(len(labels), len(columns))
-        )
+    if found:
+        _found_states(adata, model, k, steps, overwrite)
+    columns, onehot = _landing_labels(adata, model, groupby, groups, at_to, t_to, found, k, steps)
     sources = [float(s) for s in model.course.times if t_from <= s <= t_to] if every else [t_from]
     rows = [np.flatnonzero(_time_mask(adata, model, s, "t_from")) for s in sources]
 
     chain = _use_chain(chain, model)
-
-    def fate_rows(m, sde_, **path):  # every source time's fates, stacked in the order of rows
-        if chain:
-            out, masses = _chained_fates(m, sources, t_to, onehot, k, eps, steps, sde_, **path)
-        else:
-            out, masses = [], []
-            for s in sources:
-                F_s, mass_s = (
-                    (_shares(onehot), np.ones(onehot.shape[0]))
-                    if s == t_to
-                    else _fate_matrix(m, s, t_to, onehot, k, eps, steps, sde_, **path)
-                )
-                out.append(F_s)
-                masses.append(mass_s)
-        return np.concatenate(out), np.concatenate(masses)
-
-    F, mass = fate_rows(model, sde)
+    landing = dict(sources=sources, t_to=t_to, onehot=onehot, k=k, eps=eps, steps=steps)
+    F, mass = _fate_rows(model, chain, sde, **landing)
     first = np.arange(len(rows[0]))  # the cells of the earliest source time
     pushed = np.concatenate([np.full(len(r), s != t_to) for s, r in zip(sources, rows)])
     lost = int((np.isnan(F).any(1) & pushed).sum())
@@ -677,7 +706,7 @@ def fates(
     values = {"": F}
     if n_samples:
         draws = [
-            fate_rows(rep, sde or bool(path), **path)[0]
+            _fate_rows(rep, chain, sde or bool(path), **landing, **path)[0]
             for rep, path in _samples(model, int(n_samples), spread, progress)
         ]
         values = _spread(np.stack(draws), confidence)
@@ -692,11 +721,7 @@ def fates(
     H = np.full(adata.n_obs, np.nan)
     H[at] = fate_entropy(F)
     adata.obs[f"{key_added}_entropy"] = H
-    # the shares are those of the earliest cells (of t_from)
-    F0, m0 = F[first], mass[first]
-    ok = np.isfinite(F0).all(1)
-    ancestors = F0[ok].mean(0) if ok.any() else np.full(len(columns), np.nan)
-    descendants = (m0[ok, None] * F0[ok]).sum(0) / m0[ok].sum() if ok.any() else ancestors
+    ancestors, descendants = _shares_of(F[first], mass[first])  # the earliest cells' (t_from)
     if model.growth is not None:
         m_out = np.full(adata.n_obs, np.nan)
         m_out[at] = mass
