@@ -30,6 +30,8 @@ BENCHMARK_OT_PLAN = "minibatch"
 TIME_SCALE = "index"
 #: a model standardises its features only when asked
 MODEL_WHITEN = False
+#: the fewest cells a time point may have
+MIN_CELLS = 10
 #: a model averages its weights, so that pushes over several intervals stay on the measured cells
 MODEL_EMA_DECAY = 0.999
 #: the benchmark: the paper's 5 leading PCs (or every column of a narrower layout), standardised

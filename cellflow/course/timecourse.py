@@ -41,7 +41,7 @@ from typing import get_args
 
 import numpy as np
 
-from .._defaults import MODEL_WHITEN, TIME_SCALE, USE_REP
+from .._defaults import MIN_CELLS, MODEL_WHITEN, TIME_SCALE, USE_REP
 from .._types import TimeScale
 from .fingerprint import fingerprint, fingerprint_differences, mismatch_error, source_digest
 from .read import Standardizer, check_n_pcs, get_times, representation_matrix
@@ -58,22 +58,12 @@ class TimeCourse:
 
     Parameters
     ----------
-    adata
-        Cells with sampling times in ``obs[time_key]`` and a representation in ``obsm[use_rep]``.
-    time_key
-        Column of ``adata.obs`` with each cell's time (numbers, or categories labelled by numbers).
-    use_rep, n_pcs
-        The representation and how many of its leading columns to use (default all).
-        ``use_rep="X"`` reads ``adata.X`` itself, dense, sparse or on disk (a backed AnnData),
-        a minibatch of rows at a time (:mod:`cellflow.course.store`); an ``obsm``
-        representation is copied once to float32.
-    whiten
-        Standardise each feature; otherwise centre and divide by one scalar, the root mean
-        feature variance (:class:`cellflow.course.read.Standardizer`).
-    time_scale
-        ``"index"`` or ``"real"``: the clock (see the module docstring).
-    min_cells
-        Refuse time points with fewer cells than this.
+    adata, time_key, use_rep, n_pcs, whiten, time_scale, min_cells
+        As for :class:`cellflow.CellFlow`, which reads its data through a course: the cells
+        with times in ``obs[time_key]`` and a representation in ``obsm[use_rep]`` (or ``X``,
+        read a minibatch of rows at a time, :mod:`cellflow.course.store`), its standardisation
+        (:class:`cellflow.course.read.Standardizer`), the clock (module docstring) and the
+        fewest cells a time point may have.
     growth_key
         A column of growth priors that belongs to the data (its digest joins the fingerprint).
     """
@@ -87,7 +77,7 @@ class TimeCourse:
         n_pcs: int | None = None,
         whiten: bool = MODEL_WHITEN,
         time_scale: TimeScale = TIME_SCALE,
-        min_cells: int = 10,
+        min_cells: int = MIN_CELLS,
         growth_key: str | None = None,
     ):
         if time_scale not in get_args(TimeScale):

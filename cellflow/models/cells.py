@@ -51,6 +51,7 @@ import torch
 
 from .._defaults import (
     HIDDEN,
+    MIN_CELLS,
     MODEL_WHITEN,
     TIME_SCALE,
     USE_REP,
@@ -173,7 +174,7 @@ class CellFlow(CellTraining, ModelBase):
         growth: Growth | None = None,
         growth_key: str | None = None,
         tau_a: float | None = None,
-        min_cells: int = 10,
+        min_cells: int = MIN_CELLS,
         seed: int = 0,
         device: str | torch.device = "cpu",
         tau: float | None = None,
