@@ -32,6 +32,10 @@ TIME_SCALE = "index"
 MODEL_WHITEN = False
 #: the fewest cells a time point may have
 MIN_CELLS = 10
+#: an obsm representation up to this size (in float32) is copied into the model, standardised,
+#: for the fastest draws; a larger one is drawn from the AnnData's own array a minibatch at a
+#: time, so that an atlas is held in memory once
+STORE_COPY_BYTES = 2**30
 #: a model averages its weights, so that pushes over several intervals stay on the measured cells
 MODEL_EMA_DECAY = 0.999
 #: the benchmark: the paper's 5 leading PCs (or every column of a narrower layout), standardised

@@ -41,7 +41,7 @@ from typing import get_args
 
 import numpy as np
 
-from .._defaults import MIN_CELLS, MODEL_WHITEN, TIME_SCALE, USE_REP
+from .._defaults import MIN_CELLS, MODEL_WHITEN, STORE_COPY_BYTES, TIME_SCALE, USE_REP
 from .._types import TimeScale
 from .fingerprint import fingerprint, fingerprint_differences, mismatch_error, source_digest
 from .read import Standardizer, check_n_pcs, get_times, representation_matrix
@@ -107,8 +107,13 @@ class TimeCourse:
         self._cell_times = t
         #: the row indices (into ``obs``) of each time point's cells
         self.groups = [np.flatnonzero(t == s) for s in self.times]
-        self.store = CellStore(self.groups, self.scaler, source, keep=use_rep != "X")
+        # a representation up to STORE_COPY_BYTES is copied (standardised, float32); X and a
+        # larger representation are read a minibatch of rows at a time from where they are
+        copy = use_rep != "X" and 4 * source.shape[0] * source.n_cols <= STORE_COPY_BYTES
+        self.store = CellStore(self.groups, self.scaler, source, keep=copy)
         self.fingerprint = fingerprint(adata, use_rep, time_key, self.n_pcs, growth_key)
+        # what check_source compares: 256 rows of what the store reads on demand
+        self._source_sha1 = source_digest(self.store.source) if self.store.on_demand else None
         # measured time s sits at (s - time_origin) / time_unit on the clock of "real"
         self.time_origin = float(self.times[0])
         self.time_unit = float((self.times[-1] - self.times[0]) / (len(self.times) - 1))
@@ -176,19 +181,19 @@ class TimeCourse:
         return X
 
     def check_source(self) -> None:
-        """With ``use_rep="X"`` the cells are read from ``adata.X`` whenever they are needed;
-        refuse if X has changed since the course was read (an in-place ``sc.pp.scale``, say),
-        which would otherwise mix old and new values without a word."""
+        """With ``use_rep="X"`` (or a representation too large to copy, ``STORE_COPY_BYTES``)
+        the cells are read from the AnnData whenever they are needed; refuse if they have
+        changed since the course was read (an in-place ``sc.pp.scale``, say), which would
+        otherwise mix old and new values without a word."""
         if not self.store.on_demand:
-            return  # an obsm representation was copied when the course was read
-        if source_digest(self.store.source) != self.fingerprint["rep_sha1"]:
+            return  # the representation was copied when the course was read
+        if source_digest(self.store.source) != self._source_sha1:
+            where = f"adata.{self.store.source.name}"
             raise ValueError(
-                "adata.X has changed since this model was built (e.g. sc.pp.scale(adata) or "
-                "another "
-                "in-place step), and a model with use_rep='X' reads its cells from it. Undo the "
-                "change (work on adata.copy()), or build and train a new model on the AnnData as "
-                "it "
-                "is now."
+                f"{where} has changed since this model was built (e.g. sc.pp.scale(adata) or "
+                f"another in-place step), and the model reads its cells from it. Undo the change "
+                "(work on adata.copy()), or build and train a new model on the AnnData as it is "
+                "now."
             )
 
     def check(self, adata) -> None:

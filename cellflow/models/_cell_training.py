@@ -99,7 +99,8 @@ class CellTraining:
             self.growth
             or not minibatch_free
             or biggest > WHOLE_PLAN_ENTRIES
-            or self.course.store.on_demand  # X read row by row: a whole plan would read it all
+            # X read row by row: a whole plan would read it all
+            or (self.course.store.on_demand and self.course.use_rep == "X")
         ):
             return None
         from tqdm.auto import tqdm

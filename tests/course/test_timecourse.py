@@ -124,3 +124,29 @@ def test_digests_read_in_pieces_are_those_of_the_whole():
         assert representation_digest(a, "X_pca", 2) == want
     finally:
         store._BLOCK_BYTES = before
+
+
+def test_a_large_representation_is_drawn_from_the_anndata_with_the_same_result(monkeypatch):
+    """Above STORE_COPY_BYTES the model draws from the AnnData's own array instead of a copy:
+    the same seed trains the same weights, bit for bit, the cells read back are the measured
+    ones, and an in-place change of the array is refused rather than read."""
+    import cellflow.course.timecourse as tc
+
+    a = _adata()
+    a.obsm["X_pca"] = a.obsm["X_pca"].astype(np.float32)
+    copied = cf.CellFlow(a, "day", seed=0)
+    copied.train(steps=20, batch_size=16, progress=False)
+    monkeypatch.setattr(tc, "STORE_COPY_BYTES", 0)
+    drawn = cf.CellFlow(a, "day", seed=0)
+    assert drawn.course.store.on_demand and not copied.course.store.on_demand
+    drawn.train(steps=20, batch_size=16, progress=False)
+    assert drawn.ot_plan == copied.ot_plan == "whole"  # whole plans still where they fit
+    for p, q in zip(copied.net.state_dict().values(), drawn.net.state_dict().values()):
+        assert torch.equal(p, q)
+    # read from the array they are the values themselves; from the copy, through float32
+    np.testing.assert_array_equal(drawn.cells_at(3), a.obsm["X_pca"][25:50])
+    np.testing.assert_allclose(copied.cells_at(3), a.obsm["X_pca"][25:50], atol=1e-6)
+    a.obsm["X_pca"][0, 0] += 1.0  # in place: the drawn model would read the new value
+    with pytest.raises(ValueError, match=r"adata.obsm\['X_pca'\] has changed"):
+        drawn.cells_at(2)
+    copied.cells_at(2)  # a copy is not affected
