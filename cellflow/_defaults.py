@@ -34,7 +34,7 @@ MODEL_WHITEN = False
 MIN_CELLS = 10
 #: an obsm representation up to this size (in float32) is copied into the model, standardised,
 #: for the fastest draws; a larger one is drawn from the AnnData's own array a minibatch at a
-#: time, so that an atlas is held in memory once
+#: time, so that an atlas is held in memory once (method guide, "Memory on large courses")
 STORE_COPY_BYTES = 2**30
 #: a model averages its weights, so that pushes over several intervals stay on the measured cells
 MODEL_EMA_DECAY = 0.999
