@@ -1,10 +1,10 @@
 """Saving a `CellFlow` to a folder and loading it against an AnnData.
 
-A saved model is ``config.json`` (settings, times, scaling, and a fingerprint of the AnnData
-it was trained on) beside ``model.pt`` (a state dict; ``score.pt``, ``geodesic.pt`` and
-``growth.pt`` for SB, OT-MFM and growth-aware models), read back with ``torch.load(...,
-weights_only=True)``. Loading against
-another AnnData is refused with what differs.
+A saved model is ``config.json`` (settings, the time course's block with the fingerprint of the
+AnnData it was trained on, :meth:`cellflow.course.TimeCourse.to_dict`) beside ``model.pt`` (a
+state dict; ``score.pt``, ``geodesic.pt`` and ``growth.pt`` for SB, OT-MFM and growth-aware
+models), each read back with ``torch.load(path, weights_only=True)``. Loading against another
+AnnData is refused with what differs.
 """
 
 from __future__ import annotations
