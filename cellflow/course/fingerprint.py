@@ -95,11 +95,14 @@ def fingerprint(
     time_key: str | None = None,
     n_cols: int | None = None,
     growth_key: str | None = None,
+    *,
+    rep_sha1: str | None = None,
 ) -> dict:
     """What identifies the AnnData a model was trained on: the number of cells, a hash of their
     names, the shape of the representation, and (given ``time_key``, ``n_cols`` and
     ``growth_key``) digests of the representation's values (:func:`representation_digest`), of
-    the cells' times and of their growth prior."""
+    the cells' times and of their growth prior. ``rep_sha1``: the representation's digest when
+    the caller has hashed it already (in the same pass that read it for something else)."""
     names = names_digest(adata.obs_names)
     fp = {
         "n_obs": int(adata.n_obs),
@@ -108,7 +111,7 @@ def fingerprint(
     }
     if n_cols is not None:
         fp["n_cols"] = int(n_cols)
-        fp["rep_sha1"] = representation_digest(adata, use_rep, n_cols)
+        fp["rep_sha1"] = rep_sha1 or representation_digest(adata, use_rep, n_cols)
     if time_key is not None:
         t, times = get_times(adata, time_key, min_points=1)
         fp["times"] = times.tolist()

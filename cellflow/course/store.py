@@ -123,17 +123,22 @@ class RowSource:
             )
             yield slice(start, start + len(sel)), block
 
-    def moments(self) -> tuple[np.ndarray, np.ndarray]:
+    def moments(self, digest=None) -> tuple[np.ndarray, np.ndarray]:
         r"""Column mean and variance in one pass of blocks; raises if any entry is NaN or inf.
 
         Each block's mean and sum of squared deviations :math:`M_2` are merged into the running
         ones (Chan et al. 1979): :math:`\delta = \bar x_B - \bar x_A`,
         :math:`M_2 = M_{2,A} + M_{2,B} + \delta^2 n_A n_B / (n_A + n_B)`, which stays accurate
         where :math:`E[x^2] - E[x]^2` would cancel (coordinates far from 0, such as a layout's).
+        ``digest`` (a ``hashlib`` object) is updated with each block's float64 bytes in the same
+        pass: the representation's digest (:mod:`cellflow.course.fingerprint`) without reading
+        it twice.
         """
         count, mean, m2 = 0, np.zeros(self.n_cols), np.zeros(self.n_cols)
         bad = 0
         for _, block in self.blocks():
+            if digest is not None:
+                digest.update(np.ascontiguousarray(block, dtype=np.float64).tobytes())
             ok = np.isfinite(block).all(1)
             bad += int((~ok).sum())
             if bad or not len(block):

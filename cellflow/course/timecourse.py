@@ -36,6 +36,7 @@ Example
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from typing import get_args
 
@@ -103,7 +104,9 @@ class TimeCourse:
                 f"time point(s) {few} have fewer than min_cells={min_cells} cells; drop them or "
                 "lower min_cells."
             )
-        self.scaler = Standardizer.from_moments(*source.moments(), self.whiten)
+        # an obsm representation's digest is taken in the pass that reads its moments
+        digest = None if use_rep == "X" else hashlib.sha1()
+        self.scaler = Standardizer.from_moments(*source.moments(digest), self.whiten)
         self._cell_times = t
         #: the row indices (into ``obs``) of each time point's cells
         self.groups = [np.flatnonzero(t == s) for s in self.times]
@@ -111,7 +114,14 @@ class TimeCourse:
         # larger representation are read a minibatch of rows at a time from where they are
         copy = use_rep != "X" and 4 * source.shape[0] * source.n_cols <= STORE_COPY_BYTES
         self.store = CellStore(self.groups, self.scaler, source, keep=copy)
-        self.fingerprint = fingerprint(adata, use_rep, time_key, self.n_pcs, growth_key)
+        self.fingerprint = fingerprint(
+            adata,
+            use_rep,
+            time_key,
+            self.n_pcs,
+            growth_key,
+            rep_sha1=None if digest is None else digest.hexdigest(),
+        )
         # what check_source compares: 256 rows of what the store reads on demand
         self._source_sha1 = source_digest(self.store.source) if self.store.on_demand else None
         # measured time s sits at (s - time_origin) / time_unit on the clock of "real"
