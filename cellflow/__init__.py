@@ -38,6 +38,8 @@ _LAZY = {
     "StraightPath": ".flow.paths",
     "VPPath": ".flow.paths",
     "CellFlow": ".models.cells",
+    "read_lazy": ".course.ondisk",
+    "LazyAnnData": ".course.ondisk",
     "FlowModel": ".models.flow",
     "TrainConfig": ".train.trainer",
     "seed_everything": ".train.trainer",
@@ -126,6 +128,8 @@ def __dir__():
 
 __all__ = [
     "CellFlow",
+    "read_lazy",
+    "LazyAnnData",
     "evaluate_holdout",
     "summarize_holdout",
     "FlowModel",

@@ -31,6 +31,7 @@ __all__ = [
     "has_representation",
     "read_representation",
     "representation_shape",
+    "block_moments",
 ]
 
 _BLOCK_BYTES = 64 * 2**20  # densified block size when a matrix is read in passes
@@ -124,36 +125,58 @@ class RowSource:
             yield slice(start, start + len(sel)), block
 
     def moments(self, digest=None) -> tuple[np.ndarray, np.ndarray]:
-        r"""Column mean and variance in one pass of blocks; raises if any entry is NaN or inf.
-
-        Each block's mean and sum of squared deviations :math:`M_2` are merged into the running
-        ones (Chan et al. 1979): :math:`\delta = \bar x_B - \bar x_A`,
-        :math:`M_2 = M_{2,A} + M_{2,B} + \delta^2 n_A n_B / (n_A + n_B)`, which stays accurate
-        where :math:`E[x^2] - E[x]^2` would cancel (coordinates far from 0, such as a layout's).
-        ``digest`` (a ``hashlib`` object) is updated with each block's float64 bytes in the same
-        pass: the representation's digest (:mod:`cellflow.course.fingerprint`) without reading
-        it twice.
+        """Column mean and variance in one pass of blocks (:func:`block_moments`); raises if
+        any entry is NaN or inf. ``digest`` (a ``hashlib`` object) is updated with each block's
+        float64 bytes in the same pass: the representation's digest
+        (:mod:`cellflow.course.fingerprint`) without reading it twice.
         """
-        count, mean, m2 = 0, np.zeros(self.n_cols), np.zeros(self.n_cols)
-        bad = 0
-        for _, block in self.blocks():
-            if digest is not None:
-                digest.update(np.ascontiguousarray(block, dtype=np.float64).tobytes())
-            ok = np.isfinite(block).all(1)
-            bad += int((~ok).sum())
-            if bad or not len(block):
-                continue
-            nb, mb = len(block), block.mean(0)
-            delta = mb - mean
-            m2 += np.square(block - mb).sum(0) + np.square(delta) * count * nb / (count + nb)
-            mean += delta * nb / (count + nb)
-            count += nb
+        blocks = (block for _, block in self.blocks())
+        if digest is not None:
+            blocks = _hashed(blocks, digest)
+        mean, var, bad = block_moments(blocks, self.n_cols)
         if bad:
             fix = "fix the matrix" if self.name == "X" else "recompute the representation"
             raise ValueError(
                 f"adata.{self.name} has NaN or inf in {bad} cells; remove those cells or {fix}."
             )
-        return mean, m2 / max(count, 1)
+        return mean, var
+
+
+def _hashed(blocks, digest):
+    """``blocks`` unchanged, each one's float64 bytes fed to ``digest`` on the way."""
+    for block in blocks:
+        digest.update(np.ascontiguousarray(block, dtype=np.float64).tobytes())
+        yield block
+
+
+def block_moments(blocks, n_cols: int) -> tuple[np.ndarray, np.ndarray, int]:
+    r"""Column mean and variance of the rows of ``blocks`` (dense 2-D arrays), merged a block
+    at a time (Chan et al. 1979), and the number of rows with NaN or inf (left out; the moments
+    are then those of the finite rows before the first bad one's block and are not to be used).
+
+    Each block's mean and sum of squared deviations :math:`M_2` are merged into the running
+    ones: :math:`\delta = \bar x_B - \bar x_A`,
+    :math:`M_2 = M_{2,A} + M_{2,B} + \delta^2 n_A n_B / (n_A + n_B)`, which stays accurate
+    where :math:`E[x^2] - E[x]^2` would cancel (coordinates far from 0, such as a layout's).
+
+    >>> X = np.random.default_rng(0).normal(5.0, 2.0, size=(100, 3))
+    >>> mean, var, bad = block_moments(np.array_split(X, 7), 3)
+    >>> bool(np.allclose(mean, X.mean(0)) and np.allclose(var, X.var(0))), bad
+    (True, 0)
+    """
+    count, mean, m2 = 0, np.zeros(n_cols), np.zeros(n_cols)
+    bad = 0
+    for block in blocks:
+        ok = np.isfinite(block).all(1)
+        bad += int((~ok).sum())
+        if bad or not len(block):
+            continue
+        nb, mb = len(block), block.mean(0)
+        delta = mb - mean
+        m2 += np.square(block - mb).sum(0) + np.square(delta) * count * nb / (count + nb)
+        mean += delta * nb / (count + nb)
+        count += nb
+    return mean, m2 / max(count, 1), bad
 
 
 def representation_blocks(adata, use_rep: str, n_cols: int | None = None):
@@ -244,8 +267,29 @@ class CellStore:
         rows = self.groups[i][idx.numpy()]
         return torch.from_numpy(self.scaler.forward(self.source.rows(rows)).astype(np.float32))
 
-    def cells(self, i: int) -> np.ndarray:
-        """All cells of time point ``i`` in the representation's units (float64, dense)."""
+    def cells(self, i: int, rows: np.ndarray | None = None) -> np.ndarray:
+        """The cells of time point ``i`` (all, or those at positions ``rows`` within it, in that
+        order) in the representation's units (float64, dense)."""
         if self._tensors is not None:
-            return self.scaler.inverse(self._tensors[i].numpy().astype(np.float64))
-        return np.concatenate([b for _, b in self.source.blocks(self.groups[i])])
+            Z = self._tensors[i] if rows is None else self._tensors[i][torch.as_tensor(rows)]
+            return self.scaler.inverse(Z.numpy().astype(np.float64))
+        g = self.groups[i] if rows is None else self.groups[i][np.asarray(rows, dtype=np.int64)]
+        if not len(g):
+            return np.zeros((0, self.source.n_cols))
+        return np.concatenate([b for _, b in self.source.blocks(g)])
+
+    def blocks(self, i: int, block_rows: int = 2**16):
+        """The cells of time point ``i`` in the representation's units, a block of rows at a
+        time (float64): nothing the size of the time point is built."""
+        if self._tensors is None:
+            yield from (b for _, b in self.source.blocks(self.groups[i], block_rows))
+            return
+        for s in range(0, len(self.groups[i]), block_rows):
+            Z = self._tensors[i][s : s + block_rows].numpy().astype(np.float64)
+            yield self.scaler.inverse(Z)
+
+    def moments(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Column mean and variance of the cells of time point ``i`` (representation units),
+        read a block at a time (:func:`block_moments`)."""
+        mean, var, _ = block_moments(self.blocks(i), len(self.scaler.mean))
+        return mean, var

@@ -172,11 +172,19 @@ class TimeCourse:
         """The position of a measured time in :attr:`times`."""
         return int(np.flatnonzero(self.times == self.measured(time, name))[0])
 
-    def cells_at(self, time) -> np.ndarray:
-        """The observed cells at a measured time, in the representation's units."""
+    def cells_at(self, time, rows: np.ndarray | None = None) -> np.ndarray:
+        """The observed cells at a measured time (all, or those at positions ``rows`` among
+        them), in the representation's units."""
         i = self.index(time)
         self.check_source()
-        return self.store.cells(i)
+        return self.store.cells(i, rows)
+
+    def moments_at(self, time) -> tuple[np.ndarray, np.ndarray]:
+        """Column mean and variance of the cells at a measured time (representation units),
+        read a block of cells at a time."""
+        i = self.index(time)
+        self.check_source()
+        return self.store.moments(i)
 
     def check_cells(self, X) -> np.ndarray:
         """``X`` as float64 cells of this representation, or an error saying the shape wanted."""

@@ -25,7 +25,7 @@ from scipy import sparse
 
 from .._types import whole_number
 
-__all__ = ["knn_assignment", "kernel_landing"]
+__all__ = ["knn_assignment", "kernel_landing", "landmark_rows"]
 
 
 def knn_assignment(Y: np.ndarray, X: np.ndarray, k: int = 30) -> sparse.csr_matrix:
@@ -54,6 +54,20 @@ def knn_assignment(Y: np.ndarray, X: np.ndarray, k: int = 30) -> sparse.csr_matr
     return sparse.csr_matrix((w.ravel(), (rows, idx.ravel())), shape=(len(Y), len(X)))
 
 
+def landmark_rows(n: int, max_landmarks: int | None, seed: int = 0) -> np.ndarray | None:
+    """The positions (sorted) of the ``max_landmarks`` of ``n`` observed cells that
+    :func:`kernel_landing` lands on, drawn at random seeded by ``seed``; ``None`` when all ``n``
+    are used. A caller that reads only these cells (and their labels) gets the same landing.
+
+    >>> landmark_rows(10, 20) is None, landmark_rows(10, 3, seed=1).tolist()
+    (True, [3, 5, 6])
+    """
+    if max_landmarks is None or n <= int(max_landmarks):
+        return None
+    rng = np.random.default_rng([int(seed), 7])
+    return np.sort(rng.choice(n, int(max_landmarks), replace=False))
+
+
 def kernel_landing(
     Y: np.ndarray,
     X: np.ndarray,
@@ -63,6 +77,7 @@ def kernel_landing(
     max_landmarks: int | None = None,
     seed: int = 0,
     chunk: int = 4096,
+    spread: float | None = None,
 ) -> np.ndarray:
     r"""Where the labels ``G`` of the observed cells ``X`` land from each point of ``Y``:
     :math:`(W G)_i` with :math:`W_{ij} = e^{-\lVert y_i - x_j\rVert^2/\varepsilon} / \sum_l
@@ -82,6 +97,9 @@ def kernel_landing(
         (seeded by ``seed``), each standing for the cells left out near it: the estimate is a
         ratio of two sample sums, off by about :math:`0.5/\sqrt{n_\mathrm{eff}}` for the
         :math:`n_\mathrm{eff}` landmarks a point's kernel covers. ``None``: every cell.
+    spread
+        The total variance :math:`\sum_d \mathrm{Var}(X_{\cdot d})` that sets ε, when ``X`` is
+        already a sample (:func:`landmark_rows`) of the cells it stands for; default ``X``'s own.
     chunk
         Rows of ``Y`` per block (memory ``chunk`` × m float32 values). The arithmetic is float32
         (weights relative to each row's nearest cell, so they never all underflow; shares of
@@ -113,10 +131,10 @@ def kernel_landing(
     if len(X) < 1:
         raise ValueError("need at least one observed cell to land on.")
     G = np.asarray(G.todense() if hasattr(G, "todense") else G, dtype=np.float64)
-    scale = max(float(eps) * 2.0 * float(X.var(0).sum()), 1e-12)
-    if max_landmarks is not None and len(X) > int(max_landmarks):
-        rng = np.random.default_rng([int(seed), 7])
-        pick = np.sort(rng.choice(len(X), int(max_landmarks), replace=False))
+    spread = float(X.var(0).sum()) if spread is None else float(spread)
+    scale = max(float(eps) * 2.0 * spread, 1e-12)
+    pick = landmark_rows(len(X), max_landmarks, seed)
+    if pick is not None:
         X, G = X[pick], G[pick]
     centre = X.mean(0)  # distances from centred coordinates lose no float32 digits to an offset
     Xt = torch.from_numpy((X - centre).astype(np.float32))

@@ -36,6 +36,15 @@ def cell_times(adata, model) -> np.ndarray:
     return get_times(adata, model.course.time_key, min_points=1)[0]
 
 
+def obs_index(adata):
+    """The index of a per-cell table written to ``adata.obsm``: ``obs_names``; for a
+    :class:`cellflow.LazyAnnData` a stand-in, which its writer replaces by the names on disk
+    (millions of names are never built in memory)."""
+    from ..course.ondisk import is_lazy
+
+    return pd.RangeIndex(adata.n_obs) if is_lazy(adata) else adata.obs_names
+
+
 def rep_basis(use_rep: str) -> str:
     """``"X_pca"`` → ``"pca"``: the suffix scVelo and CellRank use in ``velocity_<basis>``."""
     return use_rep[2:] if use_rep.startswith("X_") else use_rep

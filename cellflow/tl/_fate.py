@@ -21,6 +21,12 @@ Each interval's landing adds its own spread, as a cell's uncertainty grows with 
 ahead; one straight push of a deterministic flow lands in one spot and gives fates nearer 0 or 1
 (the method guide, "Fates without labels", has the comparison). ``chain=False`` pushes straight.
 
+**At scale.** The kernel lands on at most :data:`~cellflow._defaults.FATE_LANDMARKS` cells of a
+time (drawn at random, seeded by the model's ``seed``; its width is set by all the cells there).
+A time between the cells asked for and ``t_to`` is only landed on, so only its landmarks are
+pushed on: the fates of millions of cells cost one push of the cells asked for, and one of a
+few thousand cells per interval.
+
 **How sure.** ``fates`` and ``pull`` with ``n_samples=K`` compute their answer K times and
 report the mean, the standard deviation and a percentile interval per cell. The K answers come
 from K bootstrap replicates of the model (``spread="bootstrap"``, any method: each trained as
@@ -42,7 +48,14 @@ import numpy as np
 from .._defaults import FATE_EPS, FATE_LANDMARKS
 from .._io import refuse_overwrite
 from .._types import FateSpread, whole_number
-from ._common import cell_times, check_model, model_digest, select_cells, time_labels
+from ._common import (
+    cell_times,
+    check_model,
+    model_digest,
+    obs_index,
+    select_cells,
+    time_labels,
+)
 
 
 def _time_mask(adata, model, t: float, what: str) -> np.ndarray:
@@ -107,13 +120,28 @@ def _landing_eps(eps, model) -> float | None:
     return float(eps)
 
 
-def _landed(model, t_from, t_to, G, k, eps, steps, sde, n_samples=10, seed=None, mass=False):
+def _landing_rows(model, t, eps) -> np.ndarray | None:
+    """The positions, among the cells at ``t``, that a landing there lands on: at most
+    :data:`~cellflow._defaults.FATE_LANDMARKS` of them for the entropic kernel
+    (:func:`cellflow.models.landing.landmark_rows`), ``None`` for all."""
+    from ..models.landing import landmark_rows
+
+    if eps is None:
+        return None
+    return landmark_rows(model.course.sizes()[model.course.index(t)], FATE_LANDMARKS, model.seed)
+
+
+def _landed(
+    model, t_from, t_to, G, k, eps, steps, sde, n_samples=10, seed=None, mass=False, rows=None
+):
     r"""Where the label mass ``G`` of the cells at ``t_to`` lands from each cell at ``t_from``
     (cells × groups): :math:`P G` with the transition matrix of :meth:`CellFlow.transition_matrix`
     (the ``k`` nearest cells) for ``eps=None``, else the entropic kernel at relative ``eps``
-    (:func:`cellflow.models.landing.kernel_landing`), averaged over ``n_samples`` SDE paths per cell
-    with ``sde``. With ``mass``, also each cell's mass at ``t_to`` along its ODE path (all 1
-    without growth)."""
+    (:func:`cellflow.models.landing.kernel_landing`) on the landmarks of ``t_to``
+    (:func:`_landing_rows`: only those cells are read, and only their rows of ``G`` are used),
+    averaged over ``n_samples`` SDE paths per cell with ``sde``. ``rows``: the positions of the
+    cells at ``t_from`` to push (default all; the entropic kernel only). With ``mass``, also each
+    cell's mass at ``t_to`` along its ODE path (all 1 without growth)."""
     from ..models.landing import kernel_landing
 
     grows = mass and model.growth is not None
@@ -126,17 +154,27 @@ def _landed(model, t_from, t_to, G, k, eps, steps, sde, n_samples=10, seed=None,
         L = P @ G
         L = L.toarray() if hasattr(L, "toarray") else np.asarray(L, dtype=np.float64)
     else:
+        cells = None if rows is None else model.course.cells_at(t_from, rows)
         Y, m = model.endpoints(
-            t_from, t_to, steps=steps, sde=sde, n_samples=n_samples, seed=seed, return_mass=grows
+            t_from,
+            t_to,
+            cells=cells,
+            steps=steps,
+            sde=sde,
+            n_samples=n_samples,
+            seed=seed,
+            return_mass=grows,
         )
         paths = int(n_samples) if sde else 1
+        pick = _landing_rows(model, t_to, eps)
+        scale = model.course.scaler.scale
         L = kernel_landing(
             model.course.scaler.forward(Y),
-            model.course.scaler.forward(model.course.cells_at(t_to)),
-            G,
+            model.course.scaler.forward(model.course.cells_at(t_to, pick)),
+            G if pick is None else G[pick],
             eps,
-            max_landmarks=FATE_LANDMARKS,
-            seed=model.seed,
+            # the kernel's width is set by all the cells at t_to, not by the landmarks
+            spread=float((model.course.moments_at(t_to)[1] / scale**2).sum()),
         )
         if paths > 1:
             L = L.reshape(len(Y) // paths, paths, -1).mean(1)
@@ -413,8 +451,16 @@ def _chained_fates(model, sources, t_to, onehot, k, eps, steps, sde, **path):
     lo = min(sources)
     chain = sorted({*map(float, sources), *(s for s in trained if lo <= s <= t_to)})
     G = {float(t_to): onehot.tocsr().astype(np.float64)}
+    wanted = set(map(float, sources))
     for a, b in reversed(list(zip(chain[:-1], chain[1:]))):
-        G[a] = _landed(model, a, b, G[b], k, eps, steps, sde, **path)
+        # a time between the sources and t_to is only landed on: its landmarks alone are pushed
+        rows = None if a in wanted else _landing_rows(model, a, eps)
+        La = _landed(model, a, b, G[b], k, eps, steps, sde, rows=rows, **path)
+        if rows is not None:
+            full = np.zeros((model.course.sizes()[model.course.index(a)], La.shape[1]))
+            full[rows] = La  # the other rows are never read
+            La = full
+        G[a] = La
     fates, masses = [], []
     for s in sources:
         fates.append(_shares(G[float(s)]))
@@ -716,7 +762,7 @@ def fates(
         out = np.full((adata.n_obs, len(columns)), np.nan)
         out[at] = value
         adata.obsm[f"{key_added}{suffix}"] = pd.DataFrame(
-            out, index=adata.obs_names, columns=columns
+            out, index=obs_index(adata), columns=columns
         )
     H = np.full(adata.n_obs, np.nan)
     H[at] = fate_entropy(F)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._io import refuse_overwrite
+from ..course.ondisk import is_lazy
 from ..course.store import (
     RowSource,
     read_representation,
@@ -28,7 +29,10 @@ from ._common import cell_times, check_model, rep_basis
 
 
 def _gene_velocities(adata, use_rep: str, genes: bool) -> bool:
-    """Whether :func:`velocity` writes gene-space velocities (``layers``, ``var``)."""
+    """Whether :func:`velocity` writes gene-space velocities (``layers``, ``var``); never into a
+    :class:`cellflow.LazyAnnData` (a dense cells × genes layer is what it is there to avoid)."""
+    if is_lazy(adata):
+        return False
     return use_rep == "X" or (
         genes and use_rep == "X_pca" and "PCs" in adata.varm and adata.n_vars > 0
     )
@@ -74,7 +78,10 @@ def velocity(
     Parameters
     ----------
     adata
-        The AnnData the model was trained on.
+        The AnnData the model was trained on, or its file opened with
+        ``cf.read_lazy(path, mode="r+")`` (:class:`cellflow.LazyAnnData`): the velocities are
+        then written into the file a block of cells at a time, never all in memory, and no
+        gene velocities are written.
     model
         A trained :class:`cellflow.CellFlow`.
     key_added
@@ -131,13 +138,15 @@ def velocity(
         adata.var[f"{key_added}_genes"] = np.arange(adata.n_vars) < model.course.n_pcs
     else:
         # a block of cells at a time: no float64 copy of the representation or the velocities
+        # (into a LazyAnnData's file: the velocities are never all in memory)
         times, k = cell_times(adata, model), model.course.n_pcs
-        full = np.zeros(representation_shape(adata, model.course.use_rep), dtype=np.float32)
+        shape = representation_shape(adata, model.course.use_rep)
+        full = adata.obsm.create(okey, shape) if is_lazy(adata) else np.zeros(shape, np.float32)
         for rows, block in representation_blocks(adata, model.course.use_rep, k):
             full[rows, :k] = model.velocity(block, times[rows], chunk_size=chunk_size)
-        V = full[:, :k]
         adata.obsm[okey] = full
     if do_genes and not on_x:
+        V = full[:, : model.course.n_pcs]
         PCs = np.asarray(adata.varm["PCs"])[:, : model.course.n_pcs]
         adata.layers[key_added] = (V @ PCs.T).astype(np.float32)
         used = np.abs(PCs).sum(1) > 0

@@ -374,3 +374,37 @@ def test_fates_land_with_the_kernel_by_default_and_sharp_on_request(sinks):
     assert 0.3 < soft.mean() < 0.7 and soft.std() < sharp.std()
     cf.tl.pull(a, model, {"side": "R"}, t_from=0, t_to=2, key_added="to_R")
     assert np.allclose(a.obs.loc[day0, "to_R"], soft)  # pull is one column of fates
+
+
+def test_only_the_landmarks_of_a_time_between_are_pushed(monkeypatch):
+    """Fates along the chain push, at a time between the sources and t_to, only the cells that
+    the landing there lands on (its landmarks): the result is the chain with every cell pushed
+    and landed with kernel_landing's own landmarks, computed here by hand (within float32
+    rounding of batched pushes)."""
+    import cellflow.tl._fate as fate
+    from cellflow.models.landing import kernel_landing
+
+    monkeypatch.setattr(fate, "FATE_LANDMARKS", 60)
+    rng = np.random.default_rng(2)
+    day = np.repeat([0, 1, 2, 3], 120)
+    side = np.where(rng.random(len(day)) < 0.5, -1.0, 1.0)
+    X = np.column_stack([side * day, day]) + rng.normal(0, 0.4, (len(day), 2))
+    obs = pd.DataFrame({"day": day, "side": np.where(side > 0, "R", "L")})
+    a = ad.AnnData(obs=obs.set_axis([f"c{i}" for i in range(len(day))]))
+    a.obsm["X_pca"] = X
+    m = cf.CellFlow(a, "day", seed=3)
+    m.train(steps=150, progress=False)
+    calls = []
+    push = m.push
+    monkeypatch.setattr(
+        m, "push", lambda X0, *args, **kw: calls.append(len(X0)) or push(X0, *args, **kw)
+    )
+    cf.tl.fates(a, m, "side", t_from=0, progress=False)
+    assert calls == [60, 60, 120]  # days 2 and 1: their landmarks; day 0: every cell
+    fwd = m.course.scaler.forward
+    G = np.c_[a.obs["side"] == "L", a.obs["side"] == "R"][day == 3].astype(float)
+    for t in (2, 1, 0):
+        Y = push(m.cells_at(t), t, t + 1, steps=100)
+        G = kernel_landing(fwd(Y), fwd(m.cells_at(t + 1)), G, 0.1, max_landmarks=60, seed=3)
+    got = a.obsm["fates_side"][["L", "R"]].to_numpy()[day == 0]
+    np.testing.assert_allclose(got, G / G.sum(1, keepdims=True), atol=1e-5)
