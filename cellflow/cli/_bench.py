@@ -86,20 +86,34 @@ def _bench_speed(args) -> int:
 
 
 def _bench_scale(args) -> int:
-    from ..bench.scale import run
+    if args.cells is not None:  # the atlas on disk
+        from ..bench.atlas import run as atlas
 
-    df = run(
-        n_cells=args.n_cells,
-        n_pcs=args.n_pcs,
-        small=args.small,
-        method=args.method,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        x_cells=args.x_cells,
-        x_genes=args.x_genes,
-        x_density=args.x_density,
-    )
+        df = atlas(
+            cells=args.cells,
+            n_pcs=args.n_pcs,
+            n_times=args.n_times,
+            method=args.method,
+            seed=args.seed,
+            keep=args.keep,
+            fates=not args.no_fates,
+            progress=not args.quiet,
+            **_given(args, "steps", "batch_size"),
+        )
+    else:
+        from ..bench.scale import run
+
+        df = run(
+            n_cells=args.n_cells,
+            n_pcs=args.n_pcs,
+            small=args.small,
+            method=args.method,
+            seed=args.seed,
+            x_cells=args.x_cells,
+            x_genes=args.x_genes,
+            x_density=args.x_density,
+            **_given(args, "steps", "batch_size"),
+        )
     if args.out:
         write_csv(df, args.out, index=False)
         print(f"wrote {args.out}")
@@ -384,18 +398,46 @@ def _add_speed(bsub) -> None:
 
 
 def _add_scale(bsub) -> None:
-    D = bench_defaults("scale")
+    D, A = bench_defaults("scale"), bench_defaults("atlas")
     sc = bsub.add_parser(
         "scale",
         help="a synthetic million-cell time course: step time vs number of cells, "
-        "velocities of all cells, peak memory",
+        "velocities of all cells, peak memory; with --cells, an atlas written to disk and "
+        "read from it, to fates",
     )
+    sc.add_argument(
+        "--cells",
+        type=int,
+        default=None,
+        help="write a synthetic atlas of this many cells to an .h5ad (lineages, branches, "
+        "clusters; cellflow.bench.atlas) and read it on demand: build, train, velocities of "
+        "every cell into the file, fates of the first time point, each stage's time and peak "
+        "memory",
+    )
+    sc.add_argument("--n-times", type=int, default=A["n_times"], help="time points (--cells)")
+    sc.add_argument(
+        "--keep",
+        default=None,
+        help="with --cells: write the atlas to this .h5ad and keep it; an existing one is reused",
+    )
+    sc.add_argument("--no-fates", action="store_true", help="with --cells: skip the fates")
+    sc.add_argument("--quiet", action="store_true", help="no progress bars")
     sc.add_argument("--n-cells", type=int, default=D["n_cells"])
     sc.add_argument("--n-pcs", type=int, default=D["n_pcs"])
     sc.add_argument("--small", type=int, default=D["small"], help="cells of the comparison run")
     sc.add_argument("--method", choices=TORCHCFM_METHODS, default=D["method"])
-    sc.add_argument("--steps", type=int, default=D["steps"])
-    sc.add_argument("--batch-size", type=int, default=D["batch_size"])
+    sc.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help=f"(default {D['steps']}, or {A['steps']} with --cells)",
+    )
+    sc.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"(default {D['batch_size']}, or {A['batch_size']} with --cells)",
+    )
     sc.add_argument("--seed", type=int, default=D["seed"])
     sc.add_argument(
         "--x-cells",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import get_args
 
 from .. import _defaults as D
@@ -56,6 +57,7 @@ def _fit(args) -> int:
         overwrite=args.overwrite,
         global_coupling=args.global_coupling,
         backed=args.backed,
+        on_disk=args.on_disk,
         progress=not args.quiet,
         device=args.device,
         ema_decay=args.ema,
@@ -74,7 +76,8 @@ def _fit(args) -> int:
 
     if not is_main():
         return 0
-    print(f"{model!r}\nwrote {args.out} and the model to {adata.uns['cellflow']['model_dir']}")
+    where = args.model_dir or Path(args.out).with_name(Path(args.out).stem + "_model")
+    print(f"{model!r}\nwrote {args.out} and the model to {where}")
     return 0
 
 
@@ -158,6 +161,14 @@ def _add_fit(sub) -> None:
         action="store_true",
         help="leave X on disk and read the rows each step draws "
         "(with --use-rep X, for files larger than memory)",
+    )
+    f.add_argument(
+        "--on-disk",
+        action="store_true",
+        help="never load IN: read its times and the representation from the file as they are "
+        "needed, and write OUT as a copy of IN with the velocities added a block of cells at a "
+        "time (atlases of millions of cells; obsm representations; no gene velocities, no "
+        "projection onto --basis); says the expected peak memory and time before it starts",
     )
     f.add_argument(
         "--n-pcs",

@@ -277,10 +277,15 @@ def fit_h5ad(
     score_growth: str | None = None,
     time_unit: str = "day",
     gene_symbols: str | None = None,
+    on_disk: bool = False,
     flag: str = "overwrite=True",
     preprocess_flag: str = "preprocess=True",
 ):
     """Fit a :class:`cellflow.CellFlow`, save it, add velocities, write ``path_out``.
+
+    ``on_disk=True`` never loads the input: it is read on demand and ``path_out`` is the input
+    with the velocities added, written a block of cells at a time (:mod:`cellflow.cli._ondisk`;
+    returns ``(None, model)``).
 
     ``backed=True`` leaves ``X`` on disk, for ``use_rep="X"`` on files larger than memory;
     ``metric`` is passed to :meth:`cellflow.CellFlow.train` (OT-MFM only), as is ``ema_decay``
@@ -311,6 +316,49 @@ def fit_h5ad(
     # that run's, not the user's: it is replaced without asking
     replace_model = overwrite or _unfinished_fit(model_dir, path_out)
     check_model_folder(model_dir, replace_model, flag)
+    model_kwargs = dict(
+        time_key=time_key,
+        use_rep=use_rep,
+        n_pcs=n_pcs,
+        whiten=whiten,
+        method=method,
+        sigma=sigma,
+        time_scale=time_scale,
+        per_interval=per_interval,
+        growth=growth,
+        growth_key=growth_key,
+        tau_a=tau_a,
+        seed=seed,
+        device=device,
+    )
+    train_kwargs = dict(
+        steps=steps,
+        batch_size=batch_size,
+        ot_batch_size=ot_batch_size,
+        ot_plan=ot_plan,
+        global_coupling=global_coupling,
+        ema_decay=ema_decay or None,
+        metric=metric,
+    )
+    if on_disk:
+        from ._ondisk import fit_on_disk
+
+        _check_on_disk(
+            path_in, use_rep, backed, preprocess, score_growth, velocity, growth, overwrite, flag
+        )
+        model = fit_on_disk(
+            Path(path_in),
+            path_out,
+            model_dir,
+            replace_model,
+            model_kwargs=model_kwargs,
+            train_kwargs=train_kwargs,
+            velocity=velocity,
+            growth=growth,
+            record=lambda m: _fit_record(m, model_dir, time_key, steps, seed, growth),
+            progress=progress,
+        )
+        return None, model
     adata = read_h5ad(path_in, backed=backed)
     choices = _prepared_input(
         adata,
@@ -330,41 +378,13 @@ def fit_h5ad(
         flag=flag,
         preprocess_flag=preprocess_flag,
     )
-    model = CellFlow(
-        adata,
-        time_key,
-        use_rep=use_rep,
-        n_pcs=n_pcs,
-        whiten=whiten,
-        method=method,
-        sigma=sigma,
-        time_scale=time_scale,
-        per_interval=per_interval,
-        growth=growth,
-        growth_key=growth_key,
-        tau_a=tau_a,
-        seed=seed,
-        device=device,
-    )
-    model.train(
-        steps=steps,
-        batch_size=batch_size,
-        ot_batch_size=ot_batch_size,
-        ot_plan=ot_plan,
-        global_coupling=global_coupling,
-        ema_decay=ema_decay or None,
-        progress=progress,
-        metric=metric,
-    )
+    model = CellFlow(adata, **model_kwargs)
+    model.train(progress=progress, **train_kwargs)
     from ..train import distributed
 
     if not distributed.is_main():  # under torchrun, rank 0 writes the results
         return adata, model
-    with model_folder(model_dir, replace_model) as tmp:
-        model._write_files(tmp)
-        cfg = json.loads((tmp / "config.json").read_text())
-        cfg["fit_output"] = str(path_out.resolve())  # see _unfinished_fit
-        (tmp / "config.json").write_text(json.dumps(cfg, indent=2))
+    save_fitted(model, model_dir, replace_model, path_out)
     if velocity:
         tl.velocity(adata, model, genes=gene_velocity, overwrite=overwrite)
         # the velocity is already in obsm[f"velocity_{basis}"] when the embedding is the
@@ -378,6 +398,47 @@ def fit_h5ad(
         adata.uns["cellflow"]["preprocess"] = choices
     write_h5ad(adata, path_out)
     return adata, model
+
+
+def save_fitted(model, model_dir: Path, replace_model: bool, path_out: Path) -> None:
+    """Save a fitted model to ``model_dir`` (whole or not at all); its ``config.json`` names the
+    output it is for (:func:`_unfinished_fit`)."""
+    with model_folder(model_dir, replace_model) as tmp:
+        model._write_files(tmp)
+        cfg = json.loads((tmp / "config.json").read_text())
+        cfg["fit_output"] = str(path_out.resolve())  # see _unfinished_fit
+        (tmp / "config.json").write_text(json.dumps(cfg, indent=2))
+
+
+def _check_on_disk(
+    path_in, use_rep, backed, preprocess, score_growth, velocity, growth, overwrite, flag
+) -> None:
+    """Refuse, before any work, what ``--on-disk`` does not do, and results already in the
+    input that the fit would replace (without ``overwrite``)."""
+    from ..course.ondisk import read_lazy
+    from ..tl._velocity import existing_velocity_keys
+
+    cli = flag == "--overwrite"
+    name = "--on-disk" if cli else "on_disk=True"
+    for given, what, fix in [
+        (use_rep == "X", "--use-rep X" if cli else "use_rep='X'", "use --backed for X"),
+        (backed, "--backed" if cli else "backed=True", "drop one of them"),
+        (preprocess, "--preprocess" if cli else "preprocess", "compute the PCs first"),
+        (score_growth, "--score-growth" if cli else "score_growth", "score it first"),
+    ]:
+        if given:
+            raise ValueError(
+                f"{name} reads a representation in obsm; {what} needs the AnnData in "
+                f"memory ({fix})."
+            )
+    with read_lazy(path_in) as lazy:
+        existing = existing_velocity_keys(lazy, use_rep, genes=False) if velocity else []
+        existing += ["obs['growth_rate']"] * (growth is not None and "growth_rate" in lazy.obs)
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"{path_in} already holds {', '.join(existing)}; pass {flag} to replace "
+            f"{'it' if len(existing) == 1 else 'them'}."
+        )
 
 
 def _fit_record(model, model_dir, time_key, steps, seed, growth) -> dict:

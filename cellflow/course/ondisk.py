@@ -127,15 +127,30 @@ class _Elements(MutableMapping):
             return  # created by create() and filled in place
         if key in g:
             del g[key]
-        frame = isinstance(value, pd.DataFrame) and self._name == "obsm"
-        if frame:  # its index is the cells' names: copied on disk, not built in memory
-            value = value.set_axis(pd.RangeIndex(len(value)).astype(str))
-        _io()[1](g, key, value)
-        if frame:
-            index = g[key].attrs["_index"]
-            del g[key][index]
-            obs = self._owner.file["obs"]
-            self._owner.file.copy(obs[obs.attrs["_index"]], g[key], name=index)
+        if isinstance(value, pd.DataFrame) and self._name == "obsm":
+            self._write_frame(g, key, value)
+        else:
+            _io()[1](g, key, value)
+
+    def _write_frame(self, g, key: str, frame: pd.DataFrame) -> None:
+        """A per-cell table in anndata's dataframe format, column by column, its index the
+        cells' names copied on disk (its own index is not read: it is one row per cell)."""
+        if len(frame) != self._owner.n_obs:
+            raise ValueError(f"obsm[{key!r}] needs one row per cell ({self._owner.n_obs}).")
+        out = g.create_group(key)
+        columns = [str(c) for c in frame.columns]
+        for name, column in zip(columns, frame.columns):
+            _io()[1](out, name, frame[column].to_numpy())
+        obs = self._owner.file["obs"]
+        self._owner.file.copy(obs[obs.attrs["_index"]], out, name="_index")
+        out.attrs.update(
+            {
+                "_index": "_index",
+                "column-order": np.array(columns, dtype=object),
+                "encoding-type": "dataframe",
+                "encoding-version": "0.2.0",
+            }
+        )
 
     def create(self, key: str, shape: tuple, dtype=np.float32):
         """A new zero-filled dataset ``key`` (replacing one there), in anndata's array format,

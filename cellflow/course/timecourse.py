@@ -52,6 +52,8 @@ __all__ = ["TimeCourse", "MIN_REAL_GAP"]
 
 #: with ``time_scale="real"``, an interval shorter than this share of the mean one is warned about
 MIN_REAL_GAP = 1e-3
+#: a representation read on demand from a dataset stored in chunks of more rows is warned about
+CHUNK_ROWS_WARN = 64
 
 
 class TimeCourse:
@@ -114,6 +116,15 @@ class TimeCourse:
         # larger representation are read a minibatch of rows at a time from where they are
         copy = use_rep != "X" and 4 * source.shape[0] * source.n_cols <= STORE_COPY_BYTES
         self.store = CellStore(self.groups, self.scaler, source, keep=copy)
+        chunk = getattr(source.M, "chunks", None)  # an on-disk (h5py) dataset's chunk shape
+        if self.store.on_demand and use_rep != "X" and chunk and chunk[0] > CHUNK_ROWS_WARN:
+            warnings.warn(
+                f"obsm[{use_rep!r}] is stored on disk in chunks of {chunk[0]} rows (a compressed "
+                "or chunked .h5ad), and training reads the rows each step draws from it: every "
+                "row costs the read of its whole chunk. Write the file without compression "
+                "(anndata stores a dense array contiguous by default) for fast draws.",
+                stacklevel=3,
+            )
         self.fingerprint = fingerprint(
             adata,
             use_rep,

@@ -76,7 +76,7 @@ def kernel_landing(
     *,
     max_landmarks: int | None = None,
     seed: int = 0,
-    chunk: int = 4096,
+    chunk: int = 256,
     spread: float | None = None,
 ) -> np.ndarray:
     r"""Where the labels ``G`` of the observed cells ``X`` land from each point of ``Y``:
@@ -101,9 +101,10 @@ def kernel_landing(
         The total variance :math:`\sum_d \mathrm{Var}(X_{\cdot d})` that sets ε, when ``X`` is
         already a sample (:func:`landmark_rows`) of the cells it stands for; default ``X``'s own.
     chunk
-        Rows of ``Y`` per block (memory ``chunk`` × m float32 values). The arithmetic is float32
-        (weights relative to each row's nearest cell, so they never all underflow; shares of
-        float32 sums, about 7 digits), the result float64.
+        Rows of ``Y`` per block (memory a few ``chunk`` × m float32 values: 8 MB each for 8,192
+        cells; small blocks stay in the processor's cache and run fastest). The arithmetic is
+        float32 (weights relative to each row's nearest cell, so they never all underflow;
+        shares of float32 sums, about 7 digits), the result float64.
 
     Returns
     -------

@@ -132,7 +132,19 @@ def _landing_rows(model, t, eps) -> np.ndarray | None:
 
 
 def _landed(
-    model, t_from, t_to, G, k, eps, steps, sde, n_samples=10, seed=None, mass=False, rows=None
+    model,
+    t_from,
+    t_to,
+    G,
+    k,
+    eps,
+    steps,
+    sde,
+    n_samples=10,
+    seed=None,
+    mass=False,
+    rows=None,
+    at_landmarks=False,
 ):
     r"""Where the label mass ``G`` of the cells at ``t_to`` lands from each cell at ``t_from``
     (cells × groups): :math:`P G` with the transition matrix of :meth:`CellFlow.transition_matrix`
@@ -140,8 +152,9 @@ def _landed(
     (:func:`cellflow.models.landing.kernel_landing`) on the landmarks of ``t_to``
     (:func:`_landing_rows`: only those cells are read, and only their rows of ``G`` are used),
     averaged over ``n_samples`` SDE paths per cell with ``sde``. ``rows``: the positions of the
-    cells at ``t_from`` to push (default all; the entropic kernel only). With ``mass``, also each
-    cell's mass at ``t_to`` along its ODE path (all 1 without growth)."""
+    cells at ``t_from`` to push (default all; the entropic kernel only); ``at_landmarks``: ``G``
+    holds the rows of the landmarks of ``t_to`` only. With ``mass``, also each cell's mass at
+    ``t_to`` along its ODE path (all 1 without growth)."""
     from ..models.landing import kernel_landing
 
     grows = mass and model.growth is not None
@@ -171,7 +184,7 @@ def _landed(
         L = kernel_landing(
             model.course.scaler.forward(Y),
             model.course.scaler.forward(model.course.cells_at(t_to, pick)),
-            G if pick is None else G[pick],
+            G if pick is None or at_landmarks else G[pick],
             eps,
             # the kernel's width is set by all the cells at t_to, not by the landmarks
             spread=float((model.course.moments_at(t_to)[1] / scale**2).sum()),
@@ -452,15 +465,16 @@ def _chained_fates(model, sources, t_to, onehot, k, eps, steps, sde, **path):
     chain = sorted({*map(float, sources), *(s for s in trained if lo <= s <= t_to)})
     G = {float(t_to): onehot.tocsr().astype(np.float64)}
     wanted = set(map(float, sources))
+    on_landmarks = set()  # the times whose G holds the rows of their landmarks only
     for a, b in reversed(list(zip(chain[:-1], chain[1:]))):
         # a time between the sources and t_to is only landed on: its landmarks alone are pushed
         rows = None if a in wanted else _landing_rows(model, a, eps)
-        La = _landed(model, a, b, G[b], k, eps, steps, sde, rows=rows, **path)
+        given = dict(at_landmarks=True) if b in on_landmarks else {}
+        G[a] = _landed(model, a, b, G[b], k, eps, steps, sde, rows=rows, **given, **path)
         if rows is not None:
-            full = np.zeros((model.course.sizes()[model.course.index(a)], La.shape[1]))
-            full[rows] = La  # the other rows are never read
-            La = full
-        G[a] = La
+            on_landmarks.add(a)
+        if b not in wanted:
+            del G[b]  # swept past
     fates, masses = [], []
     for s in sources:
         fates.append(_shares(G[float(s)]))

@@ -673,6 +673,35 @@ def test_bench_throughput_times_every_method_and_the_ratio(capsys):
     assert "our OT-CFM / our I-CFM, per round" in capsys.readouterr().out
 
 
+def test_fit_on_disk_writes_what_the_in_memory_fit_writes(h5ad, tmp_path, capsys):
+    """Issue #54: `fit --on-disk` trains the model the loaded file trains (same weights, so the
+    same velocities), says its expected memory and time first, writes OUT as the input plus the
+    velocities, leaves the input as it was, and refuses what it cannot do."""
+    import hashlib
+
+    before = hashlib.sha1(h5ad.read_bytes()).hexdigest()
+    common = "--time-key day --steps 30 --batch-size 32 --no-gene-velocity --basis none"
+    assert cli("fit", h5ad, "--out", tmp_path / "mem.h5ad", common, "--quiet") == 0
+    assert cli("fit", h5ad, "--out", tmp_path / "disk.h5ad", common, "--on-disk") == 0
+    err = capsys.readouterr().err
+    assert "expected peak memory about" in err and "expected time on this machine" in err
+    mem, disk = ad.read_h5ad(tmp_path / "mem.h5ad"), ad.read_h5ad(tmp_path / "disk.h5ad")
+    np.testing.assert_array_equal(disk.obsm["velocity_pca"], mem.obsm["velocity_pca"])
+    np.testing.assert_array_equal(disk.obsm["X_umap"], mem.obsm["X_umap"])
+    assert list(disk.obs_names) == list(mem.obs_names) and disk.uns["cellflow"]["on_disk"]
+    assert hashlib.sha1(h5ad.read_bytes()).hexdigest() == before
+    model = CellFlow.load(tmp_path / "disk_model", ad.read_h5ad(h5ad))
+    assert model.course.n_pcs == 3
+    # its own output, fitted again: the velocities there are only replaced on request
+    again = tmp_path / "again.h5ad"
+    assert cli("fit", tmp_path / "disk.h5ad", "--out", again, common, "--on-disk --quiet") == 2
+    assert "velocity_pca" in capsys.readouterr().err
+    for extra in ("--use-rep X", "--backed", "--preprocess"):
+        assert cli("fit", h5ad, "--out", again, common, "--on-disk --quiet", extra) == 2
+        assert "--on-disk reads a representation in obsm" in capsys.readouterr().err
+    assert not again.exists()
+
+
 def test_bench_scale_small_run(tmp_path):
     out = tmp_path / "scale.csv"
     rc = cli(

@@ -117,3 +117,21 @@ def test_names_are_read_in_chunks(tmp_path, monkeypatch):
         assert list(names) == list(a.obs_names) and len(names) == a.n_obs
         assert names[3] == "cell3" and list(names[[5, 2, 5]]) == ["cell5", "cell2", "cell5"]
         assert names_digest(names, chunk=11) == names_digest(a.obs_names)
+
+
+def test_a_chunked_representation_drawn_from_disk_is_warned_about(tmp_path, monkeypatch):
+    """Each drawn row of a chunked (compressed) dataset costs a whole chunk: said, with the fix."""
+    import h5py
+
+    import cellflow.course.timecourse as tc
+
+    a, path = _write(tmp_path)
+    with h5py.File(path, "r+") as f:
+        X = f["obsm/X_pca"][:]
+        attrs = dict(f["obsm/X_pca"].attrs)
+        del f["obsm/X_pca"]
+        ds = f["obsm"].create_dataset("X_pca", data=X, chunks=(128, 4), compression="gzip")
+        ds.attrs.update(attrs)
+    monkeypatch.setattr(tc, "STORE_COPY_BYTES", 16)
+    with cf.read_lazy(path) as lazy, pytest.warns(UserWarning, match="chunks of 128 rows"):
+        cf.CellFlow(lazy, "day")
