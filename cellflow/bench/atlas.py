@@ -201,7 +201,6 @@ def run(
             stage(
                 f"train {steps} steps",
                 lambda: model.train(steps=steps, batch_size=batch_size, progress=progress),
-                ms_per_step=None,
             )
             rows[-1]["ms_per_step"] = 1e3 * rows[-1]["seconds"] / steps
             stage(
