@@ -206,10 +206,18 @@ class _Obs:
         values = _io()[0](self._group[key])
         return pd.Series(values, name=key)
 
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
     def __setitem__(self, key, values) -> None:
         self._owner._writable()
-        values = np.asarray(values)
-        if values.shape != (self._owner.n_obs,):
+        if isinstance(values, pd.Series):
+            values = values.array
+        if not isinstance(values, pd.Categorical):
+            values = np.asarray(values)
+            if values.dtype == object:  # labels (None: no label), stored as anndata stores them
+                values = pd.Categorical(values)
+        if np.shape(values) != (self._owner.n_obs,):
             raise ValueError(f"obs[{key!r}] needs one value per cell ({self._owner.n_obs}).")
         g = self._group
         if key in g:

@@ -394,9 +394,9 @@ def pull(
     whole_number(k, "k")
     extra = [f"{key_added}{s}" for s in ("_std", "_low", "_high")] if n_samples else []
     refuse_overwrite([f"obs[{c!r}]" for c in extra if c in adata.obs], overwrite)
-    chain = _use_chain(chain, model) and model.course.measured(
-        t_from, "t_from"
-    ) < model.course.measured(t_to, "t_to")
+    # times as numbers from here on (a label such as "2" names the measured time 2.0)
+    t_from, t_to = model.course.measured(t_from, "t_from"), model.course.measured(t_to, "t_to")
+    chain = _use_chain(chain, model) and t_from < t_to
     at_from, at_to, tgt, _, _ = _prepare(
         adata, model, target, "target", t_from, t_to, key_added, overwrite, k, steps, sde, P=False
     )

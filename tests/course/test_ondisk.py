@@ -135,3 +135,30 @@ def test_a_chunked_representation_drawn_from_disk_is_warned_about(tmp_path, monk
     monkeypatch.setattr(tc, "STORE_COPY_BYTES", 16)
     with cf.read_lazy(path) as lazy, pytest.warns(UserWarning, match="chunks of 128 rows"):
         cf.CellFlow(lazy, "day")
+
+
+@pytest.mark.filterwarnings("ignore:no macrostate", "ignore:no initial state")
+def test_every_tool_writes_into_the_file_what_it_writes_into_the_anndata(tmp_path):
+    """push, pull, interpolate, couplings, the label-free terminal states and fates give the same
+    answers on the file read on demand as on the loaded AnnData, and anndata reads them back."""
+    a, path = _write(tmp_path)
+    m1 = cf.CellFlow(a, "day", seed=2)
+    m1.train(steps=60, progress=False)
+    with cf.read_lazy(path, mode="r+") as lazy:
+        m2 = cf.CellFlow(lazy, "day", seed=2)
+        m2.train(steps=60, progress=False)
+        for adata, m in ((a, m1), (lazy, m2)):
+            cf.tl.push(adata, m, {"side": "R"}, t_from="0", t_to="2")
+            cf.tl.pull(adata, m, {"side": "R"}, t_from="0", t_to="2")
+            cf.tl.fates(adata, m, progress=False)
+        P1, P2 = cf.tl.couplings(a, m1), cf.tl.couplings(lazy, m2)
+        assert P1.keys() == P2.keys()
+        for key in P1:
+            assert abs(P1[key].X - P2[key].X).max() < 1e-12
+        np.testing.assert_array_equal(
+            cf.tl.interpolate(lazy, m2, time=1.5).X, cf.tl.interpolate(a, m1, time=1.5).X
+        )
+    back = ad.read_h5ad(path)
+    for key in ("push", "pull", "terminal_states", "initial_states", "fate_entropy"):
+        pd.testing.assert_series_equal(back.obs[key], a.obs[key], check_categorical=False)
+    pd.testing.assert_frame_equal(back.obsm["fate"], a.obsm["fate"])
