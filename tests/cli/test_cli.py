@@ -702,6 +702,39 @@ def test_fit_on_disk_writes_what_the_in_memory_fit_writes(h5ad, tmp_path, capsys
     assert not again.exists()
 
 
+def test_bench_scale_writes_an_atlas_and_runs_every_stage_from_disk(tmp_path):
+    """`bench scale --cells N`: the atlas on disk is what anndata reads (lineages in the shares
+    of the design at every time, cells growing as k + 1), and every stage reports its time and
+    memory; the fates of the first time point sum to 1."""
+    from cellflow.bench.atlas import SHARES, atlas_sizes
+
+    keep, out = tmp_path / "atlas.h5ad", tmp_path / "scale.csv"
+    rc = cli(
+        "bench scale --cells 6000 --n-times 4 --steps 30 --batch-size 64 --quiet --keep",
+        keep,
+        "--out",
+        out,
+    )
+    assert rc == 0
+    df = pd.read_csv(out)
+    assert df["stage"].tolist() == [
+        "write the course",
+        "build the model",
+        "train 30 steps",
+        "velocities of every cell",
+        "fates of the first time point",
+    ]
+    assert (df["peak_gb"] > 0).all() and (df["seconds"] > 0).all()
+    a = ad.read_h5ad(keep)
+    counts = a.obs.groupby("day", observed=True).size().to_numpy()
+    assert counts.tolist() == atlas_sizes(6000, 4).tolist() == [600, 1200, 1800, 2400]
+    shares = a.obs["lineage"].value_counts(normalize=True).sort_index().to_numpy()
+    assert np.abs(shares - np.array(SHARES)).max() < 0.03
+    assert a.obsm["velocity_pca"].shape == (6000, 50)
+    first = (a.obs["day"] == 0).to_numpy()
+    np.testing.assert_allclose(a.obsm["fates_lineage"].loc[first].sum(1), 1.0, atol=1e-6)
+
+
 def test_bench_scale_small_run(tmp_path):
     out = tmp_path / "scale.csv"
     rc = cli(

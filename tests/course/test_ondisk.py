@@ -162,3 +162,18 @@ def test_every_tool_writes_into_the_file_what_it_writes_into_the_anndata(tmp_pat
     for key in ("push", "pull", "terminal_states", "initial_states", "fate_entropy"):
         pd.testing.assert_series_equal(back.obs[key], a.obs[key], check_categorical=False)
     pd.testing.assert_frame_equal(back.obsm["fate"], a.obsm["fate"])
+
+
+def test_a_model_saved_from_the_file_loads_against_it_and_against_the_anndata(tmp_path):
+    a, path = _write(tmp_path)
+    with cf.read_lazy(path) as lazy:
+        m = cf.CellFlow(lazy, "day", seed=0)
+        m.train(steps=20, progress=False)
+        m.save(tmp_path / "model")
+        again = cf.CellFlow.load(tmp_path / "model", lazy)
+        assert _same_weights(m, again)
+    assert _same_weights(m, cf.CellFlow.load(tmp_path / "model", a))
+    b = a.copy()
+    b.obsm["X_pca"][0, 0] += 1.0
+    with pytest.raises(ValueError, match="not the one"):
+        cf.CellFlow.load(tmp_path / "model", b)
