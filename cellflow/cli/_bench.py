@@ -86,33 +86,30 @@ def _bench_speed(args) -> int:
 
 
 def _bench_scale(args) -> int:
+    common = dict(
+        n_pcs=args.n_pcs, method=args.method, seed=args.seed, **_given(args, "steps", "batch_size")
+    )
     if args.cells is not None:  # the atlas on disk
         from ..bench.atlas import run as atlas
 
         df = atlas(
             cells=args.cells,
-            n_pcs=args.n_pcs,
             n_times=args.n_times,
-            method=args.method,
-            seed=args.seed,
             keep=args.keep,
             fates=not args.no_fates,
             progress=not args.quiet,
-            **_given(args, "steps", "batch_size"),
+            **common,
         )
     else:
         from ..bench.scale import run
 
         df = run(
             n_cells=args.n_cells,
-            n_pcs=args.n_pcs,
             small=args.small,
-            method=args.method,
-            seed=args.seed,
             x_cells=args.x_cells,
             x_genes=args.x_genes,
             x_density=args.x_density,
-            **_given(args, "steps", "batch_size"),
+            **common,
         )
     if args.out:
         write_csv(df, args.out, index=False)
