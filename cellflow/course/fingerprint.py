@@ -33,6 +33,7 @@ __all__ = [
     "mismatch_error",
     "representation_digest",
     "source_digest",
+    "values_differ",
 ]
 
 
@@ -122,10 +123,22 @@ def fingerprint(
     return fp
 
 
+def values_differ(use_rep: str, n_cols: int) -> str:
+    """The difference :func:`fingerprint_differences` reports for other values of the
+    representation."""
+    rep = "X" if use_rep == "X" else f"obsm[{use_rep!r}]"
+    return (
+        f"the values of {rep} (its first {n_cols} columns) differ from those it was trained on "
+        "(a rerun PCA flips signs; sc.pp.scale and other in-place steps change values)"
+    )
+
+
 def fingerprint_differences(
-    adata, use_rep: str, saved: dict, time_key: str | None = None
+    adata, use_rep: str, saved: dict, time_key: str | None = None, *, values: bool = True
 ) -> list[str]:
     """What differs between ``adata`` and a saved fingerprint (empty when it is the same data).
+    ``values=False`` leaves out the representation's values (one pass over all of them), for a
+    caller that reads them anyway and compares their digest itself.
 
     Fingerprints saved before the value digests existed are compared on what they hold."""
     rep = "X" if use_rep == "X" else f"obsm[{use_rep!r}]"
@@ -142,14 +155,11 @@ def fingerprint_differences(
     if out:
         return out
     if (
-        "rep_sha1" in saved
+        values
+        and "rep_sha1" in saved
         and representation_digest(adata, use_rep, saved["n_cols"]) != saved["rep_sha1"]
     ):
-        out.append(
-            f"the values of {rep} (its first {saved['n_cols']} columns) differ from those it was "
-            "trained on "
-            "(a rerun PCA flips signs; sc.pp.scale and other in-place steps change values)"
-        )
+        out.append(values_differ(use_rep, saved["n_cols"]))
     if (
         time_key is not None and "times" in saved and time_key in adata.obs
     ):  # a missing column: get_times says so

@@ -44,7 +44,13 @@ import numpy as np
 
 from .._defaults import MIN_CELLS, MODEL_WHITEN, STORE_COPY_BYTES, TIME_SCALE, USE_REP
 from .._types import TimeScale
-from .fingerprint import fingerprint, fingerprint_differences, mismatch_error, source_digest
+from .fingerprint import (
+    fingerprint,
+    fingerprint_differences,
+    mismatch_error,
+    source_digest,
+    values_differ,
+)
 from .read import Standardizer, check_n_pcs, get_times, representation_matrix
 from .store import CellStore, RowSource, has_representation
 
@@ -310,9 +316,11 @@ class TimeCourse:
         )
 
     @staticmethod
-    def check_saved(config: dict, adata) -> None:
+    def check_saved(config: dict, adata, *, values: bool = True) -> None:
         """Raise unless ``adata`` is the AnnData of a saved course (its :meth:`to_dict`), with
-        everything that differs; before any of it is read into a new course."""
+        everything that differs; before any of it is read into a new course. ``values=False``
+        leaves the representation's values to :meth:`check_values` once the course is read (one
+        pass over them instead of two)."""
         problems = []
         if config["time_key"] not in adata.obs:
             problems.append(f"obs has no column {config['time_key']!r}")
@@ -323,9 +331,18 @@ class TimeCourse:
         else:
             # models saved before the fingerprint held the times still compare the time points
             saved = {"times": config["times"], **config["fingerprint"]}
-            problems += fingerprint_differences(adata, config["use_rep"], saved, config["time_key"])
+            problems += fingerprint_differences(
+                adata, config["use_rep"], saved, config["time_key"], values=values
+            )
         if problems:
             raise mismatch_error(problems)
+
+    def check_values(self, config: dict) -> None:
+        """Raise unless the representation this course read has the values of a saved course
+        (its :meth:`to_dict`): the digest taken while reading it against the saved one."""
+        saved = config["fingerprint"].get("rep_sha1")
+        if saved is not None and saved != self.fingerprint.get("rep_sha1"):
+            raise mismatch_error([values_differ(self.use_rep, self.n_pcs)])
 
     def restore(self, config: dict) -> None:
         """Take the standardisation and clock of a saved course (its :meth:`to_dict`) on the
