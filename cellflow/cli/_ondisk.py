@@ -74,8 +74,9 @@ def time_estimate(model, adata, steps: int, batch_size: int | None) -> dict[str,
 
     some = pairs[:: max(1, len(pairs) // 3)]
     per_interval = sum(timed(lambda p=p: interval(*p)) for p in some) / len(some)
-    x = torch.randn(batch * len(pairs), course.n_pcs)
-    t = torch.rand(batch * len(pairs))
+    # (every draw here from its own generator: the training that follows is not touched)
+    x = torch.randn(batch * len(pairs), course.n_pcs, generator=g)
+    t = torch.rand(batch * len(pairs), generator=g)
 
     def learn():
         net.zero_grad()
