@@ -29,14 +29,12 @@ Example
 
 from __future__ import annotations
 
-import gc
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .scale import _peak_gb, _proc_status_gb, _reset_peak
+from .scale import measured
 
 #: the lineages, their shares of the cells at every time, and the cell states
 LINEAGES, SHARES, STATES = ("A", "B", "C", "D"), (0.4, 0.3, 0.2, 0.1), ("G1", "S", "G2M")
@@ -132,20 +130,17 @@ def write_atlas(
     return path
 
 
-def _stage(rows, name, n, t0, peak, base, **extra) -> None:
+def _stage(rows: list, name: str, n: int, fn):
+    """Run one stage (:func:`cellflow.bench.scale.measured`), add its row, print it; return
+    what it returned."""
+    out, seconds, peak, base = measured(fn)
     rows.append(
-        dict(
-            stage=name,
-            cells=n,
-            seconds=time.perf_counter() - t0,
-            peak_gb=peak,
-            above_start_gb=peak - base,
-            **extra,
-        )
+        dict(stage=name, cells=n, seconds=seconds, peak_gb=peak, above_start_gb=peak - base)
     )
     print(
         {k: (round(v, 3) if isinstance(v, float) else v) for k, v in rows[-1].items()}, flush=True
     )
+    return out
 
 
 def run(
@@ -169,30 +164,19 @@ def run(
     import cellflow as cf
 
     rows = []
-    tmpdir = None
-    if keep is not None and Path(keep).is_file():
-        path = Path(keep)
-    else:
-        tmpdir = tempfile.TemporaryDirectory()
-        path = Path(keep) if keep else Path(tmpdir.name) / "atlas.h5ad"
-        base, exact = _proc_status_gb("VmRSS") or 0.0, _reset_peak()
-        t0 = time.perf_counter()
-        write_atlas(path, cells, n_pcs, n_times, seed)
-        peak = (_proc_status_gb("VmHWM") if exact else None) or _peak_gb()
-        _stage(rows, "write the course", cells, t0, peak, base)
+    tmpdir = None if keep else tempfile.TemporaryDirectory()
+    path = Path(keep) if keep else Path(tmpdir.name) / "atlas.h5ad"
+    if not path.is_file():
+        _stage(
+            rows, "write the course", cells, lambda: write_atlas(path, cells, n_pcs, n_times, seed)
+        )
     on_disk = path.stat().st_size / 1e9
     try:
         with cf.read_lazy(path, mode="r+") as adata:
             rep_gb = np.prod(adata.obsm["X_pca"].shape) * 4 / 1e9
 
-            def stage(name, fn, **extra):
-                gc.collect()
-                base, exact = _proc_status_gb("VmRSS") or 0.0, _reset_peak()
-                t0 = time.perf_counter()
-                out = fn()
-                peak = (_proc_status_gb("VmHWM") if exact else None) or _peak_gb()
-                _stage(rows, name, adata.n_obs, t0, peak, base, **extra)
-                return out
+            def stage(name, fn):
+                return _stage(rows, name, adata.n_obs, fn)
 
             model = stage(
                 "build the model",
@@ -230,7 +214,7 @@ def run(
                     f"{g} {s:.3f} (truth {t:.1f})" for g, s, t in zip(groups, share, truth)
                 )
     finally:
-        if tmpdir is not None and not keep:
+        if tmpdir is not None:
             tmpdir.cleanup()
     df = pd.DataFrame(rows)
     print(

@@ -81,6 +81,17 @@ def _proc_status_gb(field: str) -> float | None:
     return None
 
 
+def measured(fn):
+    """Run ``fn()`` and return ``(its result, seconds, peak GB, GB held before)``: the peak is
+    this call's own where Linux lets the high-water mark be reset, else the process's so far."""
+    gc.collect()
+    base, exact = _proc_status_gb("VmRSS") or 0.0, _reset_peak()
+    t0 = time.perf_counter()
+    out = fn()
+    seconds = time.perf_counter() - t0
+    return out, seconds, (_proc_status_gb("VmHWM") if exact else None) or _peak_gb(), base
+
+
 def synthetic_counts(
     n_cells: int, n_genes: int, density: float = 0.05, n_times: int = 3, seed: int = 0
 ):
